@@ -1,0 +1,163 @@
+"""The HTTP receiver (`spanline collect`): canonical JSON/NDJSON and OTLP/HTTP into Kafka.
+
+Status codes: 200 all accepted; 207 some items rejected (listed with reasons; the rest
+accepted); 400 unparseable body; 401 no key; 403 unknown key; 413 body too large;
+503 Kafka did not acknowledge (retry later). ``/v1/traces`` answers the OTLP way:
+200 with ``partialSuccess`` naming the rejected spans.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import uuid
+import zlib
+from typing import Any
+
+import orjson
+from aiohttp import web
+from google.protobuf.message import DecodeError
+from kafka.errors import KafkaError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTracePartialSuccess,
+    ExportTraceServiceResponse,
+)
+
+from spanline.collectors.otlp import decode_otlp
+from spanline.collectors.receiver.auth import Keyring
+from spanline.collectors.receiver.intake import Intake, IntakeResult
+
+log = logging.getLogger(__name__)
+
+TENANT = web.AppKey("tenant_keyring", Keyring)
+INTAKE = web.AppKey("intake", Intake)
+READY = web.AppKey("ready_check", object)
+PROTOBUF = "application/x-protobuf"
+
+
+class BadRequest(web.HTTPBadRequest):
+    def __init__(self, message: str) -> None:
+        super().__init__(text=orjson.dumps({"error": message}).decode(), content_type="application/json")
+
+
+def _tenant(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise web.HTTPUnauthorized(
+            text='{"error": "send the tenant API key as Authorization: Bearer <key>"}',
+            content_type="application/json",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    tenant = request.app[TENANT].tenant_for(key.strip())
+    if tenant is None:
+        raise web.HTTPForbidden(text='{"error": "unknown API key"}', content_type="application/json")
+    return tenant
+
+
+async def _body(request: web.Request) -> bytes:
+    limit = request.app["max_body_bytes"]
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    body = await request.read()
+    encoding = request.headers.get("Content-Encoding", "identity").lower()
+    if encoding in ("gzip", "deflate"):
+        try:
+            inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
+            body = inflater.decompress(body, limit + 1)
+        except (zlib.error, gzip.BadGzipFile) as exc:
+            raise BadRequest(f"body is not valid {encoding}: {exc}") from exc
+        if len(body) > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+    elif encoding != "identity":
+        raise BadRequest(f"unsupported Content-Encoding {encoding!r}; use gzip, deflate or none")
+    return body
+
+
+def _canonical_items(body: bytes, content_type: str) -> list[Any]:
+    """A JSON array, one JSON object, or NDJSON (one span per line)."""
+    if "ndjson" in content_type or "jsonlines" in content_type:
+        items: list[Any] = []
+        for number, line in enumerate(body.splitlines(), start=1):
+            if line.strip():
+                try:
+                    items.append(orjson.loads(line))
+                except orjson.JSONDecodeError as exc:
+                    raise BadRequest(f"line {number} is not JSON: {exc}") from exc
+        return items
+    try:
+        decoded = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"body is not JSON: {exc}") from exc
+    return decoded if isinstance(decoded, list) else [decoded]
+
+
+async def _accept(request: web.Request, items: list[Any], tenant: str, source: str) -> IntakeResult:
+    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    try:
+        return await request.app[INTAKE].accept(items, tenant, source, f"http/{request_id}")
+    except KafkaError as exc:
+        log.warning("Kafka did not acknowledge %d items: %s", len(items), exc)
+        raise web.HTTPServiceUnavailable(
+            text='{"error": "the span queue (Kafka) is unavailable; retry"}',
+            content_type="application/json",
+            headers={"Retry-After": "5"},
+        ) from exc
+
+
+async def post_spans(request: web.Request) -> web.Response:
+    tenant = _tenant(request)
+    items = _canonical_items(await _body(request), request.content_type)
+    if not items:
+        raise BadRequest("no spans in the body")
+    result = await _accept(request, items, tenant, "http")
+    return web.json_response(result.as_dict(), status=207 if result.invalid else 200, dumps=_dumps)
+
+
+async def post_traces(request: web.Request) -> web.Response:
+    tenant = _tenant(request)
+    body = await _body(request)
+    content_type = request.content_type
+    try:
+        items = decode_otlp(body, content_type)
+    except (ValueError, DecodeError) as exc:
+        raise BadRequest(f"not an OTLP ExportTraceServiceRequest ({content_type}): {exc}") from exc
+    result = await _accept(request, items, tenant, "otlp") if items else IntakeResult(0, [])
+    message = "; ".join(item.reason for item in result.invalid[:20])
+    if content_type == PROTOBUF:
+        response = ExportTraceServiceResponse()
+        if result.invalid:
+            response.partial_success.CopyFrom(
+                ExportTracePartialSuccess(rejected_spans=len(result.invalid), error_message=message)
+            )
+        return web.Response(body=response.SerializeToString(), content_type=PROTOBUF)
+    partial = {"rejectedSpans": len(result.invalid), "errorMessage": message} if result.invalid else {}
+    return web.json_response({"partialSuccess": partial}, dumps=_dumps)
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    check = request.app[READY]
+    ready = bool(check())  # type: ignore[operator]
+    return web.json_response({"ready": ready}, status=200 if ready else 503)
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def make_app(keyring: Keyring, intake: Intake, max_body_bytes: int, ready_check: Any) -> web.Application:
+    """The receiver's aiohttp application; ``ready_check()`` says whether Kafka is reachable."""
+    app = web.Application(client_max_size=max_body_bytes)
+    app[TENANT] = keyring
+    app[INTAKE] = intake
+    app[READY] = ready_check
+    app["max_body_bytes"] = max_body_bytes
+    app.router.add_post("/v1/spans", post_spans)
+    app.router.add_post("/v1/traces", post_traces)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app

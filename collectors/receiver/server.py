@@ -1,0 +1,77 @@
+"""Wiring the receiver from settings: keys, salt, Kafka publisher, HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from spanline.collectors.publish import SpanPublisher
+from spanline.collectors.receiver.app import make_app
+from spanline.collectors.receiver.auth import Keyring, read_keys_file
+from spanline.collectors.receiver.intake import Intake
+from spanline.errors import ConfigError
+from spanline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def api_keys_path(settings: Settings) -> Path:
+    return settings.api_keys_file or settings.home / "api_keys.json"
+
+
+def load_keyring(settings: Settings) -> Keyring:
+    """Keys from SPANLINE_API_KEYS plus the keys file; at least one key is required."""
+    keys = dict(settings.api_keys)
+    path = api_keys_path(settings)
+    if path.exists():
+        keys.update(read_keys_file(path))
+    elif settings.api_keys_file is not None:
+        raise ConfigError(f"SPANLINE_API_KEYS_FILE {path} does not exist")
+    if not keys:
+        raise ConfigError(
+            f"no API keys: set SPANLINE_API_KEYS='{{\"tenant\": \"key\"}}' or write {path} "
+            "(`spanline up` creates demo keys there)"
+        )
+    return Keyring(keys)
+
+
+def master_salt(settings: Settings) -> bytes:
+    """The user-id hashing secret: from settings, else generated once into <home>/salt."""
+    if settings.user_id_salt is not None:
+        return settings.user_id_salt.get_secret_value().encode()
+    path = settings.home / "salt"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip().encode()
+
+
+@asynccontextmanager
+async def running_receiver(settings: Settings) -> AsyncIterator[web.AppRunner]:
+    """Serve the receiver until the context exits; the publisher is flushed on the way out."""
+    keyring = load_keyring(settings)
+    publisher = await asyncio.to_thread(
+        SpanPublisher, settings.bootstrap_servers, settings.topic_spans, settings.spans_per_message
+    )
+    intake = Intake(publisher, settings.topic_dlq, master_salt(settings))
+    app = make_app(keyring, intake, settings.max_body_bytes, ready_check=publisher.connected)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.collector_host, settings.collector_port)
+    await site.start()
+    log.info(
+        "receiver listening on http://%s:%d (%d tenant keys)",
+        settings.collector_host, settings.collector_port, len(keyring),
+    )
+    try:
+        yield runner
+    finally:
+        await runner.cleanup()
+        await asyncio.to_thread(publisher.close)

@@ -1,0 +1,222 @@
+"""Canonical span schema, version 1 (SPEC §2).
+
+One span is one step of an AI request. This model is the single definition of what a
+valid span is: the HTTP receiver validates payloads with it, the SDK builds spans with it,
+the worker validates Kafka messages with it, and ``span.schema.json`` is exported from it.
+
+Token convention (OpenTelemetry GenAI): ``input_tokens`` already *includes*
+``cache_read_tokens`` and ``cache_write_tokens``; ``output_tokens`` already includes
+``reasoning_tokens``. Pricing them again as extra tokens is the double-count bug several
+tools shipped, so the model rejects spans where the parts exceed the whole.
+
+Derived fields (``duration_ms`` from start/end, ``end_time``, ``tpot_ms``) are not stored
+here: they are computed once, column-wise, by :mod:`spanline.streams.derive`.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+SCHEMA_VERSION = 1
+
+#: Upper bound on any token count: one request beyond this is a client bug, not a span.
+MAX_TOKENS = 100_000_000
+#: Upper bound on a span's length (24 h): longer durations are clock or unit errors.
+MAX_DURATION_MS = 86_400_000.0
+#: Tolerance when both ``end_time`` and ``duration_ms`` are given.
+DURATION_TOLERANCE_MS = 1.0
+
+
+class SpanKind(StrEnum):
+    LLM = "llm"
+    EMBEDDING = "embedding"
+    RETRIEVAL = "retrieval"
+    RERANK = "rerank"
+    TOOL = "tool"
+    CACHE = "cache"
+    AGENT_STEP = "agent_step"
+    EVAL = "eval"
+    REQUEST = "request"
+
+
+class Status(StrEnum):
+    OK = "ok"
+    ERROR = "error"
+
+
+class ErrorType(StrEnum):
+    RATE_LIMITED = "rate_limited"
+    TIMEOUT = "timeout"
+    SERVER_ERROR = "server_error"
+    CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+    CONTENT_FILTER = "content_filter"
+    REFUSAL = "refusal"
+    INVALID_OUTPUT = "invalid_output"
+    TOOL_ERROR = "tool_error"
+    CANCELLED = "cancelled"
+    OTHER = "other"
+
+
+class CacheLayer(StrEnum):
+    EXACT = "exact"
+    SEMANTIC = "semantic"
+    PROMPT = "prompt"
+    RETRIEVAL = "retrieval"
+
+
+class RoutingReason(StrEnum):
+    DEFAULT = "default"
+    ESCALATION = "escalation"
+    FALLBACK = "fallback"
+    CIRCUIT_OPEN = "circuit_open"
+    CANARY = "canary"
+    SHADOW = "shadow"
+
+
+def _utc(value: datetime) -> datetime:
+    """Naive timestamps are taken as UTC; aware ones are converted to UTC."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def _finite(value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise ValueError("must be a finite number (NaN and infinity are not allowed)")
+    return value
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+Id = Annotated[str, Field(min_length=1, max_length=128)]
+Label = Annotated[str, Field(max_length=256)]
+Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
+Millis = Annotated[float, Field(ge=0, le=MAX_DURATION_MS), AfterValidator(_finite)]
+Score = Annotated[float, AfterValidator(_finite)]
+
+
+class Span(BaseModel):
+    """One step of an AI request, as every collector emits it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        use_enum_values=True,
+        str_strip_whitespace=True,
+        json_schema_extra={"$id": "https://spanline.dev/schema/span/v1.json"},
+    )
+
+    # identity
+    schema_version: Literal[1] = Field(1, description="Schema version; only 1 exists.")
+    span_id: Id = Field(description="Unique id of this span.")
+    trace_id: Id = Field(description="Correlation id of the whole request; the Kafka key.")
+    parent_span_id: Id | None = Field(None, description="Parent span; null for the root.")
+    tenant_id: Label = Field(
+        "", description="Set by the collector from the API key; a payload value is overwritten."
+    )
+    service: Label = Field(description="Service that made the call.")
+    feature: Label = Field("", description="Product feature the request served.")
+    environment: Label = Field("production", description="Deployment environment.")
+    # what
+    kind: SpanKind = Field(description="What this step is.")
+    name: Label = Field("", description="Operation name, e.g. 'chat' or the tool's name.")
+    start_time: UtcDatetime = Field(description="Start, RFC 3339; naive values are UTC.")
+    end_time: UtcDatetime | None = Field(None, description="End; or give duration_ms.")
+    duration_ms: Millis | None = Field(None, description="Duration; or give end_time.")
+    # outcome
+    status: Status = Field(Status.OK, description="ok or error.")
+    error_type: ErrorType | None = Field(None, description="Error class when status=error.")
+    http_status: int | None = Field(None, ge=100, le=599, description="Provider HTTP status.")
+    retry_after_s: Annotated[float, Field(ge=0), AfterValidator(_finite)] | None = Field(
+        None, description="Retry-After the provider sent."
+    )
+    attempt: int = Field(0, ge=0, le=1000, description="0 = first try, 1 = first retry, …")
+    finish_reason: Label | None = Field(None, description="Provider finish/stop reason.")
+    # model
+    provider: Label | None = Field(None, description="e.g. openai, anthropic, google.")
+    endpoint: Label | None = Field(None, description="Provider endpoint / deployment.")
+    region: Label | None = Field(None, description="Provider region.")
+    model_requested: Label | None = Field(None, description="Model name the caller asked for.")
+    model_response: Label | None = Field(None, description="Versioned model name returned.")
+    # tokens
+    input_tokens: Tokens = Field(0, description="All input tokens, cached ones included.")
+    output_tokens: Tokens = Field(0, description="All output tokens, reasoning included.")
+    cache_read_tokens: Tokens = Field(0, description="Part of input_tokens read from cache.")
+    cache_write_tokens: Tokens = Field(0, description="Part of input_tokens written to cache.")
+    reasoning_tokens: Tokens = Field(0, description="Part of output_tokens spent reasoning.")
+    context_window: Tokens | None = Field(None, description="Model context window, tokens.")
+    context_truncated: bool = Field(False, description="Input was truncated to fit.")
+    # latency
+    ttft_ms: Millis | None = Field(None, description="Time to first token (streaming).")
+    # cache
+    cache_hit: bool | None = Field(None, description="For cache spans: was it a hit.")
+    cache_layer: CacheLayer | None = Field(None, description="exact, semantic, prompt, retrieval.")
+    cache_similarity: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        None, description="Similarity of a semantic-cache hit."
+    )
+    # routing
+    route: Label | None = Field(None, description="Router decision / route name.")
+    model_tier: Label | None = Field(None, description="e.g. small, large.")
+    routing_reason: RoutingReason | None = Field(None, description="Why this model was chosen.")
+    fallback_from: Label | None = Field(None, description="Model this call fell back from.")
+    # prompt
+    prompt_id: Label | None = Field(None, description="Prompt template id.")
+    prompt_version: Label | None = Field(None, description="Prompt template version.")
+    prompt_hash: Label | None = Field(None, description="Hash of the rendered prompt.")
+    # user
+    user_id_hash: Label | None = Field(
+        None, description="Salted hash of the user id; raw ids never leave the collector."
+    )
+    session_id: Label | None = Field(None, description="Conversation/session id.")
+    # retrieval
+    index_name: Label | None = Field(None, description="Vector index queried.")
+    top_k: int | None = Field(None, ge=0, le=100_000, description="Documents requested.")
+    retrieval_doc_ids: list[Label] = Field(
+        default_factory=list, max_length=10_000, description="Ids of documents returned."
+    )
+    retrieval_scores: list[Score] = Field(
+        default_factory=list, max_length=10_000, description="Scores, aligned with doc ids."
+    )
+    embedding_model: Label | None = Field(None, description="Model that embedded the query.")
+    index_embedding_model: Label | None = Field(None, description="Model that built the index.")
+    # tool / eval
+    tool_name: Label | None = Field(None, description="Tool called.")
+    eval_name: Label | None = Field(None, description="Evaluation name, e.g. recall@5.")
+    eval_score: Score | None = Field(None, description="Evaluation score.")
+    eval_passed: bool | None = Field(None, description="Did the evaluation pass.")
+    # extra
+    attributes: dict[Label, Annotated[str, Field(max_length=4096)]] = Field(
+        default_factory=dict, max_length=256, description="Anything else, as strings."
+    )
+    cost_usd_reported: Annotated[float, Field(ge=0), AfterValidator(_finite)] | None = Field(
+        None, description="Cost the client computed; kept for comparison, never used."
+    )
+    content: Annotated[str, Field(max_length=65_536)] | None = Field(
+        None, description="Captured prompt/completion; off by default, redacted when on."
+    )
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Span:
+        if self.end_time is None and self.duration_ms is None:
+            raise ValueError("give end_time or duration_ms")
+        if self.end_time is not None:
+            measured = (self.end_time - self.start_time).total_seconds() * 1000.0
+            if measured < 0:
+                raise ValueError("end_time is before start_time")
+            if measured > MAX_DURATION_MS:
+                raise ValueError("span is longer than 24 h")
+            if self.duration_ms is not None and abs(measured - self.duration_ms) > DURATION_TOLERANCE_MS:
+                raise ValueError("duration_ms disagrees with end_time - start_time")
+        if self.cache_read_tokens + self.cache_write_tokens > self.input_tokens:
+            raise ValueError("cache_read_tokens + cache_write_tokens exceed input_tokens (they are part of it)")
+        if self.reasoning_tokens > self.output_tokens:
+            raise ValueError("reasoning_tokens exceed output_tokens (they are part of it)")
+        if self.retrieval_scores and len(self.retrieval_scores) != len(self.retrieval_doc_ids):
+            raise ValueError("retrieval_scores must align with retrieval_doc_ids")
+        if self.status == Status.OK and self.error_type is not None:
+            raise ValueError("error_type is set but status is ok")
+        return self

@@ -1,0 +1,1 @@
+"""Spanline: streaming observability and cost analytics for production LLM systems."""

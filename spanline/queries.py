@@ -1,0 +1,43 @@
+"""Running read-only SQL from the CLI: through the running worker when it owns chDB, else directly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib import error, request
+
+import orjson
+
+from spanline.embedded.service_file import ServiceFile
+from spanline.errors import SpanlineError
+from spanline.settings import Settings
+from spanline.sql.client import connect
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    columns: list[str]
+    rows: list[list[Any]]
+
+
+def run_query(settings: Settings, sql: str, parameters: dict[str, Any] | None = None) -> QueryResult:
+    if settings.embedded_clickhouse:
+        service = ServiceFile(settings.home).read()
+        if service is not None:
+            return _remote(service.query_url, service.token, sql, parameters)
+    client = connect(settings.resolved_clickhouse_url, password=settings.clickhouse_password)
+    result = client.query(sql, parameters=parameters, settings={"readonly": 2})
+    return QueryResult(list(result.column_names), [list(row) for row in result.result_rows])
+
+
+def _remote(url: str, token: str, sql: str, parameters: dict[str, Any] | None) -> QueryResult:
+    body = orjson.dumps({"sql": sql, "parameters": parameters or {}})
+    req = request.Request(url, data=body, headers={"Authorization": f"Bearer {token}"}, method="POST")
+    try:
+        with request.urlopen(req, timeout=60) as response:
+            payload = orjson.loads(response.read())
+    except error.HTTPError as exc:
+        raise SpanlineError(f"query failed: {orjson.loads(exc.read()).get('error', exc)}") from exc
+    except error.URLError as exc:
+        raise SpanlineError(f"the running Spanline service at {url} did not answer: {exc.reason}") from exc
+    return QueryResult(payload["columns"], payload["rows"])

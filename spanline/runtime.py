@@ -1,0 +1,68 @@
+"""Long-running processes: the worker, the receiver, and the embedded all-in-one `up`.
+
+`up` with no configuration: a tansu broker child process, topics, demo API keys, then one
+Faust worker process that also serves the receiver, so chDB has exactly one owner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import ExitStack
+
+import faust
+
+from spanline.collectors.receiver.auth import create_dev_keys
+from spanline.collectors.receiver.server import api_keys_path, running_receiver
+from spanline.embedded.kafka_admin import ensure_topics
+from spanline.embedded.tansu import TansuBroker
+from spanline.settings import Settings
+from spanline.streams.app import create_app
+
+log = logging.getLogger(__name__)
+
+DEMO_TENANTS = ("acme", "globex", "initech", "umbrella")
+
+
+def topics(settings: Settings) -> dict[str, int]:
+    return {name: settings.topic_partitions for name in (settings.topic_spans, settings.topic_dlq, settings.topic_alerts)}
+
+
+def run_worker(settings: Settings, with_receiver: bool = False) -> None:
+    """Run the Faust worker until SIGINT/SIGTERM; optionally serve the receiver in it too."""
+    app = create_app(settings)
+    if with_receiver:
+
+        @app.task
+        async def receiver() -> None:
+            async with running_receiver(settings):
+                await asyncio.Event().wait()
+
+    faust.Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+
+
+def run_receiver(settings: Settings) -> None:
+    async def serve() -> None:
+        async with running_receiver(settings):
+            await asyncio.Event().wait()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        log.info("receiver stopped")
+
+
+def run_up(settings: Settings) -> None:
+    """Everything on the embedded default: broker, topics, keys, worker + receiver."""
+    with ExitStack() as stack:
+        if settings.embedded_kafka:
+            broker = stack.enter_context(
+                TansuBroker(settings.embedded_kafka_port, log_path=settings.home / "tansu.log")
+            )
+            log.info("embedded Kafka (tansu) on %s", broker.bootstrap_servers)
+        ensure_topics(settings.bootstrap_servers, topics(settings), settings.topic_replication)
+        keys_file = api_keys_path(settings)
+        if not keys_file.exists() and not settings.api_keys:
+            create_dev_keys(keys_file, DEMO_TENANTS)
+            log.info("created demo API keys for %s in %s", ", ".join(DEMO_TENANTS), keys_file)
+        run_worker(settings, with_receiver=True)

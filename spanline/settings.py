@@ -1,0 +1,133 @@
+"""Configuration: one frozen settings object read from ``SPANLINE_*`` environment variables.
+
+Every field documents its default. Unset ``clickhouse_url`` / ``kafka_bootstrap_servers``
+mean the embedded default (chDB on disk, a bundled tansu broker started as a child process).
+Unknown ``SPANLINE_*`` variables are rejected so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from spanline.errors import ConfigError
+
+ENV_PREFIX = "SPANLINE_"
+
+
+class Settings(BaseSettings):
+    """All of Spanline's knobs. Read once per process with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    home: Path = Field(
+        Path.home() / ".spanline",
+        description="State directory: chDB data, API-key file, running-service file. Default ~/.spanline.",
+    )
+    log_level: str = Field("INFO", description="Log level of every process. Default INFO.")
+    # --- ClickHouse
+    clickhouse_url: str | None = Field(
+        None,
+        description="ClickHouse DSN, e.g. http://user:pass@host:8123. Default: unset = chDB at <home>/clickhouse.",
+    )
+    clickhouse_database: str = Field("spanline", description="Database holding every table. Default spanline.")
+    clickhouse_password: SecretStr | None = Field(
+        None, description="Password for a server DSN, kept out of the URL. Default: none."
+    )
+    raw_ttl_days: int = Field(30, ge=1, description="Days raw spans are kept (TTL). Default 30.")
+    # --- Kafka
+    kafka_bootstrap_servers: str | None = Field(
+        None, description="host:port[,host:port]. Default: unset = embedded tansu broker on embedded_kafka_port."
+    )
+    embedded_kafka_port: int = Field(19092, description="Port of the embedded tansu broker. Default 19092.")
+    topic_spans: str = Field("spans", description="Topic of span batches. Default spans.")
+    topic_dlq: str = Field("spans.dlq", description="Dead-letter topic for invalid spans. Default spans.dlq.")
+    topic_alerts: str = Field("alerts", description="Topic of alert events. Default alerts.")
+    topic_partitions: int = Field(4, ge=1, description="Partitions of created topics. Default 4.")
+    topic_replication: int = Field(1, ge=1, description="Replication factor of created topics. Default 1.")
+    # --- collector
+    collector_host: str = Field("127.0.0.1", description="Receiver bind address. Default 127.0.0.1.")
+    collector_port: int = Field(4318, description="Receiver port (OTLP/HTTP's standard port). Default 4318.")
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest request body; 413 above. Default 8 MiB.")
+    api_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='Tenant -> API key, as JSON: {"acme": "sk-..."}. Default: none (keys come from api_keys_file).',
+    )
+    api_keys_file: Path | None = Field(
+        None, description="JSON file of tenant -> API key. Default: <home>/api_keys.json when it exists."
+    )
+    user_id_salt: SecretStr | None = Field(
+        None, description="Master secret for per-tenant user-id salts. Default: generated once into <home>/salt."
+    )
+    spans_per_message: int = Field(500, ge=1, le=10_000, description="Spans per Kafka message. Default 500.")
+    # --- worker
+    consumer_group: str = Field("spanline-worker", description="Kafka consumer group of workers. Default spanline-worker.")
+    worker_web_port: int = Field(6066, description="Faust web port of the worker. Default 6066.")
+    batch_max_messages: int = Field(200, ge=1, description="Kafka messages per processing batch. Default 200.")
+    batch_within_s: float = Field(0.5, gt=0, description="Longest wait to fill a batch, seconds. Default 0.5.")
+    broker_session_timeout_s: float = Field(
+        10.0, gt=0,
+        description="Consumer-group session timeout, seconds (Apache Kafka's minimum is 6). The embedded "
+        "tansu broker always uses 2, since tansu makes joins wait about half of it. Default 10.",
+    )
+    retry_initial_s: float = Field(0.5, gt=0, description="First back-off when ClickHouse fails, seconds. Default 0.5.")
+    retry_max_s: float = Field(30.0, gt=0, description="Longest back-off when ClickHouse fails, seconds. Default 30.")
+    price_overrides_file: Path | None = Field(
+        None, description="YAML of negotiated / self-hosted prices. Default: none."
+    )
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _check_urls(self) -> Settings:
+        url = self.clickhouse_url
+        if url is not None and not url.startswith(("chdb://", "http://", "https://")):
+            raise ValueError("clickhouse_url must start with chdb://, http:// or https://")
+        return self
+
+    @property
+    def embedded_kafka(self) -> bool:
+        return self.kafka_bootstrap_servers is None
+
+    @property
+    def embedded_clickhouse(self) -> bool:
+        return self.resolved_clickhouse_url.startswith("chdb://")
+
+    @property
+    def resolved_clickhouse_url(self) -> str:
+        return self.clickhouse_url or f"chdb://{self.home / 'clickhouse'}"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.embedded_kafka_port}"
+
+
+def _unknown_env_names(environ: dict[str, str]) -> list[str]:
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    return sorted(n for n in environ if n.upper().startswith(ENV_PREFIX) and n.upper() not in known)
+
+
+def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Read settings from the environment, rejecting unknown ``SPANLINE_*`` names."""
+    env = dict(os.environ if environ is None else environ)
+    unknown = _unknown_env_names(env)
+    if unknown:
+        known = ", ".join(ENV_PREFIX + n.upper() for n in Settings.model_fields)
+        raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known settings: {known}")
+    if environ is None:
+        return Settings(**overrides)
+    saved = dict(os.environ)
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        return Settings(**overrides)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

@@ -1,0 +1,114 @@
+"""The Faust worker (`spanline worker`): consumes ``spans`` and runs the ingest pipeline.
+
+Events are taken with ``noack_take`` and acked by the pipeline after storage, never by
+Faust's ``take()`` finally-block (NOTES.md: that acks on exceptions and cancellation).
+In embedded mode (chDB) the worker owns the database, so it also serves read-only
+queries for the CLI at ``/spanline/query`` on its web port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import faust
+import orjson
+from aiohttp import web as aiohttp_web
+
+from spanline.embedded.service_file import ServiceFile
+from spanline.settings import Settings
+from spanline.streams.pipeline import IngestPipeline
+from spanline.streams.pricing import PriceCatalog
+from spanline.streams.process import DeadLetter
+from spanline.streams.retry import Backoff
+from spanline.streams.sinks import ClickHouseSpanSink
+
+log = logging.getLogger(__name__)
+
+
+def faust_settings(settings: Settings) -> dict[str, Any]:
+    """Faust/aiokafka knobs; short group timeouts because tansu joins take ~session/2 (NOTES)."""
+    session = 2.0 if settings.embedded_kafka else settings.broker_session_timeout_s
+    return {
+        "broker": [f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
+        "store": "memory://",
+        "web_port": settings.worker_web_port,
+        "web_bind": "127.0.0.1",
+        "web_host": "127.0.0.1",
+        "topic_partitions": settings.topic_partitions,
+        "topic_replication_factor": settings.topic_replication,
+        "topic_allow_declare": False,
+        "consumer_auto_offset_reset": "earliest",
+        "broker_session_timeout": session,
+        "broker_heartbeat_interval": min(3.0, session / 6),
+        "broker_rebalance_timeout": max(session, 5.0),
+        "broker_commit_interval": 1.0,
+        "producer_acks": -1,
+        "producer_compression_type": "lz4",
+        "stream_wait_empty": False,
+        "web_enabled": True,
+    }
+
+
+def create_app(settings: Settings) -> faust.App:
+    app = faust.App(settings.consumer_group, **faust_settings(settings))
+    spans_topic = app.topic(settings.topic_spans, value_serializer="raw", key_serializer="raw", internal=False)
+    dlq_topic = app.topic(settings.topic_dlq, value_serializer="raw", key_serializer="raw", internal=False)
+    sink = ClickHouseSpanSink(
+        settings.resolved_clickhouse_url, settings.clickhouse_database, settings.topic_spans,
+        settings.raw_ttl_days, Backoff(settings.retry_initial_s, settings.retry_max_s),
+        password=settings.clickhouse_password,
+    )
+    catalog = PriceCatalog.load(settings.price_overrides_file)
+
+    async def send_dead_letters(letters: list[DeadLetter]) -> None:
+        pending = [await dlq_topic.send(key=key, value=value) for key, value in letters]
+        await asyncio.gather(*pending)
+
+    pipeline = IngestPipeline(settings.topic_spans, sink, catalog, send_dead_letters)
+    app.spanline_pipeline = pipeline  # type: ignore[attr-defined]
+    app.spanline_sink = sink  # type: ignore[attr-defined]
+
+    @app.agent(spans_topic, concurrency=1)
+    async def ingest(stream: faust.StreamT) -> None:
+        async for events in stream.noack_take(settings.batch_max_messages, within=settings.batch_within_s):
+            await pipeline.handle(events, stream.ack)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app: faust.App, *, revoked: set[Any], **_: Any) -> None:
+        pipeline.forget({tp.partition for tp in revoked if tp.topic == settings.topic_spans})
+
+    if settings.embedded_clickhouse:
+        _serve_queries(app, sink, settings)
+    return app
+
+
+def _serve_queries(app: faust.App, sink: ClickHouseSpanSink, settings: Settings) -> None:
+    """Expose read-only SQL for the CLI, since chDB lets only this process open the data path."""
+    service = ServiceFile(settings.home)
+    token = service.new_token()
+
+    @app.page("/spanline/query")
+    async def query(web: Any, request: Any) -> Any:
+        if request.headers.get("Authorization") != f"Bearer {token}":
+            return web.json({"error": "missing or wrong token (see <home>/service.json)"}, status=401)
+        body = orjson.loads(await request.read())
+        try:
+            result = await sink.run(sink.query, body["sql"], body.get("parameters"))
+        except Exception as exc:  # any query error goes back to the CLI, not into the worker
+            return web.json({"error": str(exc)}, status=400)
+        payload = {"columns": list(result.column_names), "rows": result.result_rows}
+        return aiohttp_web.Response(
+            body=orjson.dumps(payload, default=str, option=orjson.OPT_SERIALIZE_NUMPY),
+            content_type="application/json",
+        )
+
+    @app.page("/spanline/stats")
+    async def stats(web: Any, request: Any) -> Any:
+        return web.json(app.spanline_pipeline.stats.__dict__)  # type: ignore[attr-defined]
+
+    @app.task
+    async def announce() -> None:
+        service.write(query_url=f"http://127.0.0.1:{settings.worker_web_port}/spanline/query", token=token)
+        log.info("serving read-only queries for the CLI on port %d", settings.worker_web_port)

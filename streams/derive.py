@@ -1,0 +1,35 @@
+"""Derived span fields, computed once, column-wise, in this one place (SPEC §2).
+
+- ``duration_ms`` from ``end_time - start_time`` when only the end was given;
+- ``end_time`` from ``start_time + duration_ms`` when only the duration was given;
+- ``tpot_ms`` (time per output token) = (duration − TTFT) / (output_tokens − 1), defined
+  only for streamed calls (TTFT known) with at least two output tokens;
+- ``error_type`` = ``other`` for errors that did not say which.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def derive(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy(deep=False)
+    start = out["start_time"]
+    measured_ms = (out["end_time"] - start).dt.total_seconds() * 1000.0
+    duration = out["duration_ms"].astype("float64")
+    out["duration_ms"] = np.where(np.isnan(duration), measured_ms, duration)
+    given_end = out["end_time"]
+    computed_end = start + pd.to_timedelta(out["duration_ms"], unit="ms")
+    out["end_time"] = given_end.where(given_end.notna(), computed_end).astype("datetime64[ms, UTC]")
+    out["tpot_ms"] = tpot_ms(out["duration_ms"], out["ttft_ms"], out["output_tokens"])
+    out["error_type"] = out["error_type"].where(out["status"] != "error", out["error_type"].fillna("other"))
+    return out
+
+
+def tpot_ms(duration_ms: pd.Series, ttft_ms: pd.Series, output_tokens: pd.Series) -> pd.Series:
+    ttft = ttft_ms.astype("float64")
+    tokens = output_tokens.astype("float64")
+    streamed = ~np.isnan(ttft) & (tokens > 1) & (duration_ms >= ttft)
+    per_token = (duration_ms - ttft) / np.where(tokens > 1, tokens - 1, 1)
+    return pd.Series(np.where(streamed, per_token, np.nan), index=duration_ms.index).astype("Float64")

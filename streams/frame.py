@@ -1,0 +1,79 @@
+"""Validated spans to a column batch, and a column batch to the ``spans`` table's rows.
+
+The worker turns every Kafka batch into one pandas frame right after validation; every
+later step (derive, price, store) works on whole columns.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+
+from spanline.collectors.schema import Span
+
+SPAN_FIELDS: tuple[str, ...] = tuple(Span.model_fields)
+
+#: Optional text fields stored as '' when absent (LowCardinality(String) columns).
+TEXT_DEFAULTS = (
+    "parent_span_id", "error_type", "finish_reason", "provider", "endpoint", "region", "model_requested",
+    "model_response", "cache_layer", "route", "model_tier", "routing_reason", "fallback_from", "prompt_id",
+    "prompt_version", "prompt_hash", "user_id_hash", "session_id", "index_name", "embedding_model",
+    "index_embedding_model", "tool_name", "eval_name", "content",
+)
+#: Integers stored as 0 when absent.
+ZERO_DEFAULTS = ("http_status", "context_window")
+#: Columns that stay nullable (absent is not zero: a missing TTFT is not a 0 ms TTFT).
+NULLABLE_FLOATS = ("retry_after_s", "ttft_ms", "tpot_ms", "cache_similarity", "eval_score", "cost_usd_reported")
+NULLABLE_BOOLS = ("cache_hit", "eval_passed")
+
+#: Every column of the raw ``spans`` table, in table order (sql/migrations/0001).
+TABLE_COLUMNS: tuple[str, ...] = (
+    "tenant_id", "service", "feature", "environment", "kind", "name",
+    "start_time", "end_time", "duration_ms", "trace_id", "span_id", "parent_span_id",
+    "status", "error_type", "http_status", "retry_after_s", "attempt", "finish_reason",
+    "provider", "endpoint", "region", "model_requested", "model_response",
+    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
+    "context_window", "context_truncated", "ttft_ms", "tpot_ms",
+    "cache_hit", "cache_layer", "cache_similarity",
+    "route", "model_tier", "routing_reason", "fallback_from",
+    "prompt_id", "prompt_version", "prompt_hash", "user_id_hash", "session_id",
+    "index_name", "top_k", "retrieval_doc_ids", "retrieval_scores", "embedding_model", "index_embedding_model",
+    "tool_name", "eval_name", "eval_score", "eval_passed",
+    "attributes", "cost_usd_reported", "content",
+    "input_cost_usd", "cache_read_cost_usd", "cache_write_cost_usd", "output_cost_usd", "cost_usd",
+    "cost_known", "price_source", "price_version",
+    "schema_version", "source", "ingested_at", "kafka_topic", "kafka_partition", "kafka_offset",
+)
+
+
+def spans_to_frame(spans: list[Span]) -> pd.DataFrame:
+    """One column per schema field, built column by column from the models' attribute dicts."""
+    rows = [span.__dict__ for span in spans]
+    frame = pd.DataFrame({name: [row[name] for row in rows] for name in SPAN_FIELDS})
+    for name in ("start_time", "end_time"):
+        frame[name] = pd.to_datetime(frame[name], utc=True).astype("datetime64[ms, UTC]")
+    return frame
+
+
+def table_rows(
+    frame: pd.DataFrame, *, source: np.ndarray, topic: str, partition: int, offsets: np.ndarray
+) -> pd.DataFrame:
+    """The frame as the ``spans`` table stores it: defaults filled, pipeline columns added."""
+    out = frame.copy(deep=False)
+    for name in TEXT_DEFAULTS:
+        out[name] = out[name].fillna("").astype(str)
+    for name in ZERO_DEFAULTS:
+        out[name] = out[name].fillna(0).astype("uint32")
+    for name in NULLABLE_FLOATS:
+        out[name] = out[name].astype("Float64")
+    for name in NULLABLE_BOOLS:
+        out[name] = out[name].astype("boolean")
+    out["top_k"] = out["top_k"].astype("UInt32")
+    out["source"] = source
+    out["ingested_at"] = pd.Timestamp(datetime.now(timezone.utc)).as_unit("ms")
+    out["kafka_topic"] = topic
+    out["kafka_partition"] = np.int32(partition)
+    out["kafka_offset"] = offsets.astype("int64")
+    return out.loc[:, list(TABLE_COLUMNS)]

@@ -1,0 +1,68 @@
+"""The canonical schema: committed JSON Schema in sync, per-item errors, token rules."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from pydantic import ValidationError
+
+from spanline.collectors.schema import Span
+from spanline.collectors.schema_export import SCHEMA_PATH, span_json_schema
+from spanline.collectors.validation import validate_items
+
+
+def span(**fields: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "span_id": "s1", "trace_id": "t1", "tenant_id": "acme", "service": "chat-api", "kind": "llm",
+        "start_time": "2026-11-22T10:00:00Z", "duration_ms": 120.5, "provider": "openai",
+        "model_requested": "gpt-4o", "input_tokens": 100, "output_tokens": 20,
+    }
+    return {**base, **fields}
+
+
+def test_committed_json_schema_matches_the_model() -> None:
+    assert SCHEMA_PATH.read_bytes() == span_json_schema(), "run `spanline schema` and commit span.schema.json"
+
+
+def test_errors_name_the_item_index_and_field() -> None:
+    items = [span(), span(span_id="s2", input_tokens=-5), "not an object", span(span_id="s4", kind="banana")]
+    result = validate_items(items)
+    assert result.indexes == [0]
+    reasons = {item.index: item.reason for item in result.invalid}
+    assert set(reasons) == {1, 2, 3}
+    assert reasons[1].startswith("[1].input_tokens:")
+    assert "[3].kind:" in reasons[3]
+
+
+def test_cached_and_reasoning_tokens_are_parts_of_input_and_output() -> None:
+    Span.model_validate(span(input_tokens=100, cache_read_tokens=60, cache_write_tokens=40))
+    with pytest.raises(ValidationError, match="exceed input_tokens"):
+        Span.model_validate(span(input_tokens=100, cache_read_tokens=90, cache_write_tokens=20))
+    with pytest.raises(ValidationError, match="reasoning_tokens exceed"):
+        Span.model_validate(span(output_tokens=10, reasoning_tokens=11))
+
+
+def test_duration_or_end_time_required_and_consistent() -> None:
+    with pytest.raises(ValidationError, match="give end_time or duration_ms"):
+        Span.model_validate(span(duration_ms=None))
+    with pytest.raises(ValidationError, match="disagrees"):
+        Span.model_validate(span(end_time="2026-11-22T10:00:01Z", duration_ms=5.0))
+    model = Span.model_validate(span(duration_ms=None, end_time="2026-11-22T12:00:01+02:00"))
+    assert model.end_time == datetime(2026, 11, 22, 10, 0, 1, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"duration_ms": float("nan")},
+        {"unknown_field": 1},
+        {"status": "ok", "error_type": "timeout"},
+        {"retrieval_doc_ids": ["a", "b"], "retrieval_scores": [0.5]},
+        {"input_tokens": 10**12},
+        {"schema_version": 2},
+    ],
+)
+def test_rejects_bad_values(bad: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        Span.model_validate(span(**bad))
