@@ -12,6 +12,11 @@ Choices the conventions leave open:
   create_agent -> agent_step; retrieval, search_memory -> retrieval). Spans without a known
   operation are ``llm`` if they name a model (older instrumentations set no operation),
   ``tool`` if they name a tool, else ``request`` for a root span and ``agent_step`` otherwise.
+* **errors** — status is ``error`` only for OTLP status ERROR. ``error_type`` comes from
+  ``error.type`` (an ErrorType value, an HTTP status or an exception class such as
+  ``openai.RateLimitError``), else from the ``exception`` event's ``exception.type``, else from
+  ``http.response.status_code``; anything unrecognised is ``other``.
+* **feature** — ``spanline.feature`` or ``app.feature`` on the span, else on the resource.
 * **tokens** are copied, never summed: in the conventions, as in the schema,
   ``input_tokens`` already includes the cache read/creation tokens and ``output_tokens``
   already includes the reasoning tokens.
@@ -20,7 +25,7 @@ Choices the conventions leave open:
   mapping loses information: ``error.type``, ``gen_ai.operation.name`` and multi-valued
   ``gen_ai.response.finish_reasons`` are also kept verbatim. The map is fitted to the schema's
   limits (256 entries, span attributes before resource ones; values cut at 4,096 characters)
-  so that an oversized debug attribute does not cost the span's tokens and cost.
+  so that one oversized debug attribute cannot get the whole span, tokens and cost, rejected.
 * **never stored**: message content (content capture is off by default, SPEC §8) and raw user
   ids (``user.id``, ``enduser.id``): they could only be hashed with the tenant's salt, which
   this decoder does not know; send ``spanline.user_id_hash`` instead.
@@ -55,6 +60,38 @@ _KIND_BY_OPERATION = {
     "create_agent": "agent_step",
     "retrieval": "retrieval",
     "search_memory": "retrieval",
+}
+
+#: Convention attribute -> span field; "_" names are intermediate values resolved per span.
+_FIELD_BY_KEY = {
+    "gen_ai.operation.name": "_operation",
+    "gen_ai.provider.name": "provider",
+    "gen_ai.request.model": "model_requested",
+    "gen_ai.response.model": "model_response",
+    "gen_ai.response.finish_reasons": "_finish_reasons",
+    "gen_ai.response.time_to_first_chunk": "_ttft_s",
+    "gen_ai.usage.input_tokens": "input_tokens",
+    "gen_ai.usage.output_tokens": "output_tokens",
+    "gen_ai.usage.cache_read.input_tokens": "cache_read_tokens",
+    "gen_ai.usage.cache_creation.input_tokens": "cache_write_tokens",
+    "gen_ai.usage.reasoning.output_tokens": "reasoning_tokens",
+    "gen_ai.tool.name": "tool_name",
+    "gen_ai.conversation.id": "session_id",
+    "gen_ai.prompt.name": "prompt_id",
+    "gen_ai.data_source.id": "index_name",
+    "gen_ai.retrieval.documents": "_documents",
+    "server.address": "endpoint",
+    "http.response.status_code": "http_status",
+    "error.type": "_error_type",
+    "app.feature": "feature",
+}
+#: Older or non-standard names, used only when the current attribute is absent.
+_FIELD_BY_OLD_KEY = {
+    "gen_ai.system": "provider",
+    "gen_ai.usage.prompt_tokens": "input_tokens",
+    "gen_ai.usage.completion_tokens": "output_tokens",
+    "gen_ai.server.time_to_first_token": "_ttft_s",
+    "http.status_code": "http_status",
 }
 
 #: Attributes that carry prompts, completions, tool payloads or raw user ids.
@@ -140,8 +177,31 @@ def _resource_fields(block: OtlpBlock) -> tuple[dict[str, object], dict[str, str
 
 
 def _span_fields(span: OtlpSpan, base: dict[str, object], resource_extras: dict[str, str]) -> dict[str, object]:
-    attrs = dict(span.attributes)
-    take = attrs.pop
+    """One pass over the span's attributes, sorting each into mapped, spanline, dropped or extra."""
+    mapped: dict[str, Any] = {}
+    old: dict[str, Any] = {}
+    direct: dict[str, Any] = {}
+    extras: dict[str, str] = {}
+    for key, value in span.attributes.items():
+        field = _FIELD_BY_KEY.get(key)
+        if field is not None:
+            if value is not None:
+                mapped[field] = value
+        elif (field := _FIELD_BY_OLD_KEY.get(key)) is not None:
+            if value is not None:
+                old[field] = value
+        elif key.startswith("spanline.") and key[9:] in _SPANLINE_FIELDS:
+            direct[key[9:]] = value
+        elif key in _NEVER_KEPT or (key.startswith(_INDEXED_PREFIXES) and _INDEXED_CONTENT.match(key)):
+            continue
+        elif len(key) <= _MAX_KEY:
+            extras[key] = _text(value)
+    old.update(mapped)
+    operation = old.pop("_operation", None)
+    error_type = old.pop("_error_type", None)
+    finish_reasons = old.pop("_finish_reasons", None)
+    ttft_s = old.pop("_ttft_s", None)
+    documents = old.pop("_documents", None)
     out: dict[str, object] = {
         "trace_id": span.trace_id or None,
         "span_id": span.span_id or None,
@@ -150,39 +210,22 @@ def _span_fields(span: OtlpSpan, base: dict[str, object], resource_extras: dict[
         "start_time": _time(span.start_ns),
         "end_time": _time(span.end_ns),
         "feature": "",
+        "status": "error" if span.status_code == STATUS_ERROR else "ok",
         **base,
+        **old,
     }
-    extras: dict[str, str] = {}
-    _put(out, "feature", take("app.feature", None))
-    operation = take("gen_ai.operation.name", None)
-    model_requested = take("gen_ai.request.model", None)
-    model_response = take("gen_ai.response.model", None)
-    tool_name = take("gen_ai.tool.name", None)
-    _put(out, "provider", _take(attrs, "gen_ai.provider.name", "gen_ai.system"))
-    _put(out, "model_requested", model_requested)
-    _put(out, "model_response", model_response)
-    _put(out, "tool_name", tool_name)
-    _put(out, "session_id", take("gen_ai.conversation.id", None))
-    _put(out, "prompt_id", take("gen_ai.prompt.name", None))
-    _put(out, "index_name", take("gen_ai.data_source.id", None))
-    _put(out, "endpoint", take("server.address", None))
-    _put(out, "input_tokens", _take(attrs, "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"))
-    _put(out, "output_tokens", _take(attrs, "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens"))
-    _put(out, "cache_read_tokens", take("gen_ai.usage.cache_read.input_tokens", None))
-    _put(out, "cache_write_tokens", take("gen_ai.usage.cache_creation.input_tokens", None))
-    _put(out, "reasoning_tokens", take("gen_ai.usage.reasoning.output_tokens", None))
-    ttft_s = _take(attrs, "gen_ai.response.time_to_first_chunk", "gen_ai.server.time_to_first_token")
-    _put(out, "ttft_ms", None if ttft_s is None else _seconds_to_ms(ttft_s))
-    finish_reasons = take("gen_ai.response.finish_reasons", None)
-    _put(out, "finish_reason", _first_reason(finish_reasons))
-    _retrieval_documents(out, take("gen_ai.retrieval.documents", None))
-    http_status = _take(attrs, "http.response.status_code", "http.status_code")
-    _put(out, "http_status", http_status)
-    error_type = take("error.type", None)
     if span.status_code == STATUS_ERROR:
-        out["status"] = "error"
-        out["error_type"] = _error_type(span.exception_type if error_type is None else error_type, http_status)
-    out["kind"] = _KIND_BY_OPERATION.get(str(operation)) or _fallback_kind(out)
+        out["error_type"] = _error_type(span.exception_type if error_type is None else error_type, out.get("http_status"))
+    if ttft_s is not None:
+        out["ttft_ms"] = _seconds_to_ms(ttft_s)
+    if finish_reasons is not None:
+        _put(out, "finish_reason", _first_reason(finish_reasons))
+    if documents is not None:
+        _retrieval_documents(out, documents)
+    out["kind"] = (_KIND_BY_OPERATION.get(operation) if isinstance(operation, str) else None) or _fallback_kind(out)
+    out.update(direct)
+    if out["kind"] == "embedding" and "embedding_model" not in out:
+        _put(out, "embedding_model", out.get("model_requested") or out.get("model_response"))
 
     for key, value, lossy in (
         ("gen_ai.operation.name", operation, True),
@@ -192,15 +235,6 @@ def _span_fields(span: OtlpSpan, base: dict[str, object], resource_extras: dict[
     ):
         if lossy and value is not None:
             extras[key] = _text(value)
-    for key, value in attrs.items():
-        if key.startswith("spanline.") and key[9:] in _SPANLINE_FIELDS:
-            out[key[9:]] = value
-        elif key in _NEVER_KEPT or (key.startswith(_INDEXED_PREFIXES) and _INDEXED_CONTENT.match(key)):
-            continue
-        elif len(key) <= _MAX_KEY:
-            extras[key] = _text(value)
-    if out["kind"] == "embedding":
-        _put(out, "embedding_model", out.get("embedding_model") or model_requested or model_response)
     out["attributes"] = _fit(extras, resource_extras)
     return out
 

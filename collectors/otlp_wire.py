@@ -28,6 +28,7 @@ _STATUS_NAMES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR
 _TRACE_ID_BYTES = 16
 _SPAN_ID_BYTES = 8
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_PB_SCALARS = frozenset({"string_value", "int_value", "double_value", "bool_value"})
 
 
 class OtlpSpan(NamedTuple):
@@ -70,7 +71,13 @@ def _pb_value(value: AnyValue) -> Any:
 
 
 def _pb_attributes(pairs: Iterable[KeyValue]) -> dict[str, Any]:
-    return {kv.key: _pb_value(kv.value) for kv in pairs}
+    """Scalars (nearly all attributes) are read inline: a call per attribute is the hot cost."""
+    out: dict[str, Any] = {}
+    for kv in pairs:
+        value = kv.value
+        which = value.WhichOneof("value")
+        out[kv.key] = getattr(value, which) if which in _PB_SCALARS else _pb_value(value)
+    return out
 
 
 def _pb_id(raw: bytes, size: int, what: str) -> str:
@@ -145,7 +152,10 @@ def _j_int(raw: Any) -> int:
     """OTLP/JSON int64: a decimal string or a JSON number."""
     if isinstance(raw, bool) or not isinstance(raw, (int, str)):
         raise ValueError(f"expected an int64 (number or decimal string), got {raw!r}")
-    value = int(raw)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"expected an int64 (number or decimal string), got {raw!r}") from None
     if not _INT64_MIN <= value <= _INT64_MAX:
         raise ValueError(f"{raw!r} is outside int64")
     return value
@@ -210,7 +220,13 @@ def _j_attributes(pairs: list[Any]) -> dict[str, Any]:
 def _j_id(raw: Any, size: int, what: str) -> str:
     """OTLP/JSON ids are hex strings (not base64, unlike the generic protobuf JSON mapping)."""
     text = _j_string(raw).lower()
-    if text and (len(text) != 2 * size or len(bytes.fromhex(text)) != size):
+    if not text:
+        return text
+    try:
+        valid = len(text) == 2 * size and len(bytes.fromhex(text)) == size
+    except ValueError:
+        valid = False
+    if not valid:
         raise ValueError(f"{what} must be {2 * size} hex characters, got {raw!r}")
     return text
 

@@ -16,7 +16,6 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from google.protobuf.message import DecodeError
 from kafka.errors import KafkaError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
@@ -32,7 +31,7 @@ log = logging.getLogger(__name__)
 TENANT = web.AppKey("tenant_keyring", Keyring)
 INTAKE = web.AppKey("intake", Intake)
 READY = web.AppKey("ready_check", object)
-PROTOBUF = "application/x-protobuf"
+PROTOBUF_TYPES = ("application/x-protobuf", "application/protobuf")
 
 
 class BadRequest(web.HTTPBadRequest):
@@ -120,17 +119,17 @@ async def post_traces(request: web.Request) -> web.Response:
     content_type = request.content_type
     try:
         items = decode_otlp(body, content_type)
-    except (ValueError, DecodeError) as exc:
+    except ValueError as exc:
         raise BadRequest(f"not an OTLP ExportTraceServiceRequest ({content_type}): {exc}") from exc
     result = await _accept(request, items, tenant, "otlp") if items else IntakeResult(0, [])
     message = "; ".join(item.reason for item in result.invalid[:20])
-    if content_type == PROTOBUF:
+    if content_type in PROTOBUF_TYPES:
         response = ExportTraceServiceResponse()
         if result.invalid:
             response.partial_success.CopyFrom(
                 ExportTracePartialSuccess(rejected_spans=len(result.invalid), error_message=message)
             )
-        return web.Response(body=response.SerializeToString(), content_type=PROTOBUF)
+        return web.Response(body=response.SerializeToString(), content_type=content_type)
     partial = {"rejectedSpans": len(result.invalid), "errorMessage": message} if result.invalid else {}
     return web.json_response({"partialSuccess": partial}, dumps=_dumps)
 

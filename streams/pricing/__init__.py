@@ -1,1 +1,8 @@
-"""pricing."""
+"""Cost enrichment: prices spans from genai-prices' offline snapshot plus per-tenant overrides.
+
+``PriceCatalog.load(overrides_file)`` once per process, then ``catalog.price(spans)`` per batch.
+"""
+
+from spanline.streams.pricing.catalog import PRICE_COLUMNS, PriceCatalog
+
+__all__ = ["PRICE_COLUMNS", "PriceCatalog"]

@@ -1,0 +1,94 @@
+"""Which price-table row is valid for a span: ``merge_asof`` on time, then daily windows.
+
+Date periods (catalog price changes, override history) are rows with a ``valid_from``; a span
+takes the latest one at or before its ``start_time``, per price series, with one
+``pandas.merge_asof`` over the whole batch. Daily windows (catalog rows with ``daily_from``) then
+replace the date price for the spans whose UTC time of day falls inside them, in table order,
+exactly as genai-prices lets a later active conditional price win.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import pandas as pd
+
+DAY_NS: Final = 86_400 * 10**9
+NO_ROW: Final = -1
+
+
+@dataclass(frozen=True)
+class Window:
+    """A daily UTC price window: table row, [begin, end) since midnight, valid before ``until_ns``."""
+
+    row: int
+    begin_ns: int
+    end_ns: int
+    until_ns: int
+
+    def active(self, epoch_ns: np.ndarray) -> np.ndarray:
+        clock = np.mod(epoch_ns, DAY_NS)
+        if self.end_ns < self.begin_ns:  # wraps around midnight
+            in_window = (clock >= self.begin_ns) | (clock < self.end_ns)
+        else:
+            in_window = (clock >= self.begin_ns) & (clock < self.end_ns)
+        return in_window & (epoch_ns < self.until_ns)
+
+
+class Validity:
+    """Row lookup by (price series, instant) over one price table."""
+
+    def __init__(self, table: pd.DataFrame) -> None:
+        dated = table["daily_from"].isna().to_numpy()
+        self._periods = pd.DataFrame({
+            "valid_from_ns": epoch_ns(table["valid_from"], missing=np.iinfo(np.int64).min)[dated],
+            "series": table["series"].to_numpy(np.int64)[dated],
+            "row": np.flatnonzero(dated),
+        }).sort_values("valid_from_ns", kind="stable", ignore_index=True)
+        until = epoch_ns(table["valid_until"], missing=np.iinfo(np.int64).max)
+        self._windows: dict[int, list[Window]] = {}
+        for row in np.flatnonzero(~dated):
+            self._windows.setdefault(int(table["series"].iat[row]), []).append(Window(
+                row=int(row),
+                begin_ns=int(table["daily_from"].iat[row].value),
+                end_ns=int(table["daily_until"].iat[row].value),
+                until_ns=int(until[row]),
+            ))
+        self._windowed_series = np.array(sorted(self._windows), dtype=np.int64)
+
+    def asof(self, series: np.ndarray, at_ns: np.ndarray) -> np.ndarray:
+        """Row of each span's ``series`` valid at ``at_ns``; -1 where the series is -1 or not valid yet."""
+        out = np.full(len(series), NO_ROW, dtype=np.int64)
+        wanted = np.flatnonzero(series >= 0)
+        if wanted.size == 0:
+            return out
+        order = wanted[np.argsort(at_ns[wanted], kind="stable")]
+        left = pd.DataFrame({"t": at_ns[order], "series": series[order]})
+        merged = pd.merge_asof(left, self._periods, left_on="t", right_on="valid_from_ns", by="series",
+                               direction="backward")
+        out[order] = merged["row"].fillna(NO_ROW).to_numpy(np.int64)
+        return out
+
+    def with_windows(self, rows: np.ndarray, series: np.ndarray, at_ns: np.ndarray) -> np.ndarray:
+        """``rows`` (from :meth:`asof` on the same ``series``) with active daily windows applied."""
+        candidates = np.flatnonzero(np.isin(series, self._windowed_series))
+        if candidates.size == 0:
+            return rows
+        rows = rows.copy()
+        their_series, stamps = series[candidates], at_ns[candidates]
+        for one in np.unique(their_series):
+            mine = their_series == one
+            for window in self._windows[int(one)]:
+                rows[candidates[mine & window.active(stamps)]] = window.row
+        return rows
+
+
+def epoch_ns(column: pd.Series, missing: int | None = None) -> np.ndarray:
+    """UTC epoch nanoseconds of a datetime column (ms or ns; naive values are UTC); NaT -> ``missing``."""
+    stamps = pd.DatetimeIndex(column)
+    if stamps.tz is None:
+        stamps = stamps.tz_localize("UTC")
+    values = stamps.as_unit("ns").asi8
+    return values if missing is None else np.where(stamps.isna(), missing, values)
