@@ -86,10 +86,6 @@ class SpanPublisher:
         """Send and return once Kafka acknowledged every message (raises the first failure)."""
         await wait_acked(self.send(spans, source))
 
-    def connected(self) -> bool:
-        """Readiness: the producer has live broker metadata."""
-        return bool(self._producer.bootstrap_connected())
-
     def flush(self, timeout_s: float | None = None) -> None:
         self._producer.flush(timeout=timeout_s)
 

