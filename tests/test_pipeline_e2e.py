@@ -25,7 +25,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span as OtlpSpan
 
 from spanline.collectors.publish import SpanPublisher
-from tests.support.stack import TENANT_KEYS, Stack
+from tests.support.stack import TENANT_KEYS, Stack, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -166,6 +166,33 @@ def test_worker_sigkill_mid_stream_stores_every_span_exactly_once(stack: Stack) 
     assert count == total
     assert stack.scalar("SELECT count() FROM {db}.spans WHERE service = {s:String}", s=run) == total
     assert stack.scalar("SELECT uniqExact(span_id) FROM {db}.spans WHERE service = {s:String}", s=run) == total
+
+
+def test_clickhouse_down_worker_backs_off_commits_nothing_then_catches_up(stack: Stack) -> None:
+    """faust-streaming#606 guard: while inserts fail, no offset may be committed past them."""
+    run = f"down{uuid.uuid4().hex[:6]}"
+    stack.stop_worker()
+    group = f"down-{uuid.uuid4().hex[:6]}"
+    refused = f"http://127.0.0.1:{free_port()}"
+    stack.start_worker({"SPANLINE_CLICKHOUSE_URL": refused, "SPANLINE_CONSUMER_GROUP": group}, wait=False)
+    publisher = SpanPublisher(stack.bootstrap_servers, stack.settings.topic_spans, spans_per_message=20)
+    for block in range(0, 2_000, 200):
+        publisher.send([canonical(run, i) | {"tenant_id": "acme"} for i in range(block, block + 200)], "sdk")
+    publisher.flush()
+    publisher.close()
+    deadline = time.monotonic() + 12
+    while time.monotonic() < deadline:
+        assert stack.worker is not None and stack.worker.poll() is None, "worker crashed while ClickHouse was down"
+        assert committed_total(stack, group) == 0, "offsets committed for messages that were never stored"
+        time.sleep(1)
+    assert "storage unavailable" in (stack.home / "worker.log").read_text()
+    stack.stop_worker()
+    stack.start_worker({"SPANLINE_CONSUMER_GROUP": group})
+    stack.wait_for_count("SELECT count() FROM {db}.spans WHERE service = {s:String}", 2_000, s=run)
+    time.sleep(1)
+    assert stack.scalar("SELECT count() FROM {db}.spans WHERE service = {s:String}", s=run) == 2_000
+    stack.stop_worker()
+    stack.start_worker()
 
 
 # --- helpers

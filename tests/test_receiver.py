@@ -1,0 +1,141 @@
+"""The HTTP receiver over real HTTP on loopback, publishing to the tansu broker."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from spanline.collectors.hashing import hash_user_id, tenant_salt
+from spanline.collectors.receiver.server import running_receiver
+from spanline.embedded.kafka_admin import ensure_topics
+from spanline.settings import Settings, load_settings
+from tests.support.stack import free_port
+
+KEY = "key-acme-for-receiver-tests"
+
+
+class Receiver:
+    """Runs the receiver on its own event loop thread for the whole module."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.url = f"http://127.0.0.1:{settings.collector_port}"
+        self._loop = asyncio.new_event_loop()
+        self._stop = asyncio.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._serve(),), daemon=True)
+        self._thread.start()
+        assert self._ready.wait(30), "receiver did not start"
+
+    async def _serve(self) -> None:
+        async with running_receiver(self.settings):
+            self._ready.set()
+            await self._stop.wait()
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+
+    def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        async def go() -> tuple[int, bytes]:
+            async with aiohttp.ClientSession() as session:
+                async with session.post(f"{self.url}{path}", data=body, headers=headers) as response:
+                    return response.status, await response.read()
+
+        return asyncio.run(go())
+
+
+@pytest.fixture(scope="module")
+def receiver(tansu_kafka: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
+    settings = load_settings({
+        "SPANLINE_HOME": str(tmp_path_factory.mktemp("receiver")),
+        "SPANLINE_KAFKA_BOOTSTRAP_SERVERS": tansu_kafka.bootstrap_servers,
+        "SPANLINE_COLLECTOR_PORT": str(free_port()),
+        "SPANLINE_TOPIC_SPANS": "rx-spans", "SPANLINE_TOPIC_DLQ": "rx-spans.dlq",
+        "SPANLINE_API_KEYS": orjson.dumps({"acme": KEY}).decode(),
+        "SPANLINE_USER_ID_SALT": "test-master-salt",
+        "SPANLINE_MAX_BODY_BYTES": "65536",
+    })
+    ensure_topics(tansu_kafka.bootstrap_servers, {"rx-spans": 2, "rx-spans.dlq": 1})
+    server = Receiver(settings)
+    yield server
+    server.close()
+
+
+def auth(content_type: str = "application/json", **extra: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {KEY}", "Content-Type": content_type, **extra}
+
+
+def span(i: int, **fields: Any) -> dict[str, Any]:
+    return {"span_id": f"rx-{i}", "trace_id": f"rx-t{i}", "service": "rx", "kind": "llm",
+            "start_time": "2026-11-22T10:00:00Z", "duration_ms": 10, **fields}
+
+
+def published(bootstrap: str, topic: str) -> list[Any]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, consumer_timeout_ms=2000, auto_offset_reset="earliest")
+    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    values = [orjson.loads(m.value) for m in consumer]
+    consumer.close()
+    return values
+
+
+def test_accepted_spans_are_in_kafka_with_hashed_user_ids_before_the_answer(receiver: Receiver) -> None:
+    status, body = receiver.post("/v1/spans", orjson.dumps([span(i, user_id="alice@example.com") for i in range(3)]), auth())
+    assert status == 200 and orjson.loads(body)["accepted"] == 3
+    spans = [s for batch in published(receiver.settings.bootstrap_servers, "rx-spans") for s in batch]
+    mine = [s for s in spans if s["span_id"] in {"rx-0", "rx-1", "rx-2"}]
+    assert len(mine) == 3
+    expected_hash = hash_user_id(tenant_salt(b"test-master-salt", "acme"), "alice@example.com")
+    assert all(s["user_id_hash"] == expected_hash and "user_id" not in s for s in mine)
+    assert "alice" not in orjson.dumps(spans).decode()
+
+
+def test_gzip_ndjson_and_single_object_bodies(receiver: Receiver) -> None:
+    ndjson = b"\n".join(orjson.dumps(span(i)) for i in range(10, 14))
+    status, body = receiver.post("/v1/spans", gzip.compress(ndjson), auth("application/x-ndjson", **{"Content-Encoding": "gzip"}))
+    assert (status, orjson.loads(body)["accepted"]) == (200, 4)
+    assert receiver.post("/v1/spans", orjson.dumps(span(20)), auth())[0] == 200
+
+
+def test_bad_bodies_get_clear_errors(receiver: Receiver) -> None:
+    status, body = receiver.post("/v1/spans", b"{not json", auth())
+    assert status == 400 and b"not JSON" in body
+    assert receiver.post("/v1/spans", b"[]", auth())[0] == 400
+    assert receiver.post("/v1/spans", b"x" * 70_000, auth())[0] == 413
+    assert receiver.post("/v1/spans", b"\x1f\x8bnot-gzip", auth(**{"Content-Encoding": "gzip"}))[0] == 400
+    assert receiver.post("/v1/traces", b"\xff\xfe garbage", auth("application/x-protobuf"))[0] == 400
+    assert receiver.post("/v1/spans", b"[]", {"Content-Type": "application/json"})[0] == 401
+
+
+def test_otlp_json_partial_success_names_rejected_spans(receiver: Receiver) -> None:
+    good = {"traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "b7ad6b7169203331", "name": "chat",
+            "startTimeUnixNano": "1763805600000000000", "endTimeUnixNano": "1763805600500000000",
+            "attributes": [{"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+                           {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "12"}}]}
+    bad = {**good, "spanId": "c7ad6b7169203331", "endTimeUnixNano": "1763805500000000000"}
+    request = {"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "rx"}}]},
+                                  "scopeSpans": [{"spans": [good, bad]}]}]}
+    status, body = receiver.post("/v1/traces", orjson.dumps(request), auth())
+    assert status == 200
+    partial = orjson.loads(body)["partialSuccess"]
+    assert partial["rejectedSpans"] == 1 and "end_time is before start_time" in partial["errorMessage"]
+
+
+def test_health_and_readiness(receiver: Receiver) -> None:
+    async def get(path: str) -> int:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{receiver.url}{path}") as response:
+                return response.status
+
+    assert asyncio.run(get("/healthz")) == 200
+    assert asyncio.run(get("/readyz")) == 200
