@@ -1,9 +1,12 @@
-"""Ordered, idempotent migrations from ``sql/migrations/NNNN_name.sql``.
+"""Ordered, idempotent schema migrations from ``sql/migrations/NNNN_name.sql``.
 
-Templates use named ``${placeholder}`` fields (string.Template), which cannot collide with
-ClickHouse's own ``{name:Type}`` query parameters; every placeholder must be filled, so a
-typo fails loudly. Applied migrations are recorded with a checksum of their file, and a
-changed file after it was applied is an error: write a new migration instead.
+Each file is a template (see :mod:`spanline.sql.templates`) rendered with the values from
+:func:`template_values`, split into statements and run in order; its name and the checksum
+of its *unrendered* text are then recorded in ``<database>.schema_migrations``. Settings
+such as the TTL therefore do not count as drift, while an edited file does: once applied,
+a migration is history, and a change must be a new file. Every statement is written to be
+re-runnable (``IF NOT EXISTS``), so a crash between a migration's DDL and its record is
+repaired by simply running again.
 """
 
 from __future__ import annotations
@@ -11,20 +14,24 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from string import Template
-from typing import Any
+
+from clickhouse_connect.driver.client import Client
 
 from spanline.errors import ConfigError
+from spanline.sql.templates import identifier, render, split_statements, ttl_clause
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
-_NAME = re.compile(r"^\d{4}_[a-z0-9_]+\.sql$")
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Days the ingest ledger keeps batch boundaries: far longer than any redelivery window.
+LEDGER_TTL_DAYS = 7
+_FILE_NAME = re.compile(r"^\d{4}_[a-z0-9_]+\.sql$")
 
 
 @dataclass(frozen=True)
 class Migration:
+    """One migration file: its name (file stem) and unrendered text."""
+
     name: str
     sql: str
 
@@ -33,104 +40,67 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
-def ttl_clause(column: str, days: int) -> str:
-    """The one place a TTL is built: whole days after the row's time column."""
-    if days < 1:
-        raise ConfigError(f"TTL must be at least one day, got {days}")
-    return f"TTL toDateTime({column}) + INTERVAL {int(days)} DAY"
-
-
-def template_data(database: str, ttl_days: int) -> dict[str, str]:
-    if not _IDENTIFIER.match(database):
-        raise ConfigError(f"database name {database!r} must be a plain identifier")
-    return {"database": database, "ttl_clause": ttl_clause("start_time", ttl_days)}
-
-
-def render(sql: str, data: dict[str, str]) -> str:
-    try:
-        return Template(sql).substitute(data)
-    except KeyError as exc:
-        raise ConfigError(f"migration uses unknown placeholder ${{{exc.args[0]}}}") from exc
+def template_values(database: str, ttl_days: int) -> dict[str, str]:
+    """Every placeholder a migration may use, and its value."""
+    return {
+        "database": identifier(database),
+        "spans_ttl": ttl_clause("start_time", ttl_days),
+        "ledger_ttl": ttl_clause("created_at", LEDGER_TTL_DAYS),
+    }
 
 
 def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """All migration files in name order; a misnamed or duplicate-numbered file is an error."""
     files = sorted(directory.glob("*.sql"))
-    bad = [f.name for f in files if not _NAME.match(f.name)]
-    if bad:
-        raise ConfigError(f"migration files must be named NNNN_name.sql: {', '.join(bad)}")
-    return [Migration(f.stem, f.read_text()) for f in files]
+    misnamed = [path.name for path in files if not _FILE_NAME.match(path.name)]
+    if misnamed:
+        raise ConfigError(f"migration files must be named NNNN_name.sql: {', '.join(misnamed)}")
+    numbers = [path.name[:4] for path in files]
+    duplicated = sorted({number for number in numbers if numbers.count(number) > 1})
+    if duplicated:
+        raise ConfigError(f"two migration files share the number(s) {', '.join(duplicated)}")
+    return [Migration(path.stem, path.read_text(encoding="utf-8")) for path in files]
 
 
-def split_statements(sql: str) -> list[str]:
-    """Split on semicolons outside quotes and comments."""
-    statements, current, quote, i = [], [], "", 0
-    while i < len(sql):
-        char = sql[i]
-        if quote:
-            current.append(char)
-            if char == "\\":
-                current.append(sql[i + 1 : i + 2])
-                i += 1
-            elif char == quote:
-                quote = ""
-        elif sql.startswith("--", i):
-            end = sql.find("\n", i)
-            i = len(sql) if end < 0 else end
-            continue
-        elif sql.startswith("/*", i):
-            end = sql.find("*/", i + 2)
-            i = len(sql) if end < 0 else end + 2
-            continue
-        elif char in "'\"`":
-            quote = char
-            current.append(char)
-        elif char == ";":
-            statements.append("".join(current).strip())
-            current = []
-        else:
-            current.append(char)
-        i += 1
-    statements.append("".join(current).strip())
-    return [s for s in statements if s]
+def pending_migrations(client: Client, database: str, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """Migrations not applied yet, in order; read-only. An edited applied file raises ConfigError."""
+    applied = _applied_checksums(client, identifier(database))
+    migrations = load_migrations(directory)
+    changed = [m.name for m in migrations if m.name in applied and applied[m.name] != m.checksum]
+    if changed:
+        raise ConfigError(
+            f"migration(s) {', '.join(changed)} changed after being applied to database {database!r}; "
+            "restore the original file(s) and put the change in a new migration"
+        )
+    return [m for m in migrations if m.name not in applied]
 
 
-def _recorded(client: Any, database: str) -> dict[str, str]:
-    client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+def apply_migrations(client: Client, database: str, ttl_days: int, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Create ``database`` and apply pending migrations in order; returns the names applied now."""
+    values = template_values(database, ttl_days)
+    client.command(f"CREATE DATABASE IF NOT EXISTS {values['database']}")
     client.command(
-        f"CREATE TABLE IF NOT EXISTS {database}.schema_migrations "
-        "(name String, checksum String, applied_at DateTime64(3, 'UTC')) ENGINE = MergeTree ORDER BY name"
+        f"CREATE TABLE IF NOT EXISTS {values['database']}.schema_migrations "
+        "(name String, checksum String, applied_at DateTime64(3, 'UTC')) "
+        "ENGINE = MergeTree ORDER BY name SETTINGS non_replicated_deduplication_window = 1000"
     )
-    rows = client.query(f"SELECT name, checksum FROM {database}.schema_migrations").result_rows
-    return {name: checksum for name, checksum in rows}
-
-
-def pending_migrations(client: Any, database: str, migrations: list[Migration] | None = None) -> list[Migration]:
-    recorded = _recorded(client, database)
-    pending = []
-    for migration in migrations or load_migrations():
-        checksum = recorded.get(migration.name)
-        if checksum is None:
-            pending.append(migration)
-        elif checksum != migration.checksum:
-            raise ConfigError(
-                f"migration {migration.name} changed after it was applied; add a new migration instead"
-            )
-    return pending
-
-
-def apply_migrations(
-    client: Any, database: str, ttl_days: int, migrations: list[Migration] | None = None
-) -> list[str]:
-    """Apply pending migrations in order; returns the names applied now."""
-    data = template_data(database, ttl_days)
-    applied = []
-    for migration in pending_migrations(client, database, migrations):
-        for statement in split_statements(render(migration.sql, data)):
+    applied: list[str] = []
+    for migration in pending_migrations(client, database, directory):
+        for statement in split_statements(render(migration.sql, values)):
             client.command(statement)
+        # The token makes a concurrent runner's record of the same migration a no-op.
         client.insert(
-            f"{database}.schema_migrations",
-            [[migration.name, migration.checksum, datetime.now(timezone.utc)]],
+            f"{values['database']}.schema_migrations",
+            [[migration.name, migration.checksum, datetime.now(UTC)]],
             column_names=["name", "checksum", "applied_at"],
+            settings={"insert_deduplication_token": f"{migration.name}:{migration.checksum}", "async_insert": 0},
         )
         applied.append(migration.name)
     return applied
+
+
+def _applied_checksums(client: Client, database: str) -> dict[str, str]:
+    if not client.command(f"EXISTS TABLE {database}.schema_migrations"):
+        return {}
+    rows = client.query(f"SELECT name, checksum FROM {database}.schema_migrations").result_rows
+    return {name: checksum for name, checksum in rows}

@@ -34,6 +34,7 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
     return {
         "broker": [f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
         "store": "memory://",
+        "datadir": str(settings.home / "faust"),
         "web_port": settings.worker_web_port,
         "web_bind": "127.0.0.1",
         "web_host": "127.0.0.1",

@@ -1,9 +1,22 @@
--- Raw spans: one row per validated, priced span (written by the worker, never updated).
--- ORDER BY goes from low to high cardinality (tenant, service, feature, kind) and then time,
--- so per-tenant/feature dashboards read contiguous ranges; trace_id lookups use the bloom filter.
--- Partitions are days, so the TTL drops whole parts (ttl_only_drop_parts).
--- non_replicated_deduplication_window keeps recent block hashes so a retried insert with the
--- same insert_deduplication_token is dropped (streams/sinks.py).
+-- Raw spans: one row per validated, priced span. The worker is the only writer and inserts
+-- these exact columns (streams/frame.py TABLE_COLUMNS); rows are never updated.
+--
+-- ORDER BY runs from low to high cardinality so the sparse primary index prunes the filters
+-- every dashboard and tenant-scoped query starts with: tenant_id (isolation), service,
+-- feature, kind (e.g. only llm spans), then the hour. The hour bucket comes before the
+-- higher-cardinality model_requested so a time-range filter still prunes granules within a
+-- tenant/feature, while per-model group-bys inside an hour read contiguous rows. start_time
+-- last keeps rows time-sorted inside the bucket, which helps its Delta codec. trace_id is
+-- random, so it is found through the bloom-filter skip index instead of the sort key.
+--
+-- Daily partitions (toDate(start_time)) let the TTL drop whole parts (ttl_only_drop_parts)
+-- instead of rewriting them. non_replicated_deduplication_window keeps the hashes of recent
+-- insert blocks, so a redelivered batch inserted again with the same
+-- insert_deduplication_token is dropped (the worker's ledger re-forms it with that token).
+--
+-- Codecs: Delta + ZSTD on timestamps and the Kafka offset (monotone within a batch), ZSTD on
+-- the long or random strings, arrays and the attribute map; LowCardinality on every
+-- dimension with a bounded set of values (dictionary-encoded, and fast to group by).
 CREATE TABLE IF NOT EXISTS ${database}.spans
 (
     tenant_id LowCardinality(String),
@@ -17,10 +30,10 @@ CREATE TABLE IF NOT EXISTS ${database}.spans
     duration_ms Float64 CODEC(ZSTD(1)),
     trace_id String CODEC(ZSTD(1)),
     span_id String CODEC(ZSTD(1)),
-    parent_span_id String CODEC(ZSTD(1)),
+    parent_span_id String CODEC(ZSTD(1)),  -- '' = root span
     status LowCardinality(String),
     error_type LowCardinality(String),
-    http_status UInt16,
+    http_status UInt16,  -- 0 = no HTTP status
     retry_after_s Nullable(Float32),
     attempt UInt16,
     finish_reason LowCardinality(String),
@@ -34,7 +47,7 @@ CREATE TABLE IF NOT EXISTS ${database}.spans
     cache_read_tokens UInt32,
     cache_write_tokens UInt32,
     reasoning_tokens UInt32,
-    context_window UInt32,
+    context_window UInt32,  -- 0 = unknown
     context_truncated Bool,
     ttft_ms Nullable(Float64),
     tpot_ms Nullable(Float64),
@@ -77,10 +90,10 @@ CREATE TABLE IF NOT EXISTS ${database}.spans
     kafka_topic LowCardinality(String),
     kafka_partition Int32,
     kafka_offset Int64 CODEC(Delta, ZSTD(1)),
-    INDEX idx_trace_id trace_id TYPE bloom_filter(0.01) GRANULARITY 4
+    INDEX idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1
 )
 ENGINE = MergeTree
 PARTITION BY toDate(start_time)
 ORDER BY (tenant_id, service, feature, kind, toStartOfHour(start_time), model_requested, start_time)
-${ttl_clause}
+${spans_ttl}
 SETTINGS ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000;

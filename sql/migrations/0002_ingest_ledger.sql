@@ -1,16 +1,18 @@
--- The worker's write-ahead log of insert batches: (topic, partition, first, last offset) is
--- recorded before a batch's insert, so after a crash or rebalance a redelivered batch is cut at
--- the same offsets and its insert_deduplication_token matches (streams/batcher.py).
+-- The worker's write-ahead log of insert batches: a batch's (topic, partition, first_offset,
+-- last_offset) and its insert_deduplication_token are recorded before the batch is inserted.
+-- After a crash or rebalance, a redelivered batch is cut at the same offsets again and so is
+-- inserted with the same token, which ClickHouse deduplicates (streams/ledger.py).
+-- Rows are only needed until their offsets are committed; the TTL keeps a week of history.
 CREATE TABLE IF NOT EXISTS ${database}.ingest_ledger
 (
     topic LowCardinality(String),
     partition Int32,
-    first_offset Int64,
-    last_offset Int64,
-    token String,
-    created_at DateTime64(3, 'UTC')
+    first_offset Int64 CODEC(Delta, ZSTD(1)),
+    last_offset Int64 CODEC(Delta, ZSTD(1)),
+    token String CODEC(ZSTD(1)),
+    created_at DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1))
 )
 ENGINE = MergeTree
 ORDER BY (topic, partition, first_offset)
-TTL toDateTime(created_at) + INTERVAL 7 DAY
+${ledger_ttl}
 SETTINGS non_replicated_deduplication_window = 1000;
