@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
+import shutil
 import sys
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
@@ -15,7 +14,8 @@ from rich.console import Console
 from spanline.errors import SpanlineError
 from spanline.settings import Settings, load_settings
 
-console = Console(stderr=False)
+#: Wide enough for the summary tables when output is not a terminal (CI logs, pipes).
+console = Console(width=shutil.get_terminal_size((140, 40)).columns)
 
 
 def _settings() -> Settings:

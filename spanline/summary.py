@@ -12,13 +12,13 @@ SUMMARY_QUERIES: dict[str, str] = {
     "Spend by model": """
         SELECT provider, model_requested AS model, count() AS calls,
                sum(input_tokens) AS input_tok, sum(output_tokens) AS output_tok,
-               round(sum(cost_usd), 4) AS cost_usd, countIf(NOT cost_known) AS unpriced
+               round(sum(cost_usd), 4) AS spend_usd, countIf(NOT cost_known) AS unpriced
         FROM {db}.spans WHERE kind IN ('llm', 'embedding')
-        GROUP BY provider, model ORDER BY cost_usd DESC""",
+        GROUP BY provider, model ORDER BY spend_usd DESC""",
     "Spend by tenant": """
-        SELECT tenant_id AS tenant, uniqExact(trace_id) AS requests, round(sum(cost_usd), 4) AS cost_usd,
+        SELECT tenant_id AS tenant, uniqExact(trace_id) AS requests, round(sum(cost_usd), 4) AS spend_usd,
                round(sum(cost_usd) / uniqExact(trace_id) * 1000, 4) AS usd_per_1k_requests
-        FROM {db}.spans GROUP BY tenant ORDER BY cost_usd DESC""",
+        FROM {db}.spans GROUP BY tenant ORDER BY spend_usd DESC""",
     "LLM latency by model (ms)": """
         SELECT model_requested AS model, count() AS calls,
                round(quantile(0.5)(duration_ms)) AS p50, round(quantile(0.95)(duration_ms)) AS p95,

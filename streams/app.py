@@ -17,6 +17,7 @@ import faust.web
 import orjson
 from aiohttp import web as aiohttp_web
 
+from spanline.embedded.kafka_admin import topic_id
 from spanline.embedded.service_file import ServiceFile
 from spanline.settings import Settings
 from spanline.streams.pipeline import IngestPipeline
@@ -59,7 +60,7 @@ def create_app(settings: Settings) -> faust.App:
     dlq_topic = app.topic(settings.topic_dlq, value_serializer="raw", key_serializer="raw", internal=False)
     sink = ClickHouseSpanSink(
         settings.resolved_clickhouse_url, settings.clickhouse_database, settings.topic_spans,
-        settings.raw_ttl_days, Backoff(settings.retry_initial_s, settings.retry_max_s),
+        topic_id(settings.bootstrap_servers, settings.topic_spans), settings.raw_ttl_days, Backoff(settings.retry_initial_s, settings.retry_max_s),
         password=settings.clickhouse_password,
     )
     catalog = PriceCatalog.load(settings.price_overrides_file)

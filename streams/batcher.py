@@ -1,7 +1,7 @@
 """Cutting each partition's messages into insert batches that a redelivery re-forms exactly.
 
 A ClickHouse insert is deduplicated by its ``insert_deduplication_token``, derived from the
-batch's (topic, partition, first offset, last offset). That only protects a redelivered
+batch's (topic, topic id, partition, first offset, last offset). That only protects a redelivered
 batch if it is cut at the same offsets again. So before a batch is inserted its bounds are
 written to a ledger (a write-ahead intent); after a restart or rebalance, messages that fall
 inside a recorded intent are cut at that intent's bounds again, and only messages beyond
@@ -32,8 +32,9 @@ class Batch:
     messages: list[Message]
     replayed: bool
 
-    def token(self, topic: str) -> str:
-        return f"{topic}:{self.partition}:{self.first_offset}-{self.last_offset}"
+    def token(self, topic: str, topic_id: str) -> str:
+        """The insert_deduplication_token: the batch's place in one incarnation of the topic."""
+        return f"{topic}:{topic_id}:{self.partition}:{self.first_offset}-{self.last_offset}"
 
 
 class PartitionBatcher:

@@ -73,7 +73,8 @@ class IngestPipeline:
         try:
             await self._sink.store((batch, processed.rows))
         except RejectedDataError as exc:
-            log.error("ClickHouse rejected batch %s: %s; dead-lettering its rows", batch.token(self._topic), exc)
+            log.error("ClickHouse rejected partition %d offsets %d-%d: %s; dead-lettering its rows",
+                      batch.partition, batch.first_offset, batch.last_offset, exc)
             letters = letters + _rejected_rows(batch, processed.rows, str(exc), self._topic)
             stored = 0
         if letters:

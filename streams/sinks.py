@@ -72,10 +72,11 @@ class ClickHouseSpanSink(BatchingSink[tuple[Batch, pd.DataFrame]]):
     """Writes span batches to ``spans`` exactly once, recording each batch in the ledger first."""
 
     def __init__(
-        self, url: str, database: str, topic: str, ttl_days: int, backoff: Backoff, password: Any = None
+        self, url: str, database: str, topic: str, topic_id: str, ttl_days: int, backoff: Backoff,
+        password: Any = None,
     ) -> None:
         super().__init__(backoff)
-        self._url, self._database, self._topic = url, database, topic
+        self._url, self._database, self._topic, self._topic_id = url, database, topic, topic_id
         self._ttl_days, self._password = ttl_days, password
         self._client: Any = None
         self._ledger: Ledger | None = None
@@ -88,7 +89,7 @@ class ClickHouseSpanSink(BatchingSink[tuple[Batch, pd.DataFrame]]):
                 applied = apply_migrations(client, self._database, self._ttl_days)
             if applied:
                 log.info("applied migrations: %s", ", ".join(applied))
-            self._client, self._ledger = client, Ledger(client, self._database, self._topic)
+            self._client, self._ledger = client, Ledger(client, self._database, self._topic, self._topic_id)
         return self._client, self._ledger
 
     def open_intents(self, partition: int, from_offset: int) -> list[tuple[int, int]]:
@@ -101,7 +102,7 @@ class ClickHouseSpanSink(BatchingSink[tuple[Batch, pd.DataFrame]]):
         if rows is None or not len(rows):
             return
         client, ledger = self._ready()
-        token = cut.token(self._topic)
+        token = cut.token(self._topic, self._topic_id)
         with storage_errors():
             if not cut.replayed:
                 ledger.record(cut.partition, cut.first_offset, cut.last_offset, token)

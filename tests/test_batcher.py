@@ -41,7 +41,7 @@ def test_redelivery_starting_inside_a_recorded_batch_keeps_its_token() -> None:
     batcher.add(messages(0, range(120, 150)))
     [batch] = batcher.cut()
     assert (batch.first_offset, batch.last_offset, len(batch.messages)) == (100, 149, 30)
-    assert batch.token("spans") == "spans:0:100-149"
+    assert batch.token("spans", "id1") == "spans:id1:0:100-149"
 
 
 def test_free_batch_stops_before_a_recorded_one() -> None:

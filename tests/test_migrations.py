@@ -231,11 +231,12 @@ def test_ledger_layout(client: Client) -> None:
         parameters={"db": DB},
     ).result_rows
     assert columns == [
-        ("topic", "LowCardinality(String)"), ("partition", "Int32"), ("first_offset", "Int64"),
+        ("topic", "LowCardinality(String)"), ("topic_id", "LowCardinality(String)"), ("partition", "Int32"),
+        ("first_offset", "Int64"),
         ("last_offset", "Int64"), ("token", "String"), ("created_at", "DateTime64(3, 'UTC')"),
     ]
     create = _create_statement(client, f"{DB}.ingest_ledger")
-    assert "ORDER BY (topic, partition, first_offset)\n" in create
+    assert "ORDER BY (topic, topic_id, partition, first_offset)\n" in create
     assert "TTL toDateTime(created_at) + toIntervalDay(7)\n" in create
     assert "non_replicated_deduplication_window = 1000" in create
 
@@ -296,8 +297,8 @@ def test_a_redelivered_batch_is_stored_once_in_the_table_and_its_views(client: C
 
 
 def test_ledger_records_are_deduplicated_by_token(client: Client) -> None:
-    row = [["spans", 0, 10, 19, "spans:0:10-19", datetime.now(UTC)]]
-    columns = ["topic", "partition", "first_offset", "last_offset", "token", "created_at"]
+    row = [["spans", "id1", 0, 10, 19, "spans:0:10-19", datetime.now(UTC)]]
+    columns = ["topic", "topic_id", "partition", "first_offset", "last_offset", "token", "created_at"]
     for _ in range(2):
         client.insert(f"{DB}.ingest_ledger", row, column_names=columns,
                       settings={"insert_deduplication_token": "ledger:spans:0:10-19", "async_insert": 0})

@@ -159,3 +159,17 @@ def ensure_topics(
         if created:
             log.info("created topics %s at %s", ", ".join(sorted(created)), bootstrap_servers)
         return
+
+
+def topic_id(bootstrap_servers: str, topic: str, timeout_s: float = 30) -> str:
+    """The topic's id (KIP-516): it changes when a topic is deleted and created again.
+
+    Offsets restart at 0 in a new incarnation, so anything keyed by offsets (the ingest
+    ledger, insert dedup tokens) must be keyed by the topic id too.
+    """
+    wait_for_broker(bootstrap_servers, timeout_s)
+    with _admin(bootstrap_servers, timeout_s) as admin:
+        [description] = admin.describe_topics([topic])
+    if description.get("error_code") or not description.get("topic_id"):
+        raise SpanlineError(f"Kafka at {bootstrap_servers} has no topic {topic!r} (run `spanline up` or create it)")
+    return str(description["topic_id"])
