@@ -33,7 +33,7 @@ RESULTS = Path(__file__).with_name("results")
 
 def spans_for(count: int) -> list[dict[str, object]]:
     config = WorkloadConfig(start=datetime.now(timezone.utc) - timedelta(hours=1), duration_s=3600,
-                            requests_per_s=max(1.0, count / 3600 / 7))
+                            requests_per_s=max(1.0, count / 3600 / 4))  # ~6.6 spans per request
     spans: list[dict[str, object]] = []
     for chunk in generate_traces(config):
         spans += chunk

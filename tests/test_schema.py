@@ -50,6 +50,8 @@ def test_duration_or_end_time_required_and_consistent() -> None:
         Span.model_validate(span(end_time="2026-11-22T10:00:01Z", duration_ms=5.0))
     model = Span.model_validate(span(duration_ms=None, end_time="2026-11-22T12:00:01+02:00"))
     assert model.end_time == datetime(2026, 11, 22, 10, 0, 1, tzinfo=timezone.utc)
+    naive = Span.model_validate(span(start_time="2026-11-22T10:00:00"))
+    assert naive.start_time.tzinfo == timezone.utc
 
 
 @pytest.mark.parametrize(
