@@ -30,6 +30,7 @@ def topics(settings: Settings) -> dict[str, int]:
 
 def run_worker(settings: Settings, with_receiver: bool = False) -> None:
     """Run the Faust worker until SIGINT/SIGTERM; optionally serve the receiver in it too."""
+    ensure_topics(settings.bootstrap_servers, topics(settings), settings.topic_replication)
     app = create_app(settings)
     if with_receiver:
 
@@ -42,6 +43,8 @@ def run_worker(settings: Settings, with_receiver: bool = False) -> None:
 
 
 def run_receiver(settings: Settings) -> None:
+    ensure_topics(settings.bootstrap_servers, topics(settings), settings.topic_replication)
+
     async def serve() -> None:
         async with running_receiver(settings):
             await asyncio.Event().wait()
@@ -60,7 +63,6 @@ def run_up(settings: Settings) -> None:
                 TansuBroker(settings.embedded_kafka_port, log_path=settings.home / "tansu.log")
             )
             log.info("embedded Kafka (tansu) on %s", broker.bootstrap_servers)
-        ensure_topics(settings.bootstrap_servers, topics(settings), settings.topic_replication)
         keys_file = api_keys_path(settings)
         if not keys_file.exists() and not settings.api_keys:
             create_dev_keys(keys_file, DEMO_TENANTS)

@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -25,7 +24,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span as OtlpSpan
 
 from spanline.collectors.publish import SpanPublisher
-from tests.support.stack import TENANT_KEYS, Stack, free_port
+from tests.support.stack import TENANT_KEYS, Stack, free_port, read_topic
 
 pytestmark = pytest.mark.e2e
 
@@ -216,17 +215,6 @@ def otlp_request(run: str, count: int) -> bytes:
     resource = ResourceSpans(scope_spans=[ScopeSpans(spans=spans)])
     resource.resource.attributes.append(attr("service.name", run))
     return ExportTraceServiceRequest(resource_spans=[resource]).SerializeToString()
-
-
-def read_topic(bootstrap_servers: str, topic: str) -> list[dict[str, Any]]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, auto_offset_reset="earliest",
-                             consumer_timeout_ms=3000, enable_auto_commit=False)
-    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
-    values = [orjson.loads(message.value) for message in consumer]
-    consumer.close()
-    return values
 
 
 def _group_consumer(stack: Stack, group: str | None = None) -> tuple[KafkaConsumer, list[TopicPartition]]:

@@ -11,13 +11,12 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
 from spanline.collectors.hashing import hash_user_id, tenant_salt
 from spanline.collectors.receiver.server import running_receiver
 from spanline.embedded.kafka_admin import ensure_topics
 from spanline.settings import Settings, load_settings
-from tests.support.stack import free_port
+from tests.support.stack import free_port, read_topic
 
 KEY = "key-acme-for-receiver-tests"
 
@@ -79,20 +78,10 @@ def span(i: int, **fields: Any) -> dict[str, Any]:
             "start_time": "2026-11-22T10:00:00Z", "duration_ms": 10, **fields}
 
 
-def published(bootstrap: str, topic: str) -> list[Any]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, consumer_timeout_ms=2000, auto_offset_reset="earliest")
-    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
-    values = [orjson.loads(m.value) for m in consumer]
-    consumer.close()
-    return values
-
-
 def test_accepted_spans_are_in_kafka_with_hashed_user_ids_before_the_answer(receiver: Receiver) -> None:
     status, body = receiver.post("/v1/spans", orjson.dumps([span(i, user_id="alice@example.com") for i in range(3)]), auth())
     assert status == 200 and orjson.loads(body)["accepted"] == 3
-    spans = [s for batch in published(receiver.settings.bootstrap_servers, "rx-spans") for s in batch]
+    spans = [s for batch in read_topic(receiver.settings.bootstrap_servers, "rx-spans") for s in batch]
     mine = [s for s in spans if s["span_id"] in {"rx-0", "rx-1", "rx-2"}]
     assert len(mine) == 3
     expected_hash = hash_user_id(tenant_salt(b"test-master-salt", "acme"), "alice@example.com")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,21 +16,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
 import urllib.request
+
+import orjson
+from kafka import KafkaConsumer, TopicPartition
 
 from spanline.embedded.kafka_admin import ensure_topics
 from spanline.embedded.service_file import ServiceFile
 from spanline.queries import QueryResult, run_query
 from spanline.settings import Settings, load_settings
+from tests.support.kafka_broker import free_ports
 
 TENANT_KEYS = {"acme": "key-acme-0123456789", "globex": "key-globex-0123456789"}
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def read_topic(bootstrap_servers: str, topic: str) -> list[Any]:
+    """Every JSON value on a topic, from the beginning (assigned partitions, no group)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, auto_offset_reset="earliest",
+                             consumer_timeout_ms=3000, enable_auto_commit=False)
+    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    values = [orjson.loads(message.value) for message in consumer]
+    consumer.close()
+    return values
 
 
 @dataclass
