@@ -18,7 +18,7 @@ from tests.support.stack import free_port
 
 def run_demo(home: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "spanline.cli", "demo", "--minutes", "2", "--rate", "5"],
+        [sys.executable, "-m", "spanline", "demo", "--minutes", "2", "--rate", "5"],
         env=env, capture_output=True, text=True, timeout=400,
     )
 
