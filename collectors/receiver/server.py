@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
 
+from spanline.collectors.hashing import stored_master_secret
 from spanline.collectors.publish import SpanPublisher
 from spanline.collectors.receiver.app import make_app
 from spanline.collectors.receiver.auth import Keyring, read_keys_file
@@ -42,18 +42,6 @@ def load_keyring(settings: Settings) -> Keyring:
     return Keyring(keys)
 
 
-def master_salt(settings: Settings) -> bytes:
-    """The user-id hashing secret: from settings, else generated once into <home>/salt."""
-    if settings.user_id_salt is not None:
-        return settings.user_id_salt.get_secret_value().encode()
-    path = settings.home / "salt"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
-    return path.read_text().strip().encode()
-
-
 @asynccontextmanager
 async def running_receiver(settings: Settings) -> AsyncIterator[web.AppRunner]:
     """Serve the receiver until the context exits; the publisher is flushed on the way out."""
@@ -61,7 +49,9 @@ async def running_receiver(settings: Settings) -> AsyncIterator[web.AppRunner]:
     publisher = await asyncio.to_thread(
         SpanPublisher, settings.bootstrap_servers, settings.topic_spans, settings.spans_per_message
     )
-    intake = Intake(publisher, settings.topic_dlq, master_salt(settings))
+    salt = stored_master_secret(settings, create=True)
+    assert salt is not None  # create=True always yields a secret
+    intake = Intake(publisher, settings.topic_dlq, salt)
     app = make_app(
         keyring, intake, settings.max_body_bytes,
         ready_check=lambda: metadata_answers(settings.bootstrap_servers, timeout_s=2.0),

@@ -16,7 +16,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Unpack
 
-from spanline.collectors.hashing import tenant_salt
+from spanline.collectors.hashing import stored_master_secret, tenant_salt
 from spanline.collectors.publish import SpanPublisher
 from spanline.collectors.schema import SCHEMA_VERSION, SpanKind
 from spanline.collectors.sdk.exporter import SpanExporter, Transport
@@ -55,14 +55,12 @@ def master_secret(explicit: bytes | str | None) -> bytes:
     if explicit is not None:
         return explicit.encode() if isinstance(explicit, str) else explicit
     settings = load_settings()
-    if settings.user_id_salt is not None:
-        return settings.user_id_salt.get_secret_value().encode()
-    path = settings.home / "salt"
-    if path.exists():
-        return path.read_text().strip().encode()
+    stored = stored_master_secret(settings, create=False)
+    if stored is not None:
+        return stored
     log.warning(
         "spanline SDK: no user_id_salt, SPANLINE_USER_ID_SALT or %s; user-id hashes are only stable "
-        "within this process", path,
+        "within this process", settings.home / "salt",
     )
     return secrets.token_bytes(32)
 
