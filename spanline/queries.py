@@ -26,7 +26,10 @@ def run_query(settings: Settings, sql: str, parameters: dict[str, Any] | None = 
         if service is not None:
             return _remote(service.query_url, service.token, sql, parameters)
     client = connect(settings.resolved_clickhouse_url, password=settings.clickhouse_password)
-    result = client.query(sql, parameters=parameters, settings={"readonly": 2})
+    try:
+        result = client.query(sql, parameters=parameters, settings={"readonly": 2})
+    finally:
+        client.close()  # a chDB path stays locked while any client of this process holds it
     return QueryResult(list(result.column_names), [list(row) for row in result.result_rows])
 
 
