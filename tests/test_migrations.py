@@ -169,11 +169,12 @@ def test_an_edited_applied_migration_is_refused_and_new_ones_apply(client: Clien
     directory = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS_DIR, directory)
     apply_migrations(client, database, ttl_days=30, directory=directory)
-    (directory / "0003_extra.sql").write_text(
+    next_number = max(int(path.name[:4]) for path in directory.glob("*.sql")) + 1
+    (directory / f"{next_number:04d}_extra.sql").write_text(
         "CREATE TABLE IF NOT EXISTS ${database}.extra (x UInt8) ENGINE = MergeTree ORDER BY x;\n"
         "CREATE TABLE IF NOT EXISTS ${database}.extra2 (x UInt8) ENGINE = MergeTree ORDER BY x;\n"
     )
-    assert apply_migrations(client, database, ttl_days=30, directory=directory) == ["0003_extra"]
+    assert apply_migrations(client, database, ttl_days=30, directory=directory) == [f"{next_number:04d}_extra"]
     assert client.command(f"EXISTS TABLE {database}.extra2") == 1
     ledger = directory / "0002_ingest_ledger.sql"
     ledger.write_text(ledger.read_text() + "\n-- an innocent-looking edit\n")
