@@ -8,7 +8,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import orjson
 from rich.console import Console
 
 from spanline.errors import SpanlineError
@@ -69,15 +68,38 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_sql_query(args: argparse.Namespace) -> None:
+    from spanline.analysis import formatted
     from spanline.queries import run_query
-    from spanline.summary import render
 
     params = dict(_key_value(p) for p in args.param)
-    result = run_query(_settings(), args.sql, params)
-    if args.format == "json":
-        print(orjson.dumps([dict(zip(result.columns, row)) for row in result.rows], default=str).decode())
+    _print(formatted(run_query(_settings(), args.sql, params), args.format))
+
+
+def cmd_sql_list(_: argparse.Namespace) -> None:
+    from spanline.analysis import library_table
+
+    console.print(library_table())
+
+
+def cmd_sql_show(args: argparse.Namespace) -> None:
+    from spanline.analysis import query_source
+
+    console.print(query_source(args.name, load_settings().clickhouse_database))
+
+
+def cmd_sql_run(args: argparse.Namespace) -> None:
+    from spanline.analysis import formatted, run_named
+
+    result = run_named(_settings(), args.name, dict(_key_value(p) for p in args.param))
+    _print(formatted(result, args.format, title=args.name))
+
+
+def _print(output: object) -> None:
+    """Tables through rich; CSV and JSON verbatim on stdout, so they can be piped."""
+    if isinstance(output, str):
+        print(output)
     else:
-        console.print(render("", result))
+        console.print(output)
 
 
 def cmd_schema(args: argparse.Namespace) -> None:
@@ -116,8 +138,17 @@ def parser() -> argparse.ArgumentParser:
     query = sql.add_parser("query", help="ad-hoc read-only SQL")
     query.add_argument("sql")
     query.add_argument("--param", action="append", default=[], help="name=value for {name:Type} placeholders")
-    query.add_argument("--format", choices=("table", "json"), default="table")
+    query.add_argument("--format", choices=("table", "csv", "json"), default="table")
     query.set_defaults(func=cmd_sql_query)
+    sql.add_parser("list", help="the named analysis queries and their parameters").set_defaults(func=cmd_sql_list)
+    show = sql.add_parser("show", help="a named query's SQL")
+    show.add_argument("name")
+    show.set_defaults(func=cmd_sql_show)
+    run = sql.add_parser("run", help="run a named analysis query")
+    run.add_argument("name")
+    run.add_argument("--param", action="append", default=[], help="name=value, e.g. since=2026-01-01 tenant=acme")
+    run.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    run.set_defaults(func=cmd_sql_run)
     schema = sub.add_parser("schema", help="export the span JSON Schema")
     schema.add_argument("--out", default=None)
     schema.set_defaults(func=cmd_schema)

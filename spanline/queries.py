@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib import error, request
 
@@ -34,7 +35,8 @@ def run_query(settings: Settings, sql: str, parameters: dict[str, Any] | None = 
 
 
 def _remote(url: str, token: str, sql: str, parameters: dict[str, Any] | None) -> QueryResult:
-    body = orjson.dumps({"sql": sql, "parameters": parameters or {}})
+    wire = {name: _wire_value(value) for name, value in (parameters or {}).items()}
+    body = orjson.dumps({"sql": sql, "parameters": wire})
     req = request.Request(url, data=body, headers={"Authorization": f"Bearer {token}"}, method="POST")
     try:
         with request.urlopen(req, timeout=60) as response:
@@ -44,3 +46,13 @@ def _remote(url: str, token: str, sql: str, parameters: dict[str, Any] | None) -
     except error.URLError as exc:
         raise SpanlineError(f"the running Spanline service at {url} did not answer: {exc.reason}") from exc
     return QueryResult(payload["columns"], payload["rows"])
+
+
+def _wire_value(value: Any) -> Any:
+    """A parameter as JSON can carry it and ClickHouse parses it back: datetimes become UTC
+    'YYYY-MM-DD hh:mm:ss.ffffff' text, the form a {name:DateTime64(…)} binding accepts (ISO 8601's
+    'T' and offset are refused)."""
+    if isinstance(value, datetime):
+        moment = value.astimezone(UTC) if value.tzinfo else value
+        return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value

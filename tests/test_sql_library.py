@@ -239,7 +239,10 @@ def test_retry_overhead(client: Client, library: dict[str, NamedQuery], rows: pd
         .reset_index()
     )
     expected["retry_share"] = (expected["retry_cost_usd"] / expected["spend_usd"]).where(expected["spend_usd"] > 0)
+    first_attempts = expected["calls"] - expected["retries"]
+    expected["retry_amplification"] = (expected["calls"] / first_attempts).where(first_attempts > 0)
     actual = run(client, library, "retry_overhead", window_raw(tenant))
+    assert (actual["retry_amplification"] > 1).any()
     assert_same(actual, expected, ["feature", "provider", "model"])
     assert actual["retry_cost_usd"].sum() > 0
 
