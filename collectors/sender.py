@@ -14,11 +14,18 @@ import orjson
 from spanline.errors import SpanlineError
 
 
+#: Answers that mean "not stored, try again later" (the receiver's 503 when Kafka is down).
+RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+#: Longest wait between two tries of one request, whatever Retry-After says.
+MAX_RETRY_WAIT_S = 10.0
+
+
 @dataclass
 class SendReport:
     requests: int = 0
     accepted: int = 0
     rejected: int = 0
+    retries: int = 0
     seconds: float = 0.0
 
     @property
@@ -32,8 +39,14 @@ async def send_chunks(
     chunks: Iterable[list[dict[str, object]]],
     concurrency: int = 4,
     on_progress: Callable[[SendReport], None] | None = None,
+    retry_for_s: float = 300.0,
 ) -> SendReport:
-    """POST each chunk's spans to ``<url>/v1/spans``, one request per tenant, ``concurrency`` at once."""
+    """POST each chunk's spans to ``<url>/v1/spans``, one request per tenant, ``concurrency`` at once.
+
+    A request the receiver could not store (429, 502–504, e.g. 503 while Kafka is down) is
+    retried after its Retry-After (or an exponential back-off) for up to ``retry_for_s``, as an
+    OTLP exporter would; any other failure stops the run with the receiver's answer.
+    """
     report = SendReport()
     started = time.perf_counter()
     queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue(maxsize=concurrency * 2)
@@ -42,10 +55,7 @@ async def send_chunks(
         while (job := await queue.get()) is not None:
             tenant, body = job
             headers = {"Authorization": f"Bearer {keys[tenant]}", "Content-Type": "application/json"}
-            async with session.post(f"{url}/v1/spans", data=body, headers=headers) as response:
-                payload = await response.json(content_type=None)
-                if response.status not in (200, 207):
-                    raise SpanlineError(f"receiver answered {response.status}: {payload}")
+            payload = await _post_until_stored(session, f"{url}/v1/spans", body, headers, report, retry_for_s)
             report.requests += 1
             report.accepted += payload["accepted"]
             report.rejected += payload["rejected"]
@@ -67,6 +77,29 @@ async def send_chunks(
         await asyncio.gather(*posters)
     report.seconds = time.perf_counter() - started
     return report
+
+
+async def _post_until_stored(
+    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str], report: SendReport,
+    retry_for_s: float,
+) -> dict[str, object]:
+    deadline = time.monotonic() + retry_for_s
+    backoff = 0.5
+    while True:
+        try:
+            async with session.post(url, data=body, headers=headers) as response:
+                payload = await response.json(content_type=None)
+                status, retry_after = response.status, response.headers.get("Retry-After")
+        except aiohttp.ClientConnectionError as exc:  # receiver restarting: as retryable as a 503
+            payload, status, retry_after = {"error": str(exc)}, 503, None
+        if status in (200, 207):
+            return payload
+        if status not in RETRYABLE_STATUSES or time.monotonic() >= deadline:
+            raise SpanlineError(f"receiver answered {status}: {payload}")
+        wait = min(float(retry_after) if retry_after and retry_after.isdigit() else backoff, MAX_RETRY_WAIT_S)
+        backoff = min(backoff * 2, MAX_RETRY_WAIT_S)
+        report.retries += 1
+        await asyncio.sleep(wait)
 
 
 async def _put(queue: asyncio.Queue, item: object, posters: list[asyncio.Task]) -> None:

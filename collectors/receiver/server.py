@@ -42,12 +42,23 @@ def load_keyring(settings: Settings) -> Keyring:
     return Keyring(keys)
 
 
+#: A request waits at most ~15 s for Kafka, then gets 503 + Retry-After. Its messages expire
+#: in the producer at that same deadline instead of being delivered later, so the client's
+#: retry of a 503 does not store the spans twice (the default would hold requests for 2 min).
+RECEIVER_PRODUCER_OVERRIDES: dict[str, int] = {
+    "request_timeout_ms": 10_000,
+    "delivery_timeout_ms": 15_000,
+    "max_block_ms": 5_000,
+}
+
+
 @asynccontextmanager
 async def running_receiver(settings: Settings) -> AsyncIterator[web.AppRunner]:
     """Serve the receiver until the context exits; the publisher is flushed on the way out."""
     keyring = load_keyring(settings)
     publisher = await asyncio.to_thread(
-        SpanPublisher, settings.bootstrap_servers, settings.topic_spans, settings.spans_per_message
+        SpanPublisher, settings.bootstrap_servers, settings.topic_spans, settings.spans_per_message,
+        **RECEIVER_PRODUCER_OVERRIDES,
     )
     salt = stored_master_secret(settings, create=True)
     assert salt is not None  # create=True always yields a secret
