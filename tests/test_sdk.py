@@ -605,26 +605,6 @@ def test_spans_with_invalid_values_are_dropped_and_counted_not_raised(recorder: 
     assert tracer.stats()["invalid"] == 1
 
 
-def test_caller_side_cost_is_under_five_microseconds_per_span() -> None:
-    """SPEC §8: span creation + end on the caller's thread (best of several rounds)."""
-    transport = BlockingTransport()
-    tracer = sdk.configure("unused:9092", "acme", "bot", user_id_salt=MASTER, transport=transport,
-                           queue_size=1_000_000)
-    try:
-        rounds = []
-        for _ in range(40):  # short rounds: the best one is the cost without scheduler noise
-            started = time.perf_counter_ns()
-            for _ in range(2_000):
-                with sdk.llm_call(provider="openai", model="gpt-4o", route="default", user_id="u-1"):
-                    pass
-            rounds.append((time.perf_counter_ns() - started) / 2_000 / 1000)
-        assert min(rounds) < 5.0, sorted(rounds)[:5]
-        assert tracer.stats()["dropped"] == 0
-    finally:
-        sdk.shutdown(timeout_s=0.1)
-        transport.release.set()
-
-
 # --- a real broker -------------------------------------------------------------------------
 
 
