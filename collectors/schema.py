@@ -16,11 +16,14 @@ here: they are computed once, column-wise, by :mod:`spanline.streams.derive`.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from typing_extensions import NotRequired, TypedDict
 
 SCHEMA_VERSION = 1
 
@@ -202,22 +205,71 @@ class Span(BaseModel):
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Span:
-        if self.end_time is None and self.duration_ms is None:
-            raise ValueError("give end_time or duration_ms")
-        if self.end_time is not None:
-            measured = (self.end_time - self.start_time).total_seconds() * 1000.0
-            if measured < 0:
-                raise ValueError("end_time is before start_time")
-            if measured > MAX_DURATION_MS:
-                raise ValueError("span is longer than 24 h")
-            if self.duration_ms is not None and abs(measured - self.duration_ms) > DURATION_TOLERANCE_MS:
-                raise ValueError("duration_ms disagrees with end_time - start_time")
-        if self.cache_read_tokens + self.cache_write_tokens > self.input_tokens:
-            raise ValueError("cache_read_tokens + cache_write_tokens exceed input_tokens (they are part of it)")
-        if self.reasoning_tokens > self.output_tokens:
-            raise ValueError("reasoning_tokens exceed output_tokens (they are part of it)")
-        if self.retrieval_scores and len(self.retrieval_scores) != len(self.retrieval_doc_ids):
-            raise ValueError("retrieval_scores must align with retrieval_doc_ids")
-        if self.status == Status.OK and self.error_type is not None:
-            raise ValueError("error_type is set but status is ok")
+        message = cross_field_errors([self.__dict__])[0]
+        if message is not None:
+            raise ValueError(message)
         return self
+
+
+def cross_field_errors(spans: Sequence[Mapping[str, Any]]) -> list[str | None]:
+    """The schema's cross-field rules over a batch of field-valid spans: per span, the first
+    broken rule's message or None.
+
+    The one definition of these rules: the model applies it to one span, batch validation
+    (:func:`spanline.collectors.validation.validate_items`) to whole lists at numpy speed.
+    A span may omit fields; absent ones take the model's defaults.
+    """
+    count = len(spans)
+
+    def column(name: str, default: float = 0.0) -> np.ndarray:
+        return np.fromiter(
+            (default if (value := span.get(name)) is None else value for span in spans), dtype=np.float64, count=count
+        )
+
+    has_end = np.fromiter((span.get("end_time") is not None for span in spans), dtype=bool, count=count)
+    measured = np.fromiter(
+        ((span["end_time"] - span["start_time"]).total_seconds() * 1000.0 if end else math.nan
+         for span, end in zip(spans, has_end, strict=True)),
+        dtype=np.float64, count=count,
+    )
+    duration = column("duration_ms", math.nan)
+    scores = np.fromiter((len(span.get("retrieval_scores") or ()) for span in spans), dtype=np.int64, count=count)
+    doc_ids = np.fromiter((len(span.get("retrieval_doc_ids") or ()) for span in spans), dtype=np.int64, count=count)
+    error_while_ok = np.fromiter(
+        (span.get("status", Status.OK) == Status.OK and span.get("error_type") is not None for span in spans),
+        dtype=bool, count=count,
+    )
+    with np.errstate(invalid="ignore"):
+        rules = (
+            (~has_end & np.isnan(duration), "give end_time or duration_ms"),
+            (has_end & (measured < 0), "end_time is before start_time"),
+            (has_end & (measured > MAX_DURATION_MS), "span is longer than 24 h"),
+            (has_end & (np.abs(measured - duration) > DURATION_TOLERANCE_MS),
+             "duration_ms disagrees with end_time - start_time"),
+            (column("cache_read_tokens") + column("cache_write_tokens") > column("input_tokens"),
+             "cache_read_tokens + cache_write_tokens exceed input_tokens (they are part of it)"),
+            (column("reasoning_tokens") > column("output_tokens"),
+             "reasoning_tokens exceed output_tokens (they are part of it)"),
+            ((scores > 0) & (scores != doc_ids), "retrieval_scores must align with retrieval_doc_ids"),
+            (error_while_ok, "error_type is set but status is ok"),
+        )
+    messages: list[str | None] = [None] * count
+    for broken, message in reversed(rules):  # the first rule a span breaks is the one it reports
+        for index in np.flatnonzero(broken).tolist():
+            messages[index] = message
+    return messages
+
+
+def span_fields_dict() -> type:
+    """The model's fields as a TypedDict with the same types, constraints and config, minus the
+    model: pydantic validates a list of these ~3x faster than a list of Span objects (no
+    instances, no defaults filled: absent fields stay absent). The cross-field rules are not
+    part of it: apply :func:`cross_field_errors` to the result."""
+    fields: dict[str, Any] = {}
+    for name, info in Span.model_fields.items():
+        annotation = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        fields[name] = annotation if info.is_required() else NotRequired[annotation]
+    typed = TypedDict("SpanFieldsDict", fields)  # type: ignore[operator]
+    config = {key: Span.model_config[key] for key in ("extra", "str_strip_whitespace", "use_enum_values")}
+    typed.__pydantic_config__ = ConfigDict(**config)  # type: ignore[attr-defined]
+    return typed

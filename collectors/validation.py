@@ -1,8 +1,11 @@
 """Batch validation against the canonical schema, with per-item errors.
 
-Pydantic's core (Rust) validates the whole list in one call; only when that fails do we
-work out which items were bad, so a clean batch pays for one validation pass and a dirty
-one for two. Errors name the item index and the field, e.g. ``[3].input_tokens``.
+Pydantic's core (Rust) validates the whole list in one call, into plain dicts shaped by the
+model's fields (:func:`~spanline.collectors.schema.span_fields_dict`, ~3x faster than model
+instances); only when that fails do we work out which items were bad, so a clean batch pays
+for one pass and a dirty one for two. Then the model's cross-field rules run over the batch
+at once. Errors name the item index and the field, e.g. ``[3].input_tokens``, exactly as
+``Span.model_validate`` would.
 """
 
 from __future__ import annotations
@@ -13,9 +16,9 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from spanline.collectors.schema import Span
+from spanline.collectors.schema import cross_field_errors, span_fields_dict
 
-_SPANS = TypeAdapter(list[Span])
+_SPANS = TypeAdapter(list[span_fields_dict()])
 
 
 @dataclass(frozen=True)
@@ -40,9 +43,14 @@ class InvalidItem:
 
 @dataclass
 class ValidationResult:
-    """Valid spans (with their positions in the input) and invalid items with reasons."""
+    """Valid spans (with their positions in the input) and invalid items with reasons.
 
-    spans: list[Span] = field(default_factory=list)
+    A valid span is a dict of the fields it gave, validated and normalised (enums as values,
+    strings stripped, timestamps parsed); absent fields take the schema's defaults where the
+    span becomes a row (spanline.streams.frame).
+    """
+
+    spans: list[dict[str, Any]] = field(default_factory=list)
     indexes: list[int] = field(default_factory=list)
     invalid: list[InvalidItem] = field(default_factory=list)
 
@@ -60,13 +68,17 @@ def _field_errors(error: ValidationError) -> dict[int, list[FieldError]]:
 def validate_items(items: list[Any]) -> ValidationResult:
     """Validate a list of span objects; never raises for bad items."""
     try:
-        return ValidationResult(spans=_SPANS.validate_python(items), indexes=list(range(len(items))))
+        spans, indexes, bad = _SPANS.validate_python(items), list(range(len(items))), {}
     except ValidationError as error:
         bad = _field_errors(error)
-    good_indexes = [i for i in range(len(items)) if i not in bad]
-    result = ValidationResult(
-        spans=_SPANS.validate_python([items[i] for i in good_indexes]) if good_indexes else [],
-        indexes=good_indexes,
-        invalid=[InvalidItem(i, items[i], tuple(errors)) for i, errors in sorted(bad.items())],
-    )
-    return result
+        indexes = [i for i in range(len(items)) if i not in bad]
+        spans = _SPANS.validate_python([items[i] for i in indexes]) if indexes else []
+    messages = cross_field_errors(spans)
+    if any(message is not None for message in messages):
+        for index, message in zip(indexes, messages, strict=True):
+            if message is not None:  # worded as pydantic words a model validator's ValueError
+                bad[index] = [FieldError("", f"Value error, {message}")]
+        spans = [span for span, message in zip(spans, messages, strict=True) if message is None]
+        indexes = [index for index, message in zip(indexes, messages, strict=True) if message is None]
+    invalid = [InvalidItem(i, items[i], tuple(errors)) for i, errors in sorted(bad.items())]
+    return ValidationResult(spans=spans, indexes=indexes, invalid=invalid)

@@ -6,8 +6,9 @@ later step (derive, price, store) works on whole columns.
 
 from __future__ import annotations
 
-import operator
 from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,13 +50,42 @@ TABLE_COLUMNS: tuple[str, ...] = (
 )
 
 
-_FIELD_VALUES = operator.itemgetter(*SPAN_FIELDS)
+def _defaults() -> dict[str, Any]:
+    """Schema defaults a missing field takes; None-defaults are left to the columns' own NULLs."""
+    defaults = {}
+    for name, info in Span.model_fields.items():
+        if not info.is_required():
+            default = info.get_default(call_default_factory=True)
+            if default is not None:
+                defaults[name] = default.value if isinstance(default, Enum) else default
+    return defaults
 
 
-def spans_to_frame(spans: list[Span]) -> pd.DataFrame:
-    """One column per schema field: rows become tuples and are transposed in C (zip)."""
-    columns = zip(*(_FIELD_VALUES(span.__dict__) for span in spans))
-    frame = pd.DataFrame(dict(zip(SPAN_FIELDS, columns)))
+#: Field -> default for every optional field whose default is not None.
+FIELD_DEFAULTS: dict[str, Any] = _defaults()
+#: The empty value of a container field, shared by every row that left it out (read-only).
+_EMPTY: dict[type, Any] = {list: (), dict: {}}
+#: Column dtype of a filled field by its default's type (strings and enum values stay objects).
+_DTYPES: dict[type, str] = {bool: "bool", int: "int64", float: "float64"}
+
+
+def spans_to_frame(spans: list[dict[str, Any]]) -> pd.DataFrame:
+    """One column per schema field from validated span dicts, absent fields at their defaults."""
+    frame = pd.DataFrame.from_records(spans, columns=SPAN_FIELDS, coerce_float=False)
+    for name, default in FIELD_DEFAULTS.items():
+        column = frame[name]
+        missing = column.isna().to_numpy()
+        if not missing.any():
+            continue
+        if isinstance(default, list | dict):  # rows share one empty container: columns are never mutated
+            values = column.to_numpy(dtype=object, copy=True)
+            filler = np.empty(int(missing.sum()), dtype=object)
+            filler.fill(_EMPTY[type(default)])  # fill() stores the object itself, never its items
+            values[missing] = filler
+            frame[name] = values
+        else:
+            filled = column.astype(object).where(~missing, default)
+            frame[name] = filled.astype(_DTYPES.get(type(default), object))
     for name in ("start_time", "end_time"):
         frame[name] = pd.to_datetime(frame[name], utc=True).astype("datetime64[ms, UTC]")
     return frame
@@ -67,7 +97,7 @@ def table_rows(
     """The frame as the ``spans`` table stores it: defaults filled, pipeline columns added."""
     out = frame.copy(deep=False)
     for name in TEXT_DEFAULTS:
-        out[name] = out[name].fillna("").astype(str)
+        out[name] = out[name].astype(object).where(out[name].notna(), "").astype(str)
     for name in ZERO_DEFAULTS:
         out[name] = out[name].fillna(0).astype("uint32")
     for name in NULLABLE_FLOATS:

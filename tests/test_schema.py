@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import pandas as pd
 import pytest
 from pydantic import ValidationError
 
@@ -68,3 +69,59 @@ def test_duration_or_end_time_required_and_consistent() -> None:
 def test_rejects_bad_values(bad: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         Span.model_validate(span(**bad))
+
+
+EQUIVALENCE_CASES = [
+    span(),
+    span(status="error"),
+    span(status="ok", error_type="timeout"),
+    span(duration_ms=None, end_time="2026-11-22T10:00:00.500Z"),
+    span(duration_ms=None, end_time="2026-11-22T09:59:59Z"),
+    span(duration_ms=None, end_time="2026-11-24T10:00:00Z"),
+    span(duration_ms=None),
+    span(end_time="2026-11-22T10:00:00.1205Z"),
+    span(end_time="2026-11-22T10:00:05Z"),
+    span(cache_read_tokens=60, cache_write_tokens=41),
+    span(output_tokens=3, reasoning_tokens=4),
+    span(retrieval_doc_ids=["a", "b"], retrieval_scores=[0.5]),
+    span(retrieval_doc_ids=["a", "b"], retrieval_scores=[0.5, 0.25], attributes={"k": "v"}),
+    span(kind="banana"),
+    span(service="  padded  ", route=" r ", start_time="2026-11-22T10:00:00"),
+    span(input_tokens="12"),
+    span(attempt=-1),
+    span(unknown_field=1),
+    {"span_id": "minimal", "trace_id": "t", "service": "s", "kind": "tool", "start_time": "2026-11-22T10:00:00Z",
+     "duration_ms": 1},
+]
+
+
+def test_batch_validation_accepts_and_words_exactly_what_the_model_does() -> None:
+    """validate_items (TypedDict + batch rules) against Span.model_validate, item by item."""
+    from spanline.streams.frame import spans_to_frame
+
+    result = validate_items(EQUIVALENCE_CASES)
+    reasons = {item.index: item.reason for item in result.invalid}
+    models = {}
+    for index, item in enumerate(EQUIVALENCE_CASES):
+        try:
+            models[index] = Span.model_validate(item)
+        except ValidationError as error:
+            assert index in reasons, f"case {index} passed batch validation but the model refused: {error}"
+            for detail in error.errors(include_url=False):
+                assert detail["msg"] in reasons[index]
+    assert result.indexes == sorted(models)
+    assert sorted(models) == [0, 1, 3, 7, 12, 14, 15, 18]  # every rule and default is exercised above
+    frame = spans_to_frame(result.spans)
+    for row, index in enumerate(result.indexes):
+        expected = models[index].model_dump()
+        for name, value in expected.items():
+            actual = frame[name].iloc[row]
+            if name in ("start_time", "end_time"):
+                expected_time = pd.NaT if value is None else pd.Timestamp(value).floor("ms")  # rows keep ms
+                assert actual is expected_time or actual == expected_time, (index, name, actual, value)
+            elif isinstance(value, list | dict):
+                assert list(actual) == value if isinstance(value, list) else dict(actual) == value
+            elif value is None:
+                assert actual is None or pd.isna(actual), (index, name, actual)
+            else:
+                assert actual == value, (index, name, actual, value)
