@@ -52,12 +52,15 @@ BAD_DATA_CODES: dict[int, str] = {
     676: "CANNOT_PARSE_IPV6",
 }
 
-#: Modules in which clickhouse-connect turns Python values into a column's wire format. A
-#: plain ValueError/TypeError/OverflowError raised there (``int('x')`` for an Int64 column,
-#: ``len(None)`` for an Array) means a value does not fit its column.
-_SERIALISERS = ("clickhouse_connect.datatypes", "clickhouse_connect.driverc", "clickhouse_connect.driver.transform")
+#: Modules in which Python values become a column's wire format: clickhouse-connect's, and
+#: pyarrow's (the worker inserts Arrow tables). A plain ValueError/TypeError/OverflowError
+#: raised there (``int('x')`` for an Int64 column, ``len(None)`` for an Array, an ArrowInvalid)
+#: means a value does not fit its column.
+_SERIALISERS = (
+    "clickhouse_connect.datatypes", "clickhouse_connect.driverc", "clickhouse_connect.driver.transform", "pyarrow",
+)
 #: Modules whose exceptions are storage failures even when they are plain Python ones.
-_STORAGE_MODULES = ("clickhouse_connect", "chdb", "urllib3")
+_STORAGE_MODULES = ("clickhouse_connect", "chdb", "urllib3", "pyarrow")
 _CODE_IN_MESSAGE = re.compile(r"\bCode:\s*(\d+)")
 
 

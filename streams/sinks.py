@@ -20,6 +20,7 @@ from spanline.sql.classify import storage_errors
 from spanline.sql.client import connect
 from spanline.sql.migrate import apply_migrations
 from spanline.streams.batcher import Batch
+from spanline.streams.frame import arrow_rows
 from spanline.streams.ledger import Ledger
 from spanline.streams.retry import Backoff
 
@@ -106,8 +107,8 @@ class ClickHouseSpanSink(BatchingSink[tuple[Batch, pd.DataFrame]]):
         with storage_errors():
             if not cut.replayed:
                 ledger.record(cut.partition, cut.first_offset, cut.last_offset, token)
-            client.insert_df(
-                f"{self._database}.spans", rows,
+            client.insert_arrow(
+                f"{self._database}.spans", arrow_rows(rows),
                 settings={**DEDUP_SETTINGS, "insert_deduplication_token": token},
             )
 

@@ -187,6 +187,7 @@ REJECTED: dict[str, tuple[BadInsert, int | None]] = {
     "broken array": (lambda c: c.raw_insert(VALUES, ["s", "arr"], "a\t[x\n", fmt="TSV"), 26),
     "impossible date": (lambda c: c.raw_insert(VALUES, ["s", "ts"], "a,2024-13-45 99:00:00\n", fmt="CSV"), 41),
     "garbled row": (lambda c: c.raw_insert(VALUES, ["s", "u16"], "a,notanumber\n", fmt="CSV"), 117),
+    "value Arrow cannot convert": (lambda c: c.insert_arrow(VALUES, pa.table({"s": pa.array([1], pa.string())})), None),
 }
 
 
