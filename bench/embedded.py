@@ -1,4 +1,9 @@
-"""A throw-away embedded stack for benchmarks: tansu broker, topics and one `spanline worker`."""
+"""A throw-away embedded stack for benchmarks: tansu broker, topics and `spanline worker`s.
+
+Each worker gets a SPANLINE_HOME (so a chDB path and query port) of its own: chDB admits one
+process per path, so workers sharing one database need a ClickHouse server, and the scale-out
+benchmark counts what every worker stored.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from spanline.embedded.kafka_admin import ensure_topics
@@ -19,54 +24,84 @@ from spanline.queries import run_query
 from spanline.settings import Settings, load_settings
 
 BROKER_PORT = 29092
-WORKER_WEB_PORT = 26066
+FIRST_WORKER_WEB_PORT = 26066
+
+
+@dataclass
+class BenchWorker:
+    home: Path
+    settings: Settings
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("SPANLINE_")}, **self.env}
+        self.process = subprocess.Popen([sys.executable, "-m", "spanline.cli", "worker"], env=env,
+                                        stdout=open(self.home / "worker.log", "ab"), stderr=subprocess.STDOUT)
+
+    @property
+    def ready(self) -> bool:
+        """Serving queries, i.e. started and joined; raises if the process died."""
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"a worker exited; see {self.home / 'worker.log'}")
+        return ServiceFile(self.home).read() is not None
+
+    def scalar(self, sql: str, **parameters: object) -> object:
+        return run_query(self.settings, sql.replace("{db}", self.settings.clickhouse_database), parameters).rows[0][0]
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(30)
 
 
 @dataclass
 class BenchStack:
-    home: Path
-    settings: Settings
+    root: Path
     env: dict[str, str]
-    worker: subprocess.Popen[bytes] | None = None
+    settings: Settings
+    workers: list[BenchWorker] = field(default_factory=list)
 
     @property
     def bootstrap_servers(self) -> str:
         return self.settings.bootstrap_servers
 
-    def start_worker(self) -> float:
-        """Start the worker; returns the seconds until it serves queries (it has joined the group)."""
+    def start_workers(self, count: int = 1) -> float:
+        """Start ``count`` workers in one consumer group; seconds until all serve queries."""
         started = time.perf_counter()
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("SPANLINE_")}, **self.env}
-        self.worker = subprocess.Popen([sys.executable, "-m", "spanline.cli", "worker"], env=env,
-                                       stdout=open(self.home / "worker.log", "ab"), stderr=subprocess.STDOUT)
-        while ServiceFile(self.home).read() is None:
-            if self.worker.poll() is not None:
-                raise RuntimeError(f"the worker exited; see {self.home / 'worker.log'}")
+        for index in range(len(self.workers), len(self.workers) + count):
+            home = self.root / f"worker-{index}"
+            env = {**self.env, "SPANLINE_HOME": str(home), "SPANLINE_WORKER_WEB_PORT": str(FIRST_WORKER_WEB_PORT + index)}
+            worker = BenchWorker(home, load_settings(env), env)
+            worker.start()
+            self.workers.append(worker)
+        while not all(worker.ready for worker in self.workers):
             time.sleep(0.05)
         return time.perf_counter() - started
 
-    def scalar(self, sql: str, **parameters: object) -> object:
-        return run_query(self.settings, sql.replace("{db}", self.settings.clickhouse_database), parameters).rows[0][0]
+    def stored(self, where: str = "1", **parameters: object) -> int:
+        """Spans stored by all workers together (each has its own chDB)."""
+        return sum(int(worker.scalar(f"SELECT count() FROM {{db}}.spans WHERE {where}", **parameters))  # type: ignore[arg-type]
+                   for worker in self.workers)
 
-    def stop_worker(self) -> None:
-        if self.worker is not None and self.worker.poll() is None:
-            self.worker.terminate()
-            self.worker.wait(30)
+    def stop_workers(self) -> None:
+        for worker in self.workers:
+            worker.stop()
 
 
 @contextmanager
 def bench_stack(partitions: int = 4, **settings_env: str) -> Iterator[BenchStack]:
-    """An embedded broker on BROKER_PORT and a fresh SPANLINE_HOME; the worker is started by the caller."""
-    home = Path(tempfile.mkdtemp(prefix="spanline-bench-"))
-    env = {"SPANLINE_HOME": str(home), "SPANLINE_EMBEDDED_KAFKA_PORT": str(BROKER_PORT),
-           "SPANLINE_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{BROKER_PORT}",
-           "SPANLINE_WORKER_WEB_PORT": str(WORKER_WEB_PORT), "SPANLINE_TOPIC_PARTITIONS": str(partitions),
+    """An embedded broker on BROKER_PORT, topics created; workers are started by the caller."""
+    root = Path(tempfile.mkdtemp(prefix="spanline-bench-"))
+    env = {"SPANLINE_HOME": str(root), "SPANLINE_EMBEDDED_KAFKA_PORT": str(BROKER_PORT),
+           "SPANLINE_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{BROKER_PORT}", "SPANLINE_TOPIC_PARTITIONS": str(partitions),
            "SPANLINE_BROKER_SESSION_TIMEOUT_S": "2", "SPANLINE_LOG_LEVEL": "WARNING", **settings_env}
     settings = load_settings(env)
-    with TansuBroker(BROKER_PORT, log_path=home / "tansu.log"):
+    with TansuBroker(BROKER_PORT, log_path=root / "tansu.log"):
         ensure_topics(settings.bootstrap_servers, {settings.topic_spans: partitions, settings.topic_dlq: 1})
-        stack = BenchStack(home, settings, env)
+        stack = BenchStack(root, env, settings)
         try:
             yield stack
         finally:
-            stack.stop_worker()
+            stack.stop_workers()

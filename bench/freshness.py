@@ -52,17 +52,18 @@ def main() -> None:
     size = max(1, args.rate * args.interval_ms // 1000)
     waves = int(args.seconds * 1000 / args.interval_ms)
     with bench_stack() as stack:
-        stack.start_worker()
+        stack.start_workers(1)
+        worker = stack.workers[0]
         sent_at: dict[str, float] = {}
         seen_at: dict[str, float] = {}
         done = threading.Event()
 
         def poll() -> None:
-            sql = (f"SELECT name, count() FROM {stack.settings.clickhouse_database}.spans "
+            sql = (f"SELECT name, count() FROM {worker.settings.clickhouse_database}.spans "
                    "WHERE service = {run:String} GROUP BY name")
             while not done.is_set() or len(seen_at) < len(sent_at):
                 now = time.perf_counter()
-                for name, count in run_query(stack.settings, sql, {"run": run}).rows:
+                for name, count in run_query(worker.settings, sql, {"run": run}).rows:
                     if count == size and name not in seen_at:
                         seen_at[name] = now
                 time.sleep(POLL_S)

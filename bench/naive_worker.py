@@ -95,11 +95,11 @@ def measure(count: int) -> dict[str, object]:
         producer.close()
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("SPANLINE_")}, **stack.env}
         worker = subprocess.Popen([sys.executable, __file__, "worker"], env=env, cwd=Path(__file__).parent,
-                                  stdout=open(stack.home / "naive.log", "wb"), stderr=subprocess.STDOUT)
+                                  stdout=open(stack.root / "naive.log", "wb"), stderr=subprocess.STDOUT)
         try:
-            progress = progress_file(stack.home)
-            first_stored, first_at = _wait_for_progress(worker, progress, 1, stack.home)
-            _wait_for_progress(worker, progress, count, stack.home)
+            progress = progress_file(stack.root)
+            first_stored, first_at = _wait_for_progress(worker, progress, 1, stack.root)
+            _wait_for_progress(worker, progress, count, stack.root)
             elapsed = time.perf_counter() - first_at
         finally:
             worker.terminate()
