@@ -20,7 +20,7 @@ import pytest
 
 from spanline.collectors import sdk
 from spanline.collectors.sender import SendReport, send_chunks
-from tests.support.kafka_broker import ApacheKafkaBroker, _start_or_fail
+from tests.support.kafka_broker import ApacheKafkaBroker, running_apache_kafka
 from tests.support.stack import TENANT_KEYS, Stack
 
 pytestmark = pytest.mark.e2e
@@ -35,10 +35,8 @@ MAX_SDK_CALL_S = 0.05
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKafkaBroker]:
     """A broker of this module's own: restarting the shared one would disturb other tests."""
-    broker = ApacheKafkaBroker(tmp_path_factory.mktemp("restarted-kafka"))
-    _start_or_fail(broker)
-    yield broker
-    broker.stop()
+    with running_apache_kafka(tmp_path_factory.mktemp("restarted-kafka")) as broker:
+        yield broker
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import time
 import uuid
+from contextlib import contextmanager
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -255,12 +256,21 @@ def _start_or_fail(broker: ApacheKafkaBroker | TansuBroker) -> None:
     )
 
 
+@contextmanager
+def running_apache_kafka(workdir: Path) -> Iterator[ApacheKafkaBroker]:
+    """A started Apache Kafka broker (the fixture fails with its log tail if it cannot start)."""
+    broker = ApacheKafkaBroker(workdir)
+    _start_or_fail(broker)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
 @pytest.fixture(scope="session")
 def apache_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKafkaBroker]:
-    broker = ApacheKafkaBroker(tmp_path_factory.mktemp("apache-kafka"))
-    _start_or_fail(broker)
-    yield broker
-    broker.stop()
+    with running_apache_kafka(tmp_path_factory.mktemp("apache-kafka")) as broker:
+        yield broker
 
 
 @pytest.fixture(scope="session")
