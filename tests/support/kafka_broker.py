@@ -16,10 +16,9 @@ import socket
 import subprocess
 import time
 import uuid
-from contextlib import contextmanager
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
