@@ -2,6 +2,9 @@
 
 Pre-produces N realistic spans (the simulator's workload, 500 per message) into an embedded
 tansu broker, then starts one `spanline worker` and times until ClickHouse holds all N.
+The worker aggregates every stored batch into per-minute windows (streams/windows) and emits
+the closed ones to `metrics`; the worker's own stats tell how much of its time that took, and
+the table sets the figure beside the foundation's (before windows existed).
 Prints a table and writes bench/results/pipeline_throughput.json.
 
     python bench/pipeline_throughput.py --spans 200000
@@ -15,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -29,6 +33,9 @@ from spanline.queries import run_query
 from spanline.settings import load_settings
 
 RESULTS = Path(__file__).with_name("results")
+#: One worker, Kafka -> validate -> price -> chDB, measured with this bench before the stream
+#: windows existed (README "Measured on this machine", commit 1a800da).
+FOUNDATION_SPANS_PER_S = 20_000
 
 
 def spans_for(count: int) -> list[dict[str, object]]:
@@ -40,6 +47,12 @@ def spans_for(count: int) -> list[dict[str, object]]:
         if len(spans) >= count:
             break
     return spans[:count]
+
+
+def worker_stats(port: str) -> dict[str, float]:
+    """The worker's PipelineStats (time spent on windows, windows emitted) from its web port."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/spanline/stats", timeout=10) as response:
+        return orjson.loads(response.read())
 
 
 def main() -> None:
@@ -77,6 +90,7 @@ def main() -> None:
                 time.sleep(0.25)
                 stored = int(run_query(settings, "SELECT count() FROM spanline.spans").rows[0][0])
             total_s = time.perf_counter() - started
+            stats = worker_stats(env["SPANLINE_WORKER_WEB_PORT"])
         finally:
             worker.terminate()
             worker.wait(30)
@@ -86,6 +100,10 @@ def main() -> None:
         "produce_spans_per_s": round(len(spans) / produce_s),
         "worker_start_s": round(ready_s, 2),
         "worker_spans_per_s": round(len(spans) / process_s),
+        "foundation_worker_spans_per_s": FOUNDATION_SPANS_PER_S,
+        "window_share_of_worker_time": round(stats["window_seconds"] / process_s, 3),
+        "window_emit_share_of_worker_time": round(stats["window_emit_seconds"] / process_s, 3),
+        "windows_emitted": int(stats["windows_emitted"]),
         "end_to_end_s": round(produce_s + total_s, 2),
     }
     RESULTS.mkdir(exist_ok=True)

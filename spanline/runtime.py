@@ -25,7 +25,8 @@ DEMO_TENANTS = ("acme", "globex", "initech", "umbrella")
 
 
 def topics(settings: Settings) -> dict[str, int]:
-    return {name: settings.topic_partitions for name in (settings.topic_spans, settings.topic_dlq, settings.topic_alerts)}
+    names = (settings.topic_spans, settings.topic_dlq, settings.topic_alerts)
+    return {**{name: settings.topic_partitions for name in names}, settings.topic_metrics: 1}  # one ordered stream of windows
 
 
 def run_worker(settings: Settings, with_receiver: bool = False) -> None:

@@ -23,7 +23,8 @@ def derive(frame: pd.DataFrame) -> pd.DataFrame:
     computed_end = start + pd.to_timedelta(out["duration_ms"], unit="ms")
     out["end_time"] = given_end.where(given_end.notna(), computed_end).astype("datetime64[ms, UTC]")
     out["tpot_ms"] = tpot_ms(out["duration_ms"], out["ttft_ms"], out["output_tokens"])
-    out["error_type"] = out["error_type"].where(out["status"] != "error", out["error_type"].fillna("other"))
+    error_type = out["error_type"].astype(object)  # all-NULL batches arrive as float NaN
+    out["error_type"] = error_type.where((out["status"] != "error") | error_type.notna(), "other")
     return out
 
 

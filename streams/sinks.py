@@ -112,8 +112,8 @@ class ClickHouseSpanSink(BatchingSink[tuple[Batch, pd.DataFrame]]):
                 settings={**DEDUP_SETTINGS, "insert_deduplication_token": token},
             )
 
-    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
-        """Read-only query on the sink's connection (the embedded mode's query API)."""
+    def call(self, function: Any, *args: Any) -> Any:
+        """``function(client, *args)`` on the sink's connection (run it through ``run``/``retrying``)."""
         client, _ = self._ready()
         with storage_errors():
-            return client.query(sql, parameters=parameters, settings={"readonly": 2})
+            return function(client, *args)

@@ -32,8 +32,22 @@ COUNTS = [
     "spans", "requests", "errors", "rate_limited", "retries", "unpriced", "cache_lookups", "cache_hits",
     "context_truncations", "context_length_errors", "tool_calls", "tool_errors", "evals", "evals_passed",
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
+    "successful_requests", "llm_calls", "refusals", "hallucination_evals", "hallucinations", "recall_evals",
+    "retrievals", "embedding_mismatches", "agent_steps",
 ]
-COSTS = ["cost_usd", "retry_cost_usd"]
+COSTS = ["cost_usd", "retry_cost_usd", "recall_sum"]
+#: Map columns of the rollups: name -> (span mask column, key column, value column or None for a count).
+MAPS = {
+    "cache_lookups_by_layer": ("cache_known", "cache_layer", None),
+    "cache_hits_by_layer": ("cache_hits", "cache_layer", None),
+    "llm_calls_by_tier": ("llm_calls", "model_tier", None),
+    "cost_by_tier": ("llm_calls", "model_tier", "cost_usd"),
+    "llm_calls_by_reason": ("llm_calls", "routing_reason", None),
+    "responses_by_model": ("has_response", "model_response", None),
+    "tool_calls_by_tool": ("tool_calls", "tool_name", None),
+    "tool_errors_by_tool": ("tool_errors", "tool_name", None),
+    "cost_by_prompt": ("has_prompt", "prompt", "cost_usd"),
+}
 LEVELS_Q = (0.5, 0.95, 0.99)
 #: DDSketch relative accuracy of the rollups' sketches.
 ALPHA = 0.01
@@ -65,13 +79,19 @@ def batches() -> list[tuple[Batch, pd.DataFrame]]:
 
 
 def _overflow_contexts(chunks: list[list[dict[str, object]]]) -> None:
-    """Make a few LLM calls truncate or overflow their context: the workload rarely does in 20 minutes."""
+    """Make a few LLM calls truncate or overflow their context, refuse, or query an index with the
+    wrong embedding model: the workload rarely does in 20 minutes."""
     llm_calls = [span for chunk in chunks[::50] for span in chunk if span["kind"] == "llm"]
-    for span in llm_calls[0::2]:
+    for span in llm_calls[0::3]:
         span["context_truncated"] = True
-    for span in llm_calls[1::2]:
+    for span in llm_calls[1::3]:
         span.update(status="error", error_type="context_length_exceeded", http_status=400, output_tokens=0,
                     reasoning_tokens=0)
+    for span in llm_calls[2::3]:
+        span.update(status="error", error_type="refusal", output_tokens=0, reasoning_tokens=0)
+    retrievals = [span for chunk in chunks[::40] for span in chunk if span["kind"] == "retrieval"]
+    for span in retrievals[::2]:
+        span.update(embedding_model="text-embedding-3-small", index_embedding_model="text-embedding-3-large")
 
 
 def _insert(client: Client, cut: Batch, rows: pd.DataFrame, database: str = DB, topic_id: str = "topic-id") -> None:
@@ -87,6 +107,8 @@ def _buckets(rows: pd.DataFrame) -> pd.DataFrame:
     start = rows["start_time"].dt.tz_convert("UTC").dt.tz_localize(None)
     error = rows["status"].eq("error")
     retry = rows["attempt"].gt(0)
+    hallucination_eval = rows["kind"].eq("eval") & rows["eval_name"].isin(["faithfulness", "hallucination", "groundedness"])
+    recall = rows["kind"].eq("eval") & rows["eval_name"].str.startswith("recall@")
     return pd.DataFrame({
         **{name: rows[name] for name in DIMENSIONS},
         "minute": start.dt.floor("min"), "hour": start.dt.floor("h"), "day": start.dt.floor("D"),
@@ -104,6 +126,22 @@ def _buckets(rows: pd.DataFrame) -> pd.DataFrame:
         "tool_errors": rows["kind"].eq("tool") & error,
         "evals": rows["kind"].eq("eval"),
         "evals_passed": rows["kind"].eq("eval") & rows["eval_passed"].fillna(False).astype(bool),
+        "successful_requests": rows["kind"].eq("request") & rows["status"].eq("ok"),
+        "llm_calls": rows["kind"].eq("llm"),
+        "refusals": rows["kind"].eq("llm") & rows["error_type"].eq("refusal"),
+        "hallucination_evals": hallucination_eval,
+        "hallucinations": hallucination_eval & rows["eval_passed"].eq(False).fillna(False).astype(bool),
+        "recall_evals": recall,
+        "recall_sum": rows["eval_score"].astype("float64").fillna(0.0).where(recall, 0.0),
+        "retrievals": rows["kind"].eq("retrieval"),
+        "embedding_mismatches": rows["embedding_model"].ne("") & rows["index_embedding_model"].ne("")
+        & rows["embedding_model"].ne(rows["index_embedding_model"]),
+        "agent_steps": rows["kind"].eq("agent_step"),
+        "cache_known": rows["kind"].eq("cache") & rows["cache_hit"].notna(),
+        "has_response": rows["kind"].eq("llm") & rows["model_response"].ne(""),
+        "has_prompt": rows["prompt_id"].ne(""),
+        "prompt": rows["prompt_id"].astype(str) + "@" + rows["prompt_version"].astype(str),
+        **{name: rows[name] for name in ("cache_layer", "model_tier", "routing_reason", "model_response", "tool_name")},
         **{name: rows[name] for name in ("input_tokens", "output_tokens", "cache_read_tokens",
                                          "cache_write_tokens", "reasoning_tokens", "cost_usd")},
         "retry_cost_usd": rows["cost_usd"].where(retry, 0.0),
@@ -123,7 +161,7 @@ def _keyed(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """``frame`` indexed by ``keys`` as plain object strings and naive times, sorted: comparable
     whether it came from pandas or from the ClickHouse client."""
     frame = frame.reset_index() if frame.index.names != [None] else frame
-    frame = frame.astype({key: object for key in keys if key in DIMENSIONS or key in ("error_type", "model")})
+    frame = frame.astype({key: object for key in keys if key in DIMENSIONS or key in ("error_type", "model", "map_key")})
     for key in keys:
         if key in LEVELS:
             frame[key] = _naive(frame[key])
@@ -152,6 +190,25 @@ def _errors_actual(client: Client, level: str, database: str) -> pd.Series:
     return _keyed(frame, [*DIMENSIONS, level, "error_type"])["errors"].astype("int64")
 
 
+def _map_actual(client: Client, level: str, database: str, name: str) -> pd.Series:
+    keys = ", ".join([*DIMENSIONS, level])
+    frame = client.query_df(
+        f"SELECT {keys}, map_key, value FROM (SELECT {keys}, sumMap({name}) AS merged "
+        f"FROM {database}.{LEVELS[level]} GROUP BY {keys}) "
+        "ARRAY JOIN mapKeys(merged) AS map_key, mapValues(merged) AS value"
+    )
+    return _keyed(frame, [*DIMENSIONS, level, "map_key"])["value"].astype("float64")
+
+
+def _map_expected(flags: pd.DataFrame, level: str, name: str) -> pd.Series:
+    mask, key, value = MAPS[name]
+    chosen = flags[flags[mask].astype(bool)]
+    values = chosen[value] if value else pd.Series(1.0, index=chosen.index)
+    frame = chosen[[*DIMENSIONS, level]].assign(map_key=chosen[key].astype(object), value=values.astype("float64"))
+    summed = frame.groupby([*DIMENSIONS, level, "map_key"])["value"].sum().reset_index()
+    return _keyed(summed, [*DIMENSIONS, level, "map_key"])["value"]
+
+
 def _snapshot(client: Client, database: str) -> dict[str, pd.DataFrame]:
     return {level: _actual(client, level, database) for level in LEVELS}
 
@@ -167,6 +224,11 @@ def _assert_rollups_match(client: Client, rows: pd.DataFrame, database: str = DB
         by_type = [*DIMENSIONS, level, "error_type"]
         errors = _keyed(flags[flags["errors"]].groupby(by_type).size().rename("errors").reset_index(), by_type)["errors"]
         pd.testing.assert_series_equal(_errors_actual(client, level, database), errors, check_names=False, obj=level)
+        for name in MAPS:
+            expected_map = _map_expected(flags, level, name)
+            actual_map = _map_actual(client, level, database, name)
+            assert actual_map.index.equals(expected_map.index), (level, name)
+            pd.testing.assert_series_equal(actual_map, expected_map, check_names=False, rtol=1e-9, obj=f"{level} {name}")
 
 
 @pytest.fixture(scope="module")
@@ -230,6 +292,7 @@ def test_merged_sketches_are_within_one_percent_of_numpy(client: Client, loaded:
         f"SELECT tenant_id, kind, {level}, "
         "arrayMap(q -> q / 1000, quantilesDDMerge(0.01, 0.5, 0.95, 0.99)(duration_us_sketch)) AS duration, "
         "arrayMap(q -> q / 1000, quantilesDDMerge(0.01, 0.5, 0.95, 0.99)(ttft_us_sketch)) AS ttft, "
+        "quantilesDDMerge(0.01, 0.5, 0.95, 0.99)(input_tokens_sketch) AS prompt_tokens, "
         "count() AS series "
         f"FROM {DB}.{LEVELS[level]} GROUP BY tenant_id, kind, {level}"
     )
@@ -241,6 +304,9 @@ def test_merged_sketches_are_within_one_percent_of_numpy(client: Client, loaded:
         if len(ttft):
             _assert_within_sketch_error(np.asarray(actual.loc[key, "ttft"]), ttft)
             checked += 1
+        if key[1] == "llm":  # input-token sketches hold LLM calls only
+            prompt = loaded.loc[group.index, "input_tokens"].to_numpy(dtype=float)
+            _assert_within_sketch_error(np.asarray(actual.loc[key, "prompt_tokens"]), prompt)
     assert checked > 0 and (actual["series"] > 1).any()  # sketches of several series were merged
 
 

@@ -10,6 +10,14 @@
 -- to 3x that below 1 (a 0.853 ms cache lookup came back as 0.878 ms). Sub-millisecond spans are
 -- common (cache lookups), microseconds put them in the accurate range.
 --
+-- Beyond spans by kind, errors and tokens, each group carries what alerts and dashboards divide
+-- (contract §1 of the stream windows, which compute the same columns for the same grain):
+-- successful_requests, llm_calls, refusals, hallucination/recall evals, retrievals, embedding
+-- mismatches, agent steps, and Map columns keyed by cache layer, model tier, routing reason,
+-- responding model, tool and 'prompt_id@prompt_version'. Rates (cache hit rate, 429 rate,
+-- retry amplification, cost per successful task) are derived where read, never stored.
+-- input_tokens_sketch holds input tokens of LLM calls (p99 prompt size; tokens, not µs).
+--
 -- Engine: AggregatingMergeTree. Counters and sums are SimpleAggregateFunction(sum, …), stored as
 -- plain numbers (readable with sum(), no -Merge needed); the latency sketches are real
 -- AggregateFunction(quantilesDD(0.01, …)) states (DDSketch, 1% relative accuracy, mergeable
@@ -69,9 +77,29 @@ CREATE TABLE IF NOT EXISTS ${database}.spans_minute
     tool_errors SimpleAggregateFunction(sum, UInt64),
     evals SimpleAggregateFunction(sum, UInt64),
     evals_passed SimpleAggregateFunction(sum, UInt64),
+    successful_requests SimpleAggregateFunction(sum, UInt64),  -- kind = 'request' AND status = 'ok'
+    llm_calls SimpleAggregateFunction(sum, UInt64),  -- kind = 'llm'
+    refusals SimpleAggregateFunction(sum, UInt64),  -- llm spans with error_type = 'refusal'
+    hallucination_evals SimpleAggregateFunction(sum, UInt64),  -- faithfulness / hallucination / groundedness evals
+    hallucinations SimpleAggregateFunction(sum, UInt64),  -- those evals with eval_passed = false
+    recall_evals SimpleAggregateFunction(sum, UInt64),  -- eval spans named recall@k (retrieval canaries)
+    retrievals SimpleAggregateFunction(sum, UInt64),  -- kind = 'retrieval'
+    embedding_mismatches SimpleAggregateFunction(sum, UInt64),  -- query embedding model != index embedding model
+    agent_steps SimpleAggregateFunction(sum, UInt64),  -- kind = 'agent_step'
+    recall_sum SimpleAggregateFunction(sum, Float64),  -- sum(eval_score) of the recall@k evals
+    cache_lookups_by_layer SimpleAggregateFunction(sumMap, Map(String, UInt64)),  -- cache spans with a known outcome, per cache_layer
+    cache_hits_by_layer SimpleAggregateFunction(sumMap, Map(String, UInt64)),  -- cache hits per cache_layer
+    llm_calls_by_tier SimpleAggregateFunction(sumMap, Map(String, UInt64)),  -- llm spans per model_tier ('' = none)
+    llm_calls_by_reason SimpleAggregateFunction(sumMap, Map(String, UInt64)),  -- llm spans per routing_reason
+    responses_by_model SimpleAggregateFunction(sumMap, Map(String, UInt64)),  -- llm spans per model_response (the versioned model that answered)
+    tool_calls_by_tool SimpleAggregateFunction(sumMap, Map(String, UInt64)),  -- tool spans per tool_name
+    tool_errors_by_tool SimpleAggregateFunction(sumMap, Map(String, UInt64)),  -- failed tool spans per tool_name
+    cost_by_tier SimpleAggregateFunction(sumMap, Map(String, Float64)),  -- cost of llm spans per model_tier
+    cost_by_prompt SimpleAggregateFunction(sumMap, Map(String, Float64)),  -- cost per 'prompt_id@prompt_version' (spans with a prompt_id)
     duration_us_sketch AggregateFunction(quantilesDD(0.01, 0.5, 0.95, 0.99), Float64),
     ttft_us_sketch AggregateFunction(quantilesDD(0.01, 0.5, 0.95, 0.99), Float64),  -- spans with a TTFT only
-    tpot_us_sketch AggregateFunction(quantilesDD(0.01, 0.5, 0.95, 0.99), Float64)  -- spans with a TPOT only
+    tpot_us_sketch AggregateFunction(quantilesDD(0.01, 0.5, 0.95, 0.99), Float64),  -- spans with a TPOT only
+    input_tokens_sketch AggregateFunction(quantilesDD(0.01, 0.5, 0.95, 0.99), Float64)  -- input tokens of llm spans (tokens, not µs)
 )
 ENGINE = AggregatingMergeTree
 PARTITION BY toDate(minute)
@@ -105,9 +133,29 @@ SELECT
     countIf(kind = 'tool' AND status = 'error') AS tool_errors,
     countIf(kind = 'eval') AS evals,
     countIf(kind = 'eval' AND eval_passed = true) AS evals_passed,
+    countIf(kind = 'request' AND status = 'ok') AS successful_requests,
+    countIf(kind = 'llm') AS llm_calls,
+    countIf(kind = 'llm' AND error_type = 'refusal') AS refusals,
+    countIf(kind = 'eval' AND eval_name IN ('faithfulness', 'hallucination', 'groundedness')) AS hallucination_evals,
+    countIf(kind = 'eval' AND eval_name IN ('faithfulness', 'hallucination', 'groundedness') AND eval_passed = false) AS hallucinations,
+    countIf(kind = 'eval' AND startsWith(eval_name, 'recall@')) AS recall_evals,
+    countIf(kind = 'retrieval') AS retrievals,
+    countIf(embedding_model != '' AND index_embedding_model != '' AND embedding_model != index_embedding_model) AS embedding_mismatches,
+    countIf(kind = 'agent_step') AS agent_steps,
+    sumIf(ifNull(eval_score, 0), kind = 'eval' AND startsWith(eval_name, 'recall@')) AS recall_sum,
+    sumMapIf(map(toString(cache_layer), toUInt64(1)), kind = 'cache' AND cache_hit IS NOT NULL) AS cache_lookups_by_layer,
+    sumMapIf(map(toString(cache_layer), toUInt64(1)), kind = 'cache' AND cache_hit = true) AS cache_hits_by_layer,
+    sumMapIf(map(toString(model_tier), toUInt64(1)), kind = 'llm') AS llm_calls_by_tier,
+    sumMapIf(map(toString(routing_reason), toUInt64(1)), kind = 'llm') AS llm_calls_by_reason,
+    sumMapIf(map(toString(model_response), toUInt64(1)), kind = 'llm' AND model_response != '') AS responses_by_model,
+    sumMapIf(map(toString(tool_name), toUInt64(1)), kind = 'tool') AS tool_calls_by_tool,
+    sumMapIf(map(toString(tool_name), toUInt64(1)), kind = 'tool' AND status = 'error') AS tool_errors_by_tool,
+    sumMapIf(map(toString(model_tier), raw.cost_usd), kind = 'llm') AS cost_by_tier,
+    sumMapIf(map(concat(toString(prompt_id), '@', toString(prompt_version)), raw.cost_usd), prompt_id != '') AS cost_by_prompt,
     quantilesDDState(0.01, 0.5, 0.95, 0.99)(duration_ms * 1000) AS duration_us_sketch,
     quantilesDDStateIf(0.01, 0.5, 0.95, 0.99)(assumeNotNull(ttft_ms) * 1000, ttft_ms IS NOT NULL) AS ttft_us_sketch,
-    quantilesDDStateIf(0.01, 0.5, 0.95, 0.99)(assumeNotNull(tpot_ms) * 1000, tpot_ms IS NOT NULL) AS tpot_us_sketch
+    quantilesDDStateIf(0.01, 0.5, 0.95, 0.99)(assumeNotNull(tpot_ms) * 1000, tpot_ms IS NOT NULL) AS tpot_us_sketch,
+    quantilesDDStateIf(0.01, 0.5, 0.95, 0.99)(toFloat64(raw.input_tokens), kind = 'llm') AS input_tokens_sketch
 FROM ${database}.spans AS raw
 GROUP BY tenant_id, service, feature, provider, model_requested, route, kind, minute;
 
@@ -143,9 +191,29 @@ CREATE TABLE IF NOT EXISTS ${database}.spans_hour
     tool_errors SimpleAggregateFunction(sum, UInt64),
     evals SimpleAggregateFunction(sum, UInt64),
     evals_passed SimpleAggregateFunction(sum, UInt64),
+    successful_requests SimpleAggregateFunction(sum, UInt64),
+    llm_calls SimpleAggregateFunction(sum, UInt64),
+    refusals SimpleAggregateFunction(sum, UInt64),
+    hallucination_evals SimpleAggregateFunction(sum, UInt64),
+    hallucinations SimpleAggregateFunction(sum, UInt64),
+    recall_evals SimpleAggregateFunction(sum, UInt64),
+    retrievals SimpleAggregateFunction(sum, UInt64),
+    embedding_mismatches SimpleAggregateFunction(sum, UInt64),
+    agent_steps SimpleAggregateFunction(sum, UInt64),
+    recall_sum SimpleAggregateFunction(sum, Float64),
+    cache_lookups_by_layer SimpleAggregateFunction(sumMap, Map(String, UInt64)),
+    cache_hits_by_layer SimpleAggregateFunction(sumMap, Map(String, UInt64)),
+    llm_calls_by_tier SimpleAggregateFunction(sumMap, Map(String, UInt64)),
+    llm_calls_by_reason SimpleAggregateFunction(sumMap, Map(String, UInt64)),
+    responses_by_model SimpleAggregateFunction(sumMap, Map(String, UInt64)),
+    tool_calls_by_tool SimpleAggregateFunction(sumMap, Map(String, UInt64)),
+    tool_errors_by_tool SimpleAggregateFunction(sumMap, Map(String, UInt64)),
+    cost_by_tier SimpleAggregateFunction(sumMap, Map(String, Float64)),
+    cost_by_prompt SimpleAggregateFunction(sumMap, Map(String, Float64)),
     duration_us_sketch AggregateFunction(quantilesDD(0.01, 0.5, 0.95, 0.99), Float64),
     ttft_us_sketch AggregateFunction(quantilesDD(0.01, 0.5, 0.95, 0.99), Float64),
-    tpot_us_sketch AggregateFunction(quantilesDD(0.01, 0.5, 0.95, 0.99), Float64)
+    tpot_us_sketch AggregateFunction(quantilesDD(0.01, 0.5, 0.95, 0.99), Float64),
+    input_tokens_sketch AggregateFunction(quantilesDD(0.01, 0.5, 0.95, 0.99), Float64)
 )
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(hour)
@@ -179,9 +247,29 @@ SELECT
     sum(tool_errors) AS tool_errors,
     sum(evals) AS evals,
     sum(evals_passed) AS evals_passed,
+    sum(successful_requests) AS successful_requests,
+    sum(llm_calls) AS llm_calls,
+    sum(refusals) AS refusals,
+    sum(hallucination_evals) AS hallucination_evals,
+    sum(hallucinations) AS hallucinations,
+    sum(recall_evals) AS recall_evals,
+    sum(retrievals) AS retrievals,
+    sum(embedding_mismatches) AS embedding_mismatches,
+    sum(agent_steps) AS agent_steps,
+    sum(recall_sum) AS recall_sum,
+    sumMap(cache_lookups_by_layer) AS cache_lookups_by_layer,
+    sumMap(cache_hits_by_layer) AS cache_hits_by_layer,
+    sumMap(llm_calls_by_tier) AS llm_calls_by_tier,
+    sumMap(llm_calls_by_reason) AS llm_calls_by_reason,
+    sumMap(responses_by_model) AS responses_by_model,
+    sumMap(tool_calls_by_tool) AS tool_calls_by_tool,
+    sumMap(tool_errors_by_tool) AS tool_errors_by_tool,
+    sumMap(cost_by_tier) AS cost_by_tier,
+    sumMap(cost_by_prompt) AS cost_by_prompt,
     quantilesDDMergeState(0.01, 0.5, 0.95, 0.99)(duration_us_sketch) AS duration_us_sketch,
     quantilesDDMergeState(0.01, 0.5, 0.95, 0.99)(ttft_us_sketch) AS ttft_us_sketch,
-    quantilesDDMergeState(0.01, 0.5, 0.95, 0.99)(tpot_us_sketch) AS tpot_us_sketch
+    quantilesDDMergeState(0.01, 0.5, 0.95, 0.99)(tpot_us_sketch) AS tpot_us_sketch,
+    quantilesDDMergeState(0.01, 0.5, 0.95, 0.99)(input_tokens_sketch) AS input_tokens_sketch
 FROM ${database}.spans_minute
 GROUP BY tenant_id, service, feature, provider, model_requested, route, kind, hour;
 
@@ -217,9 +305,29 @@ CREATE TABLE IF NOT EXISTS ${database}.spans_day
     tool_errors SimpleAggregateFunction(sum, UInt64),
     evals SimpleAggregateFunction(sum, UInt64),
     evals_passed SimpleAggregateFunction(sum, UInt64),
+    successful_requests SimpleAggregateFunction(sum, UInt64),
+    llm_calls SimpleAggregateFunction(sum, UInt64),
+    refusals SimpleAggregateFunction(sum, UInt64),
+    hallucination_evals SimpleAggregateFunction(sum, UInt64),
+    hallucinations SimpleAggregateFunction(sum, UInt64),
+    recall_evals SimpleAggregateFunction(sum, UInt64),
+    retrievals SimpleAggregateFunction(sum, UInt64),
+    embedding_mismatches SimpleAggregateFunction(sum, UInt64),
+    agent_steps SimpleAggregateFunction(sum, UInt64),
+    recall_sum SimpleAggregateFunction(sum, Float64),
+    cache_lookups_by_layer SimpleAggregateFunction(sumMap, Map(String, UInt64)),
+    cache_hits_by_layer SimpleAggregateFunction(sumMap, Map(String, UInt64)),
+    llm_calls_by_tier SimpleAggregateFunction(sumMap, Map(String, UInt64)),
+    llm_calls_by_reason SimpleAggregateFunction(sumMap, Map(String, UInt64)),
+    responses_by_model SimpleAggregateFunction(sumMap, Map(String, UInt64)),
+    tool_calls_by_tool SimpleAggregateFunction(sumMap, Map(String, UInt64)),
+    tool_errors_by_tool SimpleAggregateFunction(sumMap, Map(String, UInt64)),
+    cost_by_tier SimpleAggregateFunction(sumMap, Map(String, Float64)),
+    cost_by_prompt SimpleAggregateFunction(sumMap, Map(String, Float64)),
     duration_us_sketch AggregateFunction(quantilesDD(0.01, 0.5, 0.95, 0.99), Float64),
     ttft_us_sketch AggregateFunction(quantilesDD(0.01, 0.5, 0.95, 0.99), Float64),
-    tpot_us_sketch AggregateFunction(quantilesDD(0.01, 0.5, 0.95, 0.99), Float64)
+    tpot_us_sketch AggregateFunction(quantilesDD(0.01, 0.5, 0.95, 0.99), Float64),
+    input_tokens_sketch AggregateFunction(quantilesDD(0.01, 0.5, 0.95, 0.99), Float64)
 )
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(day)
@@ -253,9 +361,29 @@ SELECT
     sum(tool_errors) AS tool_errors,
     sum(evals) AS evals,
     sum(evals_passed) AS evals_passed,
+    sum(successful_requests) AS successful_requests,
+    sum(llm_calls) AS llm_calls,
+    sum(refusals) AS refusals,
+    sum(hallucination_evals) AS hallucination_evals,
+    sum(hallucinations) AS hallucinations,
+    sum(recall_evals) AS recall_evals,
+    sum(retrievals) AS retrievals,
+    sum(embedding_mismatches) AS embedding_mismatches,
+    sum(agent_steps) AS agent_steps,
+    sum(recall_sum) AS recall_sum,
+    sumMap(cache_lookups_by_layer) AS cache_lookups_by_layer,
+    sumMap(cache_hits_by_layer) AS cache_hits_by_layer,
+    sumMap(llm_calls_by_tier) AS llm_calls_by_tier,
+    sumMap(llm_calls_by_reason) AS llm_calls_by_reason,
+    sumMap(responses_by_model) AS responses_by_model,
+    sumMap(tool_calls_by_tool) AS tool_calls_by_tool,
+    sumMap(tool_errors_by_tool) AS tool_errors_by_tool,
+    sumMap(cost_by_tier) AS cost_by_tier,
+    sumMap(cost_by_prompt) AS cost_by_prompt,
     quantilesDDMergeState(0.01, 0.5, 0.95, 0.99)(duration_us_sketch) AS duration_us_sketch,
     quantilesDDMergeState(0.01, 0.5, 0.95, 0.99)(ttft_us_sketch) AS ttft_us_sketch,
-    quantilesDDMergeState(0.01, 0.5, 0.95, 0.99)(tpot_us_sketch) AS tpot_us_sketch
+    quantilesDDMergeState(0.01, 0.5, 0.95, 0.99)(tpot_us_sketch) AS tpot_us_sketch,
+    quantilesDDMergeState(0.01, 0.5, 0.95, 0.99)(input_tokens_sketch) AS input_tokens_sketch
 FROM ${database}.spans_hour
 GROUP BY tenant_id, service, feature, provider, model_requested, route, kind, day;
 

@@ -63,6 +63,7 @@ class Stack:
             "SPANLINE_TOPIC_SPANS": f"spans-{suffix}",
             "SPANLINE_TOPIC_DLQ": f"spans.dlq-{suffix}",
             "SPANLINE_TOPIC_ALERTS": f"alerts-{suffix}",
+            "SPANLINE_TOPIC_METRICS": f"metrics-{suffix}",
             "SPANLINE_TOPIC_PARTITIONS": str(self.partitions),
             "SPANLINE_CONSUMER_GROUP": f"worker-{suffix}",
             "SPANLINE_COLLECTOR_PORT": str(free_port()),
@@ -76,7 +77,8 @@ class Stack:
         self.settings: Settings = load_settings(self.env)
         ensure_topics(
             self.bootstrap_servers,
-            {self.settings.topic_spans: self.partitions, self.settings.topic_dlq: 1, self.settings.topic_alerts: 1},
+            {self.settings.topic_spans: self.partitions, self.settings.topic_dlq: 1, self.settings.topic_alerts: 1,
+             self.settings.topic_metrics: 1},
         )
 
     # --- processes

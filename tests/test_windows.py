@@ -1,0 +1,324 @@
+"""Stream windows without Kafka: sketches, aggregation, watermarks, records, merger, recovery.
+
+Rows come from the workload generator through the worker's own transformation (process_batch);
+recovery runs against a real chDB with the worker's ledger and insert settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+from ddsketch import DDSketch
+
+from spanline.collectors.workload import WorkloadConfig
+from spanline.sql.client import connect
+from spanline.sql.migrate import apply_migrations
+from spanline.streams.batcher import Batch, Message
+from spanline.streams.ledger import Ledger
+from spanline.streams.pricing import PriceCatalog
+from spanline.streams.process import process_batch
+from spanline.streams.sinks import DEDUP_SETTINGS
+from spanline.streams.windows import MinuteMerger
+from spanline.streams.windows.aggregate import aggregate, combine
+from spanline.streams.windows.changelog import Changelog
+from spanline.streams.windows.manager import WindowManager
+from spanline.streams.windows.records import decode, encode
+from spanline.streams.windows.sketches import build_sketch, bucket_keys, sketch_state
+from spanline.streams.windows.state import PartitionWindows
+from tests import window_expectations as expect
+
+START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+TOPIC, TOPIC_ID, DB = "spans", "topic-id-1", "windows"
+
+
+def _sketch_from_values(values: np.ndarray) -> DDSketch:
+    sign, key = bucket_keys(values)
+    frame = pd.DataFrame({"sign": sign, "key": key}).value_counts().reset_index(name="count")
+    return build_sketch(frame["sign"], frame["key"], frame["count"], values.sum(), values.min(), values.max())
+
+
+def test_vectorised_bins_equal_the_per_value_sketch() -> None:
+    rng = np.random.default_rng(3)
+    gamma = DDSketch(0.01)._mapping.gamma
+    values = np.concatenate([
+        rng.lognormal(5, 3, 200_000), rng.uniform(0, 2, 50_000), np.arange(0, 5000, dtype=float),
+        gamma ** np.arange(-200, 400, dtype=float),  # exact bucket boundaries
+        -rng.lognormal(2, 1, 1000), np.zeros(100), [1e-310, 5e-324],  # negatives, zeros, subnormals
+    ])
+    reference = DDSketch(0.01)
+    for value in values.tolist():
+        reference.add(value)
+    vectorised = sketch_state(_sketch_from_values(values))
+    expected = sketch_state(reference)
+    assert vectorised.pop("sum") == pytest.approx(expected.pop("sum"), rel=1e-12)
+    assert vectorised == expected
+    for quantile in (0.01, 0.5, 0.95, 0.99):
+        assert _sketch_from_values(values).get_quantile_value(quantile) == reference.get_quantile_value(quantile)
+
+
+@pytest.fixture(scope="module")
+def chunks() -> list[list[dict[str, object]]]:
+    """Five simulated minutes (tests/window_expectations.py: every counter has something to count)."""
+    return expect.workload(WorkloadConfig(start=START, duration_s=300, requests_per_s=4))
+
+
+@pytest.fixture(scope="module")
+def batches(chunks: list[list[dict[str, object]]]) -> list[tuple[Batch, pd.DataFrame]]:
+    """The chunks as Kafka messages of partition 0, cut into batches of 20, processed by the worker."""
+    messages = [Message(0, offset, orjson.dumps(chunk), "test") for offset, chunk in enumerate(chunks)]
+    catalog = PriceCatalog.load()
+    out = []
+    for first in range(0, len(messages), 20):
+        cut = messages[first:first + 20]
+        batch = Batch(0, cut[0].offset, cut[-1].offset, cut, False)
+        rows = process_batch(batch, TOPIC, catalog).rows
+        assert rows is not None
+        out.append((batch, rows))
+    return out
+
+
+@pytest.fixture(scope="module")
+def rows(batches: list[tuple[Batch, pd.DataFrame]]) -> pd.DataFrame:
+    return pd.concat([rows for _, rows in batches], ignore_index=True)
+
+
+def _run_windows(batches: list[tuple[Batch, pd.DataFrame]], lateness_ms: int = 60_000) -> list[bytes]:
+    state = PartitionWindows(0, lateness_ms)
+    values = []
+    for _, rows in batches:
+        state.add(rows)
+        values += [encode(record) for record in state.close()]
+    state.advance(state.high_ms + lateness_ms + 120_000)  # the end of the stream: close everything
+    return values + [encode(record) for record in state.close()]
+
+
+def test_windows_over_many_batches_equal_a_pandas_recomputation(
+    batches: list[tuple[Batch, pd.DataFrame]], rows: pd.DataFrame
+) -> None:
+    spans = expect.flags(rows)
+    assert (spans[expect.COUNTS].sum() > 0).all(), spans[expect.COUNTS].sum()[lambda s: s == 0]
+    merger = MinuteMerger(1)
+    figures = [figure for value in _run_windows(batches, lateness_ms=10 * 60_000) for figure in merger.add(value)]
+    data = [figure for figure in figures if len(figure.frame)]
+    minutes = sorted(spans["minute"].unique())
+    assert [figure.minute for figure in data] == [m.to_pydatetime() for m in minutes] and len(minutes) >= 5
+    assert all(figure.late_spans == 0 for figure in figures)
+    expect.assert_figures_equal_pandas(data, rows)
+
+
+def test_combining_partials_equals_aggregating_everything_at_once(rows: pd.DataFrame) -> None:
+    whole = aggregate(rows)
+    pieces = combine([aggregate(rows.iloc[i:i + 700]) for i in range(0, len(rows), 700)])
+    order = lambda p: p.groups.assign(**p.counters).sort_values(list(expect.KEYS)).reset_index(drop=True)  # noqa: E731
+    pd.testing.assert_frame_equal(order(pieces), order(whole), check_exact=False, rtol=1e-12)
+
+
+def _rows_at(seconds: list[float], offsets: list[int], template: pd.DataFrame) -> pd.DataFrame:
+    rows = template.iloc[[0] * len(seconds)].reset_index(drop=True).copy()
+    rows["start_time"] = pd.to_datetime([START + timedelta(seconds=s) for s in seconds], utc=True).astype(
+        "datetime64[ms, UTC]")
+    rows["kafka_offset"] = offsets
+    return rows
+
+
+def test_watermark_closes_minutes_late_spans_are_counted_and_gaps_reported(rows: pd.DataFrame) -> None:
+    state = PartitionWindows(0, lateness_ms=30_000)
+    state.add(_rows_at([10, 50, 70], [0, 1, 2], rows))
+    assert state.close() == []  # watermark 12:00:40: minute 0 is still open
+    state.add(_rows_at([95], [3], rows))  # watermark 12:01:05 -> minute 0 closes
+    [first] = state.close()
+    assert (first.minute - START.timestamp()) / 60 == 0 and first.spans == 2 and first.late_spans == 0
+    state.add(_rows_at([20, 100, 290], [4, 5, 6], rows))  # 12:00:20 is late; 12:04:50 moves the watermark to 12:04:20
+    records = state.close()
+    assert [(r.minute - START.timestamp()) / 60 for r in records] == [1, 3]  # minute 2 had no spans; 3 is reported empty
+    assert [r.spans for r in records] == [3, 0] and [r.late_spans for r in records] == [1, 0]
+    assert state.frontier == START.timestamp() + 4 * 60 and state.open_minutes == [START.timestamp() + 4 * 60]
+    assert records[-1].through_offset == 6
+
+
+def test_redelivered_offsets_already_emitted_are_not_late_again(rows: pd.DataFrame) -> None:
+    frontier = int(START.timestamp()) + 120
+    state = PartitionWindows(0, 30_000, frontier=frontier, high_ms=frontier * 1000 + 40_000, replay_through=5)
+    state.add(_rows_at([30, 130, 135], [4, 5, 6], rows))  # offsets 4-5 were accounted for by emitted records
+    assert state.late_spans == 0 and state.open_minutes == [frontier]
+    state.add(_rows_at([31], [7], rows))
+    assert state.late_spans == 1
+
+
+def test_a_record_survives_encoding(batches: list[tuple[Batch, pd.DataFrame]]) -> None:
+    state = PartitionWindows(2, 0)
+    state.add(batches[0][1])
+    state.advance(state.high_ms + 120_000)
+    for record in state.close():
+        again = decode(encode(record))
+        assert again.key == record.key == f"2:{record.minute}".encode()
+        assert encode(again) == encode(record)
+
+
+def test_merger_waits_for_every_partition_and_drops_duplicates(batches: list[tuple[Batch, pd.DataFrame]]) -> None:
+    left, right = PartitionWindows(0, 0), PartitionWindows(1, 0)
+    for _, rows in batches[:7]:
+        left.add(rows)
+    for _, rows in batches[4:12]:
+        right.add(rows)
+    left_values = [encode(r) for r in left.close()]
+    right_values = [encode(r) for r in right.close()]
+    merger = MinuteMerger(2)
+    assert [f for value in left_values for f in merger.add(value)] == []  # partition 1 has not reported yet
+    merged = [f for value in right_values for f in merger.add(value)]
+    complete = min(decode(left_values[-1]).minute, decode(right_values[-1]).minute)
+    assert [f.minute.timestamp() for f in merged] == sorted(
+        {decode(v).minute for v in left_values + right_values if decode(v).minute <= complete})
+    assert all(merger.add(value) == [] for value in left_values + right_values)  # re-emitted: ignored
+    with pytest.raises(ValueError, match="partition 2"):
+        MinuteMerger(2).add(encode(decode(left_values[0]).__class__(**{**decode(left_values[0]).__dict__,
+                                                                      "partition": 2})))
+
+
+def test_a_partition_that_never_reports_stops_holding_minutes_back(batches: list[tuple[Batch, pd.DataFrame]]) -> None:
+    state = PartitionWindows(0, 0)
+    merger = MinuteMerger(2, stall_minutes=10)
+    for _, rows in batches[:5]:
+        state.add(rows)
+    first = [f for record in state.close() for f in merger.add(encode(record))]
+    assert first == []
+    state.advance(state.high_ms + 15 * 60_000)
+    released = [f for record in state.close() for f in merger.add(encode(record))]
+    assert released and all(f.minute.timestamp() < state.frontier - 10 * 60 for f in released)
+    assert any(len(f.frame) for f in released)
+
+
+# --- manager and recovery against chDB -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    chdb = connect(f"chdb://{tmp_path_factory.mktemp('windows') / 'chdb'}")
+    apply_migrations(chdb, DB, ttl_days=30)
+    yield chdb
+    chdb.close()
+
+
+class Recorder:
+    """The worker's emission path with a list in place of the metrics topic."""
+
+    def __init__(self, client: Any, database: str, clock: list[float]) -> None:
+        self.client, self.sent = client, []
+        self.changelog = Changelog(database, TOPIC, TOPIC_ID)
+        self.clock = clock
+
+    def manager(self, lateness_s: float = 60, idle_s: float = 5) -> WindowManager:
+        async def storage(function: Any, *args: Any) -> Any:
+            return function(self.client, *args)
+
+        async def publish(messages: list[tuple[bytes, bytes]]) -> None:
+            self.sent += messages
+
+        return WindowManager(self.changelog, storage, publish, lateness_s, idle_s, clock=lambda: self.clock[0])
+
+
+def _store(client: Any, database: str, batch: Batch, rows: pd.DataFrame) -> None:
+    """What ClickHouseSpanSink.write does: ledger intent, then the insert with its token."""
+    token = batch.token(TOPIC, TOPIC_ID)
+    Ledger(client, database, TOPIC, TOPIC_ID).record(batch.partition, batch.first_offset, batch.last_offset, token)
+    client.insert_df(f"{database}.spans", rows, settings={**DEDUP_SETTINGS, "insert_deduplication_token": token})
+
+
+def _drive(recorder: Recorder, manager: WindowManager, batches: list[tuple[Batch, pd.DataFrame]],
+           resume_at: int | None = None) -> None:
+    async def run() -> None:
+        if resume_at is not None:
+            await manager.resume(0, resume_at)
+        elif manager.partition(0) is None:
+            await manager.resume(0, batches[0][0].first_offset)
+        for batch, rows in batches:
+            _store(recorder.client, recorder.changelog.database, batch, rows)
+            await manager.add(0, rows)
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("crash_after", [3, 7])
+def test_a_restarted_partition_rebuilds_its_windows_from_clickhouse_without_double_counting(
+    client: Any, batches: list[tuple[Batch, pd.DataFrame]], rows: pd.DataFrame, crash_after: int
+) -> None:
+    database = f"{DB}_crash{crash_after}"
+    apply_migrations(client, database, ttl_days=30)
+    clock = [0.0]
+    before = Recorder(client, database, clock)
+    _drive(before, before.manager(), batches[:crash_after + 2])  # offsets of the last two batches stay uncommitted
+    emitted_before = len(before.sent)
+    assert emitted_before > 0
+    after = Recorder(client, database, clock)
+    manager = after.manager()
+    _drive(after, manager, batches[crash_after:], resume_at=batches[crash_after][0].first_offset)  # redelivered
+    clock[0] += 300  # the stream ends: the idle partition closes its last minutes
+    asyncio.run(manager.tick())
+    merger = MinuteMerger(1)
+    figures = [f for _, value in before.sent + after.sent for f in merger.add(value)]
+    assert all(figure.late_spans == 0 for figure in figures)
+    expect.assert_figures_equal_pandas([f for f in figures if len(f.frame)], rows)
+    stored = client.query(f"SELECT count(), uniqExact(minute) FROM {database}.metric_windows").result_rows[0]
+    assert stored[0] == stored[1] == len({value for _, value in before.sent + after.sent})
+
+
+def test_an_idle_partition_advances_on_wall_clock_and_with_the_others(
+    client: Any, batches: list[tuple[Batch, pd.DataFrame]]
+) -> None:
+    database = f"{DB}_idle"
+    apply_migrations(client, database, ttl_days=30)
+    clock = [100.0]
+    recorder = Recorder(client, database, clock)
+    manager = recorder.manager(lateness_s=60, idle_s=5)
+    _drive(recorder, manager, batches[:3])
+    state = manager.partition(0)
+    assert state is not None and state.open_minutes
+    high = state.high_ms
+    clock[0] += 4
+    asyncio.run(manager.tick())
+    assert state.high_ms == high  # not idle yet
+    clock[0] += 200
+    asyncio.run(manager.tick())
+    assert state.high_ms == high + 204_000 and state.open_minutes == []
+    minutes = [decode(value).minute for _, value in recorder.sent]
+    assert minutes == sorted(set(minutes)) and minutes[-1] + 60 == state.frontier
+
+
+def test_a_partition_with_backlog_waits_while_the_worker_is_busy(
+    client: Any, batches: list[tuple[Batch, pd.DataFrame]]
+) -> None:
+    database = f"{DB}_backlog"
+    apply_migrations(client, database, ttl_days=30)
+    clock = [100.0]
+    recorder = Recorder(client, database, clock)
+    backlog = {"partition": True}
+
+    async def storage(function: Any, *args: Any) -> Any:
+        return function(client, *args)
+
+    async def publish(messages: list[tuple[bytes, bytes]]) -> None:
+        recorder.sent += messages
+
+    manager = WindowManager(recorder.changelog, storage, publish, 60, 5,
+                            caught_up=lambda partition, offset: not backlog["partition"], clock=lambda: clock[0])
+    _drive(recorder, manager, batches[:3])
+    high = manager.partition(0).high_ms  # type: ignore[union-attr]
+
+    async def another_partition_receives() -> None:
+        await manager.resume(7, 0)
+        await manager.add(7, batches[0][1])
+
+    clock[0] += 30
+    asyncio.run(another_partition_receives())  # the worker is busy with partition 7
+    asyncio.run(manager.tick())
+    assert manager.partition(0).high_ms == high  # type: ignore[union-attr]  # waiting for its turn, not idle
+    backlog["partition"] = False
+    asyncio.run(manager.tick())
+    assert manager.partition(0).high_ms == high + 30_000  # type: ignore[union-attr]
