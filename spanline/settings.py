@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     topic_spans: str = Field("spans", description="Topic of span batches. Default spans.")
     topic_dlq: str = Field("spans.dlq", description="Dead-letter topic for invalid spans. Default spans.dlq.")
     topic_alerts: str = Field("alerts", description="Topic of alert events. Default alerts.")
+    topic_metrics: str = Field(
+        "metrics", description="Topic of closed per-minute windows (one partition, created on start). Default metrics."
+    )
     topic_partitions: int = Field(4, ge=1, description="Partitions of created topics. Default 4.")
     topic_replication: int = Field(1, ge=1, description="Replication factor of created topics. Default 1.")
     # --- collector
@@ -74,10 +77,50 @@ class Settings(BaseSettings):
         description="Consumer-group session timeout, seconds (Apache Kafka's minimum is 6). The embedded "
         "tansu broker always uses 2, since tansu makes joins wait about half of it. Default 10.",
     )
+    window_lateness_s: float = Field(
+        120.0, ge=0,
+        description="Allowed lateness of the stream's minute windows: a window closes once spans "
+        "this much newer have arrived; later spans are stored but counted as late. Default 120.",
+    )
+    window_idle_s: float = Field(
+        30.0, gt=0,
+        description="Wall-clock seconds without messages after which a partition's event time advances "
+        "on its own, so its windows still close. Default 30.",
+    )
     retry_initial_s: float = Field(0.5, gt=0, description="First back-off when ClickHouse fails, seconds. Default 0.5.")
     retry_max_s: float = Field(30.0, gt=0, description="Longest back-off when ClickHouse fails, seconds. Default 30.")
     price_overrides_file: Path | None = Field(
         None, description="YAML of negotiated / self-hosted prices. Default: none."
+    )
+    # --- alerts
+    alert_rules_file: Path | None = Field(None, description="Alert rules YAML. Default: the bundled alerts/rules.yaml.")
+    alert_contracts_file: Path | None = Field(
+        None, description="Budgets and feature contracts YAML. Default: the bundled alerts/contracts.yaml."
+    )
+    alert_pagerduty_routing_key: SecretStr | None = Field(
+        None, description="PagerDuty Events API v2 integration (routing) key; pages go to PagerDuty when set. Default: none."
+    )
+    alert_pagerduty_url: str = Field(
+        "https://events.pagerduty.com/v2/enqueue", description="PagerDuty Events API v2 endpoint. Default: PagerDuty's."
+    )
+    alert_slack_webhook_url: SecretStr | None = Field(
+        None, description="Slack incoming-webhook URL (a secret: it carries the token). Default: none."
+    )
+    alert_webhook_url: SecretStr | None = Field(
+        None, description="Generic JSON webhook receiving every notification. Default: none."
+    )
+    alert_runbook_url: str = Field(
+        "https://github.com/spanline/spanline/blob/main/alerts/runbooks/{runbook}.md",
+        description="Runbook link in pages; {runbook} is replaced by the rule's runbook name. Default: the repository's.",
+    )
+    alert_group_wait_s: float = Field(
+        5.0, ge=0, description="Seconds a new alert group waits to collect members before its first page. Default 5."
+    )
+    alert_repeat_interval_s: float = Field(
+        4 * 3600.0, gt=0, description="Seconds between reminders of a still-firing alert group. Default 14400 (4 h)."
+    )
+    alert_rate_per_minute: float = Field(
+        20.0, gt=0, description="Notifications per minute each receiver is sent at most. Default 20."
     )
 
     @field_validator("home", mode="after")

@@ -1,4 +1,5 @@
-"""The Faust worker (`spanline worker`): consumes ``spans`` and runs the ingest pipeline.
+"""The Faust worker (`spanline worker`): consumes ``spans``, runs the ingest pipeline and emits
+closed minute windows to ``metrics`` (streams/windows).
 
 Events are taken with ``noack_take`` and acked by the pipeline after storage, never by
 Faust's ``take()`` finally-block (NOTES.md: that acks on exceptions and cancellation).
@@ -14,17 +15,23 @@ from typing import Any
 
 import faust
 import faust.web
+from faust.types import TP
 import orjson
 from aiohttp import web as aiohttp_web
 
+from spanline.alerts.worker import install_alerting
+from spanline.collectors.publish import SpanPublisher, wait_acked
 from spanline.embedded.kafka_admin import topic_id
 from spanline.embedded.service_file import ServiceFile
+from spanline.queries import read_only_query
 from spanline.settings import Settings
 from spanline.streams.pipeline import IngestPipeline
 from spanline.streams.pricing import PriceCatalog
 from spanline.streams.process import DeadLetter
 from spanline.streams.retry import Backoff
 from spanline.streams.sinks import ClickHouseSpanSink
+from spanline.streams.windows.changelog import Changelog
+from spanline.streams.windows.manager import WindowManager
 
 log = logging.getLogger(__name__)
 
@@ -58,18 +65,46 @@ def create_app(settings: Settings) -> faust.App:
     app = faust.App(settings.consumer_group, **faust_settings(settings))
     spans_topic = app.topic(settings.topic_spans, value_serializer="raw", key_serializer="raw", internal=False)
     dlq_topic = app.topic(settings.topic_dlq, value_serializer="raw", key_serializer="raw", internal=False)
+    spans_topic_id = topic_id(settings.bootstrap_servers, settings.topic_spans)
     sink = ClickHouseSpanSink(
         settings.resolved_clickhouse_url, settings.clickhouse_database, settings.topic_spans,
-        topic_id(settings.bootstrap_servers, settings.topic_spans), settings.raw_ttl_days, Backoff(settings.retry_initial_s, settings.retry_max_s),
+        spans_topic_id, settings.raw_ttl_days, Backoff(settings.retry_initial_s, settings.retry_max_s),
         password=settings.clickhouse_password,
     )
     catalog = PriceCatalog.load(settings.price_overrides_file)
 
+    # force=True: inside an agent Faust would otherwise attach the message to the current event
+    # and publish it only when that event is acked, but the batch is acked after these acks.
     async def send_dead_letters(letters: list[DeadLetter]) -> None:
-        pending = [await dlq_topic.send(key=key, value=value) for key, value in letters]
+        pending = [await dlq_topic.send(key=key, value=value, force=True) for key, value in letters]
         await asyncio.gather(*pending)
 
-    pipeline = IngestPipeline(settings.topic_spans, sink, catalog, send_dead_letters)
+    # Windows go through their own kafka-python producer (sender thread, one request in flight so
+    # retries keep minute order): through Faust's producer, acks on `metrics` stalled for seconds
+    # while the worker consumed a backlog (bench/pipeline_throughput.py).
+    window_producer = SpanPublisher(settings.bootstrap_servers, settings.topic_metrics, client_id="spanline-windows",
+                                    max_in_flight_requests_per_connection=1, linger_ms=5)
+
+    async def publish_windows(messages: list[tuple[bytes, bytes]]) -> None:
+        await wait_acked(window_producer.send_records(settings.topic_metrics, messages))
+
+    @app.on_before_shutdown.connect
+    async def close_window_producer(sender: faust.App, **_: Any) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, window_producer.close)
+
+    async def storage(function: Any, *args: Any) -> Any:
+        return await sink.retrying(sink.call, function, *args)
+
+    def caught_up(partition: int, next_offset: int) -> bool:
+        """No backlog: the partition's next offset reached the high watermark of the last fetch."""
+        highwater = app.consumer.highwater(TP(settings.topic_spans, partition))
+        return highwater is not None and next_offset >= highwater
+
+    windows = WindowManager(
+        Changelog(settings.clickhouse_database, settings.topic_spans, spans_topic_id), storage, publish_windows,
+        settings.window_lateness_s, settings.window_idle_s, caught_up=caught_up,
+    )
+    pipeline = IngestPipeline(settings.topic_spans, sink, catalog, send_dead_letters, windows)
     app.spanline_pipeline = pipeline  # type: ignore[attr-defined]
     app.spanline_sink = sink  # type: ignore[attr-defined]
 
@@ -77,6 +112,12 @@ def create_app(settings: Settings) -> faust.App:
     async def ingest(stream: faust.StreamT) -> None:
         async for events in stream.noack_take(settings.batch_max_messages, within=settings.batch_within_s):
             await pipeline.handle(events, stream.ack)
+
+    @app.timer(interval=1.0)
+    async def advance_idle_windows() -> None:
+        await pipeline.tick()
+
+    install_alerting(app, settings, storage, lambda: pipeline.stats)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: faust.App, revoked: set[Any], **_: Any) -> None:
@@ -99,10 +140,11 @@ def _serve_queries(app: faust.App, sink: ClickHouseSpanSink, settings: Settings)
                 return self.json({"error": "missing or wrong token (see <home>/service.json)"}, status=401)
             body = orjson.loads(await request.read())
             try:
-                result = await sink.run(sink.query, body["sql"], body.get("parameters"))
+                result = await sink.run(sink.call, lambda _: read_only_query(
+                    settings, body["sql"], body.get("parameters"), body.get("tenant")))
             except Exception as exc:  # a bad query goes back to the CLI, never into the worker
                 return self.json({"error": str(exc)}, status=400)
-            payload = {"columns": list(result.column_names), "rows": result.result_rows}
+            payload = {"columns": result.columns, "rows": result.rows}
             return aiohttp_web.Response(
                 body=orjson.dumps(payload, default=str, option=orjson.OPT_SERIALIZE_NUMPY),
                 content_type="application/json",

@@ -1,0 +1,233 @@
+"""Per-scope history of every watched metric: recent minutes and closed hours (the baselines).
+
+A *series family* is one (metric, key, scope dimensions) combination; its rows are the scopes.
+Minutes are kept for ``minute_retention`` (windows up to that length read them directly);
+each completed hour is folded into an hourly row, kept for ``hour_retention`` (8 days: the
+7-day baselines plus today). Parts are sums (num/den), so any window is a sum of rows.
+Percentile metrics keep a merged DDSketch per minute and the hour's quantile once folded.
+
+The evaluator pickles the store with its alert states so baselines survive restarts; on a fresh
+start it is bootstrapped from the ClickHouse rollups (see :mod:`spanline.alerts.bootstrap`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+from ddsketch import DDSketch
+
+from spanline.alerts.metrics import METRICS
+from spanline.alerts.rules import Baseline
+
+HOUR = timedelta(hours=1)
+#: DDSketch relative accuracy, as in the stream windows and the ClickHouse rollups.
+SKETCH_ACCURACY = 0.01
+
+
+@dataclass(frozen=True)
+class Family:
+    """One series family: a metric (and map key) per scope."""
+
+    metric: str
+    key: str | None
+    dims: tuple[str, ...]
+
+    @property
+    def percentile(self) -> bool:
+        return METRICS[self.metric].kind == "percentile"
+
+
+def merged(sketches: pd.Series | list) -> DDSketch | None:
+    """One sketch from many (None and empty ones skipped); None when nothing was recorded."""
+    result = DDSketch(SKETCH_ACCURACY)
+    for sketch in sketches:
+        if sketch is not None and sketch.count:
+            result.merge(sketch)
+    return result if result.count else None
+
+
+def quantile(sketch: DDSketch | None, q: float) -> float:
+    value = None if sketch is None else sketch.get_quantile_value(q)
+    return float("nan") if value is None else float(value)
+
+
+@dataclass
+class _Series:
+    minutes: pd.DataFrame
+    hours: pd.DataFrame
+    folded_until: datetime | None = None
+
+
+@dataclass
+class BaselineStore:
+    """Minute and hour parts of every family; see the module docstring.
+
+    Closed hours are folded (and old minutes trimmed) once per hour, when the first minute of a
+    new hour arrives, so minutes hold up to ``minute_retention`` + 1 h between folds.
+    """
+
+    minute_retention: timedelta = timedelta(minutes=120)
+    hour_retention: timedelta = timedelta(days=8)
+    _series: dict[Family, _Series] = field(default_factory=dict)
+    #: Baselines read closed hours only, so they change once an hour: cached per current hour.
+    _baselines: dict[tuple, pd.DataFrame] = field(default_factory=dict)
+
+    # --- writing
+    def record(self, family: Family, minute: datetime, parts: pd.DataFrame) -> None:
+        """Add one minute's per-scope parts (dims + num + den [+ sketch]); folds closed hours."""
+        series = self._get(family)
+        rows = parts.assign(minute=minute)
+        series.minutes = pd.concat([series.minutes, rows], ignore_index=True) if len(series.minutes) else rows
+        if series.folded_until is None or minute >= series.folded_until + HOUR:  # an hour closed
+            self._fold(family, series, minute)
+            series.minutes = series.minutes[series.minutes["minute"] > minute - self.minute_retention - HOUR]
+
+    def record_hours(self, family: Family, hours: pd.DataFrame) -> None:
+        """Closed hours from history (bootstrap): dims + hour + num + den + value."""
+        self._baselines.clear()
+        series = self._get(family)
+        series.hours = pd.concat([series.hours, hours], ignore_index=True) if len(series.hours) else hours
+        last = hours["hour"].max() + HOUR if len(hours) else None
+        if last is not None and (series.folded_until is None or last > series.folded_until):
+            series.folded_until = last
+
+    def _get(self, family: Family) -> _Series:
+        if family not in self._series:
+            columns = [*family.dims, "num", "den"]
+            self._series[family] = _Series(
+                minutes=pd.DataFrame(columns=[*columns, "minute"]),
+                hours=pd.DataFrame(columns=[*columns, "hour", "value"]),
+            )
+        return self._series[family]
+
+    def _fold(self, family: Family, series: _Series, minute: datetime) -> None:
+        """Turn every completed hour of minutes into hourly rows (once per hour)."""
+        current_hour = minute.replace(minute=0, second=0, microsecond=0)
+        start = series.folded_until
+        minutes = series.minutes
+        closed = minutes[(minutes["minute"] < current_hour) & ((minutes["minute"] >= start) if start else True)]
+        if len(closed):
+            closed = closed.assign(hour=closed["minute"].map(lambda m: m.replace(minute=0)))
+            keys = [*family.dims, "hour"]
+            hours = closed.groupby(keys, sort=False, dropna=False)[["num", "den"]].sum().reset_index()
+            if family.percentile:
+                sketches = closed.groupby(keys, sort=False, dropna=False)["sketch"].agg(merged)
+                q = METRICS[family.metric].quantile
+                hours["value"] = [quantile(s, q) for s in sketches.reindex(pd.MultiIndex.from_frame(hours[keys]))]
+            else:
+                hours["value"] = np.nan
+            series.hours = pd.concat([series.hours, hours], ignore_index=True) if len(series.hours) else hours
+        if start is None or current_hour > start:
+            series.folded_until = current_hour
+        series.hours = series.hours[series.hours["hour"] >= minute - self.hour_retention]
+
+    # --- reading
+    def window(self, family: Family, end: datetime, length: timedelta) -> pd.DataFrame:
+        """Per scope: num, den (and the merged ``sketch`` for percentiles) over [end − length, end)."""
+        series = self._get(family)
+        start = end - length
+        minutes = series.minutes[(series.minutes["minute"] >= start) & (series.minutes["minute"] < end)]
+        if length > self.minute_retention - timedelta(minutes=1) and series.folded_until is not None:
+            boundary = series.folded_until
+            minutes = minutes[minutes["minute"] >= boundary]
+            hours = series.hours[(series.hours["hour"] >= start) & (series.hours["hour"] < boundary)]
+            parts = pd.concat([hours[[*family.dims, "num", "den"]], minutes[[*family.dims, "num", "den"]]])
+        else:
+            parts = minutes
+        if not family.dims:
+            parts = parts.assign(_all="")
+        dims = list(family.dims) or ["_all"]
+        if parts.empty:
+            return pd.DataFrame(columns=[*family.dims, "num", "den", "sketch"]).set_index(list(family.dims) or None)
+        sums = parts.groupby(dims, sort=False, dropna=False)[["num", "den"]].sum()
+        if family.percentile:
+            sums["sketch"] = minutes.assign(_all="").groupby(dims, sort=False, dropna=False)["sketch"].agg(merged)
+        return sums
+
+    def baseline(self, family: Family, spec: Baseline, now: datetime) -> pd.DataFrame:
+        """Per scope over closed hours: num, den, hours (with traffic) and mean hourly ``value``.
+
+        ``trailing``: every hour in [now − over, start of this hour); ``same_hour``: the hour of
+        day of ``now`` on each previous day within ``over``. Scopes with fewer than ``min_hours``
+        use ``fallback`` (when given), else they have no baseline.
+        """
+        current_hour = now.replace(minute=0, second=0, microsecond=0)
+        cache_key = (family, spec, current_hour)
+        if cache_key not in self._baselines:
+            if len(self._baselines) > 4 * max(len(self._series), 1):
+                self._baselines = {k: v for k, v in self._baselines.items() if k[2] == current_hour}
+            self._baselines[cache_key] = self._baseline(family, spec, now, current_hour)
+        return self._baselines[cache_key]
+
+    def _baseline(self, family: Family, spec: Baseline, now: datetime, current_hour: datetime) -> pd.DataFrame:
+        hours = self._get(family).hours
+        if spec.kind == "trailing":
+            chosen = hours[(hours["hour"] >= now - spec.over) & (hours["hour"] < current_hour)]
+        else:
+            days = int(spec.over / timedelta(days=1))
+            wanted = {current_hour - timedelta(days=d) for d in range(1, days + 1)}
+            chosen = hours[hours["hour"].isin(wanted)]
+        chosen = chosen[chosen["den"] > 0]
+        dims = list(family.dims) or ["_all"]
+        chosen = chosen.assign(_all="") if not family.dims else chosen
+        result = chosen.groupby(dims, sort=False, dropna=False).agg(
+            num=("num", "sum"), den=("den", "sum"), hours=("hour", "nunique"), value=("value", "mean"),
+        )
+        result = result[result["hours"] >= spec.min_hours]
+        if spec.fallback is not None:
+            fallback = self.baseline(family, spec.fallback, now)
+            result = pd.concat([result, fallback[~fallback.index.isin(result.index)]])
+        return result
+
+    def history_start(self, family: Family) -> datetime | None:
+        """The oldest hour or minute this family has a row for (None = nothing yet)."""
+        series = self._get(family)
+        starts = [frame[column].min() for frame, column in ((series.hours, "hour"), (series.minutes, "minute"))
+                  if len(frame)]
+        return min(starts) if starts else None
+
+
+@dataclass
+class KeyHistory:
+    """When each map key (e.g. a model_response) was first and last seen per scope.
+
+    A key is *new* when it appears for a scope that was already observed for ``settle`` before
+    the key (so a fresh start does not call every existing model version new) and it was not
+    seen within ``lookback``.
+    """
+
+    settle: timedelta = timedelta(hours=1)
+    keys: pd.DataFrame | None = None
+    scopes: dict[tuple, datetime] = field(default_factory=dict)
+
+    def observe(self, dims: tuple[str, ...], minute: datetime, rows: pd.DataFrame, lookback: timedelta) -> None:
+        """Record one minute's rows (dims + key + calls)."""
+        for scope in rows[list(dims)].drop_duplicates().itertuples(index=False, name=None):
+            self.scopes.setdefault(scope, minute)
+        rows = rows.groupby([*dims, "key"], sort=False, dropna=False)["calls"].sum().reset_index()
+        if self.keys is None or self.keys.empty:
+            known = pd.DataFrame(columns=[*dims, "key", "first_seen", "last_seen", "calls"])
+        else:
+            known = self.keys[self.keys["last_seen"] >= minute - lookback]
+        merged_rows = known.merge(rows, on=[*dims, "key"], how="outer", suffixes=("", "_now"), indicator=True)
+        fresh = merged_rows["_merge"] == "right_only"
+        merged_rows.loc[fresh, "first_seen"] = minute
+        merged_rows.loc[fresh, "calls"] = 0
+        seen_now = merged_rows["_merge"] != "left_only"
+        merged_rows.loc[seen_now, "last_seen"] = minute
+        merged_rows["calls"] = merged_rows["calls"].fillna(0) + merged_rows["calls_now"].fillna(0)
+        self.keys = merged_rows.drop(columns=["calls_now", "_merge"])
+
+    def new_keys(self, dims: tuple[str, ...], now: datetime, window: timedelta) -> pd.DataFrame:
+        """Keys first seen within [now − window, now) on settled scopes: dims + key + calls."""
+        if self.keys is None or self.keys.empty:
+            return pd.DataFrame(columns=[*dims, "key", "calls", "first_seen"])
+        recent = self.keys[self.keys["first_seen"] >= now - window]
+        settled = [
+            self.scopes.get(scope, now) <= first - self.settle
+            for scope, first in zip(recent[list(dims)].itertuples(index=False, name=None), recent["first_seen"])
+        ]
+        return recent[np.array(settled, dtype=bool)][[*dims, "key", "calls", "first_seen"]]

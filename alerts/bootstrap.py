@@ -1,0 +1,102 @@
+"""Fill a fresh evaluator's baselines from the ClickHouse rollups (first start, lost state file).
+
+The rollups carry the stream's columns (contract §1), so the evaluator's own metric code turns
+their rows into baselines: ``spans_hour`` gives the closed hours of the retention (8 days),
+``spans_minute`` the minutes of the current hour. Percentile metrics read their hourly quantile
+from the rollup sketches (quantilesDDMerge; µs columns divided back to ms). Only columns the
+table has are read, so an older schema still bootstraps what it can.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+from clickhouse_connect.driver.client import Client
+
+from spanline.alerts.baselines import Family
+from spanline.alerts.conditions import family_of
+from spanline.alerts.evaluator import Evaluator
+from spanline.alerts.metrics import METRICS
+from spanline.sql.templates import identifier
+
+log = logging.getLogger(__name__)
+DIMENSIONS = ["tenant_id", "service", "feature", "provider", "model_requested", "route", "kind"]
+#: Stream sketch column -> (rollup column, divisor back to the stream's unit).
+SKETCH_COLUMNS = {"ttft_ms_sketch": ("ttft_us_sketch", 1000.0), "duration_ms_sketch": ("duration_us_sketch", 1000.0),
+                  "tpot_ms_sketch": ("tpot_us_sketch", 1000.0), "input_tokens_sketch": ("input_tokens_sketch", 1.0)}
+#: Parameters of the rollup sketch states (0003_rollups.sql): relative accuracy, then the levels.
+SKETCH_ACCURACY, SKETCH_LEVELS = 0.01, (0.5, 0.95, 0.99)
+
+
+@dataclass(frozen=True)
+class _Minute:
+    minute: datetime
+    frame: pd.DataFrame
+
+
+def bootstrap(evaluator: Evaluator, client: Client, database: str, now: datetime) -> int:
+    """Load the history before ``now`` into ``evaluator``; returns the hourly rows recorded."""
+    database = identifier(database)
+    current_hour = now.replace(minute=0, second=0, microsecond=0)
+    start = now - evaluator.store.hour_retention
+    hours = _rollup(client, database, "spans_hour", "hour", start, current_hour)
+    loaded = evaluator.learn_hours(hours)
+    for family in _percentile_families(evaluator):
+        table = _hourly_quantiles(client, database, family, start, current_hour)
+        evaluator.store.record_hours(family, table)
+        loaded += len(table)
+    minutes = _rollup(client, database, "spans_minute", "minute", current_hour, now)
+    replayed = 0
+    if len(minutes):
+        for minute, frame in minutes.groupby("minute", sort=True):
+            evaluator.evaluate(_Minute(minute.to_pydatetime(), frame.reset_index(drop=True)))
+            replayed += 1
+    log.info("alert baselines bootstrapped from %s: %d hourly rows, %d minutes", database, loaded, replayed)
+    return loaded
+
+
+def _percentile_families(evaluator: Evaluator) -> set[Family]:
+    return {family_of(clause, tuple(rule.scope)) for rule in evaluator.rules if not rule.pipeline
+            for clause in rule.clauses if clause.spec.kind == "percentile"}
+
+
+def _rollup(client: Client, database: str, table: str, bucket: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """Counter and map columns of a rollup in [start, end), summed per grain group and bucket."""
+    columns = dict(client.query(
+        "SELECT name, type FROM system.columns WHERE database = {db:String} AND table = {table:String}",
+        parameters={"db": database, "table": table},
+    ).result_rows)
+    sums = [name for name, kind in columns.items()
+            if name not in DIMENSIONS and name != bucket and not kind.startswith("AggregateFunction")]
+    aggregates = [f"{'sumMap' if 'Map(' in columns[name] else 'sum'}({name}) AS {name}" for name in sums]
+    frame = client.query_df(
+        f"SELECT {', '.join(DIMENSIONS)}, {bucket}, {', '.join(aggregates)} FROM {database}.{table} "
+        f"WHERE {bucket} >= {{start:DateTime('UTC')}} AND {bucket} < {{end:DateTime('UTC')}} "
+        f"GROUP BY {', '.join(DIMENSIONS)}, {bucket}",
+        parameters={"start": start, "end": end},
+    )
+    if len(frame):
+        frame[bucket] = pd.to_datetime(frame[bucket], utc=True)
+    return frame
+
+
+def _hourly_quantiles(client: Client, database: str, family: Family, start: datetime, end: datetime) -> pd.DataFrame:
+    metric = METRICS[family.metric]
+    column, divisor = SKETCH_COLUMNS[metric.sketch]
+    level = SKETCH_LEVELS.index(metric.quantile) + 1
+    group = ", ".join([*family.dims, "hour"])
+    table = client.query_df(
+        f"SELECT {group}, toFloat64(sum(spans)) AS den, "
+        f"quantilesDDMerge{(SKETCH_ACCURACY, *SKETCH_LEVELS)}({column})[{level}] / {divisor} AS value "
+        f"FROM {database}.spans_hour WHERE hour >= {{start:DateTime('UTC')}} AND hour < {{end:DateTime('UTC')}} "
+        f"AND kind IN {{kinds:Array(String)}} GROUP BY {group}",
+        parameters={"start": start, "end": end, "kinds": list(metric.kinds or ())},
+    )
+    if table.empty:
+        return pd.DataFrame(columns=[*family.dims, "hour", "num", "den", "value"])
+    table["hour"] = [h.to_pydatetime() for h in pd.to_datetime(table["hour"], utc=True)]
+    table["num"] = 0.0
+    return table

@@ -1,0 +1,160 @@
+"""One clause evaluated for every scope at once: value, threshold, baseline and whether it holds.
+
+Everything is column-wise over the scopes of a series family (pandas), so a rule costs the
+same handful of operations whether it watches 3 tenants or 3,000 model × tenant pairs.
+"""
+
+from __future__ import annotations
+
+import operator
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from spanline.alerts.baselines import BaselineStore, Family, KeyHistory, quantile
+from spanline.alerts.contracts import Contract, contract_limit
+from spanline.alerts.metrics import Metric
+from spanline.alerts.rules import (
+    Baseline,
+    Clause,
+    ContractLimit,
+    DayOverDay,
+    NewKey,
+    PointsChange,
+    RatioToBaseline,
+    Threshold,
+)
+
+HOUR = timedelta(hours=1)
+COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+RESULT_COLUMNS = ["value", "threshold", "baseline", "ratio", "volume", "holds"]
+
+
+def family_of(clause: Clause, dims: tuple[str, ...]) -> Family:
+    return Family(clause.metric, clause.key, dims)
+
+
+def window_length(clause: Clause, now: datetime) -> timedelta:
+    """The clause's window; "today" = since UTC midnight of the evaluated minute."""
+    if clause.window == "today":
+        last_minute = now - timedelta(minutes=1)
+        return now - last_minute.replace(hour=0, minute=0, second=0, microsecond=0)
+    return clause.window
+
+
+def current_values(metric: Metric, parts: pd.DataFrame) -> pd.DataFrame:
+    """value and volume per scope from window parts (num, den[, sketch])."""
+    if metric.kind == "percentile":
+        value = np.array([quantile(s, metric.quantile) for s in parts["sketch"]], dtype="float64")
+    else:
+        value = metric.value(parts["num"], parts["den"])
+    return pd.DataFrame({"value": value, "volume": parts["den"].astype("float64")}, index=parts.index)
+
+
+def baseline_values(metric: Metric, history: pd.DataFrame, window: timedelta) -> pd.Series:
+    """The baseline in the metric's own units: ratio of sums, mean hourly quantile, or the
+    mean hourly total scaled to the clause window (an hour's spend vs the average hour)."""
+    if metric.kind == "percentile":
+        return history["value"].astype("float64")
+    if metric.kind == "total":
+        return (history["num"] / history["hours"]) * (window / HOUR)
+    return pd.Series(metric.value(history["num"], history["den"]), index=history.index)
+
+
+def evaluate_clause(
+    clause: Clause,
+    dims: tuple[str, ...],
+    store: BaselineStore,
+    keys: KeyHistory,
+    contracts: list[Contract],
+    now: datetime,
+) -> pd.DataFrame:
+    """Per scope: value, threshold, baseline, ratio (value/baseline), volume, holds.
+
+    Scopes without data or baseline have NaN figures; comparisons with NaN are false (the
+    condition does not hold), so numpy's "invalid value" warnings are expected and silenced.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _evaluate(clause, dims, store, keys, contracts, now)
+
+
+def _evaluate(
+    clause: Clause,
+    dims: tuple[str, ...],
+    store: BaselineStore,
+    keys: KeyHistory,
+    contracts: list[Contract],
+    now: datetime,
+) -> pd.DataFrame:
+    metric = clause.spec
+    family = family_of(clause, dims)
+    condition = clause.condition
+    length = window_length(clause, now)
+    if isinstance(condition, NewKey):
+        return _new_keys(keys, dims, now, length)
+    result = current_values(metric, store.window(family, now, length))
+    value = result["value"]
+    if isinstance(condition, Threshold):
+        result["threshold"] = condition.value
+        result["baseline"] = np.nan
+        holds = COMPARE[condition.op](value, condition.value)
+    elif isinstance(condition, (RatioToBaseline, PointsChange)):
+        baseline = _baseline(metric, store, family, condition.baseline, now, length).reindex(result.index)
+        result["baseline"] = baseline
+        if isinstance(condition, RatioToBaseline):
+            result["threshold"] = baseline * condition.value
+            holds = COMPARE[condition.op](value, result["threshold"]) & (
+                (value - baseline).abs() >= condition.min_delta
+            )
+        else:
+            result["threshold"] = baseline + condition.points / 100
+            holds = value >= result["threshold"] if condition.points > 0 else value <= result["threshold"]
+    elif isinstance(condition, DayOverDay):
+        previous = current_values(metric, store.window(family, now - timedelta(days=1), length))
+        baseline = previous["value"].reindex(result.index)
+        covered = store.history_start(family)
+        enough = covered is not None and (now - length - covered) >= timedelta(hours=condition.min_hours)
+        result["baseline"] = baseline
+        result["threshold"] = baseline * condition.value
+        holds = COMPARE[condition.op](value, result["threshold"]) & (baseline > 0) & enough
+    elif isinstance(condition, ContractLimit):
+        limits = _contract_limits(result.index, dims, contracts, condition.field)
+        result["baseline"] = limits
+        result["threshold"] = limits * condition.factor
+        holds = COMPARE[condition.op](value, result["threshold"])
+    else:  # pragma: no cover - the Condition union is exhaustive
+        raise TypeError(f"unhandled condition {condition!r}")
+    result["ratio"] = value / result["baseline"]
+    result["holds"] = holds.fillna(False).astype(bool) & value.notna() & result["threshold"].notna()
+    return result[RESULT_COLUMNS]
+
+
+def _baseline(
+    metric: Metric, store: BaselineStore, family: Family, spec: Baseline, now: datetime, window: timedelta
+) -> pd.Series:
+    return baseline_values(metric, store.baseline(family, spec, now), window)
+
+
+def _contract_limits(index: pd.Index, dims: tuple[str, ...], contracts: list[Contract], field: str) -> pd.Series:
+    """The applicable contract limit per scope (NaN where no contract sets the field)."""
+    frame = index.to_frame(index=False) if len(index) else pd.DataFrame(columns=list(dims))
+    features = frame["feature"] if "feature" in dims else pd.Series([None] * len(frame))
+    limits = [
+        contract_limit(contracts, field, tenant, feature)
+        for tenant, feature in zip(frame["tenant_id"], features)
+    ]
+    return pd.Series(np.array([np.nan if v is None else v for v in limits], dtype="float64"), index=index)
+
+
+def _new_keys(keys: KeyHistory, dims: tuple[str, ...], now: datetime, window: timedelta) -> pd.DataFrame:
+    new = keys.new_keys(dims, now, window)
+    if new.empty:
+        return pd.DataFrame(columns=RESULT_COLUMNS)
+    per_scope = new.groupby(list(dims), sort=False)["calls"].sum().astype("float64")
+    result = pd.DataFrame({"value": per_scope, "volume": per_scope})
+    result["threshold"] = 0.0
+    result["baseline"] = 0.0
+    result["ratio"] = np.nan
+    result["holds"] = result["value"] > 0
+    return result[RESULT_COLUMNS]

@@ -1,0 +1,430 @@
+"""The diagnosis every page carries: which runbook branch the data points to, with numbers.
+
+A diagnosis compares the incident window (the minutes since the condition started to hold,
+at least 3 and at most 15) with a reference period from before it (the minute frames 60–120 minutes ago, or whatever precedes the incident
+window after a fresh start), restricted to the alert's scope, and breaks the change down by
+the dimensions the runbook branches on. Figures are per-minute averages, so periods of
+different length compare directly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from spanline.alerts.baselines import merged, quantile
+from spanline.alerts.rules import Rule
+
+if TYPE_CHECKING:
+    from spanline.alerts.evaluator import Evaluator
+
+Frames = list[tuple[datetime, pd.DataFrame]]
+CURRENT_MIN, CURRENT_MAX = timedelta(minutes=3), timedelta(minutes=15)
+REFERENCE = (timedelta(minutes=120), timedelta(minutes=60))
+CONTRIBUTOR_DIMS = ("tenant_id", "feature", "model_requested")
+
+
+class Periods:
+    """The incident window and the reference period, as scoped frames and minute counts."""
+
+    def __init__(self, frames: Frames, scope: dict[str, str], now: datetime, since: datetime) -> None:
+        current_start = now - min(max(now - since, CURRENT_MIN), CURRENT_MAX)
+        reference = [(m, f) for m, f in frames if now - REFERENCE[0] <= m < now - REFERENCE[1]]
+        if not reference:
+            reference = [(m, f) for m, f in frames if m < current_start][-60:]
+        current = [(m, f) for m, f in frames if current_start <= m < now]
+        self.at = now
+        self.now, self.before = _scoped(current, scope), _scoped(reference, scope)
+        self.now_minutes, self.before_minutes = max(len(current), 1), max(len(reference), 1)
+
+    def rate(self, column: str, kinds: tuple[str, ...] | None = None) -> tuple[float, float]:
+        """Per-minute sum of a counter in (now, before)."""
+        return (_sum(self.now, column, kinds) / self.now_minutes, _sum(self.before, column, kinds) / self.before_minutes)
+
+    def ratio(self, num: str, den: str, kinds: tuple[str, ...] | None = None) -> tuple[float, float]:
+        return (_div(_sum(self.now, num, kinds), _sum(self.now, den, kinds)),
+                _div(_sum(self.before, num, kinds), _sum(self.before, den, kinds)))
+
+    def map_rate(self, column: str, kinds: tuple[str, ...] | None = None) -> tuple[dict[str, float], dict[str, float]]:
+        return (_map_sum(self.now, column, kinds, self.now_minutes), _map_sum(self.before, column, kinds, self.before_minutes))
+
+    def percentile(self, column: str, q: float, kinds: tuple[str, ...] | None = None) -> tuple[float, float]:
+        return (_quantile(self.now, column, q, kinds), _quantile(self.before, column, q, kinds))
+
+    def by(self, dims: list[str], column: str, kinds: tuple[str, ...] | None = None) -> pd.DataFrame:
+        """Per-minute ``column`` per group of ``dims``: columns now, before, delta."""
+        now = _rows(self.now, kinds).groupby(dims)[column].sum() / self.now_minutes if column in self.now else None
+        before = (_rows(self.before, kinds).groupby(dims)[column].sum() / self.before_minutes
+                  if column in self.before else None)
+        table = pd.DataFrame({"now": now, "before": before}).fillna(0.0)
+        table["delta"] = table["now"] - table["before"]
+        return table
+
+
+def diagnose(
+    rule: Rule, scope: dict[str, str], frames: Frames, since: datetime, now: datetime, figures: dict[str, float],
+    evaluator: Evaluator,
+) -> tuple[str, dict[str, Any]]:
+    """(runbook branch, details) for a rule that starts firing on ``scope``; the condition has
+    held since ``since``."""
+    periods = Periods(frames, scope, now, since)
+    handler = _HANDLERS.get(rule.metric, _generic)
+    branch, details = handler(periods, rule, scope, evaluator)
+    details = {"branch": branch, **details, "value": _clean(figures.get("value")),
+               "threshold": _clean(figures.get("threshold")), "baseline": _clean(figures.get("baseline")),
+               "window_minutes": periods.now_minutes, "reference_minutes": periods.before_minutes}
+    return branch, _rounded(details)
+
+
+# --- cost
+def _cost(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator) -> tuple[str, dict[str, Any]]:
+    """Spend = requests × LLM calls per request × cost per call; cost per call splits into the
+    tier mix and the spend within tiers (output length). Log-ratios add up to the spend change,
+    so each factor's share of it is exact; the largest rising factor is the branch."""
+    spend = periods.rate("cost_usd")
+    requests = periods.rate("requests", ("request",))
+    calls = periods.rate("spans", ("llm",))
+    hit_rate = periods.ratio("cache_hits", "cache_lookups", ("cache",))
+    output = periods.ratio("output_tokens", "spans", ("llm",))
+    calls_by_tier, cost_by_tier = periods.map_rate("llm_calls_by_tier", ("llm",)), periods.map_rate("cost_by_tier", ("llm",))
+    factors = {
+        "traffic_volume": _log_ratio(requests) if requests[1] > 0 and requests[0] > 0 else _log_ratio(calls),
+        "cache_hit_rate": _log_ratio((_div(calls[0], requests[0]), _div(calls[1], requests[1]))),
+    }
+    per_call = _log_ratio((_div(spend[0], calls[0]), _div(spend[1], calls[1])))
+    mix = _mix_effect(calls_by_tier, cost_by_tier)
+    factors["routing_mix"] = mix
+    factors["output_length"] = per_call - mix
+    if hit_rate[0] >= hit_rate[1]:  # more calls per request without a cache drop: traffic shape, not cache
+        factors["traffic_volume"] += factors.pop("cache_hit_rate")
+        factors["cache_hit_rate"] = 0.0
+    total = sum(factors.values())
+    branch = max(factors, key=lambda name: factors[name])
+    tiers = sorted(set(calls_by_tier[0]) | set(calls_by_tier[1]))
+    details = {
+        "spend_per_min_usd": _pair(spend),
+        "requests_per_min": _pair(requests),
+        "llm_calls_per_min": _pair(calls),
+        "cache_hit_rate": _pair(hit_rate),
+        "mean_output_tokens": _pair(output),
+        "tier_share": {t: _pair((_div(calls_by_tier[0].get(t, 0), calls[0]), _div(calls_by_tier[1].get(t, 0), calls[1])))
+                       for t in tiers},
+        "spend_change_share": {name: _div(value, total) if total else 0.0 for name, value in factors.items()},
+        "top_contributors": _top_contributors(periods),
+    }
+    return branch, details
+
+
+def _mix_effect(calls: tuple[dict, dict], cost: tuple[dict, dict]) -> float:
+    """ln(cost per call at the reference tier prices with today's tier mix / reference cost per call)."""
+    now_calls, before_calls = calls
+    before_total = sum(before_calls.values())
+    now_total = sum(now_calls.values())
+    if not before_total or not now_total:
+        return 0.0
+    price = {t: _div(cost[1].get(t, 0.0), n) for t, n in before_calls.items() if n}
+    reference = sum(cost[1].values()) / before_total
+    mixed = sum(now_calls.get(t, 0.0) / now_total * p for t, p in price.items())
+    mixed += sum(n / now_total * reference for t, n in now_calls.items() if t not in price)
+    return math.log(mixed / reference) if mixed > 0 and reference > 0 else 0.0
+
+
+def _top_contributors(periods: Periods) -> dict[str, Any]:
+    """Per dimension (and prompt version), the key whose spend grew most and its share of the growth."""
+    total = periods.rate("cost_usd")
+    growth = total[0] - total[1]
+    top: dict[str, Any] = {}
+    for dim in CONTRIBUTOR_DIMS:
+        table = periods.by([dim], "cost_usd")
+        if not table.empty:
+            key = table["delta"].idxmax()
+            top[dim] = {"key": str(key), "spend_per_min_usd": _pair((table.at[key, "now"], table.at[key, "before"])),
+                        "share_of_growth": _div(table.at[key, "delta"], growth)}
+    prompts_now, prompts_before = periods.map_rate("cost_by_prompt")
+    deltas = {p: prompts_now.get(p, 0.0) - prompts_before.get(p, 0.0) for p in set(prompts_now) | set(prompts_before)}
+    if deltas:
+        key = max(deltas, key=lambda p: deltas[p])
+        top["prompt_version"] = {"key": key, "spend_per_min_usd": _pair((prompts_now.get(key, 0.0), prompts_before.get(key, 0.0))),
+                                 "share_of_growth": _div(deltas[key], growth)}
+    return top
+
+
+# --- latency
+def _latency(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator) -> tuple[str, dict[str, Any]]:
+    """Throughput (queueing) vs long inputs (p99 input tokens) vs one provider/model."""
+    ttft = periods.percentile("ttft_ms_sketch", 0.95, ("llm",))
+    calls = periods.rate("spans", ("llm",))
+    p99_input = periods.percentile("input_tokens_sketch", 0.99, ("llm",))
+    providers = _provider_latency(periods)
+    scores = {
+        "throughput": _ratio_of(calls) - 1,
+        "long_inputs": _ratio_of(p99_input) - 1,
+        "provider_endpoint": providers[0]["excess"] if providers else 0.0,
+    }
+    branch = max(scores, key=lambda name: scores[name])
+    return branch, {
+        "ttft_p95_ms": _pair(ttft), "llm_calls_per_min": _pair(calls), "input_tokens_p99": _pair(p99_input),
+        "slowest_provider_model": providers[0] if providers else None,
+        "scores": scores,
+    }
+
+
+def _provider_latency(periods: Periods) -> list[dict[str, Any]]:
+    """Provider/model pairs by how much their p95 TTFT rose beyond the median rise of the others
+    (beyond 1.0 when alone): one slow provider stands out, a general slowdown does not."""
+    rows = []
+    for key, group in _rows(periods.now, ("llm",)).groupby(["provider", "model_requested"]):
+        before = _rows(periods.before, ("llm",))
+        before = before[(before["provider"] == key[0]) & (before["model_requested"] == key[1])]
+        now_p95, before_p95 = _quantile(group, "ttft_ms_sketch", 0.95), _quantile(before, "ttft_ms_sketch", 0.95)
+        rows.append({"provider": key[0], "model_requested": key[1], "ttft_p95_ms": _pair((now_p95, before_p95)),
+                     "rise": _ratio_of((now_p95, before_p95))})
+    if not rows:
+        return []
+    for row in rows:
+        others = sorted(r["rise"] for r in rows if r is not row and not math.isnan(r["rise"]))
+        typical = others[len(others) // 2] if others else 1.0
+        row["excess"] = 0.0 if math.isnan(row["rise"]) else row["rise"] - max(typical, 1.0)
+    return sorted(rows, key=lambda r: -r["excess"])
+
+
+# --- errors and rate limits
+def _errors(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator) -> tuple[str, dict[str, Any]]:
+    types = periods.map_rate("errors_by_type", ("llm",))[0]
+    table = periods.by(["provider", "model_requested"], "errors", ("llm",))
+    total = max(sum(types.values()), 1e-12)
+    client_side = sum(types.get(t, 0.0) for t in ("context_length_exceeded", "invalid_output", "content_filter"))
+    branch = "client_errors" if client_side / total > 0.5 else "provider_errors"
+    return branch, {
+        "error_rate": _pair(periods.ratio("errors", "spans", ("llm",))),
+        "errors_by_type_per_min": types,
+        "top_error_type": max(types, key=lambda t: types[t]) if types else None,
+        "worst": _top_rows(table, "now"),
+    }
+
+
+def _rate_limits(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator) -> tuple[str, dict[str, Any]]:
+    calls = periods.rate("spans", ("llm",))
+    retries = periods.ratio("retries", "spans", ("llm",))
+    # a surge is more first attempts; retries of the 429s themselves are the retry_storm branch
+    first_attempts = tuple(c - r for c, r in zip(calls, periods.rate("retries", ("llm",))))
+    traffic = _ratio_of(first_attempts)
+    amplification = tuple(1 / (1 - r) if r < 1 else float("inf") for r in retries)
+    if traffic >= 1.5:
+        branch = "traffic_surge"
+    elif amplification[0] >= 1.2 and amplification[0] > amplification[1] * 1.1:
+        branch = "retry_storm"
+    else:
+        branch = "provider_quota"
+    return branch, {
+        "rate_limited_rate": _pair(periods.ratio("rate_limited", "spans", ("llm",))),
+        "llm_calls_per_min": _pair(calls), "retry_amplification": _pair(amplification),
+        "worst": _top_rows(periods.by(["provider", "model_requested"], "rate_limited", ("llm",)), "now"),
+    }
+
+
+# --- cache and routing
+def _cache(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator) -> tuple[str, dict[str, Any]]:
+    lookups, hits = periods.map_rate("cache_lookups_by_layer", ("cache",)), periods.map_rate("cache_hits_by_layer", ("cache",))
+    layers = {}
+    for layer in sorted(set(lookups[0]) | set(lookups[1])):
+        layers[layer] = _pair((_div(hits[0].get(layer, 0), lookups[0].get(layer, 0)),
+                               _div(hits[1].get(layer, 0), lookups[1].get(layer, 0))))
+    drops = {layer: (pair["before"] or 0) - (pair["now"] or 0) for layer, pair in layers.items()}
+    branch = f"{max(drops, key=lambda l: drops[l])}_layer" if drops else "unknown_layer"
+    return branch, {"cache_hit_rate": _pair(periods.ratio("cache_hits", "cache_lookups", ("cache",))),
+                    "hit_rate_by_layer": layers, "lookups_per_min": _pair(periods.rate("cache_lookups", ("cache",)))}
+
+
+def _routing(periods: Periods, rule: Rule, scope: dict[str, str], ev: Evaluator) -> tuple[str, dict[str, Any]]:
+    """Which routing reason gained share: escalation, fallback (a failing primary), canary."""
+    calls = periods.rate("spans", ("llm",))
+    reasons = periods.map_rate("llm_calls_by_reason", ("llm",))
+    shares = {r: _pair((_div(reasons[0].get(r, 0), calls[0]), _div(reasons[1].get(r, 0), calls[1])))
+              for r in sorted(set(reasons[0]) | set(reasons[1]))}
+    gains = {r: (p["now"] or 0) - (p["before"] or 0) for r, p in shares.items()}
+    branch = "routing_mix"
+    if gains:
+        branch = f"routing_{max(gains, key=lambda r: gains[r])}"
+    _, cost = _cost(periods, rule, scope, ev)
+    return branch, {"share_by_reason": shares, **cost}
+
+
+# --- agents and tools
+def _tools(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator) -> tuple[str, dict[str, Any]]:
+    errors_by_tool = periods.map_rate("tool_errors_by_tool", ("tool",))[0]
+    calls_by_tool = periods.map_rate("tool_calls_by_tool", ("tool",))[0]
+    types = periods.map_rate("errors_by_type", ("tool",))[0]
+    total = sum(errors_by_tool.values())
+    tool = max(errors_by_tool, key=lambda t: errors_by_tool[t]) if errors_by_tool else None
+    share = _div(errors_by_tool.get(tool, 0.0), total) if tool else 0.0
+    branch = "single_tool" if tool and share >= 0.6 else "all_tools"
+    return branch, {
+        "tool": tool, "tool_share_of_errors": share,
+        "tool_error_rate": _div(errors_by_tool.get(tool, 0.0), calls_by_tool.get(tool, 0.0)) if tool else None,
+        "top_error_type": max(types, key=lambda t: types[t]) if types else None,
+        "errors_by_type_per_min": types,
+        "steps_per_trace": _pair(periods.ratio("agent_steps", "requests", ("agent_step", "request"))),
+    }
+
+
+# --- quality and retrieval
+def _quality(periods: Periods, _rule: Rule, _scope: dict[str, str], ev: Evaluator) -> tuple[str, dict[str, Any]]:
+    recall = periods.ratio("recall_sum", "recall_evals", ("eval",))
+    prompts = periods.map_rate("cost_by_prompt")
+    new_prompts = sorted(set(prompts[0]) - set(prompts[1]))
+    versions = periods.map_rate("responses_by_model", ("llm",))
+    new_versions = sorted(set(versions[0]) - set(versions[1]))
+    recall_drop = (recall[1] - recall[0]) if not (math.isnan(recall[0]) or math.isnan(recall[1])) else 0.0
+    if recall_drop >= 0.1:
+        branch = "retrieval_regression"
+    elif new_prompts:
+        branch = "prompt_change"
+    elif new_versions:
+        branch = "model_change"
+    else:
+        branch = "no_change_found"
+    return branch, {
+        "eval_pass_rate": _pair(periods.ratio("evals_passed", "evals", ("eval",))),
+        "hallucination_rate": _pair(periods.ratio("hallucinations", "hallucination_evals", ("eval",))),
+        "recall_at_k": _pair(recall), "new_prompt_versions": new_prompts, "new_model_versions": new_versions,
+    }
+
+
+def _index(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator) -> tuple[str, dict[str, Any]]:
+    mismatches = periods.rate("embedding_mismatches")
+    retrievals = periods.rate("retrievals")
+    recall = periods.ratio("recall_sum", "recall_evals", ("eval",))
+    if mismatches[0] > 0:
+        branch = "embedding_mismatch"
+    elif retrievals[1] > 0 and retrievals[0] < 0.5 * retrievals[1]:
+        branch = "empty_retrievals"
+    else:
+        branch = "recall_drop"
+    return branch, {"embedding_mismatches_per_min": _pair(mismatches), "retrievals_per_min": _pair(retrievals),
+                    "recall_at_k": _pair(recall),
+                    "mismatch_by_feature": _top_rows(periods.by(["feature"], "embedding_mismatches"), "now")}
+
+
+def _context(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator) -> tuple[str, dict[str, Any]]:
+    errors, truncations = periods.rate("context_length_errors", ("llm",)), periods.rate("context_truncations", ("llm",))
+    branch = "context_errors" if errors[0] >= truncations[0] else "truncation"
+    table = periods.by(["feature"], "context_length_errors", ("llm",))
+    table["now"] += periods.by(["feature"], "context_truncations", ("llm",))["now"].reindex(table.index, fill_value=0)
+    return branch, {"context_length_errors_per_min": _pair(errors), "truncations_per_min": _pair(truncations),
+                    "input_tokens_p99": _pair(periods.percentile("input_tokens_sketch", 0.99, ("llm",))),
+                    "top_feature": _top_rows(table, "now")}
+
+
+def _versions(periods: Periods, rule: Rule, scope: dict[str, str], ev: Evaluator) -> tuple[str, dict[str, Any]]:
+    family = next((f for f in ev.keys if f.metric == rule.metric and f.dims == tuple(rule.scope)), None)
+    new = ev.keys[family].new_keys(family.dims, periods.at, timedelta(days=1)) if family else pd.DataFrame()
+    for dim, value in scope.items():
+        if dim in new:
+            new = new[new[dim] == value]
+    versions = periods.map_rate("responses_by_model", ("llm",))
+    return "new_model_version", {"new_model_responses": sorted(new["key"].astype(str)) if len(new) else [],
+                                 "responses_per_min": versions[0], "responses_before_per_min": versions[1]}
+
+
+def _generic(_periods: Periods, rule: Rule, _scope: dict[str, str], _ev: Evaluator) -> tuple[str, dict[str, Any]]:
+    return rule.metric, {}
+
+
+_HANDLERS: dict[str, Callable[..., tuple[str, dict[str, Any]]]] = {
+    "cost_usd": _cost, "cost_per_request_usd": _cost, "tier_share": _routing,
+    "ttft_p95_ms": _latency, "latency_p95_ms": _latency,
+    "error_rate": _errors, "rate_limited_rate": _rate_limits,
+    "cache_hit_rate": _cache, "tool_error_rate": _tools,
+    "eval_pass_rate": _quality, "hallucination_rate": _quality,
+    "recall_at_k": _index, "embedding_mismatches": _index,
+    "context_exhaustion_rate": _context, "new_model_versions": _versions,
+}
+
+
+# --- helpers
+def _scoped(frames: Frames, scope: dict[str, str]) -> pd.DataFrame:
+    if not frames:
+        return pd.DataFrame()
+    frame = pd.concat([f for _, f in frames], ignore_index=True)
+    for dim, value in scope.items():
+        if dim in frame:
+            frame = frame[frame[dim].astype(str) == value]
+    return frame
+
+
+def _rows(frame: pd.DataFrame, kinds: tuple[str, ...] | None) -> pd.DataFrame:
+    if kinds is None or frame.empty or "kind" not in frame:
+        return frame
+    return frame[frame["kind"].isin(kinds)]
+
+
+def _sum(frame: pd.DataFrame, column: str, kinds: tuple[str, ...] | None) -> float:
+    if column not in frame:
+        return 0.0
+    return float(_rows(frame, kinds)[column].fillna(0).sum())
+
+
+def _map_sum(frame: pd.DataFrame, column: str, kinds: tuple[str, ...] | None, minutes: int) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    if column not in frame:
+        return totals
+    for entries in _rows(frame, kinds)[column]:
+        for key, value in (entries or {}).items():
+            totals[key] = totals.get(key, 0.0) + float(value)
+    return {key: value / minutes for key, value in totals.items()}
+
+
+def _quantile(frame: pd.DataFrame, column: str, q: float, kinds: tuple[str, ...] | None = None) -> float:
+    if column not in frame:
+        return float("nan")
+    return quantile(merged(_rows(frame, kinds)[column]), q)
+
+
+def _div(num: float, den: float) -> float:
+    return float(num) / float(den) if den else float("nan")
+
+
+def _log_ratio(pair: tuple[float, float]) -> float:
+    now, before = pair
+    if not (now > 0 and before > 0):
+        return 0.0
+    return math.log(now / before)
+
+
+def _ratio_of(pair: tuple[float, float]) -> float:
+    now, before = pair
+    return now / before if before and not math.isnan(before) and not math.isnan(now) else float("nan")
+
+
+def _pair(pair: tuple[float, float]) -> dict[str, float | None]:
+    return {"now": _clean(pair[0]), "before": _clean(pair[1])}
+
+
+def _top_rows(table: pd.DataFrame, column: str, n: int = 3) -> list[dict[str, Any]]:
+    if table.empty:
+        return []
+    top = table.sort_values(column, ascending=False).head(n).reset_index()
+    return [{k: (_clean(v) if isinstance(v, float) else str(v)) for k, v in row.items()} for row in top.to_dict("records")]
+
+
+def _clean(value: object) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return None if math.isnan(number) or math.isinf(number) else number
+
+
+def _rounded(value: Any) -> Any:
+    """JSON-friendly: floats to 6 significant digits, NaN to None, nested containers walked."""
+    if isinstance(value, dict):
+        return {str(k): _rounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v) for v in value]
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else float(f"{value:.6g}")
+    return value

@@ -1,0 +1,280 @@
+"""From alert events to notifications: grouping, rate limits, repeats, retries, circuit breakers.
+
+* **Grouping**: events of the same rule and ``group_by`` values form one group (an outage of
+  one provider on 50 models is one group); a group is announced after ``group_wait`` (to
+  collect its members), updated at most every ``group_interval`` as members join, repeated
+  every ``repeat_interval`` while it fires, and resolved when its last member resolves.
+* **Per receiver**: a FIFO queue drained by one task, a token bucket (``rate_per_minute``),
+  retries with exponential backoff and full jitter, and a circuit breaker that stops trying
+  for ``open_s`` after ``failures_to_open`` consecutive failures, then probes with the queued
+  head. A retryable notification is never dropped: the page arrives once the receiver recovers.
+  Permanent failures (4xx) and queue overflow drop the notification, counted and logged.
+
+Nothing here raises into the caller: :meth:`Dispatcher.submit` only records events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from spanline.alerts.events import AlertEvent
+from spanline.alerts.notifiers import DeliveryError, Notification, Receiver
+
+log = logging.getLogger(__name__)
+DEFAULT_RUNBOOK_URL = "https://github.com/spanline/spanline/blob/main/alerts/runbooks/{runbook}.md"
+
+
+@dataclass(frozen=True)
+class GroupPolicy:
+    group_wait_s: float = 5.0
+    group_interval_s: float = 60.0
+    repeat_interval_s: float = 4 * 3600.0
+
+
+@dataclass(frozen=True)
+class ReceiverPolicy:
+    rate_per_minute: float = 20.0
+    burst: float | None = None  # token bucket size; None = rate_per_minute
+    retry_initial_s: float = 0.5
+    retry_max_s: float = 30.0
+    failures_to_open: int = 5
+    open_s: float = 30.0
+    queue_limit: int = 1000
+
+
+@dataclass
+class ReceiverStats:
+    """What operators watch per receiver (also logged)."""
+
+    delivered: int = 0
+    attempts: int = 0
+    failures: int = 0
+    dropped: int = 0
+    circuit_opens: int = 0
+    circuit: str = "closed"
+    queued: int = 0
+
+
+@dataclass
+class _Group:
+    members: dict[str, AlertEvent]
+    created: float
+    notified: bool = False
+    last_sent: float = 0.0
+    changed: bool = False
+    resolved: list[AlertEvent] = field(default_factory=list)
+
+
+class _Channel:
+    """One receiver: queue, token bucket, retries, circuit breaker."""
+
+    def __init__(self, receiver: Receiver, policy: ReceiverPolicy) -> None:
+        self.receiver = receiver
+        self.policy = policy
+        self.stats = ReceiverStats()
+        self.queue: deque[Notification] = deque()
+        self.wakeup = asyncio.Event()
+        self._capacity = policy.burst if policy.burst is not None else policy.rate_per_minute
+        self._tokens = self._capacity
+        self._refilled = time.monotonic()
+        self._consecutive_failures = 0
+
+    def put(self, notification: Notification) -> None:
+        if len(self.queue) >= self.policy.queue_limit:
+            dropped = self.queue.popleft()
+            self.stats.dropped += 1
+            log.error("receiver %s queue full (%d); dropped %s of %s", self.receiver.name, self.policy.queue_limit,
+                      dropped.action, dropped.group_key)
+        self.queue.append(notification)
+        self.stats.queued = len(self.queue)
+        self.wakeup.set()
+
+    async def run(self, session: aiohttp.ClientSession) -> None:
+        while True:
+            if not self.queue:
+                self.wakeup.clear()
+                await self.wakeup.wait()
+                continue
+            await self._take_token()
+            await self._deliver(session, self.queue[0])
+            self.queue.popleft()
+            self.stats.queued = len(self.queue)
+
+    async def _take_token(self) -> None:
+        rate = self.policy.rate_per_minute / 60.0
+        while True:
+            now = time.monotonic()
+            self._tokens = min(self._capacity, self._tokens + (now - self._refilled) * rate)
+            self._refilled = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return
+            await asyncio.sleep((1 - self._tokens) / rate)
+
+    async def _deliver(self, session: aiohttp.ClientSession, notification: Notification) -> None:
+        """Until delivered or permanently refused; sleeps between attempts (backoff, breaker)."""
+        while True:
+            self.stats.attempts += 1
+            try:
+                await self.receiver.send(session, notification)
+            except DeliveryError as exc:
+                self.stats.failures += 1
+                if not exc.retryable:
+                    self.stats.dropped += 1
+                    log.error("receiver %s refused %s of %s for good: %s", self.receiver.name,
+                              notification.action, notification.group_key, exc)
+                    return
+                await self._after_failure(notification, exc)
+                continue
+            except Exception:  # a receiver bug must not kill the channel
+                self.stats.failures += 1
+                self.stats.dropped += 1
+                log.exception("receiver %s crashed on %s; dropped", self.receiver.name, notification.group_key)
+                return
+            self._consecutive_failures = 0
+            if self.stats.circuit != "closed":
+                log.warning("receiver %s recovered; circuit closed", self.receiver.name)
+            self.stats.circuit = "closed"
+            self.stats.delivered += 1
+            return
+
+    async def _after_failure(self, notification: Notification, exc: DeliveryError) -> None:
+        self._consecutive_failures += 1
+        policy = self.policy
+        if self._consecutive_failures >= policy.failures_to_open:
+            if self.stats.circuit != "open":
+                self.stats.circuit_opens += 1
+            self.stats.circuit = "open"
+            log.error("receiver %s failed %d times in a row (%s); circuit open for %.1f s, %d queued",
+                      self.receiver.name, self._consecutive_failures, exc, policy.open_s, len(self.queue))
+            await asyncio.sleep(policy.open_s)
+            self.stats.circuit = "half-open"
+            return
+        backoff = min(policy.retry_max_s, policy.retry_initial_s * 2 ** (self._consecutive_failures - 1))
+        delay = max(random.uniform(0, backoff), exc.retry_after_s or 0.0)
+        log.warning("receiver %s: %s of %s failed (%s); retry in %.2f s", self.receiver.name,
+                    notification.action, notification.group_key, exc, delay)
+        await asyncio.sleep(delay)
+
+
+class Dispatcher:
+    """Groups events and fans notifications out to every receiver; run inside an event loop."""
+
+    def __init__(
+        self,
+        receivers: list[Receiver],
+        groups: GroupPolicy = GroupPolicy(),
+        policy: ReceiverPolicy = ReceiverPolicy(),
+        runbook_url: str = DEFAULT_RUNBOOK_URL,
+        tick_s: float = 0.1,
+    ) -> None:
+        self._channels = [_Channel(receiver, policy) for receiver in receivers]
+        self._groups: dict[str, _Group] = {}
+        self._policy = groups
+        self._runbook_url = runbook_url
+        self._tick_s = tick_s
+        self._tasks: list[asyncio.Task] = []
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def stats(self) -> dict[str, ReceiverStats]:
+        return {channel.receiver.name: channel.stats for channel in self._channels}
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession()
+        self._tasks = [asyncio.create_task(channel.run(self._session)) for channel in self._channels]
+        self._tasks.append(asyncio.create_task(self._tick_forever()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._session is not None:
+            await self._session.close()
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait until every group was announced and every queue is empty (tests, shutdown)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.flush()
+            if all(g.notified for g in self._groups.values()) and not any(c.queue for c in self._channels):
+                return True
+            await asyncio.sleep(self._tick_s)
+        return False
+
+    def submit(self, events: list[AlertEvent]) -> None:
+        """Record state changes; notifications follow from the group timers. Never raises."""
+        try:
+            now = time.monotonic()
+            for event in events:
+                group = self._groups.get(event.group_key)
+                if event.state == "firing":
+                    if group is None:
+                        group = self._groups[event.group_key] = _Group(members={}, created=now)
+                    group.members[event.dedup_key] = event
+                    group.changed = True
+                elif group is not None and event.dedup_key in group.members:
+                    del group.members[event.dedup_key]
+                    group.resolved.append(event)
+                elif group is None:  # fired before a restart: the receiver still has it open
+                    self._groups[event.group_key] = _Group(members={}, created=now, notified=True,
+                                                           resolved=[event])
+            self.flush()
+        except Exception:
+            log.exception("alert dispatch failed on %d event(s)", len(events))
+
+    def adopt(self, firing: list[AlertEvent]) -> None:
+        """Alerts that were already announced before a restart: tracked (repeats, resolves), not resent."""
+        now = time.monotonic()
+        for event in firing:
+            group = self._groups.setdefault(event.group_key, _Group(members={}, created=now, notified=True,
+                                                                    last_sent=now))
+            group.members[event.dedup_key] = event
+
+    def flush(self, now: float | None = None) -> None:
+        """Send what the group timers allow now."""
+        now = time.monotonic() if now is None else now
+        policy = self._policy
+        for key in list(self._groups):
+            group = self._groups[key]
+            if not group.members:  # every member resolved
+                if not group.notified:  # it fired and cleared before its group_wait: still announce it
+                    self._send(key, "trigger", tuple(group.resolved), now, group)
+                self._send(key, "resolve", tuple(group.resolved), now, group)
+                del self._groups[key]
+            elif not group.notified:
+                if now - group.created >= policy.group_wait_s:
+                    self._send(key, "trigger", self._members(group), now, group)
+            elif group.changed and now - group.last_sent >= policy.group_interval_s:
+                self._send(key, "trigger", self._members(group), now, group)
+            elif now - group.last_sent >= policy.repeat_interval_s:
+                self._send(key, "trigger", self._members(group), now, group, repeat=True)
+
+    @staticmethod
+    def _members(group: _Group) -> tuple[AlertEvent, ...]:
+        """Most severe and largest value first: the lead of the message."""
+        order = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+        return tuple(sorted(group.members.values(), key=lambda e: (order.get(e.severity, 9), -abs(e.value))))
+
+    def _send(self, key: str, action: str, events: tuple[AlertEvent, ...], now: float, group: _Group,
+              repeat: bool = False) -> None:
+        notification = Notification(key, action, events, self._runbook_url.format(runbook=events[0].runbook), repeat)
+        group.notified, group.last_sent, group.changed = True, now, False
+        for channel in self._channels:
+            channel.put(notification)
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._tick_s)
+            try:
+                self.flush()
+            except Exception:
+                log.exception("alert group timers failed")

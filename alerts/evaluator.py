@@ -1,0 +1,322 @@
+"""Evaluates every rule on each closed minute and tracks the alert lifecycle (like Prometheus).
+
+Per (rule, scope): inactive → pending when the condition first holds → firing once it has
+held for ``for`` → resolved once it has been false for ``keep_firing_for`` (hysteresis: a
+flapping metric does not page twice). Time is event time: ``now`` = the end of the evaluated
+minute, so replayed or accelerated traffic is judged exactly like live traffic.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from spanline.alerts.baselines import BaselineStore, Family, KeyHistory, merged, quantile
+from spanline.alerts.conditions import evaluate_clause, family_of
+from spanline.alerts.contracts import Contract
+from spanline.alerts.diagnosis import diagnose
+from spanline.alerts.events import AlertEvent, dedup_key
+from spanline.alerts.rules import Clause, NewKey, Rule
+
+log = logging.getLogger(__name__)
+MINUTE = timedelta(minutes=1)
+#: Minute frames kept for diagnoses (the incident window and the hour before it).
+DIAGNOSIS_MINUTES = 120
+#: Sketch columns no diagnosis reads: not kept in the frame ring (they dominate its memory).
+UNDIAGNOSED = ("duration_ms_sketch", "tpot_ms_sketch")
+_STATE_VERSION = 2
+
+
+class MinuteFrame(Protocol):
+    """What the evaluator needs of ``spanline.streams.windows.MinuteFigures`` (contract §2)."""
+
+    minute: datetime
+    frame: pd.DataFrame
+
+
+@dataclass
+class _Active:
+    """A pending or firing alert of one rule on one scope."""
+
+    state: str
+    since: datetime
+    last_true: datetime
+    event: AlertEvent | None = None
+
+
+@dataclass
+class Evaluator:
+    """Rules + contracts + baselines + lifecycle; :meth:`evaluate` once per merged minute."""
+
+    rules: list[Rule]
+    contracts: list[Contract]
+    store: BaselineStore = field(default_factory=BaselineStore)
+    keys: dict[Family, KeyHistory] = field(default_factory=dict)
+    active: dict[tuple[str, tuple], _Active] = field(default_factory=dict)
+    frames: deque = field(default_factory=lambda: deque(maxlen=DIAGNOSIS_MINUTES))
+    last_minute: datetime | None = None
+    _family_cache: dict[Family, tuple] = field(default_factory=dict, init=False, repr=False)
+
+    # --- per minute
+    def evaluate(self, figures: MinuteFrame, pipeline: pd.DataFrame | None = None) -> list[AlertEvent]:
+        """Record the minute, evaluate every rule; returns the state changes, firing first.
+
+        ``pipeline`` is the worker's one-row figures for the minute (spans_in, dead_letters,
+        lag_s, windows) that the pipeline self-health rules read; None skips those rules.
+        A minute at or before the last evaluated one is ignored (a replayed record).
+        """
+        minute = figures.minute
+        if self.last_minute is not None and minute <= self.last_minute:
+            log.info("minute %s already evaluated; ignored", minute.isoformat())
+            return []
+        now = minute + MINUTE
+        self._record(minute, figures.frame, pipeline)
+        self.frames.append((minute, figures.frame.drop(columns=list(UNDIAGNOSED), errors="ignore")))
+        events: list[AlertEvent] = []
+        for rule in self.rules:
+            if rule.pipeline and pipeline is None:
+                continue
+            events.extend(self._step(rule, now))
+        self.last_minute = minute
+        return sorted(events, key=lambda e: e.state != "firing")
+
+    def _families(self) -> dict[Family, tuple]:
+        """Every (metric, key, scope) series the rules read: recorded once per minute, shared by rules."""
+        if not self._family_cache:
+            for rule in self.rules:
+                for clause in rule.clauses:
+                    self._family_cache[family_of(clause, tuple(rule.scope))] = (rule.pipeline, clause)
+        return self._family_cache
+
+    def _record(self, minute: datetime, frame: pd.DataFrame, pipeline: pd.DataFrame | None) -> None:
+        by_kind = _KindSplit()
+        for family, (is_pipeline, clause) in self._families().items():
+            source = pipeline if is_pipeline else frame
+            if source is None:
+                continue
+            metric = clause.spec
+            rows = by_kind(source, metric.kinds)
+            if isinstance(clause.condition, NewKey):
+                history = self.keys.setdefault(family, KeyHistory())
+                history.observe(family.dims, minute, exploded_keys(rows, family.dims, metric.map_column),
+                                clause.condition.lookback)
+                continue
+            parts = metric.parts(rows, clause.key)
+            keys = [rows[d] for d in family.dims] or [pd.Series("", index=rows.index, name="_all")]
+            per_scope = parts.groupby(keys, sort=False, dropna=False).sum()
+            if family.percentile:
+                per_scope["sketch"] = rows[metric.sketch].groupby(keys, sort=False, dropna=False).agg(merged)
+            per_scope = per_scope.reset_index()
+            if not family.dims:
+                per_scope = per_scope.drop(columns="_all")
+            self.store.record(family, minute, per_scope)
+
+    def learn_hours(self, hours: pd.DataFrame) -> int:
+        """Closed hours of history (rollup-shaped: grain columns, ``hour``, counters, maps and,
+        when present, sketches) into the baselines of every span family; returns rows recorded.
+
+        Percentile families need the sketch columns; without them (ClickHouse rollups) they are
+        skipped here and loaded from the rollup's own quantiles (bootstrap.py).
+        """
+        recorded = 0
+        split = _KindSplit()
+        for family, (is_pipeline, clause) in self._families().items():
+            if is_pipeline or hours.empty:
+                continue
+            metric = clause.spec
+            rows = split(hours, metric.kinds)
+            if isinstance(clause.condition, NewKey):
+                history = self.keys.setdefault(family, KeyHistory())
+                for hour, frame in rows.groupby("hour", sort=True):
+                    history.observe(family.dims, _as_datetime(hour), exploded_keys(frame, family.dims, metric.map_column),
+                                    clause.condition.lookback)
+                continue
+            if family.percentile and metric.sketch not in rows:
+                continue
+            by = [*family.dims, "hour"]
+            keyed = pd.concat([rows[by], metric.parts(rows, clause.key)], axis=1)
+            grouped = keyed.groupby(by, sort=False, dropna=False)
+            table = grouped[["num", "den"]].sum().reset_index()
+            if family.percentile:
+                sketches = rows.groupby(by, sort=False, dropna=False)[metric.sketch].agg(merged)
+                table["value"] = [quantile(s, metric.quantile) for s in sketches.reindex(pd.MultiIndex.from_frame(table[by]))]
+            else:
+                table["value"] = np.nan
+            table["hour"] = [_as_datetime(h) for h in table["hour"]]
+            self.store.record_hours(family, table)
+            recorded += len(table)
+        return recorded
+
+    def _step(self, rule: Rule, now: datetime) -> list[AlertEvent]:
+        dims = tuple(rule.scope)
+        main = evaluate_clause(rule, dims, self.store, self._keys(rule, rule), self.contracts, now)
+        holds = main["holds"] & (main["volume"] >= rule.min_traffic)
+        for clause in rule.also if holds.any() else ():
+            extra = evaluate_clause(clause, dims, self.store, self._keys(rule, clause), self.contracts, now)
+            holds &= extra["holds"].reindex(main.index, fill_value=False)
+        true_scopes = {_scope_tuple(index, dims): index for index in main.index[holds.to_numpy(dtype=bool)]}
+        events: list[AlertEvent] = []
+        for scope, index in true_scopes.items():
+            key = (rule.name, scope)
+            active = self.active.get(key)
+            if active is None:
+                active = self.active[key] = _Active("pending", since=now - MINUTE, last_true=now)
+            active.last_true = now
+            if active.state == "pending" and now - active.since >= max(rule.for_, MINUTE):
+                active.state = "firing"
+                active.event = self._fire(rule, scope, main.loc[index], active.since, now)
+                events.append(active.event)
+        for key in [k for k in self.active if k[0] == rule.name and k[1] not in true_scopes]:
+            active = self.active[key]
+            if active.state == "pending":
+                del self.active[key]
+            elif now - active.last_true >= rule.keep_firing_for:
+                del self.active[key]
+                events.append(self._resolve(rule, active, main, now))
+        return events
+
+    def _keys(self, rule: Rule, clause: Clause) -> KeyHistory:
+        return self.keys.get(family_of(clause, tuple(rule.scope)), KeyHistory())
+
+    def _fire(self, rule: Rule, scope: tuple, row: pd.Series, since: datetime, now: datetime) -> AlertEvent:
+        scope_map = dict(zip(rule.scope, (str(v) for v in scope)))
+        figures = {name: _number(row[name]) for name in ("value", "threshold", "baseline", "ratio")}
+        branch, diagnosis = diagnose(rule, scope_map, list(self.frames), since, now, figures, self)
+        return AlertEvent(
+            rule=rule.name, severity=rule.severity, state="firing", at=now, started_at=since,
+            dedup_key=dedup_key(rule.name, scope_map), scope=scope_map,
+            group={d: scope_map[d] for d in rule.grouping},
+            value=figures["value"], threshold=figures["threshold"],
+            summary=_summary(rule, scope_map, figures), description=rule.description,
+            runbook=rule.runbook, runbook_branch=branch, diagnosis=diagnosis,
+        )
+
+    def _resolve(self, rule: Rule, active: _Active, main: pd.DataFrame, now: datetime) -> AlertEvent:
+        fired = active.event
+        assert fired is not None
+        index = _index_of(tuple(fired.scope.values()))
+        value = _number(main["value"].get(index, np.nan)) if index in main.index else float("nan")
+        return AlertEvent(
+            rule=fired.rule, severity=fired.severity, state="resolved", at=now, started_at=fired.started_at,
+            dedup_key=fired.dedup_key, scope=fired.scope, group=fired.group, value=value,
+            threshold=fired.threshold, summary=f"resolved: {fired.summary}", description=fired.description,
+            runbook=fired.runbook, runbook_branch=fired.runbook_branch, diagnosis=fired.diagnosis,
+        )
+
+    def adopt(self, incidents: list[dict]) -> list[AlertEvent]:
+        """Take over alerts recorded as firing (history rows) by a worker whose state is gone;
+        returns their events. Rules that no longer exist are skipped."""
+        rules = {rule.name: rule for rule in self.rules}
+        adopted = []
+        for row in incidents:
+            rule = rules.get(str(row["rule"]))
+            scope = {str(k): str(v) for k, v in dict(row["scope"]).items()}
+            if rule is None or set(scope) != set(rule.scope):
+                continue
+            at = row["at"] if row["at"].tzinfo else row["at"].replace(tzinfo=UTC)
+            event = AlertEvent(
+                rule=rule.name, severity=rule.severity, state="firing", at=at, started_at=at,
+                dedup_key=dedup_key(rule.name, scope), scope=scope, group={d: scope[d] for d in rule.grouping},
+                value=float(row["value"]), threshold=float(row["threshold"]), summary=str(row["summary"]),
+                description=rule.description, runbook=rule.runbook, runbook_branch=str(row["runbook_branch"]),
+                diagnosis=json.loads(str(row["diagnosis"]) or "{}"),
+            )
+            key = (rule.name, tuple(scope[d] for d in rule.scope))
+            self.active[key] = _Active("firing", since=at, last_true=at, event=event)
+            adopted.append(event)
+        return adopted
+
+    def firing(self) -> list[AlertEvent]:
+        """The events of every alert currently firing (for a dispatcher after a restart)."""
+        return [a.event for a in self.active.values() if a.state == "firing" and a.event is not None]
+
+    # --- persistence (baselines and lifecycle survive restarts: no lost or repeated pages)
+    def save(self, path: Path) -> None:
+        """Baselines, key history and alert states (not the diagnosis frames: they are tens of MB
+        and refill within the hour; until then diagnoses compare with what is there)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = (self.store, self.keys, self.active, self.last_minute)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_bytes(pickle.dumps((_STATE_VERSION, state), protocol=pickle.HIGHEST_PROTOCOL))
+        temporary.replace(path)
+
+    def restore(self, path: Path) -> bool:
+        """Load a saved state into this evaluator; False when there is none to load."""
+        try:
+            version, state = pickle.loads(path.read_bytes())
+        except FileNotFoundError:
+            return False
+        if version != _STATE_VERSION:
+            log.warning("alert state %s is from another version; starting fresh", path)
+            return False
+        self.store, self.keys, self.active, self.last_minute = state
+        names = {rule.name for rule in self.rules}
+        self.active = {key: value for key, value in self.active.items() if key[0] in names}  # rules removed since
+        return True
+
+
+class _KindSplit:
+    """The rows of a frame for a set of span kinds, split once per minute and reused."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[int, tuple[str, ...] | None], pd.DataFrame] = {}
+
+    def __call__(self, frame: pd.DataFrame, kinds: tuple[str, ...] | None) -> pd.DataFrame:
+        key = (id(frame), kinds)
+        if key not in self._cache:
+            self._cache[key] = frame if kinds is None or frame.empty else frame[frame["kind"].isin(kinds)]
+        return self._cache[key]
+
+
+def exploded_keys(rows: pd.DataFrame, dims: tuple[str, ...], column: str | None) -> pd.DataFrame:
+    """dims + key + calls from a map column (one output row per map entry)."""
+    if column is None or column not in rows or rows.empty:
+        return pd.DataFrame(columns=[*dims, "key", "calls"])
+    entries = rows[column].map(lambda m: list((m or {}).items()))
+    exploded = rows[list(dims)].assign(entry=entries).explode("entry").dropna(subset=["entry"])
+    if exploded.empty:
+        return pd.DataFrame(columns=[*dims, "key", "calls"])
+    exploded["key"] = exploded["entry"].str[0]
+    exploded["calls"] = exploded["entry"].str[1].astype("float64")
+    return exploded.drop(columns="entry")
+
+
+def _as_datetime(value: object) -> datetime:
+    return value.to_pydatetime() if isinstance(value, pd.Timestamp) else value  # type: ignore[return-value]
+
+
+def _scope_tuple(index: object, dims: tuple[str, ...]) -> tuple:
+    if not dims:
+        return ()
+    return tuple(index) if isinstance(index, tuple) else (index,)
+
+
+def _index_of(scope: tuple) -> object:
+    if not scope:
+        return ""
+    return scope if len(scope) > 1 else scope[0]
+
+
+def _number(value: object) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _summary(rule: Rule, scope: dict[str, str], figures: dict[str, float]) -> str:
+    where = ", ".join(f"{k}={v}" for k, v in scope.items()) or "pipeline"
+    try:
+        text = rule.summary.format(**figures)
+    except (ValueError, KeyError):
+        text = f"{rule.metric} = {figures['value']:.4g}"
+    return f"{rule.name} [{where}]: {text}"

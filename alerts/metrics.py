@@ -1,0 +1,150 @@
+"""The metrics alert rules can watch, computed column-wise from a minute (or hour) frame.
+
+A frame has one row per grain group (tenant × service × feature × provider × model × route ×
+kind, contract §1) with counter columns, map columns (dict per row) and, in the stream, DDSketch
+columns. Every metric reduces to per-row *parts* that sum across rows and minutes:
+
+* ``ratio``      value = numerator / denominator (error rate, cache hit rate, ...)
+* ``total``      value = numerator summed over the window (spend); the denominator is traffic
+* ``percentile`` value = a quantile of the merged sketches (p95 TTFT); denominator = samples
+* ``new_keys``   value = calls whose map key (e.g. a ``model_response``) was not seen before
+
+The denominator is always the traffic figure a rule's ``min_traffic`` is compared with.
+Summable parts are what make baselines cheap: an hour is the sum of its minutes, a week the sum
+of its hours, and the ClickHouse rollups (same columns) bootstrap them after a fresh start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+Kind = Literal["ratio", "total", "percentile", "new_keys"]
+Unit = Literal["ratio", "usd", "ms", "s", "calls", "steps"]
+Column = Callable[[pd.DataFrame, str | None], pd.Series]
+
+
+def col(name: str) -> Column:
+    """A counter column (0 when the frame predates it, e.g. an older rollup)."""
+
+    def read(frame: pd.DataFrame, _key: str | None) -> pd.Series:
+        if name not in frame:
+            return pd.Series(0.0, index=frame.index)
+        return frame[name].fillna(0).astype("float64")
+
+    return read
+
+
+def total_of(*names: str) -> Column:
+    """The sum of several counter columns."""
+
+    def read(frame: pd.DataFrame, key: str | None) -> pd.Series:
+        return sum((col(name)(frame, key) for name in names), pd.Series(0.0, index=frame.index))
+
+    return read
+
+
+def difference(name: str, minus: str) -> Column:
+    """One counter less another that it includes (never below 0)."""
+
+    def read(frame: pd.DataFrame, key: str | None) -> pd.Series:
+        return (col(name)(frame, key) - col(minus)(frame, key)).clip(lower=0.0)
+
+    return read
+
+
+def map_entry(name: str) -> Column:
+    """One key of a map column (dict per row); the key comes from the rule (``key:``)."""
+
+    def read(frame: pd.DataFrame, key: str | None) -> pd.Series:
+        if name not in frame:
+            return pd.Series(0.0, index=frame.index)
+        return frame[name].map(lambda entries: float((entries or {}).get(key, 0))).astype("float64")
+
+    return read
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How one metric is computed; ``kinds`` selects the grain rows it reads (None = all)."""
+
+    name: str
+    kind: Kind
+    unit: Unit
+    description: str
+    kinds: tuple[str, ...] | None
+    numerator: Column | None = None
+    denominator: Column = col("spans")
+    sketch: str | None = None
+    quantile: float | None = None
+    map_column: str | None = None
+    needs_key: bool = False
+
+    def parts(self, rows: pd.DataFrame, key: str | None = None) -> pd.DataFrame:
+        """Per-row summable parts ``num``/``den`` of ``rows`` (already limited to ``kinds``; index kept)."""
+        numerator = self.numerator(rows, key) if self.numerator is not None else pd.Series(0.0, index=rows.index)
+        return pd.DataFrame({"num": numerator, "den": self.denominator(rows, key)}, index=rows.index)
+
+    def value(self, num: pd.Series | np.ndarray, den: pd.Series | np.ndarray) -> np.ndarray:
+        """The metric from summed parts (ratio and total metrics)."""
+        num = np.asarray(num, dtype="float64")
+        den = np.asarray(den, dtype="float64")
+        if self.kind == "ratio":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+        return num
+
+
+LLM = ("llm",)
+METRICS: dict[str, Metric] = {
+    metric.name: metric
+    for metric in (
+        Metric("ttft_p95_ms", "percentile", "ms", "p95 time to first token of LLM calls", LLM,
+               sketch="ttft_ms_sketch", quantile=0.95),
+        Metric("latency_p95_ms", "percentile", "ms", "p95 duration of root requests", ("request",),
+               sketch="duration_ms_sketch", quantile=0.95),
+        # 429s are the rate-limiting rule's (another runbook): an exhausted quota is not an outage
+        Metric("error_rate", "ratio", "ratio", "errored LLM calls other than rate limits (429) / LLM calls", LLM,
+               difference("errors", "rate_limited")),
+        Metric("rate_limited_rate", "ratio", "ratio", "HTTP 429 or rate_limited LLM calls / LLM calls", LLM,
+               col("rate_limited")),
+        Metric("cost_usd", "total", "usd", "spend of every span (LLM, embedding, rerank, ...)", None,
+               col("cost_usd"), denominator=col("spans")),
+        Metric("cost_per_request_usd", "ratio", "usd", "all spend / root requests", None,
+               col("cost_usd"), denominator=col("requests")),
+        Metric("cache_hit_rate", "ratio", "ratio", "cache hits / cache lookups", ("cache",),
+               col("cache_hits"), denominator=col("cache_lookups")),
+        Metric("tier_share", "ratio", "ratio", "share of LLM calls routed to the model tier in `key`", LLM,
+               map_entry("llm_calls_by_tier"), needs_key=True),
+        Metric("tool_error_rate", "ratio", "ratio", "failed tool calls / tool calls", ("tool",),
+               col("tool_errors"), denominator=col("tool_calls")),
+        Metric("steps_per_trace", "ratio", "steps", "agent steps / root requests", ("agent_step", "request"),
+               col("agent_steps"), denominator=col("requests")),
+        Metric("eval_pass_rate", "ratio", "ratio", "passed evals / evals", ("eval",),
+               col("evals_passed"), denominator=col("evals")),
+        Metric("hallucination_rate", "ratio", "ratio", "failed faithfulness/hallucination/groundedness evals",
+               ("eval",), col("hallucinations"), denominator=col("hallucination_evals")),
+        Metric("recall_at_k", "ratio", "ratio", "mean recall@k score of retrieval canaries", ("eval",),
+               col("recall_sum"), denominator=col("recall_evals")),
+        Metric("embedding_mismatches", "total", "calls",
+               "spans whose query embedding model differs from the index's", None,
+               col("embedding_mismatches"), denominator=total_of("retrievals", "embedding_mismatches")),
+        Metric("context_exhaustion_rate", "ratio", "ratio", "(context-length errors + truncations) / LLM calls",
+               LLM, total_of("context_length_errors", "context_truncations")),
+        Metric("new_model_versions", "new_keys", "calls",
+               "LLM calls answered by a model_response not seen for this requested model in the lookback", LLM,
+               map_column="responses_by_model"),
+        Metric("dlq_rate", "ratio", "ratio", "spans dead-lettered / spans consumed (worker PipelineStats)", None,
+               col("dead_letters"), denominator=col("spans_in")),
+        Metric("consumer_lag_s", "ratio", "s",
+               "mean seconds the worker trails traffic by, beyond its smallest lag of the last hour",
+               None, col("lag_s"), denominator=col("windows")),
+    )
+}
+
+#: Metrics read from the worker's pipeline figures rather than from span minutes.
+PIPELINE_METRICS = ("dlq_rate", "consumer_lag_s")

@@ -1,0 +1,258 @@
+"""Alert rules as data (``alerts/rules.yaml``), validated on load (SPEC §5).
+
+A rule watches one metric per scope (a combination of grain dimensions) over a window, tests a
+condition, and pages when the condition has held for ``for``; it resolves once the condition has
+been false for ``keep_firing_for`` (hysteresis against flapping). ``also`` adds clauses on other
+metrics that must hold as well (tool storm: error rate high AND steps per trace rising).
+Errors name the rule and the field, so a typo in YAML is a one-line fix.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from spanline.alerts.durations import parse_duration
+from spanline.alerts.metrics import METRICS, PIPELINE_METRICS, Metric
+from spanline.errors import ConfigError
+
+RULES_FILE = Path(__file__).with_name("rules.yaml")
+RUNBOOKS_DIR = Path(__file__).with_name("runbooks")
+SCOPE_DIMENSIONS = ("tenant_id", "service", "feature", "provider", "model_requested", "route")
+Severity = Literal["critical", "high", "medium", "low"]
+Op = Literal[">", ">=", "<", "<="]
+_SLUG = re.compile(r"^[a-z][a-z0-9_-]*$")
+#: Which metric each contract field limits (contract §4).
+CONTRACT_METRICS = {
+    "p95_latency_ms": "latency_p95_ms",
+    "p95_ttft_ms": "ttft_p95_ms",
+    "max_cost_per_request_usd": "cost_per_request_usd",
+    "expected_recall_at_k": "recall_at_k",
+    "daily_budget_usd": "cost_usd",
+}
+
+#: A duration written like 30s, 5m, 6h or 7d.
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Baseline(_Strict):
+    """What "normal" is: ``trailing`` = all hours over ``over`` before now (rolling averages);
+    ``same_hour`` = the same hour of day on each of the previous days within ``over``
+    (diurnal traffic compared with itself). ``min_hours`` of history are needed to judge;
+    ``fallback`` is used until they exist (a fresh start)."""
+
+    kind: Literal["trailing", "same_hour"]
+    over: Duration
+    min_hours: int = Field(3, ge=1)
+    fallback: Baseline | None = None
+
+
+class Threshold(_Strict):
+    type: Literal["threshold"]
+    op: Op
+    value: float
+
+
+class RatioToBaseline(_Strict):
+    """value / baseline op ``value``; ``min_delta`` = also differ by at least this much (absolute)."""
+
+    type: Literal["ratio_to_baseline"]
+    baseline: Baseline
+    op: Op
+    value: float = Field(gt=0)
+    min_delta: float = Field(0.0, ge=0)
+
+
+class PointsChange(_Strict):
+    """value − baseline in percentage points: ``points: -3`` fires on a drop of 3 points or more."""
+
+    type: Literal["points_change"]
+    baseline: Baseline
+    points: float
+
+    @field_validator("points")
+    @classmethod
+    def _non_zero(cls, value: float) -> float:
+        if value == 0:
+            raise ValueError("points must be non-zero: negative watches a drop, positive a rise")
+        return value
+
+
+class DayOverDay(_Strict):
+    """The last 24 h against the 24 h before them: ``value: 1.2`` = +20 %."""
+
+    type: Literal["day_over_day"]
+    op: Op
+    value: float = Field(gt=0)
+    min_hours: int = Field(20, ge=1, le=24)
+
+
+class ContractLimit(_Strict):
+    """value op ``factor`` × the scope's contract field (alerts/contracts.yaml)."""
+
+    type: Literal["contract"]
+    field: Literal["p95_latency_ms", "p95_ttft_ms", "max_cost_per_request_usd", "expected_recall_at_k",
+                   "daily_budget_usd"]
+    op: Op
+    factor: float = Field(1.0, gt=0)
+
+
+class NewKey(_Strict):
+    """A map key (e.g. a ``model_response``) not seen in ``lookback`` for this scope."""
+
+    type: Literal["new_key"]
+    lookback: Duration
+
+
+Condition = Annotated[
+    Threshold | RatioToBaseline | PointsChange | DayOverDay | ContractLimit | NewKey, Field(discriminator="type")
+]
+
+
+class Clause(_Strict):
+    """One metric test: metric (+ map ``key``) over ``window`` ("today" = since UTC midnight)."""
+
+    metric: str
+    key: str | None = None
+    window: Literal["today"] | Duration = timedelta(minutes=1)
+    condition: Condition
+
+    @model_validator(mode="after")
+    def _fits_metric(self) -> Clause:
+        metric = METRICS.get(self.metric)
+        if metric is None:
+            raise ValueError(f"unknown metric {self.metric!r}; known: {', '.join(sorted(METRICS))}")
+        if metric.needs_key and not self.key:
+            raise ValueError(f"metric {self.metric!r} needs a key (e.g. key: large)")
+        if not metric.needs_key and self.key:
+            raise ValueError(f"metric {self.metric!r} takes no key")
+        condition = self.condition
+        if (metric.kind == "new_keys") != isinstance(condition, NewKey):
+            raise ValueError("a new_key condition goes with a new_keys metric (new_model_versions) and only there")
+        if isinstance(condition, PointsChange) and metric.unit != "ratio":
+            raise ValueError(f"points_change needs a ratio metric; {self.metric!r} is in {metric.unit}")
+        if isinstance(condition, ContractLimit) and CONTRACT_METRICS[condition.field] != self.metric:
+            raise ValueError(f"contract field {condition.field} limits {CONTRACT_METRICS[condition.field]}, "
+                             f"not {self.metric}")
+        if isinstance(condition, DayOverDay) and metric.kind != "total":
+            raise ValueError("day_over_day compares totals (cost_usd)")
+        if self.window == "today" and metric.kind != "total":
+            raise ValueError("window 'today' is for totals (spend so far today)")
+        if isinstance(self.window, timedelta) and (
+            self.window < timedelta(minutes=1) or self.window.total_seconds() % 60
+        ):
+            raise ValueError("window must be whole minutes")
+        return self
+
+    @property
+    def spec(self) -> Metric:
+        return METRICS[self.metric]
+
+
+class Rule(Clause):
+    """One alert rule; the main clause is the one the page reports (value, threshold)."""
+
+    name: str
+    description: str
+    severity: Severity
+    runbook: str
+    scope: list[str]
+    group_by: list[str] | None = None
+    for_: Duration = Field(timedelta(0), alias="for")
+    keep_firing_for: Duration = timedelta(minutes=5)
+    min_traffic: float = Field(0.0, ge=0)
+    also: list[Clause] = Field(default_factory=list)
+    summary: str
+
+    @field_validator("name", "runbook")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not _SLUG.match(value):
+            raise ValueError(f"{value!r} must be lower-case letters, digits, '-' or '_'")
+        return value
+
+    @model_validator(mode="after")
+    def _scope(self) -> Rule:
+        unknown = [d for d in self.scope if d not in SCOPE_DIMENSIONS]
+        if unknown:
+            raise ValueError(f"scope dimension(s) {', '.join(unknown)} unknown; use {', '.join(SCOPE_DIMENSIONS)}")
+        if len(set(self.scope)) != len(self.scope):
+            raise ValueError("scope lists a dimension twice")
+        outside = [d for d in self.group_by or [] if d not in self.scope]
+        if outside:
+            raise ValueError(f"group_by dimension(s) {', '.join(outside)} are not in the scope")
+        pipeline = [c.metric for c in self.clauses if c.metric in PIPELINE_METRICS]
+        if pipeline and (self.scope or len(pipeline) != len(self.clauses)):
+            raise ValueError(f"pipeline metric(s) {', '.join(pipeline)} are worker-wide: scope [] and no span metrics")
+        if any(isinstance(c.condition, ContractLimit) for c in self.clauses) and "tenant_id" not in self.scope:
+            raise ValueError("contract conditions need tenant_id in the scope (contracts are per tenant)")
+        if not (RUNBOOKS_DIR / f"{self.runbook}.md").is_file():
+            raise ValueError(f"runbook {self.runbook!r} has no file alerts/runbooks/{self.runbook}.md")
+        return self
+
+    @property
+    def clauses(self) -> list[Clause]:
+        return [self, *self.also]
+
+    @property
+    def grouping(self) -> tuple[str, ...]:
+        """Dimensions one notification groups by (an outage on 50 models of a provider = one page)."""
+        return tuple(self.scope if self.group_by is None else self.group_by)
+
+    @property
+    def pipeline(self) -> bool:
+        return self.metric in PIPELINE_METRICS
+
+
+class RuleSet(_Strict):
+    rules: list[Rule]
+
+    @model_validator(mode="after")
+    def _unique(self) -> RuleSet:
+        names = [rule.name for rule in self.rules]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"rule name(s) used twice: {', '.join(duplicated)}")
+        return self
+
+
+def load_rules(path: Path | None = None) -> list[Rule]:
+    """Rules from ``path`` (default: the bundled alerts/rules.yaml); ConfigError names rule and field."""
+    path = path or RULES_FILE
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read alert rules {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    try:
+        return RuleSet.model_validate(document).rules
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: " + "; ".join(_explain(error, document) for error in exc.errors())) from exc
+
+
+def _explain(error: dict, document: object) -> str:
+    """``rule 'latency_spike' field 'condition.op': Input should be '>', ...``."""
+    location = list(error["loc"])
+    where = "rules file"
+    if len(location) >= 2 and location[0] == "rules" and isinstance(location[1], int):
+        index = location[1]
+        entries = document.get("rules", []) if isinstance(document, dict) else []
+        name = entries[index].get("name") if index < len(entries) and isinstance(entries[index], dict) else None
+        where = f"rule {name!r}" if name else f"rule #{index + 1}"
+        location = location[2:]
+    # Discriminated unions add the chosen variant's tag to the path; it is not a YAML field.
+    field = ".".join(str(part) for part in location if part not in _VARIANT_TAGS)
+    return f"{where} field {field or '(rule)'!r}: {error['msg']}"
+
+
+_VARIANT_TAGS = {"threshold", "ratio_to_baseline", "points_change", "day_over_day", "contract", "new_key"}

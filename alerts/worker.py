@@ -1,0 +1,189 @@
+"""Alerting inside the stream worker: ``metrics`` records → MinuteMerger → evaluator → pages.
+
+Per merged minute: evaluate every rule (span figures from the minute, pipeline figures from
+the worker's PipelineStats), then for each state change write the ``alerts`` history row
+(deduplicated), publish the event on the ``alerts`` topic, and hand it to the dispatcher.
+Baselines and alert states are saved on every state change (and every 10 minutes), so a
+restarted worker neither forgets an incident nor pages it twice (a replayed minute is ignored);
+on a first start the baselines are bootstrapped from the ClickHouse rollups and the incidents
+still open in the ``alerts`` table are adopted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pandas as pd
+
+from spanline.alerts.bootstrap import bootstrap
+from spanline.alerts.contracts import load_contracts
+from spanline.alerts.dispatch import Dispatcher, GroupPolicy, ReceiverPolicy
+from spanline.alerts.evaluator import Evaluator
+from spanline.alerts.events import AlertEvent
+from spanline.alerts.history import AlertHistory
+from spanline.alerts.notifiers import LogReceiver, PagerDutyReceiver, Receiver, SlackReceiver, WebhookReceiver
+from spanline.alerts.rules import load_rules
+from spanline.settings import Settings
+from spanline.streams.windows.merger import MinuteFigures, MinuteMerger
+
+log = logging.getLogger(__name__)
+Storage = Callable[..., Awaitable[Any]]
+#: Minutes between state saves when nothing changed (a state change is saved at once): a restart
+#: loses at most this much baseline history, never an alert state.
+SAVE_EVERY_MINUTES = 10
+Publish = Callable[[bytes, bytes], Awaitable[None]]
+
+
+def receivers_from(settings: Settings) -> list[Receiver]:
+    """stdout/log always; PagerDuty, Slack and the generic webhook when configured."""
+    receivers: list[Receiver] = [LogReceiver()]
+    if settings.alert_pagerduty_routing_key is not None:
+        receivers.append(PagerDutyReceiver(settings.alert_pagerduty_routing_key, url=settings.alert_pagerduty_url))
+    if settings.alert_slack_webhook_url is not None:
+        receivers.append(SlackReceiver(settings.alert_slack_webhook_url))
+    if settings.alert_webhook_url is not None:
+        receivers.append(WebhookReceiver(settings.alert_webhook_url))
+    return receivers
+
+
+@dataclass
+class _Counters:
+    spans_in: int = 0
+    dead_letters: int = 0
+
+
+class AlertingService:
+    """One per worker; fed the ``metrics`` topic (one partition, so one worker evaluates)."""
+
+    def __init__(self, settings: Settings, storage: Storage, publish: Publish,
+                 pipeline_stats: Callable[[], Any]) -> None:
+        self._settings = settings
+        self._storage = storage
+        self._publish = publish
+        self._pipeline_stats = pipeline_stats
+        self._previous = _Counters()
+        self._lags: deque[float] = deque(maxlen=60)
+        self.evaluator = Evaluator(load_rules(settings.alert_rules_file), load_contracts(settings.alert_contracts_file))
+        self.merger = MinuteMerger(settings.topic_partitions)
+        self.dispatcher = Dispatcher(
+            receivers_from(settings),
+            GroupPolicy(group_wait_s=settings.alert_group_wait_s, repeat_interval_s=settings.alert_repeat_interval_s),
+            ReceiverPolicy(rate_per_minute=settings.alert_rate_per_minute),
+            runbook_url=settings.alert_runbook_url,
+        )
+        self.state_path = settings.home / "alerts" / f"{settings.consumer_group}.state"
+        self._ready = False
+        self._minutes_unsaved = 0
+
+    async def start(self) -> None:
+        await self.dispatcher.start()
+
+    async def stop(self) -> None:
+        if self._ready:
+            self.save()
+        await self.dispatcher.drain(5)
+        await self.dispatcher.stop()
+
+    async def _prepare(self, first_minute: datetime) -> None:
+        """Restore the saved state, or bootstrap baselines from ClickHouse before the first minute."""
+        if self.evaluator.restore(self.state_path):
+            log.info("alert state restored from %s (last minute %s)", self.state_path, self.evaluator.last_minute)
+            # Announced before the restart (the dispatcher drains on shutdown): tracked for
+            # repeats and resolves, not paged again.
+            self.dispatcher.adopt(self.evaluator.firing())
+        else:
+            database = self._settings.clickhouse_database
+            await self._storage(lambda client: bootstrap(self.evaluator, client, database, first_minute))
+            incidents = await self._storage(lambda client: AlertHistory(client, database).open_incidents())
+            adopted = self.evaluator.adopt(incidents)
+            if adopted:
+                log.info("adopted %d open incident(s) from the alerts table", len(adopted))
+                self.dispatcher.adopt(adopted)
+        self._ready = True
+
+    async def handle(self, value: bytes) -> list[AlertEvent]:
+        """One ``metrics`` record; returns the state changes of the minutes it completed."""
+        changes: list[AlertEvent] = []
+        for figures in self.merger.add(value):
+            if not self._ready:
+                await self._prepare(figures.minute)
+            changes.extend(await self._evaluate(figures))
+        return changes
+
+    async def _evaluate(self, figures: MinuteFigures) -> list[AlertEvent]:
+        events = self.evaluator.evaluate(figures, self._pipeline_figures(figures.minute))
+        if events:  # pages first: they must not wait for Kafka or a ClickHouse that is down
+            self.dispatcher.submit(events)
+            for event in events:
+                await self._publish(event.dedup_key.encode(), orjson.dumps(event.to_dict()))
+            database = self._settings.clickhouse_database
+            await self._storage(lambda client: AlertHistory(client, database).write(events))
+        self._minutes_unsaved += 1
+        if events or self._minutes_unsaved >= SAVE_EVERY_MINUTES:
+            self.save()
+        return events
+
+    def save(self) -> None:
+        """Persist baselines and alert states (every state change, else every few minutes)."""
+        self.evaluator.save(self.state_path)
+        self._minutes_unsaved = 0
+
+    def _pipeline_figures(self, minute: datetime) -> pd.DataFrame:
+        """This worker's ingest since the previous minute, and how far behind traffic it runs.
+
+        Lag = wall clock − end of the minute, minus the smallest lag of the last hour: a worker
+        that falls behind grows it, while traffic replayed with a constant offset from the wall
+        clock (a backfill, an accelerated simulation) does not page.
+        """
+        stats = self._pipeline_stats()
+        now = _Counters(stats.spans_in, stats.dead_letters)
+        lag = (datetime.now(UTC) - (minute + timedelta(minutes=1))).total_seconds()
+        self._lags.append(lag)
+        figures = pd.DataFrame([{
+            "spans_in": max(now.spans_in - self._previous.spans_in, 0),
+            "dead_letters": max(now.dead_letters - self._previous.dead_letters, 0),
+            "lag_s": max(lag - min(self._lags), 0.0), "windows": 1,
+        }])
+        self._previous = now
+        return figures
+
+
+def install_alerting(app: Any, settings: Settings, storage: Storage,
+                     pipeline_stats: Callable[[], Any]) -> AlertingService:
+    """Add the alerting agent (on ``metrics``) and the dispatcher task to a worker's Faust app."""
+    metrics_topic = app.topic(settings.topic_metrics, value_serializer="raw", key_serializer="raw", internal=False)
+    alerts_topic = app.topic(settings.topic_alerts, value_serializer="raw", key_serializer="raw", internal=False)
+
+    async def publish(key: bytes, value: bytes) -> None:
+        # force=True: sent now, not attached to the `metrics` event being processed (Faust would
+        # hold it until that event is acked, which happens after this coroutine returns).
+        await (await alerts_topic.send(key=key, value=value, force=True))
+
+    service = AlertingService(settings, storage, publish, pipeline_stats)
+    app.spanline_alerting = service
+
+    @app.task
+    async def run_dispatcher() -> None:
+        """Runs until the worker stops, then delivers what is queued (bounded) before exiting."""
+        await service.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await service.stop()
+
+    @app.agent(metrics_topic, concurrency=1)
+    async def evaluate_alerts(stream: Any) -> None:
+        async for value in stream:
+            try:
+                await service.handle(value)
+            except Exception:  # alerting must never stop ingestion; the next minute tries again
+                log.exception("alert evaluation failed")
+
+    return service

@@ -1,0 +1,166 @@
+"""Rules and contracts as data: the bundled files, clear errors, the CLI, and the runbooks."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from spanline.alerts.contracts import CONTRACTS_FILE, contract_limit, load_contracts
+from spanline.alerts.rules import RULES_FILE, RUNBOOKS_DIR, load_rules
+from spanline.errors import ConfigError
+from spanline.sql.library import load_library
+
+#: SPEC §5 defaults, plus pipeline self-health: rule -> (metric, runbook).
+SPEC_DEFAULTS = {
+    "latency_spike": ("ttft_p95_ms", "latency-spike"),
+    "error_rate_high": ("error_rate", "provider-outage"),
+    "error_rate_critical": ("error_rate", "provider-outage"),
+    "rate_limiting": ("rate_limited_rate", "rate-limits"),
+    "cost_spike_hourly": ("cost_usd", "cost-spike"),
+    "cost_spike_day_over_day": ("cost_usd", "cost-spike"),
+    "budget_overrun": ("cost_usd", "cost-spike"),
+    "cache_collapse": ("cache_hit_rate", "cache-collapse"),
+    "routing_shift": ("tier_share", "cost-spike"),
+    "tool_call_storm": ("tool_error_rate", "tool-storm"),
+    "eval_pass_rate_drop": ("eval_pass_rate", "hallucination-spike"),
+    "hallucination_spike": ("hallucination_rate", "hallucination-spike"),
+    "index_corruption": ("recall_at_k", "index-corruption"),
+    "embedding_mismatch": ("embedding_mismatches", "index-corruption"),
+    "context_exhaustion": ("context_exhaustion_rate", "context-budget"),
+    "model_version_change": ("new_model_versions", "silent-regression"),
+    "consumer_lag": ("consumer_lag_s", "pipeline-health"),
+    "dlq_rate": ("dlq_rate", "pipeline-health"),
+}
+ISSUE_RUNBOOKS = {"latency-spike", "provider-outage", "rate-limits", "cost-spike", "cache-collapse", "tool-storm",
+                  "hallucination-spike", "index-corruption", "context-budget", "silent-regression"}
+
+
+def test_bundled_rules_hold_every_spec_default_with_its_condition() -> None:
+    rules = {rule.name: rule for rule in load_rules()}
+    assert {name: (rules[name].metric, rules[name].runbook) for name in SPEC_DEFAULTS} == SPEC_DEFAULTS
+    assert rules["latency_spike"].condition.value == 2.0 and rules["latency_spike"].condition.baseline.over.days == 7
+    assert [rules[n].condition.value for n in ("error_rate_high", "error_rate_critical", "rate_limiting")] == [
+        0.10, 0.50, 0.02]
+    assert [rules[n].severity for n in ("error_rate_high", "error_rate_critical", "model_version_change")] == [
+        "high", "critical", "low"]
+    assert rules["cost_spike_hourly"].condition.value == 3.0 and rules["cost_spike_day_over_day"].condition.value == 1.2
+    assert rules["budget_overrun"].condition.field == "daily_budget_usd" and rules["budget_overrun"].condition.factor == 1.5
+    assert rules["cache_collapse"].condition.value == 0.8 and rules["routing_shift"].condition.points == 10
+    assert rules["tool_call_storm"].also[0].metric == "steps_per_trace"
+    assert rules["eval_pass_rate_drop"].condition.points == -3 and rules["hallucination_spike"].condition.value == 1.10
+    assert rules["index_corruption"].condition.points == -20
+    assert rules["index_corruption"].condition.baseline.over.total_seconds() == 6 * 3600
+    assert rules["context_exhaustion"].condition.value == 0.001
+    assert all(rule.runbook and rule.severity and rule.summary for rule in rules.values())
+
+
+def _write_rules(tmp_path: Path, change: dict, index: int = 0) -> Path:
+    document = yaml.safe_load(RULES_FILE.read_text())
+    document["rules"][index].update(change)
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"condition": {"type": "threshold", "op": "=>", "value": 1}}, "rule 'latency_spike' field 'condition.op'"),
+        ({"metric": "ttft_p96_ms"}, "unknown metric 'ttft_p96_ms'"),
+        ({"runbook": "no-such-runbook"}, "runbook 'no-such-runbook' has no file"),
+        ({"for": "5 minutes"}, "rule 'latency_spike' field 'for'"),
+        ({"scope": ["tenant"]}, "scope dimension(s) tenant unknown"),
+        ({"severity": "urgent"}, "rule 'latency_spike' field 'severity'"),
+        ({"condition": {"type": "points_change", "points": 5, "baseline": {"kind": "trailing", "over": "6h"}}},
+         "points_change needs a ratio metric"),
+        ({"group_by": ["provider"]}, "group_by dimension(s) provider are not in the scope"),
+    ],
+)
+def test_invalid_rules_name_the_rule_and_field(tmp_path: Path, change: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_rules(_write_rules(tmp_path, change))
+    assert message in str(error.value)
+
+
+def test_duplicate_rule_names_and_bad_yaml_are_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="used twice: error_rate_critical"):
+        load_rules(_write_rules(tmp_path, {"name": "error_rate_critical"}, index=1))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("rules: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_rules(broken)
+
+
+def test_contracts_load_and_the_most_specific_entry_wins(tmp_path: Path) -> None:
+    contracts = load_contracts()
+    assert contract_limit(contracts, "p95_latency_ms", "acme", "support-chat") == 12000
+    assert contract_limit(contracts, "p95_latency_ms", "acme", "code-agent") == 90000
+    assert contract_limit(contracts, "daily_budget_usd", "acme", None) == 5000
+    assert contract_limit(contracts, "daily_budget_usd", "hooli", None) is None
+    specific = tmp_path / "specific.yaml"
+    specific.write_text(CONTRACTS_FILE.read_text() + "  - tenant: acme\n    feature: support-chat\n    p95_latency_ms: 4000\n")
+    contracts = load_contracts(specific)
+    assert contract_limit(contracts, "p95_latency_ms", "acme", "support-chat") == 4000
+    assert contract_limit(contracts, "p95_latency_ms", "globex", "support-chat") == 12000
+    assert contract_limit(contracts, "p95_latency_ms", "acme", None) == 90000  # tenant-wide scope: no feature entry
+    bad = tmp_path / "contracts.yaml"
+    bad.write_text("contracts:\n  - tenant: acme\n    p95_latency_ms: -5\n  - tenant: globex\n")
+    with pytest.raises(ConfigError) as error:
+        load_contracts(bad)
+    assert "contract #1 p95_latency_ms" in str(error.value) and "contract #2" in str(error.value)
+    assert CONTRACTS_FILE.is_file()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "spanline", "alerts", *args], capture_output=True, text=True,
+                          timeout=120, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"})
+
+
+def test_cli_validates_and_lists(tmp_path: Path) -> None:
+    valid = _cli("validate")
+    assert valid.returncode == 0 and f"{len(load_rules())} rules valid" in valid.stdout
+    listing = _cli("list")
+    assert listing.returncode == 0 and "latency_spike" in listing.stdout and "ratio_to_baseline > 2" in listing.stdout
+    broken = _cli("validate", "--rules", str(_write_rules(tmp_path, {"severity": "urgent"})))
+    assert broken.returncode == 2 and "rule 'latency_spike' field 'severity'" in broken.stdout
+
+
+def test_every_runbook_has_its_sections_and_names_real_library_queries() -> None:
+    library = load_library()
+    runbooks = {path.stem: path.read_text() for path in RUNBOOKS_DIR.glob("*.md")}
+    assert ISSUE_RUNBOOKS <= runbooks.keys()
+    assert {rule.runbook for rule in load_rules()} <= runbooks.keys()
+    for name, text in runbooks.items():
+        for section in ("## Trigger", "## The page's diagnosis", "## Decision tree", "## Resolution", "**Owner:**"):
+            assert section in text, f"{name}.md lacks {section}"
+        for command in re.findall(r"^spanline sql run .*$", text, re.MULTILINE):
+            query = command.split()[3]
+            assert query in library, f"{name}.md runs unknown query {query}"
+            for param in re.findall(r"--param (\w+)=", command):
+                assert param in library[query].params, f"{name}.md: {query} has no parameter {param}"
+        assert re.search(r"^spanline sql (run|query) ", text, re.MULTILINE), f"{name}.md confirms nothing"
+    named = {q for text in runbooks.values() for q in re.findall(r"^spanline sql run (\w+)", text, re.MULTILINE)}
+    assert len(named) >= 10
+
+
+def test_every_diagnosis_branch_a_rule_can_emit_is_explained_in_its_runbook() -> None:
+    branches = {
+        "latency-spike": ["throughput", "long_inputs", "provider_endpoint"],
+        "provider-outage": ["provider_errors", "client_errors"],
+        "rate-limits": ["traffic_surge", "retry_storm", "provider_quota"],
+        "cost-spike": ["traffic_volume", "output_length", "cache_hit_rate", "routing_mix", "routing_escalation"],
+        "cache-collapse": ["exact_layer", "semantic_layer"],
+        "tool-storm": ["single_tool", "all_tools"],
+        "hallucination-spike": ["retrieval_regression", "prompt_change", "model_change", "no_change_found"],
+        "index-corruption": ["embedding_mismatch", "empty_retrievals", "recall_drop"],
+        "context-budget": ["context_errors", "truncation"],
+        "silent-regression": ["new_model_version"],
+    }
+    for runbook, names in branches.items():
+        text = (RUNBOOKS_DIR / f"{runbook}.md").read_text()
+        assert all(f"`{branch}`" in text for branch in names), runbook
