@@ -12,7 +12,9 @@ within their root: ``start ≥ root start`` and ``start + duration ≤ root star
 
 Generation is column-wise per 60-simulated-second block (numpy draws per field, not per
 span); each block has its own generator seeded by ``(seed, block)``, so output is
-deterministic for a seed.
+deterministic for a seed. An optional :class:`~spanline.collectors.workload_incident.Incident`
+changes how the requests inside its window are drawn (``spanline simulate --scenario``); blocks
+it does not touch are the baseline's, draw for draw.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from itertools import pairwise
 import numpy as np
 import pandas as pd
 
-from spanline.collectors.workload_arrivals import block_requests
+from spanline.collectors.workload_arrivals import Requests, block_requests
+from spanline.collectors.workload_catalog import FEATURES
 from spanline.collectors.workload_flows import simulate_block
+from spanline.collectors.workload_incident import Incident, IncidentRows
 
 #: Simulated seconds generated together: large enough for numpy to pay off, small enough to stream.
 BLOCK_S = 60
@@ -48,6 +52,8 @@ class WorkloadConfig:
     tenants: tuple[str, ...] = DEFAULT_TENANTS
     #: Put raw ``user_id`` on spans for the receiver to hash; off = no user ids at all.
     raw_user_ids: bool = False
+    #: A failure injected into the traffic (None = baseline only).
+    incident: Incident | None = None
 
     def __post_init__(self) -> None:
         if self.start.tzinfo is None:
@@ -58,6 +64,9 @@ class WorkloadConfig:
             raise ValueError("requests_per_s must be positive")
         if not self.tenants or len(set(self.tenants)) != len(self.tenants) or not all(self.tenants):
             raise ValueError("tenants must be non-empty, distinct, non-blank names")
+        rank = self.incident.target.tenant_rank if self.incident else None
+        if rank is not None and not 0 <= rank < len(self.tenants):
+            raise ValueError(f"the incident targets tenant #{rank}, but only {len(self.tenants)} tenant(s) exist")
 
 
 def generate_traces(config: WorkloadConfig) -> Iterator[list[dict[str, object]]]:
@@ -75,13 +84,27 @@ def generate_traces(config: WorkloadConfig) -> Iterator[list[dict[str, object]]]
         rng = np.random.default_rng([config.seed, block])
         requests = block_requests(
             rng, epoch_ms, first_s, min(last_s * 1000.0, end_ms), config.requests_per_s, config.tenants,
-            config.raw_user_ids,
+            config.raw_user_ids, config.incident,
         )
-        spans, span_request = simulate_block(rng, requests, epoch_ms)
+        spans, span_request = simulate_block(rng, requests, epoch_ms, _incident_rows(config.incident, requests))
         second = (requests.arrival_ms[span_request] // 1000).astype(np.int64)
         bounds = np.searchsorted(second, np.arange(first_s, last_s + 1)).tolist()
         for low, high in pairwise(bounds):
             yield spans[low:high]
+
+
+def _incident_rows(incident: Incident | None, requests: Requests) -> IncidentRows:
+    """Which of the block's requests the incident touches: in its window, of its tenant and features."""
+    if incident is None:
+        return IncidentRows.none(len(requests))
+    hit = incident.window_mask(requests.arrival_ms)
+    target = incident.target
+    if target.tenant_rank is not None:
+        hit &= requests.tenant == target.tenant_rank
+    if target.features:
+        wanted = [i for i, f in enumerate(FEATURES) if f.name in target.features]
+        hit &= np.isin(requests.feature, wanted)
+    return IncidentRows(incident.effects, target, hit)
 
 
 def summarize(spans: Iterable[dict[str, object]]) -> dict[str, object]:

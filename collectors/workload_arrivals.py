@@ -19,6 +19,7 @@ from spanline.collectors.workload_catalog import (
     MINUTE_NOISE_SIGMA,
     USERS_PER_TENANT_SHARE,
 )
+from spanline.collectors.workload_incident import Incident
 from spanline.collectors.workload_spans import RequestColumns, hex_ids, hex_strings
 
 _MS_PER_S = 1000
@@ -61,10 +62,12 @@ def block_requests(
     requests_per_s: float,
     tenants: tuple[str, ...],
     raw_user_ids: bool,
+    incident: Incident | None = None,
 ) -> Requests:
     """Requests arriving in ``[first_s, end_ms)`` (offsets from ``epoch_ms``), canaries included.
 
-    The block shares one minute-noise draw; ``end_ms`` cuts the last, partial second.
+    The block shares one minute-noise draw; ``end_ms`` cuts the last, partial second. An
+    incident with a ``traffic_factor`` adds its target's surplus requests on top.
     """
     seconds = np.arange(first_s, int(np.ceil(end_ms / _MS_PER_S)))
     noise = rng.lognormal(0.0, MINUTE_NOISE_SIGMA)
@@ -76,6 +79,9 @@ def block_requests(
     tenant = rng.choice(len(tenants), size=n, p=tenant_weights(len(tenants)))
     shares = np.array([f.share for f in FEATURES])
     feature = rng.choice(len(FEATURES), size=n, p=shares / shares.sum())
+    if incident is not None and incident.effects.traffic_factor > 1.0 and incident.overlaps(first_s * _MS_PER_S, end_ms):
+        arrival, tenant, feature = _surge(rng, incident, seconds, rate, end_ms, len(tenants), arrival, tenant, feature)
+        n = len(arrival)
     prompt_version = _prompt_versions(rng, feature)
 
     canary_arrival, canary_tenant = _canaries(first_s, end_ms, len(tenants))
@@ -106,6 +112,32 @@ def block_requests(
         user_id=user_id,
     )
     return Requests(sorted_arrival, all_tenant, all_feature, all_version, canary, columns)
+
+
+def _surge(
+    rng: np.random.Generator, incident: Incident, seconds: np.ndarray, rate: np.ndarray, end_ms: float,
+    n_tenants: int, arrival: np.ndarray, tenant: np.ndarray, feature: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merge the target's extra requests (``traffic_factor - 1`` times its usual rate) into the block."""
+    target = incident.target
+    weights = tenant_weights(n_tenants)
+    tenant_share = 1.0 if target.tenant_rank is None else weights[target.tenant_rank]
+    shares = np.array([f.share for f in FEATURES]) / sum(f.share for f in FEATURES)
+    features = [i for i, f in enumerate(FEATURES) if not target.features or f.name in target.features]
+    feature_share = shares[features].sum()
+    inside = incident.window_mask(seconds * float(_MS_PER_S))
+    extra_rate = rate * tenant_share * feature_share * (incident.effects.traffic_factor - 1.0) * inside
+    counts = rng.poisson(extra_rate)
+    extra = np.repeat(seconds * _MS_PER_S, counts) + np.floor(rng.random(counts.sum()) * _MS_PER_S)
+    extra = extra[(extra < end_ms) & incident.window_mask(extra)]
+    if target.tenant_rank is None:
+        extra_tenant = rng.choice(n_tenants, size=len(extra), p=weights)
+    else:
+        extra_tenant = np.full(len(extra), target.tenant_rank)
+    extra_feature = np.array(features)[rng.choice(len(features), size=len(extra), p=shares[features] / feature_share)]
+    merged = np.concatenate([arrival, extra])
+    order = np.argsort(merged, kind="stable")
+    return merged[order], np.concatenate([tenant, extra_tenant])[order], np.concatenate([feature, extra_feature])[order]
 
 
 def _prompt_versions(rng: np.random.Generator, feature: np.ndarray) -> np.ndarray:

@@ -14,7 +14,6 @@ import numpy as np
 
 from spanline.collectors.workload_arrivals import Requests
 from spanline.collectors.workload_catalog import (
-    AGENT_EXTRA_STEPS_MEAN,
     AGENT_MAX_STEPS,
     CANARY_K,
     EXACT_HIT,
@@ -24,10 +23,12 @@ from spanline.collectors.workload_catalog import (
     SUMMARY_EXACT_HIT,
     FeatureSpec,
 )
+from spanline.collectors.workload_incident import IncidentRows
 from spanline.collectors.workload_llm import LlmPlan, failed, fit_context, llm_call, route
 from spanline.collectors.workload_spans import SpanSink
 from spanline.collectors.workload_stages import (
     Stage,
+    agent_extra_steps,
     cache_lookup,
     canary_recall,
     embed_query,
@@ -51,20 +52,28 @@ _HASHES = [np.array([prompt_hash(f.prompt_id, v) for v, _ in f.prompt_versions],
 
 
 def _plan(
-    st: Stage, spec: FeatureSpec, version: np.ndarray, routing: tuple[np.ndarray, ...], input_tokens: np.ndarray,
-    tool_call_rows: np.ndarray, may_overflow: bool,
+    st: Stage, spec: FeatureSpec, req: np.ndarray, version: np.ndarray, routing: tuple[np.ndarray, ...],
+    input_tokens: np.ndarray, tool_call_rows: np.ndarray, may_overflow: bool,
 ) -> LlmPlan:
-    """Size the routed rows' prompts and answers."""
+    """Size the routed rows' prompts and answers (``req``: their request rows)."""
     n = len(version)
     model, names, tiers, reasons = routing
-    tokens, oversize = fit_context(st, model, input_tokens, may_overflow)
+    tokens, oversize = fit_context(st, req, model, input_tokens, may_overflow)
     feature = FEATURES.index(spec)
+    verbosity = st.knob(req, 1.0, st.incident.effects.output_factor)
+    versions, hashes = _VERSIONS[feature][version], _HASHES[feature][version]
+    rolled_out = st.incident.effects.prompt_version
+    if rolled_out is not None and st.incident.any:
+        affected = st.incident.rows(req)
+        versions = np.where(affected, rolled_out, versions).astype(object)
+        hashes = np.where(affected, prompt_hash(spec.prompt_id, rolled_out), hashes).astype(object)
     return LlmPlan(
         model=model, route=names, tier=tiers, reason=reasons, input_tokens=tokens,
         prefix_tokens=spec.prefix_tokens,
-        output_tokens=np.maximum(1, st.lognormal(spec.output_median, 0.6, n)).astype(np.int64),
-        max_output_tokens=spec.max_output_tokens, tool_call=tool_call_rows, oversize=oversize,
-        prompt_id=spec.prompt_id, prompt_version=_VERSIONS[feature][version], prompt_hash=_HASHES[feature][version],
+        output_tokens=np.maximum(1, st.lognormal(spec.output_median, 0.6, n) * verbosity).astype(np.int64),
+        max_output_tokens=np.broadcast_to(np.round(spec.max_output_tokens * verbosity).astype(np.int64), (n,)),
+        tool_call=tool_call_rows, oversize=oversize,
+        prompt_id=spec.prompt_id, prompt_version=versions, prompt_hash=hashes,
     )
 
 
@@ -105,7 +114,7 @@ def rag_flow(st: Stage, spec: FeatureSpec, requests: Requests, req: np.ndarray, 
         st, req[go][reranked], retrieved[reranked] + st.gap(int(reranked.sum())), root[go][reranked],
         docs[reranked], spec.index_suffix, spec.rerank_top_n,
     )
-    plan = _plan(st, spec, requests.prompt_version[req[go]], route(st, spec.routes, len(go)),
+    plan = _plan(st, spec, req[go], requests.prompt_version[req[go]], route(st, spec.routes, req[go]),
                  _prompt_tokens(st, spec, len(go), 0.45), np.zeros(len(go), dtype=bool), may_overflow=False)
     end[go], error[go] = llm_call(st, req[go], ready + st.gap(len(go)), root[go], plan)
     end[go] = _answered_evals(st, spec, req[go], end[go], error[go], root[go])
@@ -119,7 +128,7 @@ def summarise_flow(st: Stage, spec: FeatureSpec, requests: Requests, req: np.nda
     end, hit = cache_lookup(st, req, cursor, root, "exact", SUMMARY_EXACT_HIT)
     error = np.full(n, None, dtype=object)
     go = np.flatnonzero(~hit)
-    plan = _plan(st, spec, requests.prompt_version[req[go]], route(st, spec.routes, len(go)),
+    plan = _plan(st, spec, req[go], requests.prompt_version[req[go]], route(st, spec.routes, req[go]),
                  _prompt_tokens(st, spec, len(go), 0.9), np.zeros(len(go), dtype=bool), may_overflow=True)
     end[go], error[go] = llm_call(st, req[go], end[go] + st.gap(len(go)), root[go], plan)
     end[go] = _answered_evals(st, spec, req[go], end[go], error[go], root[go])
@@ -135,8 +144,8 @@ def agent_flow(st: Stage, spec: FeatureSpec, requests: Requests, req: np.ndarray
     for good ends the run.
     """
     n = len(req)
-    steps = 2 + np.minimum(st.rng.poisson(AGENT_EXTRA_STEPS_MEAN, n), AGENT_MAX_STEPS - 2)
-    executor = route(st, spec.routes, n)
+    steps = 2 + np.minimum(st.rng.poisson(agent_extra_steps(st, req), n), AGENT_MAX_STEPS - 2)
+    executor = route(st, spec.routes, req)
     version = requests.prompt_version[req]
     error = np.full(n, None, dtype=object)
     cursor = cursor.copy()
@@ -148,8 +157,8 @@ def agent_flow(st: Stage, spec: FeatureSpec, requests: Requests, req: np.ndarray
         step_start = start_at(cursor[pos])
         acting = k < steps[pos] - 1
         prompt = _prompt_tokens(st, spec, len(pos), 0.4) + k * st.lognormal(1200.0, 0.5, len(pos))
-        routing = route(st, (PLANNER_ROUTE,), len(pos)) if k == 0 else tuple(column[pos] for column in executor)
-        plan = _plan(st, spec, version[pos], routing, prompt, acting, may_overflow=False)
+        routing = route(st, (PLANNER_ROUTE,), req[pos]) if k == 0 else tuple(column[pos] for column in executor)
+        plan = _plan(st, spec, req[pos], version[pos], routing, prompt, acting, may_overflow=False)
         answered, step_error = llm_call(st, req[pos], step_start + st.gap(len(pos)), step_id, plan)
         step_failed = failed(step_error)
         tools = np.flatnonzero(acting & ~step_failed)
@@ -181,10 +190,10 @@ _ROOT_NAMES = np.array([f.root_name for f in FEATURES], dtype=object)
 
 
 def simulate_block(
-    rng: np.random.Generator, requests: Requests, epoch_ms: int
+    rng: np.random.Generator, requests: Requests, epoch_ms: int, incident: IncidentRows | None = None
 ) -> tuple[list[dict[str, object]], np.ndarray]:
     """All spans of the block's requests, in trace order, and each span's request row."""
-    st = Stage(rng, SpanSink(rng, requests.columns, epoch_ms))
+    st = Stage(rng, SpanSink(rng, requests.columns, epoch_ms), incident or IncidentRows.none(len(requests)))
     n = len(requests)
     root = st.sink.new_ids(n)
     cursor = requests.arrival_ms + st.gap(n)

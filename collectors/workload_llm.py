@@ -68,7 +68,7 @@ class LlmPlan:
     prefix_tokens: int
     #: Visible output the model would write (reasoning is added per model).
     output_tokens: np.ndarray
-    max_output_tokens: int
+    max_output_tokens: np.ndarray
     tool_call: np.ndarray
     #: 0 fits; 1 too large, truncated before the first call; 2 too large, first call rejected.
     oversize: np.ndarray
@@ -77,10 +77,13 @@ class LlmPlan:
     prompt_hash: np.ndarray
 
 
-def route(st: Stage, routes: tuple[Route, ...], n: int) -> tuple[np.ndarray, ...]:
-    """The router's choice per row: (model index, route name, tier, routing reason)."""
+def route(st: Stage, routes: tuple[Route, ...], req: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The router's choice per request row: (model index, route name, tier, routing reason)."""
     shares = np.array([r.share for r in routes])
-    pick = st.rng.choice(len(routes), n, p=shares / shares.sum())
+    pick = st.rng.choice(len(routes), len(req), p=shares / shares.sum())
+    large_share = st.incident.effects.large_share
+    if large_share is not None and st.incident.any:
+        pick = _shift_tiers(st, routes, pick, st.incident.rows(req), large_share)
     model = np.array([MODEL_INDEX[r.model] for r in routes])[pick]
     names = np.array([r.name for r in routes], dtype=object)[pick]
     tiers = np.array([r.tier for r in routes], dtype=object)[pick]
@@ -88,7 +91,28 @@ def route(st: Stage, routes: tuple[Route, ...], n: int) -> tuple[np.ndarray, ...
     return model, names, tiers, reasons
 
 
-def fit_context(st: Stage, model: np.ndarray, input_tokens: np.ndarray, may_overflow: bool) -> tuple[np.ndarray, ...]:
+def _shift_tiers(
+    st: Stage, routes: tuple[Route, ...], pick: np.ndarray, affected: np.ndarray, large_share: float
+) -> np.ndarray:
+    """Re-route affected rows so ``large_share`` of them land on the large tier (routes keep
+    their relative shares within a tier); a feature with a single tier keeps its routing."""
+    shares = np.array([r.share for r in routes])
+    large = np.array([r.tier == "large" for r in routes])
+    if large.all() or not large.any():
+        return pick
+    rows = np.flatnonzero(affected)
+    to_large = st.rng.random(len(rows)) < large_share
+    pick = pick.copy()
+    for tier_mask, chosen in ((large, to_large), (~large, ~to_large)):
+        candidates = np.flatnonzero(tier_mask)
+        weights = shares[candidates] / shares[candidates].sum()
+        pick[rows[chosen]] = candidates[st.rng.choice(len(candidates), int(chosen.sum()), p=weights)]
+    return pick
+
+
+def fit_context(
+    st: Stage, req: np.ndarray, model: np.ndarray, input_tokens: np.ndarray, may_overflow: bool
+) -> tuple[np.ndarray, ...]:
     """Clip prompts to what both the model and its fallback accept; make a few oversize ones.
 
     Returns (input tokens, oversize code). Only ``may_overflow`` callers (long documents)
@@ -100,8 +124,9 @@ def fit_context(st: Stage, model: np.ndarray, input_tokens: np.ndarray, may_over
     oversize = np.zeros(n, dtype=np.int8)
     if may_overflow:
         u = st.rng.random(n)
-        oversize[u < OVERSIZE_SHARE] = 2
-        oversize[u < OVERSIZE_SHARE / 2] = 1
+        share = st.knob(req, OVERSIZE_SHARE, st.incident.effects.oversize_share)
+        oversize[u < share] = 2
+        oversize[u < share / 2] = 1
         big = oversize > 0
         tokens[big] = (_CONTEXT[model[big]] * st.rng.uniform(1.05, 1.6, big.sum())).astype(np.int64)
     return tokens, oversize
@@ -131,6 +156,7 @@ def llm_call(
         retry_p = FALLBACK_FAILURE if fallback else RETRY_FAILURE
         fail_p = np.where((attempt == 0) | after_context_error[rows], _FIRST_FAILURE, retry_p)
         code = np.where(st.rng.random(len(rows)) < fail_p, st.rng.choice(3, len(rows), p=_FAILURE_MIX), -1)
+        code = _incident_failures(st, req[rows], model, code)
         if attempt == 0:
             code[plan.oversize[rows] == 2] = _CONTEXT_EXCEEDED
         start = start_at(cursor[rows])
@@ -149,6 +175,20 @@ def llm_call(
         after_context_error[rows] = False
         after_context_error[context_failed] = True
     return end, error
+
+
+def _incident_failures(st: Stage, req: np.ndarray, model: np.ndarray, code: np.ndarray) -> np.ndarray:
+    """Attempts on an incident's target provider fail with its 429 / 5xx probabilities on top."""
+    effects = st.incident.effects
+    if (effects.rate_limited is None and effects.server_error is None) or not st.incident.any:
+        return code
+    affected = np.flatnonzero(st.incident.calls(req, model))
+    v = st.rng.random(len(affected))
+    limited = effects.rate_limited or 0.0
+    down = effects.server_error or 0.0
+    code = code.copy()
+    code[affected] = np.select([v < limited, v < limited + down], [_RATE_LIMITED, _SERVER_ERROR], code[affected])
+    return code
 
 
 def _call_fields(
@@ -196,20 +236,38 @@ def _succeed(
     cache_write = np.where(anthropic & write_band, plan.prefix_tokens, 0)
 
     hit_limit = st.rng.random(k) < LENGTH_FINISH_SHARE
-    visible = np.where(hit_limit, plan.max_output_tokens, np.minimum(plan.output_tokens[rows], plan.max_output_tokens))
+    cap = plan.max_output_tokens[rows]
+    visible = np.where(hit_limit, cap, np.minimum(plan.output_tokens[rows], cap))
     reasoning = np.where(_REASONING[model], np.maximum(64, st.lognormal(1200.0, 0.6, k)), 0).astype(np.int64)
     output = visible + reasoning
     finish_reason = _FINISH[model, np.where(hit_limit, 1, np.where(plan.tool_call[rows], 2, 0))]
 
-    ttft = np.round(st.lognormal(_TTFT[model], 0.35, k) + (prompt - cache_read) / _PREFILL[model] * 1000.0, 3)
+    ttft = st.lognormal(_TTFT[model], 0.35, k) + (prompt - cache_read) / _PREFILL[model] * 1000.0
+    ttft = np.round(ttft * _ttft_factor(st, req[rows], model), 3)
     generation = (output - 1) / _TPS[model] * 1000.0 * st.lognormal(1.0, 0.15, k) + st.rng.uniform(2.0, 15.0, k)
     duration = ttft + generation
     st.sink.add(
-        req[rows], "llm", start, duration, parent[rows], status="ok", model_response=_RESPONSE[model],
+        req[rows], "llm", start, duration, parent[rows], status="ok", model_response=_responses(st, req[rows], model),
         input_tokens=prompt, output_tokens=output, cache_read_tokens=cache_read, cache_write_tokens=cache_write,
         reasoning_tokens=reasoning, ttft_ms=ttft, finish_reason=finish_reason, **_subset(common, mask),
     )
     return start + duration
+
+
+def _ttft_factor(st: Stage, req: np.ndarray, model: np.ndarray) -> float | np.ndarray:
+    """A slow provider/endpoint: its time to first token multiplied during the incident."""
+    factor = st.incident.effects.ttft_factor
+    if factor == 1.0 or not st.incident.any:
+        return 1.0
+    return np.where(st.incident.calls(req, model), factor, 1.0)
+
+
+def _responses(st: Stage, req: np.ndarray, model: np.ndarray) -> np.ndarray:
+    """The versioned model name each call was answered by (a silent upgrade on affected calls)."""
+    upgraded = st.incident.effects.model_response
+    if upgraded is None or not st.incident.any:
+        return _RESPONSE[model]
+    return np.where(st.incident.calls(req, model), upgraded, _RESPONSE[model]).astype(object)
 
 
 def _fail(

@@ -13,6 +13,7 @@ from functools import cache
 import numpy as np
 
 from spanline.collectors.workload_catalog import (
+    AGENT_EXTRA_STEPS_MEAN,
     CANARY_DOC_RECALL,
     CANARY_K,
     CANARY_PASS_SCORE,
@@ -27,6 +28,7 @@ from spanline.collectors.workload_catalog import (
     TOOL_ERROR,
     TOOLS,
 )
+from spanline.collectors.workload_incident import IncidentRows
 from spanline.collectors.workload_spans import SpanSink
 
 #: Strides coprime with DOCS_PER_INDEX: base + j·stride gives distinct docs for j < top_k.
@@ -35,10 +37,17 @@ _DOC_STRIDES = np.array([7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47])
 
 @dataclass
 class Stage:
-    """What every stage needs: the block's random generator and span sink."""
+    """What every stage needs: the block's random generator, span sink and incident rows."""
 
     rng: np.random.Generator
     sink: SpanSink
+    incident: IncidentRows
+
+    def knob(self, req: np.ndarray, baseline: float, incident: float | None) -> float | np.ndarray:
+        """A rate per row: the incident's value on affected rows, the baseline's elsewhere."""
+        if incident is None or not self.incident.any:
+            return baseline
+        return np.where(self.incident.rows(req), incident, baseline)
 
     def lognormal(self, median: float | np.ndarray, sigma: float, n: int) -> np.ndarray:
         """Latencies and sizes: log-normal around ``median`` (heavy right tail, like real ones)."""
@@ -62,7 +71,7 @@ def cache_lookup(
     start = start_at(cursor)
     semantic = layer == "semantic"
     duration = st.lognormal(12.0 if semantic else 1.5, 0.5, n)
-    hit = st.rng.random(n) < hit_rate
+    hit = st.rng.random(n) < st.knob(req, hit_rate, st.incident.effects.cache_hit.get(layer))
     fields: dict[str, object] = {"name": f"cache.{layer}", "status": "ok", "cache_layer": layer,
                                  "cache_hit": hit}
     if semantic:
@@ -79,12 +88,21 @@ def embed_query(st: Stage, req: np.ndarray, cursor: np.ndarray, parent: np.ndarr
     start = start_at(cursor)
     duration = st.lognormal(45.0, 0.4, n)
     tokens = np.maximum(2, st.lognormal(24.0, 0.6, n)).astype(np.int64)
+    model = query_embedding_model(st, req)
     st.sink.add(
         req, "embedding", start, duration, parent,
-        name="embeddings", status="ok", provider=EMBEDDING_PROVIDER, model_requested=EMBEDDING_MODEL,
-        model_response=EMBEDDING_MODEL, input_tokens=tokens, output_tokens=0,
+        name="embeddings", status="ok", provider=EMBEDDING_PROVIDER, model_requested=model,
+        model_response=model, input_tokens=tokens, output_tokens=0,
     )
     return start + duration
+
+
+def query_embedding_model(st: Stage, req: np.ndarray) -> str | np.ndarray:
+    """The model queries are embedded with: the index's, unless an incident switched it."""
+    switched = st.incident.effects.query_embedding_model
+    if switched is None or not st.incident.any:
+        return EMBEDDING_MODEL
+    return np.where(st.incident.rows(req), switched, EMBEDDING_MODEL).astype(object)
 
 
 @cache
@@ -116,7 +134,7 @@ def retrieve(
         name="retrieve", status="ok", index_name=index_name, top_k=top_k,
         retrieval_doc_ids=_doc_pool(suffix)[docs].tolist(),
         retrieval_scores=_descending_scores(st, 0.82, n, top_k).tolist(),
-        embedding_model=EMBEDDING_MODEL, index_embedding_model=EMBEDDING_MODEL,
+        embedding_model=query_embedding_model(st, req), index_embedding_model=EMBEDDING_MODEL,
     )
     return start + duration, docs
 
@@ -147,7 +165,7 @@ def tool_call(st: Stage, req: np.ndarray, cursor: np.ndarray, parent: np.ndarray
     median = np.array([m for _, _, m, _ in TOOLS])[which]
     sigma = np.array([s for _, _, _, s in TOOLS])[which]
     duration = median * np.exp(sigma * st.rng.standard_normal(n))
-    failed = st.rng.random(n) < TOOL_ERROR
+    failed = st.rng.random(n) < _tool_error_rate(st, req, which)
     names = np.array([name for name, _, _, _ in TOOLS], dtype=object)[which]
     for mask, status, error in ((~failed, "ok", None), (failed, "error", "tool_error")):
         st.sink.add(
@@ -157,6 +175,20 @@ def tool_call(st: Stage, req: np.ndarray, cursor: np.ndarray, parent: np.ndarray
     return start + duration
 
 
+def _tool_error_rate(st: Stage, req: np.ndarray, which: np.ndarray) -> float | np.ndarray:
+    """TOOL_ERROR, or the incident's rate for its failing tool on affected rows."""
+    broken = st.incident.effects.tool_error
+    if broken is None or not st.incident.any:
+        return TOOL_ERROR
+    tool = [name for name, _, _, _ in TOOLS].index(broken[0])
+    return np.where(st.incident.rows(req) & (which == tool), broken[1], TOOL_ERROR)
+
+
+def agent_extra_steps(st: Stage, req: np.ndarray) -> float | np.ndarray:
+    """Mean extra agent steps per run (agents loop longer while their tools fail)."""
+    return st.knob(req, AGENT_EXTRA_STEPS_MEAN, st.incident.effects.agent_extra_steps)
+
+
 def judge_eval(st: Stage, req: np.ndarray, cursor: np.ndarray, parent: np.ndarray) -> np.ndarray:
     """Online LLM-judge eval of the answer (faithfulness or answer relevance); returns end times."""
     n = len(req)
@@ -164,6 +196,10 @@ def judge_eval(st: Stage, req: np.ndarray, cursor: np.ndarray, parent: np.ndarra
     duration = st.lognormal(650.0, 0.4, n)
     names = np.array(EVAL_NAMES, dtype=object)[st.rng.integers(0, len(EVAL_NAMES), n)]
     score = np.round(st.rng.beta(8.0, 1.6, n), 4)
+    degraded = st.incident.effects.faithfulness_beta
+    if degraded is not None and st.incident.any:
+        worse = st.incident.rows(req) & (names == "faithfulness")
+        score[worse] = np.round(st.rng.beta(*degraded, int(worse.sum())), 4)
     st.sink.add(
         req, "eval", start, duration, parent,
         name=names, status="ok", eval_name=names, eval_score=score, eval_passed=score >= EVAL_PASS_SCORE,
@@ -177,7 +213,7 @@ def canary_recall(st: Stage, req: np.ndarray, cursor: np.ndarray, parent: np.nda
     n = len(req)
     start = start_at(cursor)
     duration = st.lognormal(2.0, 0.3, n)
-    recall = st.rng.binomial(CANARY_K, CANARY_DOC_RECALL, n) / CANARY_K
+    recall = st.rng.binomial(CANARY_K, st.knob(req, CANARY_DOC_RECALL, st.incident.effects.canary_recall), n) / CANARY_K
     name = f"recall@{CANARY_K}"
     st.sink.add(
         req, "eval", start, duration, parent,
