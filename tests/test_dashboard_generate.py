@@ -1,0 +1,93 @@
+"""The committed dashboard JSON, the provisioning files and `spanline dashboards generate`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import yaml
+
+from spanline.dashboards.catalog import build_dashboards
+from spanline.alerts.contracts import load_contracts
+from spanline.dashboards.generate import GENERATED_DIR, drifted, rendered, write_generated
+from spanline.dashboards.model import with_database
+
+PROVISIONING = GENERATED_DIR.parent / "provisioning"
+
+
+def test_committed_json_matches_the_code() -> None:
+    assert drifted() == [], "dashboards/generated is stale: run `spanline dashboards generate` and commit it"
+
+
+def test_drift_is_detected(tmp_path: Path) -> None:
+    write_generated(tmp_path)
+    assert drifted(tmp_path) == []
+    edited = tmp_path / "spanline-oncall.json"
+    edited.write_text(edited.read_text().replace("On-call", "Oncall"))
+    (tmp_path / "old.json").write_text("{}")
+    assert drifted(tmp_path) == ["old.json", "spanline-oncall.json"]
+    write_generated(tmp_path)
+    assert drifted(tmp_path) == [] and not (tmp_path / "old.json").exists()
+
+
+def test_json_carries_queries_units_thresholds_variables_and_annotations() -> None:
+    specs = {d.uid: d for d in build_dashboards(load_contracts())}
+    for name, text in rendered().items():
+        board = json.loads(text)
+        spec = specs[board["uid"]]
+        assert name == f"{board['uid']}.json" and board["title"] == spec.title
+        assert [v["name"] for v in board["templating"]["list"]] == ["tenant", "service", "feature", "model"]
+        assert all(v["multi"] and v["includeAll"] and v["type"] == "query" for v in board["templating"]["list"])
+        assert [a["name"] for a in board["annotations"]["list"]] == ["Alerts", "Model version changes"]
+        assert len(board["panels"]) == len(spec.panels)
+        for panel, expected in zip(board["panels"], spec.panels, strict=True):
+            (target,) = panel["targets"]
+            assert panel["datasource"] == {"type": "grafana-clickhouse-datasource", "uid": "spanline-clickhouse"}
+            assert target["editorType"] == "sql" and target["rawSql"] == with_database(expected.sql, "spanline")
+            assert target["format"] == (0 if expected.kind == "timeseries" else 1)
+            assert panel["type"] == expected.kind and panel["description"] == expected.description
+            defaults = panel["fieldConfig"]["defaults"]
+            assert defaults["unit"] == expected.unit
+            assert [s["value"] for s in defaults["thresholds"]["steps"]] == [None] + [s.value for s in expected.thresholds]
+            assert 0 <= panel["gridPos"]["x"] and panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
+            if expected.kind == "table":  # mixed columns: money, rates and latencies get their own units
+                overrides = {o["matcher"]["options"]: o["properties"] for o in panel["fieldConfig"]["overrides"]}
+                assert overrides[r".*_ms$"] == [{"id": "unit", "value": "ms"}]
+                assert all(o["matcher"]["id"] == "byRegexp" for o in panel["fieldConfig"]["overrides"])
+
+
+def test_contract_targets_become_thresholds() -> None:
+    oncall = json.loads(rendered()["spanline-oncall.json"])
+    ttft = next(p for p in oncall["panels"] if p["title"].startswith("Time to first token"))
+    p95_ttft = next(c.p95_ttft_ms for c in load_contracts() if c.tenant == "*")
+    assert ttft["fieldConfig"]["defaults"]["thresholds"]["steps"][-1] == {"color": "red", "value": p95_ttft}
+    executive = rendered()["spanline-executive.json"]
+    budgets = {c.tenant: c.daily_budget_usd for c in load_contracts() if c.tenant != "*" and c.daily_budget_usd}
+    assert budgets, "alerts/contracts.yaml names no tenant budget to draw"
+    for tenant, budget in budgets.items():
+        assert f"('{tenant}', {float(budget)})" in executive
+
+
+def test_provisioning_files_point_at_the_generated_json_and_a_read_only_user() -> None:
+    (source,) = yaml.safe_load((PROVISIONING / "datasources" / "spanline-clickhouse.yaml").read_text())["datasources"]
+    assert source["type"] == "grafana-clickhouse-datasource" and source["uid"] == "spanline-clickhouse"
+    assert source["jsonData"]["username"] == "grafana" and source["jsonData"]["defaultDatabase"] == "spanline"
+    assert source["secureJsonData"]["password"] == "${GRAFANA_CLICKHOUSE_PASSWORD}"
+    (provider,) = yaml.safe_load((PROVISIONING / "dashboards" / "spanline.yaml").read_text())["providers"]
+    assert provider["type"] == "file" and provider["folderUid"] == "spanline"
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards/spanline"
+    user = ET.parse(PROVISIONING / "clickhouse" / "grafana-reader.xml").getroot()
+    assert user.findtext("users/grafana/profile") == "grafana_readonly"
+    assert user.findtext("profiles/grafana_readonly/readonly") == "2"
+    assert [q.text for q in user.findall("users/grafana/grants/query")] == ["GRANT SELECT ON spanline.*"]
+
+
+def test_cli_generate_writes_the_files(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "spanline.cli", "dashboards", "generate", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == sorted(rendered())
+    assert drifted(tmp_path) == []
