@@ -34,7 +34,12 @@ def dead_letter(
         "rejected_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
         "payload": payload if not isinstance(payload, bytes) else payload.decode("utf-8", "backslashreplace"),
     }
-    return dedup_key.encode(), orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS)
+    try:
+        value = orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes (254 levels); the reason is what matters
+        record["payload"] = f"<{type(payload).__name__} nested too deeply to keep in a dead letter>"
+        value = orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS)
+    return dedup_key.encode(), value
 
 
 def invalid_item_letters(

@@ -49,9 +49,13 @@ def query_source(name: str, database: str) -> Syntax:
     return Syntax(f"-- {query.question}\n{query.render(database)}", "sql", word_wrap=True)
 
 
-def run_named(settings: Settings, name: str, raw: dict[str, str]) -> QueryResult:
+def run_named(settings: Settings, name: str, raw: dict[str, str], tenant: str | None = None) -> QueryResult:
+    """Run query ``name``; with ``tenant``, ClickHouse itself restricts it to that tenant's rows."""
     query = named_query(name)
-    return run_query(settings, query.render(settings.clickhouse_database), query.bind(raw))
+    if tenant is not None:
+        if raw.setdefault("tenant", tenant) != tenant:
+            raise ConfigError(f"--tenant {tenant} conflicts with --param tenant={raw['tenant']}")
+    return run_query(settings, query.render(settings.clickhouse_database), query.bind(raw), tenant=tenant)
 
 
 def formatted(result: QueryResult, output: str, title: str = "") -> Table | str:

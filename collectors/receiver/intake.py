@@ -1,4 +1,4 @@
-"""From decoded request items to Kafka: stamp tenant, hash user ids, validate, publish.
+"""From decoded request items to Kafka: stamp tenant, hash user ids, redact content, validate, publish.
 
 Valid items go to ``spans``, invalid ones to ``spans.dlq`` with their reasons, and the
 caller hears back only after Kafka acknowledged both, so a 2xx means "durably queued".
@@ -12,6 +12,7 @@ from typing import Any
 from spanline.collectors.dead_letter import invalid_item_letters
 from spanline.collectors.hashing import hash_user_id, tenant_salt
 from spanline.collectors.publish import SpanPublisher, wait_acked
+from spanline.collectors.sdk.redact import redact
 from spanline.collectors.validation import FieldError, InvalidItem, validate_items
 
 
@@ -55,7 +56,7 @@ class Intake:
     def _stamp(
         self, items: list[Any], tenant_id: str
     ) -> tuple[list[int], list[dict[str, Any]], list[InvalidItem]]:
-        """Set tenant_id from the key and replace raw user ids by their salted hash.
+        """Set tenant_id from the key, replace raw user ids by their salted hash, redact content.
 
         Returns the input positions of the stamped objects, the objects, and the items
         that were not JSON objects at all.
@@ -74,6 +75,9 @@ class Intake:
             user_id = item.pop("user_id", None)
             if user_id is not None:
                 item["user_id_hash"] = hash_user_id(salt, str(user_id))
+            content = item.get("content")
+            if isinstance(content, str):  # clients other than the SDK may send content unredacted
+                item["content"] = redact(content)
             positions.append(index)
             stamped.append(item)
         return positions, stamped, not_objects
