@@ -41,24 +41,49 @@ def cmd_collect(_: argparse.Namespace) -> None:
     run_receiver(_settings())
 
 
-def cmd_migrate(_: argparse.Namespace) -> None:
+def cmd_migrate(args: argparse.Namespace) -> None:
     from spanline.sql.client import connect
     from spanline.sql.migrate import apply_migrations
 
+    if args.cluster is not None:
+        _print_cluster_migrations(args.cluster, args.print)
+        return
     settings = _settings()
     client = connect(settings.resolved_clickhouse_url, password=settings.clickhouse_password)
     applied = apply_migrations(client, settings.clickhouse_database, settings.raw_ttl_days)
     console.print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else " (up to date)"))
 
 
+def _print_cluster_migrations(cluster: str, print_only: bool) -> None:
+    """The cluster DDL goes to a DBA's clickhouse-client, not through this process."""
+    from spanline.sql.cluster import cluster_statements
+    from spanline.sql.migrate import load_migrations
+
+    if not print_only:
+        raise SpanlineError(
+            "--cluster only prints the DDL: run `spanline migrate --cluster NAME --print | clickhouse-client --multiquery`"
+        )
+    settings = load_settings()
+    for statement in cluster_statements(load_migrations(), settings.clickhouse_database, settings.raw_ttl_days, cluster):
+        print(f"{statement};\n")
+
+
 def cmd_simulate(args: argparse.Namespace) -> None:
     from spanline.simulate import simulate
 
-    report = simulate(_settings(), minutes=args.minutes, rate=args.rate, seed=args.seed, url=args.url, console=console)
+    from spanline.collectors.scenarios import get_scenario
+
+    minutes = args.hours * 60.0 if args.hours is not None else args.minutes
+    report = simulate(_settings(), minutes=minutes, rate=args.rate, seed=args.seed, url=args.url, console=console,
+                      scenario=args.scenario, incident_at_min=args.incident_at, incident_minutes=args.incident_minutes)
     console.print(
         f"sent {report.accepted:,} spans in {report.requests:,} requests "
         f"({report.rejected} rejected) in {report.seconds:.1f}s = {report.spans_per_s:,.0f} spans/s"
     )
+    scenario = get_scenario(args.scenario)
+    if not scenario.is_baseline:
+        console.print(f"scenario {scenario.name}: {scenario.summary}; expect {scenario.expected_rule} "
+                      f"(runbook {scenario.expected_runbook}, branch {scenario.expected_branch})")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -72,7 +97,7 @@ def cmd_sql_query(args: argparse.Namespace) -> None:
     from spanline.queries import run_query
 
     params = dict(_key_value(p) for p in args.param)
-    _print(formatted(run_query(_settings(), args.sql, params), args.format))
+    _print(formatted(run_query(_settings(), args.sql, params, tenant=args.tenant), args.format))
 
 
 def cmd_sql_list(_: argparse.Namespace) -> None:
@@ -90,7 +115,7 @@ def cmd_sql_show(args: argparse.Namespace) -> None:
 def cmd_sql_run(args: argparse.Namespace) -> None:
     from spanline.analysis import formatted, run_named
 
-    result = run_named(_settings(), args.name, dict(_key_value(p) for p in args.param))
+    result = run_named(_settings(), args.name, dict(_key_value(p) for p in args.param), tenant=args.tenant)
     _print(formatted(result, args.format, title=args.name))
 
 
@@ -100,6 +125,47 @@ def _print(output: object) -> None:
         print(output)
     else:
         console.print(output)
+
+
+def cmd_alerts_validate(args: argparse.Namespace) -> None:
+    from spanline.alerts.cli import validate
+
+    console.print(validate(Path(args.rules) if args.rules else None, Path(args.contracts) if args.contracts else None))
+
+
+def cmd_alerts_list(args: argparse.Namespace) -> None:
+    from spanline.alerts.cli import rules_table
+
+    console.print(rules_table(Path(args.rules) if args.rules else None))
+
+
+def cmd_dashboards_generate(args: argparse.Namespace) -> None:
+    from spanline.dashboards.generate import GENERATED_DIR, write_generated
+
+    paths = write_generated(Path(args.out) if args.out else GENERATED_DIR, args.database)
+    console.print(f"wrote {len(paths)} dashboards to {paths[0].parent}")
+
+
+def cmd_dashboards_push(args: argparse.Namespace) -> None:
+    import os
+
+    from grafana_client import GrafanaApi
+
+    from spanline.dashboards.push import ClickHouseTarget, push, results_table
+
+    target = ClickHouseTarget.from_url(args.clickhouse_url, args.database, os.environ.get("GRAFANA_CLICKHOUSE_PASSWORD"))
+    results = push(GrafanaApi.from_url(args.url, credential=args.token, timeout=30.0), target, args.database)
+    console.print(results_table(results, args.url))
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from spanline.dashboards.report import parse_duration, write_report
+
+    out = Path(args.out)
+    report = write_report(_settings(), parse_duration(args.since), out)
+    console.print(f"wrote {report.panels} panels to {out.resolve()}")
+    if report.failures:
+        raise SpanlineError("panels that failed: " + "; ".join(f"{k}: {v}" for k, v in report.failures.items()))
 
 
 def cmd_schema(args: argparse.Namespace) -> None:
@@ -116,13 +182,28 @@ def _key_value(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _add_scenario_arguments(command: argparse.ArgumentParser) -> None:
+    from spanline.collectors.scenarios import SCENARIOS
+
+    command.add_argument("--scenario", choices=list(SCENARIOS), default="baseline",
+                         help="baseline traffic plus one failure mode (default baseline)")
+    command.add_argument("--hours", type=float, default=None, help="simulated hours (instead of --minutes)")
+    command.add_argument("--incident-at", type=float, default=None,
+                         help="simulated minute the incident starts (default 60, or mid-run for shorter runs)")
+    command.add_argument("--incident-minutes", type=float, default=None,
+                         help="how long the incident lasts, simulated minutes (default 20)")
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="spanline", description="LLM observability and cost analytics pipeline.")
     sub = root.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="run broker (embedded), receiver and worker until Ctrl-C").set_defaults(func=cmd_up)
     sub.add_parser("worker", help="run a stream-processing worker").set_defaults(func=cmd_worker)
     sub.add_parser("collect", help="run the HTTP receiver").set_defaults(func=cmd_collect)
-    sub.add_parser("migrate", help="apply ClickHouse migrations").set_defaults(func=cmd_migrate)
+    migrate = sub.add_parser("migrate", help="apply ClickHouse migrations")
+    migrate.add_argument("--cluster", default=None, help="render the replicated + distributed DDL for this cluster")
+    migrate.add_argument("--print", action="store_true", help="print the DDL instead of applying it")
+    migrate.set_defaults(func=cmd_migrate)
     for name, helptext, func in (
         ("simulate", "send realistic simulated traffic through the receiver", cmd_simulate),
         ("demo", "up + simulate + summary, on the embedded default", cmd_demo),
@@ -134,11 +215,13 @@ def parser() -> argparse.ArgumentParser:
         if name == "simulate":
             command.add_argument("--seed", type=int, default=7)
             command.add_argument("--url", default=None, help="receiver URL (default: the configured collector)")
+            _add_scenario_arguments(command)
     sql = sub.add_parser("sql", help="run SQL on ClickHouse").add_subparsers(dest="sql_command", required=True)
     query = sql.add_parser("query", help="ad-hoc read-only SQL")
     query.add_argument("sql")
     query.add_argument("--param", action="append", default=[], help="name=value for {name:Type} placeholders")
     query.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    query.add_argument("--tenant", default=None, help="see only this tenant's rows (enforced by ClickHouse)")
     query.set_defaults(func=cmd_sql_query)
     sql.add_parser("list", help="the named analysis queries and their parameters").set_defaults(func=cmd_sql_list)
     show = sql.add_parser("show", help="a named query's SQL")
@@ -148,7 +231,34 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("name")
     run.add_argument("--param", action="append", default=[], help="name=value, e.g. since=2026-01-01 tenant=acme")
     run.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    run.add_argument("--tenant", default=None, help="see only this tenant's rows (enforced by ClickHouse)")
     run.set_defaults(func=cmd_sql_run)
+    alerts = sub.add_parser("alerts", help="alert rules").add_subparsers(dest="alerts_command", required=True)
+    validate = alerts.add_parser("validate", help="check the alert rules and contracts files")
+    validate.add_argument("--rules", default=None, help="rules YAML (default: the bundled alerts/rules.yaml)")
+    validate.add_argument("--contracts", default=None, help="contracts YAML (default: alerts/contracts.yaml)")
+    validate.set_defaults(func=cmd_alerts_validate)
+    listing = alerts.add_parser("list", help="the alert rules as a table")
+    listing.add_argument("--rules", default=None, help="rules YAML (default: the bundled alerts/rules.yaml)")
+    listing.set_defaults(func=cmd_alerts_list)
+    dashboards = sub.add_parser("dashboards", help="Grafana dashboards as code").add_subparsers(
+        dest="dashboards_command", required=True)
+    generate = dashboards.add_parser("generate", help="write the dashboards' JSON (dashboards/generated)")
+    generate.add_argument("--out", default=None, help="directory (default: dashboards/generated in the package)")
+    generate.add_argument("--database", default="spanline", help="ClickHouse database the panels read")
+    generate.set_defaults(func=cmd_dashboards_generate)
+    push_cmd = dashboards.add_parser("push", help="upload folder, datasource and dashboards through Grafana's API")
+    push_cmd.add_argument("--url", required=True, help="Grafana base URL, e.g. http://localhost:3000")
+    push_cmd.add_argument("--token", required=True, help="Grafana service-account token (Editor or Admin)")
+    push_cmd.add_argument("--clickhouse-url", default="http://grafana@clickhouse:8123",
+                          help="ClickHouse as Grafana reaches it, http(s)://user@host:port; the read-only user's "
+                               "password comes from GRAFANA_CLICKHOUSE_PASSWORD")
+    push_cmd.add_argument("--database", default="spanline", help="ClickHouse database the panels read")
+    push_cmd.set_defaults(func=cmd_dashboards_push)
+    report = sub.add_parser("report", help="the dashboards' panels as one self-contained HTML file")
+    report.add_argument("--since", default="1h", help="window ending now: 30m, 1h, 7d (default 1h)")
+    report.add_argument("--out", default="report.html", help="output file (default report.html)")
+    report.set_defaults(func=cmd_report)
     schema = sub.add_parser("schema", help="export the span JSON Schema")
     schema.add_argument("--out", default=None)
     schema.set_defaults(func=cmd_schema)
