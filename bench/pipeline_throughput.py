@@ -38,15 +38,20 @@ RESULTS = Path(__file__).with_name("results")
 FOUNDATION_SPANS_PER_S = 20_000
 
 
-def spans_for(count: int) -> list[dict[str, object]]:
-    config = WorkloadConfig(start=datetime.now(timezone.utc) - timedelta(hours=1), duration_s=3600,
-                            requests_per_s=max(1.0, count / 3600 / 4))  # ~6.6 spans per request
-    spans: list[dict[str, object]] = []
-    for chunk in generate_traces(config):
-        spans += chunk
+def spans_for(count: int, minutes: float = 5.0) -> list[dict[str, object]]:
+    """``count`` spans of the simulator's workload packed into ``minutes`` of event time ending now.
+
+    As dense as a busy deployment's traffic, so a replay closes windows at about the pace a
+    live worker does (an hour of event time replayed in seconds would close hundreds per batch).
+    """
+    start = datetime.now(timezone.utc) - timedelta(minutes=minutes)
+    rate = max(1.0, count / (minutes * 60) / 5)  # 5-7 spans per request
+    while True:
+        config = WorkloadConfig(start=start, duration_s=minutes * 60, requests_per_s=rate)
+        spans = [span for chunk in generate_traces(config) for span in chunk]
         if len(spans) >= count:
-            break
-    return spans[:count]
+            return spans[:count]
+        rate *= 1.2 * count / max(len(spans), 1)
 
 
 def worker_stats(port: str) -> dict[str, float]:
