@@ -1,15 +1,19 @@
-"""`spanline demo`: start the embedded stack, replay traffic, wait until stored, summarise."""
+"""`spanline demo`: start the embedded stack, replay traffic with an incident, wait until stored and
+paged, summarise the spend and the alerts, write the HTML report."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from datetime import UTC, datetime, timedelta
 
 from rich.console import Console
+from rich.table import Table
 
 from spanline.embedded.service_file import ServiceFile
 from spanline.errors import SpanlineError
@@ -20,6 +24,13 @@ from spanline.summary import print_summary
 
 READY_TIMEOUT_S = 90.0
 STORE_TIMEOUT_S = 180.0
+#: The incident replayed after the baseline minutes: an outage pages on a static threshold (no
+#: baseline history needed) a few simulated minutes after it starts, so a fresh stack shows it.
+DEMO_SCENARIO = "provider-outage"
+INCIDENT_MINUTES = 8.0
+#: Quiet simulated minutes after the incident: their spans move event time on, closing its windows.
+AFTER_MINUTES = 3.0
+ALERT_TIMEOUT_S = 90.0
 
 
 def run_demo(settings: Settings, *, minutes: float, rate: float, console: Console) -> None:
@@ -33,10 +44,18 @@ def run_demo(settings: Settings, *, minutes: float, rate: float, console: Consol
     try:
         _wait_ready(settings, up)
         before = _stored(settings)
-        report = simulate(settings, minutes=minutes, rate=rate, console=console)
+        sent_at = datetime.now(UTC)
+        total = minutes + INCIDENT_MINUTES + AFTER_MINUTES
+        console.print(f"replaying {minutes:g} min of baseline traffic, then {INCIDENT_MINUTES:g} min of "
+                      f"{DEMO_SCENARIO} and {AFTER_MINUTES:g} quiet min")
+        report = simulate(settings, minutes=total, rate=rate, console=console, scenario=DEMO_SCENARIO,
+                          incident_at_min=minutes, incident_minutes=INCIDENT_MINUTES)
         console.print(f"sent {report.accepted:,} spans ({report.rejected} rejected) in {report.seconds:.1f}s")
         _wait_stored(settings, before + report.accepted, console)
         print_summary(settings, console)
+        replayed_from = sent_at - timedelta(minutes=total)
+        _show_alerts(settings, _wait_paged(settings, replayed_from, console), console)
+        _write_report(settings, total, console)
         console.print(f"demo finished in {time.perf_counter() - started:.1f}s; the stack is stopping")
     finally:
         up.send_signal(signal.SIGINT)
@@ -44,6 +63,58 @@ def run_demo(settings: Settings, *, minutes: float, rate: float, console: Consol
             up.wait(timeout=30)
         except subprocess.TimeoutExpired:
             up.kill()
+
+
+def _alerts_since(settings: Settings, since: datetime) -> list[tuple]:
+    """State changes at or after ``since`` in event time (the replayed window), oldest first.
+
+    Event time, not the write time: a demo run again within minutes replays event time the worker
+    has already evaluated (it ignores those minutes), and the page of that window is already here.
+    """
+    sql = (f"SELECT toString(at), state, rule, severity, scope, runbook, runbook_branch, summary "
+           f"FROM {settings.clickhouse_database}.alerts WHERE at >= {{since:DateTime64(3, 'UTC')}} "
+           f"ORDER BY at, state DESC, rule")
+    stamp = since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]  # parameters cross the query API as text
+    return [tuple(row) for row in run_query(settings, sql, {"since": stamp}).rows]
+
+
+def _wait_paged(settings: Settings, since: datetime, console: Console) -> list[tuple]:
+    """The alerts table's rows of the replayed window, once the incident's page is there."""
+    deadline = time.monotonic() + ALERT_TIMEOUT_S
+    with console.status(f"waiting for the {DEMO_SCENARIO} page") as status:
+        while time.monotonic() < deadline:
+            rows = _alerts_since(settings, since)
+            if any(row[1] == "firing" and row[5] == "provider-outage" for row in rows):
+                return rows
+            status.update(f"{len(rows)} alert state change(s) so far")
+            time.sleep(0.5)
+    raise SpanlineError(f"no {DEMO_SCENARIO} page within {ALERT_TIMEOUT_S:.0f}s; see {settings.home / 'up.log'}")
+
+
+def _show_alerts(settings: Settings, rows: list[tuple], console: Console) -> None:
+    """The pages of this run as the ``alerts`` table holds them (the log notifier printed them to up.log)."""
+    table = Table(title="Alerts (ClickHouse alerts table)")
+    for column in ("at", "state", "rule", "severity", "runbook", "branch"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("scope", overflow="fold")
+    table.add_column("summary", overflow="fold")
+    for at, state, rule, severity, scope, runbook, branch, summary in rows:
+        where = ", ".join(f"{k}={v}" for k, v in sorted(scope.items())) if isinstance(scope, dict) else str(scope)
+        text = str(summary).split("]: ", 1)[-1]  # the stored summary starts with "rule [scope]: "
+        table.add_row(str(at)[11:16], str(state), str(rule), str(severity), str(runbook), str(branch), where, text)
+    console.print(table)
+    console.print(f"pages also went to the log notifier: {settings.home / 'up.log'}")
+
+
+def _write_report(settings: Settings, minutes: float, console: Console) -> None:
+    """The dashboards' panels over the simulated window (plus 5 minutes) as one HTML file."""
+    from spanline.dashboards.report import write_report
+
+    path = settings.home / "report.html"
+    report = write_report(settings, timedelta(minutes=math.ceil(minutes) + 5), path)
+    if report.failures:
+        raise SpanlineError(f"report panels failed: {report.failures}")
+    console.print(f"report with {report.panels} panels: {path}")
 
 
 def _wait_ready(settings: Settings, up: subprocess.Popen) -> None:

@@ -1,0 +1,80 @@
+"""A registered incident scenario through the real pipeline: `spanline simulate --scenario
+rate-limit-storm` → receiver → Kafka → worker (windows → merger → evaluator) → a loopback
+PagerDuty Events API v2 stand-in. Exactly one trigger (the provider's 429 storm, grouped over its
+models) with the scenario's rule, runbook and branch, then its resolve."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from spanline.collectors.scenarios import get_scenario
+from tests.support.loopback import LoopbackServer
+from tests.support.stack import Stack
+from tests.test_alert_notifiers import ROUTING_KEY, pagerduty_problems
+
+SCENARIO = get_scenario("rate-limit-storm")
+#: Simulated minutes: over an hour first (the rule's 429 baseline needs a closed hour), the storm,
+#: then its 10-minute window and 10-minute keep_firing_for for the resolve. The rate gives each OpenAI
+#: model the rule's 500 calls per 10 minutes.
+HOURS, INCIDENT_AT_MIN, INCIDENT_MINUTES, RATE = 1.6, 62.0, 10.0, 6.0
+
+
+def answer(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """Validate like the Events API (400 with the problems), else 202 as PagerDuty answers."""
+    problems = pagerduty_problems(body)
+    if problems:
+        return 400, {"status": "invalid event", "errors": problems}
+    return 202, {"status": "success", "message": "Event processed", "dedup_key": body["dedup_key"]}
+
+
+@pytest.fixture
+def pagerduty() -> Iterator[LoopbackServer]:
+    server = LoopbackServer("/v2/enqueue", answer)
+    yield server
+    server.close()
+
+
+def test_a_rate_limit_storm_pages_pagerduty_once_with_its_branch_and_resolves(
+    tansu_kafka: Any, pagerduty: LoopbackServer, tmp_path: Any,
+) -> None:
+    stack = Stack(tansu_kafka.bootstrap_servers, tmp_path)
+    try:
+        stack.start_worker({"SPANLINE_ALERT_PAGERDUTY_ROUTING_KEY": ROUTING_KEY,
+                            "SPANLINE_ALERT_PAGERDUTY_URL": pagerduty.url,
+                            "SPANLINE_ALERT_GROUP_WAIT_S": "0", "SPANLINE_WINDOW_IDLE_S": "3"})
+        stack.start_receiver()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SPANLINE_")} | stack.env
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "spanline", "simulate", "--scenario", SCENARIO.name, "--hours", str(HOURS),
+             "--rate", str(RATE), "--incident-at", str(INCIDENT_AT_MIN), "--incident-minutes", str(INCIDENT_MINUTES)],
+            env=env, capture_output=True, text=True, timeout=400,
+        )
+        sent = time.monotonic()
+        assert result.returncode == 0, result.stdout + result.stderr
+        stack.wait_until(lambda: any(b["event_action"] == "resolve" for b in pagerduty.received), 240,
+                         "the PagerDuty resolve")
+    finally:
+        stack.close()
+
+    actions = [(b["event_action"], b["dedup_key"]) for b in pagerduty.received]
+    key = f"{SCENARIO.expected_rule}/provider=openai"
+    assert actions == [("trigger", key), ("resolve", key)], actions
+    trigger = pagerduty.received[0]
+    details = trigger["payload"]["custom_details"]
+    assert details["rule"] == SCENARIO.expected_rule and details["scope"]["provider"] == "openai"
+    assert (details["runbook"], details["runbook_branch"]) == (SCENARIO.expected_runbook, SCENARIO.expected_branch), \
+        details["diagnosis"]
+    assert trigger["payload"]["class"] == SCENARIO.expected_branch
+    assert trigger["links"][0]["href"].endswith(f"{SCENARIO.expected_runbook}.md")
+    page_delay = pagerduty.arrived[0] - sent
+    print(f"simulate sent {HOURS} h of traffic in {sent - started:.1f} s; PagerDuty trigger {page_delay:.1f} s "
+          f"after the last (incident and after) minutes were sent")
+    assert page_delay < 120
