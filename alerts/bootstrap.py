@@ -2,7 +2,9 @@
 
 The rollups carry the stream's columns (contract §1), so the evaluator's own metric code turns
 their rows into baselines: ``spans_hour`` gives the closed hours of the retention (8 days),
-``spans_minute`` the minutes of the current hour. Percentile metrics read their hourly quantile
+``spans_minute`` the minutes of the current hour (evaluated) and of the two hours before it
+(kept for diagnoses: a page compares its window with the hour before the incident, which a
+fresh worker has not seen). Percentile metrics read their hourly quantile
 from the rollup sketches (quantilesDDMerge; µs columns divided back to ms). Only columns the
 table has are read, so an older schema still bootstraps what it can.
 """
@@ -11,14 +13,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 
 import pandas as pd
 from clickhouse_connect.driver.client import Client
 
 from spanline.alerts.baselines import Family
 from spanline.alerts.conditions import family_of
-from spanline.alerts.evaluator import Evaluator
+from spanline.alerts.evaluator import DIAGNOSIS_MINUTES, Evaluator
 from spanline.alerts.metrics import METRICS
 from spanline.sql.templates import identifier
 
@@ -27,6 +30,8 @@ DIMENSIONS = ["tenant_id", "service", "feature", "provider", "model_requested", 
 #: Stream sketch column -> (rollup column, divisor back to the stream's unit).
 SKETCH_COLUMNS = {"ttft_ms_sketch": ("ttft_us_sketch", 1000.0), "duration_ms_sketch": ("duration_us_sketch", 1000.0),
                   "tpot_ms_sketch": ("tpot_us_sketch", 1000.0), "input_tokens_sketch": ("input_tokens_sketch", 1.0)}
+#: Minutes before a fresh start kept for diagnoses (the evaluator's frame ring).
+DIAGNOSIS_HISTORY = timedelta(minutes=DIAGNOSIS_MINUTES)
 #: Parameters of the rollup sketch states (0003_rollups.sql): relative accuracy, then the levels.
 SKETCH_ACCURACY, SKETCH_LEVELS = 0.01, (0.5, 0.95, 0.99)
 
@@ -48,14 +53,30 @@ def bootstrap(evaluator: Evaluator, client: Client, database: str, now: datetime
         table = _hourly_quantiles(client, database, family, start, current_hour)
         evaluator.store.record_hours(family, table)
         loaded += len(table)
-    minutes = _rollup(client, database, "spans_minute", "minute", current_hour, now)
+    remembered = remember_minutes(evaluator, client, database, now - DIAGNOSIS_HISTORY, current_hour)
     replayed = 0
-    if len(minutes):
-        for minute, frame in minutes.groupby("minute", sort=True):
-            evaluator.evaluate(_Minute(minute.to_pydatetime(), frame.reset_index(drop=True)))
-            replayed += 1
-    log.info("alert baselines bootstrapped from %s: %d hourly rows, %d minutes", database, loaded, replayed)
+    for minute, frame in _minutes(client, database, current_hour, now):
+        evaluator.evaluate(_Minute(minute, frame))
+        replayed += 1
+    log.info("alert baselines bootstrapped from %s: %d hourly rows, %d minutes evaluated, %d kept for diagnoses",
+             database, loaded, replayed, remembered)
     return loaded
+
+
+def remember_minutes(evaluator: Evaluator, client: Client, database: str, start: datetime, end: datetime) -> int:
+    """The ``spans_minute`` minutes in [start, end) into the evaluator's diagnosis frames (also
+    after a restored state: the frames are not saved); returns how many."""
+    count = 0
+    for minute, frame in _minutes(client, identifier(database), start, end):
+        evaluator.remember(minute, frame)
+        count += 1
+    return count
+
+
+def _minutes(client: Client, database: str, start: datetime, end: datetime) -> Iterator[tuple[datetime, pd.DataFrame]]:
+    minutes = _rollup(client, database, "spans_minute", "minute", start, end)
+    for minute, frame in minutes.groupby("minute", sort=True) if len(minutes) else ():
+        yield minute.to_pydatetime(), frame.reset_index(drop=True)
 
 
 def _percentile_families(evaluator: Evaluator) -> set[Family]:

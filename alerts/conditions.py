@@ -110,6 +110,8 @@ def _evaluate(
         else:
             result["threshold"] = baseline + condition.points / 100
             holds = value >= result["threshold"] if condition.points > 0 else value <= result["threshold"]
+        if condition.min_z:
+            holds &= significant(value, baseline, result["volume"], condition.min_z)
     elif isinstance(condition, DayOverDay):
         previous = current_values(metric, store.window(family, now - timedelta(days=1), length))
         baseline = previous["value"].reindex(result.index)
@@ -128,6 +130,18 @@ def _evaluate(
     result["ratio"] = value / result["baseline"]
     result["holds"] = holds.fillna(False).astype(bool) & value.notna() & result["threshold"].notna()
     return result[RESULT_COLUMNS]
+
+
+def significant(value: pd.Series, baseline: pd.Series, volume: pd.Series, min_z: float) -> pd.Series:
+    """|value − baseline| ≥ min_z standard errors of the baseline proportion at ``volume``.
+
+    The baseline spans hours, so its own error is small next to the window's: the test is the
+    one-sample z-test of a proportion. For means of [0, 1] scores (recall@k) p(1−p) bounds the
+    variance, so the test is conservative there.
+    """
+    share = baseline.clip(0.0, 1.0)
+    standard_error = np.sqrt(share * (1.0 - share) / volume.where(volume > 0))
+    return (value - baseline).abs() >= min_z * standard_error
 
 
 def _baseline(

@@ -80,7 +80,7 @@ class Evaluator:
             return []
         now = minute + MINUTE
         self._record(minute, figures.frame, pipeline)
-        self.frames.append((minute, figures.frame.drop(columns=list(UNDIAGNOSED), errors="ignore")))
+        self.remember(minute, figures.frame)
         events: list[AlertEvent] = []
         for rule in self.rules:
             if rule.pipeline and pipeline is None:
@@ -88,6 +88,11 @@ class Evaluator:
             events.extend(self._step(rule, now))
         self.last_minute = minute
         return sorted(events, key=lambda e: e.state != "firing")
+
+    def remember(self, minute: datetime, frame: pd.DataFrame) -> None:
+        """Keep a minute for diagnoses only (the reference period a page compares with); the
+        bootstrap fills it with the minutes before a fresh start from ``spans_minute``."""
+        self.frames.append((minute, frame.drop(columns=list(UNDIAGNOSED), errors="ignore")))
 
     def _families(self) -> dict[Family, tuple]:
         """Every (metric, key, scope) series the rules read: recorded once per minute, shared by rules."""

@@ -63,21 +63,30 @@ class Threshold(_Strict):
 
 
 class RatioToBaseline(_Strict):
-    """value / baseline op ``value``; ``min_delta`` = also differ by at least this much (absolute)."""
+    """value / baseline op ``value``; ``min_delta`` = also differ by at least this much (absolute);
+    ``min_z`` = and by at least that many standard errors (see :class:`PointsChange`)."""
 
     type: Literal["ratio_to_baseline"]
     baseline: Baseline
     op: Op
     value: float = Field(gt=0)
     min_delta: float = Field(0.0, ge=0)
+    min_z: float = Field(0.0, ge=0)
 
 
 class PointsChange(_Strict):
-    """value − baseline in percentage points: ``points: -3`` fires on a drop of 3 points or more."""
+    """value − baseline in percentage points: ``points: -3`` fires on a drop of 3 points or more.
+
+    ``min_z`` (proportions only) also asks the change to be at least that many standard errors of
+    the baseline proportion at the window's volume, √(p(1−p)/n): at 100 calls a 50 % share moves
+    ±5 points by chance alone, so a 10-point rule with ``min_z: 3`` waits for 225 calls. Default 0
+    (off).
+    """
 
     type: Literal["points_change"]
     baseline: Baseline
     points: float
+    min_z: float = Field(0.0, ge=0)
 
     @field_validator("points")
     @classmethod
@@ -140,6 +149,8 @@ class Clause(_Strict):
             raise ValueError("a new_key condition goes with a new_keys metric (new_model_versions) and only there")
         if isinstance(condition, PointsChange) and metric.unit != "ratio":
             raise ValueError(f"points_change needs a ratio metric; {self.metric!r} is in {metric.unit}")
+        if getattr(condition, "min_z", 0) and (metric.kind, metric.unit) != ("ratio", "ratio"):
+            raise ValueError(f"min_z tests a proportion's change; {self.metric!r} is not a proportion")
         if isinstance(condition, ContractLimit) and CONTRACT_METRICS[condition.field] != self.metric:
             raise ValueError(f"contract field {condition.field} limits {CONTRACT_METRICS[condition.field]}, "
                              f"not {self.metric}")

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 import pandas as pd
 
-from spanline.alerts.bootstrap import bootstrap
+from spanline.alerts.bootstrap import DIAGNOSIS_HISTORY, bootstrap, remember_minutes
 from spanline.alerts.contracts import load_contracts
 from spanline.alerts.dispatch import Dispatcher, GroupPolicy, ReceiverPolicy
 from spanline.alerts.evaluator import Evaluator
@@ -93,13 +93,15 @@ class AlertingService:
 
     async def _prepare(self, first_minute: datetime) -> None:
         """Restore the saved state, or bootstrap baselines from ClickHouse before the first minute."""
+        database = self._settings.clickhouse_database
         if self.evaluator.restore(self.state_path):
             log.info("alert state restored from %s (last minute %s)", self.state_path, self.evaluator.last_minute)
             # Announced before the restart (the dispatcher drains on shutdown): tracked for
             # repeats and resolves, not paged again.
             self.dispatcher.adopt(self.evaluator.firing())
+            await self._storage(lambda client: remember_minutes(
+                self.evaluator, client, database, first_minute - DIAGNOSIS_HISTORY, first_minute))
         else:
-            database = self._settings.clickhouse_database
             await self._storage(lambda client: bootstrap(self.evaluator, client, database, first_minute))
             incidents = await self._storage(lambda client: AlertHistory(client, database).open_incidents())
             adopted = self.evaluator.adopt(incidents)

@@ -42,14 +42,7 @@ INCIDENT_MINUTES = 20
 #: The 24 h baseline: hours before this are bootstrapped, the rest evaluated minute by minute.
 EVALUATED_FROM_H = 12.0
 RULES = {rule.name: rule for rule in load_rules()}
-#: Known gap, kept visible (strict: it fails loudly once fixed): the diagnosis compares the last
-#: minutes with the frames before them, but after a fresh start the frame ring holds only the
-#: replayed minutes, so a 30-minute-window rule's reference already contains the incident's onset
-#: (the v9 prompt is "not new"): branch no_change_found instead of prompt_change.
-KNOWN_GAPS = {"eval-regression": "diagnosis reference includes the incident onset after a fresh start"}
-INCIDENTS = [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[name]))
-             if name in KNOWN_GAPS else name
-             for name, scenario in SCENARIOS.items() if not scenario.is_baseline]
+INCIDENTS = [name for name, scenario in SCENARIOS.items() if not scenario.is_baseline]
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +52,9 @@ def catalog() -> PriceCatalog:
 
 @pytest.fixture(scope="module")
 def bootstrapped(catalog: PriceCatalog) -> Callable[[float, tuple[str, ...]], Evaluator]:
-    """Evaluators after a fresh worker's bootstrap: closed hours of noisy baseline before START,
-    at the replay's rate and tenants (built once per traffic shape, copied per scenario)."""
+    """Evaluators after a fresh worker's bootstrap: closed hours of noisy baseline before START
+    (baselines) whose last minutes are kept for diagnoses, at the replay's rate and tenants
+    (built once per traffic shape, copied per scenario)."""
     cache: dict[tuple[float, tuple[str, ...]], Evaluator] = {}
 
     def build(rate: float, tenants: tuple[str, ...]) -> Evaluator:
@@ -68,8 +62,11 @@ def bootstrapped(catalog: PriceCatalog) -> Callable[[float, tuple[str, ...]], Ev
             history = get_scenario("baseline").workload(
                 start=START - timedelta(hours=HISTORY_HOURS), hours=HISTORY_HOURS, requests_per_s=rate, seed=11,
                 tenants=tenants)
+            rows = stored_rows(generate_traces(history), catalog)
             evaluator = Evaluator(load_rules(), load_contracts())
-            assert evaluator.learn_hours(hour_frame(stored_rows(generate_traces(history), catalog))) > 0
+            assert evaluator.learn_hours(hour_frame(rows)) > 0
+            for figures in minute_figures(rows):  # the bootstrap's spans_minute read, for diagnoses
+                evaluator.remember(figures.minute, figures.frame)
             cache[rate, tenants] = evaluator
         return copy.deepcopy(cache[rate, tenants])
 
@@ -128,7 +125,6 @@ def test_scenario_pages_exactly_its_expected_alert_and_resolves(
           f"ended; also fired: {sorted({e.rule for e in events} - {rule.name}) or 'nothing'}")
 
 
-@pytest.mark.xfail(strict=True, reason="known false pages at 0.43 req/s: routing_shift and cache_collapse need a higher min_traffic (open)")
 def test_24h_of_noisy_diurnal_baseline_pages_nothing(catalog: PriceCatalog) -> None:
     """24 simulated hours at the low rate ``rate_for`` gives (~240k spans with four tenants). The
     first EVALUATED_FROM_H hours bootstrap the baselines as closed hours (a worker starting on half
