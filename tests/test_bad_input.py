@@ -25,14 +25,11 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from spanline.collectors.schema import Span
-from spanline.embedded.kafka_admin import ensure_topics
-from spanline.settings import load_settings
 from spanline.streams.batcher import Batch, Message
 from spanline.streams.frame import arrow_rows
 from spanline.streams.pricing import PriceCatalog
 from spanline.streams.process import process_batch
-from tests.support.stack import free_port
-from tests.test_receiver import Receiver
+from tests.support.receiver import Receiver, receiver_on
 
 KEY = "key-acme-bad-input"
 MAX_BODY = 256 * 1024
@@ -177,19 +174,9 @@ def test_the_worker_stores_valid_spans_and_dead_letters_the_rest(catalog: PriceC
 
 @pytest.fixture(scope="module")
 def receiver(tansu_kafka: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
-    settings_ = load_settings({
-        "SPANLINE_HOME": str(tmp_path_factory.mktemp("bad-input")),
-        "SPANLINE_KAFKA_BOOTSTRAP_SERVERS": tansu_kafka.bootstrap_servers,
-        "SPANLINE_COLLECTOR_PORT": str(free_port()),
-        "SPANLINE_TOPIC_SPANS": "bad-spans", "SPANLINE_TOPIC_DLQ": "bad-spans.dlq",
-        "SPANLINE_API_KEYS": orjson.dumps({"acme": KEY}).decode(),
-        "SPANLINE_USER_ID_SALT": "bad-input-salt",
-        "SPANLINE_MAX_BODY_BYTES": str(MAX_BODY),
-    })
-    ensure_topics(tansu_kafka.bootstrap_servers, {"bad-spans": 2, "bad-spans.dlq": 1})
-    server = Receiver(settings_)
-    yield server
-    server.close()
+    with receiver_on(tansu_kafka.bootstrap_servers, tmp_path_factory.mktemp("bad-input"), "bad-spans", KEY,
+                     "bad-input-salt", MAX_BODY) as server:
+        yield server
 
 
 def headers(content_type: str = "application/json", **extra: str) -> dict[str, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,60 +12,17 @@ import orjson
 import pytest
 
 from spanline.collectors.hashing import hash_user_id, tenant_salt
-from spanline.collectors.receiver.server import running_receiver
-from spanline.embedded.kafka_admin import ensure_topics
-from spanline.settings import Settings, load_settings
-from tests.support.stack import free_port, read_topic
+from tests.support.receiver import Receiver, receiver_on
+from tests.support.stack import read_topic
 
 KEY = "key-acme-for-receiver-tests"
 
 
-class Receiver:
-    """Runs the receiver on its own event loop thread for the whole module."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.url = f"http://127.0.0.1:{settings.collector_port}"
-        self._loop = asyncio.new_event_loop()
-        self._stop = asyncio.Event()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._serve(),), daemon=True)
-        self._thread.start()
-        assert self._ready.wait(30), "receiver did not start"
-
-    async def _serve(self) -> None:
-        async with running_receiver(self.settings):
-            self._ready.set()
-            await self._stop.wait()
-
-    def close(self) -> None:
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(30)
-
-    def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
-        async def go() -> tuple[int, bytes]:
-            async with aiohttp.ClientSession() as session:
-                async with session.post(f"{self.url}{path}", data=body, headers=headers) as response:
-                    return response.status, await response.read()
-
-        return asyncio.run(go())
-
-
 @pytest.fixture(scope="module")
 def receiver(tansu_kafka: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
-    settings = load_settings({
-        "SPANLINE_HOME": str(tmp_path_factory.mktemp("receiver")),
-        "SPANLINE_KAFKA_BOOTSTRAP_SERVERS": tansu_kafka.bootstrap_servers,
-        "SPANLINE_COLLECTOR_PORT": str(free_port()),
-        "SPANLINE_TOPIC_SPANS": "rx-spans", "SPANLINE_TOPIC_DLQ": "rx-spans.dlq",
-        "SPANLINE_API_KEYS": orjson.dumps({"acme": KEY}).decode(),
-        "SPANLINE_USER_ID_SALT": "test-master-salt",
-        "SPANLINE_MAX_BODY_BYTES": "65536",
-    })
-    ensure_topics(tansu_kafka.bootstrap_servers, {"rx-spans": 2, "rx-spans.dlq": 1})
-    server = Receiver(settings)
-    yield server
-    server.close()
+    with receiver_on(tansu_kafka.bootstrap_servers, tmp_path_factory.mktemp("receiver"), "rx-spans", KEY,
+                     "test-master-salt", 65536) as server:
+        yield server
 
 
 def auth(content_type: str = "application/json", **extra: str) -> dict[str, str]:

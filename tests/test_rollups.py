@@ -23,31 +23,15 @@ from spanline.streams.batcher import Batch, Message
 from spanline.streams.pricing import PriceCatalog
 from spanline.streams.process import process_batch
 from spanline.streams.sinks import DEDUP_SETTINGS
+from tests import window_expectations as expect
 
 DB = "rollups"
 TOPIC = "spans"
-DIMENSIONS = ["tenant_id", "service", "feature", "provider", "model_requested", "route", "kind"]
+#: The grain's columns as the window tests define them from the contract (one definition);
+#: errors_by_type is compared per error type below.
+DIMENSIONS, COUNTS, COSTS = expect.DIMENSIONS, expect.COUNTS, expect.SUMS
+MAPS = {name: spec for name, spec in expect.MAPS.items() if name != "errors_by_type"}
 LEVELS = {"minute": "spans_minute", "hour": "spans_hour", "day": "spans_day"}
-COUNTS = [
-    "spans", "requests", "errors", "rate_limited", "retries", "unpriced", "cache_lookups", "cache_hits",
-    "context_truncations", "context_length_errors", "tool_calls", "tool_errors", "evals", "evals_passed",
-    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
-    "successful_requests", "llm_calls", "refusals", "hallucination_evals", "hallucinations", "recall_evals",
-    "retrievals", "embedding_mismatches", "agent_steps",
-]
-COSTS = ["cost_usd", "retry_cost_usd", "recall_sum"]
-#: Map columns of the rollups: name -> (span mask column, key column, value column or None for a count).
-MAPS = {
-    "cache_lookups_by_layer": ("cache_known", "cache_layer", None),
-    "cache_hits_by_layer": ("cache_hits", "cache_layer", None),
-    "llm_calls_by_tier": ("llm_calls", "model_tier", None),
-    "cost_by_tier": ("llm_calls", "model_tier", "cost_usd"),
-    "llm_calls_by_reason": ("llm_calls", "routing_reason", None),
-    "responses_by_model": ("has_response", "model_response", None),
-    "tool_calls_by_tool": ("tool_calls", "tool_name", None),
-    "tool_errors_by_tool": ("tool_errors", "tool_name", None),
-    "cost_by_prompt": ("has_prompt", "prompt", "cost_usd"),
-}
 LEVELS_Q = (0.5, 0.95, 0.99)
 #: DDSketch relative accuracy of the rollups' sketches.
 ALPHA = 0.01

@@ -56,6 +56,9 @@ class Stack:
     receiver: subprocess.Popen | None = None
 
     def __post_init__(self) -> None:
+        if self.env:  # a sibling's: same topics and consumer group
+            self.settings = load_settings(self.env)
+            return
         suffix = uuid.uuid4().hex[:8]
         self.env = {
             "SPANLINE_HOME": str(self.home),
@@ -80,6 +83,13 @@ class Stack:
             {self.settings.topic_spans: self.partitions, self.settings.topic_dlq: 1, self.settings.topic_alerts: 1,
              self.settings.topic_metrics: 1},
         )
+
+    def sibling(self, home: Path) -> Stack:
+        """A second worker's stack: same broker, topics and consumer group, its own home (and
+        so its own chDB: one process per path) and ports."""
+        env = {**self.env, "SPANLINE_HOME": str(home), "SPANLINE_COLLECTOR_PORT": str(free_port()),
+               "SPANLINE_WORKER_WEB_PORT": str(free_port())}
+        return Stack(self.bootstrap_servers, home, self.partitions, env)
 
     # --- processes
     def _spawn(self, command: str, log_name: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
