@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from spanline.alerts.yaml_file import read_yaml
 from spanline.errors import ConfigError
 
 CONTRACTS_FILE = Path(__file__).with_name("contracts.yaml")
@@ -64,12 +64,7 @@ class _Document(BaseModel):
 def load_contracts(path: Path | None = None) -> list[Contract]:
     """Contracts from ``path`` (default alerts/contracts.yaml); errors name the entry and field."""
     path = path or CONTRACTS_FILE
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read contracts {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    document = read_yaml(path, "contracts")
     try:
         contracts = _Document.model_validate(document).contracts
     except ValidationError as exc:

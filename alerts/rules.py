@@ -14,11 +14,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from spanline.alerts.durations import parse_duration
 from spanline.alerts.metrics import METRICS, PIPELINE_METRICS, Metric
+from spanline.alerts.yaml_file import read_yaml
 from spanline.errors import ConfigError
 
 RULES_FILE = Path(__file__).with_name("rules.yaml")
@@ -239,12 +239,7 @@ class RuleSet(_Strict):
 def load_rules(path: Path | None = None) -> list[Rule]:
     """Rules from ``path`` (default: the bundled alerts/rules.yaml); ConfigError names rule and field."""
     path = path or RULES_FILE
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read alert rules {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    document = read_yaml(path, "alert rules")
     try:
         return RuleSet.model_validate(document).rules
     except ValidationError as exc:

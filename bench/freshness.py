@@ -28,7 +28,7 @@ from bench.report import publish  # noqa: E402
 from spanline.collectors.publish import SpanPublisher  # noqa: E402
 from spanline.queries import run_query  # noqa: E402
 
-POLL_S = 0.05
+POLL_S = 0.2
 
 
 def wave(run: str, number: int, size: int) -> list[dict[str, object]]:
@@ -47,11 +47,14 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=20_000, help="spans per second")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--interval-ms", type=int, default=100)
+    parser.add_argument("--batch-within-s", type=float, default=None,
+                        help="the worker's SPANLINE_BATCH_WITHIN_S (default: the setting's default)")
     args = parser.parse_args()
     run = f"fresh{uuid.uuid4().hex[:6]}"
     size = max(1, args.rate * args.interval_ms // 1000)
     waves = int(args.seconds * 1000 / args.interval_ms)
-    with bench_stack() as stack:
+    worker_env = {} if args.batch_within_s is None else {"SPANLINE_BATCH_WITHIN_S": str(args.batch_within_s)}
+    with bench_stack(**worker_env) as stack:
         stack.start_workers(1)
         worker = stack.workers[0]
         sent_at: dict[str, float] = {}
@@ -86,7 +89,7 @@ def main() -> None:
         "delay_p50_s": round(float(np.percentile(delays, 50)), 3),
         "delay_p99_s": round(float(np.percentile(delays, 99)), 3),
         "delay_max_s": round(float(delays.max()), 3),
-        "poll_interval_s": POLL_S, "target_p99_s": 2.0,
+        "poll_interval_s": POLL_S, "batch_within_s": stack.settings.batch_within_s, "target_p99_s": 2.0,
     })
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.table import Table
 
-from spanline.queries import QueryResult, run_query
+from spanline.analysis import formatted
+from spanline.queries import run_query
 from spanline.settings import Settings
 
 SUMMARY_QUERIES: dict[str, str] = {
@@ -32,15 +32,6 @@ SUMMARY_QUERIES: dict[str, str] = {
 }
 
 
-def render(title: str, result: QueryResult) -> Table:
-    table = Table(title=title, title_justify="left")
-    for column in result.columns:
-        table.add_column(column, justify="left" if column in ("provider", "model", "tenant", "layer") else "right")
-    for row in result.rows:
-        table.add_row(*(str(value) for value in row))
-    return table
-
-
 def print_summary(settings: Settings, console: Console) -> None:
     for title, sql in SUMMARY_QUERIES.items():
-        console.print(render(title, run_query(settings, sql.format(db=settings.clickhouse_database))))
+        console.print(formatted(run_query(settings, sql.format(db=settings.clickhouse_database)), "table", title))

@@ -14,18 +14,14 @@ import numpy as np
 import pandas as pd
 from ddsketch import DDSketch
 
+from tests import window_expectations as expect
+
 TENANTS = ("acme", "globex")
 FEATURES = {"support-chat": "chat", "code-agent": "agent"}
 MODELS = (("openai", "gpt-4o-mini", "small"), ("anthropic", "claude-3-5-sonnet", "large"))
-COUNTS = (
-    "spans", "requests", "successful_requests", "errors", "rate_limited", "retries", "llm_calls",
-    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "unpriced",
-    "cache_lookups", "cache_hits", "context_truncations", "context_length_errors", "refusals",
-    "tool_calls", "tool_errors", "evals", "evals_passed", "hallucination_evals", "hallucinations",
-    "recall_evals", "retrievals", "embedding_mismatches", "agent_steps", "cost_usd", "retry_cost_usd", "recall_sum",
-)
-MAPS = ("errors_by_type", "cache_lookups_by_layer", "cache_hits_by_layer", "llm_calls_by_tier", "cost_by_tier",
-        "llm_calls_by_reason", "responses_by_model", "tool_calls_by_tool", "tool_errors_by_tool", "cost_by_prompt")
+#: The contract §2 columns, from the window tests' one definition of the grain.
+COUNTS = (*expect.COUNTS, *expect.SUMS)
+MAPS = tuple(expect.MAPS)
 SKETCHES = ("duration_ms_sketch", "ttft_ms_sketch", "tpot_ms_sketch", "input_tokens_sketch")
 PRICE_PER_OUTPUT_TOKEN = {"small": 0.6e-6, "large": 15e-6}
 
