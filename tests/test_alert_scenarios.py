@@ -91,7 +91,6 @@ def replay_scenario(scenario: Scenario, bootstrapped: Callable[[float, tuple[str
 @pytest.mark.parametrize("name", INCIDENTS)
 def test_scenario_pages_exactly_its_expected_alert_and_resolves(
     name: str, bootstrapped: Callable[[float, tuple[str, ...]], Evaluator], catalog: PriceCatalog,
-    record_property: pytest.RecordProperty,
 ) -> None:
     scenario = SCENARIOS[name]
     rule = RULES[scenario.expected_rule]
@@ -113,7 +112,6 @@ def test_scenario_pages_exactly_its_expected_alert_and_resolves(
             f"{name}: {page.runbook}/{page.runbook_branch}; diagnosis {page.diagnosis}"
     page = pages[0]
     delay = page.at - incident_start
-    record_property("detection_delay_s", delay.total_seconds())
     # A windowed condition crosses at the latest once its window lies inside the incident; then `for`.
     assert timedelta(0) < delay <= rule.for_ + rule.window + timedelta(seconds=60), f"{name}: paged after {delay}"
     paged = {e.dedup_key for e in pages}
