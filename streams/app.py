@@ -25,6 +25,7 @@ from spanline.embedded.kafka_admin import topic_id
 from spanline.embedded.service_file import ServiceFile
 from spanline.queries import read_only_query
 from spanline.settings import Settings
+from spanline.streams.fetch_wait import limit_fetch_wait
 from spanline.streams.pipeline import IngestPipeline
 from spanline.streams.pricing import PriceCatalog
 from spanline.streams.process import DeadLetter
@@ -62,6 +63,7 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
 
 
 def create_app(settings: Settings) -> faust.App:
+    limit_fetch_wait(settings.fetch_max_wait_ms)
     app = faust.App(settings.consumer_group, **faust_settings(settings))
     spans_topic = app.topic(settings.topic_spans, value_serializer="raw", key_serializer="raw", internal=False)
     dlq_topic = app.topic(settings.topic_dlq, value_serializer="raw", key_serializer="raw", internal=False)
