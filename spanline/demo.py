@@ -74,8 +74,7 @@ def _alerts_since(settings: Settings, since: datetime) -> list[tuple]:
     sql = (f"SELECT toString(at), state, rule, severity, scope, runbook, runbook_branch, summary "
            f"FROM {settings.clickhouse_database}.alerts WHERE at >= {{since:DateTime64(3, 'UTC')}} "
            f"ORDER BY at, state DESC, rule")
-    stamp = since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]  # parameters cross the query API as text
-    return [tuple(row) for row in run_query(settings, sql, {"since": stamp}).rows]
+    return [tuple(row) for row in run_query(settings, sql, {"since": since}).rows]
 
 
 def _wait_paged(settings: Settings, since: datetime, console: Console) -> list[tuple]:
