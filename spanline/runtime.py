@@ -1,7 +1,9 @@
 """Long-running processes: the worker, the receiver, and the embedded all-in-one `up`.
 
 `up` with no configuration: a tansu broker child process, topics, demo API keys, then one
-Faust worker process that also serves the receiver, so chDB has exactly one owner.
+Faust worker process that also serves the receiver, so chDB has exactly one owner. Stopping it
+drains first (spanline/drain.py): the receiver closes, the worker stores what it accepted, and
+only then do the worker and the broker stop.
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import ExitStack
+from typing import Any
 
 import faust
 
 from spanline.collectors.receiver.auth import create_dev_keys
 from spanline.collectors.receiver.server import api_keys_path, running_receiver
+from spanline.drain import Drain, DrainingWorker
 from spanline.embedded.kafka_admin import ensure_topics
 from spanline.embedded.tansu import TansuBroker
 from spanline.settings import Settings
@@ -29,18 +33,49 @@ def topics(settings: Settings) -> dict[str, int]:
     return {**{name: settings.topic_partitions for name in names}, settings.topic_metrics: 1}  # one ordered stream of windows
 
 
+class ServedReceiver:
+    """The receiver as a task of the worker, served until the drain closes it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._close = asyncio.Event()
+        self._closed = asyncio.Event()
+        self._serving = False
+
+    async def serve(self) -> None:
+        self._serving = True
+        try:
+            async with running_receiver(self._settings):
+                await self._close.wait()
+        finally:
+            self._closed.set()
+
+    async def close(self) -> None:
+        """Close the listener; returns once in-flight requests are answered and the publisher is flushed."""
+        self._close.set()
+        if self._serving:
+            await self._closed.wait()
+
+
 def run_worker(settings: Settings, with_receiver: bool = False) -> None:
-    """Run the Faust worker until SIGINT/SIGTERM; optionally serve the receiver in it too."""
+    """Run the Faust worker until SIGINT/SIGTERM; optionally serve the receiver in it too.
+
+    With the receiver, a stop signal drains first: the worker stores every span it accepted.
+    """
     ensure_topics(settings.bootstrap_servers, topics(settings), settings.topic_replication)
     app = create_app(settings)
+    drain: Drain | None = None
     if with_receiver:
-
-        @app.task
-        async def receiver() -> None:
-            async with running_receiver(settings):
-                await asyncio.Event().wait()
-
-    faust.Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+        receiver = ServedReceiver(settings)
+        app.task(receiver.serve)
+        if settings.drain_timeout_s > 0:
+            fate = ("lost: the embedded broker keeps them in memory only" if settings.embedded_kafka
+                    else "kept in Kafka: a worker of the group stores them when it runs again")
+            drain = Drain(receiver.close, settings.bootstrap_servers, settings.topic_spans, app.conf.id,
+                          settings.drain_timeout_s, fate)
+    options: dict[str, Any] = {"loglevel": settings.log_level, "quiet": True}
+    worker = faust.Worker(app, **options) if drain is None else DrainingWorker(app, drain, **options)
+    worker.execute_from_commandline()
 
 
 def run_receiver(settings: Settings) -> None:

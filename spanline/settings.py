@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     )
     retry_initial_s: float = Field(0.5, gt=0, description="First back-off when ClickHouse fails, seconds. Default 0.5.")
     retry_max_s: float = Field(30.0, gt=0, description="Longest back-off when ClickHouse fails, seconds. Default 30.")
+    drain_timeout_s: float = Field(
+        60.0, ge=0,
+        description="On SIGINT/SIGTERM, `spanline up` stops accepting spans and waits at most this long, seconds, "
+        "until the worker has stored every span accepted (a second signal stops at once; 0 = no wait). Default 60.",
+    )
     price_overrides_file: Path | None = Field(
         None, description="YAML of negotiated / self-hosted prices. Default: none."
     )
