@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     )
     retry_initial_s: float = Field(0.5, gt=0, description="First back-off when ClickHouse fails, seconds. Default 0.5.")
     retry_max_s: float = Field(30.0, gt=0, description="Longest back-off when ClickHouse fails, seconds. Default 30.")
+    dedup_window_s: float = Field(
+        3600.0, ge=0,
+        description="A span re-sent (same tenant, trace_id and span_id) within this many seconds of Kafka "
+        "message time is stored once; 0 turns re-send detection off. Default 3600.",
+    )
     drain_timeout_s: float = Field(
         60.0, ge=0,
         description="On SIGINT/SIGTERM, `spanline up` stops accepting spans and waits at most this long, seconds, "

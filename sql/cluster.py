@@ -12,6 +12,8 @@ Single-node DDL becomes the usual ClickHouse cluster layout, statement by statem
 * A materialized view reads and writes the *local* tables: each shard aggregates the rows it
   received, and reads through the Distributed rollup merge the shards' partial states.
 * A plain view and ``CREATE DATABASE`` only gain ``ON CLUSTER``.
+* ``ALTER TABLE db.t ADD COLUMN IF NOT EXISTS ...`` on a replicated table runs on both the local
+  and the Distributed table, each ``ON CLUSTER``.
 
 Any other statement shape is refused, so a new migration cannot silently render wrong.
 """
@@ -32,6 +34,7 @@ _ENGINE = re.compile(r"\bENGINE\s*=\s*(?P<family>[A-Za-z]*)MergeTree\b(?:\s*\(\s
 _ORDER_BY = re.compile(r"\bORDER BY\s+(?:\(\s*)?(?P<first>[^,()\s]+(?:\([^()]*\))?)", re.IGNORECASE)
 _CREATE_MV = re.compile(rf"^CREATE MATERIALIZED VIEW IF NOT EXISTS {_NAME}\s+TO\s+", re.IGNORECASE)
 _CREATE_VIEW = re.compile(rf"^CREATE VIEW IF NOT EXISTS {_NAME}\s+AS\b", re.IGNORECASE)
+_ADD_COLUMN = re.compile(rf"^ALTER TABLE {_NAME}\s+(?=ADD COLUMN IF NOT EXISTS\b)", re.IGNORECASE)
 
 
 def cluster_statements(migrations: list[Migration], database: str, ttl_days: int, cluster: str) -> list[str]:
@@ -60,6 +63,11 @@ def _cluster_statement(statement: str, cluster: str, local_tables: set[str]) -> 
     view = _CREATE_VIEW.match(statement)
     if view:
         return [f"{_head(view, 'CREATE VIEW IF NOT EXISTS', cluster)} AS{statement[view.end():]}"]
+    alter = _ADD_COLUMN.match(statement)
+    if alter and f"{alter['db']}.{alter['name']}" in local_tables:
+        change = statement[alter.end() :]
+        return [f"ALTER TABLE {alter['db']}.{alter['name']}{LOCAL_SUFFIX} ON CLUSTER {cluster} {change}",
+                f"ALTER TABLE {alter['db']}.{alter['name']} ON CLUSTER {cluster} {change}"]
     first_line = statement.splitlines()[0]
     raise ConfigError(f"no cluster rendering for the statement starting {first_line!r}")
 

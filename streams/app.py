@@ -25,11 +25,14 @@ from spanline.embedded.kafka_admin import topic_id
 from spanline.embedded.service_file import ServiceFile
 from spanline.queries import read_only_query
 from spanline.settings import Settings
+from spanline.streams.commit import SpanlineApp, StoredOffsets
 from spanline.streams.fetch_wait import limit_fetch_wait
 from spanline.streams.pipeline import IngestPipeline
 from spanline.streams.pricing import PriceCatalog
 from spanline.streams.process import DeadLetter
-from spanline.streams.retry import Backoff
+from spanline.streams.recent_keys import RecentKeys
+from spanline.streams.resends import RecentSpans
+from spanline.streams.retry import Backoff, retry_transient
 from spanline.streams.sinks import ClickHouseSpanSink
 from spanline.streams.windows.changelog import Changelog
 from spanline.streams.windows.manager import WindowManager
@@ -64,7 +67,7 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
 
 def create_app(settings: Settings) -> faust.App:
     limit_fetch_wait(settings.fetch_max_wait_ms)
-    app = faust.App(settings.consumer_group, **faust_settings(settings))
+    app = SpanlineApp(settings.consumer_group, **faust_settings(settings))
     spans_topic = app.topic(settings.topic_spans, value_serializer="raw", key_serializer="raw", internal=False)
     dlq_topic = app.topic(settings.topic_dlq, value_serializer="raw", key_serializer="raw", internal=False)
     spans_topic_id = topic_id(settings.bootstrap_servers, settings.topic_spans)
@@ -88,7 +91,8 @@ def create_app(settings: Settings) -> faust.App:
                                     max_in_flight_requests_per_connection=1, linger_ms=5)
 
     async def publish_windows(messages: list[tuple[bytes, bytes]]) -> None:
-        await wait_acked(window_producer.send_records(settings.topic_metrics, messages))
+        await retry_transient(lambda: wait_acked(window_producer.send_records(settings.topic_metrics, messages)),
+                              Backoff(settings.retry_initial_s, settings.retry_max_s), "Kafka (windows)")
 
     @app.on_before_shutdown.connect
     async def close_window_producer(sender: faust.App, **_: Any) -> None:
@@ -106,7 +110,18 @@ def create_app(settings: Settings) -> faust.App:
         Changelog(settings.clickhouse_database, settings.topic_spans, spans_topic_id), storage, publish_windows,
         settings.window_lateness_s, settings.window_idle_s, caught_up=caught_up,
     )
-    pipeline = IngestPipeline(settings.topic_spans, sink, catalog, send_dead_letters, windows)
+    recent_keys = RecentKeys(settings.clickhouse_database, settings.topic_spans)
+
+    async def load_recent(partition: int, offset: int, recent: RecentSpans) -> None:
+        await storage(recent_keys.load, partition, offset, recent)
+
+    stored = StoredOffsets(settings.topic_spans)
+    app.spanline_stored_offsets = stored
+    pipeline = IngestPipeline(
+        settings.topic_spans, sink, catalog, send_dead_letters, windows, stored=stored,
+        resend_window_s=settings.dedup_window_s, load_recent=load_recent,
+        backoff=Backoff(settings.retry_initial_s, settings.retry_max_s),
+    )
     app.spanline_pipeline = pipeline  # type: ignore[attr-defined]
     app.spanline_sink = sink  # type: ignore[attr-defined]
 

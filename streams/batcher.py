@@ -19,8 +19,9 @@ from typing import Any
 class Message:
     partition: int
     offset: int
-    value: bytes
+    value: bytes | None  # None: a tombstone (null value), dead-lettered like any undecodable message
     source: str
+    timestamp_ms: int = 0  # the Kafka message's timestamp (streams/resends.py measures re-sends by it)
     event: Any = field(default=None, compare=False, repr=False)
 
 

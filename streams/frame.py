@@ -31,7 +31,7 @@ ZERO_DEFAULTS = ("http_status", "context_window")
 NULLABLE_FLOATS = ("retry_after_s", "ttft_ms", "tpot_ms", "cache_similarity", "eval_score", "cost_usd_reported")
 NULLABLE_BOOLS = ("cache_hit", "eval_passed")
 
-#: Every column of the raw ``spans`` table, in table order (sql/migrations/0001).
+#: Every column of the raw ``spans`` table, in table order (sql/migrations/0001, 0006).
 TABLE_COLUMNS: tuple[str, ...] = (
     "tenant_id", "service", "feature", "environment", "kind", "name",
     "start_time", "end_time", "duration_ms", "trace_id", "span_id", "parent_span_id",
@@ -47,7 +47,7 @@ TABLE_COLUMNS: tuple[str, ...] = (
     "attributes", "cost_usd_reported", "content",
     "input_cost_usd", "cache_read_cost_usd", "cache_write_cost_usd", "output_cost_usd", "cost_usd",
     "cost_known", "price_source", "price_version",
-    "schema_version", "source", "ingested_at", "kafka_topic", "kafka_partition", "kafka_offset",
+    "schema_version", "source", "ingested_at", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp",
 )
 
 
@@ -93,7 +93,8 @@ def spans_to_frame(spans: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def table_rows(
-    frame: pd.DataFrame, *, source: np.ndarray, topic: str, partition: int, offsets: np.ndarray
+    frame: pd.DataFrame, *, source: np.ndarray, topic: str, partition: int, offsets: np.ndarray,
+    timestamps: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The frame as the ``spans`` table stores it: defaults filled, pipeline columns added."""
     out = frame.copy(deep=False)
@@ -111,6 +112,8 @@ def table_rows(
     out["kafka_topic"] = topic
     out["kafka_partition"] = np.int32(partition)
     out["kafka_offset"] = offsets.astype("int64")
+    stamps = np.zeros(len(out), dtype=np.int64) if timestamps is None else np.clip(timestamps, 0, _MAX_STAMP_MS)
+    out["kafka_timestamp"] = pd.to_datetime(stamps, unit="ms", utc=True).as_unit("ms")
     return out.loc[:, list(TABLE_COLUMNS)]
 
 
@@ -123,3 +126,5 @@ def arrow_rows(rows: pd.DataFrame) -> pa.Table:
 
 
 _ATTRIBUTES = pa.map_(pa.string(), pa.string())
+#: Kafka timestamps are the producer's clock: kept inside what DateTime64(3) and pandas hold.
+_MAX_STAMP_MS = 7_258_118_400_000  # 2200-01-01

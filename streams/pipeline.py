@@ -1,10 +1,20 @@
 """The ingest pipeline: Kafka events -> partition batches -> ClickHouse, acking only after storage.
 
-Order of a checkpoint (as in quix-streams): dead letters are delivered and the batch is
-stored (sink flushed) first, then its stored rows are aggregated into the partition's
-minute windows and every window that closes is emitted (streams/windows); only then are its
-Kafka events acked, and Faust commits acked offsets. An exception never escapes between storing and acking, so an offset is never
-committed for a message that is not stored (faust-streaming#606 is about exactly that).
+The checkpoint of one partition batch, in order (as in quix-streams):
+
+1. process: decode, validate, drop re-sent spans, build rows (streams/process.py);
+2. record the batch in the ingest ledger, then insert its rows (the sink isolates rows that
+   ClickHouse refuses);
+3. aggregate the stored rows into the partition's minute windows (isolating rows that cannot
+   be aggregated) and emit every window that closes;
+4. send the dead letters of everything isolated or invalid, with its reason;
+5. remember the stored spans' keys (re-send detection), ack the batch's Kafka events and mark
+   its offsets stored: the consumer commits stored offsets only (streams/commit.py).
+
+Every failure is either transient — retried with back-off, never skipped — or a data fault that
+costs only the items that cause it (streams/faults.py). A failure that fits neither (a bug in
+this orchestration) holds the batch and retries it, logging the error: nothing past it is
+acked or committed, and the agent never dies from a message.
 """
 
 from __future__ import annotations
@@ -12,17 +22,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from spanline.collectors.dead_letter import dead_letter
 from spanline.collectors.publish import SOURCE_HEADER
-from spanline.errors import RejectedDataError
 from spanline.streams.batcher import Batch, Message, PartitionBatcher
+from spanline.streams.commit import StoredOffsets
+from spanline.streams.faults import describe
+from spanline.streams.isolate import isolate
 from spanline.streams.pricing import PriceCatalog
-from spanline.streams.process import DeadLetter, process_batch
-from spanline.streams.sinks import ClickHouseSpanSink
+from spanline.streams.process import DeadLetter, ProcessedBatch, RowsPart, process_batch
+from spanline.streams.resends import RecentSpans
+from spanline.streams.retry import Backoff, retry_transient
+from spanline.streams.sinks import ClickHouseSpanSink, InsertPart
 from spanline.streams.windows.manager import WindowManager
 
 log = logging.getLogger(__name__)
@@ -31,6 +45,10 @@ log = logging.getLogger(__name__)
 DeadLetterSender = Callable[[list[DeadLetter]], Awaitable[None]]
 #: Acks one Faust event (``stream.ack``).
 Acker = Callable[[Any], Awaitable[Any]]
+#: Loads the span keys a partition stored below an offset: (partition, offset, recent) -> None.
+RecentLoader = Callable[[int, int, RecentSpans], Awaitable[None]]
+#: Longest a source header is kept: it names a collector, not a payload.
+_SOURCE_MAX_CHARS = 64
 
 
 @dataclass
@@ -39,6 +57,9 @@ class PipelineStats:
     spans_in: int = 0
     spans_stored: int = 0
     dead_letters: int = 0
+    resends: int = 0  # re-sent spans dropped (stored once already)
+    data_faults: int = 0  # items isolated after a step failed on them (also counted in dead_letters)
+    held_batches: int = 0  # batches retried after an unexpected failure
     batches: int = 0
     windows_emitted: int = 0
     window_seconds: float = 0.0  # time spent aggregating and emitting windows
@@ -48,21 +69,33 @@ class PipelineStats:
 class IngestPipeline:
     def __init__(
         self, topic: str, sink: ClickHouseSpanSink, catalog: PriceCatalog, send_dead_letters: DeadLetterSender,
-        windows: WindowManager | None = None,
+        windows: WindowManager | None = None, *, stored: StoredOffsets | None = None,
+        resend_window_s: float = 0.0, load_recent: RecentLoader | None = None, backoff: Backoff | None = None,
     ) -> None:
         self._topic = topic
         self._sink = sink
         self._catalog = catalog
         self._send_dead_letters = send_dead_letters
         self._windows = windows
+        self.stored = stored or StoredOffsets(topic)
+        self._resend_window_ms = round(resend_window_s * 1000)
+        self._load_recent = load_recent
+        self._recent: dict[int, RecentSpans] = {}
+        self._backoff = backoff or Backoff(0.5, 30.0)
         self._batcher = PartitionBatcher()
         self._busy = asyncio.Lock()  # batches and idle-window ticks never interleave
         self.stats = PipelineStats()
 
     def forget(self, partitions: set[int]) -> None:
         self._batcher.forget(partitions)
+        for partition in partitions:
+            self._recent.pop(partition, None)
         if self._windows is not None:
             self._windows.forget(partitions)
+
+    def recent_keys(self) -> int:
+        """Span keys held for re-send detection, over all partitions."""
+        return sum(len(recent) for recent in self._recent.values())
 
     async def tick(self) -> None:
         """Periodic work between batches: advance idle partitions' windows."""
@@ -77,60 +110,166 @@ class IngestPipeline:
     async def _handle(self, events: Sequence[Any], ack: Acker) -> None:
         messages = [_message(event) for event in events]
         for partition, offset in self._batcher.new_positions(messages).items():
-            intents = await self._sink.retrying(self._sink.open_intents, partition, offset)
-            if intents:
-                log.info("partition %d: replaying %d recorded batch(es) from offset %d", partition, len(intents), offset)
-            self._batcher.resync(partition, intents)
-            if self._windows is not None:
-                await self._windows.resume(partition, offset)
+            await self._resume(partition, offset)
         self._batcher.add(messages)
         self.stats.messages += len(messages)
         for batch in self._batcher.cut():
-            await self._store(batch)
+            await self._checkpoint_held(batch)
             for message in batch.messages:
                 await ack(message.event)
+            self.stored.stored(batch.partition, batch.first_offset, batch.last_offset)
 
-    async def _store(self, batch: Batch) -> None:
-        processed = await self._sink.run(process_batch, batch, self._topic, self._catalog)
-        letters = processed.dead_letters
-        stored = 0 if processed.rows is None else len(processed.rows)
-        try:
-            await self._sink.store((batch, processed.rows))
-        except RejectedDataError as exc:
-            log.error("ClickHouse rejected partition %d offsets %d-%d: %s; dead-lettering its rows",
-                      batch.partition, batch.first_offset, batch.last_offset, exc)
-            letters = letters + _rejected_rows(batch, processed.rows, str(exc), self._topic)
-            stored = 0
-        if letters:
-            await self._send_dead_letters(letters)
-        if self._windows is not None and stored:
-            started = time.perf_counter()
-            await self._windows.add(batch.partition, processed.rows)
-            self.stats.window_seconds += time.perf_counter() - started
-            self.stats.windows_emitted = self._windows.emitted
-            self.stats.window_emit_seconds = self._windows.emit_seconds
+    async def _resume(self, partition: int, offset: int) -> None:
+        """The partition (re)starts at ``offset``: load what it stored before from ClickHouse."""
+        intents = await self._sink.retrying(self._sink.open_intents, partition, offset)
+        if intents:
+            log.info("partition %d: replaying %d recorded batch(es) from offset %d", partition, len(intents), offset)
+        self._batcher.resync(partition, intents)
+        self.stored.start(partition, offset)
+        await self._reload(partition, offset)
+
+    async def _reload(self, partition: int, offset: int) -> None:
+        """Rebuild the partition's windows and recent span keys as they were at ``offset``."""
+        if self._windows is not None:
+            await self._windows.resume(partition, offset)
+        if self._resend_window_ms > 0 and self._load_recent is not None:
+            recent = RecentSpans(self._resend_window_ms)
+            await self._load_recent(partition, offset, recent)
+            self._recent[partition] = recent
+            log.info("partition %d: %d span key(s) loaded for re-send detection", partition, len(recent))
+
+    async def _checkpoint_held(self, batch: Batch) -> None:
+        """Run the checkpoint until it completes. A failure that escaped it (a bug, not a
+        message: those are isolated inside) holds the batch: the partition's windows and keys
+        are reloaded as they were before the batch, and the batch is tried again."""
+        while True:
+            try:
+                await self._checkpoint(batch)
+            except Exception as exc:
+                delay = self._backoff.next_delay()
+                self.stats.held_batches += 1
+                log.error("partition %d offsets %d-%d held (%s); retrying in %.1fs", batch.partition,
+                          batch.first_offset, batch.last_offset, describe(exc), delay, exc_info=True)
+                await asyncio.sleep(delay)
+                await self._reload(batch.partition, batch.first_offset)
+                continue
+            self._backoff.reset()
+            return
+
+    async def _checkpoint(self, batch: Batch) -> None:
+        recent = self._recent.get(batch.partition)
+        processed: ProcessedBatch = await self._sink.run(process_batch, batch, self._topic, self._catalog, recent)
+        letters = list(processed.dead_letters)
+        stored = await self._insert(batch, processed, letters)
+        await self._aggregate(batch, stored, letters)
+        await self._send_letters(letters)
+        if recent is not None:
+            for part in stored:
+                recent.add(part.keys, part.stamps)
         self.stats.batches += 1
         self.stats.spans_in += processed.spans_in
-        self.stats.spans_stored += stored
+        self.stats.spans_stored += sum(len(part.rows) for part in stored)
         self.stats.dead_letters += len(letters)
+        self.stats.resends += processed.resends
+
+    async def _insert(self, batch: Batch, processed: ProcessedBatch, letters: list[DeadLetter]) -> list[RowsPart]:
+        """Insert the batch's row parts; returns the stored ones (rows ClickHouse refused are
+        dead-lettered and cut out)."""
+        if not processed.parts:
+            return []
+        if not batch.replayed:
+            await self._sink.retrying(self._sink.record_intent, batch)
+        whole = len(processed.parts) == 1 and processed.parts[0].stop - processed.parts[0].start == processed.spans_valid
+        stored: list[RowsPart] = []
+        for part in processed.parts:
+            outcome = await self._sink.store(InsertPart(batch, part, whole))
+            for index, exc in outcome.faults:
+                letters.append(self._row_letter(batch, part, index, f"ClickHouse refused the span: {describe(exc)}"))
+            self.stats.data_faults += len(outcome.faults)
+            stored += [_slice(part, start, stop) for start, stop, _ in outcome.results]
+        return stored
+
+    async def _aggregate(self, batch: Batch, stored: list[RowsPart], letters: list[DeadLetter]) -> None:
+        """Add stored rows to the partition's windows, isolating rows aggregation fails on."""
+        if self._windows is None or not stored:
+            return
+        started = time.perf_counter()
+        for part in stored:
+            outcome = isolate(0, len(part.rows), lambda start, stop, rows=part.rows: self._windows_absorb(
+                batch.partition, rows.iloc[start:stop]))
+            for index, exc in outcome.faults:
+                letters.append(self._row_letter(
+                    batch, part, index, f"stored, but left out of the minute windows: {describe(exc)}"))
+            self.stats.data_faults += len(outcome.faults)
+        await self._windows.emit_closed(batch.partition)
+        self.stats.window_seconds += time.perf_counter() - started
+        self.stats.windows_emitted = self._windows.emitted
+        self.stats.window_emit_seconds = self._windows.emit_seconds
+
+    def _windows_absorb(self, partition: int, rows: Any) -> None:
+        assert self._windows is not None
+        self._windows.absorb(partition, rows)
+
+    async def _send_letters(self, letters: list[DeadLetter]) -> None:
+        """Deliver dead letters; one Kafka refuses (not transiently) is replaced by a bare letter."""
+        if not letters:
+            return
+        try:
+            await retry_transient(lambda: self._send_dead_letters(letters), self._backoff, "Kafka (dead letters)")
+        except Exception as exc:
+            if len(letters) == 1:
+                bare = [_bare_letter(letters[0], exc)]
+                await retry_transient(lambda: self._send_dead_letters(bare), self._backoff, "Kafka (dead letters)")
+                return
+            middle = len(letters) // 2
+            await self._send_letters(letters[:middle])
+            await self._send_letters(letters[middle:])
+
+    def _row_letter(self, batch: Batch, part: RowsPart, index: int, reason: str) -> DeadLetter:
+        row = part.rows.iloc[index]
+        return dead_letter(
+            reason=reason, source=str(row["source"]),
+            dedup_key=f"{self._topic}/{batch.partition}/{int(row['kafka_offset'])}#{int(part.items[index])}",
+            payload=row.to_dict(), tenant_id=str(row["tenant_id"]),
+        )
+
+
+def _slice(part: RowsPart, start: int, stop: int) -> RowsPart:
+    if start == 0 and stop == len(part.rows):
+        return part
+    return RowsPart(part.start + start, part.start + stop, part.rows.iloc[start:stop],
+                    part.table.slice(start, stop - start), part.keys[start:stop], part.stamps[start:stop],
+                    part.items[start:stop])
+
+
+def _bare_letter(letter: DeadLetter, exc: BaseException) -> DeadLetter:
+    """A letter Kafka refused, reduced to its key and the reason it could not be sent whole."""
+    key, _ = letter
+    return dead_letter(reason=f"dead letter could not be sent whole: {describe(exc)}", source="spanline-worker",
+                       dedup_key=key.decode("utf-8", "replace"), payload=None)
 
 
 def _message(event: Any) -> Message:
     message = event.message
-    headers = dict(message.headers or ())
-    source = headers.get(SOURCE_HEADER, b"kafka")
-    return Message(message.partition, message.offset, event.value, source.decode(errors="replace"), event)
+    timestamp = getattr(message, "timestamp", None)
+    timestamp_ms = round(timestamp * 1000) if isinstance(timestamp, int | float) and timestamp > 0 else 0
+    return Message(message.partition, message.offset, event.value, _source(message.headers), timestamp_ms, event)
 
 
-def _rejected_rows(batch: Batch, rows: Any, reason: str, topic: str) -> list[DeadLetter]:
-    records = rows.to_dict(orient="records")
-    return [
-        dead_letter(
-            reason=f"ClickHouse rejected the batch: {reason}",
-            source=str(record["source"]),
-            dedup_key=f"{topic}/{batch.partition}/{record['kafka_offset']}/{record['span_id']}",
-            payload=record,
-            tenant_id=str(record["tenant_id"]),
-        )
-        for record in records
-    ]
+def _source(headers: Iterable[tuple[Any, Any]] | Any) -> str:
+    """The collector that produced a message, from its ``spanline-source`` header; a missing,
+    null, non-UTF-8 or odd header is data like any other, never an error."""
+    try:
+        pairs = list(headers.items()) if isinstance(headers, dict) else list(headers or ())
+    except TypeError:
+        return "kafka"
+    for pair in pairs:
+        if not isinstance(pair, tuple | list) or len(pair) != 2:
+            continue
+        name, value = pair
+        name = name.decode("utf-8", "replace") if isinstance(name, bytes | bytearray) else name
+        if name != SOURCE_HEADER or not value:
+            continue
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes | bytearray) else str(value)
+        return text[:_SOURCE_MAX_CHARS]
+    return "kafka"

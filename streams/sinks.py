@@ -2,7 +2,7 @@
 
 Like quix-streams' ``BatchingSink``: a subclass implements only ``write()``; the base
 retries retryable storage errors with back-off forever (a stuck sink must stall the
-pipeline, never skip data) and lets ``RejectedDataError`` through to be dead-lettered.
+pipeline, never skip data); any other error is the data's (streams/faults.py).
 """
 
 from __future__ import annotations
@@ -11,18 +11,17 @@ import asyncio
 import logging
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-import pandas as pd
-
-from spanline.errors import RetryableStorageError
 from spanline.sql.classify import storage_errors
 from spanline.sql.client import connect
 from spanline.sql.migrate import apply_migrations
 from spanline.streams.batcher import Batch
-from spanline.streams.frame import arrow_rows
+from spanline.streams.isolate import Isolated, isolate
 from spanline.streams.ledger import Ledger
-from spanline.streams.retry import Backoff
+from spanline.streams.process import RowsPart
+from spanline.streams.retry import Backoff, retry_transient
 
 log = logging.getLogger(__name__)
 
@@ -39,37 +38,37 @@ class BatchingSink(ABC, Generic[T]):
     def __init__(self, backoff: Backoff) -> None:
         self._backoff = backoff
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=type(self).__name__)
-        self.retries = 0
 
     @abstractmethod
-    def write(self, batch: T) -> None:
-        """Store one batch, or raise RetryableStorageError / RejectedDataError."""
+    def write(self, batch: T) -> Any:
+        """Store one batch, or raise RetryableStorageError (retried) or any other error (data)."""
 
     async def run(self, function: Any, *args: Any) -> Any:
         """Call ``function`` on the sink's thread (the thread that owns its connection)."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
-    async def store(self, batch: T) -> None:
-        await self.retrying(self.write, batch)
+    async def store(self, batch: T) -> Any:
+        return await self.retrying(self.write, batch)
 
     async def retrying(self, function: Any, *args: Any) -> Any:
-        while True:
-            try:
-                result = await self.run(function, *args)
-            except RetryableStorageError as exc:
-                delay = self._backoff.next_delay()
-                self.retries += 1
-                log.warning("%s: storage unavailable (%s); retrying in %.1fs", type(self).__name__, exc, delay)
-                await asyncio.sleep(delay)
-                continue
-            self._backoff.reset()
-            return result
+        """``function(*args)`` on the sink's thread until it no longer fails transiently."""
+        return await retry_transient(lambda: self.run(function, *args), self._backoff, "storage")
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
 
 
-class ClickHouseSpanSink(BatchingSink[tuple[Batch, pd.DataFrame]]):
+@dataclass(frozen=True)
+class InsertPart:
+    """Rows of one batch to insert: all of its valid spans, or a range of them (``start..stop-1``)
+    when isolating bad spans split the batch."""
+
+    batch: Batch
+    part: RowsPart
+    whole: bool  # the part covers every span the batch stores: the insert uses the batch's own token
+
+
+class ClickHouseSpanSink(BatchingSink[InsertPart]):
     """Writes span batches to ``spans`` exactly once, recording each batch in the ledger first."""
 
     def __init__(
@@ -98,19 +97,31 @@ class ClickHouseSpanSink(BatchingSink[tuple[Batch, pd.DataFrame]]):
         with storage_errors():
             return ledger.open_intents(partition, from_offset)
 
-    def write(self, batch: tuple[Batch, pd.DataFrame]) -> None:
-        cut, rows = batch
-        if rows is None or not len(rows):
-            return
-        client, ledger = self._ready()
-        token = cut.token(self._topic, self._topic_id)
+    def record_intent(self, batch: Batch) -> None:
+        """Write the batch's bounds to the ledger before any of its rows is inserted."""
+        _, ledger = self._ready()
         with storage_errors():
-            if not cut.replayed:
-                ledger.record(cut.partition, cut.first_offset, cut.last_offset, token)
-            client.insert_arrow(
-                f"{self._database}.spans", arrow_rows(rows),
-                settings={**DEDUP_SETTINGS, "insert_deduplication_token": token},
-            )
+            ledger.record(batch.partition, batch.first_offset, batch.last_offset, batch.token(self._topic, self._topic_id))
+
+    def write(self, insert: InsertPart) -> Isolated[None]:
+        """Insert the part; rows ClickHouse refuses are isolated and returned as faults.
+
+        Every insert carries a token naming its place in the batch, so a retry or a replay (which
+        splits the same rows the same way) is deduplicated by ClickHouse."""
+        client, _ = self._ready()
+        token = insert.batch.token(self._topic, self._topic_id)
+        first = insert.part.start
+
+        def insert_rows(start: int, stop: int) -> None:
+            whole = insert.whole and start == 0 and stop == len(insert.part.rows)
+            with storage_errors():
+                client.insert_arrow(
+                    f"{self._database}.spans", insert.part.table.slice(start, stop - start),
+                    settings={**DEDUP_SETTINGS,
+                              "insert_deduplication_token": token if whole else f"{token}#{first + start}-{first + stop}"},
+                )
+
+        return isolate(0, len(insert.part.rows), insert_rows)
 
     def call(self, function: Any, *args: Any) -> Any:
         """``function(client, *args)`` on the sink's connection (run it through ``run``/``retrying``)."""

@@ -63,8 +63,9 @@ def test_every_single_node_object_exists_on_the_cluster_under_its_name(rendered:
     clustered = [created_name(s) for s in rendered[1:]]
     assert rendered[0] == f"CREATE DATABASE IF NOT EXISTS {DB} ON CLUSTER {CLUSTER}"
     assert set(single) <= set(clustered)
-    tables = [s for s in single_node_statements() if s.startswith("CREATE TABLE")]
-    assert len(rendered) == 1 + len(single_node_statements()) + len(tables)  # + one local table per table
+    tables = [s for s in single_node_statements() if s.startswith(("CREATE TABLE", "ALTER TABLE"))]
+    # + one local table per table, and each column added to both the local and the Distributed table
+    assert len(rendered) == 1 + len(single_node_statements()) + len(tables)
 
 
 def test_local_tables_are_the_single_node_tables_replicated(chdb: Client, rendered: list[str]) -> None:

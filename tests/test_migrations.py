@@ -59,6 +59,7 @@ SPANS_COLUMNS: list[tuple[str, str]] = [
     ("cost_known", "Bool"), ("price_source", "LowCardinality(String)"), ("price_version", "LowCardinality(String)"),
     ("schema_version", "UInt8"), ("source", "LowCardinality(String)"), ("ingested_at", "DateTime64(3, 'UTC')"),
     ("kafka_topic", "LowCardinality(String)"), ("kafka_partition", "Int32"), ("kafka_offset", "Int64"),
+    ("kafka_timestamp", "DateTime64(3, 'UTC')"),
 ]
 
 
@@ -133,7 +134,7 @@ def test_statements_split_on_semicolons_outside_quotes_and_comments() -> None:
 def test_every_migration_statement_can_run_twice() -> None:
     for migration in load_migrations():
         for statement in split_statements(migration.sql):
-            head = " ".join(statement.split()[:6]).upper()
+            head = " ".join(statement.split()[:8]).upper()
             if head.startswith(("CREATE", "ALTER", "DROP")):
                 assert "IF NOT EXISTS" in head or "IF EXISTS" in head, f"{migration.name}: {head}"
 
@@ -256,6 +257,7 @@ def _spans_frame(rows: int, offset: int) -> pd.DataFrame:
     frame["start_time"] = start.as_unit("ms")
     frame["end_time"] = (start + timedelta(milliseconds=250)).as_unit("ms")
     frame["ingested_at"] = start.as_unit("ms")
+    frame["kafka_timestamp"] = start.as_unit("ms")
     for name, kind in SPANS_COLUMNS:
         if kind in ("UInt8", "UInt16", "UInt32", "Int32", "Int64"):
             frame[name] = 1

@@ -240,7 +240,8 @@ def _drive(recorder: Recorder, manager: WindowManager, batches: list[tuple[Batch
             await manager.resume(0, batches[0][0].first_offset)
         for batch, rows in batches:
             _store(recorder.client, recorder.changelog.database, batch, rows)
-            await manager.add(0, rows)
+            manager.absorb(0, rows)
+            await manager.emit_closed(0)
 
     asyncio.run(run())
 
@@ -313,7 +314,8 @@ def test_a_partition_with_backlog_waits_while_the_worker_is_busy(
 
     async def another_partition_receives() -> None:
         await manager.resume(7, 0)
-        await manager.add(7, batches[0][1])
+        manager.absorb(7, batches[0][1])
+        await manager.emit_closed(7)
 
     clock[0] += 30
     asyncio.run(another_partition_receives())  # the worker is busy with partition 7

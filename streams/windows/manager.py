@@ -70,12 +70,15 @@ class WindowManager:
         log.info("partition %d: windows resumed at offset %d (frontier %s, %d open minute(s), %d late)",
                  partition, offset, state.frontier, len(state.open_minutes), state.late_spans)
 
-    async def add(self, partition: int, rows: pd.DataFrame) -> None:
-        """Aggregate a stored batch's rows and emit every window that closes."""
+    def absorb(self, partition: int, rows: pd.DataFrame) -> None:
+        """Aggregate stored rows into the partition's open windows (a failure changes nothing)."""
         state = self._partitions[partition]
         state.add(rows)
         self._last_message[partition] = (self._clock(), state.high_ms or 0)
-        await self._emit(state.close())
+
+    async def emit_closed(self, partition: int) -> None:
+        """Emit every window of the partition that the absorbed rows closed."""
+        await self._emit(self._partitions[partition].close())
 
     async def tick(self) -> None:
         """Advance idle partitions (called periodically, never concurrently with ``add``)."""

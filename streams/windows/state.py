@@ -45,22 +45,29 @@ class PartitionWindows:
         return sorted({int(m) for part in self._parts for m in part.groups["minute"].unique()})
 
     def add(self, rows: pd.DataFrame) -> None:
-        """Add stored span rows (spans-table columns) of this partition, in offset order."""
+        """Add stored span rows (spans-table columns) of this partition, in offset order.
+
+        Everything that can fail on the rows' content runs before the state changes, so a
+        failed add leaves the partition as it was (the pipeline then isolates the bad rows)."""
         if not len(rows):
             return
         times = epoch_ms(rows["start_time"])
         offsets = rows["kafka_offset"].to_numpy(dtype=np.int64)
+        late = 0
         if self.frontier is not None:
             closed = minute_of(times) < self.frontier
-            self.late_spans += int((closed & (offsets > self.replay_through)).sum())
+            late = int((closed & (offsets > self.replay_through)).sum())
             if closed.any():
                 rows = rows.loc[~closed]
-        if len(rows):
-            self._parts.append(aggregate(rows))
+        part = aggregate(rows) if len(rows) else None
+        high, through = int(times.max()), int(offsets.max())
+        self.late_spans += late
+        if part is not None:
+            self._parts.append(part)
             if len(self._parts) > _FOLD_AFTER:
                 self._parts = [combine(self._parts)]
-        self.high_ms = int(times.max()) if self.high_ms is None else max(self.high_ms, int(times.max()))
-        self.through_offset = max(self.through_offset, int(offsets.max()))
+        self.high_ms = high if self.high_ms is None else max(self.high_ms, high)
+        self.through_offset = max(self.through_offset, through)
 
     def advance(self, high_ms: int) -> None:
         """Move event time forward without spans (an idle partition, see manager.py)."""
