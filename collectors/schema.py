@@ -11,13 +11,20 @@ tools shipped, so the model rejects spans where the parts exceed the whole.
 
 Derived fields (``duration_ms`` from start/end, ``end_time``, ``tpot_ms``) are not stored
 here: they are computed once, column-wise, by :mod:`spanline.streams.derive`.
+
+The schema admits only what storage can hold: every range below is the intersection of what
+a span may mean, what the worker's pandas/Arrow columns hold (datetime64[ms]) and what the
+ClickHouse columns of ``sql/migrations`` hold (the ``spans`` table and its rollups). A value
+outside it is refused here, with a reason, rather than wrapped, clamped or turned into inf
+by a later stage. Strings must be valid Unicode (no lone surrogates, which UTF-8 cannot
+encode): the constrained strings below are checked by pydantic-core, which refuses them.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -27,12 +34,38 @@ from typing_extensions import NotRequired, TypedDict
 
 SCHEMA_VERSION = 1
 
-#: Upper bound on any token count: one request beyond this is a client bug, not a span.
+#: Upper bound on any token count: one request beyond this is a client bug, not a span
+#: (and far inside the UInt32 token columns).
 MAX_TOKENS = 100_000_000
 #: Upper bound on a span's length (24 h): longer durations are clock or unit errors.
 MAX_DURATION_MS = 86_400_000.0
 #: Tolerance when both ``end_time`` and ``duration_ms`` are given.
 DURATION_TOLERANCE_MS = 1.0
+#: Earliest storable instant: the rollups' minute/hour buckets (DateTime) and the day buckets and
+#: partitions (Date) start at the Unix epoch; ClickHouse maps earlier times onto wrong buckets.
+STORABLE_FROM = datetime(1970, 1, 1, tzinfo=timezone.utc)
+#: First instant past the storable range. DateTime (rollup buckets, TTL expressions) ends at
+#: 2106-02-07 06:28:15 and wraps to 1970 past it, so a time plus its TTL (a year for spans_hour,
+#: raw_ttl_days for raw spans) must stay below that or the row expires at once: 2100 leaves six
+#: years. DateTime64(3) (to 2299) and datetime64[ns] (to 2262) reach further.
+STORABLE_UNTIL = datetime(2100, 1, 1, tzinfo=timezone.utc)
+#: Largest magnitude of a float with no natural bound (retry_after_s, scores, cost_usd_reported):
+#: far beyond any real value, inside Float32 (retry_after_s and retrieval_scores are Float32
+#: columns, which hold inf past 3.4e38), and it keeps the rollups' Float64 sums finite.
+MAX_MAGNITUDE = 1e12
+
+
+def _rfc3339(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+STORABLE_RANGE = f"{_rfc3339(STORABLE_FROM)} … {_rfc3339(STORABLE_UNTIL)} (end excluded)"
+_MILLISECOND = timedelta(milliseconds=1)
+#: Length of the storable range in ms: a span's end, as an offset from STORABLE_FROM, stays below it.
+_STORABLE_MS = (STORABLE_UNTIL - STORABLE_FROM) / _MILLISECOND
+#: Local years whose every instant, at any UTC offset (< 24 h), is storable: comparing aware
+#: datetimes costs more than the rest of a span's validation, so only the edge years pay for it.
+_SAFE_YEARS = range(STORABLE_FROM.year + 2, STORABLE_UNTIL.year - 1)
 
 
 class SpanKind(StrEnum):
@@ -81,26 +114,28 @@ class RoutingReason(StrEnum):
     SHADOW = "shadow"
 
 
-def _utc(value: datetime) -> datetime:
-    """Naive timestamps are taken as UTC; aware ones keep their offset (the worker converts
-    whole columns to UTC at once, which is far cheaper than one astimezone per span)."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value
+def _storable_utc(name: str) -> AfterValidator:
+    """Naive timestamps are taken as UTC; aware ones keep their offset (the worker converts whole
+    columns to UTC at once, which is far cheaper than one astimezone per span). Refuses an
+    instant outside [STORABLE_FROM, STORABLE_UNTIL), naming the field and the range."""
+
+    def check(value: datetime) -> datetime:
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        if value.year not in _SAFE_YEARS and not STORABLE_FROM <= value < STORABLE_UNTIL:
+            raise ValueError(f"{name} {_rfc3339(value)} is outside the storable range {STORABLE_RANGE}")
+        return value
+
+    return AfterValidator(check)
 
 
-def _finite(value: float | None) -> float | None:
-    if value is not None and not math.isfinite(value):
-        raise ValueError("must be a finite number (NaN and infinity are not allowed)")
-    return value
-
-
-UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+StartTime = Annotated[datetime, _storable_utc("start_time")]
+EndTime = Annotated[datetime, _storable_utc("end_time")]
 Id = Annotated[str, Field(min_length=1, max_length=128)]
 Label = Annotated[str, Field(max_length=256)]
 Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
-Millis = Annotated[float, Field(ge=0, le=MAX_DURATION_MS), AfterValidator(_finite)]
-Score = Annotated[float, AfterValidator(_finite)]
+Millis = Annotated[float, Field(ge=0, le=MAX_DURATION_MS, allow_inf_nan=False)]
+Score = Annotated[float, Field(ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE, allow_inf_nan=False)]
 
 
 class Span(BaseModel):
@@ -128,14 +163,16 @@ class Span(BaseModel):
     # what
     kind: SpanKind = Field(description="What this step is.")
     name: Label = Field("", description="Operation name, e.g. 'chat' or the tool's name.")
-    start_time: UtcDatetime = Field(description="Start, RFC 3339; naive values are UTC.")
-    end_time: UtcDatetime | None = Field(None, description="End; or give duration_ms.")
+    start_time: StartTime = Field(
+        description=f"Start, RFC 3339; naive values are UTC. Storable range: {STORABLE_RANGE}."
+    )
+    end_time: EndTime | None = Field(None, description="End; or give duration_ms. Same range as start_time.")
     duration_ms: Millis | None = Field(None, description="Duration; or give end_time.")
     # outcome
     status: Status = Field(Status.OK, description="ok or error.")
     error_type: ErrorType | None = Field(None, description="Error class when status=error.")
     http_status: int | None = Field(None, ge=100, le=599, description="Provider HTTP status.")
-    retry_after_s: Annotated[float, Field(ge=0), AfterValidator(_finite)] | None = Field(
+    retry_after_s: Annotated[float, Field(ge=0, le=MAX_MAGNITUDE, allow_inf_nan=False)] | None = Field(
         None, description="Retry-After the provider sent."
     )
     attempt: int = Field(0, ge=0, le=1000, description="0 = first try, 1 = first retry, …")
@@ -159,7 +196,7 @@ class Span(BaseModel):
     # cache
     cache_hit: bool | None = Field(None, description="For cache spans: was it a hit.")
     cache_layer: CacheLayer | None = Field(None, description="exact, semantic, prompt, retrieval.")
-    cache_similarity: Annotated[float, Field(ge=0, le=1)] | None = Field(
+    cache_similarity: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = Field(
         None, description="Similarity of a semantic-cache hit."
     )
     # routing
@@ -196,7 +233,7 @@ class Span(BaseModel):
     attributes: dict[Label, Annotated[str, Field(max_length=4096)]] = Field(
         default_factory=dict, max_length=256, description="Anything else, as strings."
     )
-    cost_usd_reported: Annotated[float, Field(ge=0), AfterValidator(_finite)] | None = Field(
+    cost_usd_reported: Annotated[float, Field(ge=0, le=MAX_MAGNITUDE, allow_inf_nan=False)] | None = Field(
         None, description="Cost the client computed; kept for comparison, never used."
     )
     content: Annotated[str, Field(max_length=65_536)] | None = Field(
@@ -233,6 +270,17 @@ def cross_field_errors(spans: Sequence[Mapping[str, Any]]) -> list[str | None]:
         dtype=np.float64, count=count,
     )
     duration = column("duration_ms", math.nan)
+    late_start_ms = np.fromiter(  # a derived end can leave the range only from the last safe year on
+        ((span["start_time"] - STORABLE_FROM) / _MILLISECOND if span["start_time"].year >= _SAFE_YEARS.stop else 0.0
+         for span in spans),
+        dtype=np.float64, count=count,
+    )
+
+    def derived_end(index: int) -> str:
+        end = spans[index]["start_time"] + timedelta(milliseconds=float(duration[index]))
+        return (f"start_time + duration_ms ({_rfc3339(end.astimezone(timezone.utc))}) "
+                f"is outside the storable range {STORABLE_RANGE}")
+
     scores = np.fromiter((len(span.get("retrieval_scores") or ()) for span in spans), dtype=np.int64, count=count)
     doc_ids = np.fromiter((len(span.get("retrieval_doc_ids") or ()) for span in spans), dtype=np.int64, count=count)
     error_while_ok = np.fromiter(
@@ -240,8 +288,9 @@ def cross_field_errors(spans: Sequence[Mapping[str, Any]]) -> list[str | None]:
         dtype=bool, count=count,
     )
     with np.errstate(invalid="ignore"):
-        rules = (
+        rules: tuple[tuple[np.ndarray, str | Callable[[int], str]], ...] = (
             (~has_end & np.isnan(duration), "give end_time or duration_ms"),
+            (~has_end & (late_start_ms + duration >= _STORABLE_MS), derived_end),
             (has_end & (measured < 0), "end_time is before start_time"),
             (has_end & (measured > MAX_DURATION_MS), "span is longer than 24 h"),
             (has_end & (np.abs(measured - duration) > DURATION_TOLERANCE_MS),
@@ -256,7 +305,7 @@ def cross_field_errors(spans: Sequence[Mapping[str, Any]]) -> list[str | None]:
     messages: list[str | None] = [None] * count
     for broken, message in reversed(rules):  # the first rule a span breaks is the one it reports
         for index in np.flatnonzero(broken).tolist():
-            messages[index] = message
+            messages[index] = message if isinstance(message, str) else message(index)
     return messages
 
 

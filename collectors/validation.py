@@ -66,13 +66,11 @@ def _field_errors(error: ValidationError) -> dict[int, list[FieldError]]:
 
 
 def validate_items(items: list[Any]) -> ValidationResult:
-    """Validate a list of span objects; never raises for bad items."""
+    """Validate a list of span objects; never raises, whatever the items hold."""
     try:
-        spans, indexes, bad = _SPANS.validate_python(items), list(range(len(items))), {}
-    except ValidationError as error:
-        bad = _field_errors(error)
-        indexes = [i for i in range(len(items)) if i not in bad]
-        spans = _SPANS.validate_python([items[i] for i in indexes]) if indexes else []
+        spans, indexes, bad = _validate_list(items)
+    except Exception:  # noqa: BLE001 - an item pydantic cannot read (a mapping that raises), or
+        spans, indexes, bad = _validate_each(items)  # one that reads differently twice (an iterator)
     messages = cross_field_errors(spans)
     if any(message is not None for message in messages):
         for index, message in zip(indexes, messages, strict=True):
@@ -82,3 +80,33 @@ def validate_items(items: list[Any]) -> ValidationResult:
         indexes = [index for index, message in zip(indexes, messages, strict=True) if message is None]
     invalid = [InvalidItem(i, items[i], tuple(errors)) for i, errors in sorted(bad.items())]
     return ValidationResult(spans=spans, indexes=indexes, invalid=invalid)
+
+
+_Validated = tuple[list[dict[str, Any]], list[int], dict[int, list[FieldError]]]
+
+
+def _validate_list(items: list[Any]) -> _Validated:
+    """The whole list in one call; when it fails, its errors name the bad items and the rest
+    is validated again (a clean batch pays for one pass, a dirty one for two)."""
+    try:
+        return _SPANS.validate_python(items), list(range(len(items))), {}
+    except ValidationError as error:
+        bad = _field_errors(error)
+    indexes = [i for i in range(len(items)) if i not in bad]
+    return (_SPANS.validate_python([items[i] for i in indexes]) if indexes else []), indexes, bad
+
+
+def _validate_each(items: list[Any]) -> _Validated:
+    """One item at a time, so an item that breaks validation itself is refused alone."""
+    spans: list[dict[str, Any]] = []
+    indexes: list[int] = []
+    bad: dict[int, list[FieldError]] = {}
+    for index, item in enumerate(items):
+        try:
+            spans += _SPANS.validate_python([item])
+            indexes.append(index)
+        except ValidationError as error:
+            bad[index] = [e for errors in _field_errors(error).values() for e in errors]
+        except Exception as error:  # noqa: BLE001 - whatever it raises, the item is refused
+            bad[index] = [FieldError("", f"cannot be validated: {type(error).__name__} while reading it")]
+    return spans, indexes, bad

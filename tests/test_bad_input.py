@@ -62,6 +62,8 @@ WEIRD = st.one_of(
     st.sampled_from([-1, 0, 2**31, 2**32, 100_000_000, 100_000_001, 2**63, -(2**63)]),
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=40), st.just("x" * 70_000), st.just("2026-13-45T99:99:99Z"), st.just("\u0000\ud7ff\U0010ffff"),
+    st.sampled_from(["1969-12-31T23:59:59.999Z", "2100-01-01T00:00:00Z", "2099-12-31T23:59:59.999Z", 1e12, 1.0000001e12,
+                     86_400_000.0, 4_102_444_800]),  # the edges of the storable ranges
     st.lists(st.one_of(st.text(max_size=8), st.integers()), max_size=6),
     st.dictionaries(st.text(max_size=8), st.one_of(st.text(max_size=8), st.integers(), st.none()), max_size=6),
     st.just({f"attr{i}": "v" for i in range(300)}), st.just({"k": "v" * 5000}),

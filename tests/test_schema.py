@@ -64,6 +64,10 @@ def test_duration_or_end_time_required_and_consistent() -> None:
         {"retrieval_doc_ids": ["a", "b"], "retrieval_scores": [0.5]},
         {"input_tokens": 10**12},
         {"schema_version": 2},
+        {"start_time": "1969-12-31T23:59:59Z"},
+        {"start_time": "2099-12-31T23:59:59Z", "duration_ms": 1000.0},
+        {"retry_after_s": float("inf")},
+        {"eval_score": 1e300},
     ],
 )
 def test_rejects_bad_values(bad: dict[str, object]) -> None:
@@ -92,6 +96,10 @@ EQUIVALENCE_CASES = [
     span(unknown_field=1),
     {"span_id": "minimal", "trace_id": "t", "service": "s", "kind": "tool", "start_time": "2026-11-22T10:00:00Z",
      "duration_ms": 1},
+    span(start_time="2300-01-01T00:00:00Z"),
+    span(start_time="2099-12-31T23:59:59.999Z", duration_ms=1.0),
+    span(retrieval_doc_ids=["a"], retrieval_scores=[1e13]),
+    span(start_time="1970-01-01T00:00:00Z", duration_ms=0, retry_after_s=1e12, eval_score=-1e12),
 ]
 
 
@@ -110,7 +118,7 @@ def test_batch_validation_accepts_and_words_exactly_what_the_model_does() -> Non
             for detail in error.errors(include_url=False):
                 assert detail["msg"] in reasons[index]
     assert result.indexes == sorted(models)
-    assert sorted(models) == [0, 1, 3, 7, 12, 14, 15, 18]  # every rule and default is exercised above
+    assert sorted(models) == [0, 1, 3, 7, 12, 14, 15, 18, 22]  # every rule and default is exercised above
     frame = spans_to_frame(result.spans)
     for row, index in enumerate(result.indexes):
         expected = models[index].model_dump()
