@@ -39,8 +39,10 @@ def run_demo(settings: Settings, *, minutes: float, rate: float, console: Consol
     log_path = settings.home / "up.log"
     console.print(f"starting the embedded stack (logs: {log_path})")
     with open(log_path, "ab") as log:
+        # its own session: a Ctrl-C in the terminal reaches only the demo, which then stops `up`
+        # with one signal (a second one would cut its drain short)
         up = subprocess.Popen([sys.executable, "-m", "spanline.cli", "up"], stdout=log, stderr=subprocess.STDOUT,
-                              env=os.environ.copy())
+                              env=os.environ.copy(), start_new_session=True)
     try:
         _wait_ready(settings, up)
         before = _stored(settings)
@@ -60,7 +62,7 @@ def run_demo(settings: Settings, *, minutes: float, rate: float, console: Consol
     finally:
         up.send_signal(signal.SIGINT)
         try:
-            up.wait(timeout=30)
+            up.wait(timeout=settings.drain_timeout_s + 30)  # the drain, then Faust's and the broker's stop
         except subprocess.TimeoutExpired:
             up.kill()
 

@@ -90,7 +90,8 @@ class ProcessedBatch:
 
 def process_batch(batch: Batch, topic: str, catalog: PriceCatalog, recent: RecentSpans | None = None) -> ProcessedBatch:
     valid, letters, spans_in = decode_batch(batch, topic)
-    keys, stamps = valid.keys(), np.asarray(valid.stamps, dtype=np.int64)
+    stamps = np.asarray(valid.stamps, dtype=np.int64)
+    keys = valid.keys() if recent is not None else np.zeros(len(stamps), dtype=np.uint64)
     resends = 0
     if recent is not None and valid.spans:
         repeated = recent.resends(keys, stamps)
