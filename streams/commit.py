@@ -29,8 +29,16 @@ class StoredOffsets:
         self._next: dict[int, int] = {}
 
     def start(self, partition: int, offset: int) -> None:
-        """The pipeline starts reading ``partition`` at ``offset``: all before it was committed."""
-        self._next[partition] = offset
+        """The pipeline (re)starts ``partition`` at ``offset``. On a new assignment all before it
+        was committed; a later start beyond what was stored is a gap, not progress."""
+        current = self._next.get(partition)
+        if current is None or offset < current:
+            self._next[partition] = offset
+
+    def forget(self, partitions: set[int]) -> None:
+        """Revoked partitions: their next owner resumes from the committed offset."""
+        for partition in partitions:
+            self._next.pop(partition, None)
 
     def stored(self, partition: int, first_offset: int, last_offset: int) -> None:
         """Offsets ``first_offset..last_offset`` are stored (or dead-lettered) and acked."""

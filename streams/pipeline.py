@@ -59,7 +59,7 @@ class PipelineStats:
     dead_letters: int = 0
     resends: int = 0  # re-sent spans dropped (stored once already)
     data_faults: int = 0  # items isolated after a step failed on them (also counted in dead_letters)
-    held_batches: int = 0  # batches retried after an unexpected failure
+    held_batches: int = 0  # steps retried after an unexpected failure
     batches: int = 0
     windows_emitted: int = 0
     window_seconds: float = 0.0  # time spent aggregating and emitting windows
@@ -88,6 +88,7 @@ class IngestPipeline:
 
     def forget(self, partitions: set[int]) -> None:
         self._batcher.forget(partitions)
+        self.stored.forget(partitions)
         for partition in partitions:
             self._recent.pop(partition, None)
         if self._windows is not None:
@@ -110,11 +111,13 @@ class IngestPipeline:
     async def _handle(self, events: Sequence[Any], ack: Acker) -> None:
         messages = [_message(event) for event in events]
         for partition, offset in self._batcher.new_positions(messages).items():
-            await self._resume(partition, offset)
+            await self._held(f"partition {partition} resuming at offset {offset}",
+                             lambda partition=partition, offset=offset: self._resume(partition, offset))
         self._batcher.add(messages)
         self.stats.messages += len(messages)
         for batch in self._batcher.cut():
-            await self._checkpoint_held(batch)
+            where = f"partition {batch.partition} offsets {batch.first_offset}-{batch.last_offset}"
+            await self._held(where, lambda batch=batch: self._checkpoint(batch), (batch.partition, batch.first_offset))
             for message in batch.messages:
                 await ack(message.event)
             self.stored.stored(batch.partition, batch.first_offset, batch.last_offset)
@@ -138,20 +141,24 @@ class IngestPipeline:
             self._recent[partition] = recent
             log.info("partition %d: %d span key(s) loaded for re-send detection", partition, len(recent))
 
-    async def _checkpoint_held(self, batch: Batch) -> None:
-        """Run the checkpoint until it completes. A failure that escaped it (a bug, not a
-        message: those are isolated inside) holds the batch: the partition's windows and keys
-        are reloaded as they were before the batch, and the batch is tried again."""
+    async def _held(
+        self, what: str, step: Callable[[], Awaitable[None]], reload_at: tuple[int, int] | None = None,
+    ) -> None:
+        """Run a step until it completes. A failure that escaped it (a bug, not a message: those
+        are isolated inside) holds the partition: before each new try its windows and keys are
+        reloaded as they were at ``reload_at`` (partition, offset). Nothing after it is acked."""
+        failed = False
         while True:
             try:
-                await self._checkpoint(batch)
+                if failed and reload_at is not None:
+                    await self._reload(*reload_at)
+                await step()
             except Exception as exc:
+                failed = True
                 delay = self._backoff.next_delay()
                 self.stats.held_batches += 1
-                log.error("partition %d offsets %d-%d held (%s); retrying in %.1fs", batch.partition,
-                          batch.first_offset, batch.last_offset, describe(exc), delay, exc_info=True)
+                log.error("%s held (%s); retrying in %.1fs", what, describe(exc), delay, exc_info=True)
                 await asyncio.sleep(delay)
-                await self._reload(batch.partition, batch.first_offset)
                 continue
             self._backoff.reset()
             return
@@ -179,7 +186,8 @@ class IngestPipeline:
             return []
         if not batch.replayed:
             await self._sink.retrying(self._sink.record_intent, batch)
-        whole = len(processed.parts) == 1 and processed.parts[0].stop - processed.parts[0].start == processed.spans_valid
+        first = processed.parts[0]
+        whole = len(processed.parts) == 1 and first.stop - first.start == processed.spans_valid
         stored: list[RowsPart] = []
         for part in processed.parts:
             outcome = await self._sink.store(InsertPart(batch, part, whole))
