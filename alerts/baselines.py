@@ -6,8 +6,9 @@ each completed hour is folded into an hourly row, kept for ``hour_retention`` (8
 7-day baselines plus today). Parts are sums (num/den), so any window is a sum of rows.
 Percentile metrics keep a merged DDSketch per minute and the hour's quantile once folded.
 
-The evaluator pickles the store with its alert states so baselines survive restarts; on a fresh
-start it is bootstrapped from the ClickHouse rollups (see :mod:`spanline.alerts.bootstrap`).
+The evaluator saves the store with its alert states (:mod:`spanline.alerts.state`) so baselines
+survive restarts; on a fresh start, or when that file cannot be used, it is bootstrapped from
+the ClickHouse rollups (see :mod:`spanline.alerts.bootstrap`).
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ def quantile(sketch: DDSketch | None, q: float) -> float:
 
 
 @dataclass
-class _Series:
+class Series:
+    """One family's minute rows and hourly rows (minutes before ``folded_until`` are in the hours)."""
+
     minutes: pd.DataFrame
     hours: pd.DataFrame
     folded_until: datetime | None = None
@@ -71,8 +74,9 @@ class BaselineStore:
 
     minute_retention: timedelta = timedelta(minutes=120)
     hour_retention: timedelta = timedelta(days=8)
-    _series: dict[Family, _Series] = field(default_factory=dict)
-    #: Baselines read closed hours only, so they change once an hour: cached per current hour.
+    series: dict[Family, Series] = field(default_factory=dict)
+    #: Baselines read folded hours only, so they change when an hour is folded: cached per current
+    #: hour and fold (not saved: a restored store rebuilds the same values).
     _baselines: dict[tuple, pd.DataFrame] = field(default_factory=dict)
 
     # --- writing
@@ -94,16 +98,16 @@ class BaselineStore:
         if last is not None and (series.folded_until is None or last > series.folded_until):
             series.folded_until = last
 
-    def _get(self, family: Family) -> _Series:
-        if family not in self._series:
+    def _get(self, family: Family) -> Series:
+        if family not in self.series:
             columns = [*family.dims, "num", "den"]
-            self._series[family] = _Series(
+            self.series[family] = Series(
                 minutes=pd.DataFrame(columns=[*columns, "minute"]),
                 hours=pd.DataFrame(columns=[*columns, "hour", "value"]),
             )
-        return self._series[family]
+        return self.series[family]
 
-    def _fold(self, family: Family, series: _Series, minute: datetime) -> None:
+    def _fold(self, family: Family, series: Series, minute: datetime) -> None:
         """Turn every completed hour of minutes into hourly rows (once per hour)."""
         current_hour = minute.replace(minute=0, second=0, microsecond=0)
         start = series.folded_until
@@ -155,9 +159,9 @@ class BaselineStore:
         use ``fallback`` (when given), else they have no baseline.
         """
         current_hour = now.replace(minute=0, second=0, microsecond=0)
-        cache_key = (family, spec, current_hour)
+        cache_key = (family, spec, current_hour, self._get(family).folded_until)
         if cache_key not in self._baselines:
-            if len(self._baselines) > 4 * max(len(self._series), 1):
+            if len(self._baselines) > 4 * max(len(self.series), 1):
                 self._baselines = {k: v for k, v in self._baselines.items() if k[2] == current_hour}
             self._baselines[cache_key] = self._baseline(family, spec, now, current_hour)
         return self._baselines[cache_key]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,6 +25,7 @@ from spanline.alerts.contracts import Contract
 from spanline.alerts.diagnosis import diagnose
 from spanline.alerts.events import AlertEvent, dedup_key
 from spanline.alerts.rules import Clause, NewKey, Rule
+from spanline.alerts.state import ActiveAlert, SavedState, read_state, write_state
 
 log = logging.getLogger(__name__)
 MINUTE = timedelta(minutes=1)
@@ -33,7 +33,6 @@ MINUTE = timedelta(minutes=1)
 DIAGNOSIS_MINUTES = 120
 #: Sketch columns no diagnosis reads: not kept in the frame ring (they dominate its memory).
 UNDIAGNOSED = ("duration_ms_sketch", "tpot_ms_sketch")
-_STATE_VERSION = 2
 
 
 class MinuteFrame(Protocol):
@@ -44,16 +43,6 @@ class MinuteFrame(Protocol):
 
 
 @dataclass
-class _Active:
-    """A pending or firing alert of one rule on one scope."""
-
-    state: str
-    since: datetime
-    last_true: datetime
-    event: AlertEvent | None = None
-
-
-@dataclass
 class Evaluator:
     """Rules + contracts + baselines + lifecycle; :meth:`evaluate` once per merged minute."""
 
@@ -61,7 +50,7 @@ class Evaluator:
     contracts: list[Contract]
     store: BaselineStore = field(default_factory=BaselineStore)
     keys: dict[Family, KeyHistory] = field(default_factory=dict)
-    active: dict[tuple[str, tuple], _Active] = field(default_factory=dict)
+    active: dict[tuple[str, tuple], ActiveAlert] = field(default_factory=dict)
     frames: deque = field(default_factory=lambda: deque(maxlen=DIAGNOSIS_MINUTES))
     last_minute: datetime | None = None
     _family_cache: dict[Family, tuple] = field(default_factory=dict, init=False, repr=False)
@@ -174,7 +163,7 @@ class Evaluator:
             key = (rule.name, scope)
             active = self.active.get(key)
             if active is None:
-                active = self.active[key] = _Active("pending", since=now - MINUTE, last_true=now)
+                active = self.active[key] = ActiveAlert("pending", since=now - MINUTE, last_true=now)
             active.last_true = now
             if active.state == "pending" and now - active.since >= max(rule.for_, MINUTE):
                 active.state = "firing"
@@ -205,7 +194,7 @@ class Evaluator:
             runbook=rule.runbook, runbook_branch=branch, diagnosis=diagnosis,
         )
 
-    def _resolve(self, rule: Rule, active: _Active, main: pd.DataFrame, now: datetime) -> AlertEvent:
+    def _resolve(self, rule: Rule, active: ActiveAlert, main: pd.DataFrame, now: datetime) -> AlertEvent:
         fired = active.event
         assert fired is not None
         index = _index_of(tuple(fired.scope.values()))
@@ -236,7 +225,7 @@ class Evaluator:
                 diagnosis=json.loads(str(row["diagnosis"]) or "{}"),
             )
             key = (rule.name, tuple(scope[d] for d in rule.scope))
-            self.active[key] = _Active("firing", since=at, last_true=at, event=event)
+            self.active[key] = ActiveAlert("firing", since=at, last_true=at, event=event)
             adopted.append(event)
         return adopted
 
@@ -248,24 +237,17 @@ class Evaluator:
     def save(self, path: Path) -> None:
         """Baselines, key history and alert states (not the diagnosis frames: they are tens of MB
         and refill within the hour; until then diagnoses compare with what is there)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        state = (self.store, self.keys, self.active, self.last_minute)
-        temporary = path.with_suffix(".tmp")
-        temporary.write_bytes(pickle.dumps((_STATE_VERSION, state), protocol=pickle.HIGHEST_PROTOCOL))
-        temporary.replace(path)
+        write_state(path, SavedState(self.store, self.keys, self.active, self.last_minute))
 
     def restore(self, path: Path) -> bool:
-        """Load a saved state into this evaluator; False when there is none to load."""
-        try:
-            version, state = pickle.loads(path.read_bytes())
-        except FileNotFoundError:
+        """Load a saved state into this evaluator; False when there is none or it cannot be used
+        (then it is logged and set aside by :func:`~spanline.alerts.state.read_state`)."""
+        saved = read_state(path)
+        if saved is None:
             return False
-        if version != _STATE_VERSION:
-            log.warning("alert state %s is from another version; starting fresh", path)
-            return False
-        self.store, self.keys, self.active, self.last_minute = state
+        self.store, self.keys, self.last_minute = saved.store, saved.keys, saved.last_minute
         names = {rule.name for rule in self.rules}
-        self.active = {key: value for key, value in self.active.items() if key[0] in names}  # rules removed since
+        self.active = {key: value for key, value in saved.active.items() if key[0] in names}  # rules removed since
         return True
 
 

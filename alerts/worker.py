@@ -5,8 +5,8 @@ the worker's PipelineStats), then for each state change write the ``alerts`` his
 (deduplicated), publish the event on the ``alerts`` topic, and hand it to the dispatcher.
 Baselines and alert states are saved on every state change (and every 10 minutes), so a
 restarted worker neither forgets an incident nor pages it twice (a replayed minute is ignored);
-on a first start the baselines are bootstrapped from the ClickHouse rollups and the incidents
-still open in the ``alerts`` table are adopted.
+on a first start (or with a state file that cannot be used) the baselines are bootstrapped from
+the ClickHouse rollups and the incidents still open in the ``alerts`` table are adopted.
 """
 
 from __future__ import annotations
@@ -92,23 +92,45 @@ class AlertingService:
         await self.dispatcher.stop()
 
     async def _prepare(self, first_minute: datetime) -> None:
-        """Restore the saved state, or bootstrap baselines from ClickHouse before the first minute."""
+        """Restore the saved state, or bootstrap baselines from ClickHouse before the first minute.
+
+        Always ends ready: ``storage`` retries transient ClickHouse errors itself, so a failure
+        that reaches here would fail again on every minute; it is logged and alerting goes on
+        with what it has (an unusable state file is set aside by the restore).
+        """
         database = self._settings.clickhouse_database
         if self.evaluator.restore(self.state_path):
             log.info("alert state restored from %s (last minute %s)", self.state_path, self.evaluator.last_minute)
             # Announced before the restart (the dispatcher drains on shutdown): tracked for
             # repeats and resolves, not paged again.
             self.dispatcher.adopt(self.evaluator.firing())
-            await self._storage(lambda client: remember_minutes(
-                self.evaluator, client, database, first_minute - DIAGNOSIS_HISTORY, first_minute))
+            await self._attempt(
+                "reading the diagnosis minutes", "diagnoses compare with the minutes seen from now on",
+                lambda client: remember_minutes(self.evaluator, client, database,
+                                                first_minute - DIAGNOSIS_HISTORY, first_minute))
         else:
-            await self._storage(lambda client: bootstrap(self.evaluator, client, database, first_minute))
-            incidents = await self._storage(lambda client: AlertHistory(client, database).open_incidents())
-            adopted = self.evaluator.adopt(incidents)
+            bootstrapped = await self._attempt(
+                "bootstrapping the alert baselines from ClickHouse",
+                "alerting starts from empty baselines and learns them from live minutes",
+                lambda client: bootstrap(self.evaluator, client, database, first_minute))
+            if bootstrapped is None:  # it may have stopped half way: start from a known state
+                self.evaluator = Evaluator(self.evaluator.rules, self.evaluator.contracts)
+            incidents = await self._attempt(
+                "reading the open incidents", "incidents left firing by a previous worker are not resolved by this one",
+                lambda client: AlertHistory(client, database).open_incidents())
+            adopted = self.evaluator.adopt(incidents or [])
             if adopted:
                 log.info("adopted %d open incident(s) from the alerts table", len(adopted))
                 self.dispatcher.adopt(adopted)
         self._ready = True
+
+    async def _attempt(self, step: str, consequence: str, function: Callable[[Any], Any]) -> Any:
+        """``function(client)`` through storage; None (and one error log) when it fails."""
+        try:
+            return await self._storage(function)
+        except Exception:
+            log.exception("%s failed; %s", step, consequence)
+            return None
 
     async def handle(self, value: bytes) -> list[AlertEvent]:
         """One ``metrics`` record; returns the state changes of the minutes it completed."""
@@ -133,8 +155,14 @@ class AlertingService:
         return events
 
     def save(self) -> None:
-        """Persist baselines and alert states (every state change, else every few minutes)."""
-        self.evaluator.save(self.state_path)
+        """Persist baselines and alert states (every state change, else every few minutes); a
+        failure is logged, not raised: evaluating the next minutes matters more than the file."""
+        try:
+            self.evaluator.save(self.state_path)
+        except Exception:
+            log.exception("alert state not saved to %s (retried next minute); a restart now would resume from "
+                          "the previous save, if any", self.state_path)
+            return
         self._minutes_unsaved = 0
 
     def _pipeline_figures(self, minute: datetime) -> pd.DataFrame:
@@ -185,7 +213,7 @@ def install_alerting(app: Any, settings: Settings, storage: Storage,
         async for value in stream:
             try:
                 await service.handle(value)
-            except Exception:  # alerting must never stop ingestion; the next minute tries again
+            except Exception:  # alerting must never stop ingestion; the next minute is evaluated
                 log.exception("alert evaluation failed")
 
     return service
