@@ -123,6 +123,13 @@ class ClickHouseSpanSink(BatchingSink[InsertPart]):
 
         return isolate(0, len(insert.part.rows), insert_rows)
 
+    def close(self) -> None:
+        """Close the connection (chDB admits one data path per process) and the sink's thread."""
+        if self._client is not None:
+            self._executor.submit(self._client.close).result()
+            self._client = self._ledger = None
+        super().close()
+
     def call(self, function: Any, *args: Any) -> Any:
         """``function(client, *args)`` on the sink's connection (run it through ``run``/``retrying``)."""
         client, _ = self._ready()
