@@ -1,6 +1,6 @@
 """Fill a fresh evaluator's baselines from the ClickHouse rollups (first start, lost state file).
 
-The rollups carry the stream's columns (contract §1), so the evaluator's own metric code turns
+The rollups carry the stream's columns (spanline/windows/aggregate.py), so the evaluator's own metric code turns
 their rows into baselines: ``spans_hour`` gives the closed hours of the retention (8 days),
 ``spans_minute`` the minutes of the current hour (evaluated) and of the two hours before it
 (kept for diagnoses: a page compares its window with the hour before the incident, which a

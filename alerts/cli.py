@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from spanline.alerts.contracts import load_contracts
+from spanline.contracts import load_contracts
 from spanline.alerts.durations import format_duration
 from spanline.alerts.rules import Rule, load_rules
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from spanline.alerts.baselines import BaselineStore, Family, KeyHistory, quantile
-from spanline.alerts.contracts import Contract, contract_limit
+from spanline.contracts import Contract, contract_limit
 from spanline.alerts.metrics import Metric
 from spanline.alerts.rules import (
     Baseline,

@@ -21,7 +21,7 @@ import pandas as pd
 
 from spanline.alerts.baselines import BaselineStore, Family, KeyHistory, merged, quantile
 from spanline.alerts.conditions import evaluate_clause, family_of
-from spanline.alerts.contracts import Contract
+from spanline.contracts import Contract
 from spanline.alerts.diagnosis import diagnose
 from spanline.alerts.events import AlertEvent, dedup_key
 from spanline.alerts.rules import Clause, NewKey, Rule
@@ -36,7 +36,7 @@ UNDIAGNOSED = ("duration_ms_sketch", "tpot_ms_sketch")
 
 
 class MinuteFrame(Protocol):
-    """What the evaluator needs of ``spanline.streams.windows.MinuteFigures`` (contract §2)."""
+    """What the evaluator needs of ``spanline.windows.merger.MinuteFigures``."""
 
     minute: datetime
     frame: pd.DataFrame

@@ -1,7 +1,7 @@
 """The metrics alert rules can watch, computed column-wise from a minute (or hour) frame.
 
 A frame has one row per grain group (tenant × service × feature × provider × model × route ×
-kind, contract §1) with counter columns, map columns (dict per row) and, in the stream, DDSketch
+kind) with counter columns, map columns (dict per row) and, in the stream, DDSketch
 columns. Every metric reduces to per-row *parts* that sum across rows and minutes:
 
 * ``ratio``      value = numerator / denominator (error rate, cache hit rate, ...)

@@ -20,7 +20,7 @@ from spanline.alerts.events import AlertEvent
 
 log = logging.getLogger(__name__)
 Action = Literal["trigger", "resolve"]
-#: SPEC severities onto PagerDuty's (critical, error, warning, info).
+#: Our severities (docs/requirements.md §5) onto PagerDuty's (critical, error, warning, info).
 PAGERDUTY_SEVERITY = {"critical": "critical", "high": "error", "medium": "warning", "low": "info"}
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 SUMMARY_LIMIT = 1024  # PagerDuty payload.summary

@@ -1,4 +1,4 @@
-"""Alert rules as data (``alerts/rules.yaml``), validated on load (SPEC §5).
+"""Alert rules as data (``alerts/rules.yaml``), validated on load (docs/requirements.md §5).
 
 A rule watches one metric per scope (a combination of grain dimensions) over a window, tests a
 condition, and pages when the condition has held for ``for``; it resolves once the condition has
@@ -18,7 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from spanline.alerts.durations import parse_duration
 from spanline.alerts.metrics import METRICS, PIPELINE_METRICS, Metric
-from spanline.alerts.yaml_file import read_yaml
+from spanline.yaml_file import read_yaml
 from spanline.errors import ConfigError
 
 RULES_FILE = Path(__file__).with_name("rules.yaml")
@@ -27,7 +27,7 @@ SCOPE_DIMENSIONS = ("tenant_id", "service", "feature", "provider", "model_reques
 Severity = Literal["critical", "high", "medium", "low"]
 Op = Literal[">", ">=", "<", "<="]
 _SLUG = re.compile(r"^[a-z][a-z0-9_-]*$")
-#: Which metric each contract field limits (contract §4).
+#: Which metric each contract field limits (spanline/contracts.yaml).
 CONTRACT_METRICS = {
     "p95_latency_ms": "latency_p95_ms",
     "p95_ttft_ms": "ttft_p95_ms",
@@ -106,7 +106,7 @@ class DayOverDay(_Strict):
 
 
 class ContractLimit(_Strict):
-    """value op ``factor`` × the scope's contract field (alerts/contracts.yaml)."""
+    """value op ``factor`` × the scope's contract field (spanline/contracts.yaml)."""
 
     type: Literal["contract"]
     field: Literal["p95_latency_ms", "p95_ttft_ms", "max_cost_per_request_usd", "expected_recall_at_k",

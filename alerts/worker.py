@@ -23,7 +23,7 @@ import orjson
 import pandas as pd
 
 from spanline.alerts.bootstrap import DIAGNOSIS_HISTORY, bootstrap, remember_minutes
-from spanline.alerts.contracts import load_contracts
+from spanline.contracts import load_contracts
 from spanline.alerts.dispatch import Dispatcher, GroupPolicy, ReceiverPolicy
 from spanline.alerts.evaluator import Evaluator
 from spanline.alerts.events import AlertEvent
@@ -31,7 +31,7 @@ from spanline.alerts.history import AlertHistory
 from spanline.alerts.notifiers import LogReceiver, PagerDutyReceiver, Receiver, SlackReceiver, WebhookReceiver
 from spanline.alerts.rules import load_rules
 from spanline.settings import Settings
-from spanline.streams.windows.merger import MinuteFigures, MinuteMerger
+from spanline.windows.merger import MinuteFigures, MinuteMerger
 
 log = logging.getLogger(__name__)
 Storage = Callable[..., Awaitable[Any]]

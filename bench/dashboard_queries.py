@@ -38,8 +38,8 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.report import publish  # noqa: E402
-from spanline.alerts.contracts import load_contracts  # noqa: E402
-from spanline.collectors.workload import WorkloadConfig, generate_traces  # noqa: E402
+from spanline.contracts import load_contracts  # noqa: E402
+from spanline.simulator.workload import WorkloadConfig, generate_traces  # noqa: E402
 from spanline.dashboards.catalog import ANNOTATIONS, VARIABLES, build_dashboards  # noqa: E402
 from spanline.dashboards.macros import ALL, TimeRange, Variable, expand  # noqa: E402
 from spanline.dashboards.model import with_database  # noqa: E402

@@ -17,10 +17,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spanline.embedded.kafka_admin import ensure_topics
-from spanline.embedded.service_file import ServiceFile
-from spanline.embedded.tansu import TansuBroker
-from spanline.queries import run_query
+from spanline.kafka.admin import ensure_topics
+from spanline.sql.service_file import ServiceFile
+from spanline.kafka.tansu import TansuBroker
+from spanline.sql.queries import run_query
 from spanline.settings import Settings, load_settings
 
 BROKER_PORT = 29092

@@ -1,4 +1,4 @@
-"""Freshness: how long after it is sent a span is visible in ClickHouse (SPEC §8: p99 ≤ 2 s).
+"""Freshness: how long after it is sent a span is visible in ClickHouse (docs/requirements.md §8: p99 ≤ 2 s).
 
 A producer sends one wave of spans every ``--interval-ms`` at a steady ``--rate`` for
 ``--seconds`` through Kafka (the collector's SpanPublisher, acks=all) to one embedded worker;
@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.embedded import bench_stack  # noqa: E402
 from bench.report import publish  # noqa: E402
-from spanline.collectors.publish import SpanPublisher  # noqa: E402
-from spanline.queries import run_query  # noqa: E402
+from spanline.kafka.publish import SpanPublisher  # noqa: E402
+from spanline.sql.queries import run_query  # noqa: E402
 
 POLL_S = 0.2
 

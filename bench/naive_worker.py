@@ -26,7 +26,7 @@ from genai_prices import Usage, calc_price  # noqa: E402
 from bench.embedded import bench_stack  # noqa: E402
 from bench.pipeline_throughput import spans_for  # noqa: E402
 from bench.report import RESULTS, publish  # noqa: E402
-from spanline.collectors.schema import Span  # noqa: E402
+from spanline.contract.schema import Span  # noqa: E402
 from spanline.settings import load_settings  # noqa: E402
 from spanline.sql.client import connect  # noqa: E402
 from spanline.sql.migrate import apply_migrations  # noqa: E402

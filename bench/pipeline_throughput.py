@@ -24,12 +24,12 @@ from pathlib import Path
 
 import orjson
 
-from spanline.collectors.publish import SpanPublisher
-from spanline.collectors.workload import WorkloadConfig, generate_traces
-from spanline.embedded.kafka_admin import ensure_topics
-from spanline.embedded.service_file import ServiceFile
-from spanline.embedded.tansu import TansuBroker
-from spanline.queries import run_query
+from spanline.kafka.publish import SpanPublisher
+from spanline.simulator.workload import WorkloadConfig, generate_traces
+from spanline.kafka.admin import ensure_topics
+from spanline.sql.service_file import ServiceFile
+from spanline.kafka.tansu import TansuBroker
+from spanline.sql.queries import run_query
 from spanline.settings import load_settings
 
 RESULTS = Path(__file__).with_name("results")

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import numpy as np
 import orjson
 
-from spanline.collectors.workload import WorkloadConfig, generate_traces
+from spanline.simulator.workload import WorkloadConfig, generate_traces
 from spanline.streams.batcher import Batch, Message
 from spanline.streams.pricing import PriceCatalog
 from spanline.streams.process import process_batch

@@ -1,4 +1,4 @@
-"""SDK cost on the caller's thread per span (SPEC §8: ≤ 5 µs), with OpenTelemetry's as reference.
+"""SDK cost on the caller's thread per span (docs/requirements.md §8: ≤ 5 µs), with OpenTelemetry's as reference.
 
 Both SDKs create and end one LLM span with a handful of attributes per iteration and hand it
 to a background exporter. The exporter's transport here discards (Spanline: a transport whose

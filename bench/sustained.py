@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.embedded import bench_stack  # noqa: E402
 from bench.pipeline_throughput import spans_for  # noqa: E402
 from bench.report import publish  # noqa: E402
-from spanline.collectors.publish import SpanPublisher  # noqa: E402
+from spanline.kafka.publish import SpanPublisher  # noqa: E402
 
 CHUNK = 5_000
 

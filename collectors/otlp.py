@@ -1,8 +1,8 @@
 """OTLP/HTTP traces following the OpenTelemetry GenAI conventions -> canonical span dicts.
 
-SPEC §2 accepts OTLP next to Spanline's own format, so teams already instrumented with
+docs/requirements.md §2 accepts OTLP next to Spanline's own format, so teams already instrumented with
 OpenTelemetry (gen_ai.* attributes) need no second SDK. The result is *not* validated: the
-receiver validates it with :class:`~spanline.collectors.schema.Span`, reports per-item errors
+receiver validates it with :class:`~spanline.contract.schema.Span`, reports per-item errors
 and sets ``tenant_id`` from the API key (never from the payload, so it is never set here).
 
 Choices the conventions leave open:
@@ -26,7 +26,7 @@ Choices the conventions leave open:
   ``gen_ai.response.finish_reasons`` are also kept verbatim. The map is fitted to the schema's
   limits (256 entries, span attributes before resource ones; values cut at 4,096 characters)
   so that one oversized debug attribute cannot get the whole span, tokens and cost, rejected.
-* **never stored**: message content (content capture is off by default, SPEC §8) and raw user
+* **never stored**: message content (content capture is off by default, docs/requirements.md §8) and raw user
   ids (``user.id``, ``enduser.id``): they could only be hashed with the tenant's salt, which
   this decoder does not know; send ``spanline.user_id_hash`` instead.
 * ``spanline.<field>`` attributes set any schema field directly (values pass through, typed, to
@@ -42,7 +42,7 @@ from typing import Any
 import orjson
 
 from spanline.collectors.otlp_wire import STATUS_ERROR, OtlpBlock, OtlpSpan, parse_json, parse_protobuf
-from spanline.collectors.schema import ErrorType, Span
+from spanline.contract.schema import ErrorType, Span
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MAX_UNIX_NANOS = int((datetime(9999, 12, 31, tzinfo=timezone.utc) - _EPOCH).total_seconds()) * 10**9

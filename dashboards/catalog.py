@@ -1,4 +1,4 @@
-"""The five dashboards (SPEC §7, issue 5): executive, on-call, engineering, cost analysis,
+"""The five dashboards (docs/requirements.md §7): executive, on-call, engineering, cost analysis,
 quality & retrieval. Every figure's definition follows the README's metric definitions and the
 SQL library (sql/queries); tests/test_dashboard_queries.py checks them against each other.
 
@@ -9,7 +9,7 @@ prompt version) read raw ``spans`` within the time range.
 
 from __future__ import annotations
 
-from spanline.alerts.contracts import Contract
+from spanline.contracts import Contract
 from spanline.dashboards.filters import LATENCY_SKETCH, SCOPE, SCOPE_MODEL, TENANT
 from spanline.dashboards.model import Annotation, Dashboard, Panel, Step, TemplateVariable
 from spanline.dashboards.thresholds import (
@@ -106,7 +106,7 @@ def executive(contracts: list[Contract]) -> Dashboard:
                 unit="currencyUSD", width=6, height=5, decimals=2,
             ),
             Panel(
-                "Budget used (prorated)", "Spend of the tenants that have a daily budget (alerts/contracts.yaml) "
+                "Budget used (prorated)", "Spend of the tenants that have a daily budget (spanline/contracts.yaml) "
                 "divided by their budgets prorated to the range's length: 100% = spending exactly at budget.",
                 "stat",
                 f"""WITH
@@ -145,7 +145,7 @@ ORDER BY time""",
             ),
             Panel(
                 "Spend vs budget pace", "Cumulative spend of the tenants with a daily budget since the range's "
-                "start, against the pace that spends their summed daily budgets (alerts/contracts.yaml) evenly "
+                "start, against the pace that spends their summed daily budgets (spanline/contracts.yaml) evenly "
                 "over the day: above the pace line = on course to overspend.", "timeseries",
                 f"""WITH
     budgets AS (SELECT * FROM {budgets}),

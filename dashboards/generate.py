@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from spanline.alerts.contracts import Contract, load_contracts
+from spanline.contracts import Contract, load_contracts
 from spanline.dashboards.catalog import build_dashboards
 from spanline.dashboards.grafana import dashboard_json
 

@@ -3,7 +3,7 @@ file (inline CSS and SVG, no script, nothing fetched), for users without Grafana
 
 Each panel's SQL is expanded exactly as Grafana would expand it for the report's window with
 every variable at All (:mod:`spanline.dashboards.macros`), then run through a query function:
-:func:`spanline.queries.run_query` in the CLI, which goes through the running service when the
+:func:`spanline.sql.queries.run_query` in the CLI, which goes through the running service when the
 embedded chDB is owned by the worker.
 """
 
@@ -20,14 +20,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from spanline.alerts.contracts import Contract, load_contracts
+from spanline.contracts import Contract, load_contracts
 from spanline.dashboards.catalog import ANNOTATIONS, VARIABLES, build_dashboards
 from spanline.dashboards.formatting import column_unit, format_value, is_number
 from spanline.dashboards.macros import ALL, TimeRange, Variable, expand
 from spanline.dashboards.model import Dashboard, Panel, with_database
 from spanline.dashboards.svg import Marker, Series, bar_chart, color, line_chart, threshold_color
 from spanline.errors import ConfigError
-from spanline.queries import QueryResult, run_query
+from spanline.sql.queries import QueryResult, run_query
 from spanline.settings import Settings
 
 QueryRunner = Callable[[str], QueryResult]

@@ -1,11 +1,11 @@
-"""Contract targets (alerts/contracts.yaml) as panel thresholds and as budget data in SQL."""
+"""Contract targets (spanline/contracts.yaml) as panel thresholds and as budget data in SQL."""
 
 from __future__ import annotations
 
-from spanline.alerts.contracts import Contract, contract_limit
+from spanline.contracts import Contract, contract_limit
 from spanline.dashboards.model import Step
 
-#: What a panel falls back to when no contract sets a target: the alert rule defaults (SPEC §5).
+#: What a panel falls back to when no contract sets a target: the alert rule defaults (docs/requirements.md §5).
 ERROR_RATE_HIGH, ERROR_RATE_CRITICAL = 0.10, 0.50
 RATE_LIMITED = 0.02
 TOOL_ERROR_RATE = 0.05

@@ -1,7 +1,7 @@
 """`spanline sql list|show|run`: the named analysis queries (sql/queries) from the command line.
 
 A query is bound from ``--param name=value`` strings by the library (typed, defaults filled,
-unknown names refused) and run read-only through :func:`spanline.queries.run_query`, so it
+unknown names refused) and run read-only through :func:`spanline.sql.queries.run_query`, so it
 works both on a ClickHouse server and on the embedded chDB owned by a running worker.
 """
 
@@ -17,7 +17,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from spanline.errors import ConfigError
-from spanline.queries import QueryResult, run_query
+from spanline.sql.queries import QueryResult, run_query
 from spanline.settings import Settings
 from spanline.sql.library import NamedQuery, load_library
 

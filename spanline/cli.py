@@ -69,9 +69,9 @@ def _print_cluster_migrations(cluster: str, print_only: bool) -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
-    from spanline.simulate import simulate
+    from spanline.simulator.simulate import simulate
 
-    from spanline.collectors.scenarios import get_scenario
+    from spanline.simulator.scenarios import get_scenario
 
     minutes = args.hours * 60.0 if args.hours is not None else args.minutes
     report = simulate(_settings(), minutes=minutes, rate=args.rate, seed=args.seed, url=args.url, console=console,
@@ -94,7 +94,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def cmd_sql_query(args: argparse.Namespace) -> None:
     from spanline.analysis import formatted
-    from spanline.queries import run_query
+    from spanline.sql.queries import run_query
 
     params = dict(_key_value(p) for p in args.param)
     _print(formatted(run_query(_settings(), args.sql, params, tenant=args.tenant), args.format))
@@ -169,7 +169,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_schema(args: argparse.Namespace) -> None:
-    from spanline.collectors.schema_export import write_schema
+    from spanline.contract.schema_export import write_schema
 
     path = write_schema(Path(args.out) if args.out else None)
     console.print(f"wrote {path}")
@@ -183,7 +183,7 @@ def _key_value(text: str) -> tuple[str, str]:
 
 
 def _add_scenario_arguments(command: argparse.ArgumentParser) -> None:
-    from spanline.collectors.scenarios import SCENARIOS
+    from spanline.simulator.scenarios import SCENARIOS
 
     command.add_argument("--scenario", choices=list(SCENARIOS), default="baseline",
                          help="baseline traffic plus one failure mode (default baseline)")
@@ -236,7 +236,7 @@ def parser() -> argparse.ArgumentParser:
     alerts = sub.add_parser("alerts", help="alert rules").add_subparsers(dest="alerts_command", required=True)
     validate = alerts.add_parser("validate", help="check the alert rules and contracts files")
     validate.add_argument("--rules", default=None, help="rules YAML (default: the bundled alerts/rules.yaml)")
-    validate.add_argument("--contracts", default=None, help="contracts YAML (default: alerts/contracts.yaml)")
+    validate.add_argument("--contracts", default=None, help="contracts YAML (default: spanline/contracts.yaml)")
     validate.set_defaults(func=cmd_alerts_validate)
     listing = alerts.add_parser("list", help="the alert rules as a table")
     listing.add_argument("--rules", default=None, help="rules YAML (default: the bundled alerts/rules.yaml)")

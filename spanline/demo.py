@@ -15,11 +15,11 @@ from datetime import UTC, datetime, timedelta
 from rich.console import Console
 from rich.table import Table
 
-from spanline.embedded.service_file import ServiceFile
+from spanline.sql.service_file import ServiceFile
 from spanline.errors import SpanlineError
-from spanline.queries import run_query
+from spanline.sql.queries import run_query
 from spanline.settings import Settings
-from spanline.simulate import simulate
+from spanline.simulator.simulate import simulate
 from spanline.summary import print_summary
 
 READY_TIMEOUT_S = 90.0

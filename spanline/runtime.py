@@ -15,13 +15,13 @@ from typing import Any
 
 import faust
 
-from spanline.collectors.receiver.auth import create_dev_keys
-from spanline.collectors.receiver.server import api_keys_path, running_receiver
+from spanline.api_keys import api_keys_path, create_dev_keys
+from spanline.collectors.receiver.server import running_receiver
 from spanline.drain import Drain, DrainingWorker
-from spanline.embedded.kafka_admin import ensure_topics
-from spanline.embedded.tansu import TansuBroker
+from spanline.kafka.admin import ensure_topics
+from spanline.kafka.tansu import TansuBroker
 from spanline.settings import Settings
-from spanline.streams.app import create_app
+from spanline.worker import create_app
 
 log = logging.getLogger(__name__)
 

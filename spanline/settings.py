@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     # --- alerts
     alert_rules_file: Path | None = Field(None, description="Alert rules YAML. Default: the bundled alerts/rules.yaml.")
     alert_contracts_file: Path | None = Field(
-        None, description="Budgets and feature contracts YAML. Default: the bundled alerts/contracts.yaml."
+        None, description="Budgets and feature contracts YAML. Default: the bundled spanline/contracts.yaml."
     )
     alert_pagerduty_routing_key: SecretStr | None = Field(
         None, description="PagerDuty Events API v2 integration (routing) key; pages go to PagerDuty when set. Default: none."

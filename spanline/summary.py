@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from spanline.analysis import formatted
-from spanline.queries import run_query
+from spanline.sql.queries import run_query
 from spanline.settings import Settings
 
 SUMMARY_QUERIES: dict[str, str] = {

@@ -1,4 +1,4 @@
-"""The library of named, parameterised analysis queries in ``sql/queries/*.sql`` (SPEC §6).
+"""The library of named, parameterised analysis queries in ``sql/queries/*.sql`` (docs/requirements.md §6).
 
 Each file starts with a header the library reads, so the SQL documents itself::
 

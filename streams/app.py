@@ -1,29 +1,25 @@
-"""The Faust worker (`spanline worker`): consumes ``spans``, runs the ingest pipeline and emits
-closed minute windows to ``metrics`` (streams/windows).
+"""The ingest stage's Faust app: consumes ``spans``, runs the ingest pipeline and emits closed
+minute windows to ``metrics`` (streams/windows). The worker process (spanline/worker.py) adds
+the alerting stage and the query service to it.
 
 Events are taken with ``noack_take`` and acked by the pipeline after storage, never by
-Faust's ``take()`` finally-block (NOTES.md: that acks on exceptions and cancellation).
-In embedded mode (chDB) the worker owns the database, so it also serves read-only
-queries for the CLI at ``/spanline/query`` on its web port.
+Faust's ``take()`` finally-block (that acks on exceptions and cancellation), and the
+consumer commits the pipeline's stored offsets (streams/commit.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import faust
-import faust.web
 from faust.types import TP
-import orjson
-from aiohttp import web as aiohttp_web
 
-from spanline.alerts.worker import install_alerting
-from spanline.collectors.publish import SpanPublisher, wait_acked
-from spanline.embedded.kafka_admin import topic_id
-from spanline.embedded.service_file import ServiceFile
-from spanline.queries import read_only_query
+from spanline.kafka.publish import SpanPublisher, wait_acked
+from spanline.kafka.admin import topic_id
 from spanline.settings import Settings
 from spanline.streams.commit import SpanlineApp, StoredOffsets
 from spanline.streams.fetch_wait import limit_fetch_wait
@@ -41,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 def faust_settings(settings: Settings) -> dict[str, Any]:
-    """Faust/aiokafka knobs; short group timeouts because tansu joins take ~session/2 (NOTES)."""
+    """Faust/aiokafka knobs; short group timeouts because tansu joins take ~session/2 (docs/architecture.md)."""
     session = 2.0 if settings.embedded_kafka else settings.broker_session_timeout_s
     return {
         "broker": [f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
@@ -65,7 +61,17 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
     }
 
 
-def create_app(settings: Settings) -> faust.App:
+@dataclass(frozen=True)
+class IngestApp:
+    """The Faust app with its ingest agent, and what other stages may attach to it."""
+
+    app: SpanlineApp
+    pipeline: IngestPipeline
+    sink: ClickHouseSpanSink
+    storage: Callable[..., Awaitable[Any]]  # function(client, *args) on the sink's connection, retried
+
+
+def create_ingest_app(settings: Settings) -> IngestApp:
     limit_fetch_wait(settings.fetch_max_wait_ms)
     app = SpanlineApp(settings.consumer_group, **faust_settings(settings))
     spans_topic = app.topic(settings.topic_spans, value_serializer="raw", key_serializer="raw", internal=False)
@@ -134,44 +140,8 @@ def create_app(settings: Settings) -> faust.App:
     async def advance_idle_windows() -> None:
         await pipeline.tick()
 
-    install_alerting(app, settings, storage, lambda: pipeline.stats)
-
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: faust.App, revoked: set[Any], **_: Any) -> None:
         pipeline.forget({tp.partition for tp in revoked if tp.topic == settings.topic_spans})
 
-    if settings.embedded_clickhouse:
-        _serve_queries(app, sink, settings)
-    return app
-
-
-def _serve_queries(app: faust.App, sink: ClickHouseSpanSink, settings: Settings) -> None:
-    """Expose read-only SQL for the CLI, since chDB lets only this process open the data path."""
-    service = ServiceFile(settings.home)
-    token = service.new_token()
-
-    @app.page("/spanline/query")
-    class Query(faust.web.View):
-        async def post(self, request: Any) -> Any:
-            if request.headers.get("Authorization") != f"Bearer {token}":
-                return self.json({"error": "missing or wrong token (see <home>/service.json)"}, status=401)
-            body = orjson.loads(await request.read())
-            try:
-                result = await sink.run(sink.call, lambda _: read_only_query(
-                    settings, body["sql"], body.get("parameters"), body.get("tenant")))
-            except Exception as exc:  # a bad query goes back to the CLI, never into the worker
-                return self.json({"error": str(exc)}, status=400)
-            payload = {"columns": result.columns, "rows": result.rows}
-            return aiohttp_web.Response(
-                body=orjson.dumps(payload, default=str, option=orjson.OPT_SERIALIZE_NUMPY),
-                content_type="application/json",
-            )
-
-    @app.page("/spanline/stats")
-    async def stats(web: Any, request: Any) -> Any:
-        return web.json(app.spanline_pipeline.stats.__dict__)  # type: ignore[attr-defined]
-
-    @app.task
-    async def announce() -> None:
-        service.write(query_url=f"http://127.0.0.1:{settings.worker_web_port}/spanline/query", token=token)
-        log.info("serving read-only queries for the CLI on port %d", settings.worker_web_port)
+    return IngestApp(app, pipeline, sink, storage)

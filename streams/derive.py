@@ -1,4 +1,4 @@
-"""Derived span fields, computed once, column-wise, in this one place (SPEC §2).
+"""Derived span fields, computed once, column-wise, in this one place (docs/requirements.md §2).
 
 - ``duration_ms`` from ``end_time - start_time`` when only the end was given;
 - ``end_time`` from ``start_time + duration_ms`` when only the duration was given;

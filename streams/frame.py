@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from spanline.collectors.schema import Span
+from spanline.contract.schema import Span
 
 SPAN_FIELDS: tuple[str, ...] = tuple(Span.model_fields)
 

@@ -26,8 +26,8 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from spanline.collectors.dead_letter import dead_letter
-from spanline.collectors.publish import SOURCE_HEADER
+from spanline.contract.dead_letter import dead_letter
+from spanline.kafka.publish import SOURCE_HEADER
 from spanline.streams.batcher import Batch, Message, PartitionBatcher
 from spanline.streams.commit import StoredOffsets
 from spanline.streams.faults import describe

@@ -19,8 +19,8 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
-from spanline.collectors.dead_letter import dead_letter, invalid_item_letters
-from spanline.collectors.validation import validate_items
+from spanline.contract.dead_letter import dead_letter, invalid_item_letters
+from spanline.contract.validation import validate_items
 from spanline.streams.batcher import Batch, Message
 from spanline.streams.derive import derive
 from spanline.streams.faults import describe

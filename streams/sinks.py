@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: Insert settings that make a retried block a no-op, in the table and in every
-#: materialized view fed by it (NOTES.md "ClickHouse insert dedup").
+#: materialized view fed by it (docs/architecture.md, "Facts that shaped the design").
 DEDUP_SETTINGS = {"async_insert": 0, "deduplicate_blocks_in_dependent_materialized_views": 1}
 
 

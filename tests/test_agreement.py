@@ -1,4 +1,4 @@
-"""Stream windows = ClickHouse rollups = pandas, through the real pipeline (issue 3, "Agreement").
+"""Stream windows = ClickHouse rollups = pandas, through the real pipeline.
 
 A fixed workload goes through a real broker (tansu) and `spanline worker` processes; the test
 reads the `metrics` topic, merges the partitions' records with MinuteMerger, and compares
@@ -21,9 +21,9 @@ import pandas as pd
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from spanline.collectors.publish import SpanPublisher, partition_for
-from spanline.collectors.workload import WorkloadConfig
-from spanline.streams.windows import MinuteFigures, MinuteMerger
+from spanline.kafka.publish import SpanPublisher, partition_for
+from spanline.simulator.workload import WorkloadConfig
+from spanline.windows.merger import MinuteFigures, MinuteMerger
 from tests import window_expectations as expect
 from tests.support.stack import Stack
 

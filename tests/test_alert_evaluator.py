@@ -1,5 +1,5 @@
 """The evaluator on synthetic minutes: lifecycle, no pages on noisy baseline traffic, and each
-failure mode paging the right rule with the right runbook branch (SPEC §5, issue 4)."""
+failure mode paging the right rule with the right runbook branch (docs/requirements.md §5)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spanline.alerts.contracts import load_contracts
+from spanline.contracts import load_contracts
 from spanline.alerts.evaluator import Evaluator
 from spanline.alerts.events import AlertEvent
 from spanline.alerts.rules import load_rules

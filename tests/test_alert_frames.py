@@ -1,6 +1,6 @@
 """Synthetic MinuteFigures for the alerting tests (no tests here: builders shared by test_alert_*).
 
-Frames have exactly the contract §2 columns: grain keys, counters, maps as dicts and DDSketch
+Frames have exactly the columns of spanline.windows.merger.MinuteFigures: grain keys, counters, maps as dicts and DDSketch
 columns, with Poisson noise around configurable rates, so the evaluator sees what the stream
 windows produce. ``Knobs`` set the rates; ``where`` limits an incident to some groups.
 """
@@ -19,7 +19,7 @@ from tests import window_expectations as expect
 TENANTS = ("acme", "globex")
 FEATURES = {"support-chat": "chat", "code-agent": "agent"}
 MODELS = (("openai", "gpt-4o-mini", "small"), ("anthropic", "claude-3-5-sonnet", "large"))
-#: The contract §2 columns, from the window tests' one definition of the grain.
+#: The MinuteFigures columns, from the window tests' one definition of the grain.
 COUNTS = (*expect.COUNTS, *expect.SUMS)
 MAPS = tuple(expect.MAPS)
 SKETCHES = ("duration_ms_sketch", "ttft_ms_sketch", "tpot_ms_sketch", "input_tokens_sketch")

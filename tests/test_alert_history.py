@@ -13,7 +13,7 @@ from clickhouse_connect.driver.client import Client
 
 from spanline.alerts.bootstrap import bootstrap
 from spanline.alerts.conditions import family_of
-from spanline.alerts.contracts import load_contracts
+from spanline.contracts import load_contracts
 from spanline.alerts.evaluator import Evaluator
 from spanline.alerts.events import AlertEvent, dedup_key
 from spanline.alerts.history import AlertHistory

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spanline.alerts.contracts import CONTRACTS_FILE, contract_limit, load_contracts
+from spanline.contracts import CONTRACTS_FILE, contract_limit, load_contracts
 from spanline.alerts.rules import RULES_FILE, RUNBOOKS_DIR, load_rules
 from spanline.errors import ConfigError
 from spanline.sql.library import load_library
 
-#: SPEC §5 defaults, plus pipeline self-health: rule -> (metric, runbook).
+#: docs/requirements.md §5 defaults, plus pipeline self-health: rule -> (metric, runbook).
 SPEC_DEFAULTS = {
     "latency_spike": ("ttft_p95_ms", "latency-spike"),
     "error_rate_high": ("error_rate", "provider-outage"),

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from spanline.collectors.scenarios import get_scenario
+from spanline.simulator.scenarios import get_scenario
 from tests.support.loopback import LoopbackServer
 from tests.support.stack import Stack
 from tests.test_alert_notifiers import ROUTING_KEY, pagerduty_problems

@@ -17,12 +17,12 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from spanline.alerts.contracts import load_contracts
+from spanline.contracts import load_contracts
 from spanline.alerts.evaluator import Evaluator
 from spanline.alerts.events import AlertEvent
 from spanline.alerts.rules import Rule, load_rules
-from spanline.collectors.scenarios import SCENARIOS, Scenario, get_scenario, rate_for
-from spanline.collectors.workload import generate_traces
+from spanline.simulator.scenarios import SCENARIOS, Scenario, get_scenario, rate_for
+from spanline.simulator.workload import generate_traces
 from spanline.streams.pricing import PriceCatalog
 from tests.support.replay import hour_frame, minute_figures, replay, stored_rows
 

@@ -1,4 +1,4 @@
-"""The evaluator's state file (issue 11): a restored evaluator behaves exactly as the saved one,
+"""The evaluator's state file: a restored evaluator behaves exactly as the saved one,
 and a file that cannot be used is set aside with one error log while the worker rebuilds its
 baselines from ClickHouse (chDB here) instead of failing on every minute."""
 
@@ -26,7 +26,7 @@ from ddsketch import DDSketch
 
 from spanline.alerts.baselines import SKETCH_ACCURACY, BaselineStore, merged
 from spanline.alerts.conditions import family_of
-from spanline.alerts.contracts import load_contracts
+from spanline.contracts import load_contracts
 from spanline.alerts.evaluator import Evaluator
 from spanline.alerts.events import AlertEvent
 from spanline.alerts.metrics import METRICS

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from spanline.collectors.schema import Span
+from spanline.contract.schema import Span
 from spanline.streams.batcher import Batch, Message
 from spanline.streams.frame import arrow_rows
 from spanline.streams.pricing import PriceCatalog

@@ -20,8 +20,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
-from spanline.embedded.kafka_admin import ensure_topics
-from spanline.embedded.tansu import EmbeddedBrokerError, TansuBroker, port_is_free
+from spanline.kafka.admin import ensure_topics
+from spanline.kafka.tansu import EmbeddedBrokerError, TansuBroker, port_is_free
 from spanline.errors import ConfigError
 from tests.support.kafka_broker import ApacheKafkaBroker, free_ports
 
@@ -142,7 +142,7 @@ def test_tansu_losing_the_port_race_to_another_broker_is_reported(
     tansu_kafka: TansuBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The port is taken after the free-port check: the other broker answers, ours exits."""
-    monkeypatch.setattr("spanline.embedded.tansu.port_is_free", lambda port: True)
+    monkeypatch.setattr("spanline.kafka.tansu.port_is_free", lambda port: True)
     loser = TansuBroker(tansu_kafka.port, log_path=tansu_kafka.log_path.with_name("loser.log"))
     with pytest.raises(EmbeddedBrokerError, match=rf"port {tansu_kafka.port} .*already in use"):
         loser.start()
@@ -153,7 +153,7 @@ def test_tansu_dies_with_its_parent(tmp_path: Path) -> None:
     (port,) = free_ports(1)
     script = (
         "import sys, time\n"
-        "from spanline.embedded.tansu import TansuBroker\n"
+        "from spanline.kafka.tansu import TansuBroker\n"
         f"broker = TansuBroker({port}, log_path=__import__('pathlib').Path({str(tmp_path / 'tansu.log')!r}))\n"
         "broker.start()\n"
         "print(broker.pid, flush=True)\n"

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from spanline.dashboards.catalog import build_dashboards
-from spanline.alerts.contracts import load_contracts
+from spanline.contracts import load_contracts
 from spanline.dashboards.generate import GENERATED_DIR, drifted, rendered, write_generated
 from spanline.dashboards.model import with_database
 
@@ -66,7 +66,7 @@ def test_contract_targets_become_thresholds() -> None:
     assert ttft["fieldConfig"]["defaults"]["thresholds"]["steps"][-1] == {"color": "red", "value": p95_ttft}
     executive = rendered()["spanline-executive.json"]
     budgets = {c.tenant: c.daily_budget_usd for c in load_contracts() if c.tenant != "*" and c.daily_budget_usd}
-    assert budgets, "alerts/contracts.yaml names no tenant budget to draw"
+    assert budgets, "spanline/contracts.yaml names no tenant budget to draw"
     for tenant, budget in budgets.items():
         assert f"('{tenant}', {float(budget)})" in executive
 

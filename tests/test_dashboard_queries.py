@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from spanline.alerts.contracts import load_contracts
-from spanline.collectors.workload import WorkloadConfig, generate_traces
+from spanline.contracts import load_contracts
+from spanline.simulator.workload import WorkloadConfig, generate_traces
 from spanline.dashboards.catalog import ANNOTATIONS, VARIABLES, build_dashboards
 from spanline.dashboards.macros import ALL, TimeRange, Variable, expand
 from spanline.dashboards.model import Panel, with_database
@@ -62,7 +62,7 @@ def seeded_spans(start: datetime = START, minutes: float = 30, rate: float = 5) 
 
 
 def seeded_alerts(start: datetime = START) -> pd.DataFrame:
-    """Alert history as contract §3 defines it: one incident resolved, two still firing."""
+    """Alert history as sql/migrations/0005_alerts.sql defines it: one incident resolved, two still firing."""
     at = [start + timedelta(minutes=m) for m in (5, 9, 12, 20)]
     rows = [
         ("error_rate", "high", "firing", "error_rate/acme", "acme", 0.14, 0.10, "provider-outage", "provider"),

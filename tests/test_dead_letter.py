@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spanline.collectors.dead_letter import MAX_LETTER_BYTES, MIN_LETTER_BYTES, dead_letter
+from spanline.contract.dead_letter import MAX_LETTER_BYTES, MIN_LETTER_BYTES, dead_letter
 from spanline.streams.batcher import Batch, Message
 from spanline.streams.pricing import PriceCatalog
 from spanline.streams.process import process_batch

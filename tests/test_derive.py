@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-from spanline.collectors.validation import validate_items
+from spanline.contract.validation import validate_items
 from spanline.streams.derive import derive
 from spanline.streams.frame import spans_to_frame
 

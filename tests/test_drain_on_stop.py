@@ -23,7 +23,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from spanline.embedded.service_file import ServiceFile
+from spanline.sql.service_file import ServiceFile
 from spanline.sql.client import connect
 from tests.support.stack import Stack, free_port
 from tests.test_pipeline_e2e import canonical

@@ -6,9 +6,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from spanline.embedded.kafka_admin import ensure_topics
+from spanline.kafka.admin import ensure_topics
 from spanline.settings import load_settings
-from spanline.streams.app import create_app
+from spanline.worker import create_app
 
 
 def test_the_worker_consumer_waits_at_most_the_configured_fetch_wait(tansu_kafka: Any, tmp_path: Path) -> None:

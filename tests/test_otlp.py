@@ -25,8 +25,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, St
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 
 from spanline.collectors.otlp import decode_otlp
-from spanline.collectors.schema import Span
-from spanline.collectors.validation import validate_items
+from spanline.contract.schema import Span
+from spanline.contract.validation import validate_items
 
 FIXTURE = Path(__file__).parent / "data" / "otlp" / "genai_trace.json"
 JSON = "application/json"

@@ -23,7 +23,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span as OtlpSpan
 
-from spanline.collectors.publish import SpanPublisher
+from spanline.kafka.publish import SpanPublisher
 from tests.support.stack import TENANT_KEYS, Stack, free_port, read_topic
 
 pytestmark = pytest.mark.e2e

@@ -11,7 +11,7 @@ import aiohttp
 import orjson
 import pytest
 
-from spanline.collectors.hashing import hash_user_id, tenant_salt
+from spanline.contract.hashing import hash_user_id, tenant_salt
 from tests.support.receiver import Receiver, receiver_on
 from tests.support.stack import read_topic
 

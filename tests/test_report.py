@@ -21,7 +21,7 @@ from PIL import Image
 
 from spanline.dashboards.catalog import build_dashboards
 from spanline.dashboards.formatting import format_value
-from spanline.alerts.contracts import load_contracts
+from spanline.contracts import load_contracts
 from spanline.sql.client import connect
 from tests.test_dashboard_queries import seed, seeded_spans
 

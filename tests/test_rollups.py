@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from spanline.collectors.workload import WorkloadConfig, generate_traces
+from spanline.simulator.workload import WorkloadConfig, generate_traces
 from spanline.sql.client import connect
 from spanline.sql.migrate import apply_migrations
 from spanline.streams.batcher import Batch, Message

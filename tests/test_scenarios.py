@@ -1,7 +1,7 @@
-"""Incident scenarios: each crosses its SPEC §5 threshold inside the incident window and only there.
+"""Incident scenarios: each crosses its docs/requirements.md §5 threshold inside the incident window and only there.
 
 Every scenario is generated (no broker), its signal recomputed with pandas minute by minute over
-the rule's window and scope, and compared with SPEC §5's default threshold; 24 simulated hours of
+the rule's window and scope, and compared with docs/requirements.md §5's default threshold; 24 simulated hours of
 baseline stay below every threshold. One test sends a short scenario through a real receiver.
 """
 
@@ -21,8 +21,8 @@ import pandas as pd
 import pytest
 
 from spanline.alerts.rules import load_rules
-from spanline.collectors.scenarios import SCENARIOS, Scenario, get_scenario, rate_for
-from spanline.collectors.workload import generate_traces
+from spanline.simulator.scenarios import SCENARIOS, Scenario, get_scenario, rate_for
+from spanline.simulator.workload import generate_traces
 from spanline.streams.pricing.catalog import PriceCatalog
 from tests.support.kafka_broker import TansuBroker
 from tests.support.stack import Stack

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from spanline.collectors.schema import Span
-from spanline.collectors.schema_export import SCHEMA_PATH, span_json_schema
-from spanline.collectors.validation import validate_items
+from spanline.contract.schema import Span
+from spanline.contract.schema_export import SCHEMA_PATH, span_json_schema
+from spanline.contract.validation import validate_items
 
 
 def span(**fields: object) -> dict[str, object]:

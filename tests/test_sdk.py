@@ -24,9 +24,9 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from spanline.collectors import sdk
-from spanline.collectors.hashing import hash_user_id, tenant_salt
-from spanline.collectors.publish import SOURCE_HEADER, partition_for
-from spanline.collectors.schema import Span
+from spanline.contract.hashing import hash_user_id, tenant_salt
+from spanline.kafka.publish import SOURCE_HEADER, partition_for
+from spanline.contract.schema import Span
 from spanline.collectors.sdk.fields import SETTABLE
 from spanline.collectors.sdk.tracer import master_secret
 from spanline.collectors.sdk.usage import extract_response_fields, extract_usage

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from spanline.collectors.hashing import hash_user_id, tenant_salt
+from spanline.contract.hashing import hash_user_id, tenant_salt
 from tests.support.kafka_broker import TansuBroker
 from tests.support.stack import TENANT_KEYS, Stack
 

@@ -16,11 +16,11 @@ import pytest
 
 from spanline.analysis import run_named
 from spanline.errors import ConfigError, SpanlineError
-from spanline.queries import read_only_query, run_query
+from spanline.sql.queries import read_only_query, run_query
 from spanline.settings import Settings, load_settings
 from spanline.sql.client import connect
 from spanline.sql.migrate import apply_migrations
-from spanline.tenant_scope import ScopeError, filter_setting
+from spanline.sql.tenant_scope import ScopeError, filter_setting
 
 DB = "spanline_sec"
 #: Spans per tenant; every count below is checked against these.

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from spanline.collectors.workload import WorkloadConfig, generate_traces
+from spanline.simulator.workload import WorkloadConfig, generate_traces
 from spanline.errors import ConfigError
 from spanline.sql.client import connect
 from spanline.sql.library import QUERIES_DIR, NamedQuery, load_library, parse_query

@@ -1,4 +1,4 @@
-"""The schema admits only what storage can hold (collectors/schema.py).
+"""The schema admits only what storage can hold (spanline/contract/schema.py).
 
 Each bound is checked just inside and just outside, by the model (the receiver's 207) and by
 batch validation (the worker's dead letters), which must agree word for word. Then spans at
@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from spanline.collectors.schema import (
+from spanline.contract.schema import (
     MAX_DURATION_MS,
     MAX_MAGNITUDE,
     MAX_TOKENS,
@@ -32,7 +32,7 @@ from spanline.collectors.schema import (
     STORABLE_UNTIL,
     Span,
 )
-from spanline.collectors.validation import validate_items
+from spanline.contract.validation import validate_items
 from spanline.sql.client import connect
 from spanline.sql.migrate import apply_migrations
 from spanline.streams.batcher import Batch, Message

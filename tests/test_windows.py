@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from ddsketch import DDSketch
 
-from spanline.collectors.workload import WorkloadConfig
+from spanline.simulator.workload import WorkloadConfig
 from spanline.sql.client import connect
 from spanline.sql.migrate import apply_migrations
 from spanline.streams.batcher import Batch, Message
@@ -25,12 +25,12 @@ from spanline.streams.ledger import Ledger
 from spanline.streams.pricing import PriceCatalog
 from spanline.streams.process import process_batch
 from spanline.streams.sinks import DEDUP_SETTINGS
-from spanline.streams.windows import MinuteMerger
-from spanline.streams.windows.aggregate import aggregate, combine
+from spanline.windows.merger import MinuteMerger
+from spanline.windows.aggregate import aggregate, combine
 from spanline.streams.windows.changelog import Changelog
 from spanline.streams.windows.manager import WindowManager
-from spanline.streams.windows.records import decode, encode
-from spanline.streams.windows.sketches import build_sketch, bucket_keys, sketch_state
+from spanline.windows.records import decode, encode
+from spanline.windows.sketches import build_sketch, bucket_keys, sketch_state
 from spanline.streams.windows.state import PartitionWindows
 from tests import window_expectations as expect
 

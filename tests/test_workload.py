@@ -14,10 +14,10 @@ import pytest
 from genai_prices import Usage, calc_price
 from pydantic import TypeAdapter
 
-from spanline.collectors.schema import Span
-from spanline.collectors.workload import WorkloadConfig, generate_traces, summarize
-from spanline.collectors.workload_arrivals import diurnal_factor
-from spanline.collectors.workload_catalog import CLIENT_TIMEOUT_MS
+from spanline.contract.schema import Span
+from spanline.simulator.workload import WorkloadConfig, generate_traces, summarize
+from spanline.simulator.workload_arrivals import diurnal_factor
+from spanline.simulator.workload_catalog import CLIENT_TIMEOUT_MS
 
 NOON = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
 # ~28k requests (≈165k spans): enough for rate bands of a few percent to be tight.

@@ -1,4 +1,4 @@
-"""Independent pandas recomputation of the minute grain (contract §1), for the window tests.
+"""Independent pandas recomputation of the minute grain, for the window tests.
 
 Written from the contract's definitions, not from spanline.streams.windows: the stream
 windows, the ClickHouse rollups and this must all agree on the same spans.
@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from spanline.collectors.workload import WorkloadConfig, generate_traces
-from spanline.streams.windows import MinuteFigures
+from spanline.simulator.workload import WorkloadConfig, generate_traces
+from spanline.windows.merger import MinuteFigures
 
 DIMENSIONS = ["tenant_id", "service", "feature", "provider", "model_requested", "route", "kind"]
 KEYS = [*DIMENSIONS, "minute"]

@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from spanline.collectors.dead_letter import invalid_item_letters
-from spanline.collectors.hashing import hash_user_id, tenant_salt
-from spanline.collectors.publish import SpanPublisher, wait_acked
-from spanline.collectors.sdk.redact import redact
-from spanline.collectors.validation import FieldError, InvalidItem, validate_items
+from spanline.contract.dead_letter import invalid_item_letters
+from spanline.contract.hashing import hash_user_id, tenant_salt
+from spanline.kafka.publish import SpanPublisher, wait_acked
+from spanline.contract.redact import redact
+from spanline.contract.validation import FieldError, InvalidItem, validate_items
 
 
 @dataclass(frozen=True)

@@ -6,24 +6,20 @@ import asyncio
 import logging
 from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from aiohttp import web
 
-from spanline.collectors.hashing import stored_master_secret
-from spanline.collectors.publish import SpanPublisher
+from spanline.contract.hashing import stored_master_secret
+from spanline.kafka.publish import SpanPublisher
 from spanline.collectors.receiver.app import make_app
-from spanline.collectors.receiver.auth import Keyring, read_keys_file
+from spanline.api_keys import api_keys_path, read_keys_file
+from spanline.collectors.receiver.auth import Keyring
 from spanline.collectors.receiver.intake import Intake
-from spanline.embedded.kafka_admin import metadata_answers
+from spanline.kafka.admin import metadata_answers
 from spanline.errors import ConfigError
 from spanline.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def api_keys_path(settings: Settings) -> Path:
-    return settings.api_keys_file or settings.home / "api_keys.json"
 
 
 def load_keyring(settings: Settings) -> Keyring:

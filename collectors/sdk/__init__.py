@@ -22,7 +22,7 @@ from spanline.collectors.sdk.api import (
 )
 from spanline.collectors.sdk.exporter import Transport
 from spanline.collectors.sdk.fields import SpanFields
-from spanline.collectors.sdk.redact import redact
+from spanline.contract.redact import redact
 from spanline.collectors.sdk.scope import SpanScope, current_span
 from spanline.collectors.sdk.tracer import Tracer
 from spanline.collectors.sdk.usage import extract_response_fields, extract_usage

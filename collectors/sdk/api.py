@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Unpack
 
-from spanline.collectors.schema import SpanKind
+from spanline.contract.schema import SpanKind
 from spanline.collectors.sdk.exporter import Transport
 from spanline.collectors.sdk.fields import SpanFields
 from spanline.collectors.sdk.scope import DEFAULT, DISCARD, SpanScope, new_scope

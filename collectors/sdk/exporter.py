@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from spanline.collectors.validation import FieldError, InvalidItem
+from spanline.contract.validation import FieldError, InvalidItem
 
 log = logging.getLogger("spanline.sdk")
 

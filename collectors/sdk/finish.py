@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from spanline.collectors.hashing import hash_user_id
-from spanline.collectors.schema import SpanKind
-from spanline.collectors.sdk.redact import redact
+from spanline.contract.hashing import hash_user_id
+from spanline.contract.schema import SpanKind
+from spanline.contract.redact import redact
 from spanline.collectors.sdk.scope import format_span_id, format_trace_id
-from spanline.collectors.validation import InvalidItem, validate_items
+from spanline.contract.validation import InvalidItem, validate_items
 
 #: Longest content the schema accepts.
 MAX_CONTENT_CHARS = 65_536

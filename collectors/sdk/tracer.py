@@ -16,9 +16,9 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Unpack
 
-from spanline.collectors.hashing import stored_master_secret, tenant_salt
-from spanline.collectors.publish import SpanPublisher
-from spanline.collectors.schema import SCHEMA_VERSION, SpanKind
+from spanline.contract.hashing import stored_master_secret, tenant_salt
+from spanline.kafka.publish import SpanPublisher
+from spanline.contract.schema import SCHEMA_VERSION, SpanKind
 from spanline.collectors.sdk.exporter import SpanExporter, Transport
 from spanline.collectors.sdk.fields import SpanFields
 from spanline.collectors.sdk.finish import SpanFinisher

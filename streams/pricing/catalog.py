@@ -1,4 +1,4 @@
-"""The price catalog: prices a batch of spans column-wise (SPEC §4).
+"""The price catalog: prices a batch of spans column-wise (docs/requirements.md §4).
 
 Per batch: each distinct (provider, model_response, model_requested) is resolved once (cached
 across batches); each span then gets the price-table row valid at its ``start_time`` with

@@ -1,6 +1,6 @@
 """Token counts x rates -> cost columns, for a whole batch at once.
 
-Token convention (OpenTelemetry GenAI, see ``collectors/schema.py``): ``input_tokens`` includes
+Token convention (OpenTelemetry GenAI, see ``spanline/contract/schema.py``): ``input_tokens`` includes
 cache reads and cache writes, ``output_tokens`` includes reasoning. genai-prices prices the same way
 (it subtracts each separately priced part from its parent), so:
 

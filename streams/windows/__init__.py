@@ -1,11 +1,12 @@
-"""Per-minute windows in the stream worker (issue 3; contract §1-2 in the briefs).
+"""Per-minute windows in the stream worker.
 
 After a partition batch is stored in ClickHouse, its rows are aggregated column-wise by the
 grain (tenant, service, feature, provider, model, route, kind, minute) into partials that merge
-into the partition's open windows (aggregate.py; DDSketch bins computed with numpy,
-sketches.py). Each partition has an event-time watermark (latest start_time - allowed lateness);
-a window [m, m+1 min) closes when the watermark passes m + 1 min and goes to the ``metrics``
-topic as one message per (partition, minute) (state.py, records.py). Spans for a closed minute
+into the partition's open windows (the window contract shared with the alerting stage lives in
+spanline/windows/: aggregate.py, with DDSketch bins computed with numpy in sketches.py). Each
+partition has an event-time watermark (latest start_time - allowed lateness); a window
+[m, m+1 min) closes when the watermark passes m + 1 min and goes to the ``metrics`` topic as
+one message per (partition, minute) (state.py here, spanline/windows/records.py). Spans for a closed minute
 are late: stored in ClickHouse all the same, and counted in the next record's ``late_spans``.
 
 Exactly-once without Faust tables: a closed window is sent to Kafka (ack awaited), then
@@ -15,10 +16,6 @@ from its last ``metric_windows`` row and the raw ``spans`` rows below R with the
 aggregation function as the live path; messages from R on are redelivered and added normally,
 so nothing is counted twice (changelog.py). A crash between the Kafka ack and the
 ``metric_windows`` row re-emits an identical record, which MinuteMerger drops by (partition,
-minute) (merger.py). Idle partitions advance on wall clock (manager.py); partitions that never
-report stop holding the merger back after a bounded event-time lead (merger.py).
+minute) (spanline/windows/merger.py). Idle partitions advance on wall clock (manager.py);
+partitions that never report stop holding the merger back after a bounded event-time lead.
 """
-
-from spanline.streams.windows.merger import MinuteFigures, MinuteMerger
-
-__all__ = ["MinuteFigures", "MinuteMerger"]

@@ -1,6 +1,6 @@
 """ClickHouse as the windows' changelog: ``metric_windows`` plus the raw ``spans`` rows.
 
-No Faust tables (NOTES.md: tansu changelog recovery can stop one record short, and table
+No Faust tables (docs/architecture.md: tansu changelog recovery can stop one record short, and table
 updates are refused inside ``take()`` batches). Every function takes the sink's client and runs
 on the sink's thread. Rebuilding a partition that resumes at offset R:
 
@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from spanline.streams.windows.aggregate import ROW_COLUMNS, aggregate, epoch_ms, minute_of
-from spanline.streams.windows.records import WindowRecord
+from spanline.windows.aggregate import ROW_COLUMNS, aggregate, epoch_ms, minute_of
+from spanline.windows.records import WindowRecord
 from spanline.streams.windows.state import PartitionWindows
 
 #: Margin between a row's ingested_at (stamped when processed) and its batch's ledger record.

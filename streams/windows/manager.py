@@ -15,7 +15,7 @@ has been quiet that long (traffic stopped), or the partition's next offset has r
 high watermark of the consumer's last fetch (this partition stopped while others go on).
 The backlog check matters: while a worker catches up it serves partitions in turns, a waiting
 partition looks idle, and advancing it would turn its backlog into late spans. tansu reports
-the last producer batch's base offset + 1 as high watermark (NOTES.md), which can hide at most
+the last producer batch's base offset + 1 as high watermark (docs/architecture.md), which can hide at most
 that batch. Partitions that never report at all are handled by the merger (merger.py).
 """
 
@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from spanline.streams.windows.changelog import Changelog
-from spanline.streams.windows.records import WindowRecord, encode
+from spanline.windows.records import WindowRecord, encode
 from spanline.streams.windows.state import PartitionWindows
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from spanline.streams.windows.aggregate import Partials, aggregate, combine, epoch_ms, minute_of, select
-from spanline.streams.windows.records import WindowRecord
+from spanline.windows.aggregate import Partials, aggregate, combine, epoch_ms, minute_of, select
+from spanline.windows.records import WindowRecord
 
 #: Partials kept per partition before they are folded into one (bounds memory and close cost).
 _FOLD_AFTER = 16

@@ -33,7 +33,7 @@ import orjson
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
-from spanline.collectors.schema import CacheLayer, ErrorType, Span, SpanKind
+from spanline.contract.schema import CacheLayer, ErrorType, Span, SpanKind
 
 #: Spans are dated in the two hours before the run (well inside the 30-day raw retention).
 BASE_TIME = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import orjson
 from pydantic import ValidationError
 from spanline.collectors.otlp import decode_otlp
-from spanline.collectors.schema import Span
+from spanline.contract.schema import Span
 
 
 class SpanKey(NamedTuple):

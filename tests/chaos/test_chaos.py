@@ -536,7 +536,7 @@ class Report:
             return "; ".join(sent.where() for sent, _ in senders[:3]) or "an expirable/unacknowledged input"
 
         # A span's copies in *different* partitions come from raw producers ignoring the key contract
-        # (message key = the spans' trace id, collectors/publish.py): the worker's re-send filter is per
+        # (message key = the spans' trace id, spanline/kafka/publish.py): the worker's re-send filter is per
         # partition (streams/resends.py), so those are noted, not failed. Re-sends here keep the partition.
         across = [key for key in twice if len(set(self.partitions_of.get(key, []))) == stored[key]]
         twice = [key for key in twice if key not in across]

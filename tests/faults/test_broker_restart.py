@@ -1,4 +1,4 @@
-"""Fault: the Apache Kafka broker goes down and comes back with its log dirs (SPEC §8).
+"""Fault: the Apache Kafka broker goes down and comes back with its log dirs (docs/requirements.md §8).
 
 While it is down the receiver answers 503 + Retry-After within its producer's delivery
 timeout (the expired messages are never delivered later), the HTTP client retries, and the
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from spanline.collectors import sdk
-from spanline.collectors.sender import SendReport, send_chunks
+from spanline.simulator.sender import SendReport, send_chunks
 from tests.support.kafka_broker import ApacheKafkaBroker, running_apache_kafka
 from tests.support.stack import TENANT_KEYS, Stack
 

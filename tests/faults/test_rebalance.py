@@ -1,4 +1,4 @@
-"""Fault: two workers in one consumer group on Apache Kafka, one SIGKILLed mid-traffic (SPEC §8).
+"""Fault: two workers in one consumer group on Apache Kafka, one SIGKILLed mid-traffic (docs/requirements.md §8).
 
 The survivor takes over the killed worker's partitions after the session timeout and resumes
 from their last committed offsets; the killed worker comes back and the group rebalances again.
@@ -29,7 +29,7 @@ import pytest
 
 from kafka import KafkaConsumer, TopicPartition
 
-from spanline.collectors.publish import SpanPublisher
+from spanline.kafka.publish import SpanPublisher
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e

@@ -1,7 +1,7 @@
 """Real Kafka brokers for the tests: Apache Kafka (single-node KRaft, Maven Central jars) and tansu.
 
 Apache Kafka is the reference for exactness-critical behaviour (tansu has no transactions and
-approximate watermarks, see NOTES), tansu is what the embedded mode ships; end-to-end tests
+approximate watermarks, see docs/architecture.md), tansu is what the embedded mode ships; end-to-end tests
 take `kafka_broker` and run once per broker. A missing Java or Maven fails the fixture with
 the fix in the message: the tests never skip.
 """
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from spanline.embedded.kafka_admin import metadata_answers
-from spanline.embedded.tansu import TansuBroker, die_with_parent, signal_group
+from spanline.kafka.admin import metadata_answers
+from spanline.kafka.tansu import TansuBroker, die_with_parent, signal_group
 
 REPO = Path(__file__).resolve().parents[2]
 POM = REPO / "support" / "kafka" / "pom.xml"

@@ -12,7 +12,7 @@ import aiohttp
 import orjson
 
 from spanline.collectors.receiver.server import running_receiver
-from spanline.embedded.kafka_admin import ensure_topics
+from spanline.kafka.admin import ensure_topics
 from spanline.settings import Settings, load_settings
 from tests.support.stack import free_port
 

@@ -20,8 +20,8 @@ from spanline.alerts.events import AlertEvent
 from spanline.streams.batcher import Batch, Message
 from spanline.streams.pricing import PriceCatalog
 from spanline.streams.process import process_batch
-from spanline.streams.windows.aggregate import ROW_COLUMNS, aggregate
-from spanline.streams.windows.merger import MinuteFigures, figures_frame
+from spanline.windows.aggregate import ROW_COLUMNS, aggregate
+from spanline.windows.merger import MinuteFigures, figures_frame
 
 #: Spans per Kafka message (as the SDK and the receiver batch them) and messages per worker batch.
 SPANS_PER_MESSAGE = 500

@@ -21,9 +21,9 @@ import urllib.request
 import orjson
 from kafka import KafkaConsumer, TopicPartition
 
-from spanline.embedded.kafka_admin import ensure_topics
-from spanline.embedded.service_file import ServiceFile
-from spanline.queries import QueryResult, run_query
+from spanline.kafka.admin import ensure_topics
+from spanline.sql.service_file import ServiceFile
+from spanline.sql.queries import QueryResult, run_query
 from spanline.settings import Settings, load_settings
 from tests.support.kafka_broker import free_ports
 

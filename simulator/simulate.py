@@ -8,11 +8,10 @@ from datetime import datetime, timedelta, timezone
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from spanline.collectors.receiver.auth import read_keys_file
-from spanline.collectors.receiver.server import api_keys_path
-from spanline.collectors.sender import SendReport, send_chunks
-from spanline.collectors.scenarios import DEFAULT_INCIDENT_AT_MIN, DEFAULT_INCIDENT_MINUTES, get_scenario
-from spanline.collectors.workload import generate_traces
+from spanline.api_keys import api_keys_path, read_keys_file
+from spanline.simulator.sender import SendReport, send_chunks
+from spanline.simulator.scenarios import DEFAULT_INCIDENT_AT_MIN, DEFAULT_INCIDENT_MINUTES, get_scenario
+from spanline.simulator.workload import generate_traces
 from spanline.errors import ConfigError
 from spanline.settings import Settings
 
@@ -24,7 +23,7 @@ def simulate(
 ) -> SendReport:
     """Replay ``minutes`` of simulated traffic ending now (time-accelerated: sent as fast as accepted).
 
-    ``scenario`` injects one failure mode (see :mod:`spanline.collectors.scenarios`) from
+    ``scenario`` injects one failure mode (see :mod:`spanline.simulator.scenarios`) from
     ``incident_at_min`` for ``incident_minutes`` of simulated time; event timestamps span the
     simulated time, so an hour of traffic with its incident arrives in seconds.
     """

@@ -12,8 +12,8 @@ import hashlib
 
 import numpy as np
 
-from spanline.collectors.workload_arrivals import Requests
-from spanline.collectors.workload_catalog import (
+from spanline.simulator.workload_arrivals import Requests
+from spanline.simulator.workload_catalog import (
     AGENT_MAX_STEPS,
     CANARY_K,
     EXACT_HIT,
@@ -23,10 +23,10 @@ from spanline.collectors.workload_catalog import (
     SUMMARY_EXACT_HIT,
     FeatureSpec,
 )
-from spanline.collectors.workload_incident import IncidentRows
-from spanline.collectors.workload_llm import LlmPlan, failed, fit_context, llm_call, route
-from spanline.collectors.workload_spans import SpanSink
-from spanline.collectors.workload_stages import (
+from spanline.simulator.workload_incident import IncidentRows
+from spanline.simulator.workload_llm import LlmPlan, failed, fit_context, llm_call, route
+from spanline.simulator.workload_spans import SpanSink
+from spanline.simulator.workload_stages import (
     Stage,
     agent_extra_steps,
     cache_lookup,

@@ -12,7 +12,7 @@ from functools import cache
 
 import numpy as np
 
-from spanline.collectors.workload_catalog import (
+from spanline.simulator.workload_catalog import (
     AGENT_EXTRA_STEPS_MEAN,
     CANARY_DOC_RECALL,
     CANARY_K,
@@ -28,8 +28,8 @@ from spanline.collectors.workload_catalog import (
     TOOL_ERROR,
     TOOLS,
 )
-from spanline.collectors.workload_incident import IncidentRows
-from spanline.collectors.workload_spans import SpanSink
+from spanline.simulator.workload_incident import IncidentRows
+from spanline.simulator.workload_spans import SpanSink
 
 #: Strides coprime with DOCS_PER_INDEX: base + j·stride gives distinct docs for j < top_k.
 _DOC_STRIDES = np.array([7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47])

@@ -1,7 +1,7 @@
 """Running read-only SQL from the CLI: through the running worker when it owns chDB, else directly.
 
 Either way the query runs in :func:`read_only_query`, on a ClickHouse session of its own, so a
-tenant scope (:mod:`spanline.tenant_scope`) is applied where the data is, not by the caller.
+tenant scope (:mod:`spanline.sql.tenant_scope`) is applied where the data is, not by the caller.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from urllib import error, request
 
 import orjson
 
-from spanline.embedded.service_file import ServiceFile
+from spanline.sql.service_file import ServiceFile
 from spanline.errors import SpanlineError
 from spanline.settings import Settings
 from spanline.sql.client import connect
-from spanline.tenant_scope import check_statement, enter_tenant_scope, parse_statement
+from spanline.sql.tenant_scope import check_statement, enter_tenant_scope, parse_statement
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from spanline.embedded.kafka_admin import metadata_answers
+from spanline.kafka.admin import metadata_answers
 from spanline.errors import SpanlineError
 
 _PR_SET_PDEATHSIG = 1

@@ -1,6 +1,6 @@
 """Realistic traffic of a multi-tenant RAG + agent application, for ``spanline simulate``.
 
-Produces canonical span dicts (the fields of :class:`spanline.collectors.schema.Span`)
+Produces canonical span dicts (the fields of :class:`spanline.contract.schema.Span`)
 as a real deployment would send them: support chat, document search, summarisation and a
 code agent behind one router, with response caches, retrieval, rerank, streamed LLM calls
 on real catalogue models (so cost enrichment prices them), retries, fallbacks, tool calls,
@@ -12,7 +12,7 @@ within their root: ``start ≥ root start`` and ``start + duration ≤ root star
 
 Generation is column-wise per 60-simulated-second block (numpy draws per field, not per
 span); each block has its own generator seeded by ``(seed, block)``, so output is
-deterministic for a seed. An optional :class:`~spanline.collectors.workload_incident.Incident`
+deterministic for a seed. An optional :class:`~spanline.simulator.workload_incident.Incident`
 changes how the requests inside its window are drawn (``spanline simulate --scenario``); blocks
 it does not touch are the baseline's, draw for draw.
 """
@@ -28,10 +28,10 @@ from itertools import pairwise
 import numpy as np
 import pandas as pd
 
-from spanline.collectors.workload_arrivals import Requests, block_requests
-from spanline.collectors.workload_catalog import FEATURES
-from spanline.collectors.workload_flows import simulate_block
-from spanline.collectors.workload_incident import Incident, IncidentRows
+from spanline.simulator.workload_arrivals import Requests, block_requests
+from spanline.simulator.workload_catalog import FEATURES
+from spanline.simulator.workload_flows import simulate_block
+from spanline.simulator.workload_incident import Incident, IncidentRows
 
 #: Simulated seconds generated together: large enough for numpy to pay off, small enough to stream.
 BLOCK_S = 60

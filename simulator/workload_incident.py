@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from spanline.collectors.workload_catalog import FEATURES, MODELS, TOOLS
+from spanline.simulator.workload_catalog import FEATURES, MODELS, TOOLS
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,7 +11,7 @@ from functools import cache
 
 import numpy as np
 
-from spanline.collectors.workload_catalog import (
+from spanline.simulator.workload_catalog import (
     CANARY_PERIOD_S,
     DIURNAL_AMPLITUDE,
     DIURNAL_PEAK_HOUR_UTC,
@@ -19,8 +19,8 @@ from spanline.collectors.workload_catalog import (
     MINUTE_NOISE_SIGMA,
     USERS_PER_TENANT_SHARE,
 )
-from spanline.collectors.workload_incident import Incident
-from spanline.collectors.workload_spans import RequestColumns, hex_ids, hex_strings
+from spanline.simulator.workload_incident import Incident
+from spanline.simulator.workload_spans import RequestColumns, hex_ids, hex_strings
 
 _MS_PER_S = 1000
 _SESSION_MS = 30 * 60 * 1000

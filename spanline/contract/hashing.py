@@ -1,4 +1,4 @@
-"""User-id hashing: raw user ids never leave the collector (SPEC §2, §8).
+"""User-id hashing: raw user ids never leave the collector (docs/requirements.md §2, §8).
 
 Each tenant gets its own salt, derived from one master secret, so the same person has
 unrelated hashes in two tenants and a leaked hash cannot be joined across tenants.
@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import secrets
 
+from spanline.secret_file import write_secret_file
 from spanline.settings import Settings
 
 
@@ -35,7 +36,5 @@ def stored_master_secret(settings: Settings, create: bool) -> bytes | None:
     if not path.exists():
         if not create:
             return None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
+        write_secret_file(path, secrets.token_hex(32).encode())
     return path.read_text().strip().encode()

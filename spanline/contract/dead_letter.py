@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from spanline.collectors.validation import InvalidItem
+from spanline.contract.validation import InvalidItem
 
 #: Largest letter (key + value), in bytes: a quarter of Kafka's default message size.
 MAX_LETTER_BYTES = 256 * 1024

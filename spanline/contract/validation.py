@@ -1,7 +1,7 @@
 """Batch validation against the canonical schema, with per-item errors.
 
 Pydantic's core (Rust) validates the whole list in one call, into plain dicts shaped by the
-model's fields (:func:`~spanline.collectors.schema.span_fields_dict`, ~3x faster than model
+model's fields (:func:`~spanline.contract.schema.span_fields_dict`, ~3x faster than model
 instances); only when that fails do we work out which items were bad, so a clean batch pays
 for one pass and a dirty one for two. Then the model's cross-field rules run over the batch
 at once. Errors name the item index and the field, e.g. ``[3].input_tokens``, exactly as
@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from spanline.collectors.schema import cross_field_errors, span_fields_dict
+from spanline.contract.schema import cross_field_errors, span_fields_dict
 
 _SPANS = TypeAdapter(list[span_fields_dict()])
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import orjson
 
+from spanline.secret_file import write_secret_file
+
 
 @dataclass(frozen=True)
 class RunningService:
@@ -26,11 +28,7 @@ class ServiceFile:
         return secrets.token_urlsafe(24)
 
     def write(self, *, query_url: str, token: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_bytes(orjson.dumps({"pid": os.getpid(), "query_url": query_url, "token": token}))
-        tmp.chmod(0o600)
-        tmp.replace(self.path)
+        write_secret_file(self.path, orjson.dumps({"pid": os.getpid(), "query_url": query_url, "token": token}))
 
     def read(self) -> RunningService | None:
         """The running service, or None when there is none (stale files are ignored)."""

@@ -1,4 +1,4 @@
-"""Canonical span schema, version 1 (SPEC §2).
+"""Canonical span schema, version 1 (docs/requirements.md §2).
 
 One span is one step of an AI request. This model is the single definition of what a
 valid span is: the HTTP receiver validates payloads with it, the SDK builds spans with it,
@@ -253,7 +253,7 @@ def cross_field_errors(spans: Sequence[Mapping[str, Any]]) -> list[str | None]:
     broken rule's message or None.
 
     The one definition of these rules: the model applies it to one span, batch validation
-    (:func:`spanline.collectors.validation.validate_items`) to whole lists at numpy speed.
+    (:func:`spanline.contract.validation.validate_items`) to whole lists at numpy speed.
     A span may omit fields; absent ones take the model's defaults.
     """
     count = len(spans)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spanline.collectors.workload_catalog import (
+from spanline.simulator.workload_catalog import (
     ANTHROPIC_CACHE_READ,
     ANTHROPIC_CACHE_WRITE,
     CLIENT_TIMEOUT_MS,
@@ -31,7 +31,7 @@ from spanline.collectors.workload_catalog import (
     SERVER_ERROR_STATUSES,
     Route,
 )
-from spanline.collectors.workload_stages import Stage, start_at
+from spanline.simulator.workload_stages import Stage, start_at
 
 _PROVIDER = np.array([m.provider for m in MODELS], dtype=object)
 _ENDPOINT = np.array([m.endpoint for m in MODELS], dtype=object)

@@ -1,4 +1,4 @@
-"""The one aggregation of stored span rows into per-minute partials (contract §1).
+"""The one aggregation of stored span rows into per-minute partials.
 
 Used by the live path (each stored batch) and by recovery (rows read back from ClickHouse),
 so a rebuilt window equals the one that was lost. Column-wise: one group code per span from
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from spanline.streams.windows.sketches import bucket_keys
+from spanline.windows.sketches import bucket_keys
 
 #: The grain's dimensions; with ``minute`` (UTC minute start, epoch seconds) they key a group.
 DIMENSIONS: tuple[str, ...] = ("tenant_id", "service", "feature", "provider", "model_requested", "route", "kind")

@@ -1,4 +1,4 @@
-"""Budgets and feature contracts (``alerts/contracts.yaml``, contract §4, SPEC §5).
+"""Budgets and feature contracts (``spanline/contracts.yaml``, docs/requirements.md §5).
 
 One entry is a tenant's (or one feature's) one-page system contract: latency and TTFT targets,
 cost and token limits, expected recall, daily budget. Rules with a ``contract`` condition read
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from spanline.alerts.yaml_file import read_yaml
+from spanline.yaml_file import read_yaml
 from spanline.errors import ConfigError
 
 CONTRACTS_FILE = Path(__file__).with_name("contracts.yaml")
@@ -62,7 +62,7 @@ class _Document(BaseModel):
 
 
 def load_contracts(path: Path | None = None) -> list[Contract]:
-    """Contracts from ``path`` (default alerts/contracts.yaml); errors name the entry and field."""
+    """Contracts from ``path`` (default spanline/contracts.yaml); errors name the entry and field."""
     path = path or CONTRACTS_FILE
     document = read_yaml(path, "contracts")
     try:

@@ -1,6 +1,6 @@
 """Publishing span batches to Kafka, shared by the HTTP receiver and the SDK.
 
-A Kafka message carries a JSON array of up to ``spans_per_message`` spans (SPEC §3), so the
+A Kafka message carries a JSON array of up to ``spans_per_message`` spans (docs/requirements.md §3), so the
 per-message cost of Kafka and Faust is paid once per batch rather than once per span. All
 spans of one trace land on the partition their ``trace_id`` hashes to (the message key is a
 trace id of that partition), which keeps a trace's spans in order on one worker.
@@ -19,7 +19,7 @@ from kafka.partitioner.default import murmur2
 
 SOURCE_HEADER = "spanline-source"
 
-#: Producer defaults measured in NOTES.md: lz4 + 20 ms linger + 256 KB batches.
+#: Producer defaults measured in docs/architecture.md: lz4 + 20 ms linger + 256 KB batches.
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "acks": "all",
     "compression_type": "lz4",

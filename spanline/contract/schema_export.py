@@ -1,4 +1,4 @@
-"""The committed JSON Schema (``collectors/span.schema.json``) is generated from the model."""
+"""The committed JSON Schema (``spanline/contract/span.schema.json``) is generated from the model."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import orjson
 
-from spanline.collectors.schema import Span
+from spanline.contract.schema import Span
 
 SCHEMA_PATH = Path(__file__).with_name("span.schema.json")
 

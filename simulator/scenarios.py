@@ -2,9 +2,9 @@
 
 Each scenario is the noisy, diurnal baseline of :mod:`.workload` with an
 :class:`~.workload_incident.Incident` from ``incident_at`` for ``incident_minutes``. The registry
-is data the alerting tests assert against: which SPEC §5 rule (its name in ``alerts/rules.yaml``)
+is data the alerting tests assert against: which docs/requirements.md §5 rule (its name in ``alerts/rules.yaml``)
 must page, with which runbook and diagnosis branch, for which scope. Magnitudes are chosen to
-cross SPEC §5's default thresholds several times over inside the window, while the baseline
+cross docs/requirements.md §5's default thresholds several times over inside the window, while the baseline
 stays well below every one of them (``tests/test_scenarios.py`` checks both, minute by minute).
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from spanline.collectors.workload import WorkloadConfig
-from spanline.collectors.workload_incident import Effects, Incident, Target
+from spanline.simulator.workload import WorkloadConfig
+from spanline.simulator.workload_incident import Effects, Incident, Target
 
 #: Default shape of a scenario run: an hour of history first (baselines), then the incident.
 DEFAULT_HOURS = 2.0

@@ -1,4 +1,4 @@
-"""Merging the per-partition window records of ``metrics`` into whole minutes (contract §2).
+"""Merging the per-partition window records of ``metrics`` into whole minutes.
 
 A record for (partition p, minute m) means p has closed every minute up to m (state.py: each
 frontier advance emits the closed minutes and, if it had no spans, the last passed minute), so
@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from spanline.streams.windows.aggregate import COUNTS, DIMENSIONS, MAPS, SKETCHES, SUMS, Partials, combine
-from spanline.streams.windows.records import WindowRecord, decode
-from spanline.streams.windows.sketches import build_sketch
+from spanline.windows.aggregate import COUNTS, DIMENSIONS, MAPS, SKETCHES, SUMS, Partials, combine
+from spanline.windows.records import WindowRecord, decode
+from spanline.windows.sketches import build_sketch
 
 #: Default event-time lead after which a partition that does not report stops holding minutes back.
 STALL_MINUTES = 30

@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from spanline.streams.windows.aggregate import (
+from spanline.windows.aggregate import (
     BIN_COLUMNS, COUNTS, DIMENSIONS, MAP_COLUMNS, MAPS, SKETCHES, STAT_COLUMNS, SUMS, Partials,
 )
 

@@ -1,0 +1,2 @@
+"""The workload simulator: realistic multi-tenant traffic and incident scenarios, sent through
+the real receiver (`spanline simulate`, `spanline demo`)."""

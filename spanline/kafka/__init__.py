@@ -1,0 +1,2 @@
+"""Kafka plumbing every stage shares: topic administration, the span publisher and the
+embedded tansu broker."""
