@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 #: How far behind the newest message timestamp a partition still looks for re-sends of
@@ -32,14 +33,15 @@ CLOCK_SLACK_MS = 300_000
 _SEPARATOR = "\x1f"
 
 
-def span_keys(tenants: Sequence[object], traces: Sequence[object], spans: Sequence[object]) -> np.ndarray:
+def span_keys(tenants: Sequence[object], traces: Sequence[object], spans: Sequence[object]) -> npt.NDArray[np.uint64]:
     """The 64-bit identity of each span: a hash of (tenant_id, trace_id, span_id)."""
     joined = np.fromiter(
         (f"{tenant}{_SEPARATOR}{trace}{_SEPARATOR}{span}" for tenant, trace, span in zip(tenants, traces, spans,
                                                                                          strict=True)),
         dtype=object, count=len(spans),
     )
-    return pd.util.hash_array(joined, categorize=False)
+    keys: npt.NDArray[np.uint64] = pd.util.hash_array(joined, categorize=False)
+    return keys
 
 
 class RecentSpans:
@@ -99,11 +101,11 @@ def _sorted_run(keys: np.ndarray, stamps: np.ndarray) -> tuple[np.ndarray, np.nd
     return keys[order], stamps[order]
 
 
-def _earlier_in_batch(keys: np.ndarray, stamps: np.ndarray, window_ms: int) -> np.ndarray:
+def _earlier_in_batch(keys: np.ndarray, stamps: np.ndarray, window_ms: int) -> npt.NDArray[np.bool_]:
     """Spans whose key occurred at an earlier position of the same batch within the window."""
     frame = pd.DataFrame({"key": keys, "stamp": stamps})
-    repeated = frame.duplicated("key", keep="first").to_numpy()
+    repeated: npt.NDArray[np.bool_] = frame.duplicated("key", keep="first").to_numpy()
     if not repeated.any():
         return repeated
-    previous = frame.groupby("key", sort=False)["stamp"].shift(1).to_numpy(dtype="float64")
+    previous: npt.NDArray[np.float64] = frame.groupby("key", sort=False)["stamp"].shift(1).to_numpy(dtype="float64")
     return repeated & (previous >= stamps - window_ms)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from spanline.windows.sketches import bucket_keys
@@ -67,13 +68,19 @@ def _objects(values: np.ndarray) -> pd.Series:
     return pd.Series(values, dtype=object, copy=False)
 
 
-def epoch_ms(times: pd.Series) -> np.ndarray:
+def epoch_ms(times: pd.Series) -> npt.NDArray[np.int64]:
     """Timestamps (aware or naive UTC, any unit) as int64 epoch milliseconds."""
     times = pd.to_datetime(times, utc=True)
-    return times.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ms]").astype(np.int64)
+    ms: npt.NDArray[np.int64] = times.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(
+        dtype="datetime64[ms]").astype(np.int64)
+    return ms
 
 
-def minute_of(ms: np.ndarray) -> np.ndarray:
+@overload
+def minute_of(ms: np.int64) -> np.int64: ...
+@overload
+def minute_of(ms: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]: ...
+def minute_of(ms: np.int64 | npt.NDArray[np.int64]) -> np.int64 | npt.NDArray[np.int64]:
     """UTC minute start, epoch seconds, of epoch-millisecond timestamps."""
     return (ms // 60_000) * 60
 
@@ -86,28 +93,31 @@ class _Labels:
         if column.hasnans:
             column = column.astype(object).where(column.notna(), "")
         codes, uniques = pd.factorize(column)
-        self.codes = codes.astype(np.int64)
-        self.uniques = np.asarray(uniques, dtype=object).astype(str).astype(object)
+        self.codes: npt.NDArray[np.int64] = codes.astype(np.int64)
+        self.uniques: npt.NDArray[np.object_] = np.asarray(uniques, dtype=object).astype(str).astype(object)
 
-    def where(self, test: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    def where(self, test: Callable[[np.ndarray], np.ndarray]) -> npt.NDArray[np.bool_]:
         """Rows whose value passes ``test`` (a vectorised predicate over the distinct values)."""
         if not len(self.uniques):
             return np.zeros(len(self.codes), dtype=bool)
         return np.asarray(test(self.uniques), dtype=bool)[self.codes]
 
-    def eq(self, value: str) -> np.ndarray:
+    def eq(self, value: str) -> npt.NDArray[np.bool_]:
         return self.where(lambda uniques: uniques == value)
 
 
-def _number(rows: pd.DataFrame, name: str) -> np.ndarray:
+def _number(rows: pd.DataFrame, name: str) -> npt.NDArray[np.float64]:
     """Float column with NaN for NULL, whatever the nullable dtype."""
-    return pd.to_numeric(rows[name], errors="coerce").astype("float64").to_numpy(na_value=np.nan)
+    values: npt.NDArray[np.float64] = pd.to_numeric(rows[name], errors="coerce").astype("float64").to_numpy(
+        na_value=np.nan)
+    return values
 
 
-def _truth(rows: pd.DataFrame, name: str, value: bool) -> np.ndarray:
+def _truth(rows: pd.DataFrame, name: str, value: bool) -> npt.NDArray[np.bool_]:
     """True where a nullable bool column equals ``value`` (NULL never does)."""
     column = rows[name].astype("boolean")
-    return (column == value).fillna(False).to_numpy(dtype=bool)
+    flags: npt.NDArray[np.bool_] = (column == value).fillna(False).to_numpy(dtype=bool)
+    return flags
 
 
 def _pairs(first: _Labels, second: _Labels, separator: str) -> _Labels:

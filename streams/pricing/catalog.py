@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Final
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from pandas.api.extensions import ExtensionArray
 
@@ -138,7 +139,7 @@ class PriceCatalog:
         found = self._triples[key] = _Resolved(series, override)
         return found
 
-    def _tenant_override_series(self, override: np.ndarray, tenant_id: pd.Series) -> np.ndarray:
+    def _tenant_override_series(self, override: np.ndarray, tenant_id: pd.Series) -> npt.NDArray[np.int64]:
         tenant, tenants = _factorize_text(tenant_id)
         pair, distinct = pd.factorize(np.where(override >= 0, override * len(tenants) + tenant, NO_ROW))
         series_of_pair = np.full(len(distinct), NO_ROW, dtype=np.int64)
@@ -146,7 +147,8 @@ class PriceCatalog:
             if code >= 0:
                 identity, tenant_code = divmod(int(code), len(tenants))
                 series_of_pair[i] = self._tenant_series.get((identity, tenants[tenant_code]), NO_ROW)
-        return series_of_pair[pair]
+        series: npt.NDArray[np.int64] = series_of_pair[pair]
+        return series
 
     def _frame(self, index: pd.Index, chosen: np.ndarray, tokens: Tokens) -> pd.DataFrame:
         priced = chosen >= 0

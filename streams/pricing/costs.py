@@ -17,11 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from spanline.streams.pricing.layout import RATE_KEYS, TOKENS_PER_MTOK, rate_column, tier_columns, tier_slots
 
-FloatArray = np.ndarray
+FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,8 @@ class Tokens:
     @classmethod
     def of(cls, spans: pd.DataFrame) -> Tokens:
         def column(name: str) -> FloatArray:
-            return spans[name].to_numpy(dtype=np.float64)
+            values: FloatArray = spans[name].to_numpy(dtype=np.float64)
+            return values
 
         return cls(column("input_tokens"), column("cache_read_tokens"), column("cache_write_tokens"),
                    column("output_tokens"), column("reasoning_tokens"))
@@ -62,21 +64,21 @@ class RateArrays:
 
     def __init__(self, table: pd.DataFrame) -> None:
         slots = tier_slots(list(table.columns))
-        self._base = {key: table[rate_column(key)].to_numpy(np.float64) for key in RATE_KEYS}
-        self._tiers = {
+        self._base: dict[str, FloatArray] = {key: table[rate_column(key)].to_numpy(np.float64) for key in RATE_KEYS}
+        self._tiers: dict[str, list[tuple[FloatArray, ...]]] = {
             key: [tuple(table[c].to_numpy(np.float64) for c in tier_columns(key, slot)) for slot in range(1, slots + 1)]
             for key in RATE_KEYS
         }
-        self._request = table["request_usd"].to_numpy(np.float64)
+        self._request: FloatArray = table["request_usd"].to_numpy(np.float64)
 
-    def rate(self, key: str, rows: np.ndarray, total_input: FloatArray) -> FloatArray:
+    def rate(self, key: str, rows: npt.NDArray[np.int64], total_input: FloatArray) -> FloatArray:
         """Per-MTok rate of ``key`` at each table row, tier chosen by total input; NaN = not priced."""
         rate = self._base[key][rows]
         for above, tier_rate in self._tiers[key]:
             rate = np.where(total_input > above[rows], tier_rate[rows], rate)
         return rate
 
-    def costs(self, rows: np.ndarray, tokens: Tokens) -> Costs:
+    def costs(self, rows: npt.NDArray[np.int64], tokens: Tokens) -> Costs:
         """USD per span priced with table rows ``rows`` (one per span)."""
         input_rate = np.nan_to_num(self.rate("input", rows, tokens.input))
         output_rate = np.nan_to_num(self.rate("output", rows, tokens.input))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 DAY_NS: Final = 86_400 * 10**9
@@ -28,7 +29,7 @@ class Window:
     end_ns: int
     until_ns: int
 
-    def active(self, epoch_ns: np.ndarray) -> np.ndarray:
+    def active(self, epoch_ns: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
         clock = np.mod(epoch_ns, DAY_NS)
         if self.end_ns < self.begin_ns:  # wraps around midnight
             in_window = (clock >= self.begin_ns) | (clock < self.end_ns)
@@ -85,10 +86,10 @@ class Validity:
         return rows
 
 
-def epoch_ns(column: pd.Series, missing: int | None = None) -> np.ndarray:
+def epoch_ns(column: pd.Series, missing: int | None = None) -> npt.NDArray[np.int64]:
     """UTC epoch nanoseconds of a datetime column (ms or ns; naive values are UTC); NaT -> ``missing``."""
     stamps = pd.DatetimeIndex(column)
     if stamps.tz is None:
         stamps = stamps.tz_localize("UTC")
-    values = stamps.as_unit("ns").asi8
+    values: npt.NDArray[np.int64] = stamps.as_unit("ns").asi8
     return values if missing is None else np.where(stamps.isna(), missing, values)

@@ -88,7 +88,7 @@ class PartitionWindows:
         if not closing or closing[-1] != new_frontier - 60:
             closing.append(new_frontier - 60)
         merged = combine(self._parts)
-        records = []
+        records: list[WindowRecord] = []
         for minute in closing:
             records.append(WindowRecord(
                 partition=self.partition, minute=minute, through_offset=self.through_offset, high_ms=self.high_ms,
