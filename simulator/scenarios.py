@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from spanline.simulator.workload import WorkloadConfig
+from spanline.simulator.workload import DEFAULT_TENANTS, WorkloadConfig
 from spanline.simulator.workload_incident import Effects, Incident, Target
 
 #: Default shape of a scenario run: an hour of history first (baselines), then the incident.
@@ -65,10 +65,9 @@ class Scenario:
                 f"the incident ({incident_at_min:g} + {incident_minutes:g} min) must end within the "
                 f"{hours * 60.0:g} simulated minutes: raise --hours or move --incident-at"
             )
-        extra = {"tenants": tenants} if tenants else {}
         return WorkloadConfig(
             seed=seed, start=start, duration_s=hours * 3600.0, requests_per_s=requests_per_s,
-            incident=self.incident(incident_at_min, incident_minutes), **extra,
+            tenants=tenants or DEFAULT_TENANTS, incident=self.incident(incident_at_min, incident_minutes),
         )
 
     def scope(self, tenants: tuple[str, ...]) -> dict[str, str]:

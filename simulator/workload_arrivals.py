@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
+import numpy.typing as npt
 
 from spanline.simulator.workload_catalog import (
     CANARY_PERIOD_S,
@@ -27,16 +28,17 @@ _SESSION_MS = 30 * 60 * 1000
 _CANARY_FEATURE = next(i for i, f in enumerate(FEATURES) if f.name == "doc-search")
 
 
-def diurnal_factor(epoch_s: np.ndarray) -> np.ndarray:
+def diurnal_factor(epoch_s: np.ndarray) -> npt.NDArray[np.float64]:
     """Load multiplier at these UTC epoch seconds: 1 ± amplitude, peaking at the peak hour."""
-    hour = (np.asarray(epoch_s, dtype=np.float64) % 86_400.0) / 3600.0
+    hour: npt.NDArray[np.float64] = (np.asarray(epoch_s, dtype=np.float64) % 86_400.0) / 3600.0
     return 1.0 + DIURNAL_AMPLITUDE * np.cos(2.0 * np.pi * (hour - DIURNAL_PEAK_HOUR_UTC) / 24.0)
 
 
-def tenant_weights(n: int) -> np.ndarray:
+def tenant_weights(n: int) -> npt.NDArray[np.float64]:
     """Tenant sizes ∝ 1/(rank+1): the first tenant is the biggest, as in real customer bases."""
-    weights = 1.0 / np.arange(1, n + 1)
-    return weights / weights.sum()
+    weights: npt.NDArray[np.float64] = 1.0 / np.arange(1, n + 1)
+    shares: npt.NDArray[np.float64] = weights / weights.sum()
+    return shares
 
 
 @dataclass(frozen=True)
@@ -140,13 +142,14 @@ def _surge(
     return merged[order], np.concatenate([tenant, extra_tenant])[order], np.concatenate([feature, extra_feature])[order]
 
 
-def _prompt_versions(rng: np.random.Generator, feature: np.ndarray) -> np.ndarray:
+def _prompt_versions(rng: np.random.Generator, feature: np.ndarray) -> npt.NDArray[np.intp]:
     """Index into each feature's ``prompt_versions``, drawn by the rollout shares."""
     width = max(len(f.prompt_versions) for f in FEATURES)
     cumulative = np.ones((len(FEATURES), width))
     for i, spec in enumerate(FEATURES):
         cumulative[i, : len(spec.prompt_versions)] = np.cumsum([share for _, share in spec.prompt_versions])
-    return (rng.random(len(feature))[:, None] > cumulative[feature]).sum(axis=1)
+    versions: npt.NDArray[np.intp] = (rng.random(len(feature))[:, None] > cumulative[feature]).sum(axis=1)
+    return versions
 
 
 def _canaries(first_s: int, end_ms: float, n_tenants: int) -> tuple[np.ndarray, np.ndarray]:
@@ -166,9 +169,10 @@ def _user_pool(n_tenants: int) -> np.ndarray:
     return np.maximum(50, (USERS_PER_TENANT_SHARE * tenant_weights(n_tenants)).astype(np.int64))
 
 
-def _users(rng: np.random.Generator, tenant: np.ndarray, n_tenants: int) -> np.ndarray:
+def _users(rng: np.random.Generator, tenant: np.ndarray, n_tenants: int) -> npt.NDArray[np.int64]:
     """A user index per request: heavy users are few, as in real products (power-law draw)."""
-    return np.floor(_user_pool(n_tenants)[tenant] * rng.random(len(tenant)) ** 2).astype(np.int64)
+    users: npt.NDArray[np.int64] = np.floor(_user_pool(n_tenants)[tenant] * rng.random(len(tenant)) ** 2).astype(np.int64)
+    return users
 
 
 @cache

@@ -167,7 +167,7 @@ def agent_flow(st: Stage, spec: FeatureSpec, requests: Requests, req: np.ndarray
         done += st.gap(len(pos))
         name = np.where(k == 0, "plan", np.where(acting, "act", "respond")).astype(object)
         st.sink.add(
-            req[pos], "agent_step", step_start, done - step_start, root[pos], span_id=step_id,
+            req[pos], "agent_step", step_start, done - step_start, root[pos], step_id,
             name=name, status=np.where(step_failed, "error", "ok").astype(object), error_type=step_error,
         )
         cursor[pos] = done
@@ -208,12 +208,12 @@ def simulate_block(
     duration = end + st.rng.uniform(1.0, 4.0, n) - requests.arrival_ms
     real = np.flatnonzero(~requests.canary)
     st.sink.add(
-        real, "request", requests.arrival_ms[real], duration[real], None, span_id=root[real],
+        real, "request", requests.arrival_ms[real], duration[real], None, root[real],
         name=_ROOT_NAMES[requests.feature[real]], status=np.where(failed(error[real]), "error", "ok").astype(object),
         error_type=error[real],
     )
     st.sink.add(
-        canary, "request", requests.arrival_ms[canary], duration[canary], None, span_id=root[canary],
+        canary, "request", requests.arrival_ms[canary], duration[canary], None, root[canary],
         name=f"canary recall@{CANARY_K}", status="ok", attributes={"synthetic": "true"},
     )
     return st.sink.render()

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, field, fields
 
 import numpy as np
+import numpy.typing as npt
 
 from spanline.simulator.workload_catalog import FEATURES, MODELS, TOOLS
 
@@ -145,13 +146,14 @@ class IncidentRows:
     def any(self) -> bool:
         return bool(self.request.any())
 
-    def rows(self, req: np.ndarray) -> np.ndarray:
+    def rows(self, req: np.ndarray) -> npt.NDArray[np.bool_]:
         """Affected flag of each of these request rows."""
-        return self.request[req]
+        affected: npt.NDArray[np.bool_] = self.request[req]
+        return affected
 
-    def calls(self, req: np.ndarray, model: np.ndarray) -> np.ndarray:
+    def calls(self, req: np.ndarray, model: np.ndarray) -> npt.NDArray[np.bool_]:
         """Affected flag of LLM calls: the request is affected and the model is on target."""
-        hit = self.request[req]
+        hit: npt.NDArray[np.bool_] = self.request[req]
         if self.target.provider is not None:
             hit = hit & (_MODEL_PROVIDER[model] == self.target.provider)
         if self.target.model is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from spanline.simulator.workload_catalog import (
     ANTHROPIC_CACHE_READ,
@@ -31,6 +32,7 @@ from spanline.simulator.workload_catalog import (
     SERVER_ERROR_STATUSES,
     Route,
 )
+from spanline.simulator.workload_spans import Column
 from spanline.simulator.workload_stages import Stage, start_at
 
 _PROVIDER = np.array([m.provider for m in MODELS], dtype=object)
@@ -193,7 +195,7 @@ def _incident_failures(st: Stage, req: np.ndarray, model: np.ndarray, code: np.n
 
 def _call_fields(
     plan: LlmPlan, rows: np.ndarray, model: np.ndarray, attempt: int, fallback: bool, truncated: np.ndarray
-) -> dict[str, np.ndarray | object]:
+) -> dict[str, Column]:
     """Fields shared by every attempt's span, successful or not (per row of ``rows``)."""
     return {
         "name": "chat",
@@ -214,13 +216,13 @@ def _call_fields(
     }
 
 
-def _subset(common: dict[str, np.ndarray | object], mask: np.ndarray) -> dict[str, np.ndarray | object]:
+def _subset(common: dict[str, Column], mask: np.ndarray) -> dict[str, Column]:
     return {key: value[mask] if isinstance(value, np.ndarray) else value for key, value in common.items()}
 
 
 def _succeed(
     st: Stage, req: np.ndarray, parent: np.ndarray, plan: LlmPlan, rows: np.ndarray, start: np.ndarray,
-    model: np.ndarray, truncated: np.ndarray, common: dict[str, np.ndarray | object], mask: np.ndarray,
+    model: np.ndarray, truncated: np.ndarray, common: dict[str, Column], mask: np.ndarray,
 ) -> np.ndarray:
     """Successful streamed responses: tokens, prompt caching, TTFT and generation time."""
     k = len(rows)
@@ -245,7 +247,7 @@ def _succeed(
     ttft = st.lognormal(_TTFT[model], 0.35, k) + (prompt - cache_read) / _PREFILL[model] * 1000.0
     ttft = np.round(ttft * _ttft_factor(st, req[rows], model), 3)
     generation = (output - 1) / _TPS[model] * 1000.0 * st.lognormal(1.0, 0.15, k) + st.rng.uniform(2.0, 15.0, k)
-    duration = ttft + generation
+    duration: npt.NDArray[np.float64] = ttft + generation
     st.sink.add(
         req[rows], "llm", start, duration, parent[rows], status="ok", model_response=_responses(st, req[rows], model),
         input_tokens=prompt, output_tokens=output, cache_read_tokens=cache_read, cache_write_tokens=cache_write,
@@ -254,7 +256,7 @@ def _succeed(
     return start + duration
 
 
-def _ttft_factor(st: Stage, req: np.ndarray, model: np.ndarray) -> float | np.ndarray:
+def _ttft_factor(st: Stage, req: np.ndarray, model: np.ndarray) -> float | npt.NDArray[np.float64]:
     """A slow provider/endpoint: its time to first token multiplied during the incident."""
     factor = st.incident.effects.ttft_factor
     if factor == 1.0 or not st.incident.any:
@@ -262,17 +264,18 @@ def _ttft_factor(st: Stage, req: np.ndarray, model: np.ndarray) -> float | np.nd
     return np.where(st.incident.calls(req, model), factor, 1.0)
 
 
-def _responses(st: Stage, req: np.ndarray, model: np.ndarray) -> np.ndarray:
+def _responses(st: Stage, req: np.ndarray, model: np.ndarray) -> npt.NDArray[np.object_]:
     """The versioned model name each call was answered by (a silent upgrade on affected calls)."""
     upgraded = st.incident.effects.model_response
     if upgraded is None or not st.incident.any:
-        return _RESPONSE[model]
+        responses: npt.NDArray[np.object_] = _RESPONSE[model]
+        return responses
     return np.where(st.incident.calls(req, model), upgraded, _RESPONSE[model]).astype(object)
 
 
 def _fail(
     st: Stage, req: np.ndarray, parent: np.ndarray, rows: np.ndarray, start: np.ndarray, code: np.ndarray,
-    attempt: int, common: dict[str, np.ndarray | object], mask: np.ndarray,
+    attempt: int, common: dict[str, Column], mask: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Failed attempts (nothing billed); returns (end, wait before the next attempt) in ms."""
     k = len(rows)

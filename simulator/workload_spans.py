@@ -55,13 +55,15 @@ def hex_ids(rng: np.random.Generator, n: int, nbytes: int) -> np.ndarray:
 def rfc3339_ms(epoch_ms: np.ndarray) -> list[str]:
     """Integer epoch milliseconds → ``YYYY-MM-DDTHH:MM:SS.mmmZ`` strings, in one numpy call."""
     stamps = epoch_ms.astype(np.int64).astype("datetime64[ms]")
-    return np.datetime_as_string(stamps, unit="ms", timezone="UTC").tolist()
+    strings: list[str] = np.datetime_as_string(stamps, unit="ms", timezone="UTC").tolist()
+    return strings
 
 
 def _values(column: Column, n: int) -> Sequence[object] | repeat[object]:
     """One value per row; a constant dict is copied per row so no two spans share it."""
     if isinstance(column, np.ndarray):
-        return column.tolist()
+        values: list[object] = column.tolist()
+        return values
     if isinstance(column, list | tuple):
         return column
     if isinstance(column, dict):
@@ -90,12 +92,15 @@ class SpanSink:
         duration: np.ndarray,
         parent: np.ndarray | None,
         span_id: np.ndarray | None = None,
+        /,
         **fields: Column,
     ) -> np.ndarray:
         """Add one span per row of ``req`` and return their span ids.
 
         ``start`` is in whole milliseconds after the epoch given to the sink, ``duration``
-        in milliseconds; ``parent`` is None only for root spans.
+        in milliseconds; ``parent`` is None only for root spans; ``span_id`` is given when the
+        ids were reserved with :meth:`new_ids`. The arguments before ``fields`` are positional,
+        so no field name can be taken for one of them.
         """
         n = len(req)
         ids = self.new_ids(n) if span_id is None else span_id

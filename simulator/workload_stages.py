@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
+import numpy.typing as npt
 
 from spanline.simulator.workload_catalog import (
     AGENT_EXTRA_STEPS_MEAN,
@@ -29,7 +30,7 @@ from spanline.simulator.workload_catalog import (
     TOOLS,
 )
 from spanline.simulator.workload_incident import IncidentRows
-from spanline.simulator.workload_spans import SpanSink
+from spanline.simulator.workload_spans import Column, SpanSink
 
 #: Strides coprime with DOCS_PER_INDEX: base + j·stride gives distinct docs for j < top_k.
 _DOC_STRIDES = np.array([7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47])
@@ -49,16 +50,16 @@ class Stage:
             return baseline
         return np.where(self.incident.rows(req), incident, baseline)
 
-    def lognormal(self, median: float | np.ndarray, sigma: float, n: int) -> np.ndarray:
+    def lognormal(self, median: float | np.ndarray, sigma: float, n: int) -> npt.NDArray[np.float64]:
         """Latencies and sizes: log-normal around ``median`` (heavy right tail, like real ones)."""
         return median * np.exp(sigma * self.rng.standard_normal(n))
 
-    def gap(self, n: int) -> np.ndarray:
+    def gap(self, n: int) -> npt.NDArray[np.float64]:
         """Application overhead between two steps, 0.3–3 ms."""
         return self.rng.uniform(0.3, 3.0, n)
 
 
-def start_at(cursor: np.ndarray) -> np.ndarray:
+def start_at(cursor: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Span starts are whole milliseconds (the wire format's precision)."""
     return np.ceil(cursor)
 
@@ -72,7 +73,7 @@ def cache_lookup(
     semantic = layer == "semantic"
     duration = st.lognormal(12.0 if semantic else 1.5, 0.5, n)
     hit = st.rng.random(n) < st.knob(req, hit_rate, st.incident.effects.cache_hit.get(layer))
-    fields: dict[str, object] = {"name": f"cache.{layer}", "status": "ok", "cache_layer": layer,
+    fields: dict[str, Column] = {"name": f"cache.{layer}", "status": "ok", "cache_layer": layer,
                                  "cache_hit": hit}
     if semantic:
         similarity = np.round(st.rng.uniform(SEMANTIC_THRESHOLD, 1.0, n), 4).astype(object)
@@ -162,8 +163,8 @@ def tool_call(st: Stage, req: np.ndarray, cursor: np.ndarray, parent: np.ndarray
     start = start_at(cursor)
     shares = np.array([share for _, share, _, _ in TOOLS])
     which = st.rng.choice(len(TOOLS), n, p=shares / shares.sum())
-    median = np.array([m for _, _, m, _ in TOOLS])[which]
-    sigma = np.array([s for _, _, _, s in TOOLS])[which]
+    median: npt.NDArray[np.float64] = np.array([m for _, _, m, _ in TOOLS])[which]
+    sigma: npt.NDArray[np.float64] = np.array([s for _, _, _, s in TOOLS])[which]
     duration = median * np.exp(sigma * st.rng.standard_normal(n))
     failed = st.rng.random(n) < _tool_error_rate(st, req, which)
     names = np.array([name for name, _, _, _ in TOOLS], dtype=object)[which]
