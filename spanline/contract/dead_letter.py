@@ -128,7 +128,7 @@ def _plain(value: Any, depth: int) -> Any:
     return _describe(value)
 
 
-def _describe(value: Any) -> str:
+def _describe(value: object) -> str:
     try:
         return _unicode(str(value))
     except Exception:  # noqa: BLE001 - e.g. an int too long for str() or a raising __str__
@@ -144,9 +144,9 @@ def _unicode(text: str) -> str:
     return text
 
 
-def _clip(text: Any, limit: int) -> str:
-    """``text`` as a string whose JSON encoding takes at most ``limit`` bytes, marked when cut."""
-    text = _unicode(text) if isinstance(text, str) else _describe(text)
+def _clip(value: object, limit: int) -> str:
+    """``value`` as a string whose JSON encoding takes at most ``limit`` bytes, marked when cut."""
+    text = _unicode(value) if isinstance(value, str) else _describe(value)
     if 6 * len(text) + 2 <= limit or len(orjson.dumps(text)) <= limit:  # JSON takes ≤ 6 bytes a character
         return text
     marker = f" … [cut, {len(text)} characters in all]"

@@ -26,10 +26,10 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator, with_config
 from typing_extensions import NotRequired, TypedDict
 
 SCHEMA_VERSION = 1
@@ -318,7 +318,10 @@ def span_fields_dict() -> type:
     for name, info in Span.model_fields.items():
         annotation = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
         fields[name] = annotation if info.is_required() else NotRequired[annotation]
-    typed = TypedDict("SpanFieldsDict", fields)  # type: ignore[operator]
-    config = {key: Span.model_config[key] for key in ("extra", "str_strip_whitespace", "use_enum_values")}
-    typed.__pydantic_config__ = ConfigDict(**config)  # type: ignore[attr-defined]
-    return typed
+    # The functional TypedDict form, with fields known only at run time (mypy reads literal ones only).
+    make_typed_dict = cast("Callable[[str, dict[str, Any]], type]", TypedDict)
+    typed = make_typed_dict("SpanFieldsDict", fields)
+    model = Span.model_config
+    config = ConfigDict(extra=model["extra"], str_strip_whitespace=model["str_strip_whitespace"],
+                        use_enum_values=model["use_enum_values"])
+    return with_config(config)(typed)  # sets __pydantic_config__

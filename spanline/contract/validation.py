@@ -12,13 +12,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from types import GenericAlias
+from typing import Any, cast
 
 from pydantic import TypeAdapter, ValidationError
+from typing_extensions import TypeForm
 
 from spanline.contract.schema import cross_field_errors, span_fields_dict
 
-_SPANS = TypeAdapter(list[span_fields_dict()])
+#: ``list[SpanFieldsDict]``: the TypedDict is built at run time, so the alias is spelled out; the
+#: validated items are plain dicts.
+_SPANS: TypeAdapter[list[dict[str, Any]]] = TypeAdapter(
+    cast("TypeForm[list[dict[str, Any]]]", GenericAlias(list, (span_fields_dict(),))))
 
 
 @dataclass(frozen=True)

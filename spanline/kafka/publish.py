@@ -40,7 +40,8 @@ def encode_spans(spans: Sequence[Mapping[str, Any]]) -> bytes:
 
 def partition_for(trace_id: str, partitions: int) -> int:
     """Kafka's default (murmur2) partition of a key, so keyed and batched sends agree."""
-    return (murmur2(trace_id.encode()) & 0x7FFFFFFF) % partitions
+    hashed: int = murmur2(trace_id.encode())  # kafka-python is untyped
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 class SpanPublisher:
