@@ -5,30 +5,36 @@
   collect its members), updated at most every ``group_interval`` as members join, repeated
   every ``repeat_interval`` while it fires, and resolved when its last member resolves.
 * **Per receiver**: a FIFO queue drained by one task, a token bucket (``rate_per_minute``),
-  retries with exponential backoff and full jitter, and a circuit breaker that stops trying
-  for ``open_s`` after ``failures_to_open`` consecutive failures, then probes with the queued
-  head. A retryable notification is never dropped: the page arrives once the receiver recovers.
-  Permanent failures (4xx) and queue overflow drop the notification, counted and logged.
+  retries with jittered exponential back-off honouring Retry-After (spanline/retrying.py), and
+  a circuit breaker: after ``failures_to_open`` consecutive failures the retries give up, the
+  circuit opens for ``open_s``, then the queued head probes it. A retryable notification is
+  never dropped: the page arrives once the receiver recovers. Permanent failures (4xx) and
+  queue overflow drop the notification, counted and logged.
 
-Nothing here raises into the caller: :meth:`Dispatcher.submit` only records events.
+Nothing here raises into the caller: :meth:`Dispatcher.submit` only records events. The clock
+and the sleep are parameters (real by default) so tests run the timers in virtual time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
 
 from spanline.alerts.events import AlertEvent
 from spanline.alerts.notifiers import DeliveryError, Notification, Receiver
+from spanline.retrying import DEFAULT_INITIAL_S, DEFAULT_MAX_S, Retry
 
 log = logging.getLogger(__name__)
 DEFAULT_RUNBOOK_URL = "https://github.com/spanline/spanline/blob/main/alerts/runbooks/{runbook}.md"
+#: Monotonic seconds, and a pause of some seconds: real by default, virtual in tests.
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -42,8 +48,8 @@ class GroupPolicy:
 class ReceiverPolicy:
     rate_per_minute: float = 20.0
     burst: float | None = None  # token bucket size; None = rate_per_minute
-    retry_initial_s: float = 0.5
-    retry_max_s: float = 30.0
+    retry_initial_s: float = DEFAULT_INITIAL_S
+    retry_max_s: float = DEFAULT_MAX_S
     failures_to_open: int = 5
     open_s: float = 30.0
     queue_limit: int = 1000
@@ -75,16 +81,21 @@ class _Group:
 class _Channel:
     """One receiver: queue, token bucket, retries, circuit breaker."""
 
-    def __init__(self, receiver: Receiver, policy: ReceiverPolicy) -> None:
+    def __init__(self, receiver: Receiver, policy: ReceiverPolicy, clock: Clock = time.monotonic,
+                 sleep: Sleep = asyncio.sleep) -> None:
         self.receiver = receiver
         self.policy = policy
         self.stats = ReceiverStats()
         self.queue: deque[Notification] = deque()
         self.wakeup = asyncio.Event()
+        self._clock = clock
+        self._sleep = sleep
         self._capacity = policy.burst if policy.burst is not None else policy.rate_per_minute
         self._tokens = self._capacity
-        self._refilled = time.monotonic()
+        self._refilled = clock()
         self._consecutive_failures = 0
+        self._retry = Retry(_retryable, policy.retry_initial_s, policy.retry_max_s, retry_after=_retry_after,
+                            give_up=self._circuit_must_open, sleep=sleep, logger=log)
 
     def put(self, notification: Notification) -> None:
         if len(self.queue) >= self.policy.queue_limit:
@@ -110,58 +121,72 @@ class _Channel:
     async def _take_token(self) -> None:
         rate = self.policy.rate_per_minute / 60.0
         while True:
-            now = time.monotonic()
+            now = self._clock()
             self._tokens = min(self._capacity, self._tokens + (now - self._refilled) * rate)
             self._refilled = now
             if self._tokens >= 1:
                 self._tokens -= 1
                 return
-            await asyncio.sleep((1 - self._tokens) / rate)
+            await self._sleep((1 - self._tokens) / rate)
 
     async def _deliver(self, session: aiohttp.ClientSession, notification: Notification) -> None:
-        """Until delivered or permanently refused; sleeps between attempts (backoff, breaker)."""
+        """Until delivered or permanently refused: retried with back-off until the circuit must
+        open, then again after each ``open_s`` (the breaker)."""
+        what = f"receiver {self.receiver.name}: {notification.action} of {notification.group_key}"
         while True:
-            self.stats.attempts += 1
             try:
-                await self.receiver.send(session, notification)
+                await self._retry.run(lambda: self._attempt(session, notification), what)
             except DeliveryError as exc:
-                self.stats.failures += 1
-                if not exc.retryable:
-                    self.stats.dropped += 1
-                    log.error("receiver %s refused %s of %s for good: %s", self.receiver.name,
-                              notification.action, notification.group_key, exc)
-                    return
-                await self._after_failure(notification, exc)
-                continue
+                if exc.retryable:  # the retries gave up: the circuit opens
+                    await self._open_circuit(exc)
+                    continue
+                self.stats.dropped += 1
+                log.error("receiver %s refused %s of %s for good: %s", self.receiver.name,
+                          notification.action, notification.group_key, exc)
+                return
             except Exception:  # a receiver bug must not kill the channel
-                self.stats.failures += 1
                 self.stats.dropped += 1
                 log.exception("receiver %s crashed on %s; dropped", self.receiver.name, notification.group_key)
                 return
-            self._consecutive_failures = 0
             if self.stats.circuit != "closed":
                 log.warning("receiver %s recovered; circuit closed", self.receiver.name)
             self.stats.circuit = "closed"
             self.stats.delivered += 1
             return
 
-    async def _after_failure(self, notification: Notification, exc: DeliveryError) -> None:
-        self._consecutive_failures += 1
-        policy = self.policy
-        if self._consecutive_failures >= policy.failures_to_open:
-            if self.stats.circuit != "open":
-                self.stats.circuit_opens += 1
-            self.stats.circuit = "open"
-            log.error("receiver %s failed %d times in a row (%s); circuit open for %.1f s, %d queued",
-                      self.receiver.name, self._consecutive_failures, exc, policy.open_s, len(self.queue))
-            await asyncio.sleep(policy.open_s)
-            self.stats.circuit = "half-open"
-            return
-        backoff = min(policy.retry_max_s, policy.retry_initial_s * 2 ** (self._consecutive_failures - 1))
-        delay = max(random.uniform(0, backoff), exc.retry_after_s or 0.0)
-        log.warning("receiver %s: %s of %s failed (%s); retry in %.2f s", self.receiver.name,
-                    notification.action, notification.group_key, exc, delay)
-        await asyncio.sleep(delay)
+    async def _attempt(self, session: aiohttp.ClientSession, notification: Notification) -> None:
+        """One try, counted; consecutive retryable failures feed the breaker."""
+        self.stats.attempts += 1
+        try:
+            await self.receiver.send(session, notification)
+        except Exception as exc:
+            self.stats.failures += 1
+            if _retryable(exc):
+                self._consecutive_failures += 1
+            raise
+        self._consecutive_failures = 0
+
+    def _circuit_must_open(self) -> bool:
+        return self._consecutive_failures >= self.policy.failures_to_open
+
+    async def _open_circuit(self, exc: DeliveryError) -> None:
+        """Stop trying for ``open_s``; the next try is the half-open probe."""
+        if self.stats.circuit != "open":
+            self.stats.circuit_opens += 1
+        self.stats.circuit = "open"
+        log.error("receiver %s failed %d times in a row (%s); circuit open for %.1f s, %d queued",
+                  self.receiver.name, self._consecutive_failures, exc, self.policy.open_s, len(self.queue))
+        await self._sleep(self.policy.open_s)
+        self.stats.circuit = "half-open"
+
+
+def _retryable(exc: BaseException) -> bool:
+    """The notifiers' classifier (alerts/notifiers.py) decides: network, 429 and 5xx retry."""
+    return isinstance(exc, DeliveryError) and exc.retryable
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    return exc.retry_after_s if isinstance(exc, DeliveryError) else None
 
 
 class Dispatcher:
@@ -174,8 +199,12 @@ class Dispatcher:
         policy: ReceiverPolicy = ReceiverPolicy(),
         runbook_url: str = DEFAULT_RUNBOOK_URL,
         tick_s: float = 0.1,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
-        self._channels = [_Channel(receiver, policy) for receiver in receivers]
+        self._channels = [_Channel(receiver, policy, clock, sleep) for receiver in receivers]
+        self._clock = clock
+        self._sleep = sleep
         self._groups: dict[str, _Group] = {}
         self._policy = groups
         self._runbook_url = runbook_url
@@ -202,18 +231,18 @@ class Dispatcher:
 
     async def drain(self, timeout_s: float) -> bool:
         """Wait until every group was announced and every queue is empty (tests, shutdown)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        deadline = self._clock() + timeout_s
+        while self._clock() < deadline:
             self.flush()
             if all(g.notified for g in self._groups.values()) and not any(c.queue for c in self._channels):
                 return True
-            await asyncio.sleep(self._tick_s)
+            await self._sleep(self._tick_s)
         return False
 
     def submit(self, events: list[AlertEvent]) -> None:
         """Record state changes; notifications follow from the group timers. Never raises."""
         try:
-            now = time.monotonic()
+            now = self._clock()
             for event in events:
                 group = self._groups.get(event.group_key)
                 if event.state == "firing":
@@ -233,7 +262,7 @@ class Dispatcher:
 
     def adopt(self, firing: list[AlertEvent]) -> None:
         """Alerts that were already announced before a restart: tracked (repeats, resolves), not resent."""
-        now = time.monotonic()
+        now = self._clock()
         for event in firing:
             group = self._groups.setdefault(event.group_key, _Group(members={}, created=now, notified=True,
                                                                     last_sent=now))
@@ -241,7 +270,7 @@ class Dispatcher:
 
     def flush(self, now: float | None = None) -> None:
         """Send what the group timers allow now."""
-        now = time.monotonic() if now is None else now
+        now = self._clock() if now is None else now
         policy = self._policy
         for key in list(self._groups):
             group = self._groups[key]
@@ -273,7 +302,7 @@ class Dispatcher:
 
     async def _tick_forever(self) -> None:
         while True:
-            await asyncio.sleep(self._tick_s)
+            await self._sleep(self._tick_s)
             try:
                 self.flush()
             except Exception:

@@ -12,12 +12,33 @@ import aiohttp
 import orjson
 
 from spanline.errors import SpanlineError
+from spanline.retrying import Retry
 
 
 #: Answers that mean "not stored, try again later" (the receiver's 503 when Kafka is down).
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+#: First back-off between two tries of one request (the simulator has no settings: a client).
+RETRY_INITIAL_S = 0.5
 #: Longest wait between two tries of one request, whatever Retry-After says.
 MAX_RETRY_WAIT_S = 10.0
+
+
+class ReceiverAnswer(SpanlineError):
+    """The receiver did not store a request: its status, its answer and its Retry-After."""
+
+    def __init__(self, status: int, payload: object, retry_after_s: float | None) -> None:
+        super().__init__(f"receiver answered {status}: {payload}")
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, ReceiverAnswer) and exc.status in RETRYABLE_STATUSES
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    wait = exc.retry_after_s if isinstance(exc, ReceiverAnswer) else None
+    return min(wait, MAX_RETRY_WAIT_S) if wait is not None else None
 
 
 @dataclass
@@ -44,8 +65,9 @@ async def send_chunks(
     """POST each chunk's spans to ``<url>/v1/spans``, one request per tenant, ``concurrency`` at once.
 
     A request the receiver could not store (429, 502–504, e.g. 503 while Kafka is down) is
-    retried after its Retry-After (or an exponential back-off) for up to ``retry_for_s``, as an
-    OTLP exporter would; any other failure stops the run with the receiver's answer.
+    retried after its Retry-After (or the jittered back-off of spanline/retrying.py) for up to
+    ``retry_for_s``, as an OTLP exporter would; any other failure stops the run with the
+    receiver's answer.
     """
     report = SendReport()
     started = time.perf_counter()
@@ -84,8 +106,15 @@ async def _post_until_stored(
     retry_for_s: float,
 ) -> dict[str, object]:
     deadline = time.monotonic() + retry_for_s
-    backoff = 0.5
-    while True:
+    retry = Retry(_retryable, RETRY_INITIAL_S, MAX_RETRY_WAIT_S, retry_after=_retry_after,
+                  give_up=lambda: time.monotonic() >= deadline)
+    tries = 0
+
+    async def post() -> dict[str, object]:
+        nonlocal tries
+        if tries:
+            report.retries += 1
+        tries += 1
         try:
             async with session.post(url, data=body, headers=headers) as response:
                 payload = await response.json(content_type=None)
@@ -94,12 +123,9 @@ async def _post_until_stored(
             payload, status, retry_after = {"error": str(exc)}, 503, None
         if status in (200, 207):
             return payload
-        if status not in RETRYABLE_STATUSES or time.monotonic() >= deadline:
-            raise SpanlineError(f"receiver answered {status}: {payload}")
-        wait = min(float(retry_after) if retry_after and retry_after.isdigit() else backoff, MAX_RETRY_WAIT_S)
-        backoff = min(backoff * 2, MAX_RETRY_WAIT_S)
-        report.retries += 1
-        await asyncio.sleep(wait)
+        raise ReceiverAnswer(status, payload, float(retry_after) if retry_after and retry_after.isdigit() else None)
+
+    return await retry.run(post, f"receiver {url}")
 
 
 async def _put(queue: asyncio.Queue, item: object, posters: list[asyncio.Task]) -> None:

@@ -28,7 +28,7 @@ from spanline.streams.pricing import PriceCatalog
 from spanline.streams.process import DeadLetter
 from spanline.streams.recent_keys import RecentKeys
 from spanline.streams.resends import RecentSpans
-from spanline.streams.retry import Backoff, retry_transient
+from spanline.streams.retry import transient
 from spanline.streams.sinks import ClickHouseSpanSink
 from spanline.streams.windows.changelog import Changelog
 from spanline.streams.windows.manager import WindowManager
@@ -77,9 +77,10 @@ def create_ingest_app(settings: Settings) -> IngestApp:
     spans_topic = app.topic(settings.topic_spans, value_serializer="raw", key_serializer="raw", internal=False)
     dlq_topic = app.topic(settings.topic_dlq, value_serializer="raw", key_serializer="raw", internal=False)
     spans_topic_id = topic_id(settings.bootstrap_servers, settings.topic_spans)
+    retry = transient(settings)
     sink = ClickHouseSpanSink(
         settings.resolved_clickhouse_url, settings.clickhouse_database, settings.topic_spans,
-        spans_topic_id, settings.raw_ttl_days, Backoff(settings.retry_initial_s, settings.retry_max_s),
+        spans_topic_id, settings.raw_ttl_days, retry,
         password=settings.clickhouse_password,
     )
     catalog = PriceCatalog.load(settings.price_overrides_file)
@@ -97,8 +98,8 @@ def create_ingest_app(settings: Settings) -> IngestApp:
                                     max_in_flight_requests_per_connection=1, linger_ms=5)
 
     async def publish_windows(messages: list[tuple[bytes, bytes]]) -> None:
-        await retry_transient(lambda: wait_acked(window_producer.send_records(settings.topic_metrics, messages)),
-                              Backoff(settings.retry_initial_s, settings.retry_max_s), "Kafka (windows)")
+        await retry.run(lambda: wait_acked(window_producer.send_records(settings.topic_metrics, messages)),
+                        "Kafka (windows)")
 
     @app.on_before_shutdown.connect
     async def close_window_producer(sender: faust.App, **_: Any) -> None:
@@ -126,7 +127,7 @@ def create_ingest_app(settings: Settings) -> IngestApp:
     pipeline = IngestPipeline(
         settings.topic_spans, sink, catalog, send_dead_letters, windows, stored=stored,
         resend_window_s=settings.dedup_window_s, load_recent=load_recent,
-        backoff=Backoff(settings.retry_initial_s, settings.retry_max_s),
+        retry=retry,
     )
     app.spanline_pipeline = pipeline  # type: ignore[attr-defined]
     app.spanline_sink = sink  # type: ignore[attr-defined]

@@ -23,11 +23,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from spanline.contract.dead_letter import dead_letter
 from spanline.kafka.publish import SOURCE_HEADER
+from spanline.retrying import Retry, any_error
 from spanline.streams.batcher import Batch, Message, PartitionBatcher
 from spanline.streams.commit import StoredOffsets
 from spanline.streams.faults import describe
@@ -35,7 +36,7 @@ from spanline.streams.isolate import isolate
 from spanline.streams.pricing import PriceCatalog
 from spanline.streams.process import DeadLetter, ProcessedBatch, RowsPart, process_batch
 from spanline.streams.resends import RecentSpans
-from spanline.streams.retry import Backoff, retry_transient
+from spanline.streams.retry import transient
 from spanline.streams.sinks import ClickHouseSpanSink, InsertPart
 from spanline.streams.windows.manager import WindowManager
 
@@ -70,7 +71,7 @@ class IngestPipeline:
     def __init__(
         self, topic: str, sink: ClickHouseSpanSink, catalog: PriceCatalog, send_dead_letters: DeadLetterSender,
         windows: WindowManager | None = None, *, stored: StoredOffsets | None = None,
-        resend_window_s: float = 0.0, load_recent: RecentLoader | None = None, backoff: Backoff | None = None,
+        resend_window_s: float = 0.0, load_recent: RecentLoader | None = None, retry: Retry | None = None,
     ) -> None:
         self._topic = topic
         self._sink = sink
@@ -81,7 +82,9 @@ class IngestPipeline:
         self._resend_window_ms = round(resend_window_s * 1000)
         self._load_recent = load_recent
         self._recent: dict[int, RecentSpans] = {}
-        self._backoff = backoff or Backoff(0.5, 30.0)
+        self._retry = retry or transient()
+        #: A step that failed unforeseen is retried like a transient one, logged with its traceback.
+        self._hold = replace(self._retry, retry_if=any_error, level=logging.ERROR, exc_info=True)
         self._batcher = PartitionBatcher()
         self._busy = asyncio.Lock()  # batches and idle-window ticks never interleave
         self.stats = PipelineStats()
@@ -111,12 +114,12 @@ class IngestPipeline:
     async def _handle(self, events: Sequence[Any], ack: Acker) -> None:
         messages = [_message(event) for event in events]
         for partition, offset in self._batcher.new_positions(messages).items():
-            await self._held(f"partition {partition} resuming at offset {offset}",
+            await self._held(f"resume of partition {partition} at offset {offset}",
                              lambda partition=partition, offset=offset: self._resume(partition, offset))
         self._batcher.add(messages)
         self.stats.messages += len(messages)
         for batch in self._batcher.cut():
-            where = f"partition {batch.partition} offsets {batch.first_offset}-{batch.last_offset}"
+            where = f"checkpoint of partition {batch.partition} offsets {batch.first_offset}-{batch.last_offset}"
             await self._held(where, lambda batch=batch: self._checkpoint(batch), (batch.partition, batch.first_offset))
             for message in batch.messages:
                 await ack(message.event)
@@ -148,20 +151,19 @@ class IngestPipeline:
         are isolated inside) holds the partition: before each new try its windows and keys are
         reloaded as they were at ``reload_at`` (partition, offset). Nothing after it is acked."""
         failed = False
-        while True:
+
+        async def attempt() -> None:
+            nonlocal failed
             try:
                 if failed and reload_at is not None:
                     await self._reload(*reload_at)
                 await step()
-            except Exception as exc:
+            except Exception:
                 failed = True
-                delay = self._backoff.next_delay()
                 self.stats.held_batches += 1
-                log.error("%s held (%s); retrying in %.1fs", what, describe(exc), delay, exc_info=True)
-                await asyncio.sleep(delay)
-                continue
-            self._backoff.reset()
-            return
+                raise
+
+        await self._hold.run(attempt, what)
 
     async def _checkpoint(self, batch: Batch) -> None:
         recent = self._recent.get(batch.partition)
@@ -223,11 +225,11 @@ class IngestPipeline:
         if not letters:
             return
         try:
-            await retry_transient(lambda: self._send_dead_letters(letters), self._backoff, "Kafka (dead letters)")
+            await self._retry.run(lambda: self._send_dead_letters(letters), "Kafka (dead letters)")
         except Exception as exc:
             if len(letters) == 1:
                 bare = [_bare_letter(letters[0], exc)]
-                await retry_transient(lambda: self._send_dead_letters(bare), self._backoff, "Kafka (dead letters)")
+                await self._retry.run(lambda: self._send_dead_letters(bare), "Kafka (dead letters)")
                 return
             middle = len(letters) // 2
             await self._send_letters(letters[:middle])

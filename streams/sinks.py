@@ -1,8 +1,9 @@
-"""Sinks: where processed batches are stored. Retry and back-off live in the base class.
+"""Sinks: where processed batches are stored. Retrying lives in the base class.
 
 Like quix-streams' ``BatchingSink``: a subclass implements only ``write()``; the base
 retries retryable storage errors with back-off forever (a stuck sink must stall the
-pipeline, never skip data); any other error is the data's (streams/faults.py).
+pipeline, never skip data; the policy is streams/retry.py); any other error is the data's
+(streams/faults.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from spanline.retrying import Retry
 from spanline.sql.classify import storage_errors
 from spanline.sql.client import connect
 from spanline.sql.migrate import apply_migrations
@@ -21,7 +23,6 @@ from spanline.streams.batcher import Batch
 from spanline.streams.isolate import Isolated, isolate
 from spanline.streams.ledger import Ledger
 from spanline.streams.process import RowsPart
-from spanline.streams.retry import Backoff, retry_transient
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,8 @@ DEDUP_SETTINGS = {"async_insert": 0, "deduplicate_blocks_in_dependent_materializ
 class BatchingSink(ABC, Generic[T]):
     """Runs blocking ``write()`` calls on one dedicated thread, retrying until they succeed."""
 
-    def __init__(self, backoff: Backoff) -> None:
-        self._backoff = backoff
+    def __init__(self, retry: Retry) -> None:
+        self._retry = retry
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=type(self).__name__)
 
     @abstractmethod
@@ -52,7 +53,7 @@ class BatchingSink(ABC, Generic[T]):
 
     async def retrying(self, function: Any, *args: Any) -> Any:
         """``function(*args)`` on the sink's thread until it no longer fails transiently."""
-        return await retry_transient(lambda: self.run(function, *args), self._backoff, "storage")
+        return await self._retry.run(lambda: self.run(function, *args), "storage")
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
@@ -72,10 +73,10 @@ class ClickHouseSpanSink(BatchingSink[InsertPart]):
     """Writes span batches to ``spans`` exactly once, recording each batch in the ledger first."""
 
     def __init__(
-        self, url: str, database: str, topic: str, topic_id: str, ttl_days: int, backoff: Backoff,
+        self, url: str, database: str, topic: str, topic_id: str, ttl_days: int, retry: Retry,
         password: Any = None,
     ) -> None:
-        super().__init__(backoff)
+        super().__init__(retry)
         self._url, self._database, self._topic, self._topic_id = url, database, topic, topic_id
         self._ttl_days, self._password = ttl_days, password
         self._client: Any = None

@@ -1,13 +1,17 @@
 """Notifiers and the dispatcher against real aiohttp servers on loopback standing in for
 PagerDuty (Events API v2) and a Slack incoming webhook: payload shapes and paths as the
-services document them, grouping, rate limits, repeats, retries and the circuit breaker."""
+services document them, grouping, rate limits, repeats, retries and the circuit breaker.
+
+The dispatcher's timers (group waits, rate limits, back-off, an open circuit) run in virtual
+time (:class:`VirtualTime`): no test waits for them in real time."""
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import io
+import itertools
 import json
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -28,6 +32,35 @@ FAST = ReceiverPolicy(rate_per_minute=600, retry_initial_s=0.02, retry_max_s=0.1
 GROUPS = GroupPolicy(group_wait_s=0.2, group_interval_s=0.5, repeat_interval_s=3600)
 
 
+class VirtualTime:
+    """A clock and a sleep for the dispatcher: a sleep ends when the clock reaches its end, and
+    the clock jumps to the earliest end every real millisecond, after the loop has handled the
+    ready I/O (the fake services answer on loopback)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self.now + max(seconds, 0.0), next(self._order), future))
+        await future
+
+    async def advance_forever(self) -> None:
+        while True:
+            await asyncio.sleep(0.001)
+            while self._sleepers and self._sleepers[0][2].done():  # the sleeper was cancelled
+                heapq.heappop(self._sleepers)
+            if self._sleepers:
+                end, _, future = heapq.heappop(self._sleepers)
+                self.now = max(self.now, end)
+                future.set_result(None)
+
+
 @dataclass
 class FakeServices:
     """PagerDuty and Slack endpoints that check payloads like the real services and record them."""
@@ -39,6 +72,7 @@ class FakeServices:
     attempts: int = 0
     fail_first: int = 0
     fail_status: int = 500
+    time: VirtualTime = field(default_factory=VirtualTime)
 
     @property
     def base(self) -> str:
@@ -98,8 +132,12 @@ async def serving() -> AsyncIterator[FakeServices]:
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", fake.port).start()
-    yield fake
-    await runner.cleanup()
+    advancing = asyncio.create_task(fake.time.advance_forever())
+    try:
+        yield fake
+    finally:
+        advancing.cancel()
+        await runner.cleanup()
 
 
 def event(model: str, state: str = "firing", severity: str = "critical") -> AlertEvent:
@@ -122,6 +160,11 @@ def run_with_services(body: Callable[[FakeServices], Awaitable[None]]) -> None:
     asyncio.run(main())
 
 
+def dispatcher_for(services: FakeServices, targets: list, groups: GroupPolicy, policy: ReceiverPolicy) -> Dispatcher:
+    """A dispatcher on the services' virtual time."""
+    return Dispatcher(targets, groups, policy, clock=services.time.clock, sleep=services.time.sleep)
+
+
 def receivers(fake: FakeServices) -> list:
     return [PagerDutyReceiver(SecretStr(ROUTING_KEY), url=f"{fake.base}/v2/enqueue"),
             SlackReceiver(SecretStr(fake.base + SLACK_PATH)), WebhookReceiver(SecretStr(f"{fake.base}/hook"))]
@@ -132,7 +175,7 @@ def test_an_outage_on_fifty_models_is_one_page_then_one_resolve() -> None:
 
 
 async def _an_outage_on_fifty_models_is_one_page_then_one_resolve(services: FakeServices) -> None:
-    dispatcher = Dispatcher(receivers(services), GROUPS, FAST)
+    dispatcher = dispatcher_for(services, receivers(services), GROUPS, FAST)
     await dispatcher.start()
     try:
         dispatcher.submit([event(f"model-{n}") for n in range(50)])
@@ -166,7 +209,7 @@ def test_a_failing_receiver_gets_the_page_once_when_it_recovers() -> None:
 async def _a_failing_receiver_gets_the_page_once_when_it_recovers(services: FakeServices) -> None:
     services.fail_first = 7  # the circuit opens after 3 failures; each failed probe re-opens it
     pagerduty = PagerDutyReceiver(SecretStr(ROUTING_KEY), url=f"{services.base}/v2/enqueue")
-    dispatcher = Dispatcher([pagerduty], GROUPS, FAST)
+    dispatcher = dispatcher_for(services, [pagerduty], GROUPS, FAST)
     await dispatcher.start()
     try:
         dispatcher.submit([event("claude-3-5-sonnet")])
@@ -189,14 +232,14 @@ async def _refusals_and_dead_endpoints_are_counted_never_raised(services: FakeSe
     dead = WebhookReceiver(SecretStr(f"http://127.0.0.1:{free_port()}/hook"))  # nothing listens there
     policy = ReceiverPolicy(rate_per_minute=600, retry_initial_s=0.01, retry_max_s=0.02, failures_to_open=3,
                             open_s=30)
-    dispatcher = Dispatcher([PagerDutyReceiver(SecretStr(ROUTING_KEY), url=f"{services.base}/v2/enqueue"),
-                             dead, LogReceiver(stream)], GROUPS, policy)
+    dispatcher = dispatcher_for(services, [PagerDutyReceiver(SecretStr(ROUTING_KEY), url=f"{services.base}/v2/enqueue"),
+                                           dead, LogReceiver(stream)], GROUPS, policy)
     await dispatcher.start()
     try:
         dispatcher.submit([event("claude-3-5-sonnet")])
-        deadline = time.monotonic() + 10
-        while dispatcher.stats["webhook"].circuit != "open" and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        deadline = services.time.now + 10
+        while dispatcher.stats["webhook"].circuit != "open" and services.time.now < deadline:
+            await services.time.sleep(0.05)
     finally:
         await dispatcher.stop()
     stats = dispatcher.stats
@@ -213,14 +256,14 @@ def test_rate_limit_spaces_notifications_and_long_incidents_repeat() -> None:
 async def _rate_limit_spaces_notifications_and_long_incidents_repeat(services: FakeServices) -> None:
     policy = ReceiverPolicy(rate_per_minute=120, burst=1)
     groups = GroupPolicy(group_wait_s=0.0, group_interval_s=60, repeat_interval_s=3.0)
-    dispatcher = Dispatcher([WebhookReceiver(SecretStr(f"{services.base}/hook"))], groups, policy)
+    dispatcher = dispatcher_for(services, [WebhookReceiver(SecretStr(f"{services.base}/hook"))], groups, policy)
     await dispatcher.start()
-    started = time.monotonic()
+    started = services.time.now
     try:
         dispatcher.submit([replace_group(event("m"), f"p{n}") for n in range(4)])
         assert await dispatcher.drain(10)
-        spent = time.monotonic() - started
-        await asyncio.sleep(3.5)
+        spent = services.time.now - started
+        await services.time.sleep(3.5)
     finally:
         await dispatcher.stop()
     assert spent >= 1.4  # 4 notifications at 2/s with a burst of 1

@@ -23,17 +23,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spanline.errors import RetryableStorageError
+from spanline.retrying import Retry
 from spanline.streams.batcher import Batch, Message
+from spanline.streams.faults import is_transient
 from spanline.streams.isolate import isolate
 from spanline.streams.pipeline import IngestPipeline
 from spanline.streams.pricing import PriceCatalog
 from spanline.streams.process import process_batch
-from spanline.streams.retry import Backoff
 from spanline.streams.sinks import ClickHouseSpanSink
 
 DB = "isolation"
 TOPIC = "spans"
 START = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+FAST_RETRY = Retry(is_transient, initial_s=0.01, max_s=0.05)
 
 
 def span(n: int, **fields: Any) -> dict[str, Any]:
@@ -126,7 +128,7 @@ class Outbox:
 
 @pytest.fixture
 def sink(tmp_path: Path) -> Iterator[ClickHouseSpanSink]:
-    sink = ClickHouseSpanSink(f"chdb://{tmp_path / 'chdb'}", DB, TOPIC, "topic-id", 30, Backoff(0.01, 0.05))
+    sink = ClickHouseSpanSink(f"chdb://{tmp_path / 'chdb'}", DB, TOPIC, "topic-id", 30, FAST_RETRY)
     yield sink
     sink.close()
 
@@ -136,7 +138,7 @@ def pipeline_for(sink: ClickHouseSpanSink, outbox: Outbox, catalog: PriceCatalog
         return None
 
     return IngestPipeline(TOPIC, sink, catalog or PriceCatalog.load(None), outbox.send,
-                          resend_window_s=3600, load_recent=load_recent, backoff=Backoff(0.01, 0.05))
+                          resend_window_s=3600, load_recent=load_recent, retry=FAST_RETRY)
 
 
 def stored_ids(sink: ClickHouseSpanSink) -> list[str]:

@@ -4,8 +4,8 @@ Callers only append to a deque after a length check (``put``): no lock, no I/O, 
 When the queue is full the span is dropped and counted. The thread takes up to
 ``batch_size`` spans whenever that many are queued or ``flush_interval_s`` passed,
 completes and validates them, hands them to the transport and waits for the acks. A failed
-send is retried with exponential back-off while callers keep filling the (bounded) queue,
-so a Kafka outage costs dropped spans, never a blocked or failing caller.
+send is retried with the jittered back-off of spanline/retrying.py while callers keep filling
+the (bounded) queue, so a Kafka outage costs dropped spans, never a blocked or failing caller.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from spanline.contract.validation import FieldError, InvalidItem
+from spanline.retrying import Retry, any_error
 
 log = logging.getLogger("spanline.sdk")
 
@@ -66,8 +67,10 @@ class SpanExporter:
         self._batch_size = batch_size
         self._flush_interval_s = flush_interval_s
         self._ack_timeout_s = ack_timeout_s
-        self._backoff_initial_s = backoff_initial_s
-        self._backoff_max_s = backoff_max_s
+        #: Every send failure is retried until the shutdown deadline; only the first retry of a
+        #: send is a warning, so an outage is one line in the host app's log.
+        self._retry = Retry(any_error, backoff_initial_s, backoff_max_s, give_up=self._past_deadline,
+                            sleep=self._pause, logger=log, repeat_level=logging.DEBUG)
         self._on_transport_open = on_transport_open
         self._close_transport = close_transport
         self._closed = False
@@ -209,28 +212,34 @@ class SpanExporter:
 
     def _deliver(self, spans: list[dict[str, Any]]) -> bool:
         """Send until acked, backing off between tries; False once the shutdown deadline passed."""
-        delay = self._backoff_initial_s
-        while True:
-            try:
-                self._send_and_wait(spans)
-            except Exception as exc:
-                self._send_failures += 1
-                if not self._failing:
-                    log.warning("spanline SDK cannot send spans (%s: %s); retrying", type(exc).__name__, exc)
-                    self._failing = True
-            else:
-                if self._failing:
-                    log.warning("spanline SDK is sending spans again")
-                    self._failing = False
-                return True
-            remaining = self._deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            if self._closed:  # shutting down: keep pausing between tries until the deadline
-                time.sleep(min(delay, remaining))
-            else:
-                self._interrupt.wait(min(delay, remaining))
-            delay = min(delay * 2, self._backoff_max_s)
+        try:
+            self._retry.run_sync(lambda: self._send_counted(spans), "spanline SDK: Kafka")
+        except Exception:
+            return False
+        return True
+
+    def _send_counted(self, spans: list[dict[str, Any]]) -> None:
+        """One try, counted; says so once sending works again after failures."""
+        try:
+            self._send_and_wait(spans)
+        except Exception:
+            self._send_failures += 1
+            self._failing = True
+            raise
+        if self._failing:
+            log.warning("spanline SDK is sending spans again")
+            self._failing = False
+
+    def _past_deadline(self) -> bool:
+        return time.monotonic() >= self._deadline
+
+    def _pause(self, seconds: float) -> None:
+        """Wait between tries: shutdown cuts the wait short, and none lasts past its deadline."""
+        remaining = max(self._deadline - time.monotonic(), 0.0)
+        if self._closed:  # shutting down: keep pausing between tries until the deadline
+            time.sleep(min(seconds, remaining))
+        else:
+            self._interrupt.wait(min(seconds, remaining))
 
     def _send_and_wait(self, spans: list[dict[str, Any]]) -> None:
         if self._transport is None:
