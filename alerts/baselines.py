@@ -41,7 +41,7 @@ class Family:
         return METRICS[self.metric].kind == "percentile"
 
 
-def merged(sketches: pd.Series | list) -> DDSketch | None:
+def merged(sketches: pd.Series | list[DDSketch | None]) -> DDSketch | None:
     """One sketch from many (None and empty ones skipped); None when nothing was recorded."""
     result = DDSketch(SKETCH_ACCURACY)
     for sketch in sketches:
@@ -77,7 +77,8 @@ class BaselineStore:
     series: dict[Family, Series] = field(default_factory=dict)
     #: Baselines read folded hours only, so they change when an hour is folded: cached per current
     #: hour and fold (not saved: a restored store rebuilds the same values).
-    _baselines: dict[tuple, pd.DataFrame] = field(default_factory=dict)
+    #: Keyed by (family, baseline spec, current hour, folded_until).
+    _baselines: dict[tuple[Family, Baseline, datetime, datetime | None], pd.DataFrame] = field(default_factory=dict)
 
     # --- writing
     def record(self, family: Family, minute: datetime, parts: pd.DataFrame) -> None:
@@ -119,8 +120,8 @@ class BaselineStore:
             hours = closed.groupby(keys, sort=False, dropna=False)[["num", "den"]].sum().reset_index()
             if family.percentile:
                 sketches = closed.groupby(keys, sort=False, dropna=False)["sketch"].agg(merged)
-                q = METRICS[family.metric].quantile
-                hours["value"] = [quantile(s, q) for s in sketches.reindex(pd.MultiIndex.from_frame(hours[keys]))]
+                metric = METRICS[family.metric]
+                hours["value"] = [quantile(s, metric.quantile_level) for s in sketches.reindex(pd.MultiIndex.from_frame(hours[keys]))]
             else:
                 hours["value"] = np.nan
             series.hours = pd.concat([series.hours, hours], ignore_index=True) if len(series.hours) else hours
@@ -205,7 +206,8 @@ class KeyHistory:
 
     settle: timedelta = timedelta(hours=1)
     keys: pd.DataFrame | None = None
-    scopes: dict[tuple, datetime] = field(default_factory=dict)
+    #: Scope values (in the family's dims order) -> the first minute the scope was observed.
+    scopes: dict[tuple[object, ...], datetime] = field(default_factory=dict)
 
     def observe(self, dims: tuple[str, ...], minute: datetime, rows: pd.DataFrame, lookback: timedelta) -> None:
         """Record one minute's rows (dims + key + calls)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from rich.table import Table
@@ -53,4 +54,4 @@ def describe_condition(rule: Rule) -> str:
 
 
 def _short(value: object) -> str:
-    return format_duration(value) if hasattr(value, "total_seconds") else str(value)
+    return format_duration(value) if isinstance(value, timedelta) else str(value)

@@ -46,7 +46,7 @@ def window_length(clause: Clause, now: datetime) -> timedelta:
 def current_values(metric: Metric, parts: pd.DataFrame) -> pd.DataFrame:
     """value and volume per scope from window parts (num, den[, sketch])."""
     if metric.kind == "percentile":
-        value = np.array([quantile(s, metric.quantile) for s in parts["sketch"]], dtype="float64")
+        value = np.array([quantile(s, metric.quantile_level) for s in parts["sketch"]], dtype="float64")
     else:
         value = metric.value(parts["num"], parts["den"])
     return pd.DataFrame({"value": value, "volume": parts["den"].astype("float64")}, index=parts.index)

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from spanline.alerts.evaluator import Evaluator
 
 Frames = list[tuple[datetime, pd.DataFrame]]
+#: A metric's diagnosis: (runbook branch, details) from the periods, the rule, its scope and the evaluator.
+Handler = Callable[["Periods", Rule, dict[str, str], "Evaluator"], tuple[str, dict[str, Any]]]
 CURRENT_MIN, CURRENT_MAX = timedelta(minutes=3), timedelta(minutes=15)
 REFERENCE = (timedelta(minutes=120), timedelta(minutes=60))
 CONTRIBUTOR_DIMS = ("tenant_id", "feature", "model_requested")
@@ -119,7 +121,7 @@ def _cost(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator)
     return branch, details
 
 
-def _mix_effect(calls: tuple[dict, dict], cost: tuple[dict, dict]) -> float:
+def _mix_effect(calls: tuple[dict[str, float], dict[str, float]], cost: tuple[dict[str, float], dict[str, float]]) -> float:
     """ln(cost per call at the reference tier prices with today's tier mix / reference cost per call)."""
     now_calls, before_calls = calls
     before_total = sum(before_calls.values())
@@ -211,9 +213,10 @@ def _rate_limits(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Eva
     calls = periods.rate("spans", ("llm",))
     retries = periods.ratio("retries", "spans", ("llm",))
     # a surge is more first attempts; retries of the 429s themselves are the retry_storm branch
-    first_attempts = tuple(c - r for c, r in zip(calls, periods.rate("retries", ("llm",))))
+    retried = periods.rate("retries", ("llm",))
+    first_attempts = (calls[0] - retried[0], calls[1] - retried[1])
     traffic = _ratio_of(first_attempts)
-    amplification = tuple(1 / (1 - r) if r < 1 else float("inf") for r in retries)
+    amplification = (_amplification(retries[0]), _amplification(retries[1]))
     if traffic >= 1.5:
         branch = "traffic_surge"
     elif amplification[0] >= 1.2 and amplification[0] > amplification[1] * 1.1:
@@ -335,7 +338,12 @@ def _generic(_periods: Periods, rule: Rule, _scope: dict[str, str], _ev: Evaluat
     return rule.metric, {}
 
 
-_HANDLERS: dict[str, Callable[..., tuple[str, dict[str, Any]]]] = {
+def _amplification(retry_share: float) -> float:
+    """Calls per first attempt when ``retry_share`` of all calls are retries."""
+    return 1 / (1 - retry_share) if retry_share < 1 else float("inf")
+
+
+_HANDLERS: dict[str, Handler] = {
     "cost_usd": _cost, "cost_per_request_usd": _cost, "tier_share": _routing,
     "ttft_p95_ms": _latency, "latency_p95_ms": _latency,
     "error_rate": _errors, "rate_limited_rate": _rate_limits,
@@ -412,7 +420,7 @@ def _top_rows(table: pd.DataFrame, column: str, n: int = 3) -> list[dict[str, An
     return [{k: (_clean(v) if isinstance(v, float) else str(v)) for k, v in row.items()} for row in top.to_dict("records")]
 
 
-def _clean(value: object) -> float | None:
+def _clean(value: float | None) -> float | None:
     if value is None:
         return None
     number = float(value)

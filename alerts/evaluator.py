@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 import pandas as pd
@@ -25,7 +25,10 @@ from spanline.contracts import Contract
 from spanline.alerts.diagnosis import diagnose
 from spanline.alerts.events import AlertEvent, dedup_key
 from spanline.alerts.rules import Clause, NewKey, Rule
-from spanline.alerts.state import ActiveAlert, SavedState, read_state, write_state
+from spanline.alerts.state import ActiveAlert, AlertKey, SavedState, Scope, read_state, write_state
+
+if TYPE_CHECKING:
+    from _typeshed import ConvertibleToFloat
 
 log = logging.getLogger(__name__)
 MINUTE = timedelta(minutes=1)
@@ -36,10 +39,13 @@ UNDIAGNOSED = ("duration_ms_sketch", "tpot_ms_sketch")
 
 
 class MinuteFrame(Protocol):
-    """What the evaluator needs of ``spanline.windows.merger.MinuteFigures``."""
+    """What the evaluator needs of ``spanline.windows.merger.MinuteFigures`` (read only)."""
 
-    minute: datetime
-    frame: pd.DataFrame
+    @property
+    def minute(self) -> datetime: ...
+
+    @property
+    def frame(self) -> pd.DataFrame: ...
 
 
 @dataclass
@@ -50,10 +56,11 @@ class Evaluator:
     contracts: list[Contract]
     store: BaselineStore = field(default_factory=BaselineStore)
     keys: dict[Family, KeyHistory] = field(default_factory=dict)
-    active: dict[tuple[str, tuple], ActiveAlert] = field(default_factory=dict)
-    frames: deque = field(default_factory=lambda: deque(maxlen=DIAGNOSIS_MINUTES))
+    active: dict[AlertKey, ActiveAlert] = field(default_factory=dict)
+    frames: deque[tuple[datetime, pd.DataFrame]] = field(default_factory=lambda: deque(maxlen=DIAGNOSIS_MINUTES))
     last_minute: datetime | None = None
-    _family_cache: dict[Family, tuple] = field(default_factory=dict, init=False, repr=False)
+    #: (is a pipeline rule, clause) of each family the rules read.
+    _family_cache: dict[Family, tuple[bool, Clause]] = field(default_factory=dict, init=False, repr=False)
 
     # --- per minute
     def evaluate(self, figures: MinuteFrame, pipeline: pd.DataFrame | None = None) -> list[AlertEvent]:
@@ -83,7 +90,7 @@ class Evaluator:
         bootstrap fills it with the minutes before a fresh start from ``spans_minute``."""
         self.frames.append((minute, frame.drop(columns=list(UNDIAGNOSED), errors="ignore")))
 
-    def _families(self) -> dict[Family, tuple]:
+    def _families(self) -> dict[Family, tuple[bool, Clause]]:
         """Every (metric, key, scope) series the rules read: recorded once per minute, shared by rules."""
         if not self._family_cache:
             for rule in self.rules:
@@ -142,7 +149,7 @@ class Evaluator:
             table = grouped[["num", "den"]].sum().reset_index()
             if family.percentile:
                 sketches = rows.groupby(by, sort=False, dropna=False)[metric.sketch].agg(merged)
-                table["value"] = [quantile(s, metric.quantile) for s in sketches.reindex(pd.MultiIndex.from_frame(table[by]))]
+                table["value"] = [quantile(s, metric.quantile_level) for s in sketches.reindex(pd.MultiIndex.from_frame(table[by]))]
             else:
                 table["value"] = np.nan
             table["hour"] = [_as_datetime(h) for h in table["hour"]]
@@ -181,7 +188,7 @@ class Evaluator:
     def _keys(self, rule: Rule, clause: Clause) -> KeyHistory:
         return self.keys.get(family_of(clause, tuple(rule.scope)), KeyHistory())
 
-    def _fire(self, rule: Rule, scope: tuple, row: pd.Series, since: datetime, now: datetime) -> AlertEvent:
+    def _fire(self, rule: Rule, scope: Scope, row: pd.Series, since: datetime, now: datetime) -> AlertEvent:
         scope_map = dict(zip(rule.scope, (str(v) for v in scope)))
         figures = {name: _number(row[name]) for name in ("value", "threshold", "baseline", "ratio")}
         branch, diagnosis = diagnose(rule, scope_map, list(self.frames), since, now, figures, self)
@@ -206,7 +213,7 @@ class Evaluator:
             runbook=fired.runbook, runbook_branch=fired.runbook_branch, diagnosis=fired.diagnosis,
         )
 
-    def adopt(self, incidents: list[dict]) -> list[AlertEvent]:
+    def adopt(self, incidents: list[dict[str, Any]]) -> list[AlertEvent]:
         """Take over alerts recorded as firing (history rows) by a worker whose state is gone;
         returns their events. Rules that no longer exist are skipped."""
         rules = {rule.name: rule for rule in self.rules}
@@ -278,22 +285,28 @@ def exploded_keys(rows: pd.DataFrame, dims: tuple[str, ...], column: str | None)
 
 
 def _as_datetime(value: object) -> datetime:
-    return value.to_pydatetime() if isinstance(value, pd.Timestamp) else value  # type: ignore[return-value]
+    """An ``hour`` label of a grouped frame (a pandas Timestamp or already a datetime)."""
+    if isinstance(value, pd.Timestamp):
+        stamp: datetime = value.to_pydatetime()
+        return stamp
+    return cast(datetime, value)
 
 
-def _scope_tuple(index: object, dims: tuple[str, ...]) -> tuple:
+def _scope_tuple(index: object, dims: tuple[str, ...]) -> Scope:
     if not dims:
         return ()
     return tuple(index) if isinstance(index, tuple) else (index,)
 
 
-def _index_of(scope: tuple) -> object:
+def _index_of(scope: Scope) -> object:
     if not scope:
         return ""
     return scope if len(scope) > 1 else scope[0]
 
 
-def _number(value: object) -> float:
+def _number(value: ConvertibleToFloat | None) -> float:
+    if value is None:
+        return float("nan")
     try:
         return float(value)
     except (TypeError, ValueError):

@@ -84,6 +84,13 @@ class Metric:
     map_column: str | None = None
     needs_key: bool = False
 
+    @property
+    def quantile_level(self) -> float:
+        """The quantile a percentile metric reads from its sketches (e.g. 0.95)."""
+        if self.quantile is None:
+            raise ValueError(f"metric {self.name!r} has no quantile (it is a {self.kind} metric)")
+        return self.quantile
+
     def parts(self, rows: pd.DataFrame, key: str | None = None) -> pd.DataFrame:
         """Per-row summable parts ``num``/``den`` of ``rows`` (already limited to ``kinds``; index kept)."""
         numerator = self.numerator(rows, key) if self.numerator is not None else pd.Series(0.0, index=rows.index)

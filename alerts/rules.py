@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from spanline.alerts.durations import parse_duration
 from spanline.alerts.metrics import METRICS, PIPELINE_METRICS, Metric
@@ -246,7 +247,7 @@ def load_rules(path: Path | None = None) -> list[Rule]:
         raise ConfigError(f"{path}: " + "; ".join(_explain(error, document) for error in exc.errors())) from exc
 
 
-def _explain(error: dict, document: object) -> str:
+def _explain(error: ErrorDetails, document: object) -> str:
     """``rule 'latency_spike' field 'condition.op': Input should be '>', ...``."""
     location = list(error["loc"])
     where = "rules file"

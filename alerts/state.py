@@ -27,6 +27,7 @@ import math
 import os
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,10 @@ FORMAT = "spanline-alert-state"
 VERSION = 1
 #: Alert lifecycle states that are saved (resolved alerts are dropped from the evaluator).
 STATES = ("pending", "firing")
+#: Scope values of one alert, in its rule's scope order (pandas index labels, text when restored).
+Scope = tuple[object, ...]
+#: One alert of the evaluator: the rule's name and the scope.
+AlertKey = tuple[str, Scope]
 
 
 class StateError(Exception):
@@ -67,7 +72,7 @@ class SavedState:
 
     store: BaselineStore
     keys: dict[Family, KeyHistory]
-    active: dict[tuple[str, tuple], ActiveAlert]
+    active: dict[AlertKey, ActiveAlert]
     last_minute: datetime | None
 
 
@@ -199,7 +204,7 @@ def _state(document: dict[str, Any]) -> SavedState:
         scopes = {_scope(scope): _aware(datetime.fromisoformat(seen), "a scope's first minute")
                   for scope, seen in _get(entry, "scopes", list)}
         keys[family] = KeyHistory(settle=_timedelta(entry, "settle"), keys=frame, scopes=scopes)
-    active: dict[tuple[str, tuple], ActiveAlert] = {}
+    active: dict[AlertKey, ActiveAlert] = {}
     for entry in _get(document, "active", list):
         state = _get(entry, "state", str)
         if state not in STATES:
@@ -259,7 +264,7 @@ def _family_of(data: dict[str, Any]) -> Family:
     return Family(_get(data, "metric", str), _get(data, "key", (str, type(None))), tuple(dims))
 
 
-def _scope(values: list[Any]) -> tuple:
+def _scope(values: list[Any]) -> Scope:
     return tuple(_decoded(v) for v in values)
 
 
@@ -271,7 +276,7 @@ def _check_frame(frame: pd.DataFrame, what: str, labels: tuple[str, ...], number
     missing = [c for c in (*labels, *numbers, *times, *sketches) if c not in frame.columns]
     if missing:
         raise StateError(f"{what} lack the columns {missing}")
-    checks = [
+    checks: list[tuple[list[str], str, Callable[[object], bool]]] = [
         (numbers, "numbers", lambda v: isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_))),
         (times, "UTC times", lambda v: isinstance(v, datetime) and v.tzinfo is not None),
         (sketches, "sketches", lambda v: v is None or isinstance(v, DDSketch)),

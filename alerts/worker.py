@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import faust
 import orjson
 import pandas as pd
 
@@ -185,7 +186,7 @@ class AlertingService:
         return figures
 
 
-def install_alerting(app: Any, settings: Settings, storage: Storage,
+def install_alerting(app: faust.App, settings: Settings, storage: Storage,
                      pipeline_stats: Callable[[], Any]) -> AlertingService:
     """Add the alerting agent (on ``metrics``) and the dispatcher task to a worker's Faust app."""
     metrics_topic = app.topic(settings.topic_metrics, value_serializer="raw", key_serializer="raw", internal=False)
@@ -197,9 +198,9 @@ def install_alerting(app: Any, settings: Settings, storage: Storage,
         await (await alerts_topic.send(key=key, value=value, force=True))
 
     service = AlertingService(settings, storage, publish, pipeline_stats)
-    app.spanline_alerting = service
+    setattr(app, "spanline_alerting", service)  # faust.App declares no such attribute
 
-    @app.task
+    @app.task  # type: ignore[untyped-decorator]  # faust types App.task as a Union over bare Awaitable
     async def run_dispatcher() -> None:
         """Runs until the worker stops, then delivers what is queued (bounded) before exiting."""
         await service.start()

@@ -46,7 +46,7 @@ def serve_queries(app: faust.App, sink: ClickHouseSpanSink, settings: Settings) 
     async def stats(web: Any, request: Any) -> Any:
         return web.json(app.spanline_pipeline.stats.__dict__)  # type: ignore[attr-defined]
 
-    @app.task
+    @app.task  # type: ignore[untyped-decorator]  # faust types App.task as a Union over bare Awaitable
     async def announce() -> None:
         service.write(query_url=f"http://127.0.0.1:{settings.worker_web_port}/spanline/query", token=token)
         log.info("serving read-only queries for the CLI on port %d", settings.worker_web_port)
