@@ -10,11 +10,11 @@ datasource is created (POST) or updated by uid (PUT).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import urlparse
 
-from grafana_client import GrafanaApi
 from grafana_client.client import GrafanaClientError, GrafanaException
 from rich.table import Table
 
@@ -26,6 +26,38 @@ FOLDER_UID, FOLDER_TITLE = "spanline", "Spanline"
 #: Fields Grafana adds to a stored dashboard that the generated JSON does not carry.
 SERVER_FIELDS = ("id", "version")
 Action = Literal["created", "updated", "unchanged"]
+#: A Grafana API object (JSON) as grafana-client returns it.
+Json = dict[str, Any]
+
+
+# The parts of grafana-client's GrafanaApi that a push uses (its methods are unannotated).
+class FolderApi(Protocol):
+    def get_folder(self, uid: str) -> Json: ...
+    def create_folder(self, title: str, uid: str | None = None) -> Json: ...
+    def update_folder(self, uid: str, title: str | None = None, version: int | None = None,
+                      overwrite: bool = False) -> Json: ...
+
+
+class DatasourceApi(Protocol):
+    def get_datasource_by_uid(self, datasource_uid: str) -> Json: ...
+    def create_datasource(self, datasource: Json) -> Json: ...
+    def update_datasource_by_uid(self, datasource_uid: str, datasource: Json) -> Json: ...
+
+
+class DashboardApi(Protocol):
+    def get_dashboard(self, dashboard_uid: str) -> Json: ...
+    def update_dashboard(self, dashboard: Json) -> Json: ...
+
+
+class Grafana(Protocol):
+    """What :func:`push` needs of ``grafana_client.GrafanaApi``."""
+
+    @property
+    def folder(self) -> FolderApi: ...
+    @property
+    def datasource(self) -> DatasourceApi: ...
+    @property
+    def dashboard(self) -> DashboardApi: ...
 
 
 @dataclass(frozen=True)
@@ -71,7 +103,7 @@ class PushResult:
     action: Action
 
 
-def push(api: GrafanaApi, clickhouse: ClickHouseTarget, database: str = DEFAULT_DATABASE) -> list[PushResult]:
+def push(api: Grafana, clickhouse: ClickHouseTarget, database: str = DEFAULT_DATABASE) -> list[PushResult]:
     """Folder, datasource, then every dashboard; what happened to each, in that order."""
     try:
         results = [_folder(api), _datasource(api, clickhouse)]
@@ -82,17 +114,17 @@ def push(api: GrafanaApi, clickhouse: ClickHouseTarget, database: str = DEFAULT_
     return results
 
 
-def _get(call: Any, *args: Any) -> dict[str, Any] | None:
+def _get(call: Callable[[str], Json], uid: str) -> Json | None:
     """The object, or None when Grafana answers 404."""
     try:
-        return call(*args)
+        return call(uid)
     except GrafanaClientError as exc:
         if exc.status_code == 404:
             return None
         raise
 
 
-def _folder(api: GrafanaApi) -> PushResult:
+def _folder(api: Grafana) -> PushResult:
     existing = _get(api.folder.get_folder, FOLDER_UID)
     if existing is None:
         api.folder.create_folder(FOLDER_TITLE, uid=FOLDER_UID)
@@ -103,7 +135,7 @@ def _folder(api: GrafanaApi) -> PushResult:
     return PushResult("folder", FOLDER_UID, FOLDER_TITLE, "unchanged")
 
 
-def _datasource(api: GrafanaApi, clickhouse: ClickHouseTarget) -> PushResult:
+def _datasource(api: Grafana, clickhouse: ClickHouseTarget) -> PushResult:
     wanted = clickhouse.datasource()
     existing = _get(api.datasource.get_datasource_by_uid, DATASOURCE_UID)
     if existing is None:
@@ -120,7 +152,7 @@ def _datasource(api: GrafanaApi, clickhouse: ClickHouseTarget) -> PushResult:
     return PushResult("datasource", DATASOURCE_UID, wanted["name"], "updated")
 
 
-def _dashboard(api: GrafanaApi, dashboard: dict[str, Any]) -> PushResult:
+def _dashboard(api: Grafana, dashboard: dict[str, Any]) -> PushResult:
     uid, title = dashboard["uid"], dashboard["title"]
     existing = _get(api.dashboard.get_dashboard, uid)
     if existing is not None:

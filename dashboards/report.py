@@ -113,7 +113,8 @@ def _frame(result: QueryResult) -> pd.DataFrame:
 def _utc(moment: Any) -> datetime:
     """A timezone-aware UTC datetime; ClickHouse's DateTime('UTC') values may arrive naive."""
     stamp = pd.Timestamp(moment)
-    return (stamp.tz_convert(UTC) if stamp.tzinfo else stamp.tz_localize(UTC)).to_pydatetime()
+    aware: datetime = (stamp.tz_convert(UTC) if stamp.tzinfo else stamp.tz_localize(UTC)).to_pydatetime()
+    return aware
 
 
 def _panel_body(panel: Panel, result: QueryResult, time_range: TimeRange, markers: list[Marker]) -> str:

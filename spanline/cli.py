@@ -149,7 +149,7 @@ def cmd_dashboards_generate(args: argparse.Namespace) -> None:
 def cmd_dashboards_push(args: argparse.Namespace) -> None:
     import os
 
-    from grafana_client import GrafanaApi
+    from grafana_client.api import GrafanaApi
 
     from spanline.dashboards.push import ClickHouseTarget, push, results_table
 

@@ -9,9 +9,8 @@ value when the consumer starts, so it is set on the consumer Faust has just crea
 
 from __future__ import annotations
 
-from typing import Any
-
-from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from aiokafka import AIOKafkaConsumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Transport
 
 _faust_create = AIOKafkaConsumerThread._create_worker_consumer
 
@@ -19,9 +18,9 @@ _faust_create = AIOKafkaConsumerThread._create_worker_consumer
 def limit_fetch_wait(fetch_max_wait_ms: int) -> None:
     """Every worker consumer Faust creates from now on waits at most ``fetch_max_wait_ms``."""
 
-    def create(thread: AIOKafkaConsumerThread, transport: Any) -> Any:
-        consumer = _faust_create(thread, transport)
+    def create(self: AIOKafkaConsumerThread, transport: Transport) -> AIOKafkaConsumer:  # replaces the method
+        consumer = _faust_create(self, transport)
         consumer._fetch_max_wait_ms = fetch_max_wait_ms  # read by AIOKafkaConsumer.start()
         return consumer
 
-    AIOKafkaConsumerThread._create_worker_consumer = create  # type: ignore[method-assign]
+    AIOKafkaConsumerThread._create_worker_consumer = create  # type: ignore[method-assign]  # a patch on faust's class

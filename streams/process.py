@@ -54,9 +54,11 @@ class ValidSpans:
                          [span["trace_id"] for span in self.spans], [span["span_id"] for span in self.spans])
 
     def select(self, keep: np.ndarray) -> ValidSpans:
-        chosen = np.flatnonzero(keep).tolist()
-        return ValidSpans(*([column[i] for i in chosen] for column in
-                            (self.spans, self.offsets, self.items, self.sources, self.stamps)))
+        chosen: list[int] = np.flatnonzero(keep).tolist()
+        return ValidSpans(
+            [self.spans[i] for i in chosen], [self.offsets[i] for i in chosen], [self.items[i] for i in chosen],
+            [self.sources[i] for i in chosen], [self.stamps[i] for i in chosen],
+        )
 
 
 @dataclass

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator
+from typing import TypedDict
 
 from aiohttp import web
 
@@ -38,10 +39,18 @@ def load_keyring(settings: Settings) -> Keyring:
     return Keyring(keys)
 
 
+class ProducerOverrides(TypedDict):
+    """kafka-python producer settings the receiver changes (milliseconds)."""
+
+    request_timeout_ms: int
+    delivery_timeout_ms: int
+    max_block_ms: int
+
+
 #: A request waits at most ~15 s for Kafka, then gets 503 + Retry-After. Its messages expire
 #: in the producer at that same deadline instead of being delivered later, so the client's
 #: retry of a 503 does not store the spans twice (the default would hold requests for 2 min).
-RECEIVER_PRODUCER_OVERRIDES: dict[str, int] = {
+RECEIVER_PRODUCER_OVERRIDES: ProducerOverrides = {
     "request_timeout_ms": 10_000,
     "delivery_timeout_ms": 15_000,
     "max_block_ms": 5_000,
