@@ -17,11 +17,12 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import faust
 import orjson
 import pandas as pd
+from clickhouse_connect.driver.client import Client
 
 from spanline.alerts.bootstrap import DIAGNOSIS_HISTORY, bootstrap, remember_minutes
 from spanline.contracts import load_contracts
@@ -40,6 +41,17 @@ Storage = Callable[..., Awaitable[Any]]
 #: loses at most this much baseline history, never an alert state.
 SAVE_EVERY_MINUTES = 10
 Publish = Callable[[bytes, bytes], Awaitable[None]]
+T = TypeVar("T")
+
+
+class PipelineCounts(Protocol):
+    """What alerting reads of the ingest pipeline's stats (running totals since start)."""
+
+    @property
+    def spans_in(self) -> int: ...
+
+    @property
+    def dead_letters(self) -> int: ...
 
 
 def receivers_from(settings: Settings) -> list[Receiver]:
@@ -64,7 +76,7 @@ class AlertingService:
     """One per worker; fed the ``metrics`` topic (one partition, so one worker evaluates)."""
 
     def __init__(self, settings: Settings, storage: Storage, publish: Publish,
-                 pipeline_stats: Callable[[], Any]) -> None:
+                 pipeline_stats: Callable[[], PipelineCounts]) -> None:
         self._settings = settings
         self._storage = storage
         self._publish = publish
@@ -125,10 +137,11 @@ class AlertingService:
                 self.dispatcher.adopt(adopted)
         self._ready = True
 
-    async def _attempt(self, step: str, consequence: str, function: Callable[[Any], Any]) -> Any:
+    async def _attempt(self, step: str, consequence: str, function: Callable[[Client], T]) -> T | None:
         """``function(client)`` through storage; None (and one error log) when it fails."""
         try:
-            return await self._storage(function)
+            result: T = await self._storage(function)
+            return result
         except Exception:
             log.exception("%s failed; %s", step, consequence)
             return None
@@ -187,7 +200,7 @@ class AlertingService:
 
 
 def install_alerting(app: faust.App, settings: Settings, storage: Storage,
-                     pipeline_stats: Callable[[], Any]) -> AlertingService:
+                     pipeline_stats: Callable[[], PipelineCounts]) -> AlertingService:
     """Add the alerting agent (on ``metrics``) and the dispatcher task to a worker's Faust app."""
     metrics_topic = app.topic(settings.topic_metrics, value_serializer="raw", key_serializer="raw", internal=False)
     alerts_topic = app.topic(settings.topic_alerts, value_serializer="raw", key_serializer="raw", internal=False)

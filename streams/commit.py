@@ -12,7 +12,6 @@ the commit where it is, so a restart re-reads from the last stored message.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as aiokafka_driver
@@ -75,5 +74,5 @@ class SpanlineApp(faust.App):
 
     spanline_stored_offsets: StoredOffsets | None = None
 
-    def _new_transport(self) -> Any:
+    def _new_transport(self) -> StoredOffsetTransport:
         return StoredOffsetTransport(self.conf.broker_consumer, self)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -29,7 +30,8 @@ log = logging.getLogger(__name__)
 
 TENANT = web.AppKey("tenant_keyring", Keyring)
 INTAKE = web.AppKey("intake", Intake)
-READY = web.AppKey("ready_check", object)
+#: Whether Kafka is reachable (a blocking call: run in a thread).
+READY: web.AppKey[Callable[[], bool]] = web.AppKey("ready_check")
 MAX_BODY = web.AppKey("max_body_bytes", int)
 PROTOBUF_TYPES = ("application/x-protobuf", "application/protobuf")
 
@@ -133,15 +135,17 @@ async def healthz(_: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    ready = bool(await asyncio.to_thread(request.app[READY]))  # type: ignore[arg-type]
+    ready = bool(await asyncio.to_thread(request.app[READY]))
     return web.json_response({"ready": ready}, status=200 if ready else 503)
 
 
-def _dumps(value: Any) -> str:
+def _dumps(value: object) -> str:
     return orjson.dumps(value).decode()
 
 
-def make_app(keyring: Keyring, intake: Intake, max_body_bytes: int, ready_check: Any) -> web.Application:
+def make_app(
+    keyring: Keyring, intake: Intake, max_body_bytes: int, ready_check: Callable[[], bool]
+) -> web.Application:
     """The receiver's aiohttp application; ``ready_check()`` says whether Kafka is reachable."""
     app = web.Application(client_max_size=max_body_bytes)
     app[TENANT] = keyring
