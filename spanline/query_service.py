@@ -5,6 +5,7 @@ token in ``<home>/service.json``) and reports its pipeline's figures (``/spanlin
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -15,12 +16,15 @@ from aiohttp import web as aiohttp_web
 from spanline.settings import Settings
 from spanline.sql.queries import read_only_query
 from spanline.sql.service_file import ServiceFile
+from spanline.streams.pipeline import PipelineStats
 from spanline.streams.sinks import ClickHouseSpanSink
 
 log = logging.getLogger(__name__)
 
 
-def serve_queries(app: faust.App, sink: ClickHouseSpanSink, settings: Settings) -> None:
+def serve_queries(
+    app: faust.App, sink: ClickHouseSpanSink, settings: Settings, pipeline_stats: Callable[[], PipelineStats]
+) -> None:
     """Expose read-only SQL for the CLI, since chDB lets only this process open the data path."""
     service = ServiceFile(settings.home)
     token = service.new_token()
@@ -44,7 +48,7 @@ def serve_queries(app: faust.App, sink: ClickHouseSpanSink, settings: Settings) 
 
     @app.page("/spanline/stats")
     async def stats(web: Any, request: Any) -> Any:
-        return web.json(app.spanline_pipeline.stats.__dict__)  # type: ignore[attr-defined]
+        return web.json(pipeline_stats().__dict__)
 
     @app.task  # type: ignore[untyped-decorator]  # faust types App.task as a Union over bare Awaitable
     async def announce() -> None:

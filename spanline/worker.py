@@ -15,5 +15,5 @@ def create_app(settings: Settings) -> faust.App:
     ingest = create_ingest_app(settings)
     install_alerting(ingest.app, settings, ingest.storage, lambda: ingest.pipeline.stats)
     if settings.embedded_clickhouse:
-        serve_queries(ingest.app, ingest.sink, settings)
+        serve_queries(ingest.app, ingest.sink, settings, lambda: ingest.pipeline.stats)
     return ingest.app

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from time import perf_counter_ns, time_ns
 from types import TracebackType
-from typing import Any, Protocol, TypeVar, Unpack
+from typing import Any, Protocol, TypeVar, Unpack, cast
 
 from spanline.collectors.sdk.failures import error_fields
 from spanline.collectors.sdk.fields import INHERITED, SpanFields, check_names
@@ -198,14 +198,14 @@ class SpanScope:
                 with SpanScope(sink, kind, dict(template)):
                     return await func(*args, **kwargs)
 
-            return async_wrapper  # type: ignore[return-value]
+            return cast(F, async_wrapper)  # functools.wraps keeps func's signature
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             with SpanScope(sink, kind, dict(template)):
                 return func(*args, **kwargs)
 
-        return wrapper  # type: ignore[return-value]
+        return cast(F, wrapper)  # functools.wraps keeps func's signature
 
 
 def new_scope(sink: SpanSink | None, kind: str, fields: SpanFields) -> SpanScope:
@@ -214,4 +214,4 @@ def new_scope(sink: SpanSink | None, kind: str, fields: SpanFields) -> SpanScope
     ``fields`` must be a fresh dict (a ``**kwargs``): the span fills it in place.
     """
     check_names(fields)
-    return SpanScope(sink, kind, fields)  # type: ignore[arg-type]  # a TypedDict is a dict at runtime
+    return SpanScope(sink, kind, cast("dict[str, Any]", fields))  # a TypedDict is a dict at runtime

@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 from ddsketch import DDSketch
+from ddsketch.store import DenseStore
 
 #: Relative accuracy of every stream sketch (the rollups' quantilesDD use the same 0.01).
 RELATIVE_ACCURACY = 0.01
@@ -55,20 +56,20 @@ def build_sketch(
     return sketch
 
 
-def _fill(store: object, keys: np.ndarray, counts: np.ndarray) -> None:
+def _fill(store: DenseStore, keys: np.ndarray, counts: np.ndarray) -> None:
     """Set a DenseStore's bins in one go: extend its range to [min key, max key], then add."""
     low, high = int(keys.min()), int(keys.max())
-    store._extend_range(low, high)  # type: ignore[attr-defined]
-    bins = np.asarray(store.bins, dtype=np.float64)  # type: ignore[attr-defined]
-    np.add.at(bins, keys - store.offset, counts)  # type: ignore[attr-defined]
-    store.bins = bins.tolist()  # type: ignore[attr-defined]
-    store.count += float(counts.sum())  # type: ignore[attr-defined]
+    store._extend_range(low, high)
+    bins = np.asarray(store.bins, dtype=np.float64)
+    np.add.at(bins, keys - store.offset, counts)
+    store.bins = bins.tolist()
+    store.count += float(counts.sum())
 
 
 def sketch_state(sketch: DDSketch) -> dict[str, object]:
     """A sketch's bins and summary, for comparing sketches built in different ways."""
-    def bins(store: object) -> dict[int, float]:
-        return {index + store.offset: count for index, count in enumerate(store.bins) if count}  # type: ignore[attr-defined]
+    def bins(store: DenseStore) -> dict[int, float]:
+        return {index + store.offset: count for index, count in enumerate(store.bins) if count}
 
     return {
         "positive": bins(sketch._store), "negative": bins(sketch._negative_store), "zero": sketch._zero_count,
