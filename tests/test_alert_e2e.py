@@ -12,6 +12,8 @@ import pytest
 from tests.support.loopback import LoopbackServer
 from tests.support.stack import TENANT_KEYS, Stack, read_topic
 
+pytestmark = pytest.mark.e2e
+
 START = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 MINUTES = 26  # the mismatch at minute 3, then enough event time for keep_firing_for (15 min) + lateness
 MISMATCH_MINUTE = 3

@@ -18,8 +18,7 @@ from spanline.alerts.evaluator import Evaluator
 from spanline.alerts.events import AlertEvent, dedup_key
 from spanline.alerts.history import AlertHistory
 from spanline.alerts.rules import load_rules
-from spanline.sql.client import connect
-from spanline.sql.migrate import apply_migrations
+from tests.support.chdb import migrated_chdb
 from tests.test_alert_evaluator import Minute
 from tests.test_alert_frames import Knobs, hour_frame, minute_frame
 
@@ -29,10 +28,8 @@ NOW = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
-    chdb = connect(f"chdb://{tmp_path_factory.mktemp('alerting') / 'chdb'}")
-    apply_migrations(chdb, DB, ttl_days=30)
-    yield chdb
-    chdb.close()
+    with migrated_chdb(tmp_path_factory.mktemp("alerting") / "chdb", DB) as chdb:
+        yield chdb
 
 
 def alert(state: str, at: datetime, tenant: str = "acme") -> AlertEvent:

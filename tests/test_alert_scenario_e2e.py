@@ -19,6 +19,8 @@ from tests.support.loopback import LoopbackServer
 from tests.support.stack import Stack
 from tests.test_alert_notifiers import ROUTING_KEY, pagerduty_problems
 
+pytestmark = pytest.mark.e2e
+
 SCENARIO = get_scenario("rate-limit-storm")
 #: Simulated minutes: over an hour first (the rule's 429 baseline needs a closed hour), the storm,
 #: then its 10-minute window and 10-minute keep_firing_for for the resolve. The rate gives each OpenAI

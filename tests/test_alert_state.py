@@ -34,8 +34,7 @@ from spanline.alerts.rules import load_rules
 from spanline.alerts.state import FORMAT, VERSION, SavedState, encode
 from spanline.alerts.worker import AlertingService
 from spanline.settings import Settings
-from spanline.sql.client import connect
-from spanline.sql.migrate import apply_migrations
+from tests.support.chdb import migrated_chdb
 from tests.test_alert_evaluator import START, Minute, learned
 from tests.test_alert_frames import Knobs, diurnal, minute_frame
 
@@ -283,10 +282,8 @@ def test_an_unreadable_state_path_is_set_aside_too(tmp_path: Path, caplog: pytes
 # --- the worker's start-up
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
-    chdb = connect(f"chdb://{tmp_path_factory.mktemp('alert_state') / 'chdb'}")
-    apply_migrations(chdb, DB, ttl_days=30)
-    yield chdb
-    chdb.close()
+    with migrated_chdb(tmp_path_factory.mktemp("alert_state") / "chdb", DB) as chdb:
+        yield chdb
 
 
 def service_for(home: Path, database: str, client: Client) -> AlertingService:

@@ -187,6 +187,7 @@ def headers(content_type: str = "application/json", **extra: str) -> dict[str, s
 
 @PROPERTY
 @given(items=st.lists(mutated_span(), min_size=1, max_size=12))
+@pytest.mark.e2e  # a real tansu broker
 def test_the_receiver_accepts_valid_items_and_names_each_bad_one(receiver: Receiver, items: list[Any]) -> None:
     body = encode(items)
     status, answer = receiver.post("/v1/spans", body, headers())
@@ -204,6 +205,7 @@ def test_the_receiver_accepts_valid_items_and_names_each_bad_one(receiver: Recei
 @PROPERTY
 @given(body=RAW_GARBAGE, content_type=st.sampled_from(["application/json", "application/x-ndjson", "text/plain"]),
        gzipped=st.booleans())
+@pytest.mark.e2e  # a real tansu broker
 def test_garbage_bodies_get_a_4xx_or_per_item_errors_never_a_crash(
     receiver: Receiver, body: bytes, content_type: str, gzipped: bool
 ) -> None:
@@ -217,6 +219,7 @@ def test_garbage_bodies_get_a_4xx_or_per_item_errors_never_a_crash(
 @PROPERTY
 @given(body=st.one_of(st.binary(max_size=400), RAW_GARBAGE),
        content_type=st.sampled_from(["application/x-protobuf", "application/json"]))
+@pytest.mark.e2e  # a real tansu broker
 def test_otlp_garbage_is_refused_or_partially_accepted_never_a_crash(
     receiver: Receiver, body: bytes, content_type: str
 ) -> None:
@@ -225,6 +228,7 @@ def test_otlp_garbage_is_refused_or_partially_accepted_never_a_crash(
     assert status in (200, 400), (status, answer[:300])
 
 
+@pytest.mark.e2e  # a real tansu broker
 def test_oversized_bodies_are_refused_also_when_compressed_or_streamed(receiver: Receiver) -> None:
     big = orjson.dumps([valid_span(i) for i in range(2000)])
     assert len(big) > MAX_BODY

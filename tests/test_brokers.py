@@ -25,6 +25,8 @@ from spanline.kafka.tansu import EmbeddedBrokerError, TansuBroker, port_is_free
 from spanline.errors import ConfigError
 from tests.support.kafka_broker import ApacheKafkaBroker, free_ports
 
+pytestmark = pytest.mark.e2e
+
 Broker = ApacheKafkaBroker | TansuBroker
 Record = tuple[int, int, bytes, bytes]  # partition, offset, key, value
 

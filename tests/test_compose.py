@@ -1,13 +1,12 @@
 """docker-compose.yml validates with the Compose CLI and configures Spanline correctly.
 
 No Docker engine runs here; `docker compose config` (plugin) or `docker-compose config`
-(Debian's package, installed by .ci/run) validates and resolves the file without one. The
-test fails, never skips, when neither is installed.
+(Debian's package, installed on first use by tests/support/debian.py) validates and resolves
+the file without one. The test fails, never skips, when neither can be had.
 """
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -21,20 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SPANLINE_SERVICES = ("collector", "worker-1", "worker-2")
 
 
-def compose_command() -> list[str]:
-    docker = shutil.which("docker")
-    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
-        return [docker, "compose"]
-    legacy = shutil.which("docker-compose")
-    if legacy:
-        return [legacy]
-    pytest.fail("neither `docker compose` nor `docker-compose` is installed; .ci/run installs Debian's docker-compose")
-
-
 @pytest.fixture(scope="module")
-def config() -> dict:
+def config(compose_cli: list[str]) -> dict:
     result = subprocess.run(
-        [*compose_command(), "-f", str(ROOT / "docker-compose.yml"), "config"],
+        [*compose_cli, "-f", str(ROOT / "docker-compose.yml"), "config"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
         env={"PATH": "/usr/local/bin:/usr/bin:/bin"},  # the file's defaults, not this machine's SPANLINE_*
     )

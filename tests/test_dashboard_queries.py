@@ -15,23 +15,19 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import orjson
 import pandas as pd
 import pytest
 from clickhouse_connect.driver.client import Client
 
 from spanline.contracts import load_contracts
-from spanline.simulator.workload import WorkloadConfig, generate_traces
+from spanline.simulator.workload import WorkloadConfig
 from spanline.dashboards.catalog import ANNOTATIONS, VARIABLES, build_dashboards
 from spanline.dashboards.macros import ALL, TimeRange, Variable, expand
 from spanline.dashboards.model import Panel, with_database
 from spanline.dashboards.thresholds import daily_budgets
-from spanline.sql.client import connect
 from spanline.sql.library import NamedQuery, load_library
-from spanline.sql.migrate import apply_migrations
-from spanline.streams.batcher import Batch, Message
-from spanline.streams.pricing import PriceCatalog
-from spanline.streams.process import process_batch
+from tests.support.chdb import migrated_chdb
+from tests.support.rows import worker_rows
 
 DB = "dash"
 START = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(minutes=20)
@@ -46,11 +42,7 @@ def seeded_spans(start: datetime = START, minutes: float = 30, rate: float = 5) 
     """Spans as the worker writes them, plus what the generator does not produce on its own in
     half an hour: a silent model version change, refusals and an embedding-model mismatch."""
     config = WorkloadConfig(start=start, duration_s=minutes * 60, requests_per_s=rate)
-    chunks = [chunk for chunk in generate_traces(config) if chunk]
-    messages = [Message(0, offset, orjson.dumps(chunk), "test") for offset, chunk in enumerate(chunks)]
-    result = process_batch(Batch(0, 0, len(messages) - 1, messages, False), "spans", PriceCatalog.load())
-    assert result.rows is not None and not result.dead_letters
-    out = result.rows.copy()
+    out = worker_rows(config)
     llm = out["kind"].eq("llm")
     late = out["start_time"] >= pd.Timestamp(start + timedelta(minutes=minutes * 2 / 3))
     out.loc[llm & late & out["model_response"].eq("gpt-4o-mini-2024-07-18"), "model_response"] = NEW_MINI
@@ -81,7 +73,7 @@ def seeded_alerts(start: datetime = START) -> pd.DataFrame:
 
 
 def seed(client: Client, database: str, spans: pd.DataFrame) -> None:
-    apply_migrations(client, database, ttl_days=30)
+    """Insert the spans and the alert history into a migrated database."""
     client.insert_df(f"{database}.spans", spans, settings={"insert_deduplication_token": "dashboards-seed"})
     client.insert_df(f"{database}.alerts", seeded_alerts(spans["start_time"].min().to_pydatetime()))
 
@@ -93,10 +85,9 @@ def rows() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory, rows: pd.DataFrame) -> Iterator[Client]:
-    chdb = connect(f"chdb://{tmp_path_factory.mktemp('dashboards') / 'chdb'}")
-    seed(chdb, DB, rows)
-    yield chdb
-    chdb.close()
+    with migrated_chdb(tmp_path_factory.mktemp("dashboards") / "chdb", DB) as chdb:
+        seed(chdb, DB, rows)
+        yield chdb
 
 
 @pytest.fixture(scope="module")

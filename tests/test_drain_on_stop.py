@@ -8,7 +8,6 @@ process exited, holds every accepted span exactly once.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import pytest
 
 from spanline.sql.service_file import ServiceFile
 from spanline.sql.client import connect
-from tests.support.stack import Stack, free_port
+from tests.support.stack import Stack, embedded_env
 from tests.test_pipeline_e2e import canonical
 
 pytestmark = pytest.mark.e2e
@@ -38,14 +37,7 @@ DRAIN_TIMEOUT_S = 60.0
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[Stack]:
     """`python -m spanline up` on a fresh home; a Stack only for its HTTP and waiting helpers."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SPANLINE_")}
-    env.update({
-        "SPANLINE_HOME": str(tmp_path),
-        "SPANLINE_EMBEDDED_KAFKA_PORT": str(free_port()),
-        "SPANLINE_COLLECTOR_PORT": str(free_port()),
-        "SPANLINE_WORKER_WEB_PORT": str(free_port()),
-        "SPANLINE_DRAIN_TIMEOUT_S": str(DRAIN_TIMEOUT_S),
-    })
+    env = embedded_env(tmp_path, SPANLINE_DRAIN_TIMEOUT_S=str(DRAIN_TIMEOUT_S))
     stack = Stack("", tmp_path, env=env)
     with open(tmp_path / "up.log", "ab") as log:
         stack.worker = subprocess.Popen([sys.executable, "-m", "spanline", "up"], env=env,

@@ -9,33 +9,20 @@ covers the CLI querying while the worker owns the chDB path.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.support.stack import free_port
+import pytest
 
+from tests.support.stack import embedded_env, run_demo, up_log_tail
 
-def run_demo(home: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "spanline", "demo", "--minutes", "2", "--rate", "5"],
-        env=env, capture_output=True, text=True, timeout=400,
-    )
+pytestmark = pytest.mark.e2e
 
 
 def test_demo_runs_twice_on_the_same_home(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SPANLINE_")}
-    env.update({
-        "SPANLINE_HOME": str(tmp_path),
-        "SPANLINE_EMBEDDED_KAFKA_PORT": str(free_port()),
-        "SPANLINE_COLLECTOR_PORT": str(free_port()),
-        "SPANLINE_WORKER_WEB_PORT": str(free_port()),
-    })
+    env = embedded_env(tmp_path)
     for attempt in (1, 2):
-        result = run_demo(tmp_path, env)
-        log = (tmp_path / "up.log").read_text() if (tmp_path / "up.log").exists() else ""
-        assert result.returncode == 0, f"run {attempt}:\n{result.stdout}\n{result.stderr}\n{log[-3000:]}"
+        result = run_demo(env)
+        assert result.returncode == 0, f"run {attempt}:\n{result.stdout}\n{result.stderr}\n{up_log_tail(tmp_path)}"
         for title in ("Spend by model", "Spend by tenant", "LLM latency by model", "Cache hit rate by layer"):
             assert title in result.stdout
         assert "gpt-4o" in result.stdout and "acme" in result.stdout

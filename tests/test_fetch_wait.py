@@ -6,9 +6,13 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from spanline.kafka.admin import ensure_topics
 from spanline.settings import load_settings
 from spanline.worker import create_app
+
+pytestmark = pytest.mark.e2e
 
 
 def test_the_worker_consumer_waits_at_most_the_configured_fetch_wait(tansu_kafka: Any, tmp_path: Path) -> None:

@@ -16,7 +16,6 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from spanline.errors import ConfigError
-from spanline.sql.client import connect
 from spanline.sql.migrate import (
     MIGRATIONS_DIR,
     apply_migrations,
@@ -26,6 +25,7 @@ from spanline.sql.migrate import (
 )
 from spanline.sql.templates import placeholders, render, split_statements, ttl_clause
 from spanline.streams.frame import TABLE_COLUMNS
+from tests.support.chdb import migrated_chdb
 
 DB = "spanline_mig"
 
@@ -65,10 +65,8 @@ SPANS_COLUMNS: list[tuple[str, str]] = [
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
-    chdb = connect(f"chdb://{tmp_path_factory.mktemp('migrations') / 'chdb'}")
-    apply_migrations(chdb, DB, ttl_days=30)
-    yield chdb
-    chdb.close()
+    with migrated_chdb(tmp_path_factory.mktemp("migrations") / "chdb", DB) as chdb:
+        yield chdb
 
 
 def _create_statement(client: Client, table: str) -> str:

@@ -15,6 +15,8 @@ from spanline.contract.hashing import hash_user_id, tenant_salt
 from tests.support.receiver import Receiver, receiver_on
 from tests.support.stack import read_topic
 
+pytestmark = pytest.mark.e2e
+
 KEY = "key-acme-for-receiver-tests"
 
 

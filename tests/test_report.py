@@ -7,9 +7,7 @@ Spanline home; the CLI runs as a separate process against that home, as a user w
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -22,10 +20,10 @@ from PIL import Image
 from spanline.dashboards.catalog import build_dashboards
 from spanline.dashboards.formatting import format_value
 from spanline.contracts import load_contracts
-from spanline.sql.client import connect
+from tests.support.chdb import migrated_chdb
+from tests.support.stack import clean_env
 from tests.test_dashboard_queries import seed, seeded_spans
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PANELS = [p for d in build_dashboards(load_contracts()) for p in d.panels]
 
 
@@ -33,18 +31,15 @@ PANELS = [p for d in build_dashboards(load_contracts()) for p in d.panels]
 def home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
     home = tmp_path_factory.mktemp("report-home")
     spans = seeded_spans(start=datetime.now(UTC) - timedelta(minutes=45), minutes=40, rate=3)
-    client = connect(f"chdb://{home / 'clickhouse'}")
-    try:
+    with migrated_chdb(home / "clickhouse", "spanline") as client:  # closed: the CLI process opens this path next
         seed(client, "spanline", spans)
-    finally:
-        client.close()  # the CLI process opens this path next
     return home, spans
 
 
 @pytest.fixture(scope="module")
 def report(home: tuple[Path, pd.DataFrame], tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("report") / "report.html"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SPANLINE_")} | {"SPANLINE_HOME": str(home[0])}
+    env = clean_env() | {"SPANLINE_HOME": str(home[0])}
     done = subprocess.run([sys.executable, "-m", "spanline.cli", "report", "--since", "1h", "--out", str(out)],
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -67,10 +62,8 @@ def test_report_is_self_contained_and_shows_every_panel(report: Path, home: tupl
     assert 'class="marker"' in html  # alert history and the model version change drawn on the charts
 
 
-def test_chromium_renders_the_charts(report: Path, tmp_path: Path) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is required (.ci/run installs it: apt-get install -y chromium)")
-    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+def test_chromium_renders_the_charts(report: Path, tmp_path: Path, chromium: str) -> None:
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
     shot = tmp_path / "report.png"
     done = subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1400,2600", report.as_uri()],
                           capture_output=True, text=True, timeout=180)

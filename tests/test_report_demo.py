@@ -4,31 +4,21 @@ headless Chromium shows charts in it."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
-from tests.support.stack import free_port
+from tests.support.stack import embedded_env, run_demo, up_log_tail
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = pytest.mark.e2e
 
 
-def test_demo_writes_a_report_that_renders(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SPANLINE_")} | {
-        "SPANLINE_HOME": str(tmp_path),
-        "SPANLINE_EMBEDDED_KAFKA_PORT": str(free_port()),
-        "SPANLINE_COLLECTOR_PORT": str(free_port()),
-        "SPANLINE_WORKER_WEB_PORT": str(free_port()),
-    }
-    done = subprocess.run([sys.executable, "-m", "spanline", "demo", "--minutes", "2", "--rate", "5"],
-                          env=env, capture_output=True, text=True, timeout=400)
-    log = (tmp_path / "up.log").read_text() if (tmp_path / "up.log").exists() else ""
-    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{log[-3000:]}"
+def test_demo_writes_a_report_that_renders(tmp_path: Path, chromium: str) -> None:
+    done = run_demo(embedded_env(tmp_path))
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{up_log_tail(tmp_path)}"
     match = re.search(r"report with (\d+) panels: (\S+?report\.html)", done.stdout.replace("\n", ""))
     assert match, done.stdout
     report = Path(match.group(2))
@@ -36,9 +26,8 @@ def test_demo_writes_a_report_that_renders(tmp_path: Path) -> None:
     html = report.read_text(encoding="utf-8")
     assert "query failed" not in html and html.count("<polyline") >= 15
 
-    assert Path(CHROMIUM).exists(), "Debian's chromium is required (.ci/run installs it: apt-get install -y chromium)"
     shot = tmp_path / "report.png"
-    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
                     f"--screenshot={shot}", "--window-size=1400,1800", report.as_uri()],
                    capture_output=True, timeout=180, check=True)
     pixels = Image.open(shot).convert("RGB")

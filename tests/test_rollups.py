@@ -17,13 +17,13 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from spanline.simulator.workload import WorkloadConfig, generate_traces
-from spanline.sql.client import connect
 from spanline.sql.migrate import apply_migrations
 from spanline.streams.batcher import Batch, Message
 from spanline.streams.pricing import PriceCatalog
 from spanline.streams.process import process_batch
 from spanline.streams.sinks import DEDUP_SETTINGS
 from tests import window_expectations as expect
+from tests.support.chdb import migrated_chdb
 
 DB = "rollups"
 TOPIC = "spans"
@@ -39,10 +39,8 @@ ALPHA = 0.01
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
-    chdb = connect(f"chdb://{tmp_path_factory.mktemp('rollups') / 'chdb'}")
-    apply_migrations(chdb, DB, ttl_days=30)
-    yield chdb
-    chdb.close()
+    with migrated_chdb(tmp_path_factory.mktemp("rollups") / "chdb", DB) as chdb:
+        yield chdb
 
 
 @pytest.fixture(scope="module")

@@ -293,6 +293,7 @@ def test_outside_the_incident_the_traffic_is_the_baseline_span_for_span() -> Non
                                                                                   incident_minutes=5)))
 
 
+@pytest.mark.e2e  # a real tansu broker
 def test_cli_sends_a_scenario_through_a_real_receiver(tansu_kafka: TansuBroker, tmp_path: Any) -> None:
     """`spanline simulate --scenario` replays 30 simulated minutes in seconds; the stored spans carry the
     incident (retries on 429 with Retry-After) only inside its window."""

@@ -608,6 +608,7 @@ def test_spans_with_invalid_values_are_dropped_and_counted_not_raised(recorder: 
 # --- a real broker -------------------------------------------------------------------------
 
 
+@pytest.mark.e2e  # a real tansu broker
 def test_spans_reach_kafka_batched_and_valid(tansu_kafka: Any) -> None:
     bootstrap = tansu_kafka.bootstrap_servers
     topic = f"spans-sdk-{uuid.uuid4().hex[:8]}"  # its own topic: other tests share the broker

@@ -18,9 +18,8 @@ from spanline.analysis import run_named
 from spanline.errors import ConfigError, SpanlineError
 from spanline.sql.queries import read_only_query, run_query
 from spanline.settings import Settings, load_settings
-from spanline.sql.client import connect
-from spanline.sql.migrate import apply_migrations
 from spanline.sql.tenant_scope import ScopeError, filter_setting
+from tests.support.chdb import migrated_chdb
 
 DB = "spanline_sec"
 #: Spans per tenant; every count below is checked against these.
@@ -31,24 +30,22 @@ SPANS = {"acme": 3, "globex": 5}
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     home = tmp_path_factory.mktemp("security-sql")
     url = f"chdb://{home / 'chdb'}"
-    client = connect(url)
-    apply_migrations(client, DB, ttl_days=30)
-    rows = [
-        (tenant, "svc", f"{tenant}-{n}", f"span-{tenant}-{n}", "llm", 0.5)
-        for tenant, count in SPANS.items() for n in range(count)
-    ]
-    values = ", ".join(
-        f"('{t}', '{s}', now64(3), now64(3), '{trace}', '{span}', '{k}', 'openai', 'gpt-4o', {c})" for t, s, trace, span, k, c in rows
-    )
-    client.command(
-        f"INSERT INTO {DB}.spans (tenant_id, service, start_time, end_time, trace_id, span_id, kind, provider, model_requested, cost_usd) "
-        f"VALUES {values}"
-    )
-    client.command(f"CREATE DATABASE IF NOT EXISTS {DB}_other")
-    client.command(f"CREATE TABLE IF NOT EXISTS {DB}_other.secrets (tenant_id String, v String) ENGINE = Memory")
-    client.command(f"INSERT INTO {DB}_other.secrets VALUES ('globex', 'hidden')")
-    yield load_settings({"SPANLINE_HOME": str(home), "SPANLINE_CLICKHOUSE_URL": url, "SPANLINE_CLICKHOUSE_DATABASE": DB})
-    client.close()
+    with migrated_chdb(home / "chdb", DB) as client:  # open while the tests run
+        rows = [
+            (tenant, "svc", f"{tenant}-{n}", f"span-{tenant}-{n}", "llm", 0.5)
+            for tenant, count in SPANS.items() for n in range(count)
+        ]
+        values = ", ".join(
+            f"('{t}', '{s}', now64(3), now64(3), '{trace}', '{span}', '{k}', 'openai', 'gpt-4o', {c})" for t, s, trace, span, k, c in rows
+        )
+        client.command(
+            f"INSERT INTO {DB}.spans (tenant_id, service, start_time, end_time, trace_id, span_id, kind, provider, model_requested, cost_usd) "
+            f"VALUES {values}"
+        )
+        client.command(f"CREATE DATABASE IF NOT EXISTS {DB}_other")
+        client.command(f"CREATE TABLE IF NOT EXISTS {DB}_other.secrets (tenant_id String, v String) ENGINE = Memory")
+        client.command(f"INSERT INTO {DB}_other.secrets VALUES ('globex', 'hidden')")
+        yield load_settings({"SPANLINE_HOME": str(home), "SPANLINE_CLICKHOUSE_URL": url, "SPANLINE_CLICKHOUSE_DATABASE": DB})
 
 
 def scoped(settings: Settings, sql: str, tenant: str = "acme", **parameters: object) -> list[list[object]]:

@@ -24,6 +24,8 @@ from spanline.sql.library import load_library
 from tests.support.kafka_broker import TansuBroker
 from tests.support.stack import Stack
 
+pytestmark = pytest.mark.e2e
+
 #: Queries that must find rows in a few minutes of the simulated RAG + agent workload.
 NON_EMPTY = {
     "spend_by_day", "cost_pareto", "retry_overhead", "cache_savings", "routing_mix", "cost_per_successful_task",

@@ -15,19 +15,15 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import orjson
 import pandas as pd
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from spanline.simulator.workload import WorkloadConfig, generate_traces
+from spanline.simulator.workload import WorkloadConfig
 from spanline.errors import ConfigError
-from spanline.sql.client import connect
 from spanline.sql.library import QUERIES_DIR, NamedQuery, load_library, parse_query
-from spanline.sql.migrate import apply_migrations
-from spanline.streams.batcher import Batch, Message
-from spanline.streams.pricing import PriceCatalog
-from spanline.streams.process import process_batch
+from tests.support.chdb import migrated_chdb
+from tests.support.rows import worker_rows
 
 DB = "library"
 START = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(minutes=20)
@@ -47,11 +43,7 @@ TENANTS = ["", "globex"]
 def rows() -> pd.DataFrame:
     """Half an hour of traffic across midnight UTC, as the worker would write it, plus edits."""
     config = WorkloadConfig(start=START, duration_s=DURATION.total_seconds(), requests_per_s=5)
-    chunks = [chunk for chunk in generate_traces(config) if chunk]
-    messages = [Message(0, offset, orjson.dumps(chunk), "test") for offset, chunk in enumerate(chunks)]
-    result = process_batch(Batch(0, 0, len(messages) - 1, messages, False), "spans", PriceCatalog.load())
-    assert result.rows is not None and not result.dead_letters
-    out = result.rows.copy()
+    out = worker_rows(config)
     llm = out["kind"].eq("llm")
     late = out["start_time"] >= pd.Timestamp(START + timedelta(minutes=20))
     out.loc[llm & late & out["model_response"].eq("gpt-4o-mini-2024-07-18"), "model_response"] = NEW_MINI
@@ -64,11 +56,9 @@ def rows() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory, rows: pd.DataFrame) -> Iterator[Client]:
-    chdb = connect(f"chdb://{tmp_path_factory.mktemp('library') / 'chdb'}")
-    apply_migrations(chdb, DB, ttl_days=30)
-    chdb.insert_df(f"{DB}.spans", rows)
-    yield chdb
-    chdb.close()
+    with migrated_chdb(tmp_path_factory.mktemp("library") / "chdb", DB) as chdb:
+        chdb.insert_df(f"{DB}.spans", rows)
+        yield chdb
 
 
 @pytest.fixture(scope="module")

@@ -33,13 +33,12 @@ from spanline.contract.schema import (
     Span,
 )
 from spanline.contract.validation import validate_items
-from spanline.sql.client import connect
-from spanline.sql.migrate import apply_migrations
 from spanline.streams.batcher import Batch, Message
 from spanline.streams.frame import arrow_rows
 from spanline.streams.pricing import PriceCatalog
 from spanline.streams.process import process_batch
 from spanline.streams.sinks import DEDUP_SETTINGS
+from tests.support.chdb import migrated_chdb
 
 DB = "storable"
 TOPIC = "spans"
@@ -339,10 +338,8 @@ def catalog() -> PriceCatalog:
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
-    chdb = connect(f"chdb://{tmp_path_factory.mktemp('storable') / 'chdb'}")
-    apply_migrations(chdb, DB, ttl_days=30)
-    yield chdb
-    chdb.close()
+    with migrated_chdb(tmp_path_factory.mktemp("storable") / "chdb", DB) as chdb:
+        yield chdb
 
 
 WIDE = "\U0001f600"  # four bytes in UTF-8

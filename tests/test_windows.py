@@ -18,7 +18,6 @@ import pytest
 from ddsketch import DDSketch
 
 from spanline.simulator.workload import WorkloadConfig
-from spanline.sql.client import connect
 from spanline.sql.migrate import apply_migrations
 from spanline.streams.batcher import Batch, Message
 from spanline.streams.ledger import Ledger
@@ -33,6 +32,7 @@ from spanline.windows.records import decode, encode
 from spanline.windows.sketches import build_sketch, bucket_keys, sketch_state
 from spanline.streams.windows.state import PartitionWindows
 from tests import window_expectations as expect
+from tests.support.chdb import migrated_chdb
 
 START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 TOPIC, TOPIC_ID, DB = "spans", "topic-id-1", "windows"
@@ -200,10 +200,8 @@ def test_a_partition_that_never_reports_stops_holding_minutes_back(batches: list
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    chdb = connect(f"chdb://{tmp_path_factory.mktemp('windows') / 'chdb'}")
-    apply_migrations(chdb, DB, ttl_days=30)
-    yield chdb
-    chdb.close()
+    with migrated_chdb(tmp_path_factory.mktemp("windows") / "chdb", DB) as chdb:
+        yield chdb
 
 
 class Recorder:

@@ -70,7 +70,7 @@ from tests.chaos.inputs import HttpInput, KafkaInput
 from tests.chaos.oracle import SpanKey, ValidItem, Verdict, http_verdict, kafka_verdict
 from tests.support.stack import TENANT_KEYS, Stack
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.faults
 
 SEED = int(os.environ.get("CHAOS_SEED") or random.SystemRandom().randrange(2**31))
 KAFKA_PER_KIND = 10          # adversarial Kafka messages of each light kind (13), plus one of each heavy kind (7)

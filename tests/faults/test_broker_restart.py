@@ -23,7 +23,7 @@ from spanline.simulator.sender import SendReport, send_chunks
 from tests.support.kafka_broker import ApacheKafkaBroker, running_apache_kafka
 from tests.support.stack import TENANT_KEYS, Stack
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.faults
 
 START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 HTTP_SPANS = 3_000

@@ -32,7 +32,7 @@ from kafka import KafkaConsumer, TopicPartition
 from spanline.kafka.publish import SpanPublisher
 from tests.support.stack import Stack
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.faults
 
 START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 PARTITIONS = 4

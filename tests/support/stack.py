@@ -34,6 +34,35 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
+def clean_env() -> dict[str, str]:
+    """This process's environment without SPANLINE_*: a child sees only the settings a test gives it."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("SPANLINE_")}
+
+
+def embedded_env(home: Path, **extra: str) -> dict[str, str]:
+    """The environment of `spanline up` or `spanline demo` on the embedded default: its own home
+    and free ports for the bundled broker, the receiver and the worker, plus ``extra``."""
+    kafka, collector, worker = free_ports(3)
+    return clean_env() | {
+        "SPANLINE_HOME": str(home),
+        "SPANLINE_EMBEDDED_KAFKA_PORT": str(kafka),
+        "SPANLINE_COLLECTOR_PORT": str(collector),
+        "SPANLINE_WORKER_WEB_PORT": str(worker),
+    } | extra
+
+
+def run_demo(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A short `spanline demo` (two minutes at five requests per second) as a separate process."""
+    return subprocess.run([sys.executable, "-m", "spanline", "demo", "--minutes", "2", "--rate", "5"],
+                          env=env, capture_output=True, text=True, timeout=400)
+
+
+def up_log_tail(home: Path, chars: int = 3000) -> str:
+    """The end of the embedded stack's log in ``home`` (empty before it starts), for failure messages."""
+    log = home / "up.log"
+    return log.read_text()[-chars:] if log.exists() else ""
+
+
 def read_topic(bootstrap_servers: str, topic: str) -> list[Any]:
     """Every JSON value on a topic, from the beginning (assigned partitions, no group)."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, auto_offset_reset="earliest",
@@ -93,7 +122,7 @@ class Stack:
 
     # --- processes
     def _spawn(self, command: str, log_name: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SPANLINE_")}
+        env = clean_env()
         env.update(self.env)
         env.update(extra_env or {})
         log = open(self.home / log_name, "ab")
