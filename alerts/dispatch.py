@@ -23,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import aiohttp
 
@@ -209,7 +210,7 @@ class Dispatcher:
         self._policy = groups
         self._runbook_url = runbook_url
         self._tick_s = tick_s
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -293,7 +294,7 @@ class Dispatcher:
         order = {"critical": 0, "high": 1, "medium": 2, "low": 3}
         return tuple(sorted(group.members.values(), key=lambda e: (order.get(e.severity, 9), -abs(e.value))))
 
-    def _send(self, key: str, action: str, events: tuple[AlertEvent, ...], now: float, group: _Group,
+    def _send(self, key: str, action: Literal["trigger", "resolve"], events: tuple[AlertEvent, ...], now: float, group: _Group,
               repeat: bool = False) -> None:
         notification = Notification(key, action, events, self._runbook_url.format(runbook=events[0].runbook), repeat)
         group.notified, group.last_sent, group.changed = True, now, False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TypedDict, cast
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -101,16 +102,23 @@ async def send_chunks(
     return report
 
 
+class Counts(TypedDict):
+    """The receiver's answer to a stored request."""
+
+    accepted: int
+    rejected: int
+
+
 async def _post_until_stored(
     session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str], report: SendReport,
     retry_for_s: float,
-) -> dict[str, object]:
+) -> Counts:
     deadline = time.monotonic() + retry_for_s
     retry = Retry(_retryable, RETRY_INITIAL_S, MAX_RETRY_WAIT_S, retry_after=_retry_after,
                   give_up=lambda: time.monotonic() >= deadline)
     tries = 0
 
-    async def post() -> dict[str, object]:
+    async def post() -> Counts:
         nonlocal tries
         if tries:
             report.retries += 1
@@ -122,13 +130,14 @@ async def _post_until_stored(
         except aiohttp.ClientConnectionError as exc:  # receiver restarting: as retryable as a 503
             payload, status, retry_after = {"error": str(exc)}, 503, None
         if status in (200, 207):
-            return payload
+            return cast(Counts, payload)
         raise ReceiverAnswer(status, payload, float(retry_after) if retry_after and retry_after.isdigit() else None)
 
     return await retry.run(post, f"receiver {url}")
 
 
-async def _put(queue: asyncio.Queue, item: object, posters: list[asyncio.Task]) -> None:
+async def _put(queue: asyncio.Queue[tuple[str, bytes] | None], item: tuple[str, bytes] | None,
+               posters: list[asyncio.Task[None]]) -> None:
     """Queue a job, surfacing a failed poster's error instead of waiting forever."""
     while True:
         for task in posters:

@@ -13,10 +13,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import faust
-from faust.types import TP
+from faust.streams import Stream
+from faust.types import TP, StreamT
 
 from spanline.kafka.publish import SpanPublisher, wait_acked
 from spanline.kafka.admin import topic_id
@@ -101,7 +102,7 @@ def create_ingest_app(settings: Settings) -> IngestApp:
         await retry.run(lambda: wait_acked(window_producer.send_records(settings.topic_metrics, messages)),
                         "Kafka (windows)")
 
-    @app.on_before_shutdown.connect
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]  # faust types receivers without **kwargs
     async def close_window_producer(sender: faust.App, **_: Any) -> None:
         await asyncio.get_running_loop().run_in_executor(None, window_producer.close)
 
@@ -133,15 +134,16 @@ def create_ingest_app(settings: Settings) -> IngestApp:
     app.spanline_sink = sink  # type: ignore[attr-defined]
 
     @app.agent(spans_topic, concurrency=1)
-    async def ingest(stream: faust.StreamT) -> None:
-        async for events in stream.noack_take(settings.batch_max_messages, within=settings.batch_within_s):
+    async def ingest(stream: StreamT[bytes]) -> None:
+        # noack_take is on faust's Stream, the class every agent is handed; StreamT does not declare it
+        async for events in cast(Stream[bytes], stream).noack_take(settings.batch_max_messages, within=settings.batch_within_s):
             await pipeline.handle(events, stream.ack)
 
-    @app.timer(interval=1.0)
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]  # faust's App.timer is not annotated
     async def advance_idle_windows() -> None:
         await pipeline.tick()
 
-    @app.on_partitions_revoked.connect
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # faust types receivers without **kwargs
     async def on_revoked(sender: faust.App, revoked: set[Any], **_: Any) -> None:
         pipeline.forget({tp.partition for tp in revoked if tp.topic == settings.topic_spans})
 

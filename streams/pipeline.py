@@ -20,11 +20,14 @@ acked or committed, and the agent never dies from a message.
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
+
+import pandas as pd
 
 from spanline.contract.dead_letter import dead_letter
 from spanline.kafka.publish import SOURCE_HEADER
@@ -114,13 +117,12 @@ class IngestPipeline:
     async def _handle(self, events: Sequence[Any], ack: Acker) -> None:
         messages = [_message(event) for event in events]
         for partition, offset in self._batcher.new_positions(messages).items():
-            await self._held(f"resume of partition {partition} at offset {offset}",
-                             lambda partition=partition, offset=offset: self._resume(partition, offset))
+            await self._held(f"resume of partition {partition} at offset {offset}", partial(self._resume, partition, offset))
         self._batcher.add(messages)
         self.stats.messages += len(messages)
         for batch in self._batcher.cut():
             where = f"checkpoint of partition {batch.partition} offsets {batch.first_offset}-{batch.last_offset}"
-            await self._held(where, lambda batch=batch: self._checkpoint(batch), (batch.partition, batch.first_offset))
+            await self._held(where, partial(self._checkpoint, batch), (batch.partition, batch.first_offset))
             for message in batch.messages:
                 await ack(message.event)
             self.stored.stored(batch.partition, batch.first_offset, batch.last_offset)
@@ -205,8 +207,7 @@ class IngestPipeline:
             return
         started = time.perf_counter()
         for part in stored:
-            outcome = isolate(0, len(part.rows), lambda start, stop, rows=part.rows: self._windows_absorb(
-                batch.partition, rows.iloc[start:stop]))
+            outcome = isolate(0, len(part.rows), partial(self._windows_absorb, batch.partition, part.rows))
             for index, exc in outcome.faults:
                 letters.append(self._row_letter(
                     batch, part, index, f"stored, but left out of the minute windows: {describe(exc)}"))
@@ -216,9 +217,9 @@ class IngestPipeline:
         self.stats.windows_emitted = self._windows.emitted
         self.stats.window_emit_seconds = self._windows.emit_seconds
 
-    def _windows_absorb(self, partition: int, rows: Any) -> None:
+    def _windows_absorb(self, partition: int, rows: pd.DataFrame, start: int, stop: int) -> None:
         assert self._windows is not None
-        self._windows.absorb(partition, rows)
+        self._windows.absorb(partition, rows.iloc[start:stop])
 
     async def _send_letters(self, letters: list[DeadLetter]) -> None:
         """Deliver dead letters; one Kafka refuses (not transiently) is replaced by a bare letter."""

@@ -1,5 +1,5 @@
 """Fixtures shared by every test module (they live in tests/support and are only re-exported
-here) and the test tiers: `unit`, `e2e`, `faults` (pyproject.toml declares them)."""
+here) and the test tiers: `unit`, `scenarios`, `e2e`, `faults` (pyproject.toml declares them)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from tests.support.kafka_broker import apache_kafka, kafka_broker, tansu_kafka
 __all__ = ["apache_kafka", "chromium", "compose_cli", "kafka_broker", "tansu_kafka"]
 
 #: The tiers a module declares itself (`pytestmark`, or a test's own mark); every other test is `unit`.
-DECLARED_TIERS = ("e2e", "faults")
+DECLARED_TIERS = ("scenarios", "e2e", "faults")
 #: Fixtures that start a real Kafka broker: a test that uses one, even through another fixture,
 #: cannot be a unit test.
 BROKER_FIXTURES = frozenset({"kafka_broker", "apache_kafka", "tansu_kafka"})

@@ -26,6 +26,8 @@ from spanline.simulator.workload import generate_traces
 from spanline.streams.pricing import PriceCatalog
 from tests.support.replay import hour_frame, minute_figures, replay, stored_rows
 
+pytestmark = pytest.mark.scenarios  # hours of traffic through the evaluator: minutes of CPU
+
 START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 #: Two tenants: the largest (every scenario's target) carries enough traffic for each rule's
 #: minimum-traffic guard at a modest replay rate.
