@@ -23,7 +23,8 @@ from spanline.alerts.baselines import Family
 from spanline.alerts.conditions import family_of
 from spanline.alerts.evaluator import DIAGNOSIS_MINUTES, Evaluator
 from spanline.alerts.metrics import METRICS
-from spanline.sql.templates import identifier
+from spanline.sql.statements import identifier_list, statement
+from spanline.sql.templates import identifier, render
 
 log = logging.getLogger(__name__)
 DIMENSIONS = ["tenant_id", "service", "feature", "provider", "model_requested", "route", "kind"]
@@ -32,8 +33,9 @@ SKETCH_COLUMNS = {"ttft_ms_sketch": ("ttft_us_sketch", 1000.0), "duration_ms_ske
                   "tpot_ms_sketch": ("tpot_us_sketch", 1000.0), "input_tokens_sketch": ("input_tokens_sketch", 1.0)}
 #: Minutes before a fresh start kept for diagnoses (the evaluator's frame ring).
 DIAGNOSIS_HISTORY = timedelta(minutes=DIAGNOSIS_MINUTES)
-#: Parameters of the rollup sketch states (0003_rollups.sql): relative accuracy, then the levels.
-SKETCH_ACCURACY, SKETCH_LEVELS = 0.01, (0.5, 0.95, 0.99)
+#: Levels of the rollup sketch states (0003_rollups.sql), as sql/statements/alerts_hourly_quantiles.sql
+#: merges them: a metric's quantile is the element at its level's position.
+SKETCH_LEVELS = (0.5, 0.95, 0.99)
 
 
 @dataclass(frozen=True)
@@ -85,20 +87,21 @@ def _percentile_families(evaluator: Evaluator) -> set[Family]:
 
 
 def _rollup(client: Client, database: str, table: str, bucket: str, start: datetime, end: datetime) -> pd.DataFrame:
-    """Counter and map columns of a rollup in [start, end), summed per grain group and bucket."""
+    """Counter and map columns of a rollup in [start, end), summed per grain group and bucket.
+
+    The aggregate list depends on the table's columns, so it is built here, from identifiers only.
+    """
     columns = dict(client.query(
-        "SELECT name, type FROM system.columns WHERE database = {db:String} AND table = {table:String}",
-        parameters={"db": database, "table": table},
+        statement("alerts_rollup_columns"), parameters={"db": database, "table": table},
     ).result_rows)
-    sums = [name for name, kind in columns.items()
+    sums = [identifier(name) for name, kind in columns.items()
             if name not in DIMENSIONS and name != bucket and not kind.startswith("AggregateFunction")]
     aggregates = [f"{'sumMap' if 'Map(' in columns[name] else 'sum'}({name}) AS {name}" for name in sums]
-    frame = client.query_df(
-        f"SELECT {', '.join(DIMENSIONS)}, {bucket}, {', '.join(aggregates)} FROM {database}.{table} "
-        f"WHERE {bucket} >= {{start:DateTime('UTC')}} AND {bucket} < {{end:DateTime('UTC')}} "
-        f"GROUP BY {', '.join(DIMENSIONS)}, {bucket}",
-        parameters={"start": start, "end": end},
-    )
+    sql = render(statement("alerts_rollup_sums"), {
+        "database": identifier(database), "table": identifier(table), "bucket": identifier(bucket),
+        "dimensions": identifier_list(DIMENSIONS), "aggregates": ", ".join(aggregates),
+    })
+    frame = client.query_df(sql, parameters={"start": start, "end": end})
     if len(frame):
         frame[bucket] = pd.to_datetime(frame[bucket], utc=True)
     return frame
@@ -108,14 +111,11 @@ def _hourly_quantiles(client: Client, database: str, family: Family, start: date
     metric = METRICS[family.metric]
     column, divisor = SKETCH_COLUMNS[metric.sketch]
     level = SKETCH_LEVELS.index(metric.quantile) + 1
-    group = ", ".join([*family.dims, "hour"])
-    table = client.query_df(
-        f"SELECT {group}, toFloat64(sum(spans)) AS den, "
-        f"quantilesDDMerge{(SKETCH_ACCURACY, *SKETCH_LEVELS)}({column})[{level}] / {divisor} AS value "
-        f"FROM {database}.spans_hour WHERE hour >= {{start:DateTime('UTC')}} AND hour < {{end:DateTime('UTC')}} "
-        f"AND kind IN {{kinds:Array(String)}} GROUP BY {group}",
-        parameters={"start": start, "end": end, "kinds": list(metric.kinds or ())},
-    )
+    sql = render(statement("alerts_hourly_quantiles"), {
+        "database": identifier(database), "group": identifier_list([*family.dims, "hour"]),
+        "column": identifier(column), "level": str(level), "divisor": str(divisor),
+    })
+    table = client.query_df(sql, parameters={"start": start, "end": end, "kinds": list(metric.kinds or ())})
     if table.empty:
         return pd.DataFrame(columns=[*family.dims, "hour", "num", "den", "value"])
     table["hour"] = [h.to_pydatetime() for h in pd.to_datetime(table["hour"], utc=True)]

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from clickhouse_connect.driver.client import Client
 
 from spanline.alerts.events import AlertEvent
+from spanline.sql.statements import render_statement
 from spanline.sql.templates import identifier
 
 COLUMNS = ["at", "recorded_at", "rule", "severity", "state", "dedup_key", "tenant_id", "scope", "value",
@@ -33,6 +34,7 @@ class AlertHistory:
     def __init__(self, client: Client, database: str) -> None:
         self._client = client
         self._table = f"{identifier(database)}.alerts"
+        self._open_incidents = render_statement("alerts_open_incidents", database=database)
 
     def write(self, events: list[AlertEvent]) -> None:
         """One deduplicated insert per event (a token covers one block, so one event per block)."""
@@ -53,9 +55,5 @@ class AlertHistory:
         A worker that starts without a state file (another machine took over the ``metrics``
         partition) adopts these, so it resolves them later instead of forgetting them.
         """
-        latest = ", ".join(f"argMax({c}, at) AS {c}_" for c in COLUMNS if c not in ("at", "dedup_key"))
-        result = self._client.query(
-            f"SELECT dedup_key, max(at) AS at_, {latest} FROM {self._table} "
-            "GROUP BY dedup_key HAVING state_ = 'firing' ORDER BY dedup_key"
-        )
+        result = self._client.query(self._open_incidents)
         return [{name.rstrip("_"): value for name, value in zip(result.column_names, row)} for row in result.result_rows]

@@ -18,6 +18,7 @@ from rich.table import Table
 from spanline.sql.service_file import ServiceFile
 from spanline.errors import SpanlineError
 from spanline.sql.queries import run_query
+from spanline.sql.statements import render_statement
 from spanline.settings import Settings
 from spanline.simulator.simulate import simulate
 from spanline.summary import print_summary
@@ -73,9 +74,7 @@ def _alerts_since(settings: Settings, since: datetime) -> list[tuple]:
     Event time, not the write time: a demo run again within minutes replays event time the worker
     has already evaluated (it ignores those minutes), and the page of that window is already here.
     """
-    sql = (f"SELECT toString(at), state, rule, severity, scope, runbook, runbook_branch, summary "
-           f"FROM {settings.clickhouse_database}.alerts WHERE at >= {{since:DateTime64(3, 'UTC')}} "
-           f"ORDER BY at, state DESC, rule")
+    sql = render_statement("demo_alerts_since", database=settings.clickhouse_database)
     return [tuple(row) for row in run_query(settings, sql, {"since": since}).rows]
 
 
@@ -139,7 +138,7 @@ def _ok(url: str) -> bool:
 
 
 def _stored(settings: Settings) -> int:
-    result = run_query(settings, f"SELECT count() FROM {settings.clickhouse_database}.spans")
+    result = run_query(settings, render_statement("demo_stored_spans", database=settings.clickhouse_database))
     return int(result.rows[0][0])
 
 

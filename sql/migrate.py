@@ -20,6 +20,7 @@ from pathlib import Path
 from clickhouse_connect.driver.client import Client
 
 from spanline.errors import ConfigError
+from spanline.sql.statements import render_statement
 from spanline.sql.templates import identifier, render, split_statements, ttl_clause
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -78,12 +79,8 @@ def pending_migrations(client: Client, database: str, directory: Path = MIGRATIO
 def apply_migrations(client: Client, database: str, ttl_days: int, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Create ``database`` and apply pending migrations in order; returns the names applied now."""
     values = template_values(database, ttl_days)
-    client.command(f"CREATE DATABASE IF NOT EXISTS {values['database']}")
-    client.command(
-        f"CREATE TABLE IF NOT EXISTS {values['database']}.schema_migrations "
-        "(name String, checksum String, applied_at DateTime64(3, 'UTC')) "
-        "ENGINE = MergeTree ORDER BY name SETTINGS non_replicated_deduplication_window = 1000"
-    )
+    client.command(render_statement("migrate_create_database", database=values["database"]))
+    client.command(render_statement("migrate_create_history", database=values["database"]))
     applied: list[str] = []
     for migration in pending_migrations(client, database, directory):
         for statement in split_statements(render(migration.sql, values)):
@@ -100,7 +97,7 @@ def apply_migrations(client: Client, database: str, ttl_days: int, directory: Pa
 
 
 def _applied_checksums(client: Client, database: str) -> dict[str, str]:
-    if not client.command(f"EXISTS TABLE {database}.schema_migrations"):
+    if not client.command(render_statement("migrate_history_exists", database=database)):
         return {}
-    rows = client.query(f"SELECT name, checksum FROM {database}.schema_migrations").result_rows
+    rows = client.query(render_statement("migrate_applied", database=database)).result_rows
     return {name: checksum for name, checksum in rows}

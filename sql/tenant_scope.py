@@ -23,6 +23,8 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from spanline.errors import SpanlineError
+from spanline.sql.statements import statement
+from spanline.sql.templates import render
 
 #: Statement kinds that can be scoped: SELECT, with UNION/INTERSECT/EXCEPT and CTEs.
 _SELECT_ROOTS = ("SelectWithUnionQuery", "SelectIntersectExceptQuery")
@@ -55,10 +57,7 @@ def quote(text: str) -> str:
 
 def scoped_tables(client: Client, database: str) -> list[str]:
     """Tables and views of ``database`` that carry a ``tenant_id`` column (the scopable ones)."""
-    rows = client.query(
-        "SELECT DISTINCT table FROM system.columns WHERE database = {database:String} AND name = 'tenant_id' ORDER BY table",
-        parameters={"database": database},
-    ).result_rows
+    rows = client.query(statement("tenant_scope_tables"), parameters={"database": database}).result_rows
     return [table for (table,) in rows]
 
 
@@ -80,8 +79,8 @@ def enter_tenant_scope(client: Client, database: str, tenant: str) -> list[str]:
     tables = scoped_tables(client, database)
     if not tables:
         raise ScopeError(f"database {database!r} has no tables with a tenant_id column; run `spanline migrate` first")
-    client.command(f"SET additional_table_filters = {filter_setting(database, tables, tenant)}")
-    client.command("SET readonly = 1")
+    client.command(render(statement("tenant_scope_filter"), {"filters": filter_setting(database, tables, tenant)}))
+    client.command(statement("tenant_scope_read_only"))
     return tables
 
 
@@ -102,12 +101,8 @@ def check_statement(
     client: Client, sql: str, database: str, tables: list[str], parameters: dict[str, Any] | None = None
 ) -> None:
     """Raise ScopeError unless ``sql`` is one SELECT reading only ``tables`` of ``database``."""
-    existing = {
-        f"{database}.{name}"
-        for (name,) in client.query(
-            "SELECT name FROM system.tables WHERE database = {database:String}", parameters={"database": database}
-        ).result_rows
-    }
+    rows = client.query(statement("tenant_scope_existing_tables"), parameters={"database": database}).result_rows
+    existing = {f"{database}.{name}" for (name,) in rows}
     root = parse_statement(client, sql, parameters)
     if root.kind not in _SELECT_ROOTS:
         raise ScopeError(f"only SELECT queries can be scoped to a tenant, not {root.kind}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from spanline.sql.statements import render_statement
+
 
 class Ledger:
     """Records a batch's offsets before its insert, and finds them again after a restart."""
@@ -12,14 +14,13 @@ class Ledger:
     def __init__(self, client: Any, database: str, topic: str, topic_id: str) -> None:
         self._client = client
         self._table = f"{database}.ingest_ledger"
+        self._open_intents = render_statement("ledger_open_intents", database=database)
         self._topic = topic
         self._topic_id = topic_id
 
     def open_intents(self, partition: int, from_offset: int) -> list[tuple[int, int]]:
         result = self._client.query(
-            f"SELECT DISTINCT first_offset, last_offset FROM {self._table} "
-            "WHERE topic = {topic:String} AND topic_id = {topic_id:String} AND partition = {partition:Int32} "
-            "AND last_offset >= {offset:Int64} ORDER BY first_offset",
+            self._open_intents,
             parameters={"topic": self._topic, "topic_id": self._topic_id, "partition": partition, "offset": from_offset},
         )
         return [(int(first), int(last)) for first, last in result.result_rows]

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from spanline.sql.statements import render_statement
 from spanline.windows.aggregate import ROW_COLUMNS, aggregate, epoch_ms, minute_of
 from spanline.windows.records import WindowRecord
 from spanline.streams.windows.state import PartitionWindows
@@ -72,10 +73,9 @@ class Changelog:
         if scope is None:  # nothing of this incarnation stored before the resume offset
             return PartitionWindows(partition, lateness_ms, frontier=frontier, high_ms=high_ms,
                                     replay_through=through, through_offset=resume_offset - 1)
-        where, parameters = scope
         newer = client.query(
-            f"SELECT max(start_time), count() FROM {self.database}.spans WHERE {where} AND kafka_offset > {{through:Int64}}",
-            parameters={**parameters, "through": through},
+            render_statement("changelog_newer_spans", database=self.database),
+            parameters={**scope, "through": through},
         ).result_rows[0]
         if newer[1]:
             newest = int(epoch_ms(pd.Series([newer[0]]))[0])
@@ -85,16 +85,14 @@ class Changelog:
                                     through_offset=resume_offset - 1)
         open_from = frontier if frontier is not None else int(minute_of(np.int64(high_ms - lateness_ms)))
         rows = client.query_df(
-            f"SELECT {', '.join(ROW_COLUMNS)} FROM {self.database}.spans WHERE {where} "
-            "AND start_time >= {open_from:DateTime64(3, 'UTC')} ORDER BY kafka_offset",
-            parameters={**parameters, "open_from": datetime.fromtimestamp(open_from, UTC)},
+            render_statement("changelog_open_spans", database=self.database, columns=ROW_COLUMNS),
+            parameters={**scope, "open_from": datetime.fromtimestamp(open_from, UTC)},
         )
         late = 0
         if frontier is not None:
             late = int(client.command(
-                f"SELECT count() FROM {self.database}.spans WHERE {where} AND kafka_offset > {{through:Int64}} "
-                "AND start_time < {frontier:DateTime64(3, 'UTC')}",
-                parameters={**parameters, "through": through, "frontier": datetime.fromtimestamp(frontier, UTC)},
+                render_statement("changelog_late_spans", database=self.database),
+                parameters={**scope, "through": through, "frontier": datetime.fromtimestamp(frontier, UTC)},
             ))
         return PartitionWindows(
             partition, lateness_ms, frontier=frontier, high_ms=high_ms, replay_through=through,
@@ -103,10 +101,7 @@ class Changelog:
 
     def _last_record(self, client: Any, partition: int) -> tuple[int, int, int] | None:
         rows = client.query(
-            f"SELECT toUnixTimestamp(minute), through_offset, toUnixTimestamp64Milli(high) "
-            f"FROM {self.database}.metric_windows "
-            "WHERE topic = {topic:String} AND topic_id = {topic_id:String} AND partition = {partition:Int32} "
-            "ORDER BY minute DESC LIMIT 1",
+            render_statement("changelog_last_window", database=self.database),
             parameters={"topic": self.topic, "topic_id": self.topic_id, "partition": partition},
         ).result_rows
         if not rows:
@@ -114,25 +109,19 @@ class Changelog:
         minute, through, high = rows[0]
         return int(minute) + 60, int(high), int(through)
 
-    def _scope(self, client: Any, partition: int, resume_offset: int) -> tuple[str, dict[str, Any]] | None:
-        """WHERE clause for this incarnation's rows of the partition below the resume offset."""
+    def _scope(self, client: Any, partition: int, resume_offset: int) -> dict[str, Any] | None:
+        """Parameters of the ``changelog_*_spans`` statements' condition (sql/statements/) that
+        selects this incarnation's rows of the partition below the resume offset."""
         first = client.query(
-            f"SELECT min(first_offset), min(created_at), count() FROM {self.database}.ingest_ledger "
-            "WHERE topic = {topic:String} AND topic_id = {topic_id:String} AND partition = {partition:Int32} "
-            "AND first_offset < {resume:Int64}",
+            render_statement("changelog_first_batch", database=self.database),
             parameters={"topic": self.topic, "topic_id": self.topic_id, "partition": partition,
                         "resume": resume_offset},
         ).result_rows[0]
         if not first[2]:
             return None
         since = pd.Timestamp(first[1]).tz_localize(None) if pd.Timestamp(first[1]).tzinfo else pd.Timestamp(first[1])
-        where = (
-            "kafka_topic = {topic:String} AND kafka_partition = {partition:Int32} "
-            "AND kafka_offset >= {first:Int64} AND kafka_offset < {resume:Int64} "
-            "AND ingested_at >= {since:DateTime64(3, 'UTC')} - INTERVAL {slack:UInt32} SECOND"
-        )
-        return where, {"topic": self.topic, "partition": partition, "first": int(first[0]), "resume": resume_offset,
-                       "since": since.to_pydatetime().replace(tzinfo=UTC), "slack": INCARNATION_SLACK_S}
+        return {"topic": self.topic, "partition": partition, "first": int(first[0]), "resume": resume_offset,
+                "since": since.to_pydatetime().replace(tzinfo=UTC), "slack": INCARNATION_SLACK_S}
 
 
 def _time(ms: int) -> datetime:

@@ -1,0 +1,9 @@
+-- Rows after the changelog's through offset whose minute had already closed: the late spans
+-- (streams/windows/changelog.py).
+SELECT count()
+FROM ${database}.spans
+WHERE kafka_topic = {topic:String} AND kafka_partition = {partition:Int32}
+  AND kafka_offset >= {first:Int64} AND kafka_offset < {resume:Int64}
+  AND ingested_at >= {since:DateTime64(3, 'UTC')} - INTERVAL {slack:UInt32} SECOND
+  AND kafka_offset > {through:Int64}
+  AND start_time < {frontier:DateTime64(3, 'UTC')}

@@ -1,0 +1,2 @@
+-- The database the migrations fill (sql/migrate.py).
+CREATE DATABASE IF NOT EXISTS ${database}
