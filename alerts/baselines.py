@@ -121,7 +121,9 @@ class BaselineStore:
             if family.percentile:
                 sketches = closed.groupby(keys, sort=False, dropna=False)["sketch"].agg(merged)
                 metric = METRICS[family.metric]
-                hours["value"] = [quantile(s, metric.quantile_level) for s in sketches.reindex(pd.MultiIndex.from_frame(hours[keys]))]
+                hours["value"] = [
+                    quantile(s, metric.quantile_level) for s in sketches.reindex(pd.MultiIndex.from_frame(hours[keys]))
+                ]
             else:
                 hours["value"] = np.nan
             series.hours = pd.concat([series.hours, hours], ignore_index=True) if len(series.hours) else hours
@@ -179,7 +181,10 @@ class BaselineStore:
         dims = list(family.dims) or ["_all"]
         chosen = chosen.assign(_all="") if not family.dims else chosen
         result = chosen.groupby(dims, sort=False, dropna=False).agg(
-            num=("num", "sum"), den=("den", "sum"), hours=("hour", "nunique"), value=("value", "mean"),
+            num=("num", "sum"),
+            den=("den", "sum"),
+            hours=("hour", "nunique"),
+            value=("value", "mean"),
         )
         result = result[result["hours"] >= spec.min_hours]
         if spec.fallback is not None:
@@ -190,8 +195,9 @@ class BaselineStore:
     def history_start(self, family: Family) -> datetime | None:
         """The oldest hour or minute this family has a row for (None = nothing yet)."""
         series = self._get(family)
-        starts = [frame[column].min() for frame, column in ((series.hours, "hour"), (series.minutes, "minute"))
-                  if len(frame)]
+        starts = [
+            frame[column].min() for frame, column in ((series.hours, "hour"), (series.minutes, "minute")) if len(frame)
+        ]
         return min(starts) if starts else None
 
 
@@ -234,6 +240,8 @@ class KeyHistory:
         recent = self.keys[self.keys["first_seen"] >= now - window]
         settled = [
             self.scopes.get(scope, now) <= first - self.settle
-            for scope, first in zip(recent[list(dims)].itertuples(index=False, name=None), recent["first_seen"])
+            for scope, first in zip(
+                recent[list(dims)].itertuples(index=False, name=None), recent["first_seen"], strict=False
+            )
         ]
         return recent[np.array(settled, dtype=bool)][[*dims, "key", "calls", "first_seen"]]

@@ -12,8 +12,8 @@ table has are read, so an older schema still bootstraps what it can.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pandas as pd
@@ -29,8 +29,12 @@ from spanline.sql.templates import identifier, render
 log = logging.getLogger(__name__)
 DIMENSIONS = ["tenant_id", "service", "feature", "provider", "model_requested", "route", "kind"]
 #: Stream sketch column -> (rollup column, divisor back to the stream's unit).
-SKETCH_COLUMNS = {"ttft_ms_sketch": ("ttft_us_sketch", 1000.0), "duration_ms_sketch": ("duration_us_sketch", 1000.0),
-                  "tpot_ms_sketch": ("tpot_us_sketch", 1000.0), "input_tokens_sketch": ("input_tokens_sketch", 1.0)}
+SKETCH_COLUMNS = {
+    "ttft_ms_sketch": ("ttft_us_sketch", 1000.0),
+    "duration_ms_sketch": ("duration_us_sketch", 1000.0),
+    "tpot_ms_sketch": ("tpot_us_sketch", 1000.0),
+    "input_tokens_sketch": ("input_tokens_sketch", 1.0),
+}
 #: Minutes before a fresh start kept for diagnoses (the evaluator's frame ring).
 DIAGNOSIS_HISTORY = timedelta(minutes=DIAGNOSIS_MINUTES)
 #: Levels of the rollup sketch states (0003_rollups.sql), as sql/statements/alerts_hourly_quantiles.sql
@@ -60,8 +64,13 @@ def bootstrap(evaluator: Evaluator, client: Client, database: str, now: datetime
     for minute, frame in _minutes(client, database, current_hour, now):
         evaluator.evaluate(_Minute(minute, frame))
         replayed += 1
-    log.info("alert baselines bootstrapped from %s: %d hourly rows, %d minutes evaluated, %d kept for diagnoses",
-             database, loaded, replayed, remembered)
+    log.info(
+        "alert baselines bootstrapped from %s: %d hourly rows, %d minutes evaluated, %d kept for diagnoses",
+        database,
+        loaded,
+        replayed,
+        remembered,
+    )
     return loaded
 
 
@@ -82,8 +91,13 @@ def _minutes(client: Client, database: str, start: datetime, end: datetime) -> I
 
 
 def _percentile_families(evaluator: Evaluator) -> set[Family]:
-    return {family_of(clause, tuple(rule.scope)) for rule in evaluator.rules if not rule.pipeline
-            for clause in rule.clauses if clause.spec.kind == "percentile"}
+    return {
+        family_of(clause, tuple(rule.scope))
+        for rule in evaluator.rules
+        if not rule.pipeline
+        for clause in rule.clauses
+        if clause.spec.kind == "percentile"
+    }
 
 
 def _rollup(client: Client, database: str, table: str, bucket: str, start: datetime, end: datetime) -> pd.DataFrame:
@@ -91,16 +105,29 @@ def _rollup(client: Client, database: str, table: str, bucket: str, start: datet
 
     The aggregate list depends on the table's columns, so it is built here, from identifiers only.
     """
-    columns = dict(client.query(
-        statement("alerts_rollup_columns"), parameters={"db": database, "table": table},
-    ).result_rows)
-    sums = [identifier(name) for name, kind in columns.items()
-            if name not in DIMENSIONS and name != bucket and not kind.startswith("AggregateFunction")]
+    columns: dict[str, str] = {
+        str(name): str(kind)
+        for name, kind in client.query(
+            statement("alerts_rollup_columns"),
+            parameters={"db": database, "table": table},
+        ).result_rows
+    }
+    sums = [
+        identifier(name)
+        for name, kind in columns.items()
+        if name not in DIMENSIONS and name != bucket and not kind.startswith("AggregateFunction")
+    ]
     aggregates = [f"{'sumMap' if 'Map(' in columns[name] else 'sum'}({name}) AS {name}" for name in sums]
-    sql = render(statement("alerts_rollup_sums"), {
-        "database": identifier(database), "table": identifier(table), "bucket": identifier(bucket),
-        "dimensions": identifier_list(DIMENSIONS), "aggregates": ", ".join(aggregates),
-    })
+    sql = render(
+        statement("alerts_rollup_sums"),
+        {
+            "database": identifier(database),
+            "table": identifier(table),
+            "bucket": identifier(bucket),
+            "dimensions": identifier_list(DIMENSIONS),
+            "aggregates": ", ".join(aggregates),
+        },
+    )
     frame = client.query_df(sql, parameters={"start": start, "end": end})
     if len(frame):
         frame[bucket] = pd.to_datetime(frame[bucket], utc=True)
@@ -109,12 +136,20 @@ def _rollup(client: Client, database: str, table: str, bucket: str, start: datet
 
 def _hourly_quantiles(client: Client, database: str, family: Family, start: datetime, end: datetime) -> pd.DataFrame:
     metric = METRICS[family.metric]
+    if metric.sketch is None:
+        raise ValueError(f"metric {family.metric} has no sketch to take quantiles of")
     column, divisor = SKETCH_COLUMNS[metric.sketch]
     level = SKETCH_LEVELS.index(metric.quantile) + 1
-    sql = render(statement("alerts_hourly_quantiles"), {
-        "database": identifier(database), "group": identifier_list([*family.dims, "hour"]),
-        "column": identifier(column), "level": str(level), "divisor": str(divisor),
-    })
+    sql = render(
+        statement("alerts_hourly_quantiles"),
+        {
+            "database": identifier(database),
+            "group": identifier_list([*family.dims, "hour"]),
+            "column": identifier(column),
+            "level": str(level),
+            "divisor": str(divisor),
+        },
+    )
     table = client.query_df(sql, parameters={"start": start, "end": end, "kinds": list(metric.kinds or ())})
     if table.empty:
         return pd.DataFrame(columns=[*family.dims, "hour", "num", "den", "value"])

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 
 from spanline.alerts.baselines import BaselineStore, Family, KeyHistory, quantile
-from spanline.contracts import Contract, contract_limit
 from spanline.alerts.metrics import Metric
 from spanline.alerts.rules import (
     Baseline,
@@ -25,6 +24,7 @@ from spanline.alerts.rules import (
     RatioToBaseline,
     Threshold,
 )
+from spanline.contracts import Contract, contract_limit
 
 HOUR = timedelta(hours=1)
 COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
@@ -156,7 +156,7 @@ def _contract_limits(index: pd.Index, dims: tuple[str, ...], contracts: list[Con
     features = frame["feature"] if "feature" in dims else pd.Series([None] * len(frame))
     limits = [
         contract_limit(contracts, field, tenant, feature)
-        for tenant, feature in zip(frame["tenant_id"], features)
+        for tenant, feature in zip(frame["tenant_id"], features, strict=False)
     ]
     return pd.Series(np.array([np.nan if v is None else v for v in limits], dtype="float64"), index=index)
 

@@ -45,14 +45,22 @@ class Periods:
 
     def rate(self, column: str, kinds: tuple[str, ...] | None = None) -> tuple[float, float]:
         """Per-minute sum of a counter in (now, before)."""
-        return (_sum(self.now, column, kinds) / self.now_minutes, _sum(self.before, column, kinds) / self.before_minutes)
+        return (
+            _sum(self.now, column, kinds) / self.now_minutes,
+            _sum(self.before, column, kinds) / self.before_minutes,
+        )
 
     def ratio(self, num: str, den: str, kinds: tuple[str, ...] | None = None) -> tuple[float, float]:
-        return (_div(_sum(self.now, num, kinds), _sum(self.now, den, kinds)),
-                _div(_sum(self.before, num, kinds), _sum(self.before, den, kinds)))
+        return (
+            _div(_sum(self.now, num, kinds), _sum(self.now, den, kinds)),
+            _div(_sum(self.before, num, kinds), _sum(self.before, den, kinds)),
+        )
 
     def map_rate(self, column: str, kinds: tuple[str, ...] | None = None) -> tuple[dict[str, float], dict[str, float]]:
-        return (_map_sum(self.now, column, kinds, self.now_minutes), _map_sum(self.before, column, kinds, self.before_minutes))
+        return (
+            _map_sum(self.now, column, kinds, self.now_minutes),
+            _map_sum(self.before, column, kinds, self.before_minutes),
+        )
 
     def percentile(self, column: str, q: float, kinds: tuple[str, ...] | None = None) -> tuple[float, float]:
         return (_quantile(self.now, column, q, kinds), _quantile(self.before, column, q, kinds))
@@ -60,15 +68,23 @@ class Periods:
     def by(self, dims: list[str], column: str, kinds: tuple[str, ...] | None = None) -> pd.DataFrame:
         """Per-minute ``column`` per group of ``dims``: columns now, before, delta."""
         now = _rows(self.now, kinds).groupby(dims)[column].sum() / self.now_minutes if column in self.now else None
-        before = (_rows(self.before, kinds).groupby(dims)[column].sum() / self.before_minutes
-                  if column in self.before else None)
+        before = (
+            _rows(self.before, kinds).groupby(dims)[column].sum() / self.before_minutes
+            if column in self.before
+            else None
+        )
         table = pd.DataFrame({"now": now, "before": before}).fillna(0.0)
         table["delta"] = table["now"] - table["before"]
         return table
 
 
 def diagnose(
-    rule: Rule, scope: dict[str, str], frames: Frames, since: datetime, now: datetime, figures: dict[str, float],
+    rule: Rule,
+    scope: dict[str, str],
+    frames: Frames,
+    since: datetime,
+    now: datetime,
+    figures: dict[str, float],
     evaluator: Evaluator,
 ) -> tuple[str, dict[str, Any]]:
     """(runbook branch, details) for a rule that starts firing on ``scope``; the condition has
@@ -76,9 +92,15 @@ def diagnose(
     periods = Periods(frames, scope, now, since)
     handler = _HANDLERS.get(rule.metric, _generic)
     branch, details = handler(periods, rule, scope, evaluator)
-    details = {"branch": branch, **details, "value": _clean(figures.get("value")),
-               "threshold": _clean(figures.get("threshold")), "baseline": _clean(figures.get("baseline")),
-               "window_minutes": periods.now_minutes, "reference_minutes": periods.before_minutes}
+    details = {
+        "branch": branch,
+        **details,
+        "value": _clean(figures.get("value")),
+        "threshold": _clean(figures.get("threshold")),
+        "baseline": _clean(figures.get("baseline")),
+        "window_minutes": periods.now_minutes,
+        "reference_minutes": periods.before_minutes,
+    }
     return branch, _rounded(details)
 
 
@@ -92,7 +114,10 @@ def _cost(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator)
     calls = periods.rate("spans", ("llm",))
     hit_rate = periods.ratio("cache_hits", "cache_lookups", ("cache",))
     output = periods.ratio("output_tokens", "spans", ("llm",))
-    calls_by_tier, cost_by_tier = periods.map_rate("llm_calls_by_tier", ("llm",)), periods.map_rate("cost_by_tier", ("llm",))
+    calls_by_tier, cost_by_tier = (
+        periods.map_rate("llm_calls_by_tier", ("llm",)),
+        periods.map_rate("cost_by_tier", ("llm",)),
+    )
     factors = {
         "traffic_volume": _log_ratio(requests) if requests[1] > 0 and requests[0] > 0 else _log_ratio(calls),
         "cache_hit_rate": _log_ratio((_div(calls[0], requests[0]), _div(calls[1], requests[1]))),
@@ -113,15 +138,19 @@ def _cost(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator)
         "llm_calls_per_min": _pair(calls),
         "cache_hit_rate": _pair(hit_rate),
         "mean_output_tokens": _pair(output),
-        "tier_share": {t: _pair((_div(calls_by_tier[0].get(t, 0), calls[0]), _div(calls_by_tier[1].get(t, 0), calls[1])))
-                       for t in tiers},
+        "tier_share": {
+            t: _pair((_div(calls_by_tier[0].get(t, 0), calls[0]), _div(calls_by_tier[1].get(t, 0), calls[1])))
+            for t in tiers
+        },
         "spend_change_share": {name: _div(value, total) if total else 0.0 for name, value in factors.items()},
         "top_contributors": _top_contributors(periods),
     }
     return branch, details
 
 
-def _mix_effect(calls: tuple[dict[str, float], dict[str, float]], cost: tuple[dict[str, float], dict[str, float]]) -> float:
+def _mix_effect(
+    calls: tuple[dict[str, float], dict[str, float]], cost: tuple[dict[str, float], dict[str, float]]
+) -> float:
     """ln(cost per call at the reference tier prices with today's tier mix / reference cost per call)."""
     now_calls, before_calls = calls
     before_total = sum(before_calls.values())
@@ -144,14 +173,20 @@ def _top_contributors(periods: Periods) -> dict[str, Any]:
         table = periods.by([dim], "cost_usd")
         if not table.empty:
             key = table["delta"].idxmax()
-            top[dim] = {"key": str(key), "spend_per_min_usd": _pair((table.at[key, "now"], table.at[key, "before"])),
-                        "share_of_growth": _div(table.at[key, "delta"], growth)}
+            top[dim] = {
+                "key": str(key),
+                "spend_per_min_usd": _pair((table.at[key, "now"], table.at[key, "before"])),
+                "share_of_growth": _div(table.at[key, "delta"], growth),
+            }
     prompts_now, prompts_before = periods.map_rate("cost_by_prompt")
     deltas = {p: prompts_now.get(p, 0.0) - prompts_before.get(p, 0.0) for p in set(prompts_now) | set(prompts_before)}
     if deltas:
         key = max(deltas, key=lambda p: deltas[p])
-        top["prompt_version"] = {"key": key, "spend_per_min_usd": _pair((prompts_now.get(key, 0.0), prompts_before.get(key, 0.0))),
-                                 "share_of_growth": _div(deltas[key], growth)}
+        top["prompt_version"] = {
+            "key": key,
+            "spend_per_min_usd": _pair((prompts_now.get(key, 0.0), prompts_before.get(key, 0.0))),
+            "share_of_growth": _div(deltas[key], growth),
+        }
     return top
 
 
@@ -169,7 +204,9 @@ def _latency(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluat
     }
     branch = max(scores, key=lambda name: scores[name])
     return branch, {
-        "ttft_p95_ms": _pair(ttft), "llm_calls_per_min": _pair(calls), "input_tokens_p99": _pair(p99_input),
+        "ttft_p95_ms": _pair(ttft),
+        "llm_calls_per_min": _pair(calls),
+        "input_tokens_p99": _pair(p99_input),
         "slowest_provider_model": providers[0] if providers else None,
         "scores": scores,
     }
@@ -183,8 +220,14 @@ def _provider_latency(periods: Periods) -> list[dict[str, Any]]:
         before = _rows(periods.before, ("llm",))
         before = before[(before["provider"] == key[0]) & (before["model_requested"] == key[1])]
         now_p95, before_p95 = _quantile(group, "ttft_ms_sketch", 0.95), _quantile(before, "ttft_ms_sketch", 0.95)
-        rows.append({"provider": key[0], "model_requested": key[1], "ttft_p95_ms": _pair((now_p95, before_p95)),
-                     "rise": _ratio_of((now_p95, before_p95))})
+        rows.append(
+            {
+                "provider": key[0],
+                "model_requested": key[1],
+                "ttft_p95_ms": _pair((now_p95, before_p95)),
+                "rise": _ratio_of((now_p95, before_p95)),
+            }
+        )
     if not rows:
         return []
     for row in rows:
@@ -225,30 +268,43 @@ def _rate_limits(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Eva
         branch = "provider_quota"
     return branch, {
         "rate_limited_rate": _pair(periods.ratio("rate_limited", "spans", ("llm",))),
-        "llm_calls_per_min": _pair(calls), "retry_amplification": _pair(amplification),
+        "llm_calls_per_min": _pair(calls),
+        "retry_amplification": _pair(amplification),
         "worst": _top_rows(periods.by(["provider", "model_requested"], "rate_limited", ("llm",)), "now"),
     }
 
 
 # --- cache and routing
 def _cache(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator) -> tuple[str, dict[str, Any]]:
-    lookups, hits = periods.map_rate("cache_lookups_by_layer", ("cache",)), periods.map_rate("cache_hits_by_layer", ("cache",))
+    lookups, hits = (
+        periods.map_rate("cache_lookups_by_layer", ("cache",)),
+        periods.map_rate("cache_hits_by_layer", ("cache",)),
+    )
     layers = {}
     for layer in sorted(set(lookups[0]) | set(lookups[1])):
-        layers[layer] = _pair((_div(hits[0].get(layer, 0), lookups[0].get(layer, 0)),
-                               _div(hits[1].get(layer, 0), lookups[1].get(layer, 0))))
+        layers[layer] = _pair(
+            (
+                _div(hits[0].get(layer, 0), lookups[0].get(layer, 0)),
+                _div(hits[1].get(layer, 0), lookups[1].get(layer, 0)),
+            )
+        )
     drops = {layer: (pair["before"] or 0) - (pair["now"] or 0) for layer, pair in layers.items()}
-    branch = f"{max(drops, key=lambda l: drops[l])}_layer" if drops else "unknown_layer"
-    return branch, {"cache_hit_rate": _pair(periods.ratio("cache_hits", "cache_lookups", ("cache",))),
-                    "hit_rate_by_layer": layers, "lookups_per_min": _pair(periods.rate("cache_lookups", ("cache",)))}
+    branch = f"{max(drops, key=lambda name: drops[name])}_layer" if drops else "unknown_layer"
+    return branch, {
+        "cache_hit_rate": _pair(periods.ratio("cache_hits", "cache_lookups", ("cache",))),
+        "hit_rate_by_layer": layers,
+        "lookups_per_min": _pair(periods.rate("cache_lookups", ("cache",))),
+    }
 
 
 def _routing(periods: Periods, rule: Rule, scope: dict[str, str], ev: Evaluator) -> tuple[str, dict[str, Any]]:
     """Which routing reason gained share: escalation, fallback (a failing primary), canary."""
     calls = periods.rate("spans", ("llm",))
     reasons = periods.map_rate("llm_calls_by_reason", ("llm",))
-    shares = {r: _pair((_div(reasons[0].get(r, 0), calls[0]), _div(reasons[1].get(r, 0), calls[1])))
-              for r in sorted(set(reasons[0]) | set(reasons[1]))}
+    shares = {
+        r: _pair((_div(reasons[0].get(r, 0), calls[0]), _div(reasons[1].get(r, 0), calls[1])))
+        for r in sorted(set(reasons[0]) | set(reasons[1]))
+    }
     gains = {r: (p["now"] or 0) - (p["before"] or 0) for r, p in shares.items()}
     branch = "routing_mix"
     if gains:
@@ -267,7 +323,8 @@ def _tools(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator
     share = _div(errors_by_tool.get(tool, 0.0), total) if tool else 0.0
     branch = "single_tool" if tool and share >= 0.6 else "all_tools"
     return branch, {
-        "tool": tool, "tool_share_of_errors": share,
+        "tool": tool,
+        "tool_share_of_errors": share,
         "tool_error_rate": _div(errors_by_tool.get(tool, 0.0), calls_by_tool.get(tool, 0.0)) if tool else None,
         "top_error_type": max(types, key=lambda t: types[t]) if types else None,
         "errors_by_type_per_min": types,
@@ -294,7 +351,9 @@ def _quality(periods: Periods, _rule: Rule, _scope: dict[str, str], ev: Evaluato
     return branch, {
         "eval_pass_rate": _pair(periods.ratio("evals_passed", "evals", ("eval",))),
         "hallucination_rate": _pair(periods.ratio("hallucinations", "hallucination_evals", ("eval",))),
-        "recall_at_k": _pair(recall), "new_prompt_versions": new_prompts, "new_model_versions": new_versions,
+        "recall_at_k": _pair(recall),
+        "new_prompt_versions": new_prompts,
+        "new_model_versions": new_versions,
     }
 
 
@@ -308,9 +367,12 @@ def _index(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator
         branch = "empty_retrievals"
     else:
         branch = "recall_drop"
-    return branch, {"embedding_mismatches_per_min": _pair(mismatches), "retrievals_per_min": _pair(retrievals),
-                    "recall_at_k": _pair(recall),
-                    "mismatch_by_feature": _top_rows(periods.by(["feature"], "embedding_mismatches"), "now")}
+    return branch, {
+        "embedding_mismatches_per_min": _pair(mismatches),
+        "retrievals_per_min": _pair(retrievals),
+        "recall_at_k": _pair(recall),
+        "mismatch_by_feature": _top_rows(periods.by(["feature"], "embedding_mismatches"), "now"),
+    }
 
 
 def _context(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator) -> tuple[str, dict[str, Any]]:
@@ -318,9 +380,12 @@ def _context(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluat
     branch = "context_errors" if errors[0] >= truncations[0] else "truncation"
     table = periods.by(["feature"], "context_length_errors", ("llm",))
     table["now"] += periods.by(["feature"], "context_truncations", ("llm",))["now"].reindex(table.index, fill_value=0)
-    return branch, {"context_length_errors_per_min": _pair(errors), "truncations_per_min": _pair(truncations),
-                    "input_tokens_p99": _pair(periods.percentile("input_tokens_sketch", 0.99, ("llm",))),
-                    "top_feature": _top_rows(table, "now")}
+    return branch, {
+        "context_length_errors_per_min": _pair(errors),
+        "truncations_per_min": _pair(truncations),
+        "input_tokens_p99": _pair(periods.percentile("input_tokens_sketch", 0.99, ("llm",))),
+        "top_feature": _top_rows(table, "now"),
+    }
 
 
 def _versions(periods: Periods, rule: Rule, scope: dict[str, str], ev: Evaluator) -> tuple[str, dict[str, Any]]:
@@ -330,8 +395,11 @@ def _versions(periods: Periods, rule: Rule, scope: dict[str, str], ev: Evaluator
         if dim in new:
             new = new[new[dim] == value]
     versions = periods.map_rate("responses_by_model", ("llm",))
-    return "new_model_version", {"new_model_responses": sorted(new["key"].astype(str)) if len(new) else [],
-                                 "responses_per_min": versions[0], "responses_before_per_min": versions[1]}
+    return "new_model_version", {
+        "new_model_responses": sorted(new["key"].astype(str)) if len(new) else [],
+        "responses_per_min": versions[0],
+        "responses_before_per_min": versions[1],
+    }
 
 
 def _generic(_periods: Periods, rule: Rule, _scope: dict[str, str], _ev: Evaluator) -> tuple[str, dict[str, Any]]:
@@ -344,13 +412,21 @@ def _amplification(retry_share: float) -> float:
 
 
 _HANDLERS: dict[str, Handler] = {
-    "cost_usd": _cost, "cost_per_request_usd": _cost, "tier_share": _routing,
-    "ttft_p95_ms": _latency, "latency_p95_ms": _latency,
-    "error_rate": _errors, "rate_limited_rate": _rate_limits,
-    "cache_hit_rate": _cache, "tool_error_rate": _tools,
-    "eval_pass_rate": _quality, "hallucination_rate": _quality,
-    "recall_at_k": _index, "embedding_mismatches": _index,
-    "context_exhaustion_rate": _context, "new_model_versions": _versions,
+    "cost_usd": _cost,
+    "cost_per_request_usd": _cost,
+    "tier_share": _routing,
+    "ttft_p95_ms": _latency,
+    "latency_p95_ms": _latency,
+    "error_rate": _errors,
+    "rate_limited_rate": _rate_limits,
+    "cache_hit_rate": _cache,
+    "tool_error_rate": _tools,
+    "eval_pass_rate": _quality,
+    "hallucination_rate": _quality,
+    "recall_at_k": _index,
+    "embedding_mismatches": _index,
+    "context_exhaustion_rate": _context,
+    "new_model_versions": _versions,
 }
 
 
@@ -417,7 +493,9 @@ def _top_rows(table: pd.DataFrame, column: str, n: int = 3) -> list[dict[str, An
     if table.empty:
         return []
     top = table.sort_values(column, ascending=False).head(n).reset_index()
-    return [{k: (_clean(v) if isinstance(v, float) else str(v)) for k, v in row.items()} for row in top.to_dict("records")]
+    return [
+        {k: (_clean(v) if isinstance(v, float) else str(v)) for k, v in row.items()} for row in top.to_dict("records")
+    ]
 
 
 def _clean(value: float | None) -> float | None:

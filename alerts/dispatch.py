@@ -82,8 +82,9 @@ class _Group:
 class _Channel:
     """One receiver: queue, token bucket, retries, circuit breaker."""
 
-    def __init__(self, receiver: Receiver, policy: ReceiverPolicy, clock: Clock = time.monotonic,
-                 sleep: Sleep = asyncio.sleep) -> None:
+    def __init__(
+        self, receiver: Receiver, policy: ReceiverPolicy, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep
+    ) -> None:
         self.receiver = receiver
         self.policy = policy
         self.stats = ReceiverStats()
@@ -95,15 +96,27 @@ class _Channel:
         self._tokens = self._capacity
         self._refilled = clock()
         self._consecutive_failures = 0
-        self._retry = Retry(_retryable, policy.retry_initial_s, policy.retry_max_s, retry_after=_retry_after,
-                            give_up=self._circuit_must_open, sleep=sleep, logger=log)
+        self._retry = Retry(
+            _retryable,
+            policy.retry_initial_s,
+            policy.retry_max_s,
+            retry_after=_retry_after,
+            give_up=self._circuit_must_open,
+            sleep=sleep,
+            logger=log,
+        )
 
     def put(self, notification: Notification) -> None:
         if len(self.queue) >= self.policy.queue_limit:
             dropped = self.queue.popleft()
             self.stats.dropped += 1
-            log.error("receiver %s queue full (%d); dropped %s of %s", self.receiver.name, self.policy.queue_limit,
-                      dropped.action, dropped.group_key)
+            log.error(
+                "receiver %s queue full (%d); dropped %s of %s",
+                self.receiver.name,
+                self.policy.queue_limit,
+                dropped.action,
+                dropped.group_key,
+            )
         self.queue.append(notification)
         self.stats.queued = len(self.queue)
         self.wakeup.set()
@@ -142,8 +155,13 @@ class _Channel:
                     await self._open_circuit(exc)
                     continue
                 self.stats.dropped += 1
-                log.error("receiver %s refused %s of %s for good: %s", self.receiver.name,
-                          notification.action, notification.group_key, exc)
+                log.error(
+                    "receiver %s refused %s of %s for good: %s",
+                    self.receiver.name,
+                    notification.action,
+                    notification.group_key,
+                    exc,
+                )
                 return
             except Exception:  # a receiver bug must not kill the channel
                 self.stats.dropped += 1
@@ -175,8 +193,14 @@ class _Channel:
         if self.stats.circuit != "open":
             self.stats.circuit_opens += 1
         self.stats.circuit = "open"
-        log.error("receiver %s failed %d times in a row (%s); circuit open for %.1f s, %d queued",
-                  self.receiver.name, self._consecutive_failures, exc, self.policy.open_s, len(self.queue))
+        log.error(
+            "receiver %s failed %d times in a row (%s); circuit open for %.1f s, %d queued",
+            self.receiver.name,
+            self._consecutive_failures,
+            exc,
+            self.policy.open_s,
+            len(self.queue),
+        )
         await self._sleep(self.policy.open_s)
         self.stats.circuit = "half-open"
 
@@ -255,8 +279,7 @@ class Dispatcher:
                     del group.members[event.dedup_key]
                     group.resolved.append(event)
                 elif group is None:  # fired before a restart: the receiver still has it open
-                    self._groups[event.group_key] = _Group(members={}, created=now, notified=True,
-                                                           resolved=[event])
+                    self._groups[event.group_key] = _Group(members={}, created=now, notified=True, resolved=[event])
             self.flush()
         except Exception:
             log.exception("alert dispatch failed on %d event(s)", len(events))
@@ -265,8 +288,9 @@ class Dispatcher:
         """Alerts that were already announced before a restart: tracked (repeats, resolves), not resent."""
         now = self._clock()
         for event in firing:
-            group = self._groups.setdefault(event.group_key, _Group(members={}, created=now, notified=True,
-                                                                    last_sent=now))
+            group = self._groups.setdefault(
+                event.group_key, _Group(members={}, created=now, notified=True, last_sent=now)
+            )
             group.members[event.dedup_key] = event
 
     def flush(self, now: float | None = None) -> None:
@@ -294,8 +318,15 @@ class Dispatcher:
         order = {"critical": 0, "high": 1, "medium": 2, "low": 3}
         return tuple(sorted(group.members.values(), key=lambda e: (order.get(e.severity, 9), -abs(e.value))))
 
-    def _send(self, key: str, action: Literal["trigger", "resolve"], events: tuple[AlertEvent, ...], now: float, group: _Group,
-              repeat: bool = False) -> None:
+    def _send(
+        self,
+        key: str,
+        action: Literal["trigger", "resolve"],
+        events: tuple[AlertEvent, ...],
+        now: float,
+        group: _Group,
+        repeat: bool = False,
+    ) -> None:
         notification = Notification(key, action, events, self._runbook_url.format(runbook=events[0].runbook), repeat)
         group.notified, group.last_sent, group.changed = True, now, False
         for channel in self._channels:

@@ -21,11 +21,11 @@ import pandas as pd
 
 from spanline.alerts.baselines import BaselineStore, Family, KeyHistory, merged, quantile
 from spanline.alerts.conditions import evaluate_clause, family_of
-from spanline.contracts import Contract
 from spanline.alerts.diagnosis import diagnose
 from spanline.alerts.events import AlertEvent, dedup_key
 from spanline.alerts.rules import Clause, NewKey, Rule
 from spanline.alerts.state import ActiveAlert, AlertKey, SavedState, Scope, read_state, write_state
+from spanline.contracts import Contract
 
 if TYPE_CHECKING:
     from _typeshed import ConvertibleToFloat
@@ -108,8 +108,9 @@ class Evaluator:
             rows = by_kind(source, metric.kinds)
             if isinstance(clause.condition, NewKey):
                 history = self.keys.setdefault(family, KeyHistory())
-                history.observe(family.dims, minute, exploded_keys(rows, family.dims, metric.map_column),
-                                clause.condition.lookback)
+                history.observe(
+                    family.dims, minute, exploded_keys(rows, family.dims, metric.map_column), clause.condition.lookback
+                )
                 continue
             parts = metric.parts(rows, clause.key)
             keys = [rows[d] for d in family.dims] or [pd.Series("", index=rows.index, name="_all")]
@@ -138,8 +139,12 @@ class Evaluator:
             if isinstance(clause.condition, NewKey):
                 history = self.keys.setdefault(family, KeyHistory())
                 for hour, frame in rows.groupby("hour", sort=True):
-                    history.observe(family.dims, _as_datetime(hour), exploded_keys(frame, family.dims, metric.map_column),
-                                    clause.condition.lookback)
+                    history.observe(
+                        family.dims,
+                        _as_datetime(hour),
+                        exploded_keys(frame, family.dims, metric.map_column),
+                        clause.condition.lookback,
+                    )
                 continue
             if family.percentile and metric.sketch not in rows:
                 continue
@@ -149,7 +154,9 @@ class Evaluator:
             table = grouped[["num", "den"]].sum().reset_index()
             if family.percentile:
                 sketches = rows.groupby(by, sort=False, dropna=False)[metric.sketch].agg(merged)
-                table["value"] = [quantile(s, metric.quantile_level) for s in sketches.reindex(pd.MultiIndex.from_frame(table[by]))]
+                table["value"] = [
+                    quantile(s, metric.quantile_level) for s in sketches.reindex(pd.MultiIndex.from_frame(table[by]))
+                ]
             else:
                 table["value"] = np.nan
             table["hour"] = [_as_datetime(h) for h in table["hour"]]
@@ -189,16 +196,25 @@ class Evaluator:
         return self.keys.get(family_of(clause, tuple(rule.scope)), KeyHistory())
 
     def _fire(self, rule: Rule, scope: Scope, row: pd.Series, since: datetime, now: datetime) -> AlertEvent:
-        scope_map = dict(zip(rule.scope, (str(v) for v in scope)))
+        scope_map = dict(zip(rule.scope, (str(v) for v in scope), strict=False))
         figures = {name: _number(row[name]) for name in ("value", "threshold", "baseline", "ratio")}
         branch, diagnosis = diagnose(rule, scope_map, list(self.frames), since, now, figures, self)
         return AlertEvent(
-            rule=rule.name, severity=rule.severity, state="firing", at=now, started_at=since,
-            dedup_key=dedup_key(rule.name, scope_map), scope=scope_map,
+            rule=rule.name,
+            severity=rule.severity,
+            state="firing",
+            at=now,
+            started_at=since,
+            dedup_key=dedup_key(rule.name, scope_map),
+            scope=scope_map,
             group={d: scope_map[d] for d in rule.grouping},
-            value=figures["value"], threshold=figures["threshold"],
-            summary=_summary(rule, scope_map, figures), description=rule.description,
-            runbook=rule.runbook, runbook_branch=branch, diagnosis=diagnosis,
+            value=figures["value"],
+            threshold=figures["threshold"],
+            summary=_summary(rule, scope_map, figures),
+            description=rule.description,
+            runbook=rule.runbook,
+            runbook_branch=branch,
+            diagnosis=diagnosis,
         )
 
     def _resolve(self, rule: Rule, active: ActiveAlert, main: pd.DataFrame, now: datetime) -> AlertEvent:
@@ -207,10 +223,21 @@ class Evaluator:
         index = _index_of(tuple(fired.scope.values()))
         value = _number(main["value"].get(index, np.nan)) if index in main.index else float("nan")
         return AlertEvent(
-            rule=fired.rule, severity=fired.severity, state="resolved", at=now, started_at=fired.started_at,
-            dedup_key=fired.dedup_key, scope=fired.scope, group=fired.group, value=value,
-            threshold=fired.threshold, summary=f"resolved: {fired.summary}", description=fired.description,
-            runbook=fired.runbook, runbook_branch=fired.runbook_branch, diagnosis=fired.diagnosis,
+            rule=fired.rule,
+            severity=fired.severity,
+            state="resolved",
+            at=now,
+            started_at=fired.started_at,
+            dedup_key=fired.dedup_key,
+            scope=fired.scope,
+            group=fired.group,
+            value=value,
+            threshold=fired.threshold,
+            summary=f"resolved: {fired.summary}",
+            description=fired.description,
+            runbook=fired.runbook,
+            runbook_branch=fired.runbook_branch,
+            diagnosis=fired.diagnosis,
         )
 
     def adopt(self, incidents: list[dict[str, Any]]) -> list[AlertEvent]:
@@ -225,10 +252,20 @@ class Evaluator:
                 continue
             at = row["at"] if row["at"].tzinfo else row["at"].replace(tzinfo=UTC)
             event = AlertEvent(
-                rule=rule.name, severity=rule.severity, state="firing", at=at, started_at=at,
-                dedup_key=dedup_key(rule.name, scope), scope=scope, group={d: scope[d] for d in rule.grouping},
-                value=float(row["value"]), threshold=float(row["threshold"]), summary=str(row["summary"]),
-                description=rule.description, runbook=rule.runbook, runbook_branch=str(row["runbook_branch"]),
+                rule=rule.name,
+                severity=rule.severity,
+                state="firing",
+                at=at,
+                started_at=at,
+                dedup_key=dedup_key(rule.name, scope),
+                scope=scope,
+                group={d: scope[d] for d in rule.grouping},
+                value=float(row["value"]),
+                threshold=float(row["threshold"]),
+                summary=str(row["summary"]),
+                description=rule.description,
+                runbook=rule.runbook,
+                runbook_branch=str(row["runbook_branch"]),
                 diagnosis=json.loads(str(row["diagnosis"]) or "{}"),
             )
             key = (rule.name, tuple(scope[d] for d in rule.scope))

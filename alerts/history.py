@@ -16,8 +16,22 @@ from spanline.alerts.events import AlertEvent
 from spanline.sql.statements import render_statement
 from spanline.sql.templates import identifier
 
-COLUMNS = ["at", "recorded_at", "rule", "severity", "state", "dedup_key", "tenant_id", "scope", "value",
-           "threshold", "summary", "runbook", "runbook_branch", "diagnosis"]
+COLUMNS = [
+    "at",
+    "recorded_at",
+    "rule",
+    "severity",
+    "state",
+    "dedup_key",
+    "tenant_id",
+    "scope",
+    "value",
+    "threshold",
+    "summary",
+    "runbook",
+    "runbook_branch",
+    "diagnosis",
+]
 
 
 def dedup_token(event: AlertEvent) -> str:
@@ -40,12 +54,25 @@ class AlertHistory:
         """One deduplicated insert per event (a token covers one block, so one event per block)."""
         for event in events:
             row = [
-                event.at, datetime.now(UTC), event.rule, event.severity, event.state, event.dedup_key,
-                event.tenant_id, event.scope, _finite(event.value), _finite(event.threshold), event.summary,
-                event.runbook, event.runbook_branch, json.dumps(event.diagnosis, sort_keys=True, default=str),
+                event.at,
+                datetime.now(UTC),
+                event.rule,
+                event.severity,
+                event.state,
+                event.dedup_key,
+                event.tenant_id,
+                event.scope,
+                _finite(event.value),
+                _finite(event.threshold),
+                event.summary,
+                event.runbook,
+                event.runbook_branch,
+                json.dumps(event.diagnosis, sort_keys=True, default=str),
             ]
             self._client.insert(
-                self._table, [row], column_names=COLUMNS,
+                self._table,
+                [row],
+                column_names=COLUMNS,
                 settings={"insert_deduplication_token": dedup_token(event), "async_insert": 0},
             )
 
@@ -56,4 +83,7 @@ class AlertHistory:
         partition) adopts these, so it resolves them later instead of forgetting them.
         """
         result = self._client.query(self._open_incidents)
-        return [{name.rstrip("_"): value for name, value in zip(result.column_names, row)} for row in result.result_rows]
+        return [
+            {name.rstrip("_"): value for name, value in zip(result.column_names, row, strict=False)}
+            for row in result.result_rows
+        ]

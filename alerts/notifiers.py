@@ -55,9 +55,15 @@ class Notification:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "group_key": self.group_key, "action": self.action, "repeat": self.repeat, "summary": self.summary,
-            "severity": self.lead.severity, "runbook": self.lead.runbook, "runbook_url": self.runbook_url,
-            "runbook_branch": self.lead.runbook_branch, "alerts": [event.to_dict() for event in self.events],
+            "group_key": self.group_key,
+            "action": self.action,
+            "repeat": self.repeat,
+            "summary": self.summary,
+            "severity": self.lead.severity,
+            "runbook": self.lead.runbook,
+            "runbook_url": self.runbook_url,
+            "runbook_branch": self.lead.runbook_branch,
+            "alerts": [event.to_dict() for event in self.events],
         }
 
 
@@ -76,8 +82,13 @@ class Receiver(Protocol):
     async def send(self, session: aiohttp.ClientSession, notification: Notification) -> None: ...
 
 
-async def _post(session: aiohttp.ClientSession, url: str, body: dict[str, Any], accepted: tuple[int, ...],
-                headers: dict[str, str] | None = None) -> str:
+async def _post(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: dict[str, Any],
+    accepted: tuple[int, ...],
+    headers: dict[str, str] | None = None,
+) -> str:
     """POST JSON; returns the body text on an accepted status, else raises DeliveryError."""
     try:
         async with session.post(url, json=body, headers=headers, timeout=TIMEOUT) as response:
@@ -86,8 +97,11 @@ async def _post(session: aiohttp.ClientSession, url: str, body: dict[str, Any], 
                 return text
             retry_after = response.headers.get("Retry-After")
             retryable = response.status == 429 or response.status >= 500
-            raise DeliveryError(f"HTTP {response.status}: {text[:200]}", retryable,
-                                float(retry_after) if retry_after and retry_after.isdigit() else None)
+            raise DeliveryError(
+                f"HTTP {response.status}: {text[:200]}",
+                retryable,
+                float(retry_after) if retry_after and retry_after.isdigit() else None,
+            )
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise DeliveryError(f"{type(exc).__name__}: {exc}", retryable=True) from exc
 
@@ -95,10 +109,17 @@ async def _post(session: aiohttp.ClientSession, url: str, body: dict[str, Any], 
 def _custom_details(notification: Notification) -> dict[str, Any]:
     lead = notification.lead
     return {
-        "rule": lead.rule, "scope": lead.scope, "value": lead.value, "threshold": lead.threshold,
-        "started_at": lead.started_at.isoformat(), "runbook": lead.runbook, "runbook_branch": lead.runbook_branch,
+        "rule": lead.rule,
+        "scope": lead.scope,
+        "value": lead.value,
+        "threshold": lead.threshold,
+        "started_at": lead.started_at.isoformat(),
+        "runbook": lead.runbook,
+        "runbook_branch": lead.runbook_branch,
         "diagnosis": lead.diagnosis,
-        "alerts_in_group": [{"dedup_key": e.dedup_key, "scope": e.scope, "value": e.value} for e in notification.events],
+        "alerts_in_group": [
+            {"dedup_key": e.dedup_key, "scope": e.scope, "value": e.value} for e in notification.events
+        ],
     }
 
 
@@ -154,19 +175,38 @@ class SlackReceiver:
         scope = ", ".join(f"{k}={v}" for k, v in lead.scope.items()) or "pipeline"
         blocks: list[dict[str, Any]] = [
             {"type": "header", "text": {"type": "plain_text", "text": header}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"{icon} {notification.summary}"[:SLACK_TEXT_LIMIT]}},
-            {"type": "section", "fields": [
-                {"type": "mrkdwn", "text": f"*Scope*\n{scope}"},
-                {"type": "mrkdwn", "text": f"*Value / threshold*\n{lead.value:.4g} / {lead.threshold:.4g}"},
-                {"type": "mrkdwn", "text": f"*Runbook branch*\n{lead.runbook_branch or '-'}"},
-                {"type": "mrkdwn", "text": f"*Alerts in group*\n{len(notification.events)}"},
-            ]},
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": f"{icon} {notification.summary}"[:SLACK_TEXT_LIMIT]},
+            },
+            {
+                "type": "section",
+                "fields": [
+                    {"type": "mrkdwn", "text": f"*Scope*\n{scope}"},
+                    {"type": "mrkdwn", "text": f"*Value / threshold*\n{lead.value:.4g} / {lead.threshold:.4g}"},
+                    {"type": "mrkdwn", "text": f"*Runbook branch*\n{lead.runbook_branch or '-'}"},
+                    {"type": "mrkdwn", "text": f"*Alerts in group*\n{len(notification.events)}"},
+                ],
+            },
         ]
         if notification.action == "trigger":
-            blocks.append({"type": "section", "text": {
-                "type": "mrkdwn", "text": f"*Diagnosis*\n```{diagnosis[: SLACK_TEXT_LIMIT - 20]}```"}})
-        blocks.append({"type": "context", "elements": [
-            {"type": "mrkdwn", "text": f"<{notification.runbook_url}|Runbook: {lead.runbook}> · `{notification.group_key}`"}]})
+            blocks.append(
+                {
+                    "type": "section",
+                    "text": {"type": "mrkdwn", "text": f"*Diagnosis*\n```{diagnosis[: SLACK_TEXT_LIMIT - 20]}```"},
+                }
+            )
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [
+                    {
+                        "type": "mrkdwn",
+                        "text": f"<{notification.runbook_url}|Runbook: {lead.runbook}> · `{notification.group_key}`",
+                    }
+                ],
+            }
+        )
         return {"text": f"{state}: {notification.summary}", "blocks": blocks}
 
     async def send(self, session: aiohttp.ClientSession, notification: Notification) -> None:

@@ -19,8 +19,8 @@ from pydantic_core import ErrorDetails
 
 from spanline.alerts.durations import parse_duration
 from spanline.alerts.metrics import METRICS, PIPELINE_METRICS, Metric
-from spanline.yaml_file import read_yaml
 from spanline.errors import ConfigError
+from spanline.yaml_file import read_yaml
 
 RULES_FILE = Path(__file__).with_name("rules.yaml")
 RUNBOOKS_DIR = Path(__file__).with_name("runbooks")
@@ -110,8 +110,9 @@ class ContractLimit(_Strict):
     """value op ``factor`` × the scope's contract field (spanline/contracts.yaml)."""
 
     type: Literal["contract"]
-    field: Literal["p95_latency_ms", "p95_ttft_ms", "max_cost_per_request_usd", "expected_recall_at_k",
-                   "daily_budget_usd"]
+    field: Literal[
+        "p95_latency_ms", "p95_ttft_ms", "max_cost_per_request_usd", "expected_recall_at_k", "daily_budget_usd"
+    ]
     op: Op
     factor: float = Field(1.0, gt=0)
 
@@ -153,8 +154,9 @@ class Clause(_Strict):
         if getattr(condition, "min_z", 0) and (metric.kind, metric.unit) != ("ratio", "ratio"):
             raise ValueError(f"min_z tests a proportion's change; {self.metric!r} is not a proportion")
         if isinstance(condition, ContractLimit) and CONTRACT_METRICS[condition.field] != self.metric:
-            raise ValueError(f"contract field {condition.field} limits {CONTRACT_METRICS[condition.field]}, "
-                             f"not {self.metric}")
+            raise ValueError(
+                f"contract field {condition.field} limits {CONTRACT_METRICS[condition.field]}, not {self.metric}"
+            )
         if isinstance(condition, DayOverDay) and metric.kind != "total":
             raise ValueError("day_over_day compares totals (cost_usd)")
         if self.window == "today" and metric.kind != "total":

@@ -25,9 +25,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -119,8 +119,7 @@ def read_state(path: Path) -> SavedState | None:
         moved = f"moved to {_set_aside(path)}"
     except OSError as exc:
         moved = f"could not be moved aside ({exc})"
-    log.error("alert state %s cannot be restored (%s); %s; baselines are rebuilt from ClickHouse",
-              path, reason, moved)
+    log.error("alert state %s cannot be restored (%s); %s; baselines are rebuilt from ClickHouse", path, reason, moved)
     return None
 
 
@@ -139,28 +138,47 @@ def _set_aside(path: Path) -> Path:
 # --- the document
 def encode(state: SavedState) -> bytes:
     store = state.store
-    return orjson.dumps({
-        "format": FORMAT,
-        "version": VERSION,
-        "saved_at": datetime.now(UTC).isoformat(),
-        "last_minute": _time_text(state.last_minute),
-        "store": {
-            "minute_retention": _value(store.minute_retention),
-            "hour_retention": _value(store.hour_retention),
-            "families": [{"family": _family(family), "folded_until": _time_text(series.folded_until),
-                          "minutes": _frame(series.minutes), "hours": _frame(series.hours)}
-                         for family, series in store.series.items()],
-        },
-        "key_history": [{"family": _family(family), "settle": _value(history.settle),
-                         "keys": None if history.keys is None else _frame(history.keys),
-                         "scopes": [[list(map(_value, scope)), seen.isoformat()]
-                                    for scope, seen in history.scopes.items()]}
-                        for family, history in state.keys.items()],
-        "active": [{"rule": rule, "scope": list(map(_value, scope)), "state": active.state,
-                    "since": active.since.isoformat(), "last_true": active.last_true.isoformat(),
-                    "event": None if active.event is None else _event(active.event)}
-                   for (rule, scope), active in state.active.items()],
-    })
+    return orjson.dumps(
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "saved_at": datetime.now(UTC).isoformat(),
+            "last_minute": _time_text(state.last_minute),
+            "store": {
+                "minute_retention": _value(store.minute_retention),
+                "hour_retention": _value(store.hour_retention),
+                "families": [
+                    {
+                        "family": _family(family),
+                        "folded_until": _time_text(series.folded_until),
+                        "minutes": _frame(series.minutes),
+                        "hours": _frame(series.hours),
+                    }
+                    for family, series in store.series.items()
+                ],
+            },
+            "key_history": [
+                {
+                    "family": _family(family),
+                    "settle": _value(history.settle),
+                    "keys": None if history.keys is None else _frame(history.keys),
+                    "scopes": [[list(map(_value, scope)), seen.isoformat()] for scope, seen in history.scopes.items()],
+                }
+                for family, history in state.keys.items()
+            ],
+            "active": [
+                {
+                    "rule": rule,
+                    "scope": list(map(_value, scope)),
+                    "state": active.state,
+                    "since": active.since.isoformat(),
+                    "last_true": active.last_true.isoformat(),
+                    "event": None if active.event is None else _event(active.event),
+                }
+                for (rule, scope), active in state.active.items()
+            ],
+        }
+    )
 
 
 def decode(data: bytes) -> SavedState:
@@ -185,12 +203,16 @@ def decode(data: bytes) -> SavedState:
 
 def _state(document: dict[str, Any]) -> SavedState:
     saved = _get(document, "store", dict)
-    store = BaselineStore(minute_retention=_timedelta(saved, "minute_retention"),
-                          hour_retention=_timedelta(saved, "hour_retention"))
+    store = BaselineStore(
+        minute_retention=_timedelta(saved, "minute_retention"), hour_retention=_timedelta(saved, "hour_retention")
+    )
     for entry in _get(saved, "families", list):
         family = _family_of(_get(entry, "family", dict))
-        series = Series(minutes=_frame_of(_get(entry, "minutes", dict)), hours=_frame_of(_get(entry, "hours", dict)),
-                        folded_until=_optional_time_of(entry, "folded_until"))
+        series = Series(
+            minutes=_frame_of(_get(entry, "minutes", dict)),
+            hours=_frame_of(_get(entry, "hours", dict)),
+            folded_until=_optional_time_of(entry, "folded_until"),
+        )
         sketches = ["sketch"] if family.metric in METRICS and family.percentile and len(series.minutes) else []
         _check_frame(series.minutes, f"{family} minutes", family.dims, ["num", "den"], ["minute"], sketches)
         _check_frame(series.hours, f"{family} hours", family.dims, ["num", "den", "value"], ["hour"])
@@ -201,8 +223,10 @@ def _state(document: dict[str, Any]) -> SavedState:
         frame = None if _get(entry, "keys", (dict, type(None))) is None else _frame_of(entry["keys"])
         if frame is not None:
             _check_frame(frame, f"{family} keys", (*family.dims, "key"), ["calls"], ["first_seen", "last_seen"])
-        scopes = {_scope(scope): _aware(datetime.fromisoformat(seen), "a scope's first minute")
-                  for scope, seen in _get(entry, "scopes", list)}
+        scopes = {
+            _scope(scope): _aware(datetime.fromisoformat(seen), "a scope's first minute")
+            for scope, seen in _get(entry, "scopes", list)
+        }
         keys[family] = KeyHistory(settle=_timedelta(entry, "settle"), keys=frame, scopes=scopes)
     active: dict[AlertKey, ActiveAlert] = {}
     for entry in _get(document, "active", list):
@@ -213,7 +237,8 @@ def _state(document: dict[str, Any]) -> SavedState:
         if state == "firing" and event is None:
             raise StateError("a firing alert without its event")
         active[_get(entry, "rule", str), _scope(_get(entry, "scope", list))] = ActiveAlert(
-            state, since=_time_of(entry, "since"), last_true=_time_of(entry, "last_true"), event=event)
+            state, since=_time_of(entry, "since"), last_true=_time_of(entry, "last_true"), event=event
+        )
     return SavedState(store, keys, active, _optional_time_of(document, "last_minute"))
 
 
@@ -268,8 +293,14 @@ def _scope(values: list[Any]) -> Scope:
     return tuple(_decoded(v) for v in values)
 
 
-def _check_frame(frame: pd.DataFrame, what: str, labels: tuple[str, ...], numbers: list[str], times: list[str],
-                 sketches: list[str] | None = None) -> None:
+def _check_frame(
+    frame: pd.DataFrame,
+    what: str,
+    labels: tuple[str, ...],
+    numbers: list[str],
+    times: list[str],
+    sketches: list[str] | None = None,
+) -> None:
     """Columns the evaluator reads, with values it can compute with (else it would fail on
     every minute instead of starting from ClickHouse)."""
     sketches = sketches or []
@@ -294,7 +325,12 @@ def _event(event: AlertEvent) -> dict[str, Any]:
 
 #: AlertEvent fields and the type each must decode to (checked: the dispatcher trusts them).
 _EVENT_TYPES: dict[str, type] = {
-    "at": datetime, "started_at": datetime, "scope": dict, "group": dict, "value": float, "threshold": float,
+    "at": datetime,
+    "started_at": datetime,
+    "scope": dict,
+    "group": dict,
+    "value": float,
+    "threshold": float,
     "diagnosis": dict,
 }
 
@@ -320,10 +356,10 @@ def _event_of(data: dict[str, Any]) -> AlertEvent:
 # --- frames
 def _frame(frame: pd.DataFrame) -> dict[str, Any]:
     index = frame.index
-    encoded_index = ({"range": [index.start, index.stop, index.step]} if isinstance(index, pd.RangeIndex)
-                     else _column(index))
-    return {"index": encoded_index,
-            "columns": [{"name": name, **_column(frame[name])} for name in frame.columns]}
+    encoded_index = (
+        {"range": [index.start, index.stop, index.step]} if isinstance(index, pd.RangeIndex) else _column(index)
+    )
+    return {"index": encoded_index, "columns": [{"name": name, **_column(frame[name])} for name in frame.columns]}
 
 
 def _column(values: pd.Series | pd.Index) -> dict[str, Any]:
@@ -357,8 +393,9 @@ def _column_of(data: dict[str, Any]) -> pd.Series:
     dtype = pd.api.types.pandas_dtype(_get(data, "dtype", str))
     values = _get(data, "values", list)
     if isinstance(dtype, pd.DatetimeTZDtype) or dtype.kind == "M":
-        times = pd.to_datetime(pd.Series(values, dtype=object), format="ISO8601",
-                               utc=isinstance(dtype, pd.DatetimeTZDtype))
+        times = pd.to_datetime(
+            pd.Series(values, dtype=object), format="ISO8601", utc=isinstance(dtype, pd.DatetimeTZDtype)
+        )
         return times.astype(dtype)
     return pd.Series([_decoded(v) for v in values], dtype=object).astype(dtype)
 
@@ -427,7 +464,8 @@ def _sketch(sketch: DDSketch) -> dict[str, Any]:
     return {
         "relative_accuracy": sketch._relative_accuracy,
         **{name: _value(getattr(sketch, f"_{name}")) for name in ("zero_count", "count", "sum", "min", "max")},
-        "positive": _bins(sketch._store), "negative": _bins(sketch._negative_store),
+        "positive": _bins(sketch._store),
+        "negative": _bins(sketch._negative_store),
     }
 
 
@@ -435,8 +473,11 @@ def _bins(store: DenseStore) -> dict[str, Any]:
     if not store.bins or store.min_key > store.max_key:
         return {"offset": 0, "counts": [], "count": _value(store.count)}
     first, last = store.min_key - store.offset, store.max_key - store.offset
-    return {"offset": store.min_key, "counts": [float(c) for c in store.bins[first:last + 1]],
-            "count": _value(store.count)}
+    return {
+        "offset": store.min_key,
+        "counts": [float(c) for c in store.bins[first : last + 1]],
+        "count": _value(store.count),
+    }
 
 
 def _sketch_of(data: dict[str, Any]) -> DDSketch:

@@ -25,13 +25,13 @@ import pandas as pd
 from clickhouse_connect.driver.client import Client
 
 from spanline.alerts.bootstrap import DIAGNOSIS_HISTORY, bootstrap, remember_minutes
-from spanline.contracts import load_contracts
 from spanline.alerts.dispatch import Dispatcher, GroupPolicy, ReceiverPolicy
 from spanline.alerts.evaluator import Evaluator
 from spanline.alerts.events import AlertEvent
 from spanline.alerts.history import AlertHistory
 from spanline.alerts.notifiers import LogReceiver, PagerDutyReceiver, Receiver, SlackReceiver, WebhookReceiver
 from spanline.alerts.rules import load_rules
+from spanline.contracts import load_contracts
 from spanline.settings import Settings
 from spanline.windows.merger import MinuteFigures, MinuteMerger
 
@@ -75,8 +75,9 @@ class _Counters:
 class AlertingService:
     """One per worker; fed the ``metrics`` topic (one partition, so one worker evaluates)."""
 
-    def __init__(self, settings: Settings, storage: Storage, publish: Publish,
-                 pipeline_stats: Callable[[], PipelineCounts]) -> None:
+    def __init__(
+        self, settings: Settings, storage: Storage, publish: Publish, pipeline_stats: Callable[[], PipelineCounts]
+    ) -> None:
         self._settings = settings
         self._storage = storage
         self._publish = publish
@@ -118,19 +119,25 @@ class AlertingService:
             # repeats and resolves, not paged again.
             self.dispatcher.adopt(self.evaluator.firing())
             await self._attempt(
-                "reading the diagnosis minutes", "diagnoses compare with the minutes seen from now on",
-                lambda client: remember_minutes(self.evaluator, client, database,
-                                                first_minute - DIAGNOSIS_HISTORY, first_minute))
+                "reading the diagnosis minutes",
+                "diagnoses compare with the minutes seen from now on",
+                lambda client: remember_minutes(
+                    self.evaluator, client, database, first_minute - DIAGNOSIS_HISTORY, first_minute
+                ),
+            )
         else:
             bootstrapped = await self._attempt(
                 "bootstrapping the alert baselines from ClickHouse",
                 "alerting starts from empty baselines and learns them from live minutes",
-                lambda client: bootstrap(self.evaluator, client, database, first_minute))
+                lambda client: bootstrap(self.evaluator, client, database, first_minute),
+            )
             if bootstrapped is None:  # it may have stopped half way: start from a known state
                 self.evaluator = Evaluator(self.evaluator.rules, self.evaluator.contracts)
             incidents = await self._attempt(
-                "reading the open incidents", "incidents left firing by a previous worker are not resolved by this one",
-                lambda client: AlertHistory(client, database).open_incidents())
+                "reading the open incidents",
+                "incidents left firing by a previous worker are not resolved by this one",
+                lambda client: AlertHistory(client, database).open_incidents(),
+            )
             adopted = self.evaluator.adopt(incidents or [])
             if adopted:
                 log.info("adopted %d open incident(s) from the alerts table", len(adopted))
@@ -174,8 +181,11 @@ class AlertingService:
         try:
             self.evaluator.save(self.state_path)
         except Exception:
-            log.exception("alert state not saved to %s (retried next minute); a restart now would resume from "
-                          "the previous save, if any", self.state_path)
+            log.exception(
+                "alert state not saved to %s (retried next minute); a restart now would resume from "
+                "the previous save, if any",
+                self.state_path,
+            )
             return
         self._minutes_unsaved = 0
 
@@ -190,17 +200,23 @@ class AlertingService:
         now = _Counters(stats.spans_in, stats.dead_letters)
         lag = (datetime.now(UTC) - (minute + timedelta(minutes=1))).total_seconds()
         self._lags.append(lag)
-        figures = pd.DataFrame([{
-            "spans_in": max(now.spans_in - self._previous.spans_in, 0),
-            "dead_letters": max(now.dead_letters - self._previous.dead_letters, 0),
-            "lag_s": max(lag - min(self._lags), 0.0), "windows": 1,
-        }])
+        figures = pd.DataFrame(
+            [
+                {
+                    "spans_in": max(now.spans_in - self._previous.spans_in, 0),
+                    "dead_letters": max(now.dead_letters - self._previous.dead_letters, 0),
+                    "lag_s": max(lag - min(self._lags), 0.0),
+                    "windows": 1,
+                }
+            ]
+        )
         self._previous = now
         return figures
 
 
-def install_alerting(app: faust.App, settings: Settings, storage: Storage,
-                     pipeline_stats: Callable[[], PipelineCounts]) -> AlertingService:
+def install_alerting(
+    app: faust.App, settings: Settings, storage: Storage, pipeline_stats: Callable[[], PipelineCounts]
+) -> AlertingService:
     """Add the alerting agent (on ``metrics``) and the dispatcher task to a worker's Faust app."""
     metrics_topic = app.topic(settings.topic_metrics, value_serializer="raw", key_serializer="raw", internal=False)
     alerts_topic = app.topic(settings.topic_alerts, value_serializer="raw", key_serializer="raw", internal=False)
@@ -211,7 +227,6 @@ def install_alerting(app: faust.App, settings: Settings, storage: Storage,
         await (await alerts_topic.send(key=key, value=value, force=True))
 
     service = AlertingService(settings, storage, publish, pipeline_stats)
-    setattr(app, "spanline_alerting", service)  # faust.App declares no such attribute
 
     @app.task  # type: ignore[untyped-decorator]  # faust types App.task as a Union over bare Awaitable
     async def run_dispatcher() -> None:

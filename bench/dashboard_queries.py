@@ -37,19 +37,19 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.report import publish  # noqa: E402
-from spanline.contracts import load_contracts  # noqa: E402
-from spanline.simulator.workload import WorkloadConfig, generate_traces  # noqa: E402
-from spanline.dashboards.catalog import ANNOTATIONS, VARIABLES, build_dashboards  # noqa: E402
-from spanline.dashboards.macros import ALL, TimeRange, Variable, expand  # noqa: E402
-from spanline.dashboards.model import with_database  # noqa: E402
-from spanline.dashboards.report import report_interval  # noqa: E402
-from spanline.sql.client import connect  # noqa: E402
-from spanline.sql.migrate import apply_migrations  # noqa: E402
-from spanline.streams.batcher import Batch, Message  # noqa: E402
-from spanline.streams.frame import arrow_rows  # noqa: E402
-from spanline.streams.pricing import PriceCatalog  # noqa: E402
-from spanline.streams.process import process_batch  # noqa: E402
+from bench.report import publish
+from spanline.contracts import load_contracts
+from spanline.dashboards.catalog import ANNOTATIONS, VARIABLES, build_dashboards
+from spanline.dashboards.macros import ALL, TimeRange, Variable, expand
+from spanline.dashboards.model import with_database
+from spanline.dashboards.report import report_interval
+from spanline.simulator.workload import WorkloadConfig, generate_traces
+from spanline.sql.client import connect
+from spanline.sql.migrate import apply_migrations
+from spanline.streams.batcher import Batch, Message
+from spanline.streams.frame import arrow_rows
+from spanline.streams.pricing import PriceCatalog
+from spanline.streams.process import process_batch
 
 DATABASE = "bench"
 SPANS_PER_MESSAGE = 500
@@ -89,8 +89,10 @@ def batches(spans: int, days: float) -> Iterator[Batch]:
     requests_per_s = 1.03 * max(spans / seconds - CANARY_SPANS_PER_S, 0.01) / SPANS_PER_REQUEST
     config = WorkloadConfig(start=end - timedelta(seconds=seconds), duration_s=seconds, requests_per_s=requests_per_s)
     generated = islice(chain.from_iterable(generate_traces(config)), spans)
-    messages = (Message(0, offset, orjson.dumps(body), "bench")
-                for offset, body in enumerate(chunks(generated, SPANS_PER_MESSAGE)))
+    messages = (
+        Message(0, offset, orjson.dumps(body), "bench")
+        for offset, body in enumerate(chunks(generated, SPANS_PER_MESSAGE))
+    )
     for group in chunks(messages, MESSAGES_PER_BATCH):
         yield Batch(0, group[0].offset, group[-1].offset, group, False)
 
@@ -119,8 +121,11 @@ def load(client: Client, spans: int, days: float) -> dict[str, object]:
             progress.update(task, completed=stored)
             tick = time.perf_counter()
     elapsed = time.perf_counter() - started
-    return {"load_s": round(elapsed, 1), "load_spans_per_s": round(stored / elapsed),
-            **{f"load_{step}_s": round(seconds, 1) for step, seconds in spent.items()}}
+    return {
+        "load_s": round(elapsed, 1),
+        "load_spans_per_s": round(stored / elapsed),
+        **{f"load_{step}_s": round(seconds, 1) for step, seconds in spent.items()},
+    }
 
 
 def all_queries() -> list[Query]:
@@ -132,8 +137,10 @@ def all_queries() -> list[Query]:
 
 def variables_at_all(client: Client) -> list[Variable]:
     """Every variable at All, standing for the values its own query offers (as in Grafana)."""
-    return [Variable(v.name, [ALL], [row[0] for row in client.query(with_database(v.sql, DATABASE)).result_rows])
-            for v in VARIABLES]
+    return [
+        Variable(v.name, [ALL], [row[0] for row in client.query(with_database(v.sql, DATABASE)).result_rows])
+        for v in VARIABLES
+    ]
 
 
 def measure(client: Client, queries: list[Query], ranges: dict[str, TimeRange], runs: int) -> None:
@@ -187,14 +194,24 @@ def figures(queries: list[Query], ranges: list[str], spans: int, loaded: dict[st
     for label in ranges:
         every = [ms for q in queries for ms in q.runs_ms.get(label, [])]
         slowest = max((q for q in queries if label in q.runs_ms), key=lambda q: statistics.median(q.runs_ms[label]))
-        out |= {f"{label}_p50_ms": round(statistics.median(every), 1), f"{label}_max_ms": round(max(every), 1),
-                f"{label}_slowest": f"{slowest.dashboard}/{slowest.title}",
-                f"{label}_failed": sum(label in q.errors for q in queries)}
+        out |= {
+            f"{label}_p50_ms": round(statistics.median(every), 1),
+            f"{label}_max_ms": round(max(every), 1),
+            f"{label}_slowest": f"{slowest.dashboard}/{slowest.title}",
+            f"{label}_failed": sum(label in q.errors for q in queries),
+        }
     out["panels"] = [
-        {"dashboard": q.dashboard, "panel": q.title, "range": label, "rows": q.rows.get(label),
-         "p50_ms": round(statistics.median(q.runs_ms[label]), 1) if label in q.runs_ms else None,
-         "max_ms": round(max(q.runs_ms[label]), 1) if label in q.runs_ms else None, "error": q.errors.get(label)}
-        for q in queries for label in ranges
+        {
+            "dashboard": q.dashboard,
+            "panel": q.title,
+            "range": label,
+            "rows": q.rows.get(label),
+            "p50_ms": round(statistics.median(q.runs_ms[label]), 1) if label in q.runs_ms else None,
+            "max_ms": round(max(q.runs_ms[label]), 1) if label in q.runs_ms else None,
+            "error": q.errors.get(label),
+        }
+        for q in queries
+        for label in ranges
     ]
     return out
 
@@ -212,19 +229,28 @@ def run(path: Path, spans: int, days: float, runs: int) -> None:
             console.print(f"reusing {stored:,} spans at {path}")
         first, last = client.query(f"SELECT min(start_time), max(start_time) FROM {DATABASE}.spans").result_rows[0]
         end = last.replace(tzinfo=UTC)
-        ranges = {label: TimeRange(end - width, end, report_interval(end - width, end)) for label, width in RANGES.items()}
-        parts = client.query("SELECT table, count() FROM system.parts WHERE database = {db:String} AND active "
-                             "AND table IN ('spans', 'spans_minute') GROUP BY table ORDER BY table",
-                             parameters={"db": DATABASE}).result_rows
+        ranges = {
+            label: TimeRange(end - width, end, report_interval(end - width, end)) for label, width in RANGES.items()
+        }
+        parts = client.query(
+            "SELECT table, count() FROM system.parts WHERE database = {db:String} AND active "
+            "AND table IN ('spans', 'spans_minute') GROUP BY table ORDER BY table",
+            parameters={"db": DATABASE},
+        ).result_rows
         queries = all_queries()
         measure(client, queries, ranges, runs)
     finally:
         client.close()
     show(queries, list(ranges))
-    publish("dashboard_queries", {
-        **figures(queries, list(ranges), stored, loaded), "data_days": round((last - first).total_seconds() / 86400, 2),
-        "runs_per_query": runs, **{f"active_parts_{table}": count for table, count in parts},
-    })
+    publish(
+        "dashboard_queries",
+        {
+            **figures(queries, list(ranges), stored, loaded),
+            "data_days": round((last - first).total_seconds() / 86400, 2),
+            "runs_per_query": runs,
+            **{f"active_parts_{table}": count for table, count in parts},
+        },
+    )
 
 
 def main() -> None:

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spanline.kafka.admin import ensure_topics
-from spanline.sql.service_file import ServiceFile
 from spanline.kafka.tansu import TansuBroker
-from spanline.sql.queries import run_query
 from spanline.settings import Settings, load_settings
+from spanline.sql.queries import run_query
+from spanline.sql.service_file import ServiceFile
 
 BROKER_PORT = 29092
 FIRST_WORKER_WEB_PORT = 26066
@@ -37,8 +37,12 @@ class BenchWorker:
     def start(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("SPANLINE_")}, **self.env}
-        self.process = subprocess.Popen([sys.executable, "-m", "spanline.cli", "worker"], env=env,
-                                        stdout=open(self.home / "worker.log", "ab"), stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "spanline.cli", "worker"],
+            env=env,
+            stdout=open(self.home / "worker.log", "ab"),
+            stderr=subprocess.STDOUT,
+        )
 
     @property
     def ready(self) -> bool:
@@ -72,7 +76,11 @@ class BenchStack:
         started = time.perf_counter()
         for index in range(len(self.workers), len(self.workers) + count):
             home = self.root / f"worker-{index}"
-            env = {**self.env, "SPANLINE_HOME": str(home), "SPANLINE_WORKER_WEB_PORT": str(FIRST_WORKER_WEB_PORT + index)}
+            env = {
+                **self.env,
+                "SPANLINE_HOME": str(home),
+                "SPANLINE_WORKER_WEB_PORT": str(FIRST_WORKER_WEB_PORT + index),
+            }
             worker = BenchWorker(home, load_settings(env), env)
             worker.start()
             self.workers.append(worker)
@@ -82,8 +90,10 @@ class BenchStack:
 
     def stored(self, where: str = "1", **parameters: object) -> int:
         """Spans stored by all workers together (each has its own chDB)."""
-        return sum(int(worker.scalar(f"SELECT count() FROM {{db}}.spans WHERE {where}", **parameters))  # type: ignore[arg-type]
-                   for worker in self.workers)
+        return sum(
+            int(worker.scalar(f"SELECT count() FROM {{db}}.spans WHERE {where}", **parameters))  # type: ignore[arg-type]
+            for worker in self.workers
+        )
 
     def stop_workers(self) -> None:
         for worker in self.workers:
@@ -94,9 +104,15 @@ class BenchStack:
 def bench_stack(partitions: int = 4, **settings_env: str) -> Iterator[BenchStack]:
     """An embedded broker on BROKER_PORT, topics created; workers are started by the caller."""
     root = Path(tempfile.mkdtemp(prefix="spanline-bench-"))
-    env = {"SPANLINE_HOME": str(root), "SPANLINE_EMBEDDED_KAFKA_PORT": str(BROKER_PORT),
-           "SPANLINE_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{BROKER_PORT}", "SPANLINE_TOPIC_PARTITIONS": str(partitions),
-           "SPANLINE_BROKER_SESSION_TIMEOUT_S": "2", "SPANLINE_LOG_LEVEL": "WARNING", **settings_env}
+    env = {
+        "SPANLINE_HOME": str(root),
+        "SPANLINE_EMBEDDED_KAFKA_PORT": str(BROKER_PORT),
+        "SPANLINE_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{BROKER_PORT}",
+        "SPANLINE_TOPIC_PARTITIONS": str(partitions),
+        "SPANLINE_BROKER_SESSION_TIMEOUT_S": "2",
+        "SPANLINE_LOG_LEVEL": "WARNING",
+        **settings_env,
+    }
     settings = load_settings(env)
     with TansuBroker(BROKER_PORT, log_path=root / "tansu.log"):
         ensure_topics(settings.bootstrap_servers, {settings.topic_spans: partitions, settings.topic_dlq: 1})

@@ -23,10 +23,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.embedded import bench_stack  # noqa: E402
-from bench.report import publish  # noqa: E402
-from spanline.kafka.publish import SpanPublisher  # noqa: E402
-from spanline.sql.queries import run_query  # noqa: E402
+from bench.embedded import bench_stack
+from bench.report import publish
+from spanline.kafka.publish import SpanPublisher
+from spanline.sql.queries import run_query
 
 POLL_S = 0.2
 
@@ -34,10 +34,21 @@ POLL_S = 0.2
 def wave(run: str, number: int, size: int) -> list[dict[str, object]]:
     now = datetime.now(UTC).isoformat()
     return [
-        {"span_id": f"{run}-{number}-{i}", "trace_id": f"{run}-{number}-{i // 4}", "service": run,
-         "feature": "freshness", "kind": "llm", "name": f"wave-{number}", "start_time": now, "duration_ms": 420.0,
-         "ttft_ms": 90.0, "provider": "openai", "model_requested": "gpt-4o-mini", "input_tokens": 800,
-         "output_tokens": 120}
+        {
+            "span_id": f"{run}-{number}-{i}",
+            "trace_id": f"{run}-{number}-{i // 4}",
+            "service": run,
+            "feature": "freshness",
+            "kind": "llm",
+            "name": f"wave-{number}",
+            "start_time": now,
+            "duration_ms": 420.0,
+            "ttft_ms": 90.0,
+            "provider": "openai",
+            "model_requested": "gpt-4o-mini",
+            "input_tokens": 800,
+            "output_tokens": 120,
+        }
         for i in range(size)
     ]
 
@@ -47,8 +58,12 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=20_000, help="spans per second")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--interval-ms", type=int, default=100)
-    parser.add_argument("--batch-within-s", type=float, default=None,
-                        help="the worker's SPANLINE_BATCH_WITHIN_S (default: the setting's default)")
+    parser.add_argument(
+        "--batch-within-s",
+        type=float,
+        default=None,
+        help="the worker's SPANLINE_BATCH_WITHIN_S (default: the setting's default)",
+    )
     args = parser.parse_args()
     run = f"fresh{uuid.uuid4().hex[:6]}"
     size = max(1, args.rate * args.interval_ms // 1000)
@@ -62,8 +77,10 @@ def main() -> None:
         done = threading.Event()
 
         def poll() -> None:
-            sql = (f"SELECT name, count() FROM {worker.settings.clickhouse_database}.spans "
-                   "WHERE service = {run:String} GROUP BY name")
+            sql = (
+                f"SELECT name, count() FROM {worker.settings.clickhouse_database}.spans "
+                "WHERE service = {run:String} GROUP BY name"
+            )
             while not done.is_set() or len(seen_at) < len(sent_at):
                 now = time.perf_counter()
                 for name, count in run_query(worker.settings, sql, {"run": run}).rows:
@@ -84,13 +101,21 @@ def main() -> None:
         done.set()
         poller.join(timeout=120)
     delays = np.array([seen_at[name] - sent for name, sent in sent_at.items() if name in seen_at])
-    publish("freshness", {
-        "spans_per_s": args.rate, "seconds": args.seconds, "waves": waves, "waves_seen": len(delays),
-        "delay_p50_s": round(float(np.percentile(delays, 50)), 3),
-        "delay_p99_s": round(float(np.percentile(delays, 99)), 3),
-        "delay_max_s": round(float(delays.max()), 3),
-        "poll_interval_s": POLL_S, "batch_within_s": stack.settings.batch_within_s, "target_p99_s": 2.0,
-    })
+    publish(
+        "freshness",
+        {
+            "spans_per_s": args.rate,
+            "seconds": args.seconds,
+            "waves": waves,
+            "waves_seen": len(delays),
+            "delay_p50_s": round(float(np.percentile(delays, 50)), 3),
+            "delay_p99_s": round(float(np.percentile(delays, 99)), 3),
+            "delay_max_s": round(float(delays.max()), 3),
+            "poll_interval_s": POLL_S,
+            "batch_within_s": stack.settings.batch_within_s,
+            "target_p99_s": 2.0,
+        },
+    )
 
 
 if __name__ == "__main__":

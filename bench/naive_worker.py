@@ -19,22 +19,37 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import faust  # noqa: E402
-import orjson  # noqa: E402
-from genai_prices import Usage, calc_price  # noqa: E402
+import faust
+import orjson
+from genai_prices import Usage, calc_price
 
-from bench.embedded import bench_stack  # noqa: E402
-from bench.pipeline_throughput import spans_for  # noqa: E402
-from bench.report import RESULTS, publish  # noqa: E402
-from spanline.contract.schema import Span  # noqa: E402
-from spanline.settings import load_settings  # noqa: E402
-from spanline.sql.client import connect  # noqa: E402
-from spanline.sql.migrate import apply_migrations  # noqa: E402
-from spanline.streams.app import faust_settings  # noqa: E402
+from bench.embedded import bench_stack
+from bench.pipeline_throughput import spans_for
+from bench.report import RESULTS, publish
+from spanline.contract.schema import Span
+from spanline.settings import load_settings
+from spanline.sql.client import connect
+from spanline.sql.migrate import apply_migrations
+from spanline.streams.app import faust_settings
 
 NAIVE_COLUMNS = [
-    "tenant_id", "service", "feature", "kind", "name", "start_time", "end_time", "duration_ms", "trace_id",
-    "span_id", "status", "provider", "model_requested", "input_tokens", "output_tokens", "cost_usd", "cost_known",
+    "tenant_id",
+    "service",
+    "feature",
+    "kind",
+    "name",
+    "start_time",
+    "end_time",
+    "duration_ms",
+    "trace_id",
+    "span_id",
+    "status",
+    "provider",
+    "model_requested",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "cost_known",
 ]
 
 
@@ -46,15 +61,38 @@ def naive_row(item: dict[str, Any]) -> list[Any]:
     cost, known = 0.0, True
     if span.model_requested and (span.input_tokens or span.output_tokens):
         try:
-            usage = Usage(input_tokens=span.input_tokens, output_tokens=span.output_tokens,
-                          cache_read_tokens=span.cache_read_tokens, cache_write_tokens=span.cache_write_tokens)
-            cost = float(calc_price(usage, span.model_requested, provider_id=span.provider,
-                                    genai_request_timestamp=span.start_time).total_price)
+            usage = Usage(
+                input_tokens=span.input_tokens,
+                output_tokens=span.output_tokens,
+                cache_read_tokens=span.cache_read_tokens,
+                cache_write_tokens=span.cache_write_tokens,
+            )
+            cost = float(
+                calc_price(
+                    usage, span.model_requested, provider_id=span.provider, genai_request_timestamp=span.start_time
+                ).total_price
+            )
         except LookupError:
             known = False
-    return [span.tenant_id, span.service, span.feature, span.kind, span.name, span.start_time, end, duration,
-            span.trace_id, span.span_id, span.status, span.provider or "", span.model_requested or "",
-            span.input_tokens, span.output_tokens, cost, known]
+    return [
+        span.tenant_id,
+        span.service,
+        span.feature,
+        span.kind,
+        span.name,
+        span.start_time,
+        end,
+        duration,
+        span.trace_id,
+        span.span_id,
+        span.status,
+        span.provider or "",
+        span.model_requested or "",
+        span.input_tokens,
+        span.output_tokens,
+        cost,
+        known,
+    ]
 
 
 def naive_app() -> faust.App:
@@ -94,8 +132,13 @@ def measure(count: int) -> dict[str, object]:
         producer.flush()
         producer.close()
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("SPANLINE_")}, **stack.env}
-        worker = subprocess.Popen([sys.executable, __file__, "worker"], env=env, cwd=Path(__file__).parent,
-                                  stdout=open(stack.root / "naive.log", "wb"), stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            [sys.executable, __file__, "worker"],
+            env=env,
+            cwd=Path(__file__).parent,
+            stdout=open(stack.root / "naive.log", "wb"),
+            stderr=subprocess.STDOUT,
+        )
         try:
             progress = progress_file(stack.root)
             first_stored, first_at = _wait_for_progress(worker, progress, 1, stack.root)
@@ -104,8 +147,11 @@ def measure(count: int) -> dict[str, object]:
         finally:
             worker.terminate()
             worker.wait(30)
-    return {"naive_spans": count, "naive_seconds": round(elapsed, 1),
-            "naive_spans_per_s": round((count - first_stored) / elapsed)}
+    return {
+        "naive_spans": count,
+        "naive_seconds": round(elapsed, 1),
+        "naive_spans_per_s": round((count - first_stored) / elapsed),
+    }
 
 
 def _wait_for_progress(worker: subprocess.Popen[bytes], progress: Path, at_least: int, home: Path) -> tuple[int, float]:
@@ -130,13 +176,21 @@ def main() -> None:
     parser.add_argument("--batch-spans", type=int, default=200_000, help="spans for Spanline's worker")
     args = parser.parse_args()
     naive = measure(args.spans)
-    subprocess.run([sys.executable, str(Path(__file__).with_name("pipeline_throughput.py")),
-                    "--spans", str(args.batch_spans)], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("pipeline_throughput.py")), "--spans", str(args.batch_spans)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     batch = orjson.loads((RESULTS / "pipeline_throughput.json").read_bytes())
-    publish("naive_worker", {
-        **naive, "spanline_spans": batch["spans"], "spanline_worker_spans_per_s": batch["worker_spans_per_s"],
-        "spanline_over_naive": round(batch["worker_spans_per_s"] / naive["naive_spans_per_s"], 1),
-    })
+    publish(
+        "naive_worker",
+        {
+            **naive,
+            "spanline_spans": batch["spans"],
+            "spanline_worker_spans_per_s": batch["worker_spans_per_s"],
+            "spanline_over_naive": round(batch["worker_spans_per_s"] / naive["naive_spans_per_s"], 1),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -19,18 +19,18 @@ import sys
 import tempfile
 import time
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
 
-from spanline.kafka.publish import SpanPublisher
-from spanline.simulator.workload import WorkloadConfig, generate_traces
 from spanline.kafka.admin import ensure_topics
-from spanline.sql.service_file import ServiceFile
+from spanline.kafka.publish import SpanPublisher
 from spanline.kafka.tansu import TansuBroker
-from spanline.sql.queries import run_query
 from spanline.settings import load_settings
+from spanline.simulator.workload import WorkloadConfig, generate_traces
+from spanline.sql.queries import run_query
+from spanline.sql.service_file import ServiceFile
 
 RESULTS = Path(__file__).with_name("results")
 #: One worker, Kafka -> validate -> price -> chDB, measured with this bench before the stream
@@ -44,7 +44,7 @@ def spans_for(count: int, minutes: float = 5.0) -> list[dict[str, object]]:
     As dense as a busy deployment's traffic, so a replay closes windows at about the pace a
     live worker does (an hour of event time replayed in seconds would close hundreds per batch).
     """
-    start = datetime.now(timezone.utc) - timedelta(minutes=minutes)
+    start = datetime.now(UTC) - timedelta(minutes=minutes)
     rate = max(1.0, count / (minutes * 60) / 5)  # 5-7 spans per request
     while True:
         config = WorkloadConfig(start=start, duration_s=minutes * 60, requests_per_s=rate)
@@ -67,10 +67,16 @@ def main() -> None:
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="spanline-bench-"))
     port = 29092
-    env = {"SPANLINE_HOME": str(home), "SPANLINE_EMBEDDED_KAFKA_PORT": str(port),
-           "SPANLINE_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}", "SPANLINE_WORKER_WEB_PORT": "26066",
-           "SPANLINE_TOPIC_PARTITIONS": str(args.partitions), "SPANLINE_BATCH_MAX_MESSAGES": "100",
-           "SPANLINE_BROKER_SESSION_TIMEOUT_S": "2", "SPANLINE_LOG_LEVEL": "WARNING"}
+    env = {
+        "SPANLINE_HOME": str(home),
+        "SPANLINE_EMBEDDED_KAFKA_PORT": str(port),
+        "SPANLINE_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
+        "SPANLINE_WORKER_WEB_PORT": "26066",
+        "SPANLINE_TOPIC_PARTITIONS": str(args.partitions),
+        "SPANLINE_BATCH_MAX_MESSAGES": "100",
+        "SPANLINE_BROKER_SESSION_TIMEOUT_S": "2",
+        "SPANLINE_LOG_LEVEL": "WARNING",
+    }
     settings = load_settings(env)
     spans = spans_for(args.spans)
     with TansuBroker(port, log_path=home / "tansu.log") as broker:
@@ -78,13 +84,16 @@ def main() -> None:
         publisher = SpanPublisher(broker.bootstrap_servers, settings.topic_spans)
         started = time.perf_counter()
         for start in range(0, len(spans), 50_000):
-            publisher.send(spans[start:start + 50_000], "bench")
+            publisher.send(spans[start : start + 50_000], "bench")
         publisher.flush()
         produce_s = time.perf_counter() - started
         publisher.close()
-        worker = subprocess.Popen([sys.executable, "-m", "spanline.cli", "worker"],
-                                  env={**{k: v for k, v in os.environ.items() if not k.startswith("SPANLINE_")}, **env},
-                                  stdout=open(home / "worker.log", "wb"), stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "spanline.cli", "worker"],
+            env={**{k: v for k, v in os.environ.items() if not k.startswith("SPANLINE_")}, **env},
+            stdout=open(home / "worker.log", "wb"),
+            stderr=subprocess.STDOUT,
+        )
         try:
             started = time.perf_counter()
             while ServiceFile(home).read() is None:
@@ -101,7 +110,8 @@ def main() -> None:
             worker.wait(30)
     process_s = total_s - ready_s
     figures = {
-        "spans": len(spans), "partitions": args.partitions,
+        "spans": len(spans),
+        "partitions": args.partitions,
         "produce_spans_per_s": round(len(spans) / produce_s),
         "worker_start_s": round(ready_s, 2),
         "worker_spans_per_s": round(len(spans) / process_s),

@@ -79,8 +79,10 @@ def main() -> None:
     print(f"  memory held        {recent.nbytes / 2**20:>12.1f} MiB ({recent.nbytes / max(len(recent), 1):.0f} B/key)")
     print(f"  detection + add    {spent / timed * 1e6:>12.2f} µs/span ({timed / spent:,.0f} spans/s on one core)")
     without, with_resends = process_cost(2000, 15)
-    print(f"process_batch        {without * 1e6:>12.2f} µs/span without, {with_resends * 1e6:.2f} with "
-          f"(+{(with_resends / without - 1) * 100:.0f}%)")
+    print(
+        f"process_batch        {without * 1e6:>12.2f} µs/span without, {with_resends * 1e6:.2f} with "
+        f"(+{(with_resends / without - 1) * 100:.0f}%)"
+    )
 
 
 if __name__ == "__main__":

@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.embedded import bench_stack  # noqa: E402
-from bench.pipeline_throughput import spans_for  # noqa: E402
-from bench.report import publish  # noqa: E402
-from spanline.kafka.publish import SpanPublisher  # noqa: E402
+from bench.embedded import bench_stack
+from bench.pipeline_throughput import spans_for
+from bench.report import publish
+from spanline.kafka.publish import SpanPublisher
 
 
 def spans_per_second(spans: list[dict[str, object]], workers: int, partitions: int) -> float:
@@ -31,7 +31,7 @@ def spans_per_second(spans: list[dict[str, object]], workers: int, partitions: i
         started = time.perf_counter()
         publisher = SpanPublisher(stack.bootstrap_servers, stack.settings.topic_spans)
         for start in range(0, len(spans), 50_000):
-            publisher.send(spans[start:start + 50_000], "bench")
+            publisher.send(spans[start : start + 50_000], "bench")
         publisher.flush()
         publisher.close()
         while stack.stored() < len(spans):
@@ -47,11 +47,16 @@ def main() -> None:
     spans = spans_for(args.spans)
     one = spans_per_second(spans, 1, args.partitions)
     two = spans_per_second(spans, 2, args.partitions)
-    publish("scale_out", {
-        "spans": len(spans), "partitions": args.partitions,
-        "one_worker_spans_per_s": round(one), "two_workers_spans_per_s": round(two),
-        "speedup": round(two / one, 2),
-    })
+    publish(
+        "scale_out",
+        {
+            "spans": len(spans),
+            "partitions": args.partitions,
+            "one_worker_spans_per_s": round(one),
+            "two_workers_spans_per_s": round(two),
+            "speedup": round(two / one, 2),
+        },
+    )
 
 
 if __name__ == "__main__":

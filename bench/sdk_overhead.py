@@ -25,8 +25,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.report import publish  # noqa: E402
-from spanline.collectors import sdk  # noqa: E402
+from bench.report import publish
+from spanline.collectors import sdk
 
 
 class DiscardingTransport:
@@ -80,8 +80,14 @@ def main() -> None:
     parser.add_argument("--spans-per-round", type=int, default=2_000)
     args = parser.parse_args()
 
-    tracer = sdk.configure("unused:9092", "acme", "bench", user_id_salt="bench-secret",
-                           transport=DiscardingTransport(), queue_size=1_000_000)
+    tracer = sdk.configure(
+        "unused:9092",
+        "acme",
+        "bench",
+        user_id_salt="bench-secret",
+        transport=DiscardingTransport(),
+        queue_size=1_000_000,
+    )
     spanline_us = rounds_us(spanline_span, args.rounds, args.spans_per_round)
     tracer.flush(timeout_s=60)
     stats = tracer.stats()
@@ -90,15 +96,18 @@ def main() -> None:
     otel_us = rounds_us(otel_span, args.rounds, args.spans_per_round)
     provider.shutdown()
 
-    publish("sdk_overhead", {
-        "spans_per_sdk": args.rounds * args.spans_per_round,
-        "spanline_us_per_span_best": round(min(spanline_us), 2),
-        "spanline_us_per_span_median": round(statistics.median(spanline_us), 2),
-        "otel_sdk_us_per_span_best": round(min(otel_us), 2),
-        "otel_sdk_us_per_span_median": round(statistics.median(otel_us), 2),
-        "spanline_dropped": stats["dropped"],
-        "target_us_per_span": 5.0,
-    })
+    publish(
+        "sdk_overhead",
+        {
+            "spans_per_sdk": args.rounds * args.spans_per_round,
+            "spanline_us_per_span_best": round(min(spanline_us), 2),
+            "spanline_us_per_span_median": round(statistics.median(spanline_us), 2),
+            "otel_sdk_us_per_span_best": round(min(otel_us), 2),
+            "otel_sdk_us_per_span_median": round(statistics.median(otel_us), 2),
+            "spanline_dropped": stats["dropped"],
+            "target_us_per_span": 5.0,
+        },
+    )
 
 
 if __name__ == "__main__":

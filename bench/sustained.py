@@ -18,10 +18,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.embedded import bench_stack  # noqa: E402
-from bench.pipeline_throughput import spans_for  # noqa: E402
-from bench.report import publish  # noqa: E402
-from spanline.kafka.publish import SpanPublisher  # noqa: E402
+from bench.embedded import bench_stack
+from bench.pipeline_throughput import spans_for
+from bench.report import publish
+from spanline.kafka.publish import SpanPublisher
 
 CHUNK = 5_000
 
@@ -52,8 +52,8 @@ def main() -> None:
             started = time.perf_counter()
             while not stop.is_set():
                 start = sent % len(template)
-                publisher.send(template[start:start + CHUNK], "bench")
-                sent += len(template[start:start + CHUNK])
+                publisher.send(template[start : start + CHUNK], "bench")
+                sent += len(template[start : start + CHUNK])
                 if args.rate:
                     time.sleep(max(0.0, started + sent / args.rate - time.perf_counter()))
             publisher.flush()
@@ -65,20 +65,31 @@ def main() -> None:
         samples: list[tuple[float, float, int]] = []  # (elapsed s, RSS MB, stored)
         while time.perf_counter() - began < args.seconds:
             time.sleep(1.0)
-            samples.append((time.perf_counter() - began, rss_mb(worker.process.pid),
-                            int(worker.scalar("SELECT count() FROM {db}.spans"))))
+            samples.append(
+                (
+                    time.perf_counter() - began,
+                    rss_mb(worker.process.pid),
+                    int(worker.scalar("SELECT count() FROM {db}.spans")),
+                )
+            )
         stop.set()
         producer.join()
     elapsed, rss, stored = (np.array(column) for column in zip(*samples, strict=True))
     second_half = elapsed >= elapsed[-1] / 2
     slope = np.polyfit(elapsed[second_half], rss[second_half], 1)[0] if second_half.sum() > 2 else 0.0
-    publish("sustained", {
-        "seconds": round(float(elapsed[-1]), 1), "offered_spans_per_s": round(sent / float(elapsed[-1])),
-        "stored_spans_per_s": round(float(stored[-1]) / float(elapsed[-1])),
-        "backlog_spans_at_end": int(sent - stored[-1]),
-        "worker_rss_mb_start": round(float(rss[0])), "worker_rss_mb_peak": round(float(rss.max())),
-        "worker_rss_mb_end": round(float(rss[-1])), "worker_rss_mb_per_min_2nd_half": round(float(slope) * 60, 1),
-    })
+    publish(
+        "sustained",
+        {
+            "seconds": round(float(elapsed[-1]), 1),
+            "offered_spans_per_s": round(sent / float(elapsed[-1])),
+            "stored_spans_per_s": round(float(stored[-1]) / float(elapsed[-1])),
+            "backlog_spans_at_end": int(sent - stored[-1]),
+            "worker_rss_mb_start": round(float(rss[0])),
+            "worker_rss_mb_peak": round(float(rss.max())),
+            "worker_rss_mb_end": round(float(rss[-1])),
+            "worker_rss_mb_per_min_2nd_half": round(float(slope) * 60, 1),
+        },
+    )
 
 
 if __name__ == "__main__":

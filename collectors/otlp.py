@@ -36,7 +36,7 @@ Choices the conventions leave open:
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -44,8 +44,8 @@ import orjson
 from spanline.collectors.otlp_wire import STATUS_ERROR, OtlpBlock, OtlpSpan, parse_json, parse_protobuf
 from spanline.contract.schema import ErrorType, Span
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MAX_UNIX_NANOS = int((datetime(9999, 12, 31, tzinfo=timezone.utc) - _EPOCH).total_seconds()) * 10**9
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_UNIX_NANOS = int((datetime(9999, 12, 31, tzinfo=UTC) - _EPOCH).total_seconds()) * 10**9
 _MAX_ATTRIBUTES = 256
 _MAX_KEY = 256
 _MAX_VALUE = 4096
@@ -215,7 +215,9 @@ def _span_fields(span: OtlpSpan, base: dict[str, object], resource_extras: dict[
         **old,
     }
     if span.status_code == STATUS_ERROR:
-        out["error_type"] = _error_type(span.exception_type if error_type is None else error_type, out.get("http_status"))
+        out["error_type"] = _error_type(
+            span.exception_type if error_type is None else error_type, out.get("http_status")
+        )
     if ttft_s is not None:
         out["ttft_ms"] = _seconds_to_ms(ttft_s)
     if finish_reasons is not None:
@@ -230,7 +232,11 @@ def _span_fields(span: OtlpSpan, base: dict[str, object], resource_extras: dict[
     for key, value, lossy in (
         ("gen_ai.operation.name", operation, True),
         ("error.type", error_type, True),
-        ("gen_ai.response.finish_reasons", finish_reasons, isinstance(finish_reasons, list) and len(finish_reasons) > 1),
+        (
+            "gen_ai.response.finish_reasons",
+            finish_reasons,
+            isinstance(finish_reasons, list) and len(finish_reasons) > 1,
+        ),
         ("otel.status_description", span.status_message or None, True),
     ):
         if lossy and value is not None:

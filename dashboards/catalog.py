@@ -13,8 +13,15 @@ from spanline.contracts import Contract
 from spanline.dashboards.filters import LATENCY_SKETCH, SCOPE, SCOPE_MODEL, TENANT
 from spanline.dashboards.model import Annotation, Dashboard, Panel, Step, TemplateVariable
 from spanline.dashboards.thresholds import (
-    CONTEXT_EXHAUSTION, ERROR_RATE_CRITICAL, ERROR_RATE_HIGH, RATE_LIMITED, TOOL_ERROR_RATE,
-    budgets_sql, daily_budgets, global_target, upper_limit,
+    CONTEXT_EXHAUSTION,
+    ERROR_RATE_CRITICAL,
+    ERROR_RATE_HIGH,
+    RATE_LIMITED,
+    TOOL_ERROR_RATE,
+    budgets_sql,
+    daily_budgets,
+    global_target,
+    upper_limit,
 )
 
 DB = "${database}"
@@ -28,7 +35,8 @@ VARIABLES = (
     TemplateVariable("service", "Service", f"SELECT DISTINCT service FROM {DB}.spans_day ORDER BY service"),
     TemplateVariable("feature", "Feature", f"SELECT DISTINCT feature FROM {DB}.spans_day ORDER BY feature"),
     TemplateVariable(
-        "model", "Model",
+        "model",
+        "Model",
         f"SELECT DISTINCT model_requested FROM {DB}.spans_day WHERE {MODEL_CALL} ORDER BY model_requested",
     ),
 )
@@ -82,13 +90,17 @@ ORDER BY time"""
 
 def spend_by(column: str, title: str, description: str, extra: str = "") -> Panel:
     return Panel(
-        title, description, "bargauge",
+        title,
+        description,
+        "bargauge",
         f"""SELECT {column}, sum(cost_usd) AS spend_usd
 {MINUTES} AND {SCOPE_MODEL}{extra}
 GROUP BY {column}
 ORDER BY spend_usd DESC, {column}
 LIMIT 15""",
-        unit="currencyUSD", width=8, decimals=2,
+        unit="currencyUSD",
+        width=8,
+        decimals=2,
     )
 
 
@@ -96,17 +108,24 @@ def executive(contracts: list[Contract]) -> Dashboard:
     budgets = budgets_sql(daily_budgets(contracts))
     p95_target = global_target(contracts, "p95_latency_ms")
     return Dashboard(
-        "spanline-executive", "Spanline / Executive",
+        "spanline-executive",
+        "Spanline / Executive",
         "Spend against budget, the cost trend and month-end forecast, traffic and overall health.",
         (
             Panel(
-                "Spend in range", "Total cost_usd of every span in the time range (catalog prices at each span's "
-                "start time; unpriced spans count as unpriced, not free).", "stat",
+                "Spend in range",
+                "Total cost_usd of every span in the time range (catalog prices at each span's "
+                "start time; unpriced spans count as unpriced, not free).",
+                "stat",
                 f"SELECT sum(cost_usd) AS spend_usd {MINUTES} AND {SCOPE_MODEL}",
-                unit="currencyUSD", width=6, height=5, decimals=2,
+                unit="currencyUSD",
+                width=6,
+                height=5,
+                decimals=2,
             ),
             Panel(
-                "Budget used (prorated)", "Spend of the tenants that have a daily budget (spanline/contracts.yaml) "
+                "Budget used (prorated)",
+                "Spend of the tenants that have a daily budget (spanline/contracts.yaml) "
                 "divided by their budgets prorated to the range's length: 100% = spending exactly at budget.",
                 "stat",
                 f"""WITH
@@ -115,11 +134,16 @@ def executive(contracts: list[Contract]) -> Dashboard:
     (SELECT sum(daily_budget_usd) FROM budgets WHERE {TENANT})
         * greatest(dateDiff('second', $__fromTime, $__toTime), 1) / 86400 AS budget_usd
 SELECT spend_usd / nullIf(budget_usd, 0) AS budget_used""",
-                unit="percentunit", width=6, height=5, thresholds=(Step(0.8, "orange"), Step(1.0, "red")),
+                unit="percentunit",
+                width=6,
+                height=5,
+                thresholds=(Step(0.8, "orange"), Step(1.0, "red")),
             ),
             Panel(
-                "Forecast to month end", "Month-to-date spend (hourly rollup, from the 1st of the month of the "
-                "range's end) plus the range's daily run rate times the days left in that month.", "stat",
+                "Forecast to month end",
+                "Month-to-date spend (hourly rollup, from the 1st of the month of the "
+                "range's end) plus the range's daily run rate times the days left in that month.",
+                "stat",
                 f"""WITH
     (SELECT sum(cost_usd) FROM {DB}.spans_hour
      WHERE hour >= toStartOfMonth($__toTime, 'UTC') AND hour <= $__toTime AND {SCOPE_MODEL}) AS month_to_date,
@@ -127,16 +151,26 @@ SELECT spend_usd / nullIf(budget_usd, 0) AS budget_used""",
     greatest(dateDiff('second', $__fromTime, $__toTime), 1) / 86400 AS range_days,
     dateDiff('second', $__toTime, toDateTime(toStartOfMonth($__toTime, 'UTC') + INTERVAL 1 MONTH, 'UTC')) / 86400 AS days_left
 SELECT month_to_date + range_spend / range_days * days_left AS forecast_usd""",
-                unit="currencyUSD", width=6, height=5, decimals=2,
+                unit="currencyUSD",
+                width=6,
+                height=5,
+                decimals=2,
             ),
             Panel(
-                "Failed requests", "Share of requests (root spans) whose status is error.", "stat",
+                "Failed requests",
+                "Share of requests (root spans) whose status is error.",
+                "stat",
                 f"SELECT sumIf(errors, kind = 'request') / nullIf(sum(requests), 0) AS failed_share "
                 f"{MINUTES} AND {SCOPE}",
-                unit="percentunit", width=6, height=5, thresholds=ERROR_STEPS,
+                unit="percentunit",
+                width=6,
+                height=5,
+                thresholds=ERROR_STEPS,
             ),
             Panel(
-                "Cost trend", "Spend per interval (sum of cost_usd).", "timeseries",
+                "Cost trend",
+                "Spend per interval (sum of cost_usd).",
+                "timeseries",
                 f"""SELECT $__timeInterval(minute) AS time, sum(cost_usd) AS spend_usd
 {MINUTES} AND {SCOPE_MODEL}
 GROUP BY time
@@ -144,9 +178,11 @@ ORDER BY time""",
                 unit="currencyUSD",
             ),
             Panel(
-                "Spend vs budget pace", "Cumulative spend of the tenants with a daily budget since the range's "
+                "Spend vs budget pace",
+                "Cumulative spend of the tenants with a daily budget since the range's "
                 "start, against the pace that spends their summed daily budgets (spanline/contracts.yaml) evenly "
-                "over the day: above the pace line = on course to overspend.", "timeseries",
+                "over the day: above the pace line = on course to overspend.",
+                "timeseries",
                 f"""WITH
     budgets AS (SELECT * FROM {budgets}),
     (SELECT sum(daily_budget_usd) FROM budgets WHERE {TENANT}) AS daily_budget_usd
@@ -163,7 +199,9 @@ ORDER BY time""",
                 unit="currencyUSD",
             ),
             Panel(
-                "Requests", "Requests (root spans) per interval and how many of them failed.", "timeseries",
+                "Requests",
+                "Requests (root spans) per interval and how many of them failed.",
+                "timeseries",
                 f"""SELECT $__timeInterval(minute) AS time, sum(requests) AS requests,
        sumIf(errors, kind = 'request') AS failed_requests
 {MINUTES} AND {SCOPE}
@@ -171,27 +209,44 @@ GROUP BY time
 ORDER BY time""",
             ),
             Panel(
-                "Health: model-call error rate", "Failed model calls (spans naming a model, retries included) "
-                "over all model calls. Amber at the high alert (10%), red at the critical one (50%).", "stat",
+                "Health: model-call error rate",
+                "Failed model calls (spans naming a model, retries included) "
+                "over all model calls. Amber at the high alert (10%), red at the critical one (50%).",
+                "stat",
                 f"SELECT sumIf(errors, {MODEL_CALL}) / nullIf(sumIf(spans, {MODEL_CALL}), 0) AS error_rate "
                 f"{MINUTES} AND {SCOPE_MODEL}",
-                unit="percentunit", width=6, height=5, thresholds=ERROR_STEPS,
+                unit="percentunit",
+                width=6,
+                height=5,
+                thresholds=ERROR_STEPS,
             ),
             Panel(
-                "Health: p95 request latency", "95th percentile of request (root span) duration from the minute "
-                "sketches; thresholds from the contract's p95_latency_ms.", "stat",
+                "Health: p95 request latency",
+                "95th percentile of request (root span) duration from the minute "
+                "sketches; thresholds from the contract's p95_latency_ms.",
+                "stat",
                 f"SELECT {LATENCY_SKETCH.format(column='duration_us_sketch')}[2] / 1000 AS p95_ms "
                 f"{MINUTES} AND {SCOPE} AND kind = 'request'",
-                unit="ms", width=6, height=5, thresholds=upper_limit(p95_target),
+                unit="ms",
+                width=6,
+                height=5,
+                thresholds=upper_limit(p95_target),
             ),
             Panel(
-                "Health: cache hit rate", "Cache hits over cache lookups, every layer.", "stat",
+                "Health: cache hit rate",
+                "Cache hits over cache lookups, every layer.",
+                "stat",
                 f"SELECT sum(cache_hits) / nullIf(sum(cache_lookups), 0) AS hit_rate {MINUTES} AND {SCOPE}",
-                unit="percentunit", width=6, height=5, base="red",
+                unit="percentunit",
+                width=6,
+                height=5,
+                base="red",
                 thresholds=(Step(0.2, "orange"), Step(0.4, "green")),
             ),
             Panel(
-                "Health: active alerts", "Alert incidents whose latest state at the range's end is firing.", "stat",
+                "Health: active alerts",
+                "Alert incidents whose latest state at the range's end is firing.",
+                "stat",
                 f"""SELECT count() AS active_alerts
 FROM
 (
@@ -201,7 +256,9 @@ FROM
     GROUP BY dedup_key
 )
 WHERE state = 'firing'""",
-                width=6, height=5, thresholds=(Step(1, "red"),),
+                width=6,
+                height=5,
+                thresholds=(Step(1, "red"),),
             ),
         ),
     )
@@ -209,24 +266,30 @@ WHERE state = 'firing'""",
 
 def on_call(contracts: list[Contract]) -> Dashboard:
     return Dashboard(
-        "spanline-oncall", "Spanline / On-call",
+        "spanline-oncall",
+        "Spanline / On-call",
         "What broke and since when: error and 429 rates, latency and TTFT percentiles, active alerts, "
         "pipeline lag, failing providers.",
         (
             Panel(
-                "Error and 429 rates", "Per interval, failed model calls and rate-limited calls (HTTP 429 or "
+                "Error and 429 rates",
+                "Per interval, failed model calls and rate-limited calls (HTTP 429 or "
                 "error_type rate_limited) over all model calls. Lines at the 429 alert (2%) and the high error "
-                "alert (10%).", "timeseries",
+                "alert (10%).",
+                "timeseries",
                 f"""SELECT $__timeInterval(minute) AS time,
        sumIf(errors, {MODEL_CALL}) / nullIf(sumIf(spans, {MODEL_CALL}), 0) AS error_rate,
        sumIf(rate_limited, {MODEL_CALL}) / nullIf(sumIf(spans, {MODEL_CALL}), 0) AS rate_limited_rate
 {MINUTES} AND {SCOPE_MODEL}
 GROUP BY time
 ORDER BY time""",
-                unit="percentunit", thresholds=(Step(RATE_LIMITED, "orange"), Step(ERROR_RATE_HIGH, "red")),
+                unit="percentunit",
+                thresholds=(Step(RATE_LIMITED, "orange"), Step(ERROR_RATE_HIGH, "red")),
             ),
             Panel(
-                "Errors by type", "Failed spans per interval by error_type.", "timeseries",
+                "Errors by type",
+                "Failed spans per interval by error_type.",
+                "timeseries",
                 f"""SELECT $__timeInterval(minute) AS time, error_type, sum(n) AS errors
 FROM {DB}.spans_minute
 ARRAY JOIN mapKeys(errors_by_type) AS error_type, mapValues(errors_by_type) AS n
@@ -236,20 +299,27 @@ ORDER BY time, error_type""",
                 stacked=True,
             ),
             Panel(
-                "LLM call latency p50 / p95 / p99", "Duration percentiles of LLM calls from the minute sketches "
-                "(DDSketch, 1% relative accuracy). Red line: the contract's p95_latency_ms.", "timeseries",
+                "LLM call latency p50 / p95 / p99",
+                "Duration percentiles of LLM calls from the minute sketches "
+                "(DDSketch, 1% relative accuracy). Red line: the contract's p95_latency_ms.",
+                "timeseries",
                 latency_series("duration_us_sketch", "kind = 'llm'"),
-                unit="ms", thresholds=upper_limit(global_target(contracts, "p95_latency_ms")),
+                unit="ms",
+                thresholds=upper_limit(global_target(contracts, "p95_latency_ms")),
             ),
             Panel(
-                "Time to first token p50 / p95 / p99", "TTFT percentiles of streamed LLM calls. Red line: the "
-                "contract's p95_ttft_ms.", "timeseries",
+                "Time to first token p50 / p95 / p99",
+                "TTFT percentiles of streamed LLM calls. Red line: the contract's p95_ttft_ms.",
+                "timeseries",
                 latency_series("ttft_us_sketch", "kind = 'llm'"),
-                unit="ms", thresholds=upper_limit(global_target(contracts, "p95_ttft_ms")),
+                unit="ms",
+                thresholds=upper_limit(global_target(contracts, "p95_ttft_ms")),
             ),
             Panel(
-                "Active alerts", "Incidents whose latest state at the range's end is firing, most severe first, "
-                "with the runbook branch the diagnosis points to.", "table",
+                "Active alerts",
+                "Incidents whose latest state at the range's end is firing, most severe first, "
+                "with the runbook branch the diagnosis points to.",
+                "table",
                 f"""SELECT rule, severity, tenant, since, value, threshold, summary, runbook, runbook_branch
 FROM
 (
@@ -267,8 +337,10 @@ ORDER BY indexOf(['critical', 'high', 'medium', 'low'], severity), since DESC"""
                 width=24,
             ),
             Panel(
-                "Pipeline lag: span end to stored", "Seconds from a span's end to the worker storing it (p50, p95, "
-                "max per interval): rising values mean workers fall behind Kafka (consumer lag).", "timeseries",
+                "Pipeline lag: span end to stored",
+                "Seconds from a span's end to the worker storing it (p50, p95, "
+                "max per interval): rising values mean workers fall behind Kafka (consumer lag).",
+                "timeseries",
                 f"""SELECT $__timeInterval(start_time) AS time,
        quantile(0.5)(lag_ms) AS p50_ms, quantile(0.95)(lag_ms) AS p95_ms, max(lag_ms) AS max_ms
 FROM
@@ -281,8 +353,10 @@ ORDER BY time""",
                 unit="ms",
             ),
             Panel(
-                "Failing providers and endpoints", "Model calls per provider and endpoint: error and 429 rates "
-                "over all calls (retries included), timeouts and server errors.", "table",
+                "Failing providers and endpoints",
+                "Model calls per provider and endpoint: error and 429 rates "
+                "over all calls (retries included), timeouts and server errors.",
+                "table",
                 f"""SELECT provider, endpoint, count() AS calls, countIf(status = 'error') AS errors,
        errors / calls AS error_rate, countIf(http_status = 429 OR error_type = 'rate_limited') AS rate_limited,
        rate_limited / calls AS rate_limited_rate, countIf(error_type = 'timeout') AS timeouts,
@@ -297,13 +371,16 @@ ORDER BY error_rate DESC, provider, endpoint""",
 
 def engineering(contracts: list[Contract]) -> Dashboard:
     return Dashboard(
-        "spanline-engineering", "Spanline / Engineering",
+        "spanline-engineering",
+        "Spanline / Engineering",
         "Where time and tokens go: per-stage latency, tokens, cache hit rate per layer, routing mix, retry "
         "amplification, tool errors, agent steps.",
         (
             Panel(
-                "Latency by stage", "Exact p50/p95/p99 (quantileExactInclusive) of duration per span kind and "
-                "model; TTFT for streamed calls. Same definition as `spanline sql run latency_by_stage`.", "table",
+                "Latency by stage",
+                "Exact p50/p95/p99 (quantileExactInclusive) of duration per span kind and "
+                "model; TTFT for streamed calls. Same definition as `spanline sql run latency_by_stage`.",
+                "table",
                 f"""SELECT kind, model_requested AS model, count() AS spans,
        quantileExactInclusive(0.5)(duration_ms) AS p50_ms, quantileExactInclusive(0.95)(duration_ms) AS p95_ms,
        quantileExactInclusive(0.99)(duration_ms) AS p99_ms,
@@ -314,12 +391,13 @@ ORDER BY kind, model""",
                 width=24,
             ),
             Panel(
-                "p95 duration by stage", "p95 duration per span kind and interval, from the minute sketches.",
+                "p95 duration by stage",
+                "p95 duration per span kind and interval, from the minute sketches.",
                 "timeseries",
                 f"""SELECT time, kind, q[2] / 1000 AS p95_ms
 FROM
 (
-    SELECT $__timeInterval(minute) AS time, kind, {LATENCY_SKETCH.format(column='duration_us_sketch')} AS q
+    SELECT $__timeInterval(minute) AS time, kind, {LATENCY_SKETCH.format(column="duration_us_sketch")} AS q
     {MINUTES} AND {SCOPE_MODEL}
     GROUP BY time, kind
 )
@@ -327,8 +405,10 @@ ORDER BY time, kind""",
                 unit="ms",
             ),
             Panel(
-                "Tokens", "Input, output, cache-read and reasoning tokens per interval. Cache reads are part of "
-                "input and reasoning part of output (OTel GenAI), never extra.", "timeseries",
+                "Tokens",
+                "Input, output, cache-read and reasoning tokens per interval. Cache reads are part of "
+                "input and reasoning part of output (OTel GenAI), never extra.",
+                "timeseries",
                 f"""SELECT $__timeInterval(minute) AS time, sum(input_tokens) AS input_tokens,
        sum(output_tokens) AS output_tokens, sum(cache_read_tokens) AS cache_read_tokens,
        sum(reasoning_tokens) AS reasoning_tokens
@@ -337,7 +417,8 @@ GROUP BY time
 ORDER BY time""",
             ),
             Panel(
-                "Cache hit rate by layer", "Hits over lookups per cache layer (cache spans with a known outcome).",
+                "Cache hit rate by layer",
+                "Hits over lookups per cache layer (cache spans with a known outcome).",
                 "bargauge",
                 f"""SELECT cache_layer, sum(cache_hits_by_layer[cache_layer]) / sum(lookups) AS hit_rate
 FROM {DB}.spans_minute
@@ -345,32 +426,43 @@ ARRAY JOIN mapKeys(cache_lookups_by_layer) AS cache_layer, mapValues(cache_looku
 WHERE $__timeFilter(minute) AND {SCOPE}
 GROUP BY cache_layer
 ORDER BY cache_layer""",
-                unit="percentunit", width=8, base="red", thresholds=(Step(0.2, "orange"), Step(0.4, "green")),
+                unit="percentunit",
+                width=8,
+                base="red",
+                thresholds=(Step(0.2, "orange"), Step(0.4, "green")),
             ),
             Panel(
-                "Routing mix", "Share of LLM calls per model tier and routing reason in each interval "
-                "(escalations, fallbacks and canaries show up as reasons).", "timeseries",
+                "Routing mix",
+                "Share of LLM calls per model tier and routing reason in each interval "
+                "(escalations, fallbacks and canaries show up as reasons).",
+                "timeseries",
                 f"""SELECT $__timeInterval(start_time) AS time, concat(model_tier, ' / ', routing_reason) AS route_class,
        count() / sum(count()) OVER (PARTITION BY time) AS share_of_calls
 {RAW} AND {SCOPE_MODEL} AND kind = 'llm'
 GROUP BY time, route_class
 ORDER BY time, route_class""",
-                unit="percentunit", stacked=True, width=16,
+                unit="percentunit",
+                stacked=True,
+                width=16,
             ),
             Panel(
-                "Retry amplification", "Model calls per first attempt (attempt = 0): 1.0 = no retries, 1.25 = "
-                "every 4 logical calls cost a fifth.", "timeseries",
+                "Retry amplification",
+                "Model calls per first attempt (attempt = 0): 1.0 = no retries, 1.25 = "
+                "every 4 logical calls cost a fifth.",
+                "timeseries",
                 f"""SELECT $__timeInterval(minute) AS time,
        sumIf(spans, {MODEL_CALL}) / nullIf(sumIf(spans, {MODEL_CALL}) - sumIf(retries, {MODEL_CALL}), 0)
            AS retry_amplification
 {MINUTES} AND {SCOPE_MODEL}
 GROUP BY time
 ORDER BY time""",
-                decimals=3, thresholds=(Step(1.1, "orange"), Step(1.5, "red")),
+                decimals=3,
+                thresholds=(Step(1.1, "orange"), Step(1.5, "red")),
             ),
             Panel(
-                "Tool calls and errors", "Calls, failures and error rate per tool; red above the tool-storm "
-                "alert's 5%.", "table",
+                "Tool calls and errors",
+                "Calls, failures and error rate per tool; red above the tool-storm alert's 5%.",
+                "table",
                 f"""SELECT tool_name, count() AS calls, countIf(status = 'error') AS errors, errors / calls AS error_rate,
        quantileExactInclusive(0.95)(duration_ms) AS p95_ms
 {RAW} AND {SCOPE} AND kind = 'tool'
@@ -379,8 +471,10 @@ ORDER BY errors DESC, tool_name""",
                 thresholds=(Step(TOOL_ERROR_RATE, "red"),),
             ),
             Panel(
-                "Agent steps per trace", "agent_step spans per trace that has any, per interval: rising values "
-                "with tool errors are a tool-call storm.", "timeseries",
+                "Agent steps per trace",
+                "agent_step spans per trace that has any, per interval: rising values "
+                "with tool errors are a tool-call storm.",
+                "timeseries",
                 f"""SELECT $__timeInterval(start_time) AS time, count() / uniqExact(trace_id) AS steps_per_trace
 {RAW} AND {SCOPE} AND kind = 'agent_step'
 GROUP BY time
@@ -394,25 +488,35 @@ ORDER BY time""",
 def cost_analysis(contracts: list[Contract]) -> Dashboard:
     max_cost = global_target(contracts, "max_cost_per_request_usd")
     return Dashboard(
-        "spanline-cost", "Spanline / Cost analysis",
+        "spanline-cost",
+        "Spanline / Cost analysis",
         "Who and what spends: tenants, features, models, prompt versions; the costly tail; what caching and "
         "routing saved; cost per successful task.",
         (
             spend_by("tenant_id", "Spend by tenant", "cost_usd per tenant in the range."),
             spend_by("feature", "Spend by feature", "cost_usd per feature in the range."),
-            spend_by("model_requested", "Spend by model", "cost_usd per requested model (model calls only).",
-                     extra=f" AND {MODEL_CALL}"),
+            spend_by(
+                "model_requested",
+                "Spend by model",
+                "cost_usd per requested model (model calls only).",
+                extra=f" AND {MODEL_CALL}",
+            ),
             Panel(
-                "Spend by model over time", "cost_usd per interval and requested model.", "timeseries",
+                "Spend by model over time",
+                "cost_usd per interval and requested model.",
+                "timeseries",
                 f"""SELECT $__timeInterval(minute) AS time, model_requested AS model, sum(cost_usd) AS spend_usd
 {MINUTES} AND {SCOPE_MODEL} AND {MODEL_CALL}
 GROUP BY time, model
 ORDER BY time, model""",
-                unit="currencyUSD", stacked=True, width=16,
+                unit="currencyUSD",
+                stacked=True,
+                width=16,
             ),
             Panel(
-                "Top 10% of calls: share of spend", "Model calls ranked by cost: what share of all spend the most "
-                "expensive 10% make (Pareto).", "stat",
+                "Top 10% of calls: share of spend",
+                "Model calls ranked by cost: what share of all spend the most expensive 10% make (Pareto).",
+                "stat",
                 f"""WITH ranked AS
 (
     SELECT cost_usd, row_number() OVER (ORDER BY cost_usd DESC, span_id) AS cost_rank,
@@ -421,11 +525,15 @@ ORDER BY time, model""",
 )
 SELECT sumIf(cost_usd, cost_rank <= ceil(0.1 * all_calls)) / nullIf(any(all_cost_usd), 0) AS top_10pct_share
 FROM ranked""",
-                unit="percentunit", width=8, thresholds=(Step(0.5, "orange"), Step(0.7, "red")),
+                unit="percentunit",
+                width=8,
+                thresholds=(Step(0.5, "orange"), Step(0.7, "red")),
             ),
             Panel(
-                "Pareto: features and prompts of the top 10% of calls", "The most expensive 10% of model calls "
-                "grouped by feature and prompt version, with their share of all spend.", "table",
+                "Pareto: features and prompts of the top 10% of calls",
+                "The most expensive 10% of model calls "
+                "grouped by feature and prompt version, with their share of all spend.",
+                "table",
                 f"""WITH ranked AS
 (
     SELECT feature, prompt_id, prompt_version, cost_usd,
@@ -443,7 +551,9 @@ LIMIT 20""",
                 width=16,
             ),
             Panel(
-                "Spend by prompt version", "LLM calls, spend and cost per call per prompt id and version.", "table",
+                "Spend by prompt version",
+                "LLM calls, spend and cost per call per prompt id and version.",
+                "table",
                 f"""SELECT prompt_id, prompt_version, count() AS llm_calls, sum(cost_usd) AS spend_usd,
        spend_usd / llm_calls AS cost_per_call_usd
 {RAW} AND {SCOPE_MODEL} AND kind = 'llm' AND prompt_id != ''
@@ -451,8 +561,10 @@ GROUP BY prompt_id, prompt_version
 ORDER BY prompt_id, prompt_version""",
             ),
             Panel(
-                "Cache savings", "Per feature and layer: lookups, hits and what the hits saved, a hit priced as "
-                "the mean cost of the feature's successful LLM calls in the range.", "table",
+                "Cache savings",
+                "Per feature and layer: lookups, hits and what the hits saved, a hit priced as "
+                "the mean cost of the feature's successful LLM calls in the range.",
+                "table",
                 f"""WITH
     lookups AS
     (
@@ -474,8 +586,10 @@ ORDER BY saved_usd DESC, feature, cache_layer
 SETTINGS join_use_nulls = 0""",
             ),
             Panel(
-                "Routing savings", "Per feature: successful LLM calls served below the large tier, and what they "
-                "saved against the feature's mean large-tier call cost.", "table",
+                "Routing savings",
+                "Per feature: successful LLM calls served below the large tier, and what they "
+                "saved against the feature's mean large-tier call cost.",
+                "table",
                 f"""SELECT feature, countIf(model_tier != 'large') AS cheaper_calls,
        avgIf(cost_usd, model_tier != 'large') AS cheaper_call_usd, avgIf(cost_usd, model_tier = 'large') AS large_call_usd,
        cheaper_calls * (large_call_usd - cheaper_call_usd) AS saved_usd
@@ -485,9 +599,11 @@ HAVING cheaper_calls > 0 AND countIf(model_tier = 'large') > 0
 ORDER BY saved_usd DESC, feature""",
             ),
             Panel(
-                "Cost per successful task", "Per feature: tasks (root spans), success rate, cost of the successful "
+                "Cost per successful task",
+                "Per feature: tasks (root spans), success rate, cost of the successful "
                 "traces per success, and the all-in figure charging failed traces to the successes. Red above the "
-                "contract's max_cost_per_request_usd.", "table",
+                "contract's max_cost_per_request_usd.",
+                "table",
                 f"""WITH
     roots AS
     (
@@ -510,7 +626,8 @@ LEFT JOIN trace_costs AS c ON r.tenant_id = c.tenant_id AND r.trace_id = c.trace
 GROUP BY feature
 ORDER BY feature
 SETTINGS join_use_nulls = 0""",
-                thresholds=upper_limit(max_cost), width=24,
+                thresholds=upper_limit(max_cost),
+                width=24,
             ),
         ),
     )
@@ -519,13 +636,15 @@ SETTINGS join_use_nulls = 0""",
 def quality(contracts: list[Contract]) -> Dashboard:
     recall = global_target(contracts, "expected_recall_at_k")
     return Dashboard(
-        "spanline-quality", "Spanline / Quality & retrieval",
+        "spanline-quality",
+        "Spanline / Quality & retrieval",
         "Answer quality and retrieval health: eval pass rates, hallucination and refusal rates, recall@k "
         "canaries, embedding versions, silent model version changes, context exhaustion.",
         (
             Panel(
-                "Eval pass rate", "Passed over run online evals per eval name and interval (retrieval canaries "
-                "excluded: see recall@k).", "timeseries",
+                "Eval pass rate",
+                "Passed over run online evals per eval name and interval (retrieval canaries excluded: see recall@k).",
+                "timeseries",
                 f"""SELECT $__timeInterval(start_time) AS time, eval_name, countIf(eval_passed) / count() AS pass_rate
 {RAW} AND {SCOPE} AND kind = 'eval' AND eval_passed IS NOT NULL AND eval_name NOT LIKE 'recall@%'
 GROUP BY time, eval_name
@@ -533,8 +652,10 @@ ORDER BY time, eval_name""",
                 unit="percentunit",
             ),
             Panel(
-                "Hallucination and refusal rates", "Hallucination: failed faithfulness/hallucination/groundedness "
-                "evals over those evals. Refusal: LLM calls with error_type refusal over LLM calls.", "timeseries",
+                "Hallucination and refusal rates",
+                "Hallucination: failed faithfulness/hallucination/groundedness "
+                "evals over those evals. Refusal: LLM calls with error_type refusal over LLM calls.",
+                "timeseries",
                 f"""SELECT $__timeInterval(minute) AS time,
        sum(hallucinations) / nullIf(sum(hallucination_evals), 0) AS hallucination_rate,
        sum(refusals) / nullIf(sum(llm_calls), 0) AS refusal_rate
@@ -544,25 +665,35 @@ ORDER BY time""",
                 unit="percentunit",
             ),
             Panel(
-                "Recall@k on retrieval canaries", "Mean recall@k of the synthetic canary queries (eval spans named "
-                "recall@k) per interval; red below the contract's expected_recall_at_k.", "timeseries",
+                "Recall@k on retrieval canaries",
+                "Mean recall@k of the synthetic canary queries (eval spans named "
+                "recall@k) per interval; red below the contract's expected_recall_at_k.",
+                "timeseries",
                 f"""SELECT $__timeInterval(minute) AS time, sum(recall_sum) / nullIf(sum(recall_evals), 0) AS recall
 {MINUTES} AND {SCOPE}
 GROUP BY time
 HAVING sum(recall_evals) > 0
 ORDER BY time""",
-                unit="percentunit", base="red", thresholds=() if recall is None else (Step(recall, "green"),),
+                unit="percentunit",
+                base="red",
+                thresholds=() if recall is None else (Step(recall, "green"),),
             ),
             Panel(
-                "Context exhaustion", "Context-length errors and truncations over model calls; the alert fires "
-                "above 0.1%.", "stat",
+                "Context exhaustion",
+                "Context-length errors and truncations over model calls; the alert fires above 0.1%.",
+                "stat",
                 f"SELECT (sum(context_length_errors) + sum(context_truncations)) / nullIf(sumIf(spans, {MODEL_CALL}), 0) "
                 f"AS exhaustion_rate {MINUTES} AND {SCOPE_MODEL}",
-                unit="percentunit", width=6, thresholds=(Step(CONTEXT_EXHAUSTION, "red"),), decimals=3,
+                unit="percentunit",
+                width=6,
+                thresholds=(Step(CONTEXT_EXHAUSTION, "red"),),
+                decimals=3,
             ),
             Panel(
-                "Embedding versions", "Query embedding model against the index's embedding model per index; "
-                "mismatched rows mean queries and index live in different vector spaces.", "table",
+                "Embedding versions",
+                "Query embedding model against the index's embedding model per index; "
+                "mismatched rows mean queries and index live in different vector spaces.",
+                "table",
                 f"""SELECT index_name, embedding_model, index_embedding_model,
        embedding_model != index_embedding_model AS mismatched, count() AS spans,
        min(start_time) AS first_seen, max(start_time) AS last_seen
@@ -572,8 +703,10 @@ ORDER BY mismatched DESC, index_name, embedding_model""",
                 width=18,
             ),
             Panel(
-                "Model versions seen", "Each versioned model a provider answered per requested model, first and "
-                "last seen; previous_response != '' marks a silent version change.", "table",
+                "Model versions seen",
+                "Each versioned model a provider answered per requested model, first and "
+                "last seen; previous_response != '' marks a silent version change.",
+                "table",
                 f"""SELECT provider, model, model_response, first_seen, last_seen, calls,
        lagInFrame(model_response, 1, '') OVER (
            PARTITION BY provider, model ORDER BY first_seen, model_response
@@ -594,9 +727,13 @@ ORDER BY provider, model, first_seen, model_response""",
 
 def build_dashboards(contracts: list[Contract]) -> list[Dashboard]:
     """Every dashboard, with the shared variables and annotations, thresholds from ``contracts``."""
-    built = [executive(contracts), on_call(contracts), engineering(contracts), cost_analysis(contracts),
-             quality(contracts)]
+    built = [
+        executive(contracts),
+        on_call(contracts),
+        engineering(contracts),
+        cost_analysis(contracts),
+        quality(contracts),
+    ]
     return [
-        Dashboard(d.uid, d.title, d.description, d.panels, d.tags, VARIABLES, ANNOTATIONS, d.time_from)
-        for d in built
+        Dashboard(d.uid, d.title, d.description, d.panels, d.tags, VARIABLES, ANNOTATIONS, d.time_from) for d in built
     ]

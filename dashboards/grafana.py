@@ -18,7 +18,10 @@ from spanline.dashboards.model import Annotation, Dashboard, Panel, TemplateVari
 
 PanelBuilder = timeseries.Panel | stat.Panel | table.Panel | bargauge.Panel
 _BUILDERS: dict[str, Callable[[], PanelBuilder]] = {
-    "timeseries": timeseries.Panel, "stat": stat.Panel, "table": table.Panel, "bargauge": bargauge.Panel,
+    "timeseries": timeseries.Panel,
+    "stat": stat.Panel,
+    "table": table.Panel,
+    "bargauge": bargauge.Panel,
 }
 GRID_WIDTH = 24
 
@@ -79,9 +82,11 @@ def _panel(panel: Panel, panel_id: int, database: str, uid: str, x: int, y: int)
         for pattern, unit in COLUMN_UNITS:
             built = built.override_by_regexp(pattern, [dashboard_models.DynamicConfigValue(id_val="unit", value=unit)])
     elif isinstance(built, bargauge.Panel):
-        built = built.display_mode(common_models.BarGaugeDisplayMode.GRADIENT).orientation(
-            common_models.VizOrientation.HORIZONTAL
-        ).reduce_options(common.ReduceDataOptions().values(True).calcs([]))
+        built = (
+            built.display_mode(common_models.BarGaugeDisplayMode.GRADIENT)
+            .orientation(common_models.VizOrientation.HORIZONTAL)
+            .reduce_options(common.ReduceDataOptions().values(True).calcs([]))
+        )
     return built
 
 

@@ -186,7 +186,7 @@ def apply_macros(sql: str, time_range: TimeRange) -> str:
         args, end = (None, match.end())
         if sql.startswith("(", match.end()):
             args, end = _bracketed_args(sql, match.end())
-        out.append(sql[position:match.start()])
+        out.append(sql[position : match.start()])
         out.append(_MACROS[name](time_range, args, name))
         position = end
     out.append(sql[position:])
@@ -196,6 +196,7 @@ def apply_macros(sql: str, time_range: TimeRange) -> str:
 def _bracketed_args(sql: str, open_at: int, trim: bool = True) -> tuple[list[str], int]:
     """Top-level comma-separated arguments of the bracket at ``open_at`` (trimmed, as sqlds does;
     untrimmed, as the frontend's conditionalAll does) and the index after its closing bracket."""
+
     def cut(text: str) -> str:
         return text.strip() if trim else text
 
@@ -212,4 +213,4 @@ def _bracketed_args(sql: str, open_at: int, trim: bool = True) -> tuple[list[str
         elif char == "," and depth == 1:
             args.append(cut(sql[start:index]))
             start = index + 1
-    raise ConfigError(f"macro arguments starting at {sql[open_at:open_at + 40]!r} have no closing bracket")
+    raise ConfigError(f"macro arguments starting at {sql[open_at : open_at + 40]!r} have no closing bracket")

@@ -34,8 +34,9 @@ Json = dict[str, Any]
 class FolderApi(Protocol):
     def get_folder(self, uid: str) -> Json: ...
     def create_folder(self, title: str, uid: str | None = None) -> Json: ...
-    def update_folder(self, uid: str, title: str | None = None, version: int | None = None,
-                      overwrite: bool = False) -> Json: ...
+    def update_folder(
+        self, uid: str, title: str | None = None, version: int | None = None, overwrite: bool = False
+    ) -> Json: ...
 
 
 class DatasourceApi(Protocol):
@@ -79,16 +80,31 @@ class ClickHouseTarget:
         if parsed.password:
             raise ConfigError("put the ClickHouse password in GRAFANA_CLICKHOUSE_PASSWORD, not in --clickhouse-url")
         secure = parsed.scheme == "https"
-        return cls(parsed.hostname, parsed.port or (8443 if secure else 8123), secure, parsed.username or "grafana",
-                   database, password)
+        return cls(
+            parsed.hostname,
+            parsed.port or (8443 if secure else 8123),
+            secure,
+            parsed.username or "grafana",
+            database,
+            password,
+        )
 
     def datasource(self) -> dict[str, Any]:
         """The datasource body for POST /api/datasources and PUT /api/datasources/uid/:uid."""
         body: dict[str, Any] = {
-            "uid": DATASOURCE_UID, "name": "Spanline ClickHouse", "type": PLUGIN_TYPE, "access": "proxy",
+            "uid": DATASOURCE_UID,
+            "name": "Spanline ClickHouse",
+            "type": PLUGIN_TYPE,
+            "access": "proxy",
             "isDefault": False,
-            "jsonData": {"host": self.host, "port": self.port, "protocol": "http", "secure": self.secure,
-                         "username": self.username, "defaultDatabase": self.database},
+            "jsonData": {
+                "host": self.host,
+                "port": self.port,
+                "protocol": "http",
+                "secure": self.secure,
+                "username": self.username,
+                "defaultDatabase": self.database,
+            },
         }
         if self.password is not None:
             body["secureJsonData"] = {"password": self.password}
@@ -140,7 +156,9 @@ def _datasource(api: Grafana, clickhouse: ClickHouseTarget) -> PushResult:
     existing = _get(api.datasource.get_datasource_by_uid, DATASOURCE_UID)
     if existing is None:
         if clickhouse.password is None:
-            raise ConfigError("creating the datasource needs the read-only user's password in GRAFANA_CLICKHOUSE_PASSWORD")
+            raise ConfigError(
+                "creating the datasource needs the read-only user's password in GRAFANA_CLICKHOUSE_PASSWORD"
+            )
         api.datasource.create_datasource(wanted)
         return PushResult("datasource", DATASOURCE_UID, wanted["name"], "created")
     same = all(existing.get(key) == wanted[key] for key in ("name", "type", "access"))
@@ -159,10 +177,14 @@ def _dashboard(api: Grafana, dashboard: dict[str, Any]) -> PushResult:
         stored = {k: v for k, v in existing["dashboard"].items() if k not in SERVER_FIELDS}
         if stored == dashboard and existing.get("meta", {}).get("folderUid") == FOLDER_UID:
             return PushResult("dashboard", uid, title, "unchanged")
-    api.dashboard.update_dashboard({
-        "dashboard": {**dashboard, "id": None}, "folderUid": FOLDER_UID, "overwrite": True,
-        "message": "spanline dashboards push",
-    })
+    api.dashboard.update_dashboard(
+        {
+            "dashboard": {**dashboard, "id": None},
+            "folderUid": FOLDER_UID,
+            "overwrite": True,
+            "message": "spanline dashboards push",
+        }
+    )
     return PushResult("dashboard", uid, title, "created" if existing is None else "updated")
 
 

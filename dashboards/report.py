@@ -14,9 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from html import escape
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -27,8 +26,8 @@ from spanline.dashboards.macros import ALL, TimeRange, Variable, expand
 from spanline.dashboards.model import Dashboard, Panel, with_database
 from spanline.dashboards.svg import Marker, Series, bar_chart, color, line_chart, threshold_color
 from spanline.errors import ConfigError
-from spanline.sql.queries import QueryResult, run_query
 from spanline.settings import Settings
+from spanline.sql.queries import QueryResult, run_query
 
 QueryRunner = Callable[[str], QueryResult]
 #: Query intervals the report picks from: the smallest giving at most MAX_POINTS per series.
@@ -50,8 +49,9 @@ def report_interval(start: datetime, end: datetime) -> timedelta:
     return timedelta(seconds=next((s for s in NICE_INTERVALS_S if span / s <= MAX_POINTS), NICE_INTERVALS_S[-1]))
 
 
-def render_report(run: QueryRunner, database: str, start: datetime, end: datetime,
-                  contracts: list[Contract] | None = None) -> Report:
+def render_report(
+    run: QueryRunner, database: str, start: datetime, end: datetime, contracts: list[Contract] | None = None
+) -> Report:
     """Every dashboard's panels for [start, end] with all tenants, services, features and models."""
     time_range = TimeRange(start, end, report_interval(start, end))
     variables = [Variable(v.name, [ALL]) for v in VARIABLES]
@@ -104,8 +104,12 @@ def _frame(result: QueryResult) -> pd.DataFrame:
     frame = pd.DataFrame(result.rows, columns=result.columns)
     for column in frame.columns:
         values = frame[column]
-        if column == "time" or (values.dtype == object and len(values) and values.map(
-                lambda v: isinstance(v, str)).all() and values.str.match(_ISO_MOMENT).all()):
+        if column == "time" or (
+            values.dtype == object
+            and len(values)
+            and values.map(lambda v: isinstance(v, str)).all()
+            and values.str.match(_ISO_MOMENT).all()
+        ):
             frame[column] = pd.to_datetime(values, utc=True, format="ISO8601")
     return frame
 
@@ -138,8 +142,10 @@ def _stat(panel: Panel, frame: pd.DataFrame) -> str:
         value = frame[column].iloc[0]
         value = None if value is None or (isinstance(value, float) and math.isnan(value)) else value
         tint = threshold_color(float(value) if is_number(value) else None, panel.thresholds, panel.base)
-        cells.append(f'<div class="stat"><span class="value" style="color:{_css_color(tint)}">'
-                     f'{escape(format_value(value, panel.unit))}</span><span class="label">{escape(column)}</span></div>')
+        cells.append(
+            f'<div class="stat"><span class="value" style="color:{_css_color(tint)}">'
+            f'{escape(format_value(value, panel.unit))}</span><span class="label">{escape(column)}</span></div>'
+        )
     return "".join(cells)
 
 
@@ -154,11 +160,14 @@ def _timeseries(panel: Panel, frame: pd.DataFrame, time_range: TimeRange, marker
             name = " / ".join(str(k) for k in key) or column
             if key and len(numbers) > 1:
                 name += f" {column}"
-            points = [(_utc(t), None if pd.isna(v) else float(v)) for t, v in zip(group["time"], group[column],
-                                                                                      strict=True)]
+            points = [
+                (_utc(t), None if pd.isna(v) else float(v)) for t, v in zip(group["time"], group[column], strict=True)
+            ]
             series.append(Series(name, points))
     chart = line_chart(series, time_range.start, time_range.end, panel.unit, panel.thresholds, markers)
-    legend = "".join(f'<span><i style="background:{color(i)}"></i>{escape(s.name)}</span>' for i, s in enumerate(series))
+    legend = "".join(
+        f'<span><i style="background:{color(i)}"></i>{escape(s.name)}</span>' for i, s in enumerate(series)
+    )
     return f'{chart}<div class="legend">{legend}</div>'
 
 
@@ -173,22 +182,28 @@ def _table(panel: Panel, frame: pd.DataFrame) -> str:
             if isinstance(value, pd.Timestamp):
                 value = value.to_pydatetime()
             numeric = is_number(value)
-            cells.append(f'<td class="{"num" if numeric else "txt"}">'
-                         f'{escape(format_value(value, column_unit(column, panel.unit)))}</td>')
+            cells.append(
+                f'<td class="{"num" if numeric else "txt"}">'
+                f"{escape(format_value(value, column_unit(column, panel.unit)))}</td>"
+            )
         rows.append("<tr>" + "".join(cells) + "</tr>")
     more = f'<p class="more">{len(frame) - TABLE_ROWS} more rows in Grafana</p>' if len(frame) > TABLE_ROWS else ""
     return f'<div class="table"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>{more}'
 
 
 def _card(panel: Panel, body: str) -> str:
-    return (f'<article class="panel {panel.kind}" style="grid-column: span {panel.width}">'
-            f'<h3 title="{escape(panel.description)}">{escape(panel.title)}</h3>'
-            f'<p class="description">{escape(panel.description)}</p>{body}</article>')
+    return (
+        f'<article class="panel {panel.kind}" style="grid-column: span {panel.width}">'
+        f'<h3 title="{escape(panel.description)}">{escape(panel.title)}</h3>'
+        f'<p class="description">{escape(panel.description)}</p>{body}</article>'
+    )
 
 
 def _section(dashboard: Dashboard, cards: list[str]) -> str:
-    return (f'<section id="{escape(dashboard.uid)}"><h2>{escape(dashboard.title)}</h2>'
-            f'<p class="description">{escape(dashboard.description)}</p><div class="grid">{"".join(cards)}</div></section>')
+    return (
+        f'<section id="{escape(dashboard.uid)}"><h2>{escape(dashboard.title)}</h2>'
+        f'<p class="description">{escape(dashboard.description)}</p><div class="grid">{"".join(cards)}</div></section>'
+    )
 
 
 def _css_color(name: str) -> str:

@@ -10,8 +10,7 @@ from html import escape
 from spanline.dashboards.formatting import format_value
 from spanline.dashboards.model import Step
 
-PALETTE = ("#3274d9", "#ff9830", "#56a64b", "#e02f44", "#8f3bb8", "#00b5b8", "#f2cc0c", "#a16e4b", "#6e8ab3",
-           "#c15c17")
+PALETTE = ("#3274d9", "#ff9830", "#56a64b", "#e02f44", "#8f3bb8", "#00b5b8", "#f2cc0c", "#a16e4b", "#6e8ab3", "#c15c17")
 WIDTH, HEIGHT = 560, 210
 LEFT, RIGHT, TOP, BOTTOM = 64, 22, 10, 26
 
@@ -33,8 +32,14 @@ def color(index: int) -> str:
     return PALETTE[index % len(PALETTE)]
 
 
-def line_chart(series: list[Series], start: datetime, end: datetime, unit: str, thresholds: tuple[Step, ...] = (),
-               markers: list[Marker] | None = None) -> str:
+def line_chart(
+    series: list[Series],
+    start: datetime,
+    end: datetime,
+    unit: str,
+    thresholds: tuple[Step, ...] = (),
+    markers: list[Marker] | None = None,
+) -> str:
     """Lines over [start, end], y from 0 (or the minimum if negative), threshold lines dashed and
     annotation markers as vertical lines with their text as a tooltip."""
     values = [v for s in series for _, v in s.points if v is not None and math.isfinite(v)]
@@ -53,21 +58,30 @@ def line_chart(series: list[Series], start: datetime, end: datetime, unit: str, 
     parts = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" xmlns="http://www.w3.org/2000/svg" role="img">']
     for i in range(5):
         value = bottom + (top - bottom) * i / 4
-        parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(value):.1f}" y2="{y(value):.1f}" class="gridline"/>')
-        parts.append(f'<text x="{LEFT - 6}" y="{y(value) + 4:.1f}" class="axis" text-anchor="end">'
-                     f'{escape(format_value(value, unit))}</text>')
+        parts.append(
+            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(value):.1f}" y2="{y(value):.1f}" class="gridline"/>'
+        )
+        parts.append(
+            f'<text x="{LEFT - 6}" y="{y(value) + 4:.1f}" class="axis" text-anchor="end">'
+            f"{escape(format_value(value, unit))}</text>"
+        )
     for i in range(5):
         moment = start + (end - start) * i / 4
-        parts.append(f'<text x="{x(moment):.1f}" y="{HEIGHT - 8}" class="axis" text-anchor="middle">'
-                     f'{moment:%H:%M}</text>')
+        parts.append(
+            f'<text x="{x(moment):.1f}" y="{HEIGHT - 8}" class="axis" text-anchor="middle">{moment:%H:%M}</text>'
+        )
     for step in visible:
-        parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(step.value):.1f}" y2="{y(step.value):.1f}" '
-                     f'stroke="{_css(step.color)}" class="threshold"><title>threshold {escape(format_value(step.value, unit))}'
-                     f'</title></line>')
+        parts.append(
+            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(step.value):.1f}" y2="{y(step.value):.1f}" '
+            f'stroke="{_css(step.color)}" class="threshold"><title>threshold {escape(format_value(step.value, unit))}'
+            f"</title></line>"
+        )
     for marker in markers or []:
         if start <= marker.at <= end:
-            parts.append(f'<line x1="{x(marker.at):.1f}" x2="{x(marker.at):.1f}" y1="{TOP}" y2="{HEIGHT - BOTTOM}" '
-                         f'stroke="{_css(marker.color)}" class="marker"><title>{escape(marker.text)}</title></line>')
+            parts.append(
+                f'<line x1="{x(marker.at):.1f}" x2="{x(marker.at):.1f}" y1="{TOP}" y2="{HEIGHT - BOTTOM}" '
+                f'stroke="{_css(marker.color)}" class="marker"><title>{escape(marker.text)}</title></line>'
+            )
     for index, one in enumerate(series):
         for run in _runs(one.points):
             coords = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in run)
@@ -85,16 +99,22 @@ def bar_chart(labels: list[str], values: list[float], unit: str, thresholds: tup
     row, label_w, value_w, width_all = 22, 130, 70, 400
     height = row * len(labels) + 6
     top = max([v for v in values if math.isfinite(v)], default=1.0) or 1.0
-    parts = [f'<svg class="chart bars" viewBox="0 0 {width_all} {height}" xmlns="http://www.w3.org/2000/svg" '
-             'role="img">']
+    parts = [
+        f'<svg class="chart bars" viewBox="0 0 {width_all} {height}" xmlns="http://www.w3.org/2000/svg" role="img">'
+    ]
     for i, (label, value) in enumerate(zip(labels, values, strict=True)):
         width = max((width_all - label_w - value_w) * (value / top if math.isfinite(value) else 0), 1)
         y0 = 3 + i * row
-        parts.append(f'<text x="{label_w - 6}" y="{y0 + 14}" class="axis" text-anchor="end">{escape(label[:24])}</text>')
-        parts.append(f'<rect x="{label_w}" y="{y0 + 2}" width="{width:.1f}" height="{row - 6}" rx="2" '
-                     f'fill="{_css(threshold_color(value, thresholds, base))}"/>')
-        parts.append(f'<text x="{label_w + width + 6:.1f}" y="{y0 + 14}" class="axis">'
-                     f'{escape(format_value(value, unit))}</text>')
+        parts.append(
+            f'<text x="{label_w - 6}" y="{y0 + 14}" class="axis" text-anchor="end">{escape(label[:24])}</text>'
+        )
+        parts.append(
+            f'<rect x="{label_w}" y="{y0 + 2}" width="{width:.1f}" height="{row - 6}" rx="2" '
+            f'fill="{_css(threshold_color(value, thresholds, base))}"/>'
+        )
+        parts.append(
+            f'<text x="{label_w + width + 6:.1f}" y="{y0 + 14}" class="axis">{escape(format_value(value, unit))}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 

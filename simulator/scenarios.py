@@ -47,16 +47,23 @@ class Scenario:
     def is_baseline(self) -> bool:
         return self.expected_rule is None
 
-    def incident(self, at_min: float = DEFAULT_INCIDENT_AT_MIN,
-                 minutes: float = DEFAULT_INCIDENT_MINUTES) -> Incident | None:
+    def incident(
+        self, at_min: float = DEFAULT_INCIDENT_AT_MIN, minutes: float = DEFAULT_INCIDENT_MINUTES
+    ) -> Incident | None:
         """The scenario's incident window (None for the baseline)."""
         if self.is_baseline:
             return None
         return Incident(at_s=at_min * 60.0, duration_s=minutes * 60.0, target=self.target, effects=self.effects)
 
     def workload(
-        self, *, start: datetime, hours: float = DEFAULT_HOURS, requests_per_s: float = 20.0, seed: int = 7,
-        tenants: tuple[str, ...] | None = None, incident_at_min: float = DEFAULT_INCIDENT_AT_MIN,
+        self,
+        *,
+        start: datetime,
+        hours: float = DEFAULT_HOURS,
+        requests_per_s: float = 20.0,
+        seed: int = 7,
+        tenants: tuple[str, ...] | None = None,
+        incident_at_min: float = DEFAULT_INCIDENT_AT_MIN,
         incident_minutes: float = DEFAULT_INCIDENT_MINUTES,
     ) -> WorkloadConfig:
         """The generator configuration replaying this scenario (tenants: largest first)."""
@@ -66,8 +73,12 @@ class Scenario:
                 f"{hours * 60.0:g} simulated minutes: raise --hours or move --incident-at"
             )
         return WorkloadConfig(
-            seed=seed, start=start, duration_s=hours * 3600.0, requests_per_s=requests_per_s,
-            tenants=tenants or DEFAULT_TENANTS, incident=self.incident(incident_at_min, incident_minutes),
+            seed=seed,
+            start=start,
+            duration_s=hours * 3600.0,
+            requests_per_s=requests_per_s,
+            tenants=tenants or DEFAULT_TENANTS,
+            incident=self.incident(incident_at_min, incident_minutes),
         )
 
     def scope(self, tenants: tuple[str, ...]) -> dict[str, str]:
@@ -92,32 +103,41 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             name="baseline",
             summary="noisy diurnal traffic with the usual background of errors, 429s and retries; must not page",
-            expected_rule=None, expected_runbook=None, expected_branch=None,
+            expected_rule=None,
+            expected_runbook=None,
+            expected_branch=None,
         ),
         Scenario(
             name="cost-output-length",
             summary="a prompt change asks for step-by-step answers and lifts max_tokens: the largest tenant's "
-                    "answers get 25x longer",
+            "answers get 25x longer",
             target=Target(tenant_rank=_LARGEST),
             effects=Effects(output_factor=25.0),
-            expected_rule="cost_spike_hourly", expected_runbook="cost-spike", expected_branch="output_length",
-            expected_scope=("tenant_id",), also_fires=("cost_per_request_contract", "latency_contract"),
+            expected_rule="cost_spike_hourly",
+            expected_runbook="cost-spike",
+            expected_branch="output_length",
+            expected_scope=("tenant_id",),
+            also_fires=("cost_per_request_contract", "latency_contract"),
         ),
         Scenario(
             name="cost-traffic-volume",
             summary="the largest tenant's batch job sends 6x its usual request rate",
             target=Target(tenant_rank=_LARGEST),
             effects=Effects(traffic_factor=6.0),
-            expected_rule="cost_spike_hourly", expected_runbook="cost-spike", expected_branch="traffic_volume",
+            expected_rule="cost_spike_hourly",
+            expected_runbook="cost-spike",
+            expected_branch="traffic_volume",
             expected_scope=("tenant_id",),
         ),
         Scenario(
             name="cost-cache-collapse",
             summary="a deploy puts a timestamp into the exact-cache key: support-chat's exact hits vanish, "
-                    "requests fall through to retrieval and the LLM",
+            "requests fall through to retrieval and the LLM",
             target=Target(tenant_rank=_LARGEST, features=("support-chat",)),
             effects=Effects(cache_hit={"exact": 0.005}),
-            expected_rule="cache_collapse", expected_runbook="cache-collapse", expected_branch="exact_layer",
+            expected_rule="cache_collapse",
+            expected_runbook="cache-collapse",
+            expected_branch="exact_layer",
             expected_scope=("tenant_id", "feature"),
         ),
         Scenario(
@@ -125,16 +145,21 @@ SCENARIOS: dict[str, Scenario] = {
             summary="a router threshold change escalates 80% of support-chat to the large tier (baseline 23%)",
             target=Target(tenant_rank=_LARGEST, features=("support-chat",)),
             effects=Effects(large_share=0.8),
-            expected_rule="routing_shift", expected_runbook="cost-spike", expected_branch="routing_escalation",
-            expected_scope=("tenant_id", "feature"), also_fires=("cost_per_request_contract",),
+            expected_rule="routing_shift",
+            expected_runbook="cost-spike",
+            expected_branch="routing_escalation",
+            expected_scope=("tenant_id", "feature"),
+            also_fires=("cost_per_request_contract",),
         ),
         Scenario(
             name="rate-limit-storm",
             summary="the largest tenant's OpenAI quota runs out: 15% of its OpenAI attempts get 429 + Retry-After "
-                    "and are retried",
+            "and are retried",
             target=Target(tenant_rank=_LARGEST, provider="openai"),
             effects=Effects(rate_limited=0.15),
-            expected_rule="rate_limiting", expected_runbook="rate-limits", expected_branch="provider_quota",
+            expected_rule="rate_limiting",
+            expected_runbook="rate-limits",
+            expected_branch="provider_quota",
             expected_scope=("tenant_id", "provider"),
         ),
         Scenario(
@@ -142,71 +167,93 @@ SCENARIOS: dict[str, Scenario] = {
             summary="Anthropic answers 85% of attempts with 5xx for everyone; calls fall back to OpenAI",
             target=Target(provider="anthropic"),
             effects=Effects(server_error=0.85),
-            expected_rule="error_rate_critical", expected_runbook="provider-outage", expected_branch="provider_errors",
+            expected_rule="error_rate_critical",
+            expected_runbook="provider-outage",
+            expected_branch="provider_errors",
             # the fallback to OpenAI shifts the routing mix: a medium routing_shift (branch routing_fallback)
-            expected_scope=("provider",), also_fires=("error_rate_high", "routing_shift"),
+            expected_scope=("provider",),
+            also_fires=("error_rate_high", "routing_shift"),
         ),
         Scenario(
             name="tool-storm",
             summary="search_web starts failing 40% of the time for the largest tenant's code agent; agents loop "
-                    "(more steps per run)",
+            "(more steps per run)",
             target=Target(tenant_rank=_LARGEST, features=("code-agent",)),
             effects=Effects(tool_error=("search_web", 0.4), agent_extra_steps=4.5),
-            expected_rule="tool_call_storm", expected_runbook="tool-storm", expected_branch="single_tool",
-            expected_scope=("tenant_id", "feature"), also_fires=("latency_contract", "cost_per_request_contract"),
+            expected_rule="tool_call_storm",
+            expected_runbook="tool-storm",
+            expected_branch="single_tool",
+            expected_scope=("tenant_id", "feature"),
+            also_fires=("latency_contract", "cost_per_request_contract"),
         ),
         Scenario(
             name="latency-spike",
             summary="Anthropic's endpoint is slow for the largest tenant's summarise feature: TTFT x5",
             target=Target(tenant_rank=_LARGEST, features=("summarise",), provider="anthropic"),
             effects=Effects(ttft_factor=5.0),
-            expected_rule="latency_spike", expected_runbook="latency-spike", expected_branch="provider_endpoint",
-            expected_scope=("tenant_id", "feature"), also_fires=("latency_contract",),
+            expected_rule="latency_spike",
+            expected_runbook="latency-spike",
+            expected_branch="provider_endpoint",
+            expected_scope=("tenant_id", "feature"),
+            also_fires=("latency_contract",),
         ),
         Scenario(
             name="eval-regression",
             summary="support-answer v9 rolls out to the largest tenant and its answers stop being grounded: "
-                    "the faithfulness eval fails about 60% of the time",
+            "the faithfulness eval fails about 60% of the time",
             target=Target(tenant_rank=_LARGEST, features=("support-chat",)),
             effects=Effects(prompt_version="v9", faithfulness_beta=(2.5, 2.0)),
-            expected_rule="eval_pass_rate_drop", expected_runbook="hallucination-spike", expected_branch="prompt_change",
-            expected_scope=("tenant_id", "feature"), also_fires=("hallucination_spike",),
+            expected_rule="eval_pass_rate_drop",
+            expected_runbook="hallucination-spike",
+            expected_branch="prompt_change",
+            expected_scope=("tenant_id", "feature"),
+            also_fires=("hallucination_spike",),
         ),
         Scenario(
             name="index-corruption",
             summary="the largest tenant's docs index is corrupted by a bad re-index: canary recall@5 falls "
-                    "from ~0.93 to ~0.35",
+            "from ~0.93 to ~0.35",
             target=Target(tenant_rank=_LARGEST),
             effects=Effects(canary_recall=0.35),
-            expected_rule="index_corruption", expected_runbook="index-corruption", expected_branch="recall_drop",
-            expected_scope=("tenant_id",), also_fires=("eval_pass_rate_drop",),
+            expected_rule="index_corruption",
+            expected_runbook="index-corruption",
+            expected_branch="recall_drop",
+            expected_scope=("tenant_id",),
+            also_fires=("eval_pass_rate_drop",),
         ),
         Scenario(
             name="embedding-mismatch",
             summary="support-chat's query path switches to text-embedding-3-large while its index is still "
-                    "text-embedding-3-small",
+            "text-embedding-3-small",
             target=Target(tenant_rank=_LARGEST, features=("support-chat",)),
             effects=Effects(query_embedding_model="text-embedding-3-large"),
-            expected_rule="embedding_mismatch", expected_runbook="index-corruption", expected_branch="embedding_mismatch",
+            expected_rule="embedding_mismatch",
+            expected_runbook="index-corruption",
+            expected_branch="embedding_mismatch",
             expected_scope=("tenant_id", "feature"),
         ),
         Scenario(
             name="context-exhaustion",
             summary="the largest tenant starts summarising book-length documents: 8% of prompts exceed the "
-                    "context window (rejected or truncated)",
+            "context window (rejected or truncated)",
             target=Target(tenant_rank=_LARGEST, features=("summarise",)),
             effects=Effects(oversize_share=0.08),
-            expected_rule="context_exhaustion", expected_runbook="context-budget", expected_branch="truncation",
+            expected_rule="context_exhaustion",
+            expected_runbook="context-budget",
+            expected_branch="truncation",
             # book-length prompts also slow summarise's first tokens
-            expected_scope=("tenant_id",), also_fires=("latency_spike",),
+            expected_scope=("tenant_id",),
+            also_fires=("latency_spike",),
         ),
         Scenario(
             name="model-version-change",
             summary="OpenAI silently moves gpt-4o to gpt-4o-2024-11-20 for every tenant",
             target=Target(provider="openai", model="gpt-4o"),
             effects=Effects(model_response="gpt-4o-2024-11-20"),
-            expected_rule="model_version_change", expected_runbook="silent-regression",
-            expected_branch="new_model_version", expected_scope=("provider", "model_requested"),
+            expected_rule="model_version_change",
+            expected_runbook="silent-regression",
+            expected_branch="new_model_version",
+            expected_scope=("provider", "model_requested"),
         ),
     )
 }

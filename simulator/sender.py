@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TypedDict, cast
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypedDict, cast
 
 import aiohttp
 import orjson
 
 from spanline.errors import SpanlineError
 from spanline.retrying import Retry
-
 
 #: Answers that mean "not stored, try again later" (the receiver's 503 when Kafka is down).
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
@@ -110,12 +109,21 @@ class Counts(TypedDict):
 
 
 async def _post_until_stored(
-    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str], report: SendReport,
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    report: SendReport,
     retry_for_s: float,
 ) -> Counts:
     deadline = time.monotonic() + retry_for_s
-    retry = Retry(_retryable, RETRY_INITIAL_S, MAX_RETRY_WAIT_S, retry_after=_retry_after,
-                  give_up=lambda: time.monotonic() >= deadline)
+    retry = Retry(
+        _retryable,
+        RETRY_INITIAL_S,
+        MAX_RETRY_WAIT_S,
+        retry_after=_retry_after,
+        give_up=lambda: time.monotonic() >= deadline,
+    )
     tries = 0
 
     async def post() -> Counts:
@@ -136,8 +144,9 @@ async def _post_until_stored(
     return await retry.run(post, f"receiver {url}")
 
 
-async def _put(queue: asyncio.Queue[tuple[str, bytes] | None], item: tuple[str, bytes] | None,
-               posters: list[asyncio.Task[None]]) -> None:
+async def _put(
+    queue: asyncio.Queue[tuple[str, bytes] | None], item: tuple[str, bytes] | None, posters: list[asyncio.Task[None]]
+) -> None:
     """Queue a job, surfacing a failed poster's error instead of waiting forever."""
     while True:
         for task in posters:
@@ -146,5 +155,5 @@ async def _put(queue: asyncio.Queue[tuple[str, bytes] | None], item: tuple[str, 
         try:
             await asyncio.wait_for(queue.put(item), timeout=1.0)
             return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             continue

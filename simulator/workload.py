@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import pairwise
 
 import numpy as np
@@ -57,7 +57,7 @@ class WorkloadConfig:
 
     def __post_init__(self) -> None:
         if self.start.tzinfo is None:
-            object.__setattr__(self, "start", self.start.replace(tzinfo=timezone.utc))
+            object.__setattr__(self, "start", self.start.replace(tzinfo=UTC))
         if not (math.isfinite(self.duration_s) and self.duration_s > 0):
             raise ValueError("duration_s must be a positive number of seconds")
         if not (math.isfinite(self.requests_per_s) and self.requests_per_s > 0):
@@ -83,8 +83,14 @@ def generate_traces(config: WorkloadConfig) -> Iterator[list[dict[str, object]]]
         last_s = min(first_s + BLOCK_S, seconds)
         rng = np.random.default_rng([config.seed, block])
         requests = block_requests(
-            rng, epoch_ms, first_s, min(last_s * 1000.0, end_ms), config.requests_per_s, config.tenants,
-            config.raw_user_ids, config.incident,
+            rng,
+            epoch_ms,
+            first_s,
+            min(last_s * 1000.0, end_ms),
+            config.requests_per_s,
+            config.tenants,
+            config.raw_user_ids,
+            config.incident,
         )
         spans, span_request = simulate_block(rng, requests, epoch_ms, _incident_rows(config.incident, requests))
         second = (requests.arrival_ms[span_request] // 1000).astype(np.int64)
@@ -111,8 +117,16 @@ def summarize(spans: Iterable[dict[str, object]]) -> dict[str, object]:
     """Counts by kind, tenant, model and error type, request/trace counts and token totals."""
     frame = pd.DataFrame.from_records(list(spans))
     if frame.empty:
-        return {"spans": 0, "traces": 0, "requests": 0, "by_kind": {}, "by_tenant": {}, "by_model": {},
-                "by_error_type": {}, "tokens": dict.fromkeys(_TOKEN_FIELDS, 0)}
+        return {
+            "spans": 0,
+            "traces": 0,
+            "requests": 0,
+            "by_kind": {},
+            "by_tenant": {},
+            "by_model": {},
+            "by_error_type": {},
+            "tokens": dict.fromkeys(_TOKEN_FIELDS, 0),
+        }
 
     def counts(column: str) -> dict[str, int]:
         if column not in frame:

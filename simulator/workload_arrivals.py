@@ -81,7 +81,11 @@ def block_requests(
     tenant = rng.choice(len(tenants), size=n, p=tenant_weights(len(tenants)))
     shares = np.array([f.share for f in FEATURES])
     feature = rng.choice(len(FEATURES), size=n, p=shares / shares.sum())
-    if incident is not None and incident.effects.traffic_factor > 1.0 and incident.overlaps(first_s * _MS_PER_S, end_ms):
+    if (
+        incident is not None
+        and incident.effects.traffic_factor > 1.0
+        and incident.overlaps(first_s * _MS_PER_S, end_ms)
+    ):
         arrival, tenant, feature = _surge(rng, incident, seconds, rate, end_ms, len(tenants), arrival, tenant, feature)
         n = len(arrival)
     prompt_version = _prompt_versions(rng, feature)
@@ -117,8 +121,15 @@ def block_requests(
 
 
 def _surge(
-    rng: np.random.Generator, incident: Incident, seconds: np.ndarray, rate: np.ndarray, end_ms: float,
-    n_tenants: int, arrival: np.ndarray, tenant: np.ndarray, feature: np.ndarray,
+    rng: np.random.Generator,
+    incident: Incident,
+    seconds: np.ndarray,
+    rate: np.ndarray,
+    end_ms: float,
+    n_tenants: int,
+    arrival: np.ndarray,
+    tenant: np.ndarray,
+    feature: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Merge the target's extra requests (``traffic_factor - 1`` times its usual rate) into the block."""
     target = incident.target
@@ -171,7 +182,9 @@ def _user_pool(n_tenants: int) -> np.ndarray:
 
 def _users(rng: np.random.Generator, tenant: np.ndarray, n_tenants: int) -> npt.NDArray[np.int64]:
     """A user index per request: heavy users are few, as in real products (power-law draw)."""
-    users: npt.NDArray[np.int64] = np.floor(_user_pool(n_tenants)[tenant] * rng.random(len(tenant)) ** 2).astype(np.int64)
+    users: npt.NDArray[np.int64] = np.floor(_user_pool(n_tenants)[tenant] * rng.random(len(tenant)) ** 2).astype(
+        np.int64
+    )
     return users
 
 

@@ -52,8 +52,14 @@ _HASHES = [np.array([prompt_hash(f.prompt_id, v) for v, _ in f.prompt_versions],
 
 
 def _plan(
-    st: Stage, spec: FeatureSpec, req: np.ndarray, version: np.ndarray, routing: tuple[np.ndarray, ...],
-    input_tokens: np.ndarray, tool_call_rows: np.ndarray, may_overflow: bool,
+    st: Stage,
+    spec: FeatureSpec,
+    req: np.ndarray,
+    version: np.ndarray,
+    routing: tuple[np.ndarray, ...],
+    input_tokens: np.ndarray,
+    tool_call_rows: np.ndarray,
+    may_overflow: bool,
 ) -> LlmPlan:
     """Size the routed rows' prompts and answers (``req``: their request rows)."""
     n = len(version)
@@ -68,12 +74,19 @@ def _plan(
         versions = np.where(affected, rolled_out, versions).astype(object)
         hashes = np.where(affected, prompt_hash(spec.prompt_id, rolled_out), hashes).astype(object)
     return LlmPlan(
-        model=model, route=names, tier=tiers, reason=reasons, input_tokens=tokens,
+        model=model,
+        route=names,
+        tier=tiers,
+        reason=reasons,
+        input_tokens=tokens,
         prefix_tokens=spec.prefix_tokens,
         output_tokens=np.maximum(1, st.lognormal(spec.output_median, 0.6, n) * verbosity).astype(np.int64),
         max_output_tokens=np.broadcast_to(np.round(spec.max_output_tokens * verbosity).astype(np.int64), (n,)),
-        tool_call=tool_call_rows, oversize=oversize,
-        prompt_id=spec.prompt_id, prompt_version=versions, prompt_hash=hashes,
+        tool_call=tool_call_rows,
+        oversize=oversize,
+        prompt_id=spec.prompt_id,
+        prompt_version=versions,
+        prompt_hash=hashes,
     )
 
 
@@ -91,8 +104,9 @@ def _answered_evals(
     return end
 
 
-def rag_flow(st: Stage, spec: FeatureSpec, requests: Requests, req: np.ndarray, cursor: np.ndarray,
-             root: np.ndarray) -> Flow:
+def rag_flow(
+    st: Stage, spec: FeatureSpec, requests: Requests, req: np.ndarray, cursor: np.ndarray, root: np.ndarray
+) -> Flow:
     """Exact cache → embed → semantic cache → retrieve → (rerank) → answer → (eval)."""
     n = len(req)
     end, exact_hit = cache_lookup(st, req, cursor, root, "exact", EXACT_HIT)
@@ -111,32 +125,55 @@ def rag_flow(st: Stage, spec: FeatureSpec, requests: Requests, req: np.ndarray, 
     reranked = st.rng.random(len(go)) < spec.rerank_share
     ready = retrieved.copy()
     ready[reranked] = rerank(
-        st, req[go][reranked], retrieved[reranked] + st.gap(int(reranked.sum())), root[go][reranked],
-        docs[reranked], spec.index_suffix, spec.rerank_top_n,
+        st,
+        req[go][reranked],
+        retrieved[reranked] + st.gap(int(reranked.sum())),
+        root[go][reranked],
+        docs[reranked],
+        spec.index_suffix,
+        spec.rerank_top_n,
     )
-    plan = _plan(st, spec, req[go], requests.prompt_version[req[go]], route(st, spec.routes, req[go]),
-                 _prompt_tokens(st, spec, len(go), 0.45), np.zeros(len(go), dtype=bool), may_overflow=False)
+    plan = _plan(
+        st,
+        spec,
+        req[go],
+        requests.prompt_version[req[go]],
+        route(st, spec.routes, req[go]),
+        _prompt_tokens(st, spec, len(go), 0.45),
+        np.zeros(len(go), dtype=bool),
+        may_overflow=False,
+    )
     end[go], error[go] = llm_call(st, req[go], ready + st.gap(len(go)), root[go], plan)
     end[go] = _answered_evals(st, spec, req[go], end[go], error[go], root[go])
     return end, error
 
 
-def summarise_flow(st: Stage, spec: FeatureSpec, requests: Requests, req: np.ndarray, cursor: np.ndarray,
-                   root: np.ndarray) -> Flow:
+def summarise_flow(
+    st: Stage, spec: FeatureSpec, requests: Requests, req: np.ndarray, cursor: np.ndarray, root: np.ndarray
+) -> Flow:
     """Exact cache → one long-document call (the feature that meets context limits) → (eval)."""
     n = len(req)
     end, hit = cache_lookup(st, req, cursor, root, "exact", SUMMARY_EXACT_HIT)
     error = np.full(n, None, dtype=object)
     go = np.flatnonzero(~hit)
-    plan = _plan(st, spec, req[go], requests.prompt_version[req[go]], route(st, spec.routes, req[go]),
-                 _prompt_tokens(st, spec, len(go), 0.9), np.zeros(len(go), dtype=bool), may_overflow=True)
+    plan = _plan(
+        st,
+        spec,
+        req[go],
+        requests.prompt_version[req[go]],
+        route(st, spec.routes, req[go]),
+        _prompt_tokens(st, spec, len(go), 0.9),
+        np.zeros(len(go), dtype=bool),
+        may_overflow=True,
+    )
     end[go], error[go] = llm_call(st, req[go], end[go] + st.gap(len(go)), root[go], plan)
     end[go] = _answered_evals(st, spec, req[go], end[go], error[go], root[go])
     return end, error
 
 
-def agent_flow(st: Stage, spec: FeatureSpec, requests: Requests, req: np.ndarray, cursor: np.ndarray,
-               root: np.ndarray) -> Flow:
+def agent_flow(
+    st: Stage, spec: FeatureSpec, requests: Requests, req: np.ndarray, cursor: np.ndarray, root: np.ndarray
+) -> Flow:
     """Plan with a reasoning model, then act with tools step by step, then respond.
 
     Each step is an ``agent_step`` span holding its LLM call and, except for the last
@@ -167,8 +204,15 @@ def agent_flow(st: Stage, spec: FeatureSpec, requests: Requests, req: np.ndarray
         done += st.gap(len(pos))
         name = np.where(k == 0, "plan", np.where(acting, "act", "respond")).astype(object)
         st.sink.add(
-            req[pos], "agent_step", step_start, done - step_start, root[pos], step_id,
-            name=name, status=np.where(step_failed, "error", "ok").astype(object), error_type=step_error,
+            req[pos],
+            "agent_step",
+            step_start,
+            done - step_start,
+            root[pos],
+            step_id,
+            name=name,
+            status=np.where(step_failed, "error", "ok").astype(object),
+            error_type=step_error,
         )
         cursor[pos] = done
         error[pos] = step_error
@@ -208,12 +252,25 @@ def simulate_block(
     duration = end + st.rng.uniform(1.0, 4.0, n) - requests.arrival_ms
     real = np.flatnonzero(~requests.canary)
     st.sink.add(
-        real, "request", requests.arrival_ms[real], duration[real], None, root[real],
-        name=_ROOT_NAMES[requests.feature[real]], status=np.where(failed(error[real]), "error", "ok").astype(object),
+        real,
+        "request",
+        requests.arrival_ms[real],
+        duration[real],
+        None,
+        root[real],
+        name=_ROOT_NAMES[requests.feature[real]],
+        status=np.where(failed(error[real]), "error", "ok").astype(object),
         error_type=error[real],
     )
     st.sink.add(
-        canary, "request", requests.arrival_ms[canary], duration[canary], None, root[canary],
-        name=f"canary recall@{CANARY_K}", status="ok", attributes={"synthetic": "true"},
+        canary,
+        "request",
+        requests.arrival_ms[canary],
+        duration[canary],
+        None,
+        root[canary],
+        name=f"canary recall@{CANARY_K}",
+        status="ok",
+        attributes={"synthetic": "true"},
     )
     return st.sink.render()

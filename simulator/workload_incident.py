@@ -84,8 +84,14 @@ class Effects:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value}")
-        probabilities = [self.large_share, self.rate_limited, self.server_error, self.canary_recall,
-                         self.oversize_share, *self.cache_hit.values()]
+        probabilities = [
+            self.large_share,
+            self.rate_limited,
+            self.server_error,
+            self.canary_recall,
+            self.oversize_share,
+            *self.cache_hit.values(),
+        ]
         if self.tool_error is not None:
             probabilities.append(self.tool_error[1])
         if any(p is not None and not 0.0 <= p <= 1.0 for p in probabilities):

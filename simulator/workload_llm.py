@@ -221,8 +221,16 @@ def _subset(common: dict[str, Column], mask: np.ndarray) -> dict[str, Column]:
 
 
 def _succeed(
-    st: Stage, req: np.ndarray, parent: np.ndarray, plan: LlmPlan, rows: np.ndarray, start: np.ndarray,
-    model: np.ndarray, truncated: np.ndarray, common: dict[str, Column], mask: np.ndarray,
+    st: Stage,
+    req: np.ndarray,
+    parent: np.ndarray,
+    plan: LlmPlan,
+    rows: np.ndarray,
+    start: np.ndarray,
+    model: np.ndarray,
+    truncated: np.ndarray,
+    common: dict[str, Column],
+    mask: np.ndarray,
 ) -> np.ndarray:
     """Successful streamed responses: tokens, prompt caching, TTFT and generation time."""
     k = len(rows)
@@ -249,9 +257,21 @@ def _succeed(
     generation = (output - 1) / _TPS[model] * 1000.0 * st.lognormal(1.0, 0.15, k) + st.rng.uniform(2.0, 15.0, k)
     duration: npt.NDArray[np.float64] = ttft + generation
     st.sink.add(
-        req[rows], "llm", start, duration, parent[rows], status="ok", model_response=_responses(st, req[rows], model),
-        input_tokens=prompt, output_tokens=output, cache_read_tokens=cache_read, cache_write_tokens=cache_write,
-        reasoning_tokens=reasoning, ttft_ms=ttft, finish_reason=finish_reason, **_subset(common, mask),
+        req[rows],
+        "llm",
+        start,
+        duration,
+        parent[rows],
+        status="ok",
+        model_response=_responses(st, req[rows], model),
+        input_tokens=prompt,
+        output_tokens=output,
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        reasoning_tokens=reasoning,
+        ttft_ms=ttft,
+        finish_reason=finish_reason,
+        **_subset(common, mask),
     )
     return start + duration
 
@@ -274,8 +294,15 @@ def _responses(st: Stage, req: np.ndarray, model: np.ndarray) -> npt.NDArray[np.
 
 
 def _fail(
-    st: Stage, req: np.ndarray, parent: np.ndarray, rows: np.ndarray, start: np.ndarray, code: np.ndarray,
-    attempt: int, common: dict[str, Column], mask: np.ndarray,
+    st: Stage,
+    req: np.ndarray,
+    parent: np.ndarray,
+    rows: np.ndarray,
+    start: np.ndarray,
+    code: np.ndarray,
+    attempt: int,
+    common: dict[str, Column],
+    mask: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Failed attempts (nothing billed); returns (end, wait before the next attempt) in ms."""
     k = len(rows)
@@ -293,8 +320,17 @@ def _fail(
     exponential = 500.0 * 2**attempt * st.rng.uniform(0.5, 1.5, k)
     backoff = np.where(limited, retry_after * 1000.0, np.where(context, st.rng.uniform(5.0, 20.0, k), exponential))
     st.sink.add(
-        req[rows], "llm", start, duration, parent[rows], status="error", error_type=_ERROR_TYPES[code],
-        http_status=statuses, retry_after_s=retry_after_s, input_tokens=0, output_tokens=0,
+        req[rows],
+        "llm",
+        start,
+        duration,
+        parent[rows],
+        status="error",
+        error_type=_ERROR_TYPES[code],
+        http_status=statuses,
+        retry_after_s=retry_after_s,
+        input_tokens=0,
+        output_tokens=0,
         **_subset(common, mask),
     )
     return start + duration, backoff

@@ -73,8 +73,7 @@ def cache_lookup(
     semantic = layer == "semantic"
     duration = st.lognormal(12.0 if semantic else 1.5, 0.5, n)
     hit = st.rng.random(n) < st.knob(req, hit_rate, st.incident.effects.cache_hit.get(layer))
-    fields: dict[str, Column] = {"name": f"cache.{layer}", "status": "ok", "cache_layer": layer,
-                                 "cache_hit": hit}
+    fields: dict[str, Column] = {"name": f"cache.{layer}", "status": "ok", "cache_layer": layer, "cache_hit": hit}
     if semantic:
         similarity = np.round(st.rng.uniform(SEMANTIC_THRESHOLD, 1.0, n), 4).astype(object)
         similarity[~hit] = None
@@ -91,9 +90,18 @@ def embed_query(st: Stage, req: np.ndarray, cursor: np.ndarray, parent: np.ndarr
     tokens = np.maximum(2, st.lognormal(24.0, 0.6, n)).astype(np.int64)
     model = query_embedding_model(st, req)
     st.sink.add(
-        req, "embedding", start, duration, parent,
-        name="embeddings", status="ok", provider=EMBEDDING_PROVIDER, model_requested=model,
-        model_response=model, input_tokens=tokens, output_tokens=0,
+        req,
+        "embedding",
+        start,
+        duration,
+        parent,
+        name="embeddings",
+        status="ok",
+        provider=EMBEDDING_PROVIDER,
+        model_requested=model,
+        model_response=model,
+        input_tokens=tokens,
+        output_tokens=0,
     )
     return start + duration
 
@@ -120,8 +128,13 @@ def _descending_scores(st: Stage, top: float, n: int, k: int) -> np.ndarray:
 
 
 def retrieve(
-    st: Stage, req: np.ndarray, cursor: np.ndarray, parent: np.ndarray, index_name: np.ndarray,
-    suffix: str, top_k: int,
+    st: Stage,
+    req: np.ndarray,
+    cursor: np.ndarray,
+    parent: np.ndarray,
+    index_name: np.ndarray,
+    suffix: str,
+    top_k: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Vector search in the tenant's index; returns (end, retrieved doc indexes [n, top_k])."""
     n = len(req)
@@ -131,11 +144,19 @@ def retrieve(
     stride = st.rng.choice(_DOC_STRIDES, n)
     docs = (base[:, None] + np.arange(top_k)[None, :] * stride[:, None]) % DOCS_PER_INDEX
     st.sink.add(
-        req, "retrieval", start, duration, parent,
-        name="retrieve", status="ok", index_name=index_name, top_k=top_k,
+        req,
+        "retrieval",
+        start,
+        duration,
+        parent,
+        name="retrieve",
+        status="ok",
+        index_name=index_name,
+        top_k=top_k,
         retrieval_doc_ids=_doc_pool(suffix)[docs].tolist(),
         retrieval_scores=_descending_scores(st, 0.82, n, top_k).tolist(),
-        embedding_model=query_embedding_model(st, req), index_embedding_model=EMBEDDING_MODEL,
+        embedding_model=query_embedding_model(st, req),
+        index_embedding_model=EMBEDDING_MODEL,
     )
     return start + duration, docs
 
@@ -150,9 +171,17 @@ def rerank(
     picked = np.argsort(st.rng.random(docs.shape), axis=1)[:, :top_n]
     chosen = np.take_along_axis(docs, picked, axis=1)
     st.sink.add(
-        req, "rerank", start, duration, parent,
-        name="rerank", status="ok", top_k=top_n, retrieval_doc_ids=_doc_pool(suffix)[chosen].tolist(),
-        retrieval_scores=_descending_scores(st, 0.9, n, top_n).tolist(), attributes={"reranker": RERANKER},
+        req,
+        "rerank",
+        start,
+        duration,
+        parent,
+        name="rerank",
+        status="ok",
+        top_k=top_n,
+        retrieval_doc_ids=_doc_pool(suffix)[chosen].tolist(),
+        retrieval_scores=_descending_scores(st, 0.9, n, top_n).tolist(),
+        attributes={"reranker": RERANKER},
     )
     return start + duration
 
@@ -170,8 +199,15 @@ def tool_call(st: Stage, req: np.ndarray, cursor: np.ndarray, parent: np.ndarray
     names = np.array([name for name, _, _, _ in TOOLS], dtype=object)[which]
     for mask, status, error in ((~failed, "ok", None), (failed, "error", "tool_error")):
         st.sink.add(
-            req[mask], "tool", start[mask], duration[mask], parent[mask],
-            name=names[mask], tool_name=names[mask], status=status, error_type=error,
+            req[mask],
+            "tool",
+            start[mask],
+            duration[mask],
+            parent[mask],
+            name=names[mask],
+            tool_name=names[mask],
+            status=status,
+            error_type=error,
         )
     return start + duration
 
@@ -202,8 +238,16 @@ def judge_eval(st: Stage, req: np.ndarray, cursor: np.ndarray, parent: np.ndarra
         worse = st.incident.rows(req) & (names == "faithfulness")
         score[worse] = np.round(st.rng.beta(*degraded, int(worse.sum())), 4)
     st.sink.add(
-        req, "eval", start, duration, parent,
-        name=names, status="ok", eval_name=names, eval_score=score, eval_passed=score >= EVAL_PASS_SCORE,
+        req,
+        "eval",
+        start,
+        duration,
+        parent,
+        name=names,
+        status="ok",
+        eval_name=names,
+        eval_score=score,
+        eval_passed=score >= EVAL_PASS_SCORE,
         attributes={"judge_model": JUDGE_MODEL},
     )
     return start + duration
@@ -217,7 +261,15 @@ def canary_recall(st: Stage, req: np.ndarray, cursor: np.ndarray, parent: np.nda
     recall = st.rng.binomial(CANARY_K, st.knob(req, CANARY_DOC_RECALL, st.incident.effects.canary_recall), n) / CANARY_K
     name = f"recall@{CANARY_K}"
     st.sink.add(
-        req, "eval", start, duration, parent,
-        name=name, status="ok", eval_name=name, eval_score=recall, eval_passed=recall >= CANARY_PASS_SCORE,
+        req,
+        "eval",
+        start,
+        duration,
+        parent,
+        name=name,
+        status="ok",
+        eval_name=name,
+        eval_score=recall,
+        eval_passed=recall >= CANARY_PASS_SCORE,
     )
     return start + duration

@@ -17,9 +17,9 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from spanline.errors import ConfigError
-from spanline.sql.queries import QueryResult, run_query
 from spanline.settings import Settings
 from spanline.sql.library import NamedQuery, load_library
+from spanline.sql.queries import QueryResult, run_query
 
 FORMATS = ("table", "csv", "json")
 
@@ -52,9 +52,8 @@ def query_source(name: str, database: str) -> Syntax:
 def run_named(settings: Settings, name: str, raw: dict[str, str], tenant: str | None = None) -> QueryResult:
     """Run query ``name``; with ``tenant``, ClickHouse itself restricts it to that tenant's rows."""
     query = named_query(name)
-    if tenant is not None:
-        if raw.setdefault("tenant", tenant) != tenant:
-            raise ConfigError(f"--tenant {tenant} conflicts with --param tenant={raw['tenant']}")
+    if tenant is not None and raw.setdefault("tenant", tenant) != tenant:
+        raise ConfigError(f"--tenant {tenant} conflicts with --param tenant={raw['tenant']}")
     return run_query(settings, query.render(settings.clickhouse_database), query.bind(raw), tenant=tenant)
 
 

@@ -64,26 +64,38 @@ def _print_cluster_migrations(cluster: str, print_only: bool) -> None:
             "--cluster only prints the DDL: run `spanline migrate --cluster NAME --print | clickhouse-client --multiquery`"
         )
     settings = load_settings()
-    for statement in cluster_statements(load_migrations(), settings.clickhouse_database, settings.raw_ttl_days, cluster):
+    for statement in cluster_statements(
+        load_migrations(), settings.clickhouse_database, settings.raw_ttl_days, cluster
+    ):
         print(f"{statement};\n")
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
+    from spanline.simulator.scenarios import get_scenario
     from spanline.simulator.simulate import simulate
 
-    from spanline.simulator.scenarios import get_scenario
-
     minutes = args.hours * 60.0 if args.hours is not None else args.minutes
-    report = simulate(_settings(), minutes=minutes, rate=args.rate, seed=args.seed, url=args.url, console=console,
-                      scenario=args.scenario, incident_at_min=args.incident_at, incident_minutes=args.incident_minutes)
+    report = simulate(
+        _settings(),
+        minutes=minutes,
+        rate=args.rate,
+        seed=args.seed,
+        url=args.url,
+        console=console,
+        scenario=args.scenario,
+        incident_at_min=args.incident_at,
+        incident_minutes=args.incident_minutes,
+    )
     console.print(
         f"sent {report.accepted:,} spans in {report.requests:,} requests "
         f"({report.rejected} rejected) in {report.seconds:.1f}s = {report.spans_per_s:,.0f} spans/s"
     )
     scenario = get_scenario(args.scenario)
     if not scenario.is_baseline:
-        console.print(f"scenario {scenario.name}: {scenario.summary}; expect {scenario.expected_rule} "
-                      f"(runbook {scenario.expected_runbook}, branch {scenario.expected_branch})")
+        console.print(
+            f"scenario {scenario.name}: {scenario.summary}; expect {scenario.expected_rule} "
+            f"(runbook {scenario.expected_runbook}, branch {scenario.expected_branch})"
+        )
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -153,7 +165,9 @@ def cmd_dashboards_push(args: argparse.Namespace) -> None:
 
     from spanline.dashboards.push import ClickHouseTarget, push, results_table
 
-    target = ClickHouseTarget.from_url(args.clickhouse_url, args.database, os.environ.get("GRAFANA_CLICKHOUSE_PASSWORD"))
+    target = ClickHouseTarget.from_url(
+        args.clickhouse_url, args.database, os.environ.get("GRAFANA_CLICKHOUSE_PASSWORD")
+    )
     results = push(GrafanaApi.from_url(args.url, credential=args.token, timeout=30.0), target, args.database)
     console.print(results_table(results, args.url))
 
@@ -185,13 +199,25 @@ def _key_value(text: str) -> tuple[str, str]:
 def _add_scenario_arguments(command: argparse.ArgumentParser) -> None:
     from spanline.simulator.scenarios import SCENARIOS
 
-    command.add_argument("--scenario", choices=list(SCENARIOS), default="baseline",
-                         help="baseline traffic plus one failure mode (default baseline)")
+    command.add_argument(
+        "--scenario",
+        choices=list(SCENARIOS),
+        default="baseline",
+        help="baseline traffic plus one failure mode (default baseline)",
+    )
     command.add_argument("--hours", type=float, default=None, help="simulated hours (instead of --minutes)")
-    command.add_argument("--incident-at", type=float, default=None,
-                         help="simulated minute the incident starts (default 60, or mid-run for shorter runs)")
-    command.add_argument("--incident-minutes", type=float, default=None,
-                         help="how long the incident lasts, simulated minutes (default 20)")
+    command.add_argument(
+        "--incident-at",
+        type=float,
+        default=None,
+        help="simulated minute the incident starts (default 60, or mid-run for shorter runs)",
+    )
+    command.add_argument(
+        "--incident-minutes",
+        type=float,
+        default=None,
+        help="how long the incident lasts, simulated minutes (default 20)",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -242,7 +268,8 @@ def parser() -> argparse.ArgumentParser:
     listing.add_argument("--rules", default=None, help="rules YAML (default: the bundled alerts/rules.yaml)")
     listing.set_defaults(func=cmd_alerts_list)
     dashboards = sub.add_parser("dashboards", help="Grafana dashboards as code").add_subparsers(
-        dest="dashboards_command", required=True)
+        dest="dashboards_command", required=True
+    )
     generate = dashboards.add_parser("generate", help="write the dashboards' JSON (dashboards/generated)")
     generate.add_argument("--out", default=None, help="directory (default: dashboards/generated in the package)")
     generate.add_argument("--database", default="spanline", help="ClickHouse database the panels read")
@@ -250,9 +277,12 @@ def parser() -> argparse.ArgumentParser:
     push_cmd = dashboards.add_parser("push", help="upload folder, datasource and dashboards through Grafana's API")
     push_cmd.add_argument("--url", required=True, help="Grafana base URL, e.g. http://localhost:3000")
     push_cmd.add_argument("--token", required=True, help="Grafana service-account token (Editor or Admin)")
-    push_cmd.add_argument("--clickhouse-url", default="http://grafana@clickhouse:8123",
-                          help="ClickHouse as Grafana reaches it, http(s)://user@host:port; the read-only user's "
-                               "password comes from GRAFANA_CLICKHOUSE_PASSWORD")
+    push_cmd.add_argument(
+        "--clickhouse-url",
+        default="http://grafana@clickhouse:8123",
+        help="ClickHouse as Grafana reaches it, http(s)://user@host:port; the read-only user's "
+        "password comes from GRAFANA_CLICKHOUSE_PASSWORD",
+    )
     push_cmd.add_argument("--database", default="spanline", help="ClickHouse database the panels read")
     push_cmd.set_defaults(func=cmd_dashboards_push)
     report = sub.add_parser("report", help="the dashboards' panels as one self-contained HTML file")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from spanline.yaml_file import read_yaml
 from spanline.errors import ConfigError
+from spanline.yaml_file import read_yaml
 
 CONTRACTS_FILE = Path(__file__).with_name("contracts.yaml")
 
@@ -51,8 +51,13 @@ class Contract(BaseModel):
 
 
 LIMIT_FIELDS = (
-    "p95_latency_ms", "p95_ttft_ms", "max_cost_per_request_usd", "max_input_tokens", "max_output_tokens",
-    "expected_recall_at_k", "daily_budget_usd",
+    "p95_latency_ms",
+    "p95_ttft_ms",
+    "max_cost_per_request_usd",
+    "max_input_tokens",
+    "max_output_tokens",
+    "expected_recall_at_k",
+    "daily_budget_usd",
 )
 
 

@@ -15,12 +15,12 @@ from datetime import UTC, datetime, timedelta
 from rich.console import Console
 from rich.table import Table
 
-from spanline.sql.service_file import ServiceFile
 from spanline.errors import SpanlineError
-from spanline.sql.queries import run_query
-from spanline.sql.statements import render_statement
 from spanline.settings import Settings
 from spanline.simulator.simulate import simulate
+from spanline.sql.queries import run_query
+from spanline.sql.service_file import ServiceFile
+from spanline.sql.statements import render_statement
 from spanline.summary import print_summary
 
 READY_TIMEOUT_S = 90.0
@@ -42,17 +42,31 @@ def run_demo(settings: Settings, *, minutes: float, rate: float, console: Consol
     with open(log_path, "ab") as log:
         # its own session: a Ctrl-C in the terminal reaches only the demo, which then stops `up`
         # with one signal (a second one would cut its drain short)
-        up = subprocess.Popen([sys.executable, "-m", "spanline.cli", "up"], stdout=log, stderr=subprocess.STDOUT,
-                              env=os.environ.copy(), start_new_session=True)
+        up = subprocess.Popen(
+            [sys.executable, "-m", "spanline.cli", "up"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=os.environ.copy(),
+            start_new_session=True,
+        )
     try:
         _wait_ready(settings, up)
         before = _stored(settings)
         sent_at = datetime.now(UTC)
         total = minutes + INCIDENT_MINUTES + AFTER_MINUTES
-        console.print(f"replaying {minutes:g} min of baseline traffic, then {INCIDENT_MINUTES:g} min of "
-                      f"{DEMO_SCENARIO} and {AFTER_MINUTES:g} quiet min")
-        report = simulate(settings, minutes=total, rate=rate, console=console, scenario=DEMO_SCENARIO,
-                          incident_at_min=minutes, incident_minutes=INCIDENT_MINUTES)
+        console.print(
+            f"replaying {minutes:g} min of baseline traffic, then {INCIDENT_MINUTES:g} min of "
+            f"{DEMO_SCENARIO} and {AFTER_MINUTES:g} quiet min"
+        )
+        report = simulate(
+            settings,
+            minutes=total,
+            rate=rate,
+            console=console,
+            scenario=DEMO_SCENARIO,
+            incident_at_min=minutes,
+            incident_minutes=INCIDENT_MINUTES,
+        )
         console.print(f"sent {report.accepted:,} spans ({report.rejected} rejected) in {report.seconds:.1f}s")
         _wait_stored(settings, before + report.accepted, console)
         print_summary(settings, console)
@@ -68,7 +82,7 @@ def run_demo(settings: Settings, *, minutes: float, rate: float, console: Consol
             up.kill()
 
 
-def _alerts_since(settings: Settings, since: datetime) -> list[tuple]:
+def _alerts_since(settings: Settings, since: datetime) -> list[tuple[object, ...]]:
     """State changes at or after ``since`` in event time (the replayed window), oldest first.
 
     Event time, not the write time: a demo run again within minutes replays event time the worker
@@ -78,7 +92,7 @@ def _alerts_since(settings: Settings, since: datetime) -> list[tuple]:
     return [tuple(row) for row in run_query(settings, sql, {"since": since}).rows]
 
 
-def _wait_paged(settings: Settings, since: datetime, console: Console) -> list[tuple]:
+def _wait_paged(settings: Settings, since: datetime, console: Console) -> list[tuple[object, ...]]:
     """The alerts table's rows of the replayed window, once the incident's page is there."""
     deadline = time.monotonic() + ALERT_TIMEOUT_S
     with console.status(f"waiting for the {DEMO_SCENARIO} page") as status:
@@ -91,7 +105,7 @@ def _wait_paged(settings: Settings, since: datetime, console: Console) -> list[t
     raise SpanlineError(f"no {DEMO_SCENARIO} page within {ALERT_TIMEOUT_S:.0f}s; see {settings.home / 'up.log'}")
 
 
-def _show_alerts(settings: Settings, rows: list[tuple], console: Console) -> None:
+def _show_alerts(settings: Settings, rows: list[tuple[object, ...]], console: Console) -> None:
     """The pages of this run as the ``alerts`` table holds them (the log notifier printed them to up.log)."""
     table = Table(title="Alerts (ClickHouse alerts table)")
     for column in ("at", "state", "rule", "severity", "runbook", "branch"):
@@ -117,7 +131,7 @@ def _write_report(settings: Settings, minutes: float, console: Console) -> None:
     console.print(f"report with {report.panels} panels: {path}")
 
 
-def _wait_ready(settings: Settings, up: subprocess.Popen) -> None:
+def _wait_ready(settings: Settings, up: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     url = f"http://{settings.collector_host}:{settings.collector_port}/readyz"
     while time.monotonic() < deadline:
@@ -132,7 +146,7 @@ def _wait_ready(settings: Settings, up: subprocess.Popen) -> None:
 def _ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
+            return bool(response.status == 200)
     except OSError:
         return False
 

@@ -35,8 +35,12 @@ def end_offsets(bootstrap_servers: str, topic: str) -> dict[TopicPartition, int]
     tansu lists a partition's end as its last record batch's base offset + 1, so the listed end
     can be a whole producer batch short; fetching from that offset returns the whole batch.
     """
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers.split(","), enable_auto_commit=False,
-                             max_poll_records=100_000, client_id="spanline-drain")
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap_servers.split(","),
+        enable_auto_commit=False,
+        max_poll_records=100_000,
+        client_id="spanline-drain",
+    )
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         ends: dict[TopicPartition, int] = consumer.end_offsets(partitions)
@@ -66,8 +70,13 @@ class Drain:
     """Stop accepting, then wait (bounded) until the worker group has stored what was accepted."""
 
     def __init__(
-        self, close_receiver: Callable[[], Awaitable[None]], bootstrap_servers: str, topic: str, group: str,
-        timeout_s: float, unstored_fate: str,
+        self,
+        close_receiver: Callable[[], Awaitable[None]],
+        bootstrap_servers: str,
+        topic: str,
+        group: str,
+        timeout_s: float,
+        unstored_fate: str,
     ) -> None:
         self._close_receiver = close_receiver
         self._bootstrap_servers = bootstrap_servers
@@ -79,15 +88,20 @@ class Drain:
 
     async def run(self, signame: str) -> None:
         started = time.monotonic()
-        log.info("%s: stopping; no longer accepting spans, storing the accepted ones first (at most %g s; "
-                 "signal again to stop at once)", signame, self._timeout_s)
+        log.info(
+            "%s: stopping; no longer accepting spans, storing the accepted ones first (at most %g s; "
+            "signal again to stop at once)",
+            signame,
+            self._timeout_s,
+        )
         try:
             async with asyncio.timeout(self._timeout_s):
                 await self._close_receiver()
                 await self._wait_stored()
         except TimeoutError:
-            log.warning("drain: SPANLINE_DRAIN_TIMEOUT_S (%g s) passed; stopping with %s",
-                        self._timeout_s, self._what_is_lost())
+            log.warning(
+                "drain: SPANLINE_DRAIN_TIMEOUT_S (%g s) passed; stopping with %s", self._timeout_s, self._what_is_lost()
+            )
         except KafkaError as exc:
             log.warning("drain: cannot read offsets from Kafka (%s); stopping with %s", exc, self._what_is_lost())
         else:
@@ -103,8 +117,9 @@ class Drain:
 
     async def _wait_stored(self) -> None:
         ends = await asyncio.to_thread(end_offsets, self._bootstrap_servers, self._topic)
-        admin = await asyncio.to_thread(KafkaAdminClient, bootstrap_servers=self._bootstrap_servers.split(","),
-                                        client_id="spanline-drain")
+        admin = await asyncio.to_thread(
+            KafkaAdminClient, bootstrap_servers=self._bootstrap_servers.split(","), client_id="spanline-drain"
+        )
         try:
             logged = 0.0
             while True:

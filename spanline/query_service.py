@@ -36,8 +36,10 @@ def serve_queries(
                 return self.json({"error": "missing or wrong token (see <home>/service.json)"}, status=401)
             body = orjson.loads(await request.read())
             try:
-                result = await sink.run(sink.call, lambda _: read_only_query(
-                    settings, body["sql"], body.get("parameters"), body.get("tenant")))
+                result = await sink.run(
+                    sink.call,
+                    lambda _: read_only_query(settings, body["sql"], body.get("parameters"), body.get("tenant")),
+                )
             except Exception as exc:  # a bad query goes back to the CLI, never into the worker
                 return self.json({"error": str(exc)}, status=400)
             payload = {"columns": result.columns, "rows": result.rows}

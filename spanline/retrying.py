@@ -126,8 +126,15 @@ class Retry:
         exc = _failure(state)
         level = self.level if state.attempt_number == 1 or self.repeat_level is None else self.repeat_level
         delay = state.next_action.sleep if state.next_action is not None else 0.0
-        self.logger.log(level, "%s unavailable (%s); retry %d in %.1fs", what, reason(exc), state.attempt_number,
-                        delay, exc_info=exc if self.exc_info else None)
+        self.logger.log(
+            level,
+            "%s unavailable (%s); retry %d in %.1fs",
+            what,
+            reason(exc),
+            state.attempt_number,
+            delay,
+            exc_info=exc if self.exc_info else None,
+        )
 
 
 def _failure(state: tenacity.RetryCallState) -> BaseException | None:

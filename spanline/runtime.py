@@ -30,7 +30,10 @@ DEMO_TENANTS = ("acme", "globex", "initech", "umbrella")
 
 def topics(settings: Settings) -> dict[str, int]:
     names = (settings.topic_spans, settings.topic_dlq, settings.topic_alerts)
-    return {**{name: settings.topic_partitions for name in names}, settings.topic_metrics: 1}  # one ordered stream of windows
+    return {
+        **{name: settings.topic_partitions for name in names},
+        settings.topic_metrics: 1,
+    }  # one ordered stream of windows
 
 
 class ServedReceiver:
@@ -69,10 +72,19 @@ def run_worker(settings: Settings, with_receiver: bool = False) -> None:
         receiver = ServedReceiver(settings)
         app.task(receiver.serve)
         if settings.drain_timeout_s > 0:
-            fate = ("lost: the embedded broker keeps them in memory only" if settings.embedded_kafka
-                    else "kept in Kafka: a worker of the group stores them when it runs again")
-            drain = Drain(receiver.close, settings.bootstrap_servers, settings.topic_spans, app.conf.id,
-                          settings.drain_timeout_s, fate)
+            fate = (
+                "lost: the embedded broker keeps them in memory only"
+                if settings.embedded_kafka
+                else "kept in Kafka: a worker of the group stores them when it runs again"
+            )
+            drain = Drain(
+                receiver.close,
+                settings.bootstrap_servers,
+                settings.topic_spans,
+                app.conf.id,
+                settings.drain_timeout_s,
+                fate,
+            )
     options: dict[str, Any] = {"loglevel": settings.log_level, "quiet": True}
     worker = faust.Worker(app, **options) if drain is None else DrainingWorker(app, drain, **options)
     worker.execute_from_commandline()

@@ -68,39 +68,47 @@ class Settings(BaseSettings):
     )
     spans_per_message: int = Field(500, ge=1, le=10_000, description="Spans per Kafka message. Default 500.")
     # --- worker
-    consumer_group: str = Field("spanline-worker", description="Kafka consumer group of workers. Default spanline-worker.")
+    consumer_group: str = Field(
+        "spanline-worker", description="Kafka consumer group of workers. Default spanline-worker."
+    )
     worker_web_port: int = Field(6066, description="Faust web port of the worker. Default 6066.")
     batch_max_messages: int = Field(200, ge=1, description="Kafka messages per processing batch. Default 200.")
     batch_within_s: float = Field(0.5, gt=0, description="Longest wait to fill a batch, seconds. Default 0.5.")
     fetch_max_wait_ms: int = Field(
-        100, ge=1,
+        100,
+        ge=1,
         description="Longest a worker's Kafka fetch waits on the broker for data, ms (Faust's own is 1500; "
         "lower = fresher data, more idle fetches). Default 100.",
     )
     broker_session_timeout_s: float = Field(
-        10.0, gt=0,
+        10.0,
+        gt=0,
         description="Consumer-group session timeout, seconds (Apache Kafka's minimum is 6). The embedded "
         "tansu broker always uses 2, since tansu makes joins wait about half of it. Default 10.",
     )
     window_lateness_s: float = Field(
-        120.0, ge=0,
+        120.0,
+        ge=0,
         description="Allowed lateness of the stream's minute windows: a window closes once spans "
         "this much newer have arrived; later spans are stored but counted as late. Default 120.",
     )
     window_idle_s: float = Field(
-        30.0, gt=0,
+        30.0,
+        gt=0,
         description="Wall-clock seconds without messages after which a partition's event time advances "
         "on its own, so its windows still close. Default 30.",
     )
     retry_initial_s: float = Field(0.5, gt=0, description="First back-off when ClickHouse fails, seconds. Default 0.5.")
     retry_max_s: float = Field(30.0, gt=0, description="Longest back-off when ClickHouse fails, seconds. Default 30.")
     dedup_window_s: float = Field(
-        3600.0, ge=0,
+        3600.0,
+        ge=0,
         description="A span re-sent (same tenant, trace_id and span_id) within this many seconds of Kafka "
         "message time is stored once; 0 turns re-send detection off. Default 3600.",
     )
     drain_timeout_s: float = Field(
-        60.0, ge=0,
+        60.0,
+        ge=0,
         description="On SIGINT/SIGTERM, `spanline up` stops accepting spans and waits at most this long, seconds, "
         "until the worker has stored every span accepted (a second signal stops at once; 0 = no wait). Default 60.",
     )
@@ -113,7 +121,8 @@ class Settings(BaseSettings):
         None, description="Budgets and feature contracts YAML. Default: the bundled spanline/contracts.yaml."
     )
     alert_pagerduty_routing_key: SecretStr | None = Field(
-        None, description="PagerDuty Events API v2 integration (routing) key; pages go to PagerDuty when set. Default: none."
+        None,
+        description="PagerDuty Events API v2 integration (routing) key; pages go to PagerDuty when set. Default: none.",
     )
     alert_pagerduty_url: str = Field(
         "https://events.pagerduty.com/v2/enqueue", description="PagerDuty Events API v2 endpoint. Default: PagerDuty's."

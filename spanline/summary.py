@@ -5,9 +5,9 @@ from __future__ import annotations
 from rich.console import Console
 
 from spanline.analysis import formatted
+from spanline.settings import Settings
 from spanline.sql.queries import run_query
 from spanline.sql.statements import render_statement
-from spanline.settings import Settings
 
 #: Title -> statement (sql/statements/) of each summary table, in print order.
 SUMMARY_QUERIES: dict[str, str] = {

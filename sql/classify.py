@@ -57,7 +57,10 @@ BAD_DATA_CODES: dict[int, str] = {
 #: raised there (``int('x')`` for an Int64 column, ``len(None)`` for an Array, an ArrowInvalid)
 #: means a value does not fit its column.
 _SERIALISERS = (
-    "clickhouse_connect.datatypes", "clickhouse_connect.driverc", "clickhouse_connect.driver.transform", "pyarrow",
+    "clickhouse_connect.datatypes",
+    "clickhouse_connect.driverc",
+    "clickhouse_connect.driver.transform",
+    "pyarrow",
 )
 #: Modules whose exceptions are storage failures even when they are plain Python ones.
 _STORAGE_MODULES = ("clickhouse_connect", "chdb", "urllib3", "pyarrow")

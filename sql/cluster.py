@@ -62,12 +62,14 @@ def _cluster_statement(statement: str, cluster: str, local_tables: set[str]) -> 
         return [f"{_head(view, 'CREATE MATERIALIZED VIEW IF NOT EXISTS', cluster)} TO {body}"]
     view = _CREATE_VIEW.match(statement)
     if view:
-        return [f"{_head(view, 'CREATE VIEW IF NOT EXISTS', cluster)} AS{statement[view.end():]}"]
+        return [f"{_head(view, 'CREATE VIEW IF NOT EXISTS', cluster)} AS{statement[view.end() :]}"]
     alter = _ADD_COLUMN.match(statement)
     if alter and f"{alter['db']}.{alter['name']}" in local_tables:
         change = statement[alter.end() :]
-        return [f"ALTER TABLE {alter['db']}.{alter['name']}{LOCAL_SUFFIX} ON CLUSTER {cluster} {change}",
-                f"ALTER TABLE {alter['db']}.{alter['name']} ON CLUSTER {cluster} {change}"]
+        return [
+            f"ALTER TABLE {alter['db']}.{alter['name']}{LOCAL_SUFFIX} ON CLUSTER {cluster} {change}",
+            f"ALTER TABLE {alter['db']}.{alter['name']} ON CLUSTER {cluster} {change}",
+        ]
     first_line = statement.splitlines()[0]
     raise ConfigError(f"no cluster rendering for the statement starting {first_line!r}")
 
@@ -76,7 +78,9 @@ def _head(match: re.Match[str], create: str, cluster: str) -> str:
     return f"{create} {match['db']}.{match['name']} ON CLUSTER {cluster}"
 
 
-def _replicated_and_distributed(statement: str, table: re.Match[str], cluster: str, local_tables: set[str]) -> list[str]:
+def _replicated_and_distributed(
+    statement: str, table: re.Match[str], cluster: str, local_tables: set[str]
+) -> list[str]:
     database, name = table["db"], table["name"]
     local = f"{name}{LOCAL_SUFFIX}"
     engine = _ENGINE.search(statement)

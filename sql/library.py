@@ -157,7 +157,9 @@ def _check_bindings(where: str, sql: str, params: dict[str, Param]) -> None:
     for name, type_ in _BINDING.findall(sql):
         param = params.get(name)
         if param is None or _normal(param.type) != _normal(type_):
-            raise ConfigError(f"{where} binds {{{name}:{type_}}} but declares {name} as {param.type if param else None}")
+            raise ConfigError(
+                f"{where} binds {{{name}:{type_}}} but declares {name} as {param.type if param else None}"
+            )
         used.add(name)
     unused = sorted(params.keys() - used)
     if unused:

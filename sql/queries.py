@@ -13,10 +13,10 @@ from urllib import error, request
 
 import orjson
 
-from spanline.sql.service_file import ServiceFile
 from spanline.errors import SpanlineError
 from spanline.settings import Settings
 from spanline.sql.client import connect
+from spanline.sql.service_file import ServiceFile
 from spanline.sql.tenant_scope import check_statement, enter_tenant_scope, parse_statement
 
 
@@ -47,7 +47,8 @@ def read_only_query(
     """
     database = settings.clickhouse_database
     client = connect(
-        settings.resolved_clickhouse_url, database=database if tenant is not None else None,
+        settings.resolved_clickhouse_url,
+        database=database if tenant is not None else None,
         password=settings.clickhouse_password,
     )
     try:

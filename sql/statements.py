@@ -40,8 +40,10 @@ def statement(name: str) -> str:
 def render_statement(name: str, **identifiers: str | Sequence[str]) -> str:
     """Statement ``name`` with each ``${placeholder}`` filled by an identifier, or by a list of
     identifiers joined with commas (a column list); anything else is a ConfigError."""
-    values = {key: identifier(value) if isinstance(value, str) else identifier_list(value)
-              for key, value in identifiers.items()}
+    values = {
+        key: identifier(value) if isinstance(value, str) else identifier_list(value)
+        for key, value in identifiers.items()
+    }
     return render(statement(name), values)
 
 

@@ -35,7 +35,9 @@ _DATA_READING_FUNCTION = re.compile(
     re.IGNORECASE,
 )
 #: ``x IN table`` reads the table without a TableExpression; IN (SELECT …) is checked normally.
-_IN_FUNCTIONS = frozenset({"in", "notIn", "globalIn", "globalNotIn", "nullIn", "notNullIn", "globalNullIn", "globalNotNullIn"})
+_IN_FUNCTIONS = frozenset(
+    {"in", "notIn", "globalIn", "globalNotIn", "nullIn", "notNullIn", "globalNullIn", "globalNotNullIn"}
+)
 _AST_LINE = re.compile(r"^(?P<indent> *)(?P<node>\S+)(?: (?P<name>.*?))?(?: \(alias [^)]*\))?(?: \(children \d+\))?$")
 
 
@@ -117,8 +119,7 @@ def check_statement(
 def _check_table_source(node: _Node, database: str, allowed: set[str], existing: set[str]) -> None:
     if node.kind == "Function":
         raise ScopeError(
-            f"table function {node.name}() reads around the tenant filter; "
-            f"query the {database} tables directly"
+            f"table function {node.name}() reads around the tenant filter; query the {database} tables directly"
         )
     if node.kind == "TableIdentifier":
         _check_table(node.name, database, allowed, existing)

@@ -19,8 +19,8 @@ import faust
 from faust.streams import Stream
 from faust.types import TP, StreamT
 
-from spanline.kafka.publish import SpanPublisher, wait_acked
 from spanline.kafka.admin import topic_id
+from spanline.kafka.publish import SpanPublisher, wait_acked
 from spanline.settings import Settings
 from spanline.streams.commit import SpanlineApp, StoredOffsets
 from spanline.streams.fetch_wait import limit_fetch_wait
@@ -80,8 +80,12 @@ def create_ingest_app(settings: Settings) -> IngestApp:
     spans_topic_id = topic_id(settings.bootstrap_servers, settings.topic_spans)
     retry = transient(settings)
     sink = ClickHouseSpanSink(
-        settings.resolved_clickhouse_url, settings.clickhouse_database, settings.topic_spans,
-        spans_topic_id, settings.raw_ttl_days, retry,
+        settings.resolved_clickhouse_url,
+        settings.clickhouse_database,
+        settings.topic_spans,
+        spans_topic_id,
+        settings.raw_ttl_days,
+        retry,
         password=settings.clickhouse_password,
     )
     catalog = PriceCatalog.load(settings.price_overrides_file)
@@ -95,12 +99,18 @@ def create_ingest_app(settings: Settings) -> IngestApp:
     # Windows go through their own kafka-python producer (sender thread, one request in flight so
     # retries keep minute order): through Faust's producer, acks on `metrics` stalled for seconds
     # while the worker consumed a backlog (bench/pipeline_throughput.py).
-    window_producer = SpanPublisher(settings.bootstrap_servers, settings.topic_metrics, client_id="spanline-windows",
-                                    max_in_flight_requests_per_connection=1, linger_ms=5)
+    window_producer = SpanPublisher(
+        settings.bootstrap_servers,
+        settings.topic_metrics,
+        client_id="spanline-windows",
+        max_in_flight_requests_per_connection=1,
+        linger_ms=5,
+    )
 
     async def publish_windows(messages: list[tuple[bytes, bytes]]) -> None:
-        await retry.run(lambda: wait_acked(window_producer.send_records(settings.topic_metrics, messages)),
-                        "Kafka (windows)")
+        await retry.run(
+            lambda: wait_acked(window_producer.send_records(settings.topic_metrics, messages)), "Kafka (windows)"
+        )
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]  # faust types receivers without **kwargs
     async def close_window_producer(sender: faust.App, **_: Any) -> None:
@@ -115,8 +125,12 @@ def create_ingest_app(settings: Settings) -> IngestApp:
         return highwater is not None and next_offset >= highwater
 
     windows = WindowManager(
-        Changelog(settings.clickhouse_database, settings.topic_spans, spans_topic_id), storage, publish_windows,
-        settings.window_lateness_s, settings.window_idle_s, caught_up=caught_up,
+        Changelog(settings.clickhouse_database, settings.topic_spans, spans_topic_id),
+        storage,
+        publish_windows,
+        settings.window_lateness_s,
+        settings.window_idle_s,
+        caught_up=caught_up,
     )
     recent_keys = RecentKeys(settings.clickhouse_database, settings.topic_spans)
 
@@ -126,17 +140,23 @@ def create_ingest_app(settings: Settings) -> IngestApp:
     stored = StoredOffsets(settings.topic_spans)
     app.spanline_stored_offsets = stored
     pipeline = IngestPipeline(
-        settings.topic_spans, sink, catalog, send_dead_letters, windows, stored=stored,
-        resend_window_s=settings.dedup_window_s, load_recent=load_recent,
+        settings.topic_spans,
+        sink,
+        catalog,
+        send_dead_letters,
+        windows,
+        stored=stored,
+        resend_window_s=settings.dedup_window_s,
+        load_recent=load_recent,
         retry=retry,
     )
-    app.spanline_pipeline = pipeline  # type: ignore[attr-defined]
-    app.spanline_sink = sink  # type: ignore[attr-defined]
 
     @app.agent(spans_topic, concurrency=1)
     async def ingest(stream: StreamT[bytes]) -> None:
         # noack_take is on faust's Stream, the class every agent is handed; StreamT does not declare it
-        async for events in cast(Stream[bytes], stream).noack_take(settings.batch_max_messages, within=settings.batch_within_s):
+        async for events in cast(Stream[bytes], stream).noack_take(
+            settings.batch_max_messages, within=settings.batch_within_s
+        ):
             await pipeline.handle(events, stream.ack)
 
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]  # faust's App.timer is not annotated

@@ -45,8 +45,14 @@ class StoredOffsets:
         if expected is None:
             return
         if first_offset > expected:
-            log.error("partition %d: offsets %d-%d never reached the pipeline; its commit stays at %d "
-                      "so that a restart reads them again", partition, expected, first_offset - 1, expected)
+            log.error(
+                "partition %d: offsets %d-%d never reached the pipeline; its commit stays at %d "
+                "so that a restart reads them again",
+                partition,
+                expected,
+                first_offset - 1,
+                expected,
+            )
             return
         self._next[partition] = max(expected, last_offset + 1)
 

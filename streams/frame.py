@@ -6,7 +6,7 @@ later step (derive, price, store) works on whole columns.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
@@ -20,10 +20,30 @@ SPAN_FIELDS: tuple[str, ...] = tuple(Span.model_fields)
 
 #: Optional text fields stored as '' when absent (LowCardinality(String) columns).
 TEXT_DEFAULTS = (
-    "parent_span_id", "error_type", "finish_reason", "provider", "endpoint", "region", "model_requested",
-    "model_response", "cache_layer", "route", "model_tier", "routing_reason", "fallback_from", "prompt_id",
-    "prompt_version", "prompt_hash", "user_id_hash", "session_id", "index_name", "embedding_model",
-    "index_embedding_model", "tool_name", "eval_name", "content",
+    "parent_span_id",
+    "error_type",
+    "finish_reason",
+    "provider",
+    "endpoint",
+    "region",
+    "model_requested",
+    "model_response",
+    "cache_layer",
+    "route",
+    "model_tier",
+    "routing_reason",
+    "fallback_from",
+    "prompt_id",
+    "prompt_version",
+    "prompt_hash",
+    "user_id_hash",
+    "session_id",
+    "index_name",
+    "embedding_model",
+    "index_embedding_model",
+    "tool_name",
+    "eval_name",
+    "content",
 )
 #: Integers stored as 0 when absent.
 ZERO_DEFAULTS = ("http_status", "context_window")
@@ -33,21 +53,78 @@ NULLABLE_BOOLS = ("cache_hit", "eval_passed")
 
 #: Every column of the raw ``spans`` table, in table order (sql/migrations/0001, 0006).
 TABLE_COLUMNS: tuple[str, ...] = (
-    "tenant_id", "service", "feature", "environment", "kind", "name",
-    "start_time", "end_time", "duration_ms", "trace_id", "span_id", "parent_span_id",
-    "status", "error_type", "http_status", "retry_after_s", "attempt", "finish_reason",
-    "provider", "endpoint", "region", "model_requested", "model_response",
-    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
-    "context_window", "context_truncated", "ttft_ms", "tpot_ms",
-    "cache_hit", "cache_layer", "cache_similarity",
-    "route", "model_tier", "routing_reason", "fallback_from",
-    "prompt_id", "prompt_version", "prompt_hash", "user_id_hash", "session_id",
-    "index_name", "top_k", "retrieval_doc_ids", "retrieval_scores", "embedding_model", "index_embedding_model",
-    "tool_name", "eval_name", "eval_score", "eval_passed",
-    "attributes", "cost_usd_reported", "content",
-    "input_cost_usd", "cache_read_cost_usd", "cache_write_cost_usd", "output_cost_usd", "cost_usd",
-    "cost_known", "price_source", "price_version",
-    "schema_version", "source", "ingested_at", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp",
+    "tenant_id",
+    "service",
+    "feature",
+    "environment",
+    "kind",
+    "name",
+    "start_time",
+    "end_time",
+    "duration_ms",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "status",
+    "error_type",
+    "http_status",
+    "retry_after_s",
+    "attempt",
+    "finish_reason",
+    "provider",
+    "endpoint",
+    "region",
+    "model_requested",
+    "model_response",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "context_window",
+    "context_truncated",
+    "ttft_ms",
+    "tpot_ms",
+    "cache_hit",
+    "cache_layer",
+    "cache_similarity",
+    "route",
+    "model_tier",
+    "routing_reason",
+    "fallback_from",
+    "prompt_id",
+    "prompt_version",
+    "prompt_hash",
+    "user_id_hash",
+    "session_id",
+    "index_name",
+    "top_k",
+    "retrieval_doc_ids",
+    "retrieval_scores",
+    "embedding_model",
+    "index_embedding_model",
+    "tool_name",
+    "eval_name",
+    "eval_score",
+    "eval_passed",
+    "attributes",
+    "cost_usd_reported",
+    "content",
+    "input_cost_usd",
+    "cache_read_cost_usd",
+    "cache_write_cost_usd",
+    "output_cost_usd",
+    "cost_usd",
+    "cost_known",
+    "price_source",
+    "price_version",
+    "schema_version",
+    "source",
+    "ingested_at",
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+    "kafka_timestamp",
 )
 
 
@@ -93,7 +170,12 @@ def spans_to_frame(spans: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def table_rows(
-    frame: pd.DataFrame, *, source: np.ndarray, topic: str, partition: int, offsets: np.ndarray,
+    frame: pd.DataFrame,
+    *,
+    source: np.ndarray,
+    topic: str,
+    partition: int,
+    offsets: np.ndarray,
     timestamps: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The frame as the ``spans`` table stores it: defaults filled, pipeline columns added."""
@@ -108,7 +190,7 @@ def table_rows(
         out[name] = out[name].astype("boolean")
     out["top_k"] = out["top_k"].astype("UInt32")
     out["source"] = source
-    out["ingested_at"] = pd.Timestamp(datetime.now(timezone.utc)).as_unit("ms")
+    out["ingested_at"] = pd.Timestamp(datetime.now(UTC)).as_unit("ms")
     out["kafka_topic"] = topic
     out["kafka_partition"] = np.int32(partition)
     out["kafka_offset"] = offsets.astype("int64")

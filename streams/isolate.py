@@ -46,4 +46,3 @@ def isolate(start: int, stop: int, step: Callable[[int, int], T]) -> Isolated[T]
     outcome = isolate(start, middle, step)
     outcome.extend(isolate(middle, stop, step))
     return outcome
-

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from spanline.sql.statements import render_statement
@@ -21,14 +21,19 @@ class Ledger:
     def open_intents(self, partition: int, from_offset: int) -> list[tuple[int, int]]:
         result = self._client.query(
             self._open_intents,
-            parameters={"topic": self._topic, "topic_id": self._topic_id, "partition": partition, "offset": from_offset},
+            parameters={
+                "topic": self._topic,
+                "topic_id": self._topic_id,
+                "partition": partition,
+                "offset": from_offset,
+            },
         )
         return [(int(first), int(last)) for first, last in result.result_rows]
 
     def record(self, partition: int, first_offset: int, last_offset: int, token: str) -> None:
         self._client.insert(
             self._table,
-            [[self._topic, self._topic_id, partition, first_offset, last_offset, token, datetime.now(timezone.utc)]],
+            [[self._topic, self._topic_id, partition, first_offset, last_offset, token, datetime.now(UTC)]],
             column_names=["topic", "topic_id", "partition", "first_offset", "last_offset", "token", "created_at"],
             settings={"insert_deduplication_token": f"ledger:{token}", "async_insert": 0},
         )

@@ -20,11 +20,11 @@ acked or committed, and the agent never dies from a message.
 from __future__ import annotations
 
 import asyncio
-from functools import partial
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -72,9 +72,17 @@ class PipelineStats:
 
 class IngestPipeline:
     def __init__(
-        self, topic: str, sink: ClickHouseSpanSink, catalog: PriceCatalog, send_dead_letters: DeadLetterSender,
-        windows: WindowManager | None = None, *, stored: StoredOffsets | None = None,
-        resend_window_s: float = 0.0, load_recent: RecentLoader | None = None, retry: Retry | None = None,
+        self,
+        topic: str,
+        sink: ClickHouseSpanSink,
+        catalog: PriceCatalog,
+        send_dead_letters: DeadLetterSender,
+        windows: WindowManager | None = None,
+        *,
+        stored: StoredOffsets | None = None,
+        resend_window_s: float = 0.0,
+        load_recent: RecentLoader | None = None,
+        retry: Retry | None = None,
     ) -> None:
         self._topic = topic
         self._sink = sink
@@ -117,7 +125,9 @@ class IngestPipeline:
     async def _handle(self, events: Sequence[Any], ack: Acker) -> None:
         messages = [_message(event) for event in events]
         for partition, offset in self._batcher.new_positions(messages).items():
-            await self._held(f"resume of partition {partition} at offset {offset}", partial(self._resume, partition, offset))
+            await self._held(
+                f"resume of partition {partition} at offset {offset}", partial(self._resume, partition, offset)
+            )
         self._batcher.add(messages)
         self.stats.messages += len(messages)
         for batch in self._batcher.cut():
@@ -147,7 +157,10 @@ class IngestPipeline:
             log.info("partition %d: %d span key(s) loaded for re-send detection", partition, len(recent))
 
     async def _held(
-        self, what: str, step: Callable[[], Awaitable[None]], reload_at: tuple[int, int] | None = None,
+        self,
+        what: str,
+        step: Callable[[], Awaitable[None]],
+        reload_at: tuple[int, int] | None = None,
     ) -> None:
         """Run a step until it completes. A failure that escaped it (a bug, not a message: those
         are isolated inside) holds the partition: before each new try its windows and keys are
@@ -209,8 +222,9 @@ class IngestPipeline:
         for part in stored:
             outcome = isolate(0, len(part.rows), partial(self._windows_absorb, batch.partition, part.rows))
             for index, exc in outcome.faults:
-                letters.append(self._row_letter(
-                    batch, part, index, f"stored, but left out of the minute windows: {describe(exc)}"))
+                letters.append(
+                    self._row_letter(batch, part, index, f"stored, but left out of the minute windows: {describe(exc)}")
+                )
             self.stats.data_faults += len(outcome.faults)
         await self._windows.emit_closed(batch.partition)
         self.stats.window_seconds += time.perf_counter() - started
@@ -239,25 +253,37 @@ class IngestPipeline:
     def _row_letter(self, batch: Batch, part: RowsPart, index: int, reason: str) -> DeadLetter:
         row = part.rows.iloc[index]
         return dead_letter(
-            reason=reason, source=str(row["source"]),
+            reason=reason,
+            source=str(row["source"]),
             dedup_key=f"{self._topic}/{batch.partition}/{int(row['kafka_offset'])}#{int(part.items[index])}",
-            payload=row.to_dict(), tenant_id=str(row["tenant_id"]),
+            payload=row.to_dict(),
+            tenant_id=str(row["tenant_id"]),
         )
 
 
 def _slice(part: RowsPart, start: int, stop: int) -> RowsPart:
     if start == 0 and stop == len(part.rows):
         return part
-    return RowsPart(part.start + start, part.start + stop, part.rows.iloc[start:stop],
-                    part.table.slice(start, stop - start), part.keys[start:stop], part.stamps[start:stop],
-                    part.items[start:stop])
+    return RowsPart(
+        part.start + start,
+        part.start + stop,
+        part.rows.iloc[start:stop],
+        part.table.slice(start, stop - start),
+        part.keys[start:stop],
+        part.stamps[start:stop],
+        part.items[start:stop],
+    )
 
 
 def _bare_letter(letter: DeadLetter, exc: BaseException) -> DeadLetter:
     """A letter Kafka refused, reduced to its key and the reason it could not be sent whole."""
     key, _ = letter
-    return dead_letter(reason=f"dead letter could not be sent whole: {describe(exc)}", source="spanline-worker",
-                       dedup_key=key.decode("utf-8", "replace"), payload=None)
+    return dead_letter(
+        reason=f"dead letter could not be sent whole: {describe(exc)}",
+        source="spanline-worker",
+        dedup_key=key.decode("utf-8", "replace"),
+        payload=None,
+    )
 
 
 def _message(event: Any) -> Message:

@@ -50,14 +50,20 @@ class ValidSpans:
         self.stamps += [message.timestamp_ms] * len(spans)
 
     def keys(self) -> np.ndarray:
-        return span_keys([span.get("tenant_id", "") for span in self.spans],
-                         [span["trace_id"] for span in self.spans], [span["span_id"] for span in self.spans])
+        return span_keys(
+            [span.get("tenant_id", "") for span in self.spans],
+            [span["trace_id"] for span in self.spans],
+            [span["span_id"] for span in self.spans],
+        )
 
     def select(self, keep: np.ndarray) -> ValidSpans:
         chosen: list[int] = np.flatnonzero(keep).tolist()
         return ValidSpans(
-            [self.spans[i] for i in chosen], [self.offsets[i] for i in chosen], [self.items[i] for i in chosen],
-            [self.sources[i] for i in chosen], [self.stamps[i] for i in chosen],
+            [self.spans[i] for i in chosen],
+            [self.offsets[i] for i in chosen],
+            [self.items[i] for i in chosen],
+            [self.sources[i] for i in chosen],
+            [self.stamps[i] for i in chosen],
         )
 
 
@@ -103,12 +109,21 @@ def process_batch(batch: Batch, topic: str, catalog: PriceCatalog, recent: Recen
 
     def build(start: int, stop: int) -> RowsPart:
         rows = build_rows(valid, start, stop, topic, batch.partition, catalog)
-        return RowsPart(start, stop, rows, arrow_rows(rows), keys[start:stop], stamps[start:stop],
-                        np.asarray(valid.items[start:stop], dtype=np.int64))
+        return RowsPart(
+            start,
+            stop,
+            rows,
+            arrow_rows(rows),
+            keys[start:stop],
+            stamps[start:stop],
+            np.asarray(valid.items[start:stop], dtype=np.int64),
+        )
 
     built = isolate(0, len(valid.spans), build)
     for index, exc in built.faults:
-        letters.append(span_letter(valid, index, topic, batch.partition, f"span could not be processed: {describe(exc)}"))
+        letters.append(
+            span_letter(valid, index, topic, batch.partition, f"span could not be processed: {describe(exc)}")
+        )
     return ProcessedBatch([part for _, _, part in built.results], letters, spans_in, resends, len(valid.spans))
 
 
@@ -122,37 +137,58 @@ def decode_batch(batch: Batch, topic: str) -> tuple[ValidSpans, list[DeadLetter]
         try:
             items = _decode(message.value)
             if items is None:
-                letters.append(dead_letter(reason="message is not a JSON array of spans", source=message.source,
-                                           dedup_key=origin, payload=message.value))
+                letters.append(
+                    dead_letter(
+                        reason="message is not a JSON array of spans",
+                        source=message.source,
+                        dedup_key=origin,
+                        payload=message.value,
+                    )
+                )
                 continue
             result = validate_items(items)
             letters += invalid_item_letters(result.invalid, source=message.source, origin=origin)
         except Exception as exc:  # whatever a message's content does, it costs no other message
-            letters.append(dead_letter(reason=f"message could not be read: {describe(exc)}", source=message.source,
-                                       dedup_key=origin, payload=message.value))
+            letters.append(
+                dead_letter(
+                    reason=f"message could not be read: {describe(exc)}",
+                    source=message.source,
+                    dedup_key=origin,
+                    payload=message.value,
+                )
+            )
             continue
         spans_in += len(items)
         valid.add(message, result.spans, result.indexes)
     return valid, letters, spans_in
 
 
-def build_rows(valid: ValidSpans, start: int, stop: int, topic: str, partition: int,
-               catalog: PriceCatalog) -> pd.DataFrame:
+def build_rows(
+    valid: ValidSpans, start: int, stop: int, topic: str, partition: int, catalog: PriceCatalog
+) -> pd.DataFrame:
     """Spans ``start..stop-1`` as ``spans`` table rows: one column batch, derived and priced."""
     frame = derive(spans_to_frame(valid.spans[start:stop]))
     priced = pd.concat([frame, catalog.price(frame)], axis=1)
     return table_rows(
-        priced, source=np.asarray(valid.sources[start:stop]), topic=topic, partition=partition,
-        offsets=np.asarray(valid.offsets[start:stop]), timestamps=np.asarray(valid.stamps[start:stop], dtype=np.int64),
+        priced,
+        source=np.asarray(valid.sources[start:stop]),
+        topic=topic,
+        partition=partition,
+        offsets=np.asarray(valid.offsets[start:stop]),
+        timestamps=np.asarray(valid.stamps[start:stop], dtype=np.int64),
     )
 
 
 def span_letter(valid: ValidSpans, index: int, topic: str, partition: int, reason: str) -> DeadLetter:
     """The dead letter of one valid span that a later step could not handle."""
     span = valid.spans[index]
-    return dead_letter(reason=reason, source=valid.sources[index],
-                       dedup_key=f"{topic}/{partition}/{valid.offsets[index]}#{valid.items[index]}",
-                       payload=span, tenant_id=str(span.get("tenant_id", "")))
+    return dead_letter(
+        reason=reason,
+        source=valid.sources[index],
+        dedup_key=f"{topic}/{partition}/{valid.offsets[index]}#{valid.items[index]}",
+        payload=span,
+        tenant_id=str(span.get("tenant_id", "")),
+    )
 
 
 def _decode(value: bytes | None) -> list[object] | None:

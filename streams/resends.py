@@ -36,9 +36,12 @@ _SEPARATOR = "\x1f"
 def span_keys(tenants: Sequence[object], traces: Sequence[object], spans: Sequence[object]) -> npt.NDArray[np.uint64]:
     """The 64-bit identity of each span: a hash of (tenant_id, trace_id, span_id)."""
     joined = np.fromiter(
-        (f"{tenant}{_SEPARATOR}{trace}{_SEPARATOR}{span}" for tenant, trace, span in zip(tenants, traces, spans,
-                                                                                         strict=True)),
-        dtype=object, count=len(spans),
+        (
+            f"{tenant}{_SEPARATOR}{trace}{_SEPARATOR}{span}"
+            for tenant, trace, span in zip(tenants, traces, spans, strict=True)
+        ),
+        dtype=object,
+        count=len(spans),
     )
     keys: npt.NDArray[np.uint64] = pd.util.hash_array(joined, categorize=False)
     return keys
@@ -86,8 +89,9 @@ class RecentSpans:
         while len(self._runs) > 1 and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0]):
             newer = self._runs.pop()
             older = self._runs.pop()
-            self._runs.append(self._evicted(_sorted_run(np.concatenate([older[0], newer[0]]),
-                                                        np.concatenate([older[1], newer[1]]))))
+            self._runs.append(
+                self._evicted(_sorted_run(np.concatenate([older[0], newer[0]]), np.concatenate([older[1], newer[1]])))
+            )
         self._runs = [run for run in self._runs if len(run[0])]
 
     def _evicted(self, run: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -73,7 +73,13 @@ class ClickHouseSpanSink(BatchingSink[InsertPart]):
     """Writes span batches to ``spans`` exactly once, recording each batch in the ledger first."""
 
     def __init__(
-        self, url: str, database: str, topic: str, topic_id: str, ttl_days: int, retry: Retry,
+        self,
+        url: str,
+        database: str,
+        topic: str,
+        topic_id: str,
+        ttl_days: int,
+        retry: Retry,
         password: Any = None,
     ) -> None:
         super().__init__(retry)
@@ -102,7 +108,9 @@ class ClickHouseSpanSink(BatchingSink[InsertPart]):
         """Write the batch's bounds to the ledger before any of its rows is inserted."""
         _, ledger = self._ready()
         with storage_errors():
-            ledger.record(batch.partition, batch.first_offset, batch.last_offset, batch.token(self._topic, self._topic_id))
+            ledger.record(
+                batch.partition, batch.first_offset, batch.last_offset, batch.token(self._topic, self._topic_id)
+            )
 
     def write(self, insert: InsertPart) -> Isolated[None]:
         """Insert the part; rows ClickHouse refuses are isolated and returned as faults.
@@ -117,9 +125,12 @@ class ClickHouseSpanSink(BatchingSink[InsertPart]):
             whole = insert.whole and start == 0 and stop == len(insert.part.rows)
             with storage_errors():
                 client.insert_arrow(
-                    f"{self._database}.spans", insert.part.table.slice(start, stop - start),
-                    settings={**DEDUP_SETTINGS,
-                              "insert_deduplication_token": token if whole else f"{token}#{first + start}-{first + stop}"},
+                    f"{self._database}.spans",
+                    insert.part.table.slice(start, stop - start),
+                    settings={
+                        **DEDUP_SETTINGS,
+                        "insert_deduplication_token": token if whole else f"{token}#{first + start}-{first + stop}",
+                    },
                 )
 
         return isolate(0, len(insert.part.rows), insert_rows)

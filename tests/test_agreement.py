@@ -37,11 +37,37 @@ PARTITIONS = 3
 WINDOW_ENV = {"SPANLINE_WINDOW_IDLE_S": "2"}
 QUANTILES = (0.5, 0.95, 0.99)
 RAW_COLUMNS = (
-    *expect.DIMENSIONS, "start_time", "status", "error_type", "http_status", "attempt", "cost_usd", "cost_known",
-    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "cache_hit",
-    "cache_layer", "context_truncated", "eval_name", "eval_passed", "eval_score", "model_tier", "routing_reason",
-    "model_response", "tool_name", "prompt_id", "prompt_version", "embedding_model", "index_embedding_model",
-    "duration_ms", "ttft_ms", "tpot_ms", "span_id",
+    *expect.DIMENSIONS,
+    "start_time",
+    "status",
+    "error_type",
+    "http_status",
+    "attempt",
+    "cost_usd",
+    "cost_known",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cache_hit",
+    "cache_layer",
+    "context_truncated",
+    "eval_name",
+    "eval_passed",
+    "eval_score",
+    "model_tier",
+    "routing_reason",
+    "model_response",
+    "tool_name",
+    "prompt_id",
+    "prompt_version",
+    "embedding_model",
+    "index_embedding_model",
+    "duration_ms",
+    "ttft_ms",
+    "tpot_ms",
+    "span_id",
 )
 
 
@@ -49,8 +75,9 @@ class MetricsReader:
     """Reads the metrics topic from the beginning into a MinuteMerger (no consumer group)."""
 
     def __init__(self, bootstrap_servers: str, topic: str) -> None:
-        self._consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
-                                       auto_offset_reset="earliest")
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap_servers, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
         partition = TopicPartition(topic, 0)
         self._consumer.assign([partition])
         self._consumer.seek_to_beginning(partition)
@@ -69,8 +96,10 @@ class MetricsReader:
         deadline = time.monotonic() + timeout_s
         while self.merger.complete_before is None or self.merger.complete_before < before:
             if time.monotonic() > deadline:
-                raise AssertionError(f"minutes before {before} not complete after {timeout_s}s ({self.records} "
-                                     f"records, {len(self.figures)} minutes); logs in {stack.home}")
+                raise AssertionError(
+                    f"minutes before {before} not complete after {timeout_s}s ({self.records} "
+                    f"records, {len(self.figures)} minutes); logs in {stack.home}"
+                )
             stack.wait_until(lambda: True, 1, "worker alive")
             self.poll()
         return [figure for figure in self.figures if figure.minute < before]
@@ -105,8 +134,15 @@ def _closing_spans(template: dict[str, object], end: datetime) -> list[dict[str,
             continue
         partitions.add(partition)
         start = end + timedelta(minutes=5)
-        spans.append({**template, "trace_id": trace_id, "span_id": f"{trace_id}-root", "parent_span_id": None,
-                      "start_time": start.isoformat().replace("+00:00", "Z")})
+        spans.append(
+            {
+                **template,
+                "trace_id": trace_id,
+                "span_id": f"{trace_id}-root",
+                "parent_span_id": None,
+                "start_time": start.isoformat().replace("+00:00", "Z"),
+            }
+        )
         if len(partitions) == PARTITIONS:
             return spans
     raise AssertionError("no trace ids for every partition")
@@ -179,7 +215,8 @@ def test_stream_windows_equal_clickhouse_rollups_equal_pandas(stack: Stack) -> N
     assert len(rows) == len(spans) == rows["span_id"].nunique()
     compared = _before(rows, end)
     assert [figure.minute for figure in figures if len(figure.frame)] == [
-        START + timedelta(minutes=m) for m in range(minutes)]
+        START + timedelta(minutes=m) for m in range(minutes)
+    ]
     assert sum(figure.late_spans for figure in figures) == 0
     expect.assert_figures_equal_pandas(figures, compared)
     assert_rollups_equal_pandas(_rollups(stack, end), compared)
@@ -200,7 +237,7 @@ def test_a_worker_killed_mid_stream_loses_no_window_and_counts_none_twice(stack:
         stack.wait_until(lambda: reader.poll() or reader.records >= 2, 60, "the first emitted windows")
         stack.stop_worker(signal.SIGKILL)
         records_before_kill = reader.records
-        _publish(stack, spans[len(first):], spans_per_message=40)
+        _publish(stack, spans[len(first) :], spans_per_message=40)
         stack.start_worker()
         stack.wait_for_count("SELECT count() FROM {db}.spans", len(spans), timeout_s=60)
         figures = reader.wait_for(end, stack)
@@ -212,7 +249,8 @@ def test_a_worker_killed_mid_stream_loses_no_window_and_counts_none_twice(stack:
     assert log.count("windows resumed at offset") >= 2 * PARTITIONS, "both workers resumed every partition"
     assert records_before_kill >= 2
     assert [figure.minute for figure in figures if len(figure.frame)] == [
-        START + timedelta(minutes=m) for m in range(minutes)]
+        START + timedelta(minutes=m) for m in range(minutes)
+    ]
     assert sum(figure.late_spans for figure in figures) == 0
     expect.assert_figures_equal_pandas(figures, _before(rows, end))
     windows = stack.query("SELECT count(), uniqExact(partition, minute) FROM {db}.metric_windows").rows[0]

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from tests.support.loopback import LoopbackServer
 from tests.support.stack import TENANT_KEYS, Stack, read_topic
 
@@ -28,8 +29,11 @@ def webhook() -> Iterator[LoopbackServer]:
 
 
 def worker_env(webhook: LoopbackServer) -> dict[str, str]:
-    return {"SPANLINE_ALERT_WEBHOOK_URL": webhook.url,
-            "SPANLINE_ALERT_GROUP_WAIT_S": "0", "SPANLINE_WINDOW_IDLE_S": "3"}
+    return {
+        "SPANLINE_ALERT_WEBHOOK_URL": webhook.url,
+        "SPANLINE_ALERT_GROUP_WAIT_S": "0",
+        "SPANLINE_WINDOW_IDLE_S": "3",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -44,16 +48,29 @@ def stack(tansu_kafka: Any, webhook: LoopbackServer, tmp_path_factory: pytest.Te
 def retrieval(minute: int, index: int, mismatch: bool, feature: str = "support-chat") -> dict[str, Any]:
     start = START + timedelta(minutes=minute, seconds=index * 60 / SPANS_PER_MINUTE)
     return {
-        "span_id": f"r-{feature}-{minute}-{index}", "trace_id": f"t-{minute}-{index}", "service": "chat",
-        "feature": feature, "kind": "retrieval", "name": "retrieve", "start_time": start.isoformat(),
-        "duration_ms": 40.0, "index_name": "docs", "top_k": 5, "embedding_model": "text-embedding-3-large"
-        if mismatch else "text-embedding-3-small", "index_embedding_model": "text-embedding-3-small",
+        "span_id": f"r-{feature}-{minute}-{index}",
+        "trace_id": f"t-{minute}-{index}",
+        "service": "chat",
+        "feature": feature,
+        "kind": "retrieval",
+        "name": "retrieve",
+        "start_time": start.isoformat(),
+        "duration_ms": 40.0,
+        "index_name": "docs",
+        "top_k": 5,
+        "embedding_model": "text-embedding-3-large" if mismatch else "text-embedding-3-small",
+        "index_embedding_model": "text-embedding-3-small",
     }
 
 
-def test_an_embedding_mismatch_pages_once_with_its_diagnosis_and_resolves(stack: Stack, webhook: LoopbackServer) -> None:
-    spans = [retrieval(m, i, mismatch=(m == MISMATCH_MINUTE and i < 4)) for m in range(MINUTES)
-             for i in range(SPANS_PER_MINUTE)]
+def test_an_embedding_mismatch_pages_once_with_its_diagnosis_and_resolves(
+    stack: Stack, webhook: LoopbackServer
+) -> None:
+    spans = [
+        retrieval(m, i, mismatch=(m == MISMATCH_MINUTE and i < 4))
+        for m in range(MINUTES)
+        for i in range(SPANS_PER_MINUTE)
+    ]
     status, _ = stack.post("/v1/spans", orjson.dumps(spans), TENANT_KEYS["acme"])
     assert status == 200
     stack.wait_until(lambda: any(n["action"] == "resolve" for n in webhook.received), 120, "the resolve notification")
@@ -68,30 +85,44 @@ def test_an_embedding_mismatch_pages_once_with_its_diagnosis_and_resolves(stack:
     fired_at = datetime.fromisoformat(alert["at"])
     assert fired_at - (START + timedelta(minutes=MISMATCH_MINUTE)) <= timedelta(seconds=60)
 
-    rows = stack.query(
-        "SELECT state, rule, runbook_branch, toString(at) FROM {db}.alerts ORDER BY at, state").rows
-    assert [(r[0], r[1], r[2]) for r in rows] == [("firing", "embedding_mismatch", "embedding_mismatch"),
-                                                    ("resolved", "embedding_mismatch", "embedding_mismatch")]
+    rows = stack.query("SELECT state, rule, runbook_branch, toString(at) FROM {db}.alerts ORDER BY at, state").rows
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        ("firing", "embedding_mismatch", "embedding_mismatch"),
+        ("resolved", "embedding_mismatch", "embedding_mismatch"),
+    ]
     events = read_topic(stack.bootstrap_servers, stack.settings.topic_alerts)
-    assert [(e["rule"], e["state"]) for e in events] == [("embedding_mismatch", "firing"),
-                                                          ("embedding_mismatch", "resolved")]
+    assert [(e["rule"], e["state"]) for e in events] == [
+        ("embedding_mismatch", "firing"),
+        ("embedding_mismatch", "resolved"),
+    ]
 
 
-def test_a_worker_restart_during_an_incident_neither_repeats_nor_loses_its_page(stack: Stack, webhook: LoopbackServer) -> None:
+def test_a_worker_restart_during_an_incident_neither_repeats_nor_loses_its_page(
+    stack: Stack, webhook: LoopbackServer
+) -> None:
     key = "embedding_mismatch/feature=doc-search/tenant_id=acme"
-    incident = [retrieval(m, i, mismatch=(m == 30 and i < 2), feature="doc-search")
-                for m in range(MINUTES, 36) for i in range(SPANS_PER_MINUTE)]
+    incident = [
+        retrieval(m, i, mismatch=(m == 30 and i < 2), feature="doc-search")
+        for m in range(MINUTES, 36)
+        for i in range(SPANS_PER_MINUTE)
+    ]
     assert stack.post("/v1/spans", orjson.dumps(incident), TENANT_KEYS["acme"])[0] == 200
     stack.wait_until(lambda: any(n["group_key"] == key for n in webhook.received), 120, "the doc-search page")
 
     stack.stop_worker()  # SIGTERM mid-incident: state saved, queued notifications delivered
     stack.start_worker(worker_env(webhook))
-    after = [retrieval(m, i, mismatch=False, feature="doc-search") for m in range(36, 60) for i in range(SPANS_PER_MINUTE)]
+    after = [
+        retrieval(m, i, mismatch=False, feature="doc-search") for m in range(36, 60) for i in range(SPANS_PER_MINUTE)
+    ]
     assert stack.post("/v1/spans", orjson.dumps(after), TENANT_KEYS["acme"])[0] == 200
-    stack.wait_until(lambda: ("resolve", key) in {(n["action"], n["group_key"]) for n in webhook.received}, 120,
-                     "the doc-search resolve")
+    stack.wait_until(
+        lambda: ("resolve", key) in {(n["action"], n["group_key"]) for n in webhook.received},
+        120,
+        "the doc-search resolve",
+    )
 
     assert [n["action"] for n in webhook.received if n["group_key"] == key] == ["trigger", "resolve"]
-    rows = stack.query("SELECT state, count() FROM {db}.alerts WHERE dedup_key = {key:String} GROUP BY state "
-                       "ORDER BY state", key=key).rows
+    rows = stack.query(
+        "SELECT state, count() FROM {db}.alerts WHERE dedup_key = {key:String} GROUP BY state ORDER BY state", key=key
+    ).rows
     assert [tuple(r) for r in rows] == [("firing", 1), ("resolved", 1)]

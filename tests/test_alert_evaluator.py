@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spanline.contracts import load_contracts
 from spanline.alerts.evaluator import Evaluator
 from spanline.alerts.events import AlertEvent
 from spanline.alerts.rules import load_rules
+from spanline.contracts import load_contracts
 from tests.test_alert_frames import Knobs, diurnal, hour_frame, minute_frame
 
 START = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
@@ -31,25 +31,39 @@ class Minute:
 def learned(rng: np.random.Generator) -> Evaluator:
     """An evaluator with 8 closed hours of noisy diurnal history before START (as after bootstrap)."""
     evaluator = Evaluator(load_rules(), load_contracts())
-    hours = [hour_frame(h, rng, diurnal(Knobs(), h, rng))
-             for h in (START - timedelta(hours=n) for n in range(HISTORY_HOURS, 0, -1))]
+    hours = [
+        hour_frame(h, rng, diurnal(Knobs(), h, rng))
+        for h in (START - timedelta(hours=n) for n in range(HISTORY_HOURS, 0, -1))
+    ]
     assert evaluator.learn_hours(pd.concat(hours, ignore_index=True)) > 0
     return evaluator
 
 
-def run(evaluator: Evaluator, rng: np.random.Generator, start: datetime, minutes: int,
-        incident: Knobs | None = None, where: dict[str, str] | None = None) -> list[AlertEvent]:
+def run(
+    evaluator: Evaluator,
+    rng: np.random.Generator,
+    start: datetime,
+    minutes: int,
+    incident: Knobs | None = None,
+    where: dict[str, str] | None = None,
+) -> list[AlertEvent]:
     events: list[AlertEvent] = []
     for n in range(minutes):
         minute = start + timedelta(minutes=n)
-        frame = minute_frame(minute, rng, diurnal(Knobs(), minute, rng), where=where,
-                             incident=None if incident is None else diurnal(incident, minute, rng))
+        frame = minute_frame(
+            minute,
+            rng,
+            diurnal(Knobs(), minute, rng),
+            where=where,
+            incident=None if incident is None else diurnal(incident, minute, rng),
+        )
         events.extend(evaluator.evaluate(Minute(minute, frame)))
     return events
 
 
-def scenario(incident: Knobs, where: dict[str, str] | None, minutes: int = 15, seed: int = 3
-             ) -> tuple[Evaluator, list[AlertEvent], datetime]:
+def scenario(
+    incident: Knobs, where: dict[str, str] | None, minutes: int = 15, seed: int = 3
+) -> tuple[Evaluator, list[AlertEvent], datetime]:
     rng = np.random.default_rng(seed)
     evaluator = learned(rng)
     quiet = run(evaluator, rng, START, WARMUP_MINUTES)

@@ -28,7 +28,7 @@ PRICE_PER_OUTPUT_TOKEN = {"small": 0.6e-6, "large": 15e-6}
 
 @dataclass(frozen=True)
 class Knobs:
-    requests: float = 120.0          # per tenant × feature and minute
+    requests: float = 120.0  # per tenant × feature and minute
     cache_hit_rate: float = 0.35
     large_share: float = 0.25
     error_rate: float = 0.01
@@ -45,13 +45,20 @@ class Knobs:
     recall: float = 0.93
     mismatch_share: float = 0.0
     context_share: float = 0.0001
-    model_response: str = ""         # '' = the usual versioned name
+    model_response: str = ""  # '' = the usual versioned name
     prompt_version: str = "v6"
 
 
 def _dims(tenant: str, feature: str, provider: str, model: str, kind: str) -> dict[str, str]:
-    return {"tenant_id": tenant, "service": FEATURES[feature], "feature": feature, "provider": provider,
-            "model_requested": model, "route": f"{feature}:{model}" if model else "", "kind": kind}
+    return {
+        "tenant_id": tenant,
+        "service": FEATURES[feature],
+        "feature": feature,
+        "provider": provider,
+        "model_requested": model,
+        "route": f"{feature}:{model}" if model else "",
+        "kind": kind,
+    }
 
 
 def _sketch(rng: np.random.Generator, median: float, count: float, sigma: float = 0.35) -> DDSketch | None:
@@ -64,8 +71,13 @@ def _sketch(rng: np.random.Generator, median: float, count: float, sigma: float 
     return sketch
 
 
-def minute_frame(minute: datetime, rng: np.random.Generator, knobs: Knobs = Knobs(),
-                 where: dict[str, str] | None = None, incident: Knobs | None = None) -> pd.DataFrame:
+def minute_frame(
+    minute: datetime,
+    rng: np.random.Generator,
+    knobs: Knobs = Knobs(),
+    where: dict[str, str] | None = None,
+    incident: Knobs | None = None,
+) -> pd.DataFrame:
     """One minute's frame; groups matching ``where`` use ``incident`` knobs instead of ``knobs``."""
     rows: list[dict] = []
     for tenant in TENANTS:
@@ -82,14 +94,22 @@ def minute_frame(minute: datetime, rng: np.random.Generator, knobs: Knobs = Knob
     for name in (*MAPS, *SKETCHES):
         if name not in frame:
             frame[name] = None
-        frame[name] = [value if isinstance(value, (dict, DDSketch)) else ({} if name in MAPS else None)
-                       for value in frame[name]]
+        frame[name] = [
+            value if isinstance(value, (dict, DDSketch)) else ({} if name in MAPS else None) for value in frame[name]
+        ]
     frame["minute"] = pd.Timestamp(minute)
     return frame
 
 
-def _choose(knobs: Knobs, incident: Knobs | None, where: dict[str, str] | None, tenant: str, feature: str,
-            provider: str, model: str) -> Knobs:
+def _choose(
+    knobs: Knobs,
+    incident: Knobs | None,
+    where: dict[str, str] | None,
+    tenant: str,
+    feature: str,
+    provider: str,
+    model: str,
+) -> Knobs:
     if incident is None:
         return knobs
     values = {"tenant_id": tenant, "feature": feature, "provider": provider, "model_requested": model}
@@ -110,11 +130,19 @@ def _llm_row(rng, k: Knobs, tenant, feature, provider, model, tier) -> dict:
     slow = 1.0 if provider == "openai" else 1.3
     return {
         **_dims(tenant, feature, provider, model, "llm"),
-        "spans": calls, "llm_calls": calls, "errors": errors + limited, "rate_limited": limited,
-        "retries": limited, "input_tokens": int(k.input_tokens * calls), "output_tokens": output,
-        "cost_usd": cost, "context_truncations": context, "context_length_errors": 0,
+        "spans": calls,
+        "llm_calls": calls,
+        "errors": errors + limited,
+        "rate_limited": limited,
+        "retries": limited,
+        "input_tokens": int(k.input_tokens * calls),
+        "output_tokens": output,
+        "cost_usd": cost,
+        "context_truncations": context,
+        "context_length_errors": 0,
         "errors_by_type": {k.error_type: errors, "rate_limited": limited} if errors + limited else {},
-        "llm_calls_by_tier": {tier: calls}, "cost_by_tier": {tier: cost},
+        "llm_calls_by_tier": {tier: calls},
+        "cost_by_tier": {tier: cost},
         "llm_calls_by_reason": {"default" if tier == "small" else "escalation": calls},
         "responses_by_model": {version: calls} if calls else {},
         "cost_by_prompt": {f"{feature}@{k.prompt_version}": cost} if calls else {},
@@ -139,25 +167,53 @@ def _support_rows(rng, k: Knobs, tenant, feature) -> list[dict]:
     retrievals = 0 if agent else requests
     mismatches = int(rng.binomial(retrievals, k.mismatch_share))
     other_tool = "sql_query" if k.failing_tool != "sql_query" else "search_web"
-    failing = int(round(tool_errors * 0.9))
+    failing = round(tool_errors * 0.9)
     return [
-        {**_dims(tenant, feature, "", "", "request"), "spans": requests, "requests": requests,
-         "successful_requests": requests, "agent_steps": 0,
-         "duration_ms_sketch": _sketch(rng, k.ttft_ms * 3, requests)},
-        {**_dims(tenant, feature, "", "", "cache"), "spans": lookups, "cache_lookups": lookups, "cache_hits": hits,
-         "cache_lookups_by_layer": {"exact": lookups // 2, "semantic": lookups - lookups // 2},
-         "cache_hits_by_layer": {"exact": hits // 2, "semantic": hits - hits // 2}},
-        {**_dims(tenant, feature, "", "", "tool"), "spans": tools, "tool_calls": tools, "tool_errors": tool_errors,
-         "errors": tool_errors, "errors_by_type": {"timeout": tool_errors} if tool_errors else {},
-         "tool_calls_by_tool": {k.failing_tool: tools // 2, other_tool: tools - tools // 2} if tools else {},
-         "tool_errors_by_tool": ({k.failing_tool: failing, other_tool: tool_errors - failing} if tool_errors else {})},
+        {
+            **_dims(tenant, feature, "", "", "request"),
+            "spans": requests,
+            "requests": requests,
+            "successful_requests": requests,
+            "agent_steps": 0,
+            "duration_ms_sketch": _sketch(rng, k.ttft_ms * 3, requests),
+        },
+        {
+            **_dims(tenant, feature, "", "", "cache"),
+            "spans": lookups,
+            "cache_lookups": lookups,
+            "cache_hits": hits,
+            "cache_lookups_by_layer": {"exact": lookups // 2, "semantic": lookups - lookups // 2},
+            "cache_hits_by_layer": {"exact": hits // 2, "semantic": hits - hits // 2},
+        },
+        {
+            **_dims(tenant, feature, "", "", "tool"),
+            "spans": tools,
+            "tool_calls": tools,
+            "tool_errors": tool_errors,
+            "errors": tool_errors,
+            "errors_by_type": {"timeout": tool_errors} if tool_errors else {},
+            "tool_calls_by_tool": {k.failing_tool: tools // 2, other_tool: tools - tools // 2} if tools else {},
+            "tool_errors_by_tool": (
+                {k.failing_tool: failing, other_tool: tool_errors - failing} if tool_errors else {}
+            ),
+        },
         {**_dims(tenant, feature, "", "", "agent_step"), "spans": steps, "agent_steps": steps},
-        {**_dims(tenant, feature, "", "", "eval"), "spans": evals + recall_evals, "evals": evals + recall_evals,
-         "evals_passed": int(rng.binomial(evals, k.eval_pass)) + recall_evals,
-         "hallucination_evals": halluc_evals, "hallucinations": int(rng.binomial(halluc_evals, k.hallucination)),
-         "recall_evals": recall_evals, "recall_sum": float(rng.binomial(5, k.recall) / 5)},
-        {**_dims(tenant, feature, "", "", "retrieval"), "spans": retrievals, "retrievals": retrievals,
-         "embedding_mismatches": mismatches},
+        {
+            **_dims(tenant, feature, "", "", "eval"),
+            "spans": evals + recall_evals,
+            "evals": evals + recall_evals,
+            "evals_passed": int(rng.binomial(evals, k.eval_pass)) + recall_evals,
+            "hallucination_evals": halluc_evals,
+            "hallucinations": int(rng.binomial(halluc_evals, k.hallucination)),
+            "recall_evals": recall_evals,
+            "recall_sum": float(rng.binomial(5, k.recall) / 5),
+        },
+        {
+            **_dims(tenant, feature, "", "", "retrieval"),
+            "spans": retrievals,
+            "retrievals": retrievals,
+            "embedding_mismatches": mismatches,
+        },
     ]
 
 

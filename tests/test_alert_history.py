@@ -13,11 +13,11 @@ from clickhouse_connect.driver.client import Client
 
 from spanline.alerts.bootstrap import bootstrap
 from spanline.alerts.conditions import family_of
-from spanline.contracts import load_contracts
 from spanline.alerts.evaluator import Evaluator
 from spanline.alerts.events import AlertEvent, dedup_key
 from spanline.alerts.history import AlertHistory
 from spanline.alerts.rules import load_rules
+from spanline.contracts import load_contracts
 from tests.support.chdb import migrated_chdb
 from tests.test_alert_evaluator import Minute
 from tests.test_alert_frames import Knobs, hour_frame, minute_frame
@@ -35,9 +35,20 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
 def alert(state: str, at: datetime, tenant: str = "acme") -> AlertEvent:
     scope = {"tenant_id": tenant}
     return AlertEvent(
-        rule="cost_spike_hourly", severity="high", state=state, at=at, started_at=NOW, dedup_key=dedup_key(
-            "cost_spike_hourly", scope), scope=scope, group=scope, value=42.5, threshold=12.0,
-        summary="spend spike", description="d", runbook="cost-spike", runbook_branch="output_length",
+        rule="cost_spike_hourly",
+        severity="high",
+        state=state,
+        at=at,
+        started_at=NOW,
+        dedup_key=dedup_key("cost_spike_hourly", scope),
+        scope=scope,
+        group=scope,
+        value=42.5,
+        threshold=12.0,
+        summary="spend spike",
+        description="d",
+        runbook="cost-spike",
+        runbook_branch="output_length",
         diagnosis={"branch": "output_length", "spend_change_share": {"output_length": 0.93}},
     )
 
@@ -52,17 +63,22 @@ def test_every_state_change_is_stored_once_and_open_incidents_are_readable(clien
         f"SELECT state, tenant_id, scope['tenant_id'], runbook_branch, "
         f"JSONExtractFloat(diagnosis, 'spend_change_share', 'output_length') FROM {DB}.alerts ORDER BY at"
     ).result_rows
-    assert rows == [("firing", "acme", "acme", "output_length", 0.93), ("firing", "globex", "globex", "output_length", 0.93),
-                    ("resolved", "acme", "acme", "output_length", 0.93)]
+    assert rows == [
+        ("firing", "acme", "acme", "output_length", 0.93),
+        ("firing", "globex", "globex", "output_length", 0.93),
+        ("resolved", "acme", "acme", "output_length", 0.93),
+    ]
     incidents = history.open_incidents()
     assert [(r["dedup_key"], r["rule"], r["state"]) for r in incidents] == [
-        ("cost_spike_hourly/tenant_id=globex", "cost_spike_hourly", "firing")]
+        ("cost_spike_hourly/tenant_id=globex", "cost_spike_hourly", "firing")
+    ]
 
     # A worker without a state file adopts the open incident and resolves it when it clears.
     evaluator = Evaluator(load_rules(), load_contracts())
     adopted = evaluator.adopt(incidents)
     assert [(e.dedup_key, e.runbook_branch, e.diagnosis["branch"]) for e in adopted] == [
-        ("cost_spike_hourly/tenant_id=globex", "output_length", "output_length")]
+        ("cost_spike_hourly/tenant_id=globex", "output_length", "output_length")
+    ]
     assert evaluator.firing() == adopted
     rng = np.random.default_rng(9)
     quiet = [NOW + timedelta(minutes=n) for n in range(20)]
@@ -71,13 +87,20 @@ def test_every_state_change_is_stored_once_and_open_incidents_are_readable(clien
 
 
 def _insert_hours(client: Client, frame: pd.DataFrame) -> None:
-    columns = {name for (name,) in client.query(
-        "SELECT name FROM system.columns WHERE database = {db:String} AND table = 'spans_hour' "
-        "AND NOT startsWith(type, 'AggregateFunction')", parameters={"db": DB}).result_rows}
+    columns = {
+        name
+        for (name,) in client.query(
+            "SELECT name FROM system.columns WHERE database = {db:String} AND table = 'spans_hour' "
+            "AND NOT startsWith(type, 'AggregateFunction')",
+            parameters={"db": DB},
+        ).result_rows
+    }
     chosen = frame[[c for c in frame.columns if c in columns]].copy()
     chosen["hour"] = chosen["hour"].dt.tz_convert("UTC").dt.tz_localize(None)
-    rows = [[value.item() if hasattr(value, "item") else value for value in row] for row in
-            chosen.itertuples(index=False, name=None)]
+    rows = [
+        [value.item() if hasattr(value, "item") else value for value in row]
+        for row in chosen.itertuples(index=False, name=None)
+    ]
     client.insert(f"{DB}.spans_hour", rows, column_names=list(chosen.columns))
 
 
@@ -103,14 +126,20 @@ def test_bootstrap_rebuilds_baselines_from_the_rollups(client: Client) -> None:
     assert set(learned["hours"]) == {6}
 
     latency = next(r for r in evaluator.rules if r.name == "latency_spike")
-    ttft = evaluator.store.baseline(family_of(latency, ("tenant_id", "feature")), latency.condition.baseline.fallback
-                                    .model_copy(update={"min_hours": 1}), NOW)
+    ttft = evaluator.store.baseline(
+        family_of(latency, ("tenant_id", "feature")),
+        latency.condition.baseline.fallback.model_copy(update={"min_hours": 1}),
+        NOW,
+    )
     assert ttft.loc[("acme", "support-chat"), "value"] == pytest.approx(950, rel=0.02)
 
     # Bootstrapped baselines judge the very first live minutes: a 15x output spike pages at once.
     live = [NOW + timedelta(minutes=n) for n in range(8)]
     incident = replace(Knobs(), output_tokens=4500.0)
-    events = [e for m in live for e in evaluator.evaluate(Minute(m, minute_frame(m, rng, where={"tenant_id": "acme"},
-                                                                                  incident=incident)))]
+    events = [
+        e
+        for m in live
+        for e in evaluator.evaluate(Minute(m, minute_frame(m, rng, where={"tenant_id": "acme"}, incident=incident)))
+    ]
     spikes = [e for e in events if e.rule == "cost_spike_hourly"]
     assert [e.scope for e in spikes] == [{"tenant_id": "acme"}] and spikes[0].at - NOW <= timedelta(minutes=5)

@@ -87,13 +87,15 @@ class FakeServices:
         if problems:
             return web.json_response({"status": "invalid event", "errors": problems}, status=400)
         self.pagerduty.append(body)
-        return web.json_response({"status": "success", "message": "Event processed", "dedup_key": body["dedup_key"]},
-                                 status=202)
+        return web.json_response(
+            {"status": "success", "message": "Event processed", "dedup_key": body["dedup_key"]}, status=202
+        )
 
     async def slack_hook(self, request: web.Request) -> web.Response:
         body = await request.json()
-        if not isinstance(body.get("text"), str) or not all(b.get("type") in {"header", "section", "context"}
-                                                            for b in body.get("blocks", [])):
+        if not isinstance(body.get("text"), str) or not all(
+            b.get("type") in {"header", "section", "context"} for b in body.get("blocks", [])
+        ):
             return web.Response(text="invalid_blocks", status=400)
         self.slack.append(body)
         return web.Response(text="ok")
@@ -144,10 +146,20 @@ def event(model: str, state: str = "firing", severity: str = "critical") -> Aler
     scope = {"provider": "anthropic", "model_requested": model}
     at = datetime(2026, 11, 20, 10, 5, tzinfo=UTC)
     return AlertEvent(
-        rule="error_rate_critical", severity=severity, state=state, at=at, started_at=at, dedup_key=dedup_key(
-            "error_rate_critical", scope), scope=scope, group={"provider": "anthropic"}, value=0.7, threshold=0.5,
-        summary=f"error_rate_critical [{model}]: 70% fail", description="more than half fail",
-        runbook="provider-outage", runbook_branch="provider_errors",
+        rule="error_rate_critical",
+        severity=severity,
+        state=state,
+        at=at,
+        started_at=at,
+        dedup_key=dedup_key("error_rate_critical", scope),
+        scope=scope,
+        group={"provider": "anthropic"},
+        value=0.7,
+        threshold=0.5,
+        summary=f"error_rate_critical [{model}]: 70% fail",
+        description="more than half fail",
+        runbook="provider-outage",
+        runbook_branch="provider_errors",
         diagnosis={"branch": "provider_errors", "top_error_type": "server_error"},
     )
 
@@ -166,8 +178,11 @@ def dispatcher_for(services: FakeServices, targets: list, groups: GroupPolicy, p
 
 
 def receivers(fake: FakeServices) -> list:
-    return [PagerDutyReceiver(SecretStr(ROUTING_KEY), url=f"{fake.base}/v2/enqueue"),
-            SlackReceiver(SecretStr(fake.base + SLACK_PATH)), WebhookReceiver(SecretStr(f"{fake.base}/hook"))]
+    return [
+        PagerDutyReceiver(SecretStr(ROUTING_KEY), url=f"{fake.base}/v2/enqueue"),
+        SlackReceiver(SecretStr(fake.base + SLACK_PATH)),
+        WebhookReceiver(SecretStr(f"{fake.base}/hook")),
+    ]
 
 
 def test_an_outage_on_fifty_models_is_one_page_then_one_resolve() -> None:
@@ -188,7 +203,10 @@ async def _an_outage_on_fifty_models_is_one_page_then_one_resolve(services: Fake
     assert [trigger["event_action"], resolve["event_action"]] == ["trigger", "resolve"]
     assert trigger["dedup_key"] == resolve["dedup_key"] == "error_rate_critical/provider=anthropic"
     assert trigger["routing_key"] == ROUTING_KEY and resolve == {
-        "routing_key": ROUTING_KEY, "event_action": "resolve", "dedup_key": trigger["dedup_key"]}
+        "routing_key": ROUTING_KEY,
+        "event_action": "resolve",
+        "dedup_key": trigger["dedup_key"],
+    }
     payload = trigger["payload"]
     assert payload["severity"] == "critical" and payload["class"] == "provider_errors"
     assert "(+49 more in this group)" in payload["summary"]
@@ -230,10 +248,13 @@ async def _refusals_and_dead_endpoints_are_counted_never_raised(services: FakeSe
     services.fail_first, services.fail_status = 1, 400
     stream = io.StringIO()
     dead = WebhookReceiver(SecretStr(f"http://127.0.0.1:{free_port()}/hook"))  # nothing listens there
-    policy = ReceiverPolicy(rate_per_minute=600, retry_initial_s=0.01, retry_max_s=0.02, failures_to_open=3,
-                            open_s=30)
-    dispatcher = dispatcher_for(services, [PagerDutyReceiver(SecretStr(ROUTING_KEY), url=f"{services.base}/v2/enqueue"),
-                                           dead, LogReceiver(stream)], GROUPS, policy)
+    policy = ReceiverPolicy(rate_per_minute=600, retry_initial_s=0.01, retry_max_s=0.02, failures_to_open=3, open_s=30)
+    dispatcher = dispatcher_for(
+        services,
+        [PagerDutyReceiver(SecretStr(ROUTING_KEY), url=f"{services.base}/v2/enqueue"), dead, LogReceiver(stream)],
+        GROUPS,
+        policy,
+    )
     await dispatcher.start()
     try:
         dispatcher.submit([event("claude-3-5-sonnet")])

@@ -44,25 +44,50 @@ def pagerduty() -> Iterator[LoopbackServer]:
 
 
 def test_a_rate_limit_storm_pages_pagerduty_once_with_its_branch_and_resolves(
-    tansu_kafka: Any, pagerduty: LoopbackServer, tmp_path: Any,
+    tansu_kafka: Any,
+    pagerduty: LoopbackServer,
+    tmp_path: Any,
 ) -> None:
     stack = Stack(tansu_kafka.bootstrap_servers, tmp_path)
     try:
-        stack.start_worker({"SPANLINE_ALERT_PAGERDUTY_ROUTING_KEY": ROUTING_KEY,
-                            "SPANLINE_ALERT_PAGERDUTY_URL": pagerduty.url,
-                            "SPANLINE_ALERT_GROUP_WAIT_S": "0", "SPANLINE_WINDOW_IDLE_S": "3"})
+        stack.start_worker(
+            {
+                "SPANLINE_ALERT_PAGERDUTY_ROUTING_KEY": ROUTING_KEY,
+                "SPANLINE_ALERT_PAGERDUTY_URL": pagerduty.url,
+                "SPANLINE_ALERT_GROUP_WAIT_S": "0",
+                "SPANLINE_WINDOW_IDLE_S": "3",
+            }
+        )
         stack.start_receiver()
         env = {k: v for k, v in os.environ.items() if not k.startswith("SPANLINE_")} | stack.env
         started = time.monotonic()
         result = subprocess.run(
-            [sys.executable, "-m", "spanline", "simulate", "--scenario", SCENARIO.name, "--hours", str(HOURS),
-             "--rate", str(RATE), "--incident-at", str(INCIDENT_AT_MIN), "--incident-minutes", str(INCIDENT_MINUTES)],
-            env=env, capture_output=True, text=True, timeout=400,
+            [
+                sys.executable,
+                "-m",
+                "spanline",
+                "simulate",
+                "--scenario",
+                SCENARIO.name,
+                "--hours",
+                str(HOURS),
+                "--rate",
+                str(RATE),
+                "--incident-at",
+                str(INCIDENT_AT_MIN),
+                "--incident-minutes",
+                str(INCIDENT_MINUTES),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=400,
         )
         sent = time.monotonic()
         assert result.returncode == 0, result.stdout + result.stderr
-        stack.wait_until(lambda: any(b["event_action"] == "resolve" for b in pagerduty.received), 240,
-                         "the PagerDuty resolve")
+        stack.wait_until(
+            lambda: any(b["event_action"] == "resolve" for b in pagerduty.received), 240, "the PagerDuty resolve"
+        )
     finally:
         stack.close()
 
@@ -72,10 +97,13 @@ def test_a_rate_limit_storm_pages_pagerduty_once_with_its_branch_and_resolves(
     trigger = pagerduty.received[0]
     details = trigger["payload"]["custom_details"]
     assert details["rule"] == SCENARIO.expected_rule and details["scope"]["provider"] == "openai"
-    assert (details["runbook"], details["runbook_branch"]) == (SCENARIO.expected_runbook, SCENARIO.expected_branch), \
+    assert (details["runbook"], details["runbook_branch"]) == (SCENARIO.expected_runbook, SCENARIO.expected_branch), (
         details["diagnosis"]
+    )
     assert trigger["payload"]["class"] == SCENARIO.expected_branch
     assert trigger["links"][0]["href"].endswith(f"{SCENARIO.expected_runbook}.md")
     page_delay = pagerduty.arrived[0] - sent
-    print(f"simulate sent {HOURS} h of traffic in {sent - started:.1f} s; PagerDuty trigger {page_delay:.1f} s "
-          f"after the last (incident and after) minutes were sent")
+    print(
+        f"simulate sent {HOURS} h of traffic in {sent - started:.1f} s; PagerDuty trigger {page_delay:.1f} s "
+        f"after the last (incident and after) minutes were sent"
+    )

@@ -17,10 +17,10 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from spanline.contracts import load_contracts
 from spanline.alerts.evaluator import Evaluator
 from spanline.alerts.events import AlertEvent
 from spanline.alerts.rules import Rule, load_rules
+from spanline.contracts import load_contracts
 from spanline.simulator.scenarios import SCENARIOS, Scenario, get_scenario, rate_for
 from spanline.simulator.workload import generate_traces
 from spanline.streams.pricing import PriceCatalog
@@ -62,8 +62,12 @@ def bootstrapped(catalog: PriceCatalog) -> Callable[[float, tuple[str, ...]], Ev
     def build(rate: float, tenants: tuple[str, ...]) -> Evaluator:
         if (rate, tenants) not in cache:
             history = get_scenario("baseline").workload(
-                start=START - timedelta(hours=HISTORY_HOURS), hours=HISTORY_HOURS, requests_per_s=rate, seed=11,
-                tenants=tenants)
+                start=START - timedelta(hours=HISTORY_HOURS),
+                hours=HISTORY_HOURS,
+                requests_per_s=rate,
+                seed=11,
+                tenants=tenants,
+            )
             rows = stored_rows(generate_traces(history), catalog)
             evaluator = Evaluator(load_rules(), load_contracts())
             assert evaluator.learn_hours(hour_frame(rows)) > 0
@@ -80,19 +84,29 @@ def tail_minutes(rule: Rule) -> int:
     return int((rule.window + rule.keep_firing_for) / timedelta(minutes=1)) + 2
 
 
-def replay_scenario(scenario: Scenario, bootstrapped: Callable[[float, tuple[str, ...]], Evaluator],
-                    catalog: PriceCatalog) -> list[AlertEvent]:
+def replay_scenario(
+    scenario: Scenario, bootstrapped: Callable[[float, tuple[str, ...]], Evaluator], catalog: PriceCatalog
+) -> list[AlertEvent]:
     rule = RULES[scenario.expected_rule]
     rate, tenants = TRAFFIC.get(scenario.name, (RATE, TENANTS))
     hours = (INCIDENT_AT_MIN + INCIDENT_MINUTES + tail_minutes(rule)) / 60.0
-    config = scenario.workload(start=START, hours=hours, requests_per_s=rate, seed=5, tenants=tenants,
-                               incident_at_min=INCIDENT_AT_MIN, incident_minutes=INCIDENT_MINUTES)
+    config = scenario.workload(
+        start=START,
+        hours=hours,
+        requests_per_s=rate,
+        seed=5,
+        tenants=tenants,
+        incident_at_min=INCIDENT_AT_MIN,
+        incident_minutes=INCIDENT_MINUTES,
+    )
     return replay(bootstrapped(rate, tenants), minute_figures(stored_rows(generate_traces(config), catalog)))
 
 
 @pytest.mark.parametrize("name", INCIDENTS)
 def test_scenario_pages_exactly_its_expected_alert_and_resolves(
-    name: str, bootstrapped: Callable[[float, tuple[str, ...]], Evaluator], catalog: PriceCatalog,
+    name: str,
+    bootstrapped: Callable[[float, tuple[str, ...]], Evaluator],
+    catalog: PriceCatalog,
 ) -> None:
     scenario = SCENARIOS[name]
     rule = RULES[scenario.expected_rule]
@@ -105,24 +119,31 @@ def test_scenario_pages_exactly_its_expected_alert_and_resolves(
     assert not unexpected, f"{name}: unexpected alerts {unexpected}:\n{listing}"
     pages = [e for e in events if e.rule == rule.name and e.state == "firing"]
     # one page = one notification group (a rule grouped by provider pages once for all its models)
-    assert len(pages) >= 1 and len({e.group_key for e in pages}) == 1, f"{name}: expected one {rule.name} page:\n{listing}"
+    assert len(pages) >= 1 and len({e.group_key for e in pages}) == 1, (
+        f"{name}: expected one {rule.name} page:\n{listing}"
+    )
     expected = scenario.scope(TRAFFIC.get(name, (RATE, TENANTS))[1])
     for page in pages:  # the scope the incident pins, on the dimensions the rule scopes by
-        assert {d: v for d, v in page.scope.items() if d in expected} == {d: expected[d] for d in rule.scope
-                                                                           if d in expected}, listing
-        assert (page.runbook, page.runbook_branch) == (scenario.expected_runbook, scenario.expected_branch), \
+        assert {d: v for d, v in page.scope.items() if d in expected} == {
+            d: expected[d] for d in rule.scope if d in expected
+        }, listing
+        assert (page.runbook, page.runbook_branch) == (scenario.expected_runbook, scenario.expected_branch), (
             f"{name}: {page.runbook}/{page.runbook_branch}; diagnosis {page.diagnosis}"
+        )
     page = pages[0]
     delay = page.at - incident_start
     # A windowed condition crosses at the latest once its window lies inside the incident; then `for`.
     assert timedelta(0) < delay <= rule.for_ + rule.window + timedelta(seconds=60), f"{name}: paged after {delay}"
     paged = {e.dedup_key for e in pages}
     resolves = [e for e in events if e.dedup_key in paged and e.state == "resolved"]
-    assert len(resolves) == len(paged) and all(e.at > incident_end for e in resolves), \
+    assert len(resolves) == len(paged) and all(e.at > incident_end for e in resolves), (
         f"{name}: not every page resolved after the incident:\n{listing}"
-    print(f"{name}: {rule.name} branch {page.runbook_branch} paged {delay.total_seconds():.0f} s after the "
-          f"incident started, resolved {(max(e.at for e in resolves) - incident_end).total_seconds():.0f} s after it "
-          f"ended; also fired: {sorted({e.rule for e in events} - {rule.name}) or 'nothing'}")
+    )
+    print(
+        f"{name}: {rule.name} branch {page.runbook_branch} paged {delay.total_seconds():.0f} s after the "
+        f"incident started, resolved {(max(e.at for e in resolves) - incident_end).total_seconds():.0f} s after it "
+        f"ended; also fired: {sorted({e.rule for e in events} - {rule.name}) or 'nothing'}"
+    )
 
 
 def test_24h_of_noisy_diurnal_baseline_pages_nothing(catalog: PriceCatalog) -> None:
@@ -131,8 +152,9 @@ def test_24h_of_noisy_diurnal_baseline_pages_nothing(catalog: PriceCatalog) -> N
     a day of ClickHouse history); the rest is evaluated minute by minute: the evaluator's ~170 ms
     per minute makes a whole day of minutes too slow for CI."""
     hours = 24.0
-    config = get_scenario("baseline").workload(start=START, hours=hours, requests_per_s=rate_for(hours), seed=3,
-                                               tenants=TENANTS)
+    config = get_scenario("baseline").workload(
+        start=START, hours=hours, requests_per_s=rate_for(hours), seed=3, tenants=TENANTS
+    )
     started = time.perf_counter()
     rows = stored_rows(generate_traces(config), catalog)
     evaluator = Evaluator(load_rules(), load_contracts())
@@ -141,5 +163,7 @@ def test_24h_of_noisy_diurnal_baseline_pages_nothing(catalog: PriceCatalog) -> N
     events = replay(evaluator, minute_figures(rows[~boot].reset_index(drop=True)))
     assert events == [], "\n".join(f"{e.at:%H:%M} {e.state} {e.summary}" for e in events)
     assert evaluator.last_minute >= START + timedelta(hours=hours, minutes=-1)  # every minute was evaluated
-    print(f"24 h baseline: {len(rows):,} spans, {(hours - EVALUATED_FROM_H) * 60:.0f} minutes evaluated, "
-          f"0 pages in {time.perf_counter() - started:.0f} s")
+    print(
+        f"24 h baseline: {len(rows):,} spans, {(hours - EVALUATED_FROM_H) * 60:.0f} minutes evaluated, "
+        f"0 pages in {time.perf_counter() - started:.0f} s"
+    )

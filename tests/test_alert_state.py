@@ -26,13 +26,13 @@ from ddsketch import DDSketch
 
 from spanline.alerts.baselines import SKETCH_ACCURACY, BaselineStore, merged
 from spanline.alerts.conditions import family_of
-from spanline.contracts import load_contracts
 from spanline.alerts.evaluator import Evaluator
 from spanline.alerts.events import AlertEvent
 from spanline.alerts.metrics import METRICS
 from spanline.alerts.rules import load_rules
 from spanline.alerts.state import FORMAT, VERSION, SavedState, encode
 from spanline.alerts.worker import AlertingService
+from spanline.contracts import load_contracts
 from spanline.settings import Settings
 from tests.support.chdb import migrated_chdb
 from tests.test_alert_evaluator import START, Minute, learned
@@ -44,15 +44,26 @@ NEW_VERSION = (replace(Knobs(), model_response="gpt-4o-mini-2025-02-01"), {"prov
 OUTPUT_SPIKE = (replace(Knobs(), output_tokens=4500.0), {"tenant_id": "acme"})
 
 
-def minutes(rng: np.random.Generator, start: datetime, count: int,
-            incident: tuple[Knobs, dict[str, str]] | None = None) -> list[Minute]:
+def minutes(
+    rng: np.random.Generator, start: datetime, count: int, incident: tuple[Knobs, dict[str, str]] | None = None
+) -> list[Minute]:
     """Synthetic minutes, built once so two evaluators can be fed the very same frames."""
     built = []
     for n in range(count):
         minute = start + timedelta(minutes=n)
         knobs, where = incident if incident else (None, None)
-        built.append(Minute(minute, minute_frame(minute, rng, diurnal(Knobs(), minute, rng), where=where,
-                                                 incident=None if knobs is None else diurnal(knobs, minute, rng))))
+        built.append(
+            Minute(
+                minute,
+                minute_frame(
+                    minute,
+                    rng,
+                    diurnal(Knobs(), minute, rng),
+                    where=where,
+                    incident=None if knobs is None else diurnal(knobs, minute, rng),
+                ),
+            )
+        )
     return built
 
 
@@ -82,8 +93,9 @@ def assert_same_store(saved: BaselineStore, restored: BaselineStore) -> None:
         plain = [c for c in series.minutes.columns if c != "sketch"]
         pd.testing.assert_frame_equal(twin.minutes[plain], series.minutes[plain], check_exact=True)
         if "sketch" in series.minutes:
-            assert [sketch_figures(s) for s in twin.minutes["sketch"]] == \
-                   [sketch_figures(s) for s in series.minutes["sketch"]]
+            assert [sketch_figures(s) for s in twin.minutes["sketch"]] == [
+                sketch_figures(s) for s in series.minutes["sketch"]
+            ]
 
 
 def baselines(evaluator: Evaluator, now: datetime) -> dict[tuple, pd.DataFrame]:
@@ -111,13 +123,17 @@ def before_the_hour() -> tuple[Evaluator, list[Minute]]:
     fired = feed(evaluator, minutes(rng, START + timedelta(minutes=50), 10, OUTAGE))
     assert {e.rule for e in fired if e.state == "firing"} >= {"error_rate_critical"}
     after = START + timedelta(hours=1)
-    following = (minutes(rng, after, 2, OUTAGE) + minutes(rng, after + timedelta(minutes=2), 8)
-                 + minutes(rng, after + timedelta(minutes=10), 12, OUTPUT_SPIKE))
+    following = (
+        minutes(rng, after, 2, OUTAGE)
+        + minutes(rng, after + timedelta(minutes=2), 8)
+        + minutes(rng, after + timedelta(minutes=10), 12, OUTPUT_SPIKE)
+    )
     return evaluator, following
 
 
 def test_a_restored_evaluator_behaves_exactly_as_the_saved_one(
-    before_the_hour: tuple[Evaluator, list[Minute]], tmp_path: Path,
+    before_the_hour: tuple[Evaluator, list[Minute]],
+    tmp_path: Path,
 ) -> None:
     saved, following = copy.deepcopy(before_the_hour)
     path = tmp_path / "alerts" / "worker.state"
@@ -151,8 +167,12 @@ def test_restored_sketches_keep_their_figures_and_merge_with_fresh_ones(tmp_path
     for value in (-40.0, -2.5, 0.0, 0.0, 3.0, 250.0, 1e6):
         sketch.add(value, 1.5)
     evaluator = Evaluator(load_rules(), load_contracts())
-    family = next(family_of(c, tuple(r.scope)) for r in evaluator.rules for c in r.clauses
-                  if METRICS[c.metric].kind == "percentile")
+    family = next(
+        family_of(c, tuple(r.scope))
+        for r in evaluator.rules
+        for c in r.clauses
+        if METRICS[c.metric].kind == "percentile"
+    )
     parts = pd.DataFrame({d: ["x"] for d in family.dims} | {"num": [1.0], "den": [2.0], "sketch": [sketch]})
     evaluator.store.record(family, START, parts)
     evaluator.save(tmp_path / "s.state")
@@ -192,6 +212,7 @@ def _edit(change: Callable[[dict[str, Any]], None]) -> Callable[[bytes], bytes]:
         saved = orjson.loads(valid)
         change(saved)
         return orjson.dumps(saved)
+
     return edited
 
 
@@ -211,8 +232,12 @@ def _minutes_as_numbers(saved: dict[str, Any]) -> None:
 
 
 def _first_sketch(saved: dict[str, Any]) -> dict[str, Any]:
-    return next(column["values"][0]["ddsketch"] for entry in saved["store"]["families"]
-                for column in entry["minutes"]["columns"] if column["name"] == "sketch")
+    return next(
+        column["values"][0]["ddsketch"]
+        for entry in saved["store"]["families"]
+        for column in entry["minutes"]["columns"]
+        if column["name"] == "sketch"
+    )
 
 
 CORRUPT: dict[str, tuple[Callable[[bytes], bytes], str]] = {
@@ -220,7 +245,9 @@ CORRUPT: dict[str, tuple[Callable[[bytes], bytes], str]] = {
     "empty": (lambda valid: b"", "not JSON"),
     "truncated_json": (lambda valid: valid[: len(valid) // 2], "not JSON"),
     "pickle_of_the_previous_release": (
-        lambda valid: pickle.dumps((2, (BaselineStore(), {}, {}, None)), protocol=pickle.HIGHEST_PROTOCOL), "pickle"),
+        lambda valid: pickle.dumps((2, (BaselineStore(), {}, {}, None)), protocol=pickle.HIGHEST_PROTOCOL),
+        "pickle",
+    ),
     "other_json": (lambda valid: b'{"hello": "world"}', f"not a {FORMAT} document"),
     "wrong_version": (_edit(lambda s: s.update(version=VERSION + 1)), f"format version {VERSION + 1}"),
     "missing_store": (_edit(lambda s: s.pop("store")), "missing field 'store'"),
@@ -228,10 +255,14 @@ CORRUPT: dict[str, tuple[Callable[[bytes], bytes], str]] = {
     "odd_alert_state": (_edit(lambda s: _firing(s).update(state="exploded")), "'exploded'"),
     "naive_last_minute": (_edit(lambda s: s.update(last_minute="2026-11-20T10:59:00")), "no UTC offset"),
     "missing_column": (_edit(_drop_column), "lack the columns ['num']"),
-    "odd_sketch_bin": (_edit(lambda s: _first_sketch(s)["positive"]["counts"].__setitem__(0, "many")),
-                       "sketch bin count is 'many'"),
-    "sketch_of_another_accuracy": (_edit(lambda s: _first_sketch(s).update(relative_accuracy=0.02)),
-                                   "relative accuracy 0.02"),
+    "odd_sketch_bin": (
+        _edit(lambda s: _first_sketch(s)["positive"]["counts"].__setitem__(0, "many")),
+        "sketch bin count is 'many'",
+    ),
+    "sketch_of_another_accuracy": (
+        _edit(lambda s: _first_sketch(s).update(relative_accuracy=0.02)),
+        "relative accuracy 0.02",
+    ),
     "minutes_that_are_not_times": (_edit(_minutes_as_numbers), "column 'minute' holds values that are not UTC times"),
     "odd_event_value": (_edit(lambda s: _firing(s)["event"].update(value="high")), "'value' is a str"),
 }
@@ -250,7 +281,10 @@ def _problems(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 
 @pytest.mark.parametrize("variant", list(CORRUPT))
 def test_an_unusable_state_file_is_set_aside_with_one_error_and_nothing_restored(
-    variant: str, valid_state: bytes, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    variant: str,
+    valid_state: bytes,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     make, reason = CORRUPT[variant]
     path = tmp_path / "worker.state"
@@ -293,20 +327,28 @@ def service_for(home: Path, database: str, client: Client) -> AlertingService:
     async def publish(key: bytes, value: bytes) -> None:
         return None
 
-    return AlertingService(Settings(home=home, clickhouse_database=database), storage, publish,
-                           lambda: SimpleNamespace(spans_in=0, dead_letters=0))
+    return AlertingService(
+        Settings(home=home, clickhouse_database=database),
+        storage,
+        publish,
+        lambda: SimpleNamespace(spans_in=0, dead_letters=0),
+    )
 
 
 def start_and_evaluate(service: AlertingService, minute: Minute) -> None:
     """What ``handle`` does with a first complete minute: prepare, then evaluate it."""
+
     async def run() -> None:
         await service._prepare(minute.minute)
         await service._evaluate(minute)
+
     asyncio.run(run())
 
 
 def test_a_worker_with_a_corrupt_state_file_bootstraps_from_clickhouse_and_evaluates_at_once(
-    client: Client, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    client: Client,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     service = service_for(tmp_path, DB, client)
     service.state_path.parent.mkdir(parents=True)
@@ -324,14 +366,17 @@ def test_a_worker_with_a_corrupt_state_file_bootstraps_from_clickhouse_and_evalu
 
 
 def test_a_bootstrap_that_cannot_succeed_ends_in_empty_baselines_not_a_retry_loop(
-    client: Client, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    client: Client,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     service = service_for(tmp_path, "no_such_database", client)
     first = minutes(np.random.default_rng(3), START, 1)[0]
     with caplog.at_level(logging.INFO):
         start_and_evaluate(service, first)
     messages = [r.getMessage() for r in _problems(caplog)]
-    assert messages[0].startswith("bootstrapping the alert baselines from ClickHouse failed; alerting starts from "
-                                  "empty baselines"), messages
+    assert messages[0].startswith(
+        "bootstrapping the alert baselines from ClickHouse failed; alerting starts from empty baselines"
+    ), messages
     assert service._ready and service.evaluator.last_minute == first.minute
     assert all(len(s.hours) == 0 for s in service.evaluator.store.series.values())

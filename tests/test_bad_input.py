@@ -34,7 +34,10 @@ from tests.support.receiver import Receiver, receiver_on
 KEY = "key-acme-bad-input"
 MAX_BODY = 256 * 1024
 PROPERTY = settings(
-    max_examples=120, derandomize=True, deadline=None, database=None,
+    max_examples=120,
+    derandomize=True,
+    deadline=None,
+    database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 TALLY: Counter[str] = Counter()
@@ -43,9 +46,19 @@ TALLY: Counter[str] = Counter()
 
 
 def valid_span(n: int) -> dict[str, Any]:
-    return {"span_id": f"s{n}", "trace_id": f"t{n}", "service": "bad-input", "kind": "llm", "provider": "openai",
-            "model_requested": "gpt-4o", "start_time": "2026-11-22T10:00:00Z", "duration_ms": 120.0,
-            "input_tokens": 100, "output_tokens": 20, "attributes": {"k": "v"}}
+    return {
+        "span_id": f"s{n}",
+        "trace_id": f"t{n}",
+        "service": "bad-input",
+        "kind": "llm",
+        "provider": "openai",
+        "model_requested": "gpt-4o",
+        "start_time": "2026-11-22T10:00:00Z",
+        "duration_ms": 120.0,
+        "input_tokens": 100,
+        "output_tokens": 20,
+        "attributes": {"k": "v"},
+    }
 
 
 def nested(depth: int) -> Any:
@@ -55,19 +68,34 @@ def nested(depth: int) -> Any:
     return value
 
 
-FIELDS = sorted(Span.model_fields) + ["user_id", "not_a_field"]
+FIELDS = [*sorted(Span.model_fields), "user_id", "not_a_field"]
 WEIRD = st.one_of(
-    st.none(), st.booleans(),
+    st.none(),
+    st.booleans(),
     st.integers(min_value=-(2**70), max_value=2**70),
     st.sampled_from([-1, 0, 2**31, 2**32, 100_000_000, 100_000_001, 2**63, -(2**63)]),
     st.floats(allow_nan=False, allow_infinity=False),
-    st.text(max_size=40), st.just("x" * 70_000), st.just("2026-13-45T99:99:99Z"), st.just("\u0000\ud7ff\U0010ffff"),
-    st.sampled_from(["1969-12-31T23:59:59.999Z", "2100-01-01T00:00:00Z", "2099-12-31T23:59:59.999Z", 1e12, 1.0000001e12,
-                     86_400_000.0, 4_102_444_800]),  # the edges of the storable ranges
+    st.text(max_size=40),
+    st.just("x" * 70_000),
+    st.just("2026-13-45T99:99:99Z"),
+    st.just("\u0000\ud7ff\U0010ffff"),
+    st.sampled_from(
+        [
+            "1969-12-31T23:59:59.999Z",
+            "2100-01-01T00:00:00Z",
+            "2099-12-31T23:59:59.999Z",
+            1e12,
+            1.0000001e12,
+            86_400_000.0,
+            4_102_444_800,
+        ]
+    ),  # the edges of the storable ranges
     st.lists(st.one_of(st.text(max_size=8), st.integers()), max_size=6),
     st.dictionaries(st.text(max_size=8), st.one_of(st.text(max_size=8), st.integers(), st.none()), max_size=6),
-    st.just({f"attr{i}": "v" for i in range(300)}), st.just({"k": "v" * 5000}),
-    st.just(nested(200)), st.just({"a": {"b": {"c": {}}}}),  # deeper: RAW_GARBAGE (orjson writes 254 levels)
+    st.just({f"attr{i}": "v" for i in range(300)}),
+    st.just({"k": "v" * 5000}),
+    st.just(nested(200)),
+    st.just({"a": {"b": {"c": {}}}}),  # deeper: RAW_GARBAGE (orjson writes 254 levels)
 )
 
 
@@ -86,11 +114,26 @@ def mutated_span(draw: st.DrawFn) -> Any:
 
 RAW_GARBAGE = st.one_of(
     st.binary(max_size=300),
-    st.sampled_from([
-        b"", b"{", b"[", b"null", b"42", b'"span"', b"[1e999]", b'[{"duration_ms": NaN}]', b'[{"input_tokens": Infinity}]',
-        b'[{"span_id": "\xff\xfe"}]', b"\xef\xbb\xbf[]", b"[" * 5000 + b"]" * 5000, b"[" * 600 + b"]" * 600,
-        b'{"span_id": "a", "span_id": "b"}', b"[{}]" * 3, b'[{"kind": "llm"}, 7, "x", []]',
-    ]),
+    st.sampled_from(
+        [
+            b"",
+            b"{",
+            b"[",
+            b"null",
+            b"42",
+            b'"span"',
+            b"[1e999]",
+            b'[{"duration_ms": NaN}]',
+            b'[{"input_tokens": Infinity}]',
+            b'[{"span_id": "\xff\xfe"}]',
+            b"\xef\xbb\xbf[]",
+            b"[" * 5000 + b"]" * 5000,
+            b"[" * 600 + b"]" * 600,
+            b'{"span_id": "a", "span_id": "b"}',
+            b"[{}]" * 3,
+            b'[{"kind": "llm"}, 7, "x", []]',
+        ]
+    ),
 )
 
 
@@ -149,8 +192,11 @@ def report() -> Iterator[None]:
 
 
 @PROPERTY
-@given(messages=st.lists(st.one_of(RAW_GARBAGE, st.lists(mutated_span(), min_size=1, max_size=8).map(encode)),
-                         min_size=1, max_size=6))
+@given(
+    messages=st.lists(
+        st.one_of(RAW_GARBAGE, st.lists(mutated_span(), min_size=1, max_size=8).map(encode)), min_size=1, max_size=6
+    )
+)
 def test_the_worker_stores_valid_spans_and_dead_letters_the_rest(catalog: PriceCatalog, messages: list[bytes]) -> None:
     good = orjson.dumps([valid_span(-1), valid_span(-2)])
     values = [good, *messages]
@@ -176,8 +222,14 @@ def test_the_worker_stores_valid_spans_and_dead_letters_the_rest(catalog: PriceC
 
 @pytest.fixture(scope="module")
 def receiver(tansu_kafka: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
-    with receiver_on(tansu_kafka.bootstrap_servers, tmp_path_factory.mktemp("bad-input"), "bad-spans", KEY,
-                     "bad-input-salt", MAX_BODY) as server:
+    with receiver_on(
+        tansu_kafka.bootstrap_servers,
+        tmp_path_factory.mktemp("bad-input"),
+        "bad-spans",
+        KEY,
+        "bad-input-salt",
+        MAX_BODY,
+    ) as server:
         yield server
 
 
@@ -203,22 +255,29 @@ def test_the_receiver_accepts_valid_items_and_names_each_bad_one(receiver: Recei
 
 
 @PROPERTY
-@given(body=RAW_GARBAGE, content_type=st.sampled_from(["application/json", "application/x-ndjson", "text/plain"]),
-       gzipped=st.booleans())
+@given(
+    body=RAW_GARBAGE,
+    content_type=st.sampled_from(["application/json", "application/x-ndjson", "text/plain"]),
+    gzipped=st.booleans(),
+)
 @pytest.mark.e2e  # a real tansu broker
 def test_garbage_bodies_get_a_4xx_or_per_item_errors_never_a_crash(
     receiver: Receiver, body: bytes, content_type: str, gzipped: bool
 ) -> None:
     extra = {"Content-Encoding": "gzip"} if gzipped else {}
-    status, answer = receiver.post("/v1/spans", gzip.compress(body) if gzipped else body, headers(content_type, **extra))
+    status, answer = receiver.post(
+        "/v1/spans", gzip.compress(body) if gzipped else body, headers(content_type, **extra)
+    )
     TALLY[f"receiver garbage {status}"] += 1
     assert status in (200, 207, 400, 413), (status, answer[:300])
     assert orjson.loads(answer) if status != 413 else True
 
 
 @PROPERTY
-@given(body=st.one_of(st.binary(max_size=400), RAW_GARBAGE),
-       content_type=st.sampled_from(["application/x-protobuf", "application/json"]))
+@given(
+    body=st.one_of(st.binary(max_size=400), RAW_GARBAGE),
+    content_type=st.sampled_from(["application/x-protobuf", "application/json"]),
+)
 @pytest.mark.e2e  # a real tansu broker
 def test_otlp_garbage_is_refused_or_partially_accepted_never_a_crash(
     receiver: Receiver, body: bytes, content_type: str
@@ -246,6 +305,7 @@ def test_oversized_bodies_are_refused_also_when_compressed_or_streamed(receiver:
 
 def test_bad_input_does_not_collapse_the_worker_throughput(catalog: PriceCatalog) -> None:
     """10% invalid spans plus garbage messages cost a second validation pass, not the pipeline."""
+
     def batch(dirty: bool) -> Batch:
         spans = [valid_span(n) | ({"input_tokens": -1} if dirty and n % 10 == 0 else {}) for n in range(20_000)]
         values = [orjson.dumps(spans[i : i + 500]) for i in range(0, len(spans), 500)]

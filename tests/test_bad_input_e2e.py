@@ -30,8 +30,17 @@ def stack(tansu_kafka: TansuBroker, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def span(run: str, n: int, **fields: Any) -> dict[str, Any]:
-    return {"span_id": f"{run}-{n}", "trace_id": f"{run}-t{n}", "tenant_id": "acme", "service": run,
-            "kind": "llm", "start_time": "2026-11-22T10:00:00Z", "duration_ms": 50, "input_tokens": 10, **fields}
+    return {
+        "span_id": f"{run}-{n}",
+        "trace_id": f"{run}-t{n}",
+        "tenant_id": "acme",
+        "service": run,
+        "kind": "llm",
+        "start_time": "2026-11-22T10:00:00Z",
+        "duration_ms": 50,
+        "input_tokens": 10,
+        **fields,
+    }
 
 
 def test_garbage_is_dead_lettered_and_valid_spans_of_the_same_messages_are_stored(stack: Stack) -> None:
@@ -39,11 +48,11 @@ def test_garbage_is_dead_lettered_and_valid_spans_of_the_same_messages_are_store
     messages = [
         orjson.dumps([span(run, 1), span(run, 2, input_tokens=-5), span(run, 3), 42, {"kind": "llm"}, span(run, 4)]),
         b"\xff\xfe\x00 not json at all",
-        b"[" * 600 + b"]" * 600,                                      # deep nesting: one item, not an object
-        b'[{"span_id": "x", "duration_ms": NaN}]',                    # NaN is not JSON
+        b"[" * 600 + b"]" * 600,  # deep nesting: one item, not an object
+        b'[{"span_id": "x", "duration_ms": NaN}]',  # NaN is not JSON
         orjson.dumps([span(run, 5, attributes={f"k{i}": "v" for i in range(300)})]),  # > 256 attributes
-        orjson.dumps([span(run, 6, service="s" * 10_000)]),           # enormous string
-        orjson.dumps(span(run, 7)),                                    # a single object is fine
+        orjson.dumps([span(run, 6, service="s" * 10_000)]),  # enormous string
+        orjson.dumps(span(run, 7)),  # a single object is fine
     ]
     expected_letters = 3 + 1 + 1 + 1 + 1 + 1
     producer = KafkaProducer(bootstrap_servers=stack.bootstrap_servers)
@@ -62,8 +71,14 @@ def test_garbage_is_dead_lettered_and_valid_spans_of_the_same_messages_are_store
     letters = list(dead_letters().values())
     assert len(letters) == expected_letters
     reasons = " | ".join(letter["reason"] for letter in letters)
-    for fragment in ("input_tokens", "not a JSON array", "a valid dictionary", "attributes", "service",
-                     "Field required"):
+    for fragment in (
+        "input_tokens",
+        "not a JSON array",
+        "a valid dictionary",
+        "attributes",
+        "service",
+        "Field required",
+    ):
         assert fragment in reasons, fragment
     assert all(letter["source"] == "kafka" and letter["payload"] is not None for letter in letters)
 

@@ -20,9 +20,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
+from spanline.errors import ConfigError
 from spanline.kafka.admin import ensure_topics
 from spanline.kafka.tansu import EmbeddedBrokerError, TansuBroker, port_is_free
-from spanline.errors import ConfigError
 from tests.support.kafka_broker import ApacheKafkaBroker, free_ports
 
 pytestmark = pytest.mark.e2e
@@ -107,8 +107,12 @@ def test_aiokafka_group_member_gets_every_partition(kafka_broker: Broker) -> Non
 
     async def join_and_read() -> tuple[set[TopicPartition], int, float]:
         consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=kafka_broker.bootstrap_servers, group_id=unique("group"),
-            auto_offset_reset="earliest", session_timeout_ms=6000, heartbeat_interval_ms=300,
+            topic,
+            bootstrap_servers=kafka_broker.bootstrap_servers,
+            group_id=unique("group"),
+            auto_offset_reset="earliest",
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=300,
         )
         started = time.monotonic()
         await consumer.start()

@@ -70,7 +70,7 @@ def test_malformed_urls_are_config_errors(url: str) -> None:
 
 
 def test_a_second_chdb_path_in_one_process_is_a_config_error(client: Client, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="already has the chDB path .* open .* close its clients"):
+    with pytest.raises(ConfigError, match=r"already has the chDB path .* open .* close its clients"):
         connect(f"chdb://{tmp_path / 'other'}")
     assert client.command("SELECT 1") == 1  # the open path is unaffected
 
@@ -78,27 +78,39 @@ def test_a_second_chdb_path_in_one_process_is_a_config_error(client: Client, tmp
 def test_a_chdb_path_held_by_another_process_names_the_holder(tmp_path: Path) -> None:
     path = tmp_path / "held"
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import sys
             from spanline.sql.client import connect
             client = connect("chdb://{path}")
             print("ready", flush=True)
             sys.stdin.read()
-        """)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
-        second = subprocess.run(  # noqa: PLW1510 - the exit status is not the point, its output is
-            [sys.executable, "-c", textwrap.dedent(f"""
+        second = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                textwrap.dedent(f"""
                 from spanline.errors import ConfigError
                 from spanline.sql.client import connect
                 try:
                     connect("chdb://{path}")
                 except ConfigError as exc:
                     print(exc)
-            """)],
-            capture_output=True, text=True, timeout=60,
+            """),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     finally:
         holder.communicate(input="", timeout=60)
@@ -121,7 +133,7 @@ def test_http_timeout_is_retryable_and_dsn_options_reach_the_client() -> None:
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         port = silent.getsockname()[1]
-        with pytest.raises(RetryableStorageError, match="Read timed out. \\(read timeout=1\\)"), storage_errors():
+        with pytest.raises(RetryableStorageError, match=r"Read timed out. \(read timeout=1\)"), storage_errors():
             connect(f"http://default@127.0.0.1:{port}/?connect_timeout=1&send_receive_timeout=1")
 
 
@@ -140,8 +152,12 @@ def _insert_arrow(client: Client, table: str, value: int, settings: dict[str, ob
     client.insert_arrow(table, pa.table({"s": ["k"], "i64": pa.array([value], pa.int64())}), settings=settings)
 
 
-@pytest.mark.parametrize("insert", [_insert_rows, _insert_df, _insert_arrow], ids=["insert", "insert_df", "insert_arrow"])
-def test_insert_settings_reach_chdb(client: Client, insert: Callable[[Client, str, int, dict[str, object]], None]) -> None:
+@pytest.mark.parametrize(
+    "insert", [_insert_rows, _insert_df, _insert_arrow], ids=["insert", "insert_df", "insert_arrow"]
+)
+def test_insert_settings_reach_chdb(
+    client: Client, insert: Callable[[Client, str, int, dict[str, object]], None]
+) -> None:
     table = f"{DB}.dedup{insert.__name__}"
     client.command(
         f"CREATE TABLE {table} (s String, i64 Int64) ENGINE = MergeTree ORDER BY s "
@@ -162,7 +178,7 @@ def test_bad_data_code_names_are_the_engines(client: Client) -> None:
     names = client.query(
         "SELECT arrayMap(c -> errorCodeToName(c), {codes:Array(UInt32)})", parameters={"codes": codes}
     ).result_rows[0][0]
-    assert dict(zip(codes, names)) == BAD_DATA_CODES
+    assert dict(zip(codes, names, strict=False)) == BAD_DATA_CODES
 
 
 BadInsert = Callable[[Client], object]
@@ -179,8 +195,9 @@ REJECTED: dict[str, tuple[BadInsert, int | None]] = {
     "text into Bool": (lambda c: c.insert_arrow(VALUES, pa.table({"s": ["a"], "b": ["maybe"]})), 467),
     "number into Array": (lambda c: c.insert_arrow(VALUES, pa.table({"s": ["a"], "arr": [1]})), 53),
     "NULL into String": (
-        lambda c: c.raw_insert(VALUES, ["s", "u16"], "(NULL, 1)", fmt="Values",
-                               settings={"input_format_null_as_default": 0}),
+        lambda c: c.raw_insert(
+            VALUES, ["s", "u16"], "(NULL, 1)", fmt="Values", settings={"input_format_null_as_default": 0}
+        ),
         53,
     ),
     "decimal too big": (lambda c: c.raw_insert(VALUES, ["s", "d"], "a,1e30\n", fmt="CSV"), 69),
@@ -206,11 +223,14 @@ def test_bad_values_are_rejected(client: Client, bad: str) -> None:
 RETRYABLE: dict[str, tuple[BadInsert, int | None]] = {
     "too many parts": (lambda c: [c.insert(f"{DB}.few_parts", [[s]], column_names=["s"]) for s in "ab"], 252),
     "memory limit": (
-        lambda c: c.insert_df(VALUES, pd.DataFrame({"s": ["x" * 1000] * 10_000}), settings={"max_memory_usage": 10_000}),
+        lambda c: c.insert_df(
+            VALUES, pd.DataFrame({"s": ["x" * 1000] * 10_000}), settings={"max_memory_usage": 10_000}
+        ),
         241,
     ),
     "timeout": (
-        lambda c: c.query("SELECT count() FROM numbers(1e12)", settings={"max_execution_time": 0.1}), 159,
+        lambda c: c.query("SELECT count() FROM numbers(1e12)", settings={"max_execution_time": 0.1}),
+        159,
     ),
     "read-only": (lambda c: c.insert(VALUES, [["a"]], column_names=["s"], settings={"readonly": 1}), 164),
     "table not created yet": (lambda c: c.insert_df(f"{DB}.not_migrated_yet", pd.DataFrame({"s": ["a"]})), 60),

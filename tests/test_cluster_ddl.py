@@ -79,15 +79,15 @@ def test_local_tables_are_the_single_node_tables_replicated(chdb: Client, render
         path = f"'/clickhouse/tables/{{shard}}/{name.replace('.', '/')}_local', '{{replica}}'"
         assert f"ENGINE = Replicated{engine}MergeTree({path})" in local
         # Undo exactly the three intended changes: what remains must equal the single-node DDL.
-        undone = (
-            local.replace(f"{name}_local ON CLUSTER {CLUSTER}", name)
-            .replace(f"Replicated{engine}MergeTree({path})", f"{engine}MergeTree")
+        undone = local.replace(f"{name}_local ON CLUSTER {CLUSTER}", name).replace(
+            f"Replicated{engine}MergeTree({path})", f"{engine}MergeTree"
         )
         assert formatted(chdb, undone) == formatted(chdb, original)
         distributed = formatted(chdb, by_name[name])
         assert f"AS {name}_local" in distributed
-        assert re.search(rf"ENGINE = Distributed\({CLUSTER}, {DB}, {name.split('.')[1]}_local, cityHash64\(\w+\)\)",
-                         distributed), distributed
+        assert re.search(
+            rf"ENGINE = Distributed\({CLUSTER}, {DB}, {name.split('.')[1]}_local, cityHash64\(\w+\)\)", distributed
+        ), distributed
 
 
 def test_materialized_views_read_and_write_local_tables(chdb: Client, rendered: list[str]) -> None:
@@ -108,34 +108,55 @@ def test_plain_views_read_the_distributed_tables(chdb: Client, rendered: list[st
 
 
 def test_the_rendering_is_generic_and_refuses_what_it_cannot_render(chdb: Client) -> None:
-    extra = Migration("0099_events", """
+    extra = Migration(
+        "0099_events",
+        """
         CREATE TABLE IF NOT EXISTS ${database}.events (at DateTime, n UInt64, k String)
         ENGINE = SummingMergeTree ORDER BY (toStartOfHour(at), k);
         CREATE MATERIALIZED VIEW IF NOT EXISTS ${database}.events_mv TO ${database}.events AS
         SELECT start_time AS at, count() AS n, tenant_id AS k FROM ${database}.spans GROUP BY at, k;
-    """)
+    """,
+    )
     statements = cluster_statements([*load_migrations()[:1], extra], DB, 30, CLUSTER)
     text = "\n".join(formatted(chdb, s) for s in statements)
-    assert "ENGINE = ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/spanline/events_local', '{replica}')" in text
+    assert (
+        "ENGINE = ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/spanline/events_local', '{replica}')" in text
+    )
     assert "cityHash64(toStartOfHour(at))" in text
     assert f"TO {DB}.events_local" in text and f"FROM {DB}.spans_local" in text
     with pytest.raises(ConfigError, match="0100_alter: no cluster rendering"):
-        cluster_statements([Migration("0100_alter", "ALTER TABLE ${database}.spans ADD COLUMN x UInt8")], DB, 30, CLUSTER)
+        cluster_statements(
+            [Migration("0100_alter", "ALTER TABLE ${database}.spans ADD COLUMN x UInt8")], DB, 30, CLUSTER
+        )
     with pytest.raises(ConfigError, match="not a \\*MergeTree"):
-        cluster_statements([Migration("0101_mem", "CREATE TABLE IF NOT EXISTS ${database}.m (x UInt8) ENGINE = Memory")],
-                           DB, 30, CLUSTER)
+        cluster_statements(
+            [Migration("0101_mem", "CREATE TABLE IF NOT EXISTS ${database}.m (x UInt8) ENGINE = Memory")],
+            DB,
+            30,
+            CLUSTER,
+        )
     with pytest.raises(ConfigError, match="plain identifier"):
         cluster_statements(load_migrations(), DB, 30, "bad name; DROP")
 
 
 def test_the_cli_prints_the_cluster_ddl_and_does_not_apply_it(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "SPANLINE_HOME": str(tmp_path)}
-    printed = subprocess.run([sys.executable, "-m", "spanline", "migrate", "--cluster", CLUSTER, "--print"],
-                             env=env, capture_output=True, text=True, timeout=120)
+    printed = subprocess.run(
+        [sys.executable, "-m", "spanline", "migrate", "--cluster", CLUSTER, "--print"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert printed.returncode == 0, printed.stderr
     expected = cluster_statements(load_migrations(), DB, 30, CLUSTER)
     assert [s.strip() for s in printed.stdout.split(";\n") if s.strip()] == expected
-    refused = subprocess.run([sys.executable, "-m", "spanline", "migrate", "--cluster", CLUSTER],
-                             env=env, capture_output=True, text=True, timeout=120)
+    refused = subprocess.run(
+        [sys.executable, "-m", "spanline", "migrate", "--cluster", CLUSTER],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert refused.returncode == 2 and "--print" in refused.stdout
     assert not (tmp_path / "clickhouse").exists()

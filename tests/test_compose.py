@@ -24,7 +24,10 @@ SPANLINE_SERVICES = ("collector", "worker-1", "worker-2")
 def config(compose_cli: list[str]) -> dict:
     result = subprocess.run(
         [*compose_cli, "-f", str(ROOT / "docker-compose.yml"), "config"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={"PATH": "/usr/local/bin:/usr/bin:/bin"},  # the file's defaults, not this machine's SPANLINE_*
     )
     assert result.returncode == 0, result.stderr
@@ -49,8 +52,12 @@ def test_grafana_has_the_clickhouse_plugin_and_the_provisioning(config: dict) ->
     for target in ("/etc/grafana/provisioning/datasources", "/etc/grafana/provisioning/dashboards"):
         assert target in mounts
     datasource = (ROOT / "dashboards/provisioning/datasources").glob("*.yaml")
-    needed = {name for path in datasource for name in ("GRAFANA_CLICKHOUSE_HOST", "GRAFANA_CLICKHOUSE_PASSWORD")
-              if name in path.read_text()}
+    needed = {
+        name
+        for path in datasource
+        for name in ("GRAFANA_CLICKHOUSE_HOST", "GRAFANA_CLICKHOUSE_PASSWORD")
+        if name in path.read_text()
+    }
     assert needed <= set(grafana["environment"])
 
 
@@ -65,7 +72,9 @@ def test_spanline_services_are_configured_by_valid_environment(config: dict, ser
 
 
 def test_two_workers_share_one_consumer_group(config: dict) -> None:
-    groups = {load_settings({k: str(v) for k, v in config["services"][w]["environment"].items()}).consumer_group
-              for w in ("worker-1", "worker-2")}
+    groups = {
+        load_settings({k: str(v) for k, v in config["services"][w]["environment"].items()}).consumer_group
+        for w in ("worker-1", "worker-2")
+    }
     assert len(groups) == 1
     assert config["services"]["collector"]["environment"]["SPANLINE_COLLECTOR_HOST"] == "0.0.0.0"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from spanline.dashboards.catalog import build_dashboards
 from spanline.contracts import load_contracts
+from spanline.dashboards.catalog import build_dashboards
 from spanline.dashboards.generate import GENERATED_DIR, drifted, rendered, write_generated
 from spanline.dashboards.model import with_database
 
@@ -51,8 +51,10 @@ def test_json_carries_queries_units_thresholds_variables_and_annotations() -> No
             assert panel["type"] == expected.kind and panel["description"] == expected.description
             defaults = panel["fieldConfig"]["defaults"]
             assert defaults["unit"] == expected.unit
-            assert [s["value"] for s in defaults["thresholds"]["steps"]] == [None] + [s.value for s in expected.thresholds]
-            assert 0 <= panel["gridPos"]["x"] and panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
+            assert [s["value"] for s in defaults["thresholds"]["steps"]] == [None] + [
+                s.value for s in expected.thresholds
+            ]
+            assert panel["gridPos"]["x"] >= 0 and panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
             if expected.kind == "table":  # mixed columns: money, rates and latencies get their own units
                 overrides = {o["matcher"]["options"]: o["properties"] for o in panel["fieldConfig"]["overrides"]}
                 assert overrides[r".*_ms$"] == [{"id": "unit", "value": "ms"}]
@@ -86,8 +88,12 @@ def test_provisioning_files_point_at_the_generated_json_and_a_read_only_user() -
 
 
 def test_cli_generate_writes_the_files(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "spanline.cli", "dashboards", "generate", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "spanline.cli", "dashboards", "generate", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in tmp_path.glob("*.json")) == sorted(rendered())
     assert drifted(tmp_path) == []

@@ -18,19 +18,25 @@ RANGE = TimeRange(START, END, timedelta(seconds=30))
 FROM_S, TO_S = int(START.timestamp()), int(END.timestamp())
 
 
-@pytest.mark.parametrize(("sql", "expanded"), [
-    ("$__timeFilter(start_time)", f"start_time >= toDateTime({FROM_S}) AND start_time <= toDateTime({TO_S})"),
-    ("$__timeFilter_ms(ts)", f"ts >= fromUnixTimestamp64Milli({FROM_S * 1000 + 250}) AND "
-                             f"ts <= fromUnixTimestamp64Milli({TO_S * 1000 + 999})"),
-    ("$__dateFilter(day)", "day >= toDate('2026-11-28') AND day <= toDate('2026-11-29')"),
-    ("$__fromTime AND $__toTime", f"toDateTime({FROM_S}) AND toDateTime({TO_S})"),
-    ("$__fromTime_ms", f"fromUnixTimestamp64Milli({FROM_S * 1000 + 250})"),
-    ("$__toTime_ms", f"fromUnixTimestamp64Milli({TO_S * 1000 + 999})"),
-    ("$__timeInterval(minute)", "toStartOfInterval(toDateTime(minute), INTERVAL 30 second)"),
-    ("$__timeInterval_ms(ts)", "toStartOfInterval(toDateTime64(ts, 3), INTERVAL 30000 millisecond)"),
-    ("$__interval_s", "30"),
-    ("$__timeFilter( start_time )", f"start_time >= toDateTime({FROM_S}) AND start_time <= toDateTime({TO_S})"),
-])
+@pytest.mark.parametrize(
+    ("sql", "expanded"),
+    [
+        ("$__timeFilter(start_time)", f"start_time >= toDateTime({FROM_S}) AND start_time <= toDateTime({TO_S})"),
+        (
+            "$__timeFilter_ms(ts)",
+            f"ts >= fromUnixTimestamp64Milli({FROM_S * 1000 + 250}) AND "
+            f"ts <= fromUnixTimestamp64Milli({TO_S * 1000 + 999})",
+        ),
+        ("$__dateFilter(day)", "day >= toDate('2026-11-28') AND day <= toDate('2026-11-29')"),
+        ("$__fromTime AND $__toTime", f"toDateTime({FROM_S}) AND toDateTime({TO_S})"),
+        ("$__fromTime_ms", f"fromUnixTimestamp64Milli({FROM_S * 1000 + 250})"),
+        ("$__toTime_ms", f"fromUnixTimestamp64Milli({TO_S * 1000 + 999})"),
+        ("$__timeInterval(minute)", "toStartOfInterval(toDateTime(minute), INTERVAL 30 second)"),
+        ("$__timeInterval_ms(ts)", "toStartOfInterval(toDateTime64(ts, 3), INTERVAL 30000 millisecond)"),
+        ("$__interval_s", "30"),
+        ("$__timeFilter( start_time )", f"start_time >= toDateTime({FROM_S}) AND start_time <= toDateTime({TO_S})"),
+    ],
+)
 def test_backend_macros(sql: str, expanded: str) -> None:
     assert expand(sql, RANGE) == expanded
 
@@ -55,8 +61,10 @@ def test_conditional_all_drops_the_filter_for_all_and_empty() -> None:
 
 
 def test_nested_brackets_and_several_macros() -> None:
-    sql = ("$__conditionalAll(lower(tenant_id) IN (lower('x'), ${tenant:singlequote}), $tenant) AND "
-           "$__conditionalAll(feature IN (${feature:singlequote}), $feature)")
+    sql = (
+        "$__conditionalAll(lower(tenant_id) IN (lower('x'), ${tenant:singlequote}), $tenant) AND "
+        "$__conditionalAll(feature IN (${feature:singlequote}), $feature)"
+    )
     variables = [Variable("tenant", ["acme"], ["acme"]), Variable("feature", [ALL], ["a"])]
     assert expand(sql, RANGE, variables) == "lower(tenant_id) IN (lower('x'), 'acme') AND 1=1"
 
@@ -97,13 +105,15 @@ def test_expanded_filters_select_the_right_rows_on_chdb(tmp_path) -> None:
             "SELECT count() FROM (SELECT toDateTime64('2026-11-28 23:40:00.250', 3, 'UTC') + toIntervalSecond(number) AS t, "
             "['acme', 'globex', 'o''brien'][number % 3 + 1] AS tenant_id FROM numbers(3600)) "
             "WHERE $__timeFilter_ms(t) AND $__conditionalAll(tenant_id IN (${tenant:singlequote}), $tenant)",
-            RANGE, [Variable("tenant", ["acme", "o'brien"], ["acme", "globex", "o'brien"])],
+            RANGE,
+            [Variable("tenant", ["acme", "o'brien"], ["acme", "globex", "o'brien"])],
         )
         seconds = int((END - START).total_seconds()) + 1  # both ends inclusive
         expected = sum(1 for n in range(seconds) if n % 3 != 1)
         assert client.query(sql).result_rows[0][0] == expected
-        buckets = expand("SELECT count(DISTINCT $__timeInterval(t)) FROM (SELECT now() - number AS t FROM numbers(600))",
-                         RANGE)
+        buckets = expand(
+            "SELECT count(DISTINCT $__timeInterval(t)) FROM (SELECT now() - number AS t FROM numbers(600))", RANGE
+        )
         assert client.query(buckets).result_rows[0][0] in (20, 21)
     finally:
         client.close()

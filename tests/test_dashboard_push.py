@@ -28,8 +28,22 @@ from tests.support.stack import free_port
 
 TOKEN = "glsa_test_token"
 FOLDER_FIELDS = {"uid", "title", "parentUid", "description"}
-DATASOURCE_FIELDS = {"uid", "name", "type", "access", "url", "user", "database", "basicAuth", "basicAuthUser",
-                     "withCredentials", "isDefault", "jsonData", "secureJsonData", "version"}
+DATASOURCE_FIELDS = {
+    "uid",
+    "name",
+    "type",
+    "access",
+    "url",
+    "user",
+    "database",
+    "basicAuth",
+    "basicAuthUser",
+    "withCredentials",
+    "isDefault",
+    "jsonData",
+    "secureJsonData",
+    "version",
+}
 SAVE_DASHBOARD_FIELDS = {"dashboard", "folderId", "folderUid", "message", "overwrite"}
 
 
@@ -138,8 +152,9 @@ class GrafanaContract:
             return web.json_response({"message": "data source with the same uid already exists"}, status=409)
         stored = {**body, "id": self._id(), "version": 1}
         self.datasources[stored["uid"]] = stored
-        return web.json_response({"datasource": stored, "id": stored["id"], "message": "Datasource added",
-                                  "name": stored["name"]})
+        return web.json_response(
+            {"datasource": stored, "id": stored["id"], "message": "Datasource added", "name": stored["name"]}
+        )
 
     async def update_datasource(self, request: web.Request) -> web.Response:
         body = await self._body(request, DATASOURCE_FIELDS, {"name", "type", "access"})
@@ -152,8 +167,9 @@ class GrafanaContract:
             return web.json_response({"message": "Data source not found"}, status=404)
         secrets = body.get("secureJsonData", stored.get("secureJsonData", {}))
         stored.update({**body, "secureJsonData": secrets, "version": stored["version"] + 1})
-        return web.json_response({"datasource": stored, "id": stored["id"], "message": "Datasource updated",
-                                  "name": stored["name"]})
+        return web.json_response(
+            {"datasource": stored, "id": stored["id"], "message": "Datasource updated", "name": stored["name"]}
+        )
 
     async def get_dashboard(self, request: web.Request) -> web.Response:
         stored = self.dashboards.get(request.match_info["uid"])
@@ -173,15 +189,19 @@ class GrafanaContract:
         uid = dashboard.get("uid") or f"d{self._next_id}"
         existing = self.dashboards.get(uid)
         if existing and not body.get("overwrite") and dashboard.get("id") != existing["dashboard"]["id"]:
-            return web.json_response({"status": "name-exists", "message": "dashboard with the same uid exists"},
-                                     status=412)
+            return web.json_response(
+                {"status": "name-exists", "message": "dashboard with the same uid exists"}, status=412
+            )
         version = existing["dashboard"]["version"] + 1 if existing else 1
         dashboard_id = existing["dashboard"]["id"] if existing else self._id()
         saved = {**dashboard, "uid": uid, "id": dashboard_id, "version": version}
-        self.dashboards[uid] = {"dashboard": saved, "meta": {"folderUid": body.get("folderUid", ""),
-                                                             "provisioned": False, "version": version}}
-        return web.json_response({"id": dashboard_id, "uid": uid, "url": f"/d/{uid}", "status": "success",
-                                  "version": version, "slug": uid})
+        self.dashboards[uid] = {
+            "dashboard": saved,
+            "meta": {"folderUid": body.get("folderUid", ""), "provisioned": False, "version": version},
+        }
+        return web.json_response(
+            {"id": dashboard_id, "uid": uid, "url": f"/d/{uid}", "status": "success", "version": version, "slug": uid}
+        )
 
 
 @pytest.fixture()
@@ -212,7 +232,8 @@ def test_push_creates_everything_then_changes_nothing(grafana: tuple[GrafanaCont
     api = GrafanaApi.from_url(url, credential=TOKEN)
     first = push(api, TARGET)
     assert [(r.kind, r.action) for r in first] == [("folder", "created"), ("datasource", "created")] + [
-        ("dashboard", "created")] * 5
+        ("dashboard", "created")
+    ] * 5
     assert contract.violations == []
     assert contract.folders["spanline"]["title"] == "Spanline"
     datasource = contract.datasources["spanline-clickhouse"]
@@ -239,7 +260,10 @@ def test_push_repairs_only_what_drifted(grafana: tuple[GrafanaContract, str]) ->
     assert results[("dashboard", "spanline-oncall")] == "updated"
     assert results[("datasource", "spanline-clickhouse")] == "updated"
     assert sum(action != "unchanged" for action in results.values()) == 2
-    assert writes(contract, before) == [("PUT", "/api/datasources/uid/spanline-clickhouse"), ("POST", "/api/dashboards/db")]
+    assert writes(contract, before) == [
+        ("PUT", "/api/datasources/uid/spanline-clickhouse"),
+        ("POST", "/api/dashboards/db"),
+    ]
     assert contract.dashboards["spanline-oncall"]["dashboard"]["title"] == "Spanline / On-call"
     stored = contract.datasources["spanline-clickhouse"]
     assert stored["jsonData"]["secure"] is True and stored["jsonData"]["port"] == 8443
@@ -257,8 +281,19 @@ def test_a_rejected_token_is_a_clear_error(grafana: tuple[GrafanaContract, str])
 def test_cli_push_prints_what_it_did(grafana: tuple[GrafanaContract, str]) -> None:
     contract, url = grafana
     env = {**os.environ, "GRAFANA_CLICKHOUSE_PASSWORD": "reader-secret"}
-    command = [sys.executable, "-m", "spanline.cli", "dashboards", "push", "--url", url, "--token", TOKEN,
-               "--clickhouse-url", "http://grafana@clickhouse:8123"]
+    command = [
+        sys.executable,
+        "-m",
+        "spanline.cli",
+        "dashboards",
+        "push",
+        "--url",
+        url,
+        "--token",
+        TOKEN,
+        "--clickhouse-url",
+        "http://grafana@clickhouse:8123",
+    ]
     first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr + first.stdout
     assert "7 created, 0 updated, 0 unchanged" in first.stdout and "Spanline / Cost analysis" in first.stdout

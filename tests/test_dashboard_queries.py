@@ -20,11 +20,11 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from spanline.contracts import load_contracts
-from spanline.simulator.workload import WorkloadConfig
 from spanline.dashboards.catalog import ANNOTATIONS, VARIABLES, build_dashboards
 from spanline.dashboards.macros import ALL, TimeRange, Variable, expand
 from spanline.dashboards.model import Panel, with_database
 from spanline.dashboards.thresholds import daily_budgets
+from spanline.simulator.workload import WorkloadConfig
 from spanline.sql.library import NamedQuery, load_library
 from tests.support.chdb import migrated_chdb
 from tests.support.rows import worker_rows
@@ -62,8 +62,20 @@ def seeded_alerts(start: datetime = START) -> pd.DataFrame:
         ("cost_spike", "critical", "firing", "cost_spike/globex", "globex", 9.1, 3.0, "cost-spike", "routing mix"),
         ("rate_limiting", "medium", "firing", "rate_limiting/acme", "acme", 0.031, 0.02, "rate-limits", "quota"),
     ]
-    frame = pd.DataFrame(rows, columns=["rule", "severity", "state", "dedup_key", "tenant_id", "value", "threshold",
-                                        "runbook", "runbook_branch"])
+    frame = pd.DataFrame(
+        rows,
+        columns=[
+            "rule",
+            "severity",
+            "state",
+            "dedup_key",
+            "tenant_id",
+            "value",
+            "threshold",
+            "runbook",
+            "runbook_branch",
+        ],
+    )
     frame.insert(0, "at", pd.to_datetime(at, utc=True))
     frame.insert(1, "recorded_at", frame["at"] + pd.Timedelta(seconds=2))
     frame["scope"] = [{"tenant_id": t} for t in frame["tenant_id"]]
@@ -105,13 +117,20 @@ def selection(options: dict[str, list[str]], **chosen: list[str]) -> list[Variab
     return [Variable(name, chosen.get(name, [ALL]), values) for name, values in options.items()]
 
 
-def panel_frame(client: Client, sql: str, variables: list[Variable], interval: timedelta = timedelta(minutes=1),
-                start: datetime = FROM, end: datetime = TO) -> pd.DataFrame:
+def panel_frame(
+    client: Client,
+    sql: str,
+    variables: list[Variable],
+    interval: timedelta = timedelta(minutes=1),
+    start: datetime = FROM,
+    end: datetime = TO,
+) -> pd.DataFrame:
     return client.query_df(expand(with_database(sql, DB), TimeRange(start, end, interval), variables))
 
 
-def library_frame(client: Client, library: dict[str, NamedQuery], name: str, until: datetime,
-                  since: datetime = FROM, **params: str) -> pd.DataFrame:
+def library_frame(
+    client: Client, library: dict[str, NamedQuery], name: str, until: datetime, since: datetime = FROM, **params: str
+) -> pd.DataFrame:
     query = library[name]
     raw = {"since": since.isoformat(), "until": until.isoformat(), "tenant": params.pop("tenant", ""), **params}
     return client.query_df(query.render(DB), parameters=query.bind(raw))
@@ -137,7 +156,12 @@ SELECTIONS = {
 
 def test_the_five_dashboards_have_the_issue_panels() -> None:
     assert [d.uid for d in DASHBOARDS] == [
-        "spanline-executive", "spanline-oncall", "spanline-engineering", "spanline-cost", "spanline-quality"]
+        "spanline-executive",
+        "spanline-oncall",
+        "spanline-engineering",
+        "spanline-cost",
+        "spanline-quality",
+    ]
     assert len(PANELS) == sum(len(d.panels) for d in DASHBOARDS) >= 40
     for key, spec in PANELS.items():
         assert len(spec.description) > 30, key
@@ -146,12 +170,15 @@ def test_the_five_dashboards_have_the_issue_panels() -> None:
 
 @pytest.mark.parametrize("chosen", SELECTIONS.values(), ids=SELECTIONS.keys())
 @pytest.mark.parametrize("key", PANELS.keys())
-def test_panel_query_returns_typed_rows(client: Client, options: dict[str, list[str]], key: str,
-                                        chosen: dict[str, list[str]]) -> None:
+def test_panel_query_returns_typed_rows(
+    client: Client, options: dict[str, list[str]], key: str, chosen: dict[str, list[str]]
+) -> None:
     spec = PANELS[key]
     frame = panel_frame(client, spec.sql, selection(options, **chosen))
     assert len(frame) > 0, f"{key} returned no rows"
-    numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])]
+    numeric = [
+        c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
+    ]
     assert numeric, f"{key} has no numeric column: {frame.dtypes.to_dict()}"
     if spec.kind == "timeseries":
         assert frame.columns[0] == "time" and pd.api.types.is_datetime64_any_dtype(frame["time"]), key
@@ -164,8 +191,9 @@ def test_panel_query_returns_typed_rows(client: Client, options: dict[str, list[
 
 
 @pytest.mark.parametrize("chosen", SELECTIONS.values(), ids=SELECTIONS.keys())
-def test_variables_filter_what_they_select(client: Client, options: dict[str, list[str]],
-                                           chosen: dict[str, list[str]]) -> None:
+def test_variables_filter_what_they_select(
+    client: Client, options: dict[str, list[str]], chosen: dict[str, list[str]]
+) -> None:
     frame = panel_frame(client, panel("Spend by tenant").sql, selection(options, **chosen))
     assert set(frame["tenant_id"]) == set(chosen.get("tenant", options["tenant"]))
     features = panel_frame(client, panel("Spend by feature").sql, selection(options, **chosen))
@@ -179,30 +207,36 @@ def test_variable_queries_offer_the_seeded_values(options: dict[str, list[str]],
 
 
 @pytest.mark.parametrize("tenant", ["", "globex"])
-def test_spend_matches_spend_by_day(client: Client, library: dict[str, NamedQuery], options: dict[str, list[str]],
-                                    tenant: str) -> None:
+def test_spend_matches_spend_by_day(
+    client: Client, library: dict[str, NamedQuery], options: dict[str, list[str]], tenant: str
+) -> None:
     variables = selection(options, **({"tenant": [tenant]} if tenant else {}))
     expected = library_frame(client, library, "spend_by_day", ROLLUP_UNTIL, tenant=tenant)
     assert number(panel_frame(client, panel("Spend in range").sql, variables), "spend_usd") == pytest.approx(
-        expected["spend_usd"].sum(), rel=1e-9)
+        expected["spend_usd"].sum(), rel=1e-9
+    )
     by_model = panel_frame(client, panel("Spend by model").sql, variables).set_index("model_requested")["spend_usd"]
     pd.testing.assert_series_equal(
-        by_model.sort_index(), expected.groupby("model")["spend_usd"].sum().sort_index(), check_names=False, rtol=1e-9)
+        by_model.sort_index(), expected.groupby("model")["spend_usd"].sum().sort_index(), check_names=False, rtol=1e-9
+    )
 
 
-def test_budget_and_forecast_follow_spend_by_day(client: Client, library: dict[str, NamedQuery],
-                                                 options: dict[str, list[str]]) -> None:
+def test_budget_and_forecast_follow_spend_by_day(
+    client: Client, library: dict[str, NamedQuery], options: dict[str, list[str]]
+) -> None:
     variables = selection(options)
     spend = library_frame(client, library, "spend_by_day", ROLLUP_UNTIL)
     budgets = daily_budgets(load_contracts())
     range_days = (TO - FROM).total_seconds() / 86400
     budget_used = number(panel_frame(client, panel("Budget used (prorated)").sql, variables), "budget_used")
     assert budget_used == pytest.approx(
-        spend.loc[spend["tenant_id"].isin(budgets), "spend_usd"].sum() / (sum(budgets.values()) * range_days), rel=1e-9)
+        spend.loc[spend["tenant_id"].isin(budgets), "spend_usd"].sum() / (sum(budgets.values()) * range_days), rel=1e-9
+    )
 
     pace = panel_frame(client, panel("Spend vs budget pace").sql, variables)
     assert pace["cumulative_spend_usd"].iloc[-1] == pytest.approx(
-        spend.loc[spend["tenant_id"].isin(budgets), "spend_usd"].sum(), rel=1e-9)
+        spend.loc[spend["tenant_id"].isin(budgets), "spend_usd"].sum(), rel=1e-9
+    )
     assert pace["cumulative_spend_usd"].is_monotonic_increasing
     elapsed_s = (pace["time"].dt.tz_localize(None) - pd.Timestamp(FROM).tz_localize(None)).dt.total_seconds() + 60
     np.testing.assert_allclose(pace["budget_pace_usd"], sum(budgets.values()) * elapsed_s / 86400, rtol=1e-9)
@@ -217,8 +251,9 @@ def test_budget_and_forecast_follow_spend_by_day(client: Client, library: dict[s
 
 
 @pytest.mark.parametrize("tenant", ["", "acme"])
-def test_error_figures_match_error_rates(client: Client, library: dict[str, NamedQuery],
-                                         options: dict[str, list[str]], tenant: str) -> None:
+def test_error_figures_match_error_rates(
+    client: Client, library: dict[str, NamedQuery], options: dict[str, list[str]], tenant: str
+) -> None:
     variables = selection(options, **({"tenant": [tenant]} if tenant else {}))
     expected = library_frame(client, library, "error_rates", RAW_UNTIL, tenant=tenant)
     table = panel_frame(client, panel("Failing providers and endpoints").sql, variables)
@@ -228,8 +263,9 @@ def test_error_figures_match_error_rates(client: Client, library: dict[str, Name
     assert health == pytest.approx(rollup["errors"].sum() / rollup["calls"].sum(), rel=1e-9)
 
 
-def test_per_interval_rates_match_the_library_on_each_minute(client: Client, library: dict[str, NamedQuery],
-                                                             options: dict[str, list[str]]) -> None:
+def test_per_interval_rates_match_the_library_on_each_minute(
+    client: Client, library: dict[str, NamedQuery], options: dict[str, list[str]]
+) -> None:
     variables = selection(options)
     rates = panel_frame(client, panel("Error and 429 rates").sql, variables).set_index("time")
     amplification = panel_frame(client, panel("Retry amplification").sql, variables).set_index("time")
@@ -240,13 +276,15 @@ def test_per_interval_rates_match_the_library_on_each_minute(client: Client, lib
         retries = library_frame(client, library, "retry_overhead", start + timedelta(minutes=1), since=start)
         assert rates.loc[minute, "error_rate"] == pytest.approx(errors["errors"].sum() / errors["calls"].sum())
         assert rates.loc[minute, "rate_limited_rate"] == pytest.approx(
-            errors["rate_limited"].sum() / errors["calls"].sum())
+            errors["rate_limited"].sum() / errors["calls"].sum()
+        )
         calls, retried = retries["calls"].sum(), retries["retries"].sum()
         assert amplification.loc[minute, "retry_amplification"] == pytest.approx(calls / (calls - retried))
 
 
-def test_latency_matches_latency_by_stage(client: Client, library: dict[str, NamedQuery],
-                                          options: dict[str, list[str]]) -> None:
+def test_latency_matches_latency_by_stage(
+    client: Client, library: dict[str, NamedQuery], options: dict[str, list[str]]
+) -> None:
     variables = selection(options)
     table = panel_frame(client, panel("Latency by stage").sql, variables)
     expected = library_frame(client, library, "latency_by_stage", RAW_UNTIL)
@@ -260,8 +298,9 @@ def test_latency_matches_latency_by_stage(client: Client, library: dict[str, Nam
 
 
 @pytest.mark.parametrize("tenant", ["", "initech"])
-def test_cache_panels_match_cache_savings(client: Client, library: dict[str, NamedQuery],
-                                          options: dict[str, list[str]], tenant: str) -> None:
+def test_cache_panels_match_cache_savings(
+    client: Client, library: dict[str, NamedQuery], options: dict[str, list[str]], tenant: str
+) -> None:
     variables = selection(options, **({"tenant": [tenant]} if tenant else {}))
     expected = library_frame(client, library, "cache_savings", RAW_UNTIL, tenant=tenant)
     table = panel_frame(client, panel("Cache savings").sql, variables)
@@ -273,8 +312,9 @@ def test_cache_panels_match_cache_savings(client: Client, library: dict[str, Nam
     pd.testing.assert_series_equal(layers, per_layer["hits"] / per_layer["lookups"], check_names=False)
 
 
-def test_routing_mix_matches_the_library(client: Client, library: dict[str, NamedQuery],
-                                         options: dict[str, list[str]]) -> None:
+def test_routing_mix_matches_the_library(
+    client: Client, library: dict[str, NamedQuery], options: dict[str, list[str]]
+) -> None:
     mix = panel_frame(client, panel("Routing mix").sql, selection(options))
     expected = library_frame(client, library, "routing_mix", RAW_UNTIL, bucket_s="60")
     expected["route_class"] = expected["model_tier"] + " / " + expected["routing_reason"]
@@ -285,13 +325,20 @@ def test_routing_mix_matches_the_library(client: Client, library: dict[str, Name
 
 
 @pytest.mark.parametrize("tenant", ["", "acme"])
-def test_cost_tables_match_the_library(client: Client, library: dict[str, NamedQuery],
-                                       options: dict[str, list[str]], tenant: str) -> None:
+def test_cost_tables_match_the_library(
+    client: Client, library: dict[str, NamedQuery], options: dict[str, list[str]], tenant: str
+) -> None:
     variables = selection(options, **({"tenant": [tenant]} if tenant else {}))
     tasks = panel_frame(client, panel("Cost per successful task").sql, variables)
     expected = library_frame(client, library, "cost_per_successful_task", RAW_UNTIL, tenant=tenant)
-    columns = ["feature", "tasks", "successful_tasks", "success_rate", "cost_per_successful_task",
-               "all_in_cost_per_success"]
+    columns = [
+        "feature",
+        "tasks",
+        "successful_tasks",
+        "success_rate",
+        "cost_per_successful_task",
+        "all_in_cost_per_success",
+    ]
     pd.testing.assert_frame_equal(tasks[columns], expected[columns], check_dtype=False)
 
     pareto = library_frame(client, library, "cost_pareto", RAW_UNTIL, tenant=tenant, top_share="0.1")
@@ -307,8 +354,9 @@ def test_cost_tables_match_the_library(client: Client, library: dict[str, NamedQ
     pd.testing.assert_frame_equal(prompts[columns], versions[columns], check_dtype=False)
 
 
-def test_model_versions_and_their_annotation_match_the_library(client: Client, library: dict[str, NamedQuery],
-                                                               options: dict[str, list[str]]) -> None:
+def test_model_versions_and_their_annotation_match_the_library(
+    client: Client, library: dict[str, NamedQuery], options: dict[str, list[str]]
+) -> None:
     variables = selection(options)
     expected = library_frame(client, library, "model_version_changes", RAW_UNTIL)
     table = panel_frame(client, panel("Model versions seen").sql, variables)
@@ -348,16 +396,26 @@ def test_quality_panels_count_what_they_say(client: Client, options: dict[str, l
     minutes = minutes[(minutes["time"] >= pd.Timestamp(FROM)) & (minutes["time"] <= pd.Timestamp(TO))]
     llm = minutes[minutes["kind"].eq("llm")]
     refusals = llm["error_type"].eq("refusal").groupby(llm["time"]).mean()
-    judged = minutes[minutes["kind"].eq("eval") & minutes["eval_name"].isin(["faithfulness", "hallucination",
-                                                                               "groundedness"])]
+    judged = minutes[
+        minutes["kind"].eq("eval") & minutes["eval_name"].isin(["faithfulness", "hallucination", "groundedness"])
+    ]
     hallucinations = judged["eval_passed"].eq(False).groupby(judged["time"]).mean()
     canaries = minutes[minutes["kind"].eq("eval") & minutes["eval_name"].str.startswith("recall@")]
     recall_means = canaries.groupby("time")["eval_score"].mean()
-    for expected, actual in ((refusals, rates["refusal_rate"]), (hallucinations, rates["hallucination_rate"]),
-                             (recall_means, recall["recall"])):
+    for expected, actual in (
+        (refusals, rates["refusal_rate"]),
+        (hallucinations, rates["hallucination_rate"]),
+        (recall_means, recall["recall"]),
+    ):
         actual = actual.dropna()
         actual.index = actual.index.tz_localize(None) if actual.index.tz else actual.index
         expected.index = expected.index.tz_localize(None) if expected.index.tz else expected.index
-        pd.testing.assert_series_equal(actual.sort_index().astype("float64"), expected.sort_index().astype("float64"),
-                                       check_names=False, check_index_type=False, check_freq=False, rtol=1e-9)
+        pd.testing.assert_series_equal(
+            actual.sort_index().astype("float64"),
+            expected.sort_index().astype("float64"),
+            check_names=False,
+            check_index_type=False,
+            check_freq=False,
+            rtol=1e-9,
+        )
     assert (rates["refusal_rate"] > 0).any()

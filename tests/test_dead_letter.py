@@ -35,7 +35,11 @@ def assert_truncated(record: dict[str, Any], original: bytes) -> None:
     assert record["payload_sha256"] == hashlib.sha256(original).hexdigest()
     assert isinstance(record["payload"], str) and len(record["payload"]) > 100 * KIB  # most of the room is kept
     assert (record["reason"], record["source"], record["dedup_key"], record["tenant_id"]) == (
-        "bad span", "http", "spans/3/1187#4", "acme")
+        "bad span",
+        "http",
+        "spans/3/1187#4",
+        "acme",
+    )
 
 
 def test_the_limit_is_well_under_kafkas_default_message_size() -> None:
@@ -76,7 +80,8 @@ def test_a_huge_reason_and_thousands_of_errors_are_cut_and_counted() -> None:
     reason = "; ".join(f"[0].{e['field']}: {e['message']}" for e in errors)
     record = letter({"span_id": "s1"}, reason=reason, errors=errors)
     assert record["reason"].startswith("[0].retrieval_scores.0: ") and record["reason"].endswith(
-        f"[cut, {len(reason)} characters in all]")
+        f"[cut, {len(reason)} characters in all]"
+    )
     assert 0 < len(record["errors"]) < len(errors) and record["errors"][0] == errors[0]
     assert len(record["errors"]) + record["errors_omitted"] == len(errors)
     assert record["payload"] == {"span_id": "s1"}  # the metadata's shares leave the payload its room
@@ -113,18 +118,21 @@ def cyclic() -> dict[str, Any]:
     return value
 
 
-@pytest.mark.parametrize(("payload", "expected"), [
-    (None, None),
-    (b"", ""),
-    (b"\xff\xfe[", "\\xff\\xfe["),
-    (b'[{"span_id": "\xed\xa0\x80"}]', '[{"span_id": "\\xed\\xa0\\x80"}]'),  # a surrogate written raw: not UTF-8
-    ({1: "a", None: "b", 2.5: "c"}, {"1": "a", "null": "b", "2.5": "c"}),
-    ({(1, 2): "tuple key", "big": 2**70}, {"(1, 2)": "tuple key", "big": str(2**70)}),
-    ({"s": "lone \ud800", "\udfff": 1}, {"s": "lone \\ud800", "\\udfff": 1}),
-    ({"x": Unprintable()}, {"x": "<Unprintable that cannot be printed>"}),
-    ({"n": float("nan"), "i": float("inf")}, {"n": None, "i": None}),
-    (Unreadable({"s": "\ud800"}), "<Unreadable that cannot be read>"),
-])
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (None, None),
+        (b"", ""),
+        (b"\xff\xfe[", "\\xff\\xfe["),
+        (b'[{"span_id": "\xed\xa0\x80"}]', '[{"span_id": "\\xed\\xa0\\x80"}]'),  # a surrogate written raw: not UTF-8
+        ({1: "a", None: "b", 2.5: "c"}, {"1": "a", "null": "b", "2.5": "c"}),
+        ({(1, 2): "tuple key", "big": 2**70}, {"(1, 2)": "tuple key", "big": str(2**70)}),
+        ({"s": "lone \ud800", "\udfff": 1}, {"s": "lone \\ud800", "\\udfff": 1}),
+        ({"x": Unprintable()}, {"x": "<Unprintable that cannot be printed>"}),
+        ({"n": float("nan"), "i": float("inf")}, {"n": None, "i": None}),
+        (Unreadable({"s": "\ud800"}), "<Unreadable that cannot be read>"),
+    ],
+)
 def test_any_payload_becomes_valid_json(payload: Any, expected: Any) -> None:
     assert letter(payload)["payload"] == expected
 
@@ -143,25 +151,44 @@ def test_a_smaller_limit_is_honoured_and_a_tiny_one_refused() -> None:
 
 
 PAYLOADS = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**90), max_value=2**90), st.floats(),
-              st.text(max_size=50), st.binary(max_size=50), st.just("\ud800"), st.just("\x00" * 5000),
-              st.just("€" * 3000)),
-    lambda inner: st.one_of(st.lists(inner, max_size=5), st.tuples(inner, inner),
-                            st.dictionaries(st.one_of(st.text(max_size=5), st.integers(), st.none(), st.floats()),
-                                            inner, max_size=5)),
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(2**90), max_value=2**90),
+        st.floats(),
+        st.text(max_size=50),
+        st.binary(max_size=50),
+        st.just("\ud800"),
+        st.just("\x00" * 5000),
+        st.just("€" * 3000),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5),
+        st.tuples(inner, inner),
+        st.dictionaries(st.one_of(st.text(max_size=5), st.integers(), st.none(), st.floats()), inner, max_size=5),
+    ),
     max_leaves=40,
 )
 
 
-@settings(max_examples=300, derandomize=True, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(payload=st.one_of(PAYLOADS, st.binary(max_size=20_000)),
-       reason=st.one_of(st.text(max_size=100), st.just("x" * 5000), st.just("\ud800")),
-       errors=st.lists(st.fixed_dictionaries({"field": st.text(max_size=20), "message": st.text(max_size=300)}),
-                       max_size=200),
-       max_bytes=st.sampled_from([MIN_LETTER_BYTES, 5000, 16 * KIB, MAX_LETTER_BYTES]))
-def test_any_payload_gives_a_letter_within_the_limit(payload: Any, reason: str, errors: list[dict[str, str]],
-                                                     max_bytes: int) -> None:
+@settings(
+    max_examples=300,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    payload=st.one_of(PAYLOADS, st.binary(max_size=20_000)),
+    reason=st.one_of(st.text(max_size=100), st.just("x" * 5000), st.just("\ud800")),
+    errors=st.lists(
+        st.fixed_dictionaries({"field": st.text(max_size=20), "message": st.text(max_size=300)}), max_size=200
+    ),
+    max_bytes=st.sampled_from([MIN_LETTER_BYTES, 5000, 16 * KIB, MAX_LETTER_BYTES]),
+)
+def test_any_payload_gives_a_letter_within_the_limit(
+    payload: Any, reason: str, errors: list[dict[str, str]], max_bytes: int
+) -> None:
     record = letter(payload, max_bytes=max_bytes, reason=reason, errors=errors)
     if record.get("payload_truncated"):
         original = bytes(payload) if isinstance(payload, bytes) else None
@@ -172,8 +199,15 @@ def test_any_payload_gives_a_letter_within_the_limit(payload: Any, reason: str, 
 
 def test_the_worker_letters_name_the_offset_to_read_the_original_back_from() -> None:
     """An oversized invalid item and an oversized undecodable message, through the worker's batch path."""
-    item = {"span_id": "s1", "trace_id": "t1", "service": "svc", "kind": "llm", "start_time": "2300-01-01T00:00:00Z",
-            "duration_ms": 1.0, "content": "x" * 3_000_000}
+    item = {
+        "span_id": "s1",
+        "trace_id": "t1",
+        "service": "svc",
+        "kind": "llm",
+        "start_time": "2300-01-01T00:00:00Z",
+        "duration_ms": 1.0,
+        "content": "x" * 3_000_000,
+    }
     garbage = b"\xff" * 400_000
     messages = [Message(2, 40, orjson.dumps([{"not": "a span"}, item]), "test"), Message(2, 41, garbage, "test")]
     processed = process_batch(Batch(2, 40, 41, messages, False), "spans", PriceCatalog.load())

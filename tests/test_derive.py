@@ -13,12 +13,37 @@ from spanline.streams.frame import spans_to_frame
 
 def test_duration_end_time_tpot_and_default_error_type() -> None:
     items = [
-        {"span_id": "a", "trace_id": "t", "service": "s", "kind": "llm", "start_time": "2026-01-01T00:00:00Z",
-         "end_time": "2026-01-01T00:00:01.500Z", "ttft_ms": 300.0, "output_tokens": 101},
-        {"span_id": "b", "trace_id": "t", "service": "s", "kind": "llm", "start_time": "2026-01-01T00:00:00Z",
-         "duration_ms": 250.0, "status": "error", "output_tokens": 1, "ttft_ms": 100.0},
-        {"span_id": "c", "trace_id": "t", "service": "s", "kind": "tool", "start_time": "2026-01-01T00:00:00Z",
-         "duration_ms": 40.0, "status": "error", "error_type": "tool_error"},
+        {
+            "span_id": "a",
+            "trace_id": "t",
+            "service": "s",
+            "kind": "llm",
+            "start_time": "2026-01-01T00:00:00Z",
+            "end_time": "2026-01-01T00:00:01.500Z",
+            "ttft_ms": 300.0,
+            "output_tokens": 101,
+        },
+        {
+            "span_id": "b",
+            "trace_id": "t",
+            "service": "s",
+            "kind": "llm",
+            "start_time": "2026-01-01T00:00:00Z",
+            "duration_ms": 250.0,
+            "status": "error",
+            "output_tokens": 1,
+            "ttft_ms": 100.0,
+        },
+        {
+            "span_id": "c",
+            "trace_id": "t",
+            "service": "s",
+            "kind": "tool",
+            "start_time": "2026-01-01T00:00:00Z",
+            "duration_ms": 40.0,
+            "status": "error",
+            "error_type": "tool_error",
+        },
     ]
     result = validate_items(items)
     assert not result.invalid

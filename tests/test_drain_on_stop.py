@@ -22,8 +22,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from spanline.sql.service_file import ServiceFile
 from spanline.sql.client import connect
+from spanline.sql.service_file import ServiceFile
 from tests.support.stack import Stack, embedded_env
 from tests.test_pipeline_e2e import canonical
 
@@ -40,11 +40,13 @@ def up(tmp_path: Path) -> Iterator[Stack]:
     env = embedded_env(tmp_path, SPANLINE_DRAIN_TIMEOUT_S=str(DRAIN_TIMEOUT_S))
     stack = Stack("", tmp_path, env=env)
     with open(tmp_path / "up.log", "ab") as log:
-        stack.worker = subprocess.Popen([sys.executable, "-m", "spanline", "up"], env=env,
-                                        stdout=log, stderr=subprocess.STDOUT)
+        stack.worker = subprocess.Popen(
+            [sys.executable, "-m", "spanline", "up"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     try:
-        stack.wait_until(lambda: ServiceFile(tmp_path).read() is not None and _ready(stack.collector_url),
-                         120, "`spanline up`")
+        stack.wait_until(
+            lambda: ServiceFile(tmp_path).read() is not None and _ready(stack.collector_url), 120, "`spanline up`"
+        )
         yield stack
     finally:
         stack.close()
@@ -79,7 +81,11 @@ def test_sigterm_right_after_the_last_200_stores_every_accepted_span_once(up: St
     log = (up.home / "up.log").read_text(errors="replace")
     marks = ("SIGTERM:", "drain:", "draining:", "drained:")
     drain_lines = [line for line in log.splitlines() if any(mark in line for mark in marks)]
-    print(f"\nSIGTERM -> exit {drain_s:.1f} s after {SPANS - PER_REQUEST} spans in {len(bodies)} requests:", *drain_lines, sep="\n")
+    print(
+        f"\nSIGTERM -> exit {drain_s:.1f} s after {SPANS - PER_REQUEST} spans in {len(bodies)} requests:",
+        *drain_lines,
+        sep="\n",
+    )
     assert up.worker.returncode == 0, log[-3000:]
     assert drain_s < DRAIN_TIMEOUT_S, log[-3000:]
     assert "SIGTERM: stopping; no longer accepting spans" in log

@@ -16,10 +16,14 @@ pytestmark = pytest.mark.e2e
 
 
 def test_the_worker_consumer_waits_at_most_the_configured_fetch_wait(tansu_kafka: Any, tmp_path: Path) -> None:
-    settings = load_settings({
-        "SPANLINE_HOME": str(tmp_path), "SPANLINE_KAFKA_BOOTSTRAP_SERVERS": tansu_kafka.bootstrap_servers,
-        "SPANLINE_TOPIC_SPANS": "fetch-wait-spans", "SPANLINE_FETCH_MAX_WAIT_MS": "123",
-    })
+    settings = load_settings(
+        {
+            "SPANLINE_HOME": str(tmp_path),
+            "SPANLINE_KAFKA_BOOTSTRAP_SERVERS": tansu_kafka.bootstrap_servers,
+            "SPANLINE_TOPIC_SPANS": "fetch-wait-spans",
+            "SPANLINE_FETCH_MAX_WAIT_MS": "123",
+        }
+    )
     ensure_topics(settings.bootstrap_servers, {settings.topic_spans: 1})
     app = create_app(settings)
 

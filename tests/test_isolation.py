@@ -39,10 +39,20 @@ FAST_RETRY = Retry(is_transient, initial_s=0.01, max_s=0.05)
 
 
 def span(n: int, **fields: Any) -> dict[str, Any]:
-    return {"span_id": f"s{n}", "trace_id": f"t{n}", "tenant_id": "globex", "service": "svc", "kind": "llm",
-            "provider": "openai", "model_requested": "gpt-4o-mini",
-            "start_time": (START + timedelta(seconds=n)).isoformat(), "duration_ms": 100.0,
-            "input_tokens": 10, "output_tokens": 5, **fields}
+    return {
+        "span_id": f"s{n}",
+        "trace_id": f"t{n}",
+        "tenant_id": "globex",
+        "service": "svc",
+        "kind": "llm",
+        "provider": "openai",
+        "model_requested": "gpt-4o-mini",
+        "start_time": (START + timedelta(seconds=n)).isoformat(),
+        "duration_ms": 100.0,
+        "input_tokens": 10,
+        "output_tokens": 5,
+        **fields,
+    }
 
 
 class PoisonedCatalog(PriceCatalog):
@@ -83,8 +93,16 @@ def test_isolate_lets_transient_failures_through_to_be_retried() -> None:
 def test_a_span_that_breaks_pricing_is_dead_lettered_and_the_rest_is_priced() -> None:
     spans = [span(n) for n in range(7)]
     spans[4]["model_requested"] = "poison"
-    batch = Batch(3, 20, 21, [Message(3, 20, orjson.dumps(spans[:5]), "receiver", 1),
-                              Message(3, 21, orjson.dumps(spans[5:]), "receiver", 1)], replayed=False)
+    batch = Batch(
+        3,
+        20,
+        21,
+        [
+            Message(3, 20, orjson.dumps(spans[:5]), "receiver", 1),
+            Message(3, 21, orjson.dumps(spans[5:]), "receiver", 1),
+        ],
+        replayed=False,
+    )
     processed = process_batch(batch, TOPIC, PoisonedCatalog.load(None))
     assert processed.rows is not None and sorted(processed.rows["span_id"]) == ["s0", "s1", "s2", "s3", "s5", "s6"]
     assert (processed.rows["cost_usd"] > 0).all()
@@ -137,13 +155,23 @@ def pipeline_for(sink: ClickHouseSpanSink, outbox: Outbox, catalog: PriceCatalog
     async def load_recent(partition: int, offset: int, recent: Any) -> None:
         return None
 
-    return IngestPipeline(TOPIC, sink, catalog or PriceCatalog.load(None), outbox.send,
-                          resend_window_s=3600, load_recent=load_recent, retry=FAST_RETRY)
+    return IngestPipeline(
+        TOPIC,
+        sink,
+        catalog or PriceCatalog.load(None),
+        outbox.send,
+        resend_window_s=3600,
+        load_recent=load_recent,
+        retry=FAST_RETRY,
+    )
 
 
 def stored_ids(sink: ClickHouseSpanSink) -> list[str]:
-    result = asyncio.run(sink.run(sink.call, lambda client: client.query(
-        f"SELECT span_id FROM {DB}.spans ORDER BY span_id").result_columns))
+    result = asyncio.run(
+        sink.run(
+            sink.call, lambda client: client.query(f"SELECT span_id FROM {DB}.spans ORDER BY span_id").result_columns
+        )
+    )
     return list(result[0]) if result else []
 
 
@@ -155,8 +183,10 @@ def test_odd_messages_and_headers_cost_nobody_else_and_offsets_are_marked_stored
         Event(KafkaRecord(0, 0, [("spanline-source", None)], 1.0), orjson.dumps(good[:2])),
         Event(KafkaRecord(0, 1, [("spanline-source", b"\xff\xfe")], 1.0), None),  # tombstone
         Event(KafkaRecord(0, 2, None, 1.0), b""),
-        Event(KafkaRecord(0, 3, [(b"spanline-source", b"sdk"), ("spanline-source", b"dup")], 1.0),
-              orjson.dumps([span(9, model_requested="poison"), good[2]])),
+        Event(
+            KafkaRecord(0, 3, [(b"spanline-source", b"sdk"), ("spanline-source", b"dup")], 1.0),
+            orjson.dumps([span(9, model_requested="poison"), good[2]]),
+        ),
         Event(KafkaRecord(0, 4, [("x", b"y")], 0.0), orjson.dumps(good[3])),
         Event(KafkaRecord(0, 5, (), 2.0), orjson.dumps(good[:2])),  # the first message produced again
     ]
@@ -175,18 +205,27 @@ def test_odd_messages_and_headers_cost_nobody_else_and_offsets_are_marked_stored
 
 def test_rows_clickhouse_refuses_are_isolated_and_a_replay_stores_nothing_twice(sink: ClickHouseSpanSink) -> None:
     outbox = Outbox()
-    asyncio.run(sink.run(sink.call, lambda client: client.command(
-        f"ALTER TABLE {DB}.spans ADD CONSTRAINT no_poison CHECK service != 'refused'")))
+    asyncio.run(
+        sink.run(
+            sink.call,
+            lambda client: client.command(
+                f"ALTER TABLE {DB}.spans ADD CONSTRAINT no_poison CHECK service != 'refused'"
+            ),
+        )
+    )
     spans = [span(n) for n in range(9)]
     spans[2]["service"] = spans[7]["service"] = "refused"
-    events = [Event(KafkaRecord(1, offset, (), 1.0), orjson.dumps(spans[offset * 3:offset * 3 + 3]))
-              for offset in range(3)]
+    events = [
+        Event(KafkaRecord(1, offset, (), 1.0), orjson.dumps(spans[offset * 3 : offset * 3 + 3])) for offset in range(3)
+    ]
     asyncio.run(pipeline_for(sink, outbox).handle(events, outbox.ack))
     expected = sorted(f"s{n}" for n in range(9) if n not in (2, 7))
     assert stored_ids(sink) == expected
     assert sorted(letter["dedup_key"] for letter in outbox.letters) == ["spans/1/0#2", "spans/1/2#1"]
-    assert all("ClickHouse refused the span" in letter["reason"] and "VIOLATED_CONSTRAINT" in letter["reason"]
-               for letter in outbox.letters)
+    assert all(
+        "ClickHouse refused the span" in letter["reason"] and "VIOLATED_CONSTRAINT" in letter["reason"]
+        for letter in outbox.letters
+    )
     # a crash before the ack: another worker redelivers the batch; the ledger cuts it the same way,
     # the same spans fail and the rest carries the same insert tokens
     replay = Outbox()

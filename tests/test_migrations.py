@@ -32,33 +32,85 @@ DB = "spanline_mig"
 #: The raw table's contract with the worker: names, order and types.
 SPANS_COLUMNS: list[tuple[str, str]] = [
     *[(name, "LowCardinality(String)") for name in ("tenant_id", "service", "feature", "environment", "kind", "name")],
-    ("start_time", "DateTime64(3, 'UTC')"), ("end_time", "DateTime64(3, 'UTC')"), ("duration_ms", "Float64"),
-    ("trace_id", "String"), ("span_id", "String"), ("parent_span_id", "String"),
-    ("status", "LowCardinality(String)"), ("error_type", "LowCardinality(String)"), ("http_status", "UInt16"),
-    ("retry_after_s", "Nullable(Float32)"), ("attempt", "UInt16"), ("finish_reason", "LowCardinality(String)"),
-    *[(name, "LowCardinality(String)") for name in ("provider", "endpoint", "region", "model_requested", "model_response")],
-    *[(name, "UInt32") for name in (
-        "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "context_window",
-    )],
-    ("context_truncated", "Bool"), ("ttft_ms", "Nullable(Float64)"), ("tpot_ms", "Nullable(Float64)"),
-    ("cache_hit", "Nullable(Bool)"), ("cache_layer", "LowCardinality(String)"), ("cache_similarity", "Nullable(Float32)"),
-    *[(name, "LowCardinality(String)") for name in (
-        "route", "model_tier", "routing_reason", "fallback_from", "prompt_id", "prompt_version",
-    )],
-    ("prompt_hash", "String"), ("user_id_hash", "String"), ("session_id", "String"),
-    ("index_name", "LowCardinality(String)"), ("top_k", "Nullable(UInt32)"),
-    ("retrieval_doc_ids", "Array(String)"), ("retrieval_scores", "Array(Float32)"),
-    ("embedding_model", "LowCardinality(String)"), ("index_embedding_model", "LowCardinality(String)"),
-    ("tool_name", "LowCardinality(String)"), ("eval_name", "LowCardinality(String)"),
-    ("eval_score", "Nullable(Float64)"), ("eval_passed", "Nullable(Bool)"),
-    ("attributes", "Map(LowCardinality(String), String)"), ("cost_usd_reported", "Nullable(Float64)"),
+    ("start_time", "DateTime64(3, 'UTC')"),
+    ("end_time", "DateTime64(3, 'UTC')"),
+    ("duration_ms", "Float64"),
+    ("trace_id", "String"),
+    ("span_id", "String"),
+    ("parent_span_id", "String"),
+    ("status", "LowCardinality(String)"),
+    ("error_type", "LowCardinality(String)"),
+    ("http_status", "UInt16"),
+    ("retry_after_s", "Nullable(Float32)"),
+    ("attempt", "UInt16"),
+    ("finish_reason", "LowCardinality(String)"),
+    *[
+        (name, "LowCardinality(String)")
+        for name in ("provider", "endpoint", "region", "model_requested", "model_response")
+    ],
+    *[
+        (name, "UInt32")
+        for name in (
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "reasoning_tokens",
+            "context_window",
+        )
+    ],
+    ("context_truncated", "Bool"),
+    ("ttft_ms", "Nullable(Float64)"),
+    ("tpot_ms", "Nullable(Float64)"),
+    ("cache_hit", "Nullable(Bool)"),
+    ("cache_layer", "LowCardinality(String)"),
+    ("cache_similarity", "Nullable(Float32)"),
+    *[
+        (name, "LowCardinality(String)")
+        for name in (
+            "route",
+            "model_tier",
+            "routing_reason",
+            "fallback_from",
+            "prompt_id",
+            "prompt_version",
+        )
+    ],
+    ("prompt_hash", "String"),
+    ("user_id_hash", "String"),
+    ("session_id", "String"),
+    ("index_name", "LowCardinality(String)"),
+    ("top_k", "Nullable(UInt32)"),
+    ("retrieval_doc_ids", "Array(String)"),
+    ("retrieval_scores", "Array(Float32)"),
+    ("embedding_model", "LowCardinality(String)"),
+    ("index_embedding_model", "LowCardinality(String)"),
+    ("tool_name", "LowCardinality(String)"),
+    ("eval_name", "LowCardinality(String)"),
+    ("eval_score", "Nullable(Float64)"),
+    ("eval_passed", "Nullable(Bool)"),
+    ("attributes", "Map(LowCardinality(String), String)"),
+    ("cost_usd_reported", "Nullable(Float64)"),
     ("content", "String"),
-    *[(name, "Float64") for name in (
-        "input_cost_usd", "cache_read_cost_usd", "cache_write_cost_usd", "output_cost_usd", "cost_usd",
-    )],
-    ("cost_known", "Bool"), ("price_source", "LowCardinality(String)"), ("price_version", "LowCardinality(String)"),
-    ("schema_version", "UInt8"), ("source", "LowCardinality(String)"), ("ingested_at", "DateTime64(3, 'UTC')"),
-    ("kafka_topic", "LowCardinality(String)"), ("kafka_partition", "Int32"), ("kafka_offset", "Int64"),
+    *[
+        (name, "Float64")
+        for name in (
+            "input_cost_usd",
+            "cache_read_cost_usd",
+            "cache_write_cost_usd",
+            "output_cost_usd",
+            "cost_usd",
+        )
+    ],
+    ("cost_known", "Bool"),
+    ("price_source", "LowCardinality(String)"),
+    ("price_version", "LowCardinality(String)"),
+    ("schema_version", "UInt8"),
+    ("source", "LowCardinality(String)"),
+    ("ingested_at", "DateTime64(3, 'UTC')"),
+    ("kafka_topic", "LowCardinality(String)"),
+    ("kafka_partition", "Int32"),
+    ("kafka_offset", "Int64"),
     ("kafka_timestamp", "DateTime64(3, 'UTC')"),
 ]
 
@@ -114,7 +166,7 @@ def test_statements_split_on_semicolons_outside_quotes_and_comments() -> None:
         "CREATE TABLE a (x String DEFAULT 'a;b', `we;ird` Int8) ENGINE = Memory;\n"
         "-- a comment; with a semicolon\n"
         "INSERT INTO a VALUES ('it''s;', 1), ('back\\\\slash\\';', 2) /* block; comment */;\n"
-        "SELECT \"quoted;identifier\" FROM a;;\n"
+        'SELECT "quoted;identifier" FROM a;;\n'
         "  -- trailing comment only\n"
     )
     assert split_statements(script) == [
@@ -123,7 +175,7 @@ def test_statements_split_on_semicolons_outside_quotes_and_comments() -> None:
         'SELECT "quoted;identifier" FROM a',
     ]
     assert split_statements("SELECT 1") == ["SELECT 1"]
-    with pytest.raises(ConfigError, match="unterminated \"'\" starting on line 2"):
+    with pytest.raises(ConfigError, match='unterminated "\'" starting on line 2'):
         split_statements("SELECT 1;\nSELECT 'open; SELECT 2")
     with pytest.raises(ConfigError, match="unterminated '/\\*'"):
         split_statements("SELECT 1 /* never closed; SELECT 2")
@@ -140,10 +192,10 @@ def test_every_migration_statement_can_run_twice() -> None:
 def test_migration_files_must_be_numbered_once(tmp_path: Path) -> None:
     (tmp_path / "0001_a.sql").write_text("SELECT 1")
     (tmp_path / "0001_b.sql").write_text("SELECT 1")
-    with pytest.raises(ConfigError, match="share the number.*0001"):
+    with pytest.raises(ConfigError, match=r"share the number.*0001"):
         load_migrations(tmp_path)
     (tmp_path / "0001_b.sql").rename(tmp_path / "2_b.sql")
-    with pytest.raises(ConfigError, match="NNNN_name.sql: 2_b.sql"):
+    with pytest.raises(ConfigError, match=r"NNNN_name\.sql: 2_b\.sql"):
         load_migrations(tmp_path)
 
 
@@ -197,9 +249,7 @@ def test_spans_layout_partitions_ttl_settings_index_and_codecs(client: Client) -
         parameters={"db": DB},
     ).result_rows[0]
     assert partition_key == "toDate(start_time)"
-    assert sorting_key == (
-        "tenant_id, service, feature, kind, toStartOfHour(start_time), model_requested, start_time"
-    )
+    assert sorting_key == ("tenant_id, service, feature, kind, toStartOfHour(start_time), model_requested, start_time")
     create = _create_statement(client, f"{DB}.spans")
     assert "ENGINE = MergeTree\n" in create
     assert "TTL toDateTime(start_time) + toIntervalDay(30)\n" in create
@@ -210,14 +260,20 @@ def test_spans_layout_partitions_ttl_settings_index_and_codecs(client: Client) -
         parameters={"db": DB},
     ).result_rows
     assert indices == [("idx_trace_id", "bloom_filter(0.001)", "trace_id", 1)]
-    codecs = {str(name): str(codec) for name, codec in client.query(
-        "SELECT name, compression_codec FROM system.columns "
-        "WHERE database = {db:String} AND table = 'spans' AND compression_codec != ''",
-        parameters={"db": DB},
-    ).result_rows}
+    codecs = {
+        str(name): str(codec)
+        for name, codec in client.query(
+            "SELECT name, compression_codec FROM system.columns "
+            "WHERE database = {db:String} AND table = 'spans' AND compression_codec != ''",
+            parameters={"db": DB},
+        ).result_rows
+    }
     delta = "CODEC(Delta(8), ZSTD(1))"
     assert {name: codecs[name] for name in ("start_time", "end_time", "ingested_at", "kafka_offset")} == {
-        "start_time": delta, "end_time": delta, "ingested_at": delta, "kafka_offset": delta,
+        "start_time": delta,
+        "end_time": delta,
+        "ingested_at": delta,
+        "kafka_offset": delta,
     }
     assert codecs["content"] == "CODEC(ZSTD(3))"
     for name in ("trace_id", "span_id", "attributes", "retrieval_doc_ids", "prompt_hash"):
@@ -231,9 +287,13 @@ def test_ledger_layout(client: Client) -> None:
         parameters={"db": DB},
     ).result_rows
     assert columns == [
-        ("topic", "LowCardinality(String)"), ("topic_id", "LowCardinality(String)"), ("partition", "Int32"),
+        ("topic", "LowCardinality(String)"),
+        ("topic_id", "LowCardinality(String)"),
+        ("partition", "Int32"),
         ("first_offset", "Int64"),
-        ("last_offset", "Int64"), ("token", "String"), ("created_at", "DateTime64(3, 'UTC')"),
+        ("last_offset", "Int64"),
+        ("token", "String"),
+        ("created_at", "DateTime64(3, 'UTC')"),
     ]
     create = _create_statement(client, f"{DB}.ingest_ledger")
     assert "ORDER BY (topic, topic_id, partition, first_offset)\n" in create
@@ -250,7 +310,11 @@ def _spans_frame(rows: int, offset: int) -> pd.DataFrame:
     """``rows`` recent spans (older ones would fall to the TTL) with every column filled."""
     hour_ago = pd.Timestamp(datetime.now(UTC)).floor("h") - pd.Timedelta(hours=1)
     start = hour_ago + pd.to_timedelta(range(rows), unit="s")
-    text = {name: [f"{name}-{i % 3}" for i in range(rows)] for name, kind in SPANS_COLUMNS if kind in ("String", "LowCardinality(String)")}
+    text = {
+        name: [f"{name}-{i % 3}" for i in range(rows)]
+        for name, kind in SPANS_COLUMNS
+        if kind in ("String", "LowCardinality(String)")
+    }
     frame = pd.DataFrame(text)
     frame["start_time"] = start.as_unit("ms")
     frame["end_time"] = (start + timedelta(milliseconds=250)).as_unit("ms")
@@ -301,6 +365,10 @@ def test_ledger_records_are_deduplicated_by_token(client: Client) -> None:
     row = [["spans", "id1", 0, 10, 19, "spans:0:10-19", datetime.now(UTC)]]
     columns = ["topic", "topic_id", "partition", "first_offset", "last_offset", "token", "created_at"]
     for _ in range(2):
-        client.insert(f"{DB}.ingest_ledger", row, column_names=columns,
-                      settings={"insert_deduplication_token": "ledger:spans:0:10-19", "async_insert": 0})
+        client.insert(
+            f"{DB}.ingest_ledger",
+            row,
+            column_names=columns,
+            settings={"insert_deduplication_token": "ledger:spans:0:10-19", "async_insert": 0},
+        )
     assert client.command(f"SELECT count() FROM {DB}.ingest_ledger WHERE token = 'spans:0:10-19'") == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ T0 = 1_748_779_200_000_000_000  # 2025-06-01T12:00:00Z in unix nanoseconds
 
 
 def at(seconds: float) -> datetime:
-    return datetime.fromtimestamp(1_748_779_200 + seconds, tz=timezone.utc)
+    return datetime.fromtimestamp(1_748_779_200 + seconds, tz=UTC)
 
 
 def validated(spans: list[dict[str, object]]) -> list[Span]:
@@ -109,13 +109,25 @@ def genai_pb_spans() -> list[PbSpan]:
     timeout_event = PbSpan.Event(
         time_unix_nano=T0 + 5_000_000_000,
         name="exception",
-        attributes=key_values({"exception.type": "anthropic.APITimeoutError", "exception.message": "Request timed out."}),
+        attributes=key_values(
+            {"exception.type": "anthropic.APITimeoutError", "exception.message": "Request timed out."}
+        ),
     )
     return [
-        pb_span(1, None, "invoke_agent planner", 0.0, 6.0,
-                {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "planner"}),
         pb_span(
-            2, 1, "chat claude-opus-4-1", 0.1, 2.1,
+            1,
+            None,
+            "invoke_agent planner",
+            0.0,
+            6.0,
+            {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "planner"},
+        ),
+        pb_span(
+            2,
+            1,
+            "chat claude-opus-4-1",
+            0.1,
+            2.1,
             {
                 "gen_ai.operation.name": "chat",
                 "gen_ai.provider.name": "anthropic",
@@ -131,7 +143,11 @@ def genai_pb_spans() -> list[PbSpan]:
             },
         ),
         pb_span(
-            3, 1, "chat o4-mini", 2.2, 5.2,
+            3,
+            1,
+            "chat o4-mini",
+            2.2,
+            5.2,
             {
                 "gen_ai.operation.name": "chat",
                 "gen_ai.provider.name": "openai",
@@ -145,18 +161,42 @@ def genai_pb_spans() -> list[PbSpan]:
             },
         ),
         pb_span(
-            4, 1, "embeddings text-embedding-3-large", 0.01, 0.05,
-            {"gen_ai.operation.name": "embeddings", "gen_ai.provider.name": "openai",
-             "gen_ai.request.model": "text-embedding-3-large", "gen_ai.usage.input_tokens": 17},
+            4,
+            1,
+            "embeddings text-embedding-3-large",
+            0.01,
+            0.05,
+            {
+                "gen_ai.operation.name": "embeddings",
+                "gen_ai.provider.name": "openai",
+                "gen_ai.request.model": "text-embedding-3-large",
+                "gen_ai.usage.input_tokens": 17,
+            },
         ),
         pb_span(
-            5, 1, "execute_tool web_search", 5.25, 5.9,
-            {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "web_search",
-             "gen_ai.tool.call.arguments": {"q": "SECRET"}, "custom.bytes": b"\x00\x01\x02"},
+            5,
+            1,
+            "execute_tool web_search",
+            5.25,
+            5.9,
+            {
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": "web_search",
+                "gen_ai.tool.call.arguments": {"q": "SECRET"},
+                "custom.bytes": b"\x00\x01\x02",
+            },
         ),
         pb_span(
-            6, 1, "chat claude-opus-4-1", 5.0, 5.95,
-            {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "anthropic", "gen_ai.request.model": "claude-opus-4-1"},
+            6,
+            1,
+            "chat claude-opus-4-1",
+            5.0,
+            5.95,
+            {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "anthropic",
+                "gen_ai.request.model": "claude-opus-4-1",
+            },
             error="Request timed out.",
             events=[timeout_event],
         ),
@@ -202,7 +242,7 @@ def test_json_agent_span_keeps_nested_unknown_attributes(fixture_spans: dict[str
     assert agent["kind"] == "agent_step"
     assert agent["parent_span_id"] == "eee19b7ec3c1b174"
     assert agent["session_id"] == "conv_42"
-    assert agent["start_time"] == datetime(2025, 6, 1, 12, 0, 0, 10_000, tzinfo=timezone.utc)
+    assert agent["start_time"] == datetime(2025, 6, 1, 12, 0, 0, 10_000, tzinfo=UTC)
     assert agent["attributes"] == {
         "gen_ai.operation.name": "invoke_agent",
         "gen_ai.agent.name": "support",
@@ -247,7 +287,9 @@ def test_json_anthropic_chat_with_cache_copies_tokens(fixture_spans: dict[str, d
     assert "content" not in chat
 
 
-def test_json_openai_reasoning_span_uses_old_aliases_and_spanline_fields(fixture_spans: dict[str, dict[str, object]]) -> None:
+def test_json_openai_reasoning_span_uses_old_aliases_and_spanline_fields(
+    fixture_spans: dict[str, dict[str, object]],
+) -> None:
     chat = fixture_spans["0000000000000a04"]
     expected = {
         "kind": "llm",
@@ -273,7 +315,9 @@ def test_json_openai_reasoning_span_uses_old_aliases_and_spanline_fields(fixture
     assert attributes["gen_ai.response.finish_reasons"] == '["stop","length"]'  # lossy mapping: kept too
     assert attributes["gen_ai.openai.response.service_tier"] == "default"
     assert attributes["spanline.not_a_field"] == "kept"
-    assert not any(key.startswith(("gen_ai.prompt", "gen_ai.completion", "gen_ai.usage", "gen_ai.system")) for key in attributes)
+    assert not any(
+        key.startswith(("gen_ai.prompt", "gen_ai.completion", "gen_ai.usage", "gen_ai.system")) for key in attributes
+    )
     assert "SECRET" not in orjson.dumps(chat).decode()
 
 
@@ -363,7 +407,11 @@ def test_protobuf_genai_trace_field_by_field() -> None:
     assert cached["parent_span_id"] == "0000000000000001"
 
     reasoning = spans["0000000000000003"]
-    assert (reasoning["input_tokens"], reasoning["output_tokens"], reasoning["reasoning_tokens"]) == (5_000, 3_000, 2_600)
+    assert (reasoning["input_tokens"], reasoning["output_tokens"], reasoning["reasoning_tokens"]) == (
+        5_000,
+        3_000,
+        2_600,
+    )
     assert reasoning["attributes"]["gen_ai.request.reasoning.effort"] == "high"  # type: ignore[index]
 
     embedding = spans["0000000000000004"]
@@ -469,11 +517,16 @@ def test_error_type_without_error_status_stays_an_attribute() -> None:
 
 
 def test_nanosecond_times_keep_microseconds() -> None:
-    span = PbSpan(trace_id=bytes.fromhex(TRACE), span_id=b"\x01" * 8, name="x",
-                  start_time_unix_nano=T0 + 123_456_789, end_time_unix_nano=T0 + 2_000_000_001)
+    span = PbSpan(
+        trace_id=bytes.fromhex(TRACE),
+        span_id=b"\x01" * 8,
+        name="x",
+        start_time_unix_nano=T0 + 123_456_789,
+        end_time_unix_nano=T0 + 2_000_000_001,
+    )
     (out,) = decode_otlp(pb_request([span]).SerializeToString(), PROTOBUF)
-    assert out["start_time"] == datetime(2025, 6, 1, 12, 0, 0, 123_456, tzinfo=timezone.utc)
-    assert out["end_time"] == datetime(2025, 6, 1, 12, 0, 2, tzinfo=timezone.utc)
+    assert out["start_time"] == datetime(2025, 6, 1, 12, 0, 0, 123_456, tzinfo=UTC)
+    assert out["end_time"] == datetime(2025, 6, 1, 12, 0, 2, tzinfo=UTC)
 
 
 def test_attributes_are_fitted_to_the_schema_limits() -> None:
@@ -491,8 +544,18 @@ def test_attributes_are_fitted_to_the_schema_limits() -> None:
 def test_bad_values_are_left_for_per_item_validation() -> None:
     spans = [
         pb_span(1, None, "ok", 0.0, 1.0, {"gen_ai.operation.name": "chat"}),
-        pb_span(2, 1, "bad", 0.0, 1.0, {"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 10,
-                                       "gen_ai.usage.cache_read.input_tokens": 50}),
+        pb_span(
+            2,
+            1,
+            "bad",
+            0.0,
+            1.0,
+            {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.usage.input_tokens": 10,
+                "gen_ai.usage.cache_read.input_tokens": 50,
+            },
+        ),
         PbSpan(trace_id=bytes.fromhex(TRACE), span_id=b"\x03" * 8, name="no end", start_time_unix_nano=T0),
         pb_span(4, 1, "bad ttft", 0.0, 1.0, {"gen_ai.server.time_to_first_token": "soon"}),
     ]
@@ -506,7 +569,9 @@ def test_bad_values_are_left_for_per_item_validation() -> None:
 
 
 def test_missing_service_name_is_a_per_item_error() -> None:
-    body = pb_request([pb_span(1, None, "x", 0.0, 1.0, {})], {"telemetry.sdk.name": "opentelemetry"}).SerializeToString()
+    body = pb_request(
+        [pb_span(1, None, "x", 0.0, 1.0, {})], {"telemetry.sdk.name": "opentelemetry"}
+    ).SerializeToString()
     result = validate_items([{**span, "tenant_id": "acme"} for span in decode_otlp(body, PROTOBUF)])
     assert not result.spans and "service" in result.invalid[0].reason
 
@@ -544,7 +609,11 @@ def _json_span(**fields: Any) -> bytes:
         (b"garbage\x00\x01", PROTOBUF, "not an OTLP"),
         (b"\x10\x01", PROTOBUF, "no resource_spans"),
         (b'{"resourceSpans": []}', PROTOBUF, "not an OTLP"),
-        (pb_request([PbSpan(trace_id=b"\x01\x02", span_id=b"\x01")]).SerializeToString(), PROTOBUF, "trace_id must be 16 bytes"),
+        (
+            pb_request([PbSpan(trace_id=b"\x01\x02", span_id=b"\x01")]).SerializeToString(),
+            PROTOBUF,
+            "trace_id must be 16 bytes",
+        ),
         (b"{}", "text/plain", "unsupported Content-Type"),
     ],
 )
@@ -567,8 +636,14 @@ def test_decode_speed_500_span_protobuf() -> None:
         extra = {"spanline.route": "default", "custom.request_id": f"req-{i}", "custom.retry": i % 3}
         span.attributes.extend(key_values(extra))
         spans.append(span)
-    resource = {"service.name": "support-bot", "deployment.environment.name": "prod", "telemetry.sdk.language": "python",
-                "telemetry.sdk.name": "opentelemetry", "telemetry.sdk.version": "1.36.0", "host.name": "worker-3"}
+    resource = {
+        "service.name": "support-bot",
+        "deployment.environment.name": "prod",
+        "telemetry.sdk.language": "python",
+        "telemetry.sdk.name": "opentelemetry",
+        "telemetry.sdk.version": "1.36.0",
+        "host.name": "worker-3",
+    }
     body = pb_request(spans, resource).SerializeToString()
     assert len(decode_otlp(body, PROTOBUF)) == 500
     rounds = 20

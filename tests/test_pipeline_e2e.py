@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -21,14 +21,15 @@ from genai_prices import Usage, calc_price
 from kafka import KafkaConsumer, TopicPartition
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span as OtlpSpan
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 
 from spanline.kafka.publish import SpanPublisher
 from tests.support.stack import TENANT_KEYS, Stack, free_port, read_topic
 
 pytestmark = pytest.mark.e2e
 
-START = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 PRICED = [  # provider, model, input, output, cache_read, cache_write, reasoning
     ("openai", "gpt-4o", 1200, 300, 200, 0, 0),
     ("openai", "gpt-4o-mini", 5000, 800, 0, 0, 0),
@@ -49,11 +50,19 @@ def stack(kafka_broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 def canonical(run: str, index: int, **fields: Any) -> dict[str, Any]:
     base = {
-        "span_id": f"{run}-{index}", "trace_id": f"{run}-trace-{index // 4}", "service": run,
-        "feature": "support-chat", "kind": "llm", "name": "chat",
-        "start_time": (START + timedelta(milliseconds=index)).isoformat(), "duration_ms": 800.0,
-        "ttft_ms": 200.0, "provider": "openai", "model_requested": "gpt-4o-mini",
-        "input_tokens": 100, "output_tokens": 10,
+        "span_id": f"{run}-{index}",
+        "trace_id": f"{run}-trace-{index // 4}",
+        "service": run,
+        "feature": "support-chat",
+        "kind": "llm",
+        "name": "chat",
+        "start_time": (START + timedelta(milliseconds=index)).isoformat(),
+        "duration_ms": 800.0,
+        "ttft_ms": 200.0,
+        "provider": "openai",
+        "model_requested": "gpt-4o-mini",
+        "input_tokens": 100,
+        "output_tokens": 10,
     }
     return {**base, **fields}
 
@@ -68,8 +77,15 @@ def test_canonical_and_otlp_spans_land_once_with_independent_costs(stack: Stack)
     run = f"e2e{uuid.uuid4().hex[:6]}"
     spans = [canonical(run, i) for i in range(400)]
     for i, (provider, model, inp, out, cread, cwrite, reasoning) in enumerate(PRICED):
-        spans[i].update(provider=provider, model_requested=model, input_tokens=inp, output_tokens=out,
-                        cache_read_tokens=cread, cache_write_tokens=cwrite, reasoning_tokens=reasoning)
+        spans[i].update(
+            provider=provider,
+            model_requested=model,
+            input_tokens=inp,
+            output_tokens=out,
+            cache_read_tokens=cread,
+            cache_write_tokens=cwrite,
+            reasoning_tokens=reasoning,
+        )
     status, body = stack.post("/v1/spans", orjson.dumps(spans), TENANT_KEYS["acme"])
     assert status == 200, body
     ndjson = b"\n".join(orjson.dumps(canonical(run, i)) for i in range(400, 500))
@@ -196,6 +212,7 @@ def test_clickhouse_down_worker_backs_off_commits_nothing_then_catches_up(stack:
 
 # --- helpers
 
+
 def otlp_request(run: str, count: int) -> bytes:
     def attr(key: str, value: Any) -> KeyValue:
         any_value = AnyValue(int_value=value) if isinstance(value, int) else AnyValue(string_value=value)
@@ -204,11 +221,18 @@ def otlp_request(run: str, count: int) -> bytes:
     start_ns = int(START.timestamp() * 1e9)
     spans = [
         OtlpSpan(
-            trace_id=uuid.uuid4().bytes, span_id=uuid.uuid4().bytes[:8], name="chat gpt-4o",
-            start_time_unix_nano=start_ns, end_time_unix_nano=start_ns + 500_000_000,
-            attributes=[attr("gen_ai.operation.name", "chat"), attr("gen_ai.provider.name", "openai"),
-                        attr("gen_ai.request.model", "gpt-4o"), attr("gen_ai.usage.input_tokens", 100),
-                        attr("gen_ai.usage.output_tokens", 20)],
+            trace_id=uuid.uuid4().bytes,
+            span_id=uuid.uuid4().bytes[:8],
+            name="chat gpt-4o",
+            start_time_unix_nano=start_ns,
+            end_time_unix_nano=start_ns + 500_000_000,
+            attributes=[
+                attr("gen_ai.operation.name", "chat"),
+                attr("gen_ai.provider.name", "openai"),
+                attr("gen_ai.request.model", "gpt-4o"),
+                attr("gen_ai.usage.input_tokens", 100),
+                attr("gen_ai.usage.output_tokens", 20),
+            ],
         )
         for _ in range(count)
     ]
@@ -218,8 +242,11 @@ def otlp_request(run: str, count: int) -> bytes:
 
 
 def _group_consumer(stack: Stack, group: str | None = None) -> tuple[KafkaConsumer, list[TopicPartition]]:
-    consumer = KafkaConsumer(bootstrap_servers=stack.bootstrap_servers,
-                             group_id=group or stack.settings.consumer_group, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=stack.bootstrap_servers,
+        group_id=group or stack.settings.consumer_group,
+        enable_auto_commit=False,
+    )
     topic = stack.settings.topic_spans
     return consumer, [TopicPartition(topic, p) for p in range(stack.partitions)]
 

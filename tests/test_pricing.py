@@ -65,8 +65,14 @@ def catalog() -> PriceCatalog:
 
 def spans_frame(rows: Sequence[Mapping[str, object]]) -> pd.DataFrame:
     """A batch as the worker builds it: one row per span, ms UTC timestamps."""
-    base: dict[str, object] = {"tenant_id": "acme", "provider": "", "model_response": "", "model_requested": "",
-                               "start_time": "2026-05-01T00:00:00Z", **{name: 0 for name in TOKEN_COLUMNS}}
+    base: dict[str, object] = {
+        "tenant_id": "acme",
+        "provider": "",
+        "model_response": "",
+        "model_requested": "",
+        "start_time": "2026-05-01T00:00:00Z",
+        **{name: 0 for name in TOKEN_COLUMNS},
+    }
     frame = pd.DataFrame([{**base, **row} for row in rows])
     frame["start_time"] = pd.to_datetime(frame["start_time"], utc=True, format="ISO8601").astype("datetime64[ms, UTC]")
     return frame
@@ -83,41 +89,69 @@ def random_spans(n: int, seed: int) -> pd.DataFrame:
     cache_write = ((inputs - cache_read) * rng.random(n) * 0.4).astype(np.int64)
     outputs = rng.integers(0, 30_000, n)
     reasoning = (outputs * rng.random(n) * 0.8).astype(np.int64)
-    frame = pd.DataFrame({
-        "tenant_id": rng.choice(["acme", "globex"], n),
-        "provider": [MODELS[i][0] for i in which],
-        "model_response": [MODELS[i][1] for i in which],
-        "model_requested": [MODELS[i][2] for i in which],
-        "start_time": starts,
-        "input_tokens": inputs, "output_tokens": outputs, "cache_read_tokens": cache_read,
-        "cache_write_tokens": cache_write, "reasoning_tokens": reasoning,
-    })
+    frame = pd.DataFrame(
+        {
+            "tenant_id": rng.choice(["acme", "globex"], n),
+            "provider": [MODELS[i][0] for i in which],
+            "model_response": [MODELS[i][1] for i in which],
+            "model_requested": [MODELS[i][2] for i in which],
+            "start_time": starts,
+            "input_tokens": inputs,
+            "output_tokens": outputs,
+            "cache_read_tokens": cache_read,
+            "cache_write_tokens": cache_write,
+            "reasoning_tokens": reasoning,
+        }
+    )
     frame["start_time"] = frame["start_time"].astype("datetime64[ms, UTC]")
     return frame
 
 
 def edge_spans() -> pd.DataFrame:
     """Exact edges: the 200k tier threshold (strictly above) and o3's change date at midnight UTC."""
-    return spans_frame([
-        {"provider": "anthropic", "model_response": "claude-sonnet-4-5", "start_time": "2026-03-01T12:00:00Z",
-         "input_tokens": tokens, "output_tokens": 100, "cache_write_tokens": 1_000}
-        for tokens in (200_000, 200_001)
-    ] + [
-        {"provider": "openai", "model_requested": "o3", "start_time": stamp, "input_tokens": 1_000,
-         "output_tokens": 500, "reasoning_tokens": 400}
-        for stamp in ("2025-06-09T23:59:59.999Z", "2025-06-10T00:00:00Z")
-    ])
+    return spans_frame(
+        [
+            {
+                "provider": "anthropic",
+                "model_response": "claude-sonnet-4-5",
+                "start_time": "2026-03-01T12:00:00Z",
+                "input_tokens": tokens,
+                "output_tokens": 100,
+                "cache_write_tokens": 1_000,
+            }
+            for tokens in (200_000, 200_001)
+        ]
+        + [
+            {
+                "provider": "openai",
+                "model_requested": "o3",
+                "start_time": stamp,
+                "input_tokens": 1_000,
+                "output_tokens": 500,
+                "reasoning_tokens": 400,
+            }
+            for stamp in ("2025-06-09T23:59:59.999Z", "2025-06-10T00:00:00Z")
+        ]
+    )
 
 
 def reference(spans: pd.DataFrame) -> pd.DataFrame:
     """calc_price span by span: input, output and total price as floats."""
     out = []
     for row in spans.itertuples(index=False):
-        usage = Usage(input_tokens=row.input_tokens, output_tokens=row.output_tokens,
-                      cache_read_tokens=row.cache_read_tokens, cache_write_tokens=row.cache_write_tokens,
-                      output_reasoning_tokens=row.reasoning_tokens)
-        price = calc_price(usage, row.model_response or row.model_requested, provider_id=row.provider or None,
-                           genai_request_timestamp=row.start_time.to_pydatetime())
+        usage = Usage(
+            input_tokens=row.input_tokens,
+            output_tokens=row.output_tokens,
+            cache_read_tokens=row.cache_read_tokens,
+            cache_write_tokens=row.cache_write_tokens,
+            output_reasoning_tokens=row.reasoning_tokens,
+        )
+        price = calc_price(
+            usage,
+            row.model_response or row.model_requested,
+            provider_id=row.provider or None,
+            genai_request_timestamp=row.start_time.to_pydatetime(),
+        )
         out.append((float(price.input_price), float(price.output_price), float(price.total_price)))
     return pd.DataFrame(out, columns=["input", "output", "total"], index=spans.index)
 
@@ -141,11 +175,15 @@ def test_costs_equal_calc_price_on_2000_random_spans(catalog: PriceCatalog) -> N
     assert_matches_calc_price(priced, spans)
     # every case the sample is meant to cover is really in it
     versions = set(priced["price_version"])
-    assert {f"{CATALOG} openai/o3", f"{CATALOG} openai/o3 since 2025-06-10",
-            f"{CATALOG} deepseek/deepseek-v4-flash daily 01:00-04:00 UTC",
-            f"{CATALOG} deepseek/deepseek-v4-flash since 2026-09-10",
-            f"{CATALOG} perplexity/sonar", f"{CATALOG} perplexity/sonar-deep-research",
-            f"{CATALOG} anthropic/claude-3-5-sonnet"} <= versions
+    assert {
+        f"{CATALOG} openai/o3",
+        f"{CATALOG} openai/o3 since 2025-06-10",
+        f"{CATALOG} deepseek/deepseek-v4-flash daily 01:00-04:00 UTC",
+        f"{CATALOG} deepseek/deepseek-v4-flash since 2026-09-10",
+        f"{CATALOG} perplexity/sonar",
+        f"{CATALOG} perplexity/sonar-deep-research",
+        f"{CATALOG} anthropic/claude-3-5-sonnet",
+    } <= versions
     tiered = spans["model_requested"].eq("claude-sonnet-4-5") | spans["model_response"].eq("gemini-2.5-pro")
     assert (spans.loc[tiered, "input_tokens"] > 200_000).sum() > 50
     assert (spans.loc[tiered, "input_tokens"] <= 200_000).sum() > 50
@@ -153,11 +191,19 @@ def test_costs_equal_calc_price_on_2000_random_spans(catalog: PriceCatalog) -> N
 
 
 def test_tier_is_a_cliff_on_total_input_tokens(catalog: PriceCatalog) -> None:
-    spans = spans_frame([
-        {"provider": "anthropic", "model_requested": "claude-sonnet-4-5", "start_time": "2026-03-01",
-         "input_tokens": tokens, "cache_read_tokens": 150_000, "output_tokens": 1_000_000}
-        for tokens in (200_000, 200_001)
-    ])
+    spans = spans_frame(
+        [
+            {
+                "provider": "anthropic",
+                "model_requested": "claude-sonnet-4-5",
+                "start_time": "2026-03-01",
+                "input_tokens": tokens,
+                "cache_read_tokens": 150_000,
+                "output_tokens": 1_000_000,
+            }
+            for tokens in (200_000, 200_001)
+        ]
+    )
     priced = catalog.price(spans)
     # the cached tokens count towards the threshold; above it every kind pays the tier rate
     assert priced["output_cost_usd"].tolist() == pytest.approx([15.0, 22.5], rel=1e-12)
@@ -177,14 +223,24 @@ def test_conditional_prices_follow_genai_prices_in_any_order() -> None:
     def daily(begin: clock, end: clock, usd: str) -> ConditionalPrice:
         return ConditionalPrice(constraint=TimeOfDateConstraint(start_time=begin, end_time=end), prices=price(usd))
 
-    shuffled = [dated(date(2026, 3, 1), "9"), daily(clock(22), clock(2), "5"), dated(date(2026, 1, 1), "1"),
-                dated(date(2026, 2, 1), "2"), daily(clock(10), clock(12), "3")]
+    shuffled = [
+        dated(date(2026, 3, 1), "9"),
+        daily(clock(22), clock(2), "5"),
+        dated(date(2026, 1, 1), "1"),
+        dated(date(2026, 2, 1), "2"),
+        daily(clock(10), clock(12), "3"),
+    ]
     # an unconditional price after a window: the window can never win, and the first entry never applies
     shadowed = [daily(clock(10), clock(12), "3"), ConditionalPrice(prices=price("4")), dated(date(2026, 1, 1), "1")]
-    provider = Provider(id="p", name="P", api_pattern="https://p", models=[
-        ModelInfo(id="m", match=ClauseEquals(equals="m"), prices=shuffled),
-        ModelInfo(id="n", match=ClauseEquals(equals="n"), prices=shadowed),
-    ])
+    provider = Provider(
+        id="p",
+        name="P",
+        api_pattern="https://p",
+        models=[
+            ModelInfo(id="m", match=ClauseEquals(equals="m"), prices=shuffled),
+            ModelInfo(id="n", match=ClauseEquals(equals="n"), prices=shadowed),
+        ],
+    )
 
     def snapshot() -> DataSnapshot:
         return DataSnapshot(providers=[provider], from_auto_update=False)
@@ -192,28 +248,44 @@ def test_conditional_prices_follow_genai_prices_in_any_order() -> None:
     flat = flatten([provider])
     catalog = PriceCatalog(flat.table, ModelResolver(snapshot, flat.series_of_model), {})
     stamps = pd.date_range("2025-12-30", "2026-03-03", freq="37min", tz="UTC")
-    spans = spans_frame([{"provider": "p", "model_requested": model, "start_time": stamp,
-                          "input_tokens": 1_000_000, "output_tokens": 1_000_000}
-                         for stamp in stamps for model in ("m", "n")])
+    spans = spans_frame(
+        [
+            {
+                "provider": "p",
+                "model_requested": model,
+                "start_time": stamp,
+                "input_tokens": 1_000_000,
+                "output_tokens": 1_000_000,
+            }
+            for stamp in stamps
+            for model in ("m", "n")
+        ]
+    )
     priced = catalog.price(spans)
     usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
-    expected = [float(snapshot().calc(usage, model, "p", None, stamp.to_pydatetime()).total_price)
-                for stamp in stamps for model in ("m", "n")]
+    expected = [
+        float(snapshot().calc(usage, model, "p", None, stamp.to_pydatetime()).total_price)
+        for stamp in stamps
+        for model in ("m", "n")
+    ]
     np.testing.assert_allclose(priced["cost_usd"], expected, rtol=1e-12, atol=0)
     assert set(np.round(priced["cost_usd"], 6)) == {27.0, 15.0, 12.0, 3.0, 6.0, 9.0}
 
 
 def test_model_response_is_tried_before_model_requested(catalog: PriceCatalog) -> None:
-    spans = spans_frame([
-        {"provider": "openai", "model_response": "gpt-4o-2024-05-13", "model_requested": "gpt-4o"},
-        {"provider": "openai", "model_response": "my-gateway-alias", "model_requested": "gpt-4o"},
-        {"provider": "openai", "model_response": None, "model_requested": "gpt-4o"},
-    ])
+    spans = spans_frame(
+        [
+            {"provider": "openai", "model_response": "gpt-4o-2024-05-13", "model_requested": "gpt-4o"},
+            {"provider": "openai", "model_response": "my-gateway-alias", "model_requested": "gpt-4o"},
+            {"provider": "openai", "model_response": None, "model_requested": "gpt-4o"},
+        ]
+    )
     spans["input_tokens"] = 1_000_000
     priced = catalog.price(spans)
     assert priced["input_cost_usd"].tolist() == pytest.approx([5.0, 2.5, 2.5], rel=1e-12)
     assert priced["price_version"].tolist() == [
-        f"{CATALOG} openai/gpt-4o-2024-05-13", f"{CATALOG} openai/gpt-4o",
+        f"{CATALOG} openai/gpt-4o-2024-05-13",
+        f"{CATALOG} openai/gpt-4o",
         f"{CATALOG} openai/gpt-4o",
     ]
 
@@ -221,14 +293,20 @@ def test_model_response_is_tried_before_model_requested(catalog: PriceCatalog) -
 def test_unknown_models_are_flagged_and_spans_without_tokens_cost_a_known_zero(
     catalog: PriceCatalog, caplog: pytest.LogCaptureFixture
 ) -> None:
-    spans = spans_frame([
-        {"provider": "self-hosted", "model_requested": "llama-3.1-70b-instruct", "input_tokens": 500,
-         "output_tokens": 20},                                                  # unknown, has tokens
-        {"provider": "", "model_requested": "", "input_tokens": 10},            # tokens but no model
-        {"provider": "self-hosted", "model_requested": "llama-3.1-70b-instruct"},  # failed call, no tokens
-        {"provider": None, "model_response": None, "model_requested": None},   # a tool span
-        {"provider": "openai", "model_requested": "gpt-4o"},                    # known model, no tokens
-    ])
+    spans = spans_frame(
+        [
+            {
+                "provider": "self-hosted",
+                "model_requested": "llama-3.1-70b-instruct",
+                "input_tokens": 500,
+                "output_tokens": 20,
+            },  # unknown, has tokens
+            {"provider": "", "model_requested": "", "input_tokens": 10},  # tokens but no model
+            {"provider": "self-hosted", "model_requested": "llama-3.1-70b-instruct"},  # failed call, no tokens
+            {"provider": None, "model_response": None, "model_requested": None},  # a tool span
+            {"provider": "openai", "model_requested": "gpt-4o"},  # known model, no tokens
+        ]
+    )
     with caplog.at_level(logging.WARNING, logger="spanline.streams.pricing"):
         priced = catalog.price(spans)
         catalog.price(spans)
@@ -289,27 +367,58 @@ OVERRIDES = """
 def test_overrides_tenant_beats_global_beats_catalog_with_history(tmp_path: Path) -> None:
     path = write(tmp_path, OVERRIDES)
     catalog = PriceCatalog.load(path)
-    gpt4o = {"provider": "openai", "model_response": "gpt-4o-2024-08-06", "model_requested": "gpt-4o",
-             "input_tokens": 1_000_000, "cache_read_tokens": 400_000, "cache_write_tokens": 100_000,
-             "output_tokens": 1_000_000, "reasoning_tokens": 300_000}
-    spans = spans_frame([
-        {**gpt4o, "tenant_id": "acme", "start_time": "2025-12-31T23:59:59Z"},    # catalog
-        {**gpt4o, "tenant_id": "acme", "start_time": "2026-01-01T00:00:00Z"},    # acme #2
-        {**gpt4o, "tenant_id": "acme", "start_time": "2026-06-01T00:00:00Z"},    # acme #3
-        {**gpt4o, "tenant_id": "globex", "start_time": "2026-02-28T23:59:59Z"},  # catalog
-        {**gpt4o, "tenant_id": "globex", "start_time": "2026-03-01T00:00:00Z"},  # every tenant #1
-        {**gpt4o, "tenant_id": "acme", "provider": "azure", "model_response": "gpt-4o",
-         "start_time": "2026-07-01T00:00:00Z"},                                  # azure: another contract
-        {"tenant_id": "globex", "provider": "self-hosted", "model_requested": "llama-3.1-70b-instruct",
-         "model_response": "Llama-3.1-70B-Instruct", "input_tokens": 1_000_000, "output_tokens": 500_000,
-         "start_time": "2024-01-01T00:00:00Z"},                                  # every tenant #0
-    ])
+    gpt4o = {
+        "provider": "openai",
+        "model_response": "gpt-4o-2024-08-06",
+        "model_requested": "gpt-4o",
+        "input_tokens": 1_000_000,
+        "cache_read_tokens": 400_000,
+        "cache_write_tokens": 100_000,
+        "output_tokens": 1_000_000,
+        "reasoning_tokens": 300_000,
+    }
+    spans = spans_frame(
+        [
+            {**gpt4o, "tenant_id": "acme", "start_time": "2025-12-31T23:59:59Z"},  # catalog
+            {**gpt4o, "tenant_id": "acme", "start_time": "2026-01-01T00:00:00Z"},  # acme #2
+            {**gpt4o, "tenant_id": "acme", "start_time": "2026-06-01T00:00:00Z"},  # acme #3
+            {**gpt4o, "tenant_id": "globex", "start_time": "2026-02-28T23:59:59Z"},  # catalog
+            {**gpt4o, "tenant_id": "globex", "start_time": "2026-03-01T00:00:00Z"},  # every tenant #1
+            {
+                **gpt4o,
+                "tenant_id": "acme",
+                "provider": "azure",
+                "model_response": "gpt-4o",
+                "start_time": "2026-07-01T00:00:00Z",
+            },  # azure: another contract
+            {
+                "tenant_id": "globex",
+                "provider": "self-hosted",
+                "model_requested": "llama-3.1-70b-instruct",
+                "model_response": "Llama-3.1-70B-Instruct",
+                "input_tokens": 1_000_000,
+                "output_tokens": 500_000,
+                "start_time": "2024-01-01T00:00:00Z",
+            },  # every tenant #0
+        ]
+    )
     priced = catalog.price(spans)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    assert priced["price_source"].tolist() == ["genai-prices", "override", "override", "genai-prices", "override",
-                                               "genai-prices", "override"]
-    assert priced["price_version"].tolist()[1:5] == [f"override {digest} #2", f"override {digest} #3",
-                                                     f"{CATALOG} openai/gpt-4o", f"override {digest} #1"]
+    assert priced["price_source"].tolist() == [
+        "genai-prices",
+        "override",
+        "override",
+        "genai-prices",
+        "override",
+        "genai-prices",
+        "override",
+    ]
+    assert priced["price_version"].tolist()[1:5] == [
+        f"override {digest} #2",
+        f"override {digest} #3",
+        f"{CATALOG} openai/gpt-4o",
+        f"override {digest} #1",
+    ]
     # uncached input 0.5M; cache reads 0.4M at their own rate or the input rate; cache writes 0.1M at
     # the input rate (no rate given); output 1M (reasoning included, same rate)
     assert priced["input_cost_usd"].tolist()[1:5] == pytest.approx([0.75, 0.5, 1.25, 1.0], rel=1e-12)
@@ -323,12 +432,28 @@ def test_overrides_tenant_beats_global_beats_catalog_with_history(tmp_path: Path
 
 def test_example_overrides_file_is_valid_and_prices_its_models() -> None:
     catalog = PriceCatalog.load(EXAMPLE)
-    spans = spans_frame([
-        {"tenant_id": "anyone", "provider": "self-hosted", "model_requested": "llama-3.1-70b-instruct",
-         "input_tokens": 1_000_000, "output_tokens": 1_000_000, "start_time": stamp}
-        for stamp in ("2026-06-30T23:59:59Z", "2026-07-01T00:00:00Z")
-    ] + [{"tenant_id": "acme", "provider": "openai", "model_requested": "gpt-4o", "input_tokens": 1_000_000,
-          "start_time": "2026-02-01T00:00:00Z"}])
+    spans = spans_frame(
+        [
+            {
+                "tenant_id": "anyone",
+                "provider": "self-hosted",
+                "model_requested": "llama-3.1-70b-instruct",
+                "input_tokens": 1_000_000,
+                "output_tokens": 1_000_000,
+                "start_time": stamp,
+            }
+            for stamp in ("2026-06-30T23:59:59Z", "2026-07-01T00:00:00Z")
+        ]
+        + [
+            {
+                "tenant_id": "acme",
+                "provider": "openai",
+                "model_requested": "gpt-4o",
+                "input_tokens": 1_000_000,
+                "start_time": "2026-02-01T00:00:00Z",
+            }
+        ]
+    )
     priced = catalog.price(spans)
     assert priced["cost_usd"].tolist() == pytest.approx([0.4, 0.5, 2.0], rel=1e-12)
     assert (priced["price_source"] == "override").all()
@@ -337,19 +462,31 @@ def test_example_overrides_file_is_valid_and_prices_its_models() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (("- {provider: a, model: m, input_mtok: 1, output_mtok: 1}\n"
-          "- {provider: a, model: n, input_mtok: -1, output_mtok: 1}\n"), ["entry 1", "'input_mtok'", "greater than"]),
+        (
+            (
+                "- {provider: a, model: m, input_mtok: 1, output_mtok: 1}\n"
+                "- {provider: a, model: n, input_mtok: -1, output_mtok: 1}\n"
+            ),
+            ["entry 1", "'input_mtok'", "greater than"],
+        ),
         ("- {provider: a, model: m, input_mtok: 1}\n", ["entry 0", "'output_mtok'", "required"]),
         ("- {provider: a, model: m, tennant: x, input_mtok: 1, output_mtok: 1}\n", ["entry 0", "'tennant'"]),
-        ("- {provider: a, model: m, valid_from: someday, input_mtok: 1, output_mtok: 1}\n",
-         ["entry 0", "'valid_from'"]),
+        (
+            "- {provider: a, model: m, valid_from: someday, input_mtok: 1, output_mtok: 1}\n",
+            ["entry 0", "'valid_from'"],
+        ),
         ("- {provider: a, model: m, input_mtok: .nan, output_mtok: 1}\n", ["entry 0", "'input_mtok'", "finite"]),
         ("- {provider: a, model: m, input_mtok: 1, output_mtok: true}\n", ["entry 0", "'output_mtok'", "number"]),
         ("- 42\n", ["entry 0", "the entry"]),
         ("provider: a\nmodel: m\n", ["expected a YAML list"]),
         ("- {provider: a, model: [unclosed\n", ["not valid YAML"]),
-        (("- {provider: a, model: m, input_mtok: 1, output_mtok: 1}\n"
-          "- {provider: A, model: M, input_mtok: 2, output_mtok: 2}\n"), ["entries 0 and 1", "a/m"]),
+        (
+            (
+                "- {provider: a, model: m, input_mtok: 1, output_mtok: 1}\n"
+                "- {provider: A, model: M, input_mtok: 2, output_mtok: 2}\n"
+            ),
+            ["entries 0 and 1", "a/m"],
+        ),
     ],
 )
 def test_bad_overrides_file_raises_config_error_naming_entry_and_field(
@@ -378,14 +515,19 @@ def test_prices_stay_offline_and_ignore_a_snapshot_installed_by_update_prices(
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     catalog = PriceCatalog.load()
-    spans = spans_frame([{"provider": "openai", "model_requested": "gpt-4o", "input_tokens": 1_000_000,
-                          "start_time": "2026-05-01"}])
+    spans = spans_frame(
+        [{"provider": "openai", "model_requested": "gpt-4o", "input_tokens": 1_000_000, "start_time": "2026-05-01"}]
+    )
     # what UpdatePrices does after a fetch: calc_price now sees the new (here: empty) data...
     set_custom_snapshot(DataSnapshot(providers=[], from_auto_update=True))
     try:
         with pytest.raises(LookupError):
-            calc_price(Usage(input_tokens=1), "gpt-4o", provider_id="openai",
-                       genai_request_timestamp=datetime(2026, 5, 1, tzinfo=UTC))
+            calc_price(
+                Usage(input_tokens=1),
+                "gpt-4o",
+                provider_id="openai",
+                genai_request_timestamp=datetime(2026, 5, 1, tzinfo=UTC),
+            )
         # ...the catalog does not
         assert catalog.price(spans)["cost_usd"].tolist() == [2.5]
         assert PriceCatalog.load().price(spans)["cost_usd"].tolist() == [2.5]

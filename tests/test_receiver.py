@@ -22,8 +22,9 @@ KEY = "key-acme-for-receiver-tests"
 
 @pytest.fixture(scope="module")
 def receiver(tansu_kafka: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
-    with receiver_on(tansu_kafka.bootstrap_servers, tmp_path_factory.mktemp("receiver"), "rx-spans", KEY,
-                     "test-master-salt", 65536) as server:
+    with receiver_on(
+        tansu_kafka.bootstrap_servers, tmp_path_factory.mktemp("receiver"), "rx-spans", KEY, "test-master-salt", 65536
+    ) as server:
         yield server
 
 
@@ -32,12 +33,21 @@ def auth(content_type: str = "application/json", **extra: str) -> dict[str, str]
 
 
 def span(i: int, **fields: Any) -> dict[str, Any]:
-    return {"span_id": f"rx-{i}", "trace_id": f"rx-t{i}", "service": "rx", "kind": "llm",
-            "start_time": "2026-11-22T10:00:00Z", "duration_ms": 10, **fields}
+    return {
+        "span_id": f"rx-{i}",
+        "trace_id": f"rx-t{i}",
+        "service": "rx",
+        "kind": "llm",
+        "start_time": "2026-11-22T10:00:00Z",
+        "duration_ms": 10,
+        **fields,
+    }
 
 
 def test_accepted_spans_are_in_kafka_with_hashed_user_ids_before_the_answer(receiver: Receiver) -> None:
-    status, body = receiver.post("/v1/spans", orjson.dumps([span(i, user_id="alice@example.com") for i in range(3)]), auth())
+    status, body = receiver.post(
+        "/v1/spans", orjson.dumps([span(i, user_id="alice@example.com") for i in range(3)]), auth()
+    )
     assert status == 200 and orjson.loads(body)["accepted"] == 3
     spans = [s for batch in read_topic(receiver.settings.bootstrap_servers, "rx-spans") for s in batch]
     mine = [s for s in spans if s["span_id"] in {"rx-0", "rx-1", "rx-2"}]
@@ -49,7 +59,9 @@ def test_accepted_spans_are_in_kafka_with_hashed_user_ids_before_the_answer(rece
 
 def test_gzip_ndjson_and_single_object_bodies(receiver: Receiver) -> None:
     ndjson = b"\n".join(orjson.dumps(span(i)) for i in range(10, 14))
-    status, body = receiver.post("/v1/spans", gzip.compress(ndjson), auth("application/x-ndjson", **{"Content-Encoding": "gzip"}))
+    status, body = receiver.post(
+        "/v1/spans", gzip.compress(ndjson), auth("application/x-ndjson", **{"Content-Encoding": "gzip"})
+    )
     assert (status, orjson.loads(body)["accepted"]) == (200, 4)
     assert receiver.post("/v1/spans", orjson.dumps(span(20)), auth())[0] == 200
 
@@ -65,13 +77,26 @@ def test_bad_bodies_get_clear_errors(receiver: Receiver) -> None:
 
 
 def test_otlp_json_partial_success_names_rejected_spans(receiver: Receiver) -> None:
-    good = {"traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "b7ad6b7169203331", "name": "chat",
-            "startTimeUnixNano": "1763805600000000000", "endTimeUnixNano": "1763805600500000000",
-            "attributes": [{"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
-                           {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "12"}}]}
+    good = {
+        "traceId": "0af7651916cd43dd8448eb211c80319c",
+        "spanId": "b7ad6b7169203331",
+        "name": "chat",
+        "startTimeUnixNano": "1763805600000000000",
+        "endTimeUnixNano": "1763805600500000000",
+        "attributes": [
+            {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+            {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "12"}},
+        ],
+    }
     bad = {**good, "spanId": "c7ad6b7169203331", "endTimeUnixNano": "1763805500000000000"}
-    request = {"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "rx"}}]},
-                                  "scopeSpans": [{"spans": [good, bad]}]}]}
+    request = {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "rx"}}]},
+                "scopeSpans": [{"spans": [good, bad]}],
+            }
+        ]
+    }
     status, body = receiver.post("/v1/traces", orjson.dumps(request), auth())
     assert status == 200
     partial = orjson.loads(body)["partialSuccess"]

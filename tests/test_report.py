@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from spanline.contracts import load_contracts
 from spanline.dashboards.catalog import build_dashboards
 from spanline.dashboards.formatting import format_value
-from spanline.contracts import load_contracts
 from tests.support.chdb import migrated_chdb
 from tests.support.stack import clean_env
 from tests.test_dashboard_queries import seed, seeded_spans
@@ -40,8 +40,13 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
 def report(home: tuple[Path, pd.DataFrame], tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("report") / "report.html"
     env = clean_env() | {"SPANLINE_HOME": str(home[0])}
-    done = subprocess.run([sys.executable, "-m", "spanline.cli", "report", "--since", "1h", "--out", str(out)],
-                          env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "spanline.cli", "report", "--since", "1h", "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"wrote {len(PANELS)} panels" in done.stdout
     return out
@@ -58,15 +63,19 @@ def test_report_is_self_contained_and_shows_every_panel(report: Path, home: tupl
     assert html.count("<svg") == charts
     assert html.count("<polyline") >= sum(p.kind == "timeseries" for p in PANELS)
     spend = home[1]["cost_usd"].sum()
-    assert f">{format_value(spend, 'currencyUSD')}</span><span class=\"label\">spend_usd<" in html
+    assert f'>{format_value(spend, "currencyUSD")}</span><span class="label">spend_usd<' in html
     assert 'class="marker"' in html  # alert history and the model version change drawn on the charts
 
 
 def test_chromium_renders_the_charts(report: Path, tmp_path: Path, chromium: str) -> None:
     flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
     shot = tmp_path / "report.png"
-    done = subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1400,2600", report.as_uri()],
-                          capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [*flags, f"--screenshot={shot}", "--window-size=1400,2600", report.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
     image = Image.open(shot).convert("RGB")
     assert image.size == (1400, 2600)

@@ -27,9 +27,21 @@ def test_demo_writes_a_report_that_renders(tmp_path: Path, chromium: str) -> Non
     assert "query failed" not in html and html.count("<polyline") >= 15
 
     shot = tmp_path / "report.png"
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    f"--screenshot={shot}", "--window-size=1400,1800", report.as_uri()],
-                   capture_output=True, timeout=180, check=True)
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--screenshot={shot}",
+            "--window-size=1400,1800",
+            report.as_uri(),
+        ],
+        capture_output=True,
+        timeout=180,
+        check=True,
+    )
     pixels = Image.open(shot).convert("RGB")
     series_blue = sum(n for n, rgb in pixels.getcolors(maxcolors=1 << 20) or [] if rgb == (0x32, 0x74, 0xD9))
     assert series_blue > 500, "no chart lines in the screenshot"

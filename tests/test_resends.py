@@ -50,8 +50,7 @@ def test_old_keys_are_evicted_as_message_time_moves_on() -> None:
     recent = RecentSpans(HOUR_MS)
     for batch in range(64):
         stamp = batch * 60_000
-        recent.add(span_keys(["acme"] * 100, ["t"] * 100, [f"{batch}-{i}" for i in range(100)]),
-                   np.full(100, stamp))
+        recent.add(span_keys(["acme"] * 100, ["t"] * 100, [f"{batch}-{i}" for i in range(100)]), np.full(100, stamp))
     held_minutes = (HOUR_MS + CLOCK_SLACK_MS) // 60_000 + 1
     assert len(recent) <= 100 * (held_minutes + 16)  # runs are evicted when merged: a bounded excess
     assert recent.nbytes == 16 * len(recent)
@@ -64,8 +63,9 @@ def keys_of(batch: int) -> np.ndarray:
 
 
 @settings(max_examples=60, deadline=None, derandomize=True, database=None)
-@given(st.lists(st.tuples(st.integers(0, 30), st.integers(0, 3 * HOUR_MS)), min_size=1, max_size=80),
-       st.integers(1, 10))
+@given(
+    st.lists(st.tuples(st.integers(0, 30), st.integers(0, 3 * HOUR_MS)), min_size=1, max_size=80), st.integers(1, 10)
+)
 def test_batched_detection_equals_the_definition_on_any_log(log: list[tuple[int, int]], batch_size: int) -> None:
     """Whatever the batching, a span is a re-send iff an earlier stored span of the log has its key
     and a message time at most one window before its own (message times in increasing order)."""
@@ -81,7 +81,7 @@ def test_batched_detection_equals_the_definition_on_any_log(log: list[tuple[int,
     recent = RecentSpans(HOUR_MS)
     actual: list[bool] = []
     for start in range(0, len(log), batch_size):
-        batch_keys, batch_stamps = keys(*names[start:start + batch_size]), stamps[start:start + batch_size]
+        batch_keys, batch_stamps = keys(*names[start : start + batch_size]), stamps[start : start + batch_size]
         repeated = recent.resends(batch_keys, batch_stamps)
         actual += repeated.tolist()
         recent.add(batch_keys[~repeated], batch_stamps[~repeated])
@@ -89,11 +89,20 @@ def test_batched_detection_equals_the_definition_on_any_log(log: list[tuple[int,
 
 
 def test_process_batch_drops_resent_spans_and_counts_them() -> None:
-    span = {"span_id": "s1", "trace_id": "t1", "tenant_id": "acme", "service": "svc", "kind": "llm",
-            "start_time": "2026-11-22T10:00:00Z", "duration_ms": 5.0}
+    span = {
+        "span_id": "s1",
+        "trace_id": "t1",
+        "tenant_id": "acme",
+        "service": "svc",
+        "kind": "llm",
+        "start_time": "2026-11-22T10:00:00Z",
+        "duration_ms": 5.0,
+    }
     other = {**span, "span_id": "s2"}
-    messages = [Message(0, 10, orjson.dumps([span, other]), "test", 1_000),
-                Message(0, 11, orjson.dumps([span]), "test", 2_000)]  # the same span POSTed again
+    messages = [
+        Message(0, 10, orjson.dumps([span, other]), "test", 1_000),
+        Message(0, 11, orjson.dumps([span]), "test", 2_000),
+    ]  # the same span POSTed again
     recent = RecentSpans(HOUR_MS)
     processed = process_batch(Batch(0, 10, 11, messages, replayed=False), "spans", PriceCatalog.load(None), recent)
     assert processed.resends == 1 and processed.rows is not None
@@ -101,6 +110,10 @@ def test_process_batch_drops_resent_spans_and_counts_them() -> None:
     assert processed.rows["kafka_timestamp"].tolist() == [pd.Timestamp(1_000, unit="ms", tz="UTC")] * 2
     part = processed.parts[0]
     recent.add(part.keys, part.stamps)
-    again = process_batch(Batch(0, 12, 12, [Message(0, 12, orjson.dumps([other]), "test", 3_000)], replayed=False),
-                          "spans", PriceCatalog.load(None), recent)
+    again = process_batch(
+        Batch(0, 12, 12, [Message(0, 12, orjson.dumps([other]), "test", 3_000)], replayed=False),
+        "spans",
+        PriceCatalog.load(None),
+        recent,
+    )
     assert again.resends == 1 and again.rows is None and not again.dead_letters

@@ -85,8 +85,9 @@ def test_a_server_given_retry_after_is_honoured() -> None:
         retry_after_s = 12.0
 
     slept = Slept()
-    retry = Retry(any_error, initial_s=0.1, max_s=1.0, retry_after=lambda exc: getattr(exc, "retry_after_s", None),
-                  sleep=slept)
+    retry = Retry(
+        any_error, initial_s=0.1, max_s=1.0, retry_after=lambda exc: getattr(exc, "retry_after_s", None), sleep=slept
+    )
     assert retry.run_sync(Flaky(Limited(), ConnectionError()), "notifier") == "done"
     assert slept.waits[0] == 12.0 and slept.waits[1] <= 0.2
 

@@ -67,8 +67,9 @@ def _overflow_contexts(chunks: list[list[dict[str, object]]]) -> None:
     for span in llm_calls[0::3]:
         span["context_truncated"] = True
     for span in llm_calls[1::3]:
-        span.update(status="error", error_type="context_length_exceeded", http_status=400, output_tokens=0,
-                    reasoning_tokens=0)
+        span.update(
+            status="error", error_type="context_length_exceeded", http_status=400, output_tokens=0, reasoning_tokens=0
+        )
     for span in llm_calls[2::3]:
         span.update(status="error", error_type="refusal", output_tokens=0, reasoning_tokens=0)
     retrievals = [span for chunk in chunks[::40] for span in chunk if span["kind"] == "retrieval"]
@@ -79,7 +80,8 @@ def _overflow_contexts(chunks: list[list[dict[str, object]]]) -> None:
 def _insert(client: Client, cut: Batch, rows: pd.DataFrame, database: str = DB, topic_id: str = "topic-id") -> None:
     """What ClickHouseSpanSink.write does, minus the ledger: same table, settings and token."""
     client.insert_df(
-        f"{database}.spans", rows,
+        f"{database}.spans",
+        rows,
         settings={**DEDUP_SETTINGS, "insert_deduplication_token": cut.token(TOPIC, topic_id)},
     )
 
@@ -89,48 +91,67 @@ def _buckets(rows: pd.DataFrame) -> pd.DataFrame:
     start = rows["start_time"].dt.tz_convert("UTC").dt.tz_localize(None)
     error = rows["status"].eq("error")
     retry = rows["attempt"].gt(0)
-    hallucination_eval = rows["kind"].eq("eval") & rows["eval_name"].isin(["faithfulness", "hallucination", "groundedness"])
+    hallucination_eval = rows["kind"].eq("eval") & rows["eval_name"].isin(
+        ["faithfulness", "hallucination", "groundedness"]
+    )
     recall = rows["kind"].eq("eval") & rows["eval_name"].str.startswith("recall@")
-    return pd.DataFrame({
-        **{name: rows[name] for name in DIMENSIONS},
-        "minute": start.dt.floor("min"), "hour": start.dt.floor("h"), "day": start.dt.floor("D"),
-        "spans": 1,
-        "requests": rows["kind"].eq("request"),
-        "errors": error,
-        "rate_limited": rows["http_status"].eq(429) | rows["error_type"].eq("rate_limited"),
-        "retries": retry,
-        "unpriced": rows["cost_known"].eq(0),
-        "cache_lookups": rows["kind"].eq("cache"),
-        "cache_hits": rows["kind"].eq("cache") & rows["cache_hit"].fillna(False).astype(bool),
-        "context_truncations": rows["context_truncated"].astype(bool),
-        "context_length_errors": rows["error_type"].eq("context_length_exceeded"),
-        "tool_calls": rows["kind"].eq("tool"),
-        "tool_errors": rows["kind"].eq("tool") & error,
-        "evals": rows["kind"].eq("eval"),
-        "evals_passed": rows["kind"].eq("eval") & rows["eval_passed"].fillna(False).astype(bool),
-        "successful_requests": rows["kind"].eq("request") & rows["status"].eq("ok"),
-        "llm_calls": rows["kind"].eq("llm"),
-        "refusals": rows["kind"].eq("llm") & rows["error_type"].eq("refusal"),
-        "hallucination_evals": hallucination_eval,
-        "hallucinations": hallucination_eval & rows["eval_passed"].eq(False).fillna(False).astype(bool),
-        "recall_evals": recall,
-        "recall_sum": rows["eval_score"].astype("float64").fillna(0.0).where(recall, 0.0),
-        "retrievals": rows["kind"].eq("retrieval"),
-        "embedding_mismatches": rows["embedding_model"].ne("") & rows["index_embedding_model"].ne("")
-        & rows["embedding_model"].ne(rows["index_embedding_model"]),
-        "agent_steps": rows["kind"].eq("agent_step"),
-        "cache_known": rows["kind"].eq("cache") & rows["cache_hit"].notna(),
-        "has_response": rows["kind"].eq("llm") & rows["model_response"].ne(""),
-        "has_prompt": rows["prompt_id"].ne(""),
-        "prompt": rows["prompt_id"].astype(str) + "@" + rows["prompt_version"].astype(str),
-        **{name: rows[name] for name in ("cache_layer", "model_tier", "routing_reason", "model_response", "tool_name")},
-        **{name: rows[name] for name in ("input_tokens", "output_tokens", "cache_read_tokens",
-                                         "cache_write_tokens", "reasoning_tokens", "cost_usd")},
-        "retry_cost_usd": rows["cost_usd"].where(retry, 0.0),
-        "error_type": rows["error_type"].where(error, ""),
-        "duration_ms": rows["duration_ms"],
-        "ttft_ms": rows["ttft_ms"],
-    })
+    return pd.DataFrame(
+        {
+            **{name: rows[name] for name in DIMENSIONS},
+            "minute": start.dt.floor("min"),
+            "hour": start.dt.floor("h"),
+            "day": start.dt.floor("D"),
+            "spans": 1,
+            "requests": rows["kind"].eq("request"),
+            "errors": error,
+            "rate_limited": rows["http_status"].eq(429) | rows["error_type"].eq("rate_limited"),
+            "retries": retry,
+            "unpriced": rows["cost_known"].eq(0),
+            "cache_lookups": rows["kind"].eq("cache"),
+            "cache_hits": rows["kind"].eq("cache") & rows["cache_hit"].fillna(False).astype(bool),
+            "context_truncations": rows["context_truncated"].astype(bool),
+            "context_length_errors": rows["error_type"].eq("context_length_exceeded"),
+            "tool_calls": rows["kind"].eq("tool"),
+            "tool_errors": rows["kind"].eq("tool") & error,
+            "evals": rows["kind"].eq("eval"),
+            "evals_passed": rows["kind"].eq("eval") & rows["eval_passed"].fillna(False).astype(bool),
+            "successful_requests": rows["kind"].eq("request") & rows["status"].eq("ok"),
+            "llm_calls": rows["kind"].eq("llm"),
+            "refusals": rows["kind"].eq("llm") & rows["error_type"].eq("refusal"),
+            "hallucination_evals": hallucination_eval,
+            "hallucinations": hallucination_eval & rows["eval_passed"].eq(False).fillna(False).astype(bool),
+            "recall_evals": recall,
+            "recall_sum": rows["eval_score"].astype("float64").fillna(0.0).where(recall, 0.0),
+            "retrievals": rows["kind"].eq("retrieval"),
+            "embedding_mismatches": rows["embedding_model"].ne("")
+            & rows["index_embedding_model"].ne("")
+            & rows["embedding_model"].ne(rows["index_embedding_model"]),
+            "agent_steps": rows["kind"].eq("agent_step"),
+            "cache_known": rows["kind"].eq("cache") & rows["cache_hit"].notna(),
+            "has_response": rows["kind"].eq("llm") & rows["model_response"].ne(""),
+            "has_prompt": rows["prompt_id"].ne(""),
+            "prompt": rows["prompt_id"].astype(str) + "@" + rows["prompt_version"].astype(str),
+            **{
+                name: rows[name]
+                for name in ("cache_layer", "model_tier", "routing_reason", "model_response", "tool_name")
+            },
+            **{
+                name: rows[name]
+                for name in (
+                    "input_tokens",
+                    "output_tokens",
+                    "cache_read_tokens",
+                    "cache_write_tokens",
+                    "reasoning_tokens",
+                    "cost_usd",
+                )
+            },
+            "retry_cost_usd": rows["cost_usd"].where(retry, 0.0),
+            "error_type": rows["error_type"].where(error, ""),
+            "duration_ms": rows["duration_ms"],
+            "ttft_ms": rows["ttft_ms"],
+        }
+    )
 
 
 def _naive(times: pd.Series) -> pd.Series:
@@ -143,7 +164,9 @@ def _keyed(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """``frame`` indexed by ``keys`` as plain object strings and naive times, sorted: comparable
     whether it came from pandas or from the ClickHouse client."""
     frame = frame.reset_index() if frame.index.names != [None] else frame
-    frame = frame.astype({key: object for key in keys if key in DIMENSIONS or key in ("error_type", "model", "map_key")})
+    frame = frame.astype(
+        {key: object for key in keys if key in DIMENSIONS or key in ("error_type", "model", "map_key")}
+    )
     for key in keys:
         if key in LEVELS:
             frame[key] = _naive(frame[key])
@@ -204,13 +227,17 @@ def _assert_rollups_match(client: Client, rows: pd.DataFrame, database: str = DB
         pd.testing.assert_frame_equal(actual[COUNTS], expected[COUNTS], check_dtype=False, obj=level)
         pd.testing.assert_frame_equal(actual[COSTS], expected[COSTS], rtol=1e-9, atol=0.0, obj=level)
         by_type = [*DIMENSIONS, level, "error_type"]
-        errors = _keyed(flags[flags["errors"]].groupby(by_type).size().rename("errors").reset_index(), by_type)["errors"]
+        errors = _keyed(flags[flags["errors"]].groupby(by_type).size().rename("errors").reset_index(), by_type)[
+            "errors"
+        ]
         pd.testing.assert_series_equal(_errors_actual(client, level, database), errors, check_names=False, obj=level)
         for name in MAPS:
             expected_map = _map_expected(flags, level, name)
             actual_map = _map_actual(client, level, database, name)
             assert actual_map.index.equals(expected_map.index), (level, name)
-            pd.testing.assert_series_equal(actual_map, expected_map, check_names=False, rtol=1e-9, obj=f"{level} {name}")
+            pd.testing.assert_series_equal(
+                actual_map, expected_map, check_names=False, rtol=1e-9, obj=f"{level} {name}"
+            )
 
 
 @pytest.fixture(scope="module")
@@ -262,7 +289,9 @@ def _assert_within_sketch_error(estimates: np.ndarray, values: np.ndarray) -> No
     low = np.quantile(values, LEVELS_Q, method="lower")
     high = np.quantile(values, LEVELS_Q, method="higher")
     assert np.all(estimates >= low * (1 - ALPHA) - 1e-9) and np.all(estimates <= high * (1 + ALPHA) + 1e-9), (
-        estimates, low, high,
+        estimates,
+        low,
+        high,
     )
 
 
@@ -296,8 +325,9 @@ def test_spend_by_day_view_matches_the_raw_rows(client: Client, loaded: pd.DataF
     flags = _buckets(loaded).assign(llm_calls=lambda f: f["kind"].eq("llm"))
     expected = (
         flags.rename(columns={"model_requested": "model"})
-        .groupby(["tenant_id", "feature", "model", "day"])[["cost_usd", "input_tokens", "output_tokens", "requests",
-                                                             "llm_calls"]]
+        .groupby(["tenant_id", "feature", "model", "day"])[
+            ["cost_usd", "input_tokens", "output_tokens", "requests", "llm_calls"]
+        ]
         .sum()
     )
     expected = _keyed(expected, ["tenant_id", "feature", "model", "day"])
@@ -338,9 +368,11 @@ def test_rollup_tables_deduplicate_and_expire(client: Client) -> None:
     ).result_rows
     found = {name: (engine, partition, query) for name, engine, partition, query in tables}
     assert set(found) == set(LEVELS.values())
-    for name, ttl in (("spans_minute", "toIntervalDay(30)"), ("spans_hour", "toIntervalDay(365)"),
-                      ("spans_day", "toIntervalYear(3)")):
+    for name, ttl in (
+        ("spans_minute", "toIntervalDay(30)"),
+        ("spans_hour", "toIntervalDay(365)"),
+        ("spans_day", "toIntervalYear(3)"),
+    ):
         engine, partition, query = found[name]
         assert engine == "AggregatingMergeTree" and partition
         assert ttl in query and "non_replicated_deduplication_window = 1000" in query, query
-

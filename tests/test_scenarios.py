@@ -80,6 +80,7 @@ def ratio_signal(kind: str, num: Column, den: Column | None = None) -> Callable[
     def parts(frame: pd.DataFrame) -> pd.DataFrame:
         rows = frame[frame["kind"] == kind]
         return _parts(num(rows), den(rows) if den else pd.Series(1.0, index=rows.index), rows["minute"])
+
     return parts
 
 
@@ -101,17 +102,25 @@ def tool_storm_parts(frame: pd.DataFrame) -> pd.DataFrame:
     return parts.join(pd.DataFrame({"steps": steps, "roots": roots}), how="outer").fillna(0.0)
 
 
-ABOVE = lambda threshold: (lambda value, _baseline: value > threshold)  # noqa: E731
+ABOVE = lambda threshold: lambda value, _baseline: value > threshold  # noqa: E731
 SIGNALS: dict[str, Signal] = {
     # cost spike: hourly spend (over 10 min) > 3x its trailing average
     "cost_spike_hourly": Signal(10, 100, cost_parts, lambda v, b: v > 3 * b, kind="total"),
     # cache collapse: hit rate down > 20% relative
-    "cache_collapse": Signal(10, 100, ratio_signal("cache", lambda r: r["cache_hit"].eq(True)), lambda v, b: v < 0.8 * b),
+    "cache_collapse": Signal(
+        10, 100, ratio_signal("cache", lambda r: r["cache_hit"].eq(True)), lambda v, b: v < 0.8 * b
+    ),
     # routing shift: expensive (large) tier share up > 10 points
-    "routing_shift": Signal(15, 100, ratio_signal("llm", lambda r: r["model_tier"].eq("large")), lambda v, b: v > b + 0.10),
+    "routing_shift": Signal(
+        15, 100, ratio_signal("llm", lambda r: r["model_tier"].eq("large")), lambda v, b: v > b + 0.10
+    ),
     # rate limiting: 429 rate > 2%
-    "rate_limiting": Signal(5, 100, ratio_signal(
-        "llm", lambda r: r["http_status"].eq(429) | r["error_type"].eq("rate_limited")), ABOVE(0.02)),
+    "rate_limiting": Signal(
+        5,
+        100,
+        ratio_signal("llm", lambda r: r["http_status"].eq(429) | r["error_type"].eq("rate_limited")),
+        ABOVE(0.02),
+    ),
     # error rate > 50% (critical)
     "error_rate_critical": Signal(5, 30, ratio_signal("llm", lambda r: r["status"].eq("error")), ABOVE(0.5)),
     # tool-call storm: tool error rate > 5% and steps per trace rising (judged in its own test helper)
@@ -119,24 +128,53 @@ SIGNALS: dict[str, Signal] = {
     # latency spike: p95 TTFT > 2x baseline
     "latency_spike": Signal(5, 50, ttft_p95, lambda v, b: v > 2 * b, kind="p95"),
     # quality regression: eval pass rate -3 points (judge evals; canaries are index corruption's)
-    "eval_pass_rate_drop": Signal(30, 300, ratio_signal(
-        "eval", lambda r: r["eval_passed"].eq(True) & r["eval_name"].isin(JUDGE_EVALS),
-        lambda r: r["eval_name"].isin(JUDGE_EVALS)), lambda v, b: v < b - 0.03),
+    "eval_pass_rate_drop": Signal(
+        30,
+        300,
+        ratio_signal(
+            "eval",
+            lambda r: r["eval_passed"].eq(True) & r["eval_name"].isin(JUDGE_EVALS),
+            lambda r: r["eval_name"].isin(JUDGE_EVALS),
+        ),
+        lambda v, b: v < b - 0.03,
+    ),
     # ... and hallucination (failed faithfulness) rate +10% relative
-    "hallucination_spike": Signal(30, 150, ratio_signal(
-        "eval", lambda r: r["eval_name"].eq("faithfulness") & r["eval_passed"].eq(False),
-        lambda r: r["eval_name"].eq("faithfulness")), lambda v, b: v > 1.1 * b),
+    "hallucination_spike": Signal(
+        30,
+        150,
+        ratio_signal(
+            "eval",
+            lambda r: r["eval_name"].eq("faithfulness") & r["eval_passed"].eq(False),
+            lambda r: r["eval_name"].eq("faithfulness"),
+        ),
+        lambda v, b: v > 1.1 * b,
+    ),
     # index corruption: canary recall@k down 20 points
-    "index_corruption": Signal(15, 10, ratio_signal(
-        "eval", lambda r: r["eval_score"].where(r["eval_name"].eq("recall@5"), 0.0),
-        lambda r: r["eval_name"].eq("recall@5")), lambda v, b: v < b - 0.20),
+    "index_corruption": Signal(
+        15,
+        10,
+        ratio_signal(
+            "eval",
+            lambda r: r["eval_score"].where(r["eval_name"].eq("recall@5"), 0.0),
+            lambda r: r["eval_name"].eq("recall@5"),
+        ),
+        lambda v, b: v < b - 0.20,
+    ),
     # embedding mismatch: query embedding model != index embedding model
-    "embedding_mismatch": Signal(5, 1, ratio_signal(
-        "retrieval", lambda r: r["embedding_model"].ne(r["index_embedding_model"])), lambda v, _b: v > 0,
-        kind="total"),
+    "embedding_mismatch": Signal(
+        5,
+        1,
+        ratio_signal("retrieval", lambda r: r["embedding_model"].ne(r["index_embedding_model"])),
+        lambda v, _b: v > 0,
+        kind="total",
+    ),
     # context exhaustion: context-length errors or truncations > 0.1% of LLM calls
-    "context_exhaustion": Signal(15, 1000, ratio_signal(
-        "llm", lambda r: r["error_type"].eq("context_length_exceeded") | r["context_truncated"].eq(True)), ABOVE(0.001)),
+    "context_exhaustion": Signal(
+        15,
+        1000,
+        ratio_signal("llm", lambda r: r["error_type"].eq("context_length_exceeded") | r["context_truncated"].eq(True)),
+        ABOVE(0.001),
+    ),
 }
 
 
@@ -186,7 +224,7 @@ def reference(signal: Signal, frame: pd.DataFrame, before: int) -> float:
 
 def judged(signal: Signal, frame: pd.DataFrame, minutes: int, at: int, length: int) -> tuple[pd.Series, pd.Series]:
     """(crossed per minute whose window lies at least 3/4 inside the incident,
-        crossed per minute whose window does not touch the incident); guarded by min traffic."""
+    crossed per minute whose window does not touch the incident); guarded by min traffic."""
     table = windows(signal, frame, minutes)
     baseline = reference(signal, frame, at)
     table = table[table["traffic"] >= signal.min_traffic]
@@ -202,12 +240,20 @@ def judged(signal: Signal, frame: pd.DataFrame, minutes: int, at: int, length: i
 RATES = {"eval-regression": 15.0, "context-exhaustion": 12.0, "index-corruption": 3.0}
 
 
-def generate(scenario: Scenario, catalog: PriceCatalog, hours: float = HOURS, at: float = AT_MIN,
-             length: float = MINUTES) -> pd.DataFrame:
+def generate(
+    scenario: Scenario, catalog: PriceCatalog, hours: float = HOURS, at: float = AT_MIN, length: float = MINUTES
+) -> pd.DataFrame:
     # evals are a 5% sample: the eval scenario's tenant gets all the traffic so a 30-minute window holds ~500
     tenants = TENANTS[:1] if scenario.name == "eval-regression" else TENANTS
-    config = scenario.workload(start=START, hours=hours, requests_per_s=RATES.get(scenario.name, 5.0), seed=5,
-                               tenants=tenants, incident_at_min=at, incident_minutes=length)
+    config = scenario.workload(
+        start=START,
+        hours=hours,
+        requests_per_s=RATES.get(scenario.name, 5.0),
+        seed=5,
+        tenants=tenants,
+        incident_at_min=at,
+        incident_minutes=length,
+    )
     return spans_frame(generate_traces(config), catalog)
 
 
@@ -252,8 +298,15 @@ def test_baseline_24h_at_a_low_rate_stays_below_every_threshold(catalog: PriceCa
     judged_minutes: dict[str, int] = defaultdict(int)
     for tenant in (None, *TENANTS[:2]):
         scoped = frame if tenant is None else frame[frame["tenant_id"] == tenant]
-        for rule in ("rate_limiting", "error_rate_critical", "tool_call_storm", "embedding_mismatch",
-                     "context_exhaustion", "cost_spike_hourly", "index_corruption"):
+        for rule in (
+            "rate_limiting",
+            "error_rate_critical",
+            "tool_call_storm",
+            "embedding_mismatch",
+            "context_exhaustion",
+            "cost_spike_hourly",
+            "index_corruption",
+        ):
             signal = SIGNALS[rule]
             table = windows(signal, scoped, minutes)
             table = table[table["traffic"] >= max(signal.min_traffic, BASELINE_GUARDS.get(rule, 0))]
@@ -285,12 +338,14 @@ def test_outside_the_incident_the_traffic_is_the_baseline_span_for_span() -> Non
     """Only blocks meeting the incident are drawn differently: the same seed gives the same spans elsewhere."""
     kwargs = {"start": START, "hours": 0.25, "requests_per_s": 3.0, "seed": 9, "tenants": TENANTS}
     plain = list(generate_traces(get_scenario("baseline").workload(**kwargs)))
-    storm = list(generate_traces(get_scenario("rate-limit-storm").workload(**kwargs, incident_at_min=5,
-                                                                          incident_minutes=5)))
+    storm = list(
+        generate_traces(get_scenario("rate-limit-storm").workload(**kwargs, incident_at_min=5, incident_minutes=5))
+    )
     assert plain[:300] == storm[:300] and plain[600:] == storm[600:]
     assert plain[300:600] != storm[300:600]
-    assert storm == list(generate_traces(get_scenario("rate-limit-storm").workload(**kwargs, incident_at_min=5,
-                                                                                  incident_minutes=5)))
+    assert storm == list(
+        generate_traces(get_scenario("rate-limit-storm").workload(**kwargs, incident_at_min=5, incident_minutes=5))
+    )
 
 
 @pytest.mark.e2e  # a real tansu broker
@@ -303,9 +358,26 @@ def test_cli_sends_a_scenario_through_a_real_receiver(tansu_kafka: TansuBroker, 
         stack.start_receiver()
         env = {k: v for k, v in os.environ.items() if not k.startswith("SPANLINE_")} | stack.env
         result = subprocess.run(
-            [sys.executable, "-m", "spanline", "simulate", "--scenario", "rate-limit-storm", "--hours", "0.5",
-             "--rate", "3", "--incident-at", "10", "--incident-minutes", "10"],
-            env=env, capture_output=True, text=True, timeout=300,
+            [
+                sys.executable,
+                "-m",
+                "spanline",
+                "simulate",
+                "--scenario",
+                "rate-limit-storm",
+                "--hours",
+                "0.5",
+                "--rate",
+                "3",
+                "--incident-at",
+                "10",
+                "--incident-minutes",
+                "10",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert result.returncode == 0, result.stdout + result.stderr
         assert "expect rate_limiting (runbook rate-limits, branch provider_quota)" in " ".join(result.stdout.split())
@@ -320,7 +392,8 @@ def test_cli_sends_a_scenario_through_a_real_receiver(tansu_kafka: TansuBroker, 
         stack.close()
     first = int(rows[0][0])
     per_minute = pd.DataFrame([(int(m) - first) // 60 for m, *_ in rows], columns=["minute"]).assign(
-        limited=[int(r[1]) for r in rows], calls=[int(r[2]) for r in rows], retries=[int(r[3]) for r in rows])
+        limited=[int(r[1]) for r in rows], calls=[int(r[2]) for r in rows], retries=[int(r[3]) for r in rows]
+    )
 
     def period(low: int, high: int) -> tuple[float, int]:
         chosen = per_minute[(per_minute["minute"] >= low) & (per_minute["minute"] <= high)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
@@ -15,9 +15,17 @@ from spanline.contract.validation import validate_items
 
 def span(**fields: object) -> dict[str, object]:
     base: dict[str, object] = {
-        "span_id": "s1", "trace_id": "t1", "tenant_id": "acme", "service": "chat-api", "kind": "llm",
-        "start_time": "2026-11-22T10:00:00Z", "duration_ms": 120.5, "provider": "openai",
-        "model_requested": "gpt-4o", "input_tokens": 100, "output_tokens": 20,
+        "span_id": "s1",
+        "trace_id": "t1",
+        "tenant_id": "acme",
+        "service": "chat-api",
+        "kind": "llm",
+        "start_time": "2026-11-22T10:00:00Z",
+        "duration_ms": 120.5,
+        "provider": "openai",
+        "model_requested": "gpt-4o",
+        "input_tokens": 100,
+        "output_tokens": 20,
     }
     return {**base, **fields}
 
@@ -50,9 +58,9 @@ def test_duration_or_end_time_required_and_consistent() -> None:
     with pytest.raises(ValidationError, match="disagrees"):
         Span.model_validate(span(end_time="2026-11-22T10:00:01Z", duration_ms=5.0))
     model = Span.model_validate(span(duration_ms=None, end_time="2026-11-22T12:00:01+02:00"))
-    assert model.end_time == datetime(2026, 11, 22, 10, 0, 1, tzinfo=timezone.utc)
+    assert model.end_time == datetime(2026, 11, 22, 10, 0, 1, tzinfo=UTC)
     naive = Span.model_validate(span(start_time="2026-11-22T10:00:00"))
-    assert naive.start_time.tzinfo == timezone.utc
+    assert naive.start_time.tzinfo == UTC
 
 
 @pytest.mark.parametrize(
@@ -94,8 +102,14 @@ EQUIVALENCE_CASES = [
     span(input_tokens="12"),
     span(attempt=-1),
     span(unknown_field=1),
-    {"span_id": "minimal", "trace_id": "t", "service": "s", "kind": "tool", "start_time": "2026-11-22T10:00:00Z",
-     "duration_ms": 1},
+    {
+        "span_id": "minimal",
+        "trace_id": "t",
+        "service": "s",
+        "kind": "tool",
+        "start_time": "2026-11-22T10:00:00Z",
+        "duration_ms": 1,
+    },
     span(start_time="2300-01-01T00:00:00Z"),
     span(start_time="2099-12-31T23:59:59.999Z", duration_ms=1.0),
     span(retrieval_doc_ids=["a"], retrieval_scores=[1e13]),

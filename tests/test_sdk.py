@@ -24,12 +24,12 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from spanline.collectors import sdk
-from spanline.contract.hashing import hash_user_id, tenant_salt
-from spanline.kafka.publish import SOURCE_HEADER, partition_for
-from spanline.contract.schema import Span
 from spanline.collectors.sdk.fields import SETTABLE
 from spanline.collectors.sdk.tracer import master_secret
 from spanline.collectors.sdk.usage import extract_response_fields, extract_usage
+from spanline.contract.hashing import hash_user_id, tenant_salt
+from spanline.contract.schema import Span
+from spanline.kafka.publish import SOURCE_HEADER, partition_for
 
 MASTER = b"test-master-secret"
 
@@ -56,8 +56,7 @@ class Recorder:
 def recorder() -> Iterator[Recorder]:
     """Default tracer wired to a Recorder; teardown checks every produced span is canonical."""
     transport = Recorder()
-    sdk.configure("unused:9092", "acme", "support-bot", user_id_salt=MASTER, transport=transport,
-                  flush_interval_s=0.01)
+    sdk.configure("unused:9092", "acme", "support-bot", user_id_salt=MASTER, transport=transport, flush_interval_s=0.01)
     yield transport
     sdk.shutdown(timeout_s=5)
     for span in transport.spans:
@@ -158,8 +157,9 @@ def test_threads_inherit_the_parent_through_copy_context(recorder: Recorder) -> 
 class APIStatusError(Exception):
     """Shaped like openai/anthropic status errors: status_code, code, response.headers."""
 
-    def __init__(self, message: str, status_code: int, code: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, message: str, status_code: int, code: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.code = code
@@ -188,16 +188,25 @@ class HTTPError(Exception):
         (RateLimitError("Rate limit reached", 429, headers={"retry-after": "7"}), "rate_limited", 429),
         (APIStatusError("slow down", 429), "rate_limited", 429),
         (TimeoutError("read timed out"), "timeout", None),
-        (asyncio.TimeoutError(), "timeout", None),
+        (TimeoutError(), "timeout", None),
         (APITimeoutError("Request timed out."), "timeout", None),
         (HTTPError(503), "server_error", 503),
         (APIStatusError("Overloaded", 529), "server_error", 529),
-        (APIStatusError("This model's maximum context length is 128000 tokens.", 400,
-                        code="context_length_exceeded"), "context_length_exceeded", 400),
-        (APIStatusError("prompt is too long: 201000 tokens > 200000 maximum", 400),
-         "context_length_exceeded", 400),
-        (APIStatusError("The response was filtered due to Azure OpenAI's content management policy", 400,
-                        code="content_filter"), "content_filter", 400),
+        (
+            APIStatusError(
+                "This model's maximum context length is 128000 tokens.", 400, code="context_length_exceeded"
+            ),
+            "context_length_exceeded",
+            400,
+        ),
+        (APIStatusError("prompt is too long: 201000 tokens > 200000 maximum", 400), "context_length_exceeded", 400),
+        (
+            APIStatusError(
+                "The response was filtered due to Azure OpenAI's content management policy", 400, code="content_filter"
+            ),
+            "content_filter",
+            400,
+        ),
         (ValueError("bad json"), "other", None),
         (HTTPError(404), "other", 404),
     ],
@@ -265,8 +274,13 @@ def test_decorators_open_one_fresh_span_per_call_sync_and_async(recorder: Record
     async def summarise(text: str) -> str:
         current = sdk.current_span()
         assert current is not None
-        current.record_response({"model": "claude-sonnet-4-20250514", "stop_reason": "end_turn",
-                                 "usage": {"input_tokens": 12, "output_tokens": 3}})
+        current.record_response(
+            {
+                "model": "claude-sonnet-4-20250514",
+                "stop_reason": "end_turn",
+                "usage": {"input_tokens": 12, "output_tokens": 3},
+            }
+        )
         return text[:3]
 
     assert search.__name__ == "search" and search.__doc__ == "Search the web."
@@ -285,6 +299,7 @@ def test_decorators_open_one_fresh_span_per_call_sync_and_async(recorder: Record
 
 def test_decorating_a_generator_is_refused() -> None:
     with pytest.raises(TypeError, match="generator"):
+
         @sdk.llm_call()
         def stream() -> Iterator[str]:
             yield "token"
@@ -333,27 +348,44 @@ def test_spans_before_configure_and_after_shutdown_are_discarded_quietly() -> No
 # --- usage extraction ----------------------------------------------------------------------
 
 OPENAI_CHAT = {
-    "id": "chatcmpl-9", "object": "chat.completion", "model": "gpt-4o-2024-08-06",
+    "id": "chatcmpl-9",
+    "object": "chat.completion",
+    "model": "gpt-4o-2024-08-06",
     "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}],
     "usage": {
-        "prompt_tokens": 2006, "completion_tokens": 300, "total_tokens": 2306,
+        "prompt_tokens": 2006,
+        "completion_tokens": 300,
+        "total_tokens": 2306,
         "prompt_tokens_details": {"cached_tokens": 1920, "audio_tokens": 0},
         "completion_tokens_details": {"reasoning_tokens": 128, "audio_tokens": 0},
     },
 }
 OPENAI_RESPONSES = {
-    "id": "resp_1", "object": "response", "model": "o3-2025-04-16", "status": "completed",
+    "id": "resp_1",
+    "object": "response",
+    "model": "o3-2025-04-16",
+    "status": "completed",
     "usage": {
-        "input_tokens": 5000, "output_tokens": 900, "total_tokens": 5900,
+        "input_tokens": 5000,
+        "output_tokens": 900,
+        "total_tokens": 5900,
         "input_tokens_details": {"cached_tokens": 4096},
         "output_tokens_details": {"reasoning_tokens": 640},
     },
 }
 ANTHROPIC_MESSAGE = {
-    "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-20250514",
-    "content": [{"type": "text", "text": "Hello"}], "stop_reason": "max_tokens",
-    "usage": {"input_tokens": 50, "output_tokens": 400, "cache_read_input_tokens": 1800,
-              "cache_creation_input_tokens": 248},
+    "id": "msg_1",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-sonnet-4-20250514",
+    "content": [{"type": "text", "text": "Hello"}],
+    "stop_reason": "max_tokens",
+    "usage": {
+        "input_tokens": 50,
+        "output_tokens": 400,
+        "cache_read_input_tokens": 1800,
+        "cache_creation_input_tokens": 248,
+    },
 }
 
 
@@ -370,15 +402,40 @@ def as_objects(value: Any) -> Any:
 @pytest.mark.parametrize(
     ("response", "expected"),
     [
-        (OPENAI_CHAT, {"input_tokens": 2006, "output_tokens": 300, "cache_read_tokens": 1920,
-                       "reasoning_tokens": 128, "model_response": "gpt-4o-2024-08-06", "finish_reason": "stop"}),
-        (OPENAI_RESPONSES, {"input_tokens": 5000, "output_tokens": 900, "cache_read_tokens": 4096,
-                            "reasoning_tokens": 640, "model_response": "o3-2025-04-16",
-                            "finish_reason": "completed"}),
+        (
+            OPENAI_CHAT,
+            {
+                "input_tokens": 2006,
+                "output_tokens": 300,
+                "cache_read_tokens": 1920,
+                "reasoning_tokens": 128,
+                "model_response": "gpt-4o-2024-08-06",
+                "finish_reason": "stop",
+            },
+        ),
+        (
+            OPENAI_RESPONSES,
+            {
+                "input_tokens": 5000,
+                "output_tokens": 900,
+                "cache_read_tokens": 4096,
+                "reasoning_tokens": 640,
+                "model_response": "o3-2025-04-16",
+                "finish_reason": "completed",
+            },
+        ),
         # Anthropic's input_tokens excludes cache reads and writes: canonical input adds them back
-        (ANTHROPIC_MESSAGE, {"input_tokens": 50 + 1800 + 248, "output_tokens": 400, "cache_read_tokens": 1800,
-                             "cache_write_tokens": 248, "model_response": "claude-sonnet-4-20250514",
-                             "finish_reason": "max_tokens"}),
+        (
+            ANTHROPIC_MESSAGE,
+            {
+                "input_tokens": 50 + 1800 + 248,
+                "output_tokens": 400,
+                "cache_read_tokens": 1800,
+                "cache_write_tokens": 248,
+                "model_response": "claude-sonnet-4-20250514",
+                "finish_reason": "max_tokens",
+            },
+        ),
     ],
     ids=["openai-chat", "openai-responses", "anthropic"],
 )
@@ -390,12 +447,24 @@ def test_usage_edge_cases() -> None:
     incomplete = {**OPENAI_RESPONSES, "status": "incomplete", "incomplete_details": {"reason": "max_output_tokens"}}
     assert extract_response_fields(incomplete)["finish_reason"] == "max_output_tokens"
     embeddings = {"model": "text-embedding-3-small", "usage": {"prompt_tokens": 8, "total_tokens": 8}}
-    assert extract_usage(embeddings) == {"input_tokens": 8, "output_tokens": 0, "cache_read_tokens": 0,
-                                         "reasoning_tokens": 0}
+    assert extract_usage(embeddings) == {
+        "input_tokens": 8,
+        "output_tokens": 0,
+        "cache_read_tokens": 0,
+        "reasoning_tokens": 0,
+    }
     # SDK objects carry cache fields set to None when there was no caching
-    anthropic_uncached = as_objects({**ANTHROPIC_MESSAGE, "usage": {
-        "input_tokens": 50, "output_tokens": 4, "cache_read_input_tokens": None,
-        "cache_creation_input_tokens": None}})
+    anthropic_uncached = as_objects(
+        {
+            **ANTHROPIC_MESSAGE,
+            "usage": {
+                "input_tokens": 50,
+                "output_tokens": 4,
+                "cache_read_input_tokens": None,
+                "cache_creation_input_tokens": None,
+            },
+        }
+    )
     assert extract_usage(anthropic_uncached)["input_tokens"] == 50
     assert extract_response_fields({"no": "usage"}) == {}
     assert extract_response_fields(None) == {}
@@ -433,8 +502,7 @@ def test_content_is_not_sent_unless_capture_is_on(recorder: Recorder) -> None:
 
 def test_captured_content_is_redacted() -> None:
     transport = Recorder()
-    tracer = sdk.configure("unused:9092", "acme", "bot", user_id_salt=MASTER, transport=transport,
-                           capture_content=True)
+    tracer = sdk.configure("unused:9092", "acme", "bot", user_id_salt=MASTER, transport=transport, capture_content=True)
     text = (
         "Mail jane.roe@example.org or call +1 415 555 0134 / (212) 555-0199. "
         "Key sk-proj-Ab3dEf6hIj9kLm2nOp5q and AKIAIOSFODNN7EXAMPLE. "
@@ -453,8 +521,9 @@ def test_captured_content_is_redacted() -> None:
 
 def test_a_second_tracer_reports_its_own_tenant_with_its_own_salt(recorder: Recorder) -> None:
     other = Recorder()
-    globex = sdk.Tracer(tenant_id="globex", service="search", open_transport=lambda: other,
-                        user_id_salt=MASTER, flush_interval_s=0.01)
+    globex = sdk.Tracer(
+        tenant_id="globex", service="search", open_transport=lambda: other, user_id_salt=MASTER, flush_interval_s=0.01
+    )
     with sdk.request(name="acme-root", user_id="u-1"):
         with globex.span("llm", name="globex-call", user_id="u-1"):
             pass
@@ -468,9 +537,7 @@ def test_a_second_tracer_reports_its_own_tenant_with_its_own_salt(recorder: Reco
     assert call["user_id_hash"] != acme["acme-root"]["user_id_hash"]
 
 
-def test_the_master_secret_comes_from_settings_when_not_given(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
-) -> None:
+def test_the_master_secret_comes_from_settings_when_not_given(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     monkeypatch.setenv("SPANLINE_HOME", str(tmp_path))
     monkeypatch.setenv("SPANLINE_USER_ID_SALT", "from-env")
     assert master_secret(None) == b"from-env"
@@ -517,8 +584,16 @@ class BlockingTransport:
 
 def test_a_full_queue_drops_and_counts_without_blocking() -> None:
     transport = BlockingTransport()
-    tracer = sdk.configure("unused:9092", "acme", "bot", user_id_salt=MASTER, transport=transport,
-                           queue_size=50, batch_size=10, flush_interval_s=0.01)
+    tracer = sdk.configure(
+        "unused:9092",
+        "acme",
+        "bot",
+        user_id_salt=MASTER,
+        transport=transport,
+        queue_size=50,
+        batch_size=10,
+        flush_interval_s=0.01,
+    )
     try:
         with sdk.llm_call():  # let the worker take one batch and hang inside send
             pass
@@ -566,8 +641,9 @@ class FlakyTransport(Recorder):
 
 def test_transport_failures_are_retried_and_never_reach_the_caller() -> None:
     transport = FlakyTransport(failures=2)
-    tracer = sdk.configure("unused:9092", "acme", "bot", user_id_salt=MASTER, transport=transport,
-                           flush_interval_s=0.01)
+    tracer = sdk.configure(
+        "unused:9092", "acme", "bot", user_id_salt=MASTER, transport=transport, flush_interval_s=0.01
+    )
     for i in range(300):
         with sdk.tool_call(tool_name=f"t{i % 3}"):
             pass

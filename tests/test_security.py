@@ -30,7 +30,11 @@ RUN = f"sec-{uuid.uuid4().hex[:6]}"
 @pytest.fixture(scope="module")
 def stack(tansu_kafka: TansuBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack = Stack(tansu_kafka.bootstrap_servers, tmp_path_factory.mktemp("security"), partitions=2)
-    stack.env |= {"SPANLINE_USER_ID_SALT": SALT, "SPANLINE_CLICKHOUSE_PASSWORD": PASSWORD, "SPANLINE_LOG_LEVEL": "DEBUG"}
+    stack.env |= {
+        "SPANLINE_USER_ID_SALT": SALT,
+        "SPANLINE_CLICKHOUSE_PASSWORD": PASSWORD,
+        "SPANLINE_LOG_LEVEL": "DEBUG",
+    }
     stack.start_worker()
     stack.start_receiver()
     yield stack
@@ -38,14 +42,24 @@ def stack(tansu_kafka: TansuBroker, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def span(n: int, **fields: Any) -> dict[str, Any]:
-    return {"span_id": f"{RUN}-{n}", "trace_id": f"{RUN}-t{n}", "service": RUN, "kind": "llm",
-            "provider": "openai", "model_requested": "gpt-4o", "start_time": "2026-11-22T10:00:00Z", "duration_ms": 30, **fields}
+    return {
+        "span_id": f"{RUN}-{n}",
+        "trace_id": f"{RUN}-t{n}",
+        "service": RUN,
+        "kind": "llm",
+        "provider": "openai",
+        "model_requested": "gpt-4o",
+        "start_time": "2026-11-22T10:00:00Z",
+        "duration_ms": 30,
+        **fields,
+    }
 
 
 def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPANLINE_")} | stack.env
-    return subprocess.run([sys.executable, "-m", "spanline", *args], env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "spanline", *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_writes_need_a_known_key(stack: Stack) -> None:
@@ -60,10 +74,16 @@ def test_writes_need_a_known_key(stack: Stack) -> None:
 def test_a_key_writes_only_as_its_tenant_with_hashed_users_and_redacted_content(stack: Stack) -> None:
     acme, globex = TENANT_KEYS["acme"], TENANT_KEYS["globex"]
     content = "mail bob@example.com, key sk-abcdefghijklmnopqrstuvwx"
-    status, _ = stack.post("/v1/spans", orjson.dumps([
-        span(1, tenant_id="globex", user_id="alice@example.com", content=content),
-        span(2, tenant_id="globex"),
-    ]), key=acme)
+    status, _ = stack.post(
+        "/v1/spans",
+        orjson.dumps(
+            [
+                span(1, tenant_id="globex", user_id="alice@example.com", content=content),
+                span(2, tenant_id="globex"),
+            ]
+        ),
+        key=acme,
+    )
     assert status == 200
     assert stack.post("/v1/spans", orjson.dumps([span(3, user_id="alice@example.com")]), key=globex)[0] == 200
     stack.wait_for_count("SELECT count() FROM {db}.spans WHERE service = {s:String}", 3, s=RUN)
@@ -77,8 +97,9 @@ def test_a_key_writes_only_as_its_tenant_with_hashed_users_and_redacted_content(
     assert rows[2][2] == hash_user_id(tenant_salt(SALT.encode(), "globex"), "alice@example.com")
     assert rows[0][2] != rows[2][2]  # one person, unrelated hashes in two tenants
     assert rows[0][3] == "mail [REDACTED], key [REDACTED]"
-    everything = orjson.dumps(stack.query("SELECT * FROM {db}.spans WHERE service = {s:String}", s=RUN).rows,
-                              default=str).decode()
+    everything = orjson.dumps(
+        stack.query("SELECT * FROM {db}.spans WHERE service = {s:String}", s=RUN).rows, default=str
+    ).decode()
     assert "alice" not in everything and "bob@example.com" not in everything and "sk-abc" not in everything
 
 
@@ -86,19 +107,28 @@ def test_sql_tenant_scope_holds_through_the_worker_query_api(stack: Stack) -> No
     stack.wait_for_count("SELECT count() FROM {db}.spans WHERE service = {s:String}", 3, s=RUN)
     db = stack.settings.clickhouse_database
     query = f"SELECT tenant_id, count() FROM {db}.spans WHERE service = {{s:String}} GROUP BY tenant_id"
-    for tenant, expected in (("acme", [{"tenant_id": "acme", "count()": 2}]),
-                             ("globex", [{"tenant_id": "globex", "count()": 1}]),
-                             ("nobody", [])):
+    for tenant, expected in (
+        ("acme", [{"tenant_id": "acme", "count()": 2}]),
+        ("globex", [{"tenant_id": "globex", "count()": 1}]),
+        ("nobody", []),
+    ):
         result = cli(stack, "sql", "query", query, "--param", f"s={RUN}", "--tenant", tenant, "--format", "json")
         assert result.returncode == 0, result.stdout + result.stderr
         assert orjson.loads(result.stdout) == expected
     escape = cli(stack, "sql", "query", f"SELECT count() FROM merge('{db}', '^spans$')", "--tenant", "acme")
     assert escape.returncode == 2 and "table function merge()" in escape.stdout
-    override = cli(stack, "sql", "query", f"SELECT count() FROM {db}.spans SETTINGS additional_table_filters = {{}}",
-                   "--tenant", "acme")
+    override = cli(
+        stack,
+        "sql",
+        "query",
+        f"SELECT count() FROM {db}.spans SETTINGS additional_table_filters = {{}}",
+        "--tenant",
+        "acme",
+    )
     assert override.returncode == 2 and "readonly" in override.stdout.lower()
-    named = cli(stack, "sql", "run", "spend_by_day", "--param", "since=2026-11-01", "--tenant", "globex",
-                "--format", "json")
+    named = cli(
+        stack, "sql", "run", "spend_by_day", "--param", "since=2026-11-01", "--tenant", "globex", "--format", "json"
+    )
     assert named.returncode == 0, named.stdout + named.stderr
     assert {record["tenant_id"] for record in orjson.loads(named.stdout)} == {"globex"}
     # the worker's own connection is untouched by the read-only scoped sessions: it still stores

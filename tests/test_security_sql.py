@@ -16,8 +16,8 @@ import pytest
 
 from spanline.analysis import run_named
 from spanline.errors import ConfigError, SpanlineError
-from spanline.sql.queries import read_only_query, run_query
 from spanline.settings import Settings, load_settings
+from spanline.sql.queries import read_only_query, run_query
 from spanline.sql.tenant_scope import ScopeError, filter_setting
 from tests.support.chdb import migrated_chdb
 
@@ -33,10 +33,12 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     with migrated_chdb(home / "chdb", DB) as client:  # open while the tests run
         rows = [
             (tenant, "svc", f"{tenant}-{n}", f"span-{tenant}-{n}", "llm", 0.5)
-            for tenant, count in SPANS.items() for n in range(count)
+            for tenant, count in SPANS.items()
+            for n in range(count)
         ]
         values = ", ".join(
-            f"('{t}', '{s}', now64(3), now64(3), '{trace}', '{span}', '{k}', 'openai', 'gpt-4o', {c})" for t, s, trace, span, k, c in rows
+            f"('{t}', '{s}', now64(3), now64(3), '{trace}', '{span}', '{k}', 'openai', 'gpt-4o', {c})"
+            for t, s, trace, span, k, c in rows
         )
         client.command(
             f"INSERT INTO {DB}.spans (tenant_id, service, start_time, end_time, trace_id, span_id, kind, provider, model_requested, cost_usd) "
@@ -45,7 +47,9 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         client.command(f"CREATE DATABASE IF NOT EXISTS {DB}_other")
         client.command(f"CREATE TABLE IF NOT EXISTS {DB}_other.secrets (tenant_id String, v String) ENGINE = Memory")
         client.command(f"INSERT INTO {DB}_other.secrets VALUES ('globex', 'hidden')")
-        yield load_settings({"SPANLINE_HOME": str(home), "SPANLINE_CLICKHOUSE_URL": url, "SPANLINE_CLICKHOUSE_DATABASE": DB})
+        yield load_settings(
+            {"SPANLINE_HOME": str(home), "SPANLINE_CLICKHOUSE_URL": url, "SPANLINE_CLICKHOUSE_DATABASE": DB}
+        )
 
 
 def scoped(settings: Settings, sql: str, tenant: str = "acme", **parameters: object) -> list[list[object]]:
@@ -107,10 +111,14 @@ REFUSED = {
     "query log": ("SELECT query FROM system.query_log", "outside the"),
     "information schema": ("SELECT * FROM information_schema.tables", "outside the"),
     "other database": ("SELECT v FROM {db}_other.secrets", "outside the"),
-    "join other database": ("SELECT s.tenant_id FROM {db}.spans AS s JOIN {db}_other.secrets AS o USING tenant_id",
-                            "outside the"),
-    "subquery system table": ("SELECT tenant_id FROM {db}.spans WHERE tenant_id IN "
-                              "(SELECT name FROM system.databases)", "outside the"),
+    "join other database": (
+        "SELECT s.tenant_id FROM {db}.spans AS s JOIN {db}_other.secrets AS o USING tenant_id",
+        "outside the",
+    ),
+    "subquery system table": (
+        "SELECT tenant_id FROM {db}.spans WHERE tenant_id IN (SELECT name FROM system.databases)",
+        "outside the",
+    ),
     "ledger": ("SELECT * FROM {db}.ingest_ledger", "no tenant_id column"),
     "bare ledger": ("SELECT * FROM ingest_ledger", "no tenant_id column"),
     "migrations": ("SELECT * FROM {db}.schema_migrations", "no tenant_id column"),

@@ -13,7 +13,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_unknown_spanline_variables_are_rejected_with_the_known_names() -> None:
-    with pytest.raises(ConfigError, match="SPANLINE_RAW_TTL_DAY.*known settings: .*SPANLINE_RAW_TTL_DAYS"):
+    with pytest.raises(ConfigError, match=r"SPANLINE_RAW_TTL_DAY.*known settings: .*SPANLINE_RAW_TTL_DAYS"):
         load_settings({"SPANLINE_RAW_TTL_DAY": "3"})
 
 

@@ -8,7 +8,9 @@ against direct aggregates over the raw spans.
 from __future__ import annotations
 
 import csv
+import functools
 import io
+import operator
 import os
 import subprocess
 import sys
@@ -28,8 +30,17 @@ pytestmark = pytest.mark.e2e
 
 #: Queries that must find rows in a few minutes of the simulated RAG + agent workload.
 NON_EMPTY = {
-    "spend_by_day", "cost_pareto", "retry_overhead", "cache_savings", "routing_mix", "cost_per_successful_task",
-    "prompt_version_comparison", "latency_by_stage", "error_rates", "model_version_changes", "tenant_spend_growth",
+    "spend_by_day",
+    "cost_pareto",
+    "retry_overhead",
+    "cache_savings",
+    "routing_mix",
+    "cost_per_successful_task",
+    "prompt_version_comparison",
+    "latency_by_stage",
+    "error_rates",
+    "model_version_changes",
+    "tenant_spend_growth",
 }
 
 
@@ -58,8 +69,9 @@ def stack_env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
 
 def run_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPANLINE_")} | stack.env
-    return subprocess.run([sys.executable, "-m", "spanline", *args], env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "spanline", *args], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def cli_json(capsys: pytest.CaptureFixture[str], *args: str) -> list[dict[str, object]]:
@@ -91,13 +103,21 @@ def test_spend_by_day_adds_up_to_the_raw_spend_per_tenant(stack_env: Stack, caps
     window = [f"since={since.isoformat()}", f"until={until.isoformat()}"]
     raw = stack_env.query(
         "SELECT tenant_id, sum(cost_usd) FROM {db}.spans WHERE start_time >= {since:DateTime64(3, 'UTC')} "
-        "AND start_time < {until:DateTime64(3, 'UTC')} AND model_requested != '' GROUP BY tenant_id", since=since, until=until,
+        "AND start_time < {until:DateTime64(3, 'UTC')} AND model_requested != '' GROUP BY tenant_id",
+        since=since,
+        until=until,
     )
     expected = {tenant: cost for tenant, cost in raw.rows}
     assert set(expected) == {"acme", "globex"}
     for tenant, cost in expected.items():
-        records = cli_json(capsys, "run", "spend_by_day", *sum((["--param", p] for p in window), []),
-                           "--param", f"tenant={tenant}")
+        records = cli_json(
+            capsys,
+            "run",
+            "spend_by_day",
+            *functools.reduce(operator.iadd, (["--param", p] for p in window), []),
+            "--param",
+            f"tenant={tenant}",
+        )
         assert records and {r["tenant_id"] for r in records} == {tenant}
         assert sum(float(r["spend_usd"]) for r in records) == pytest.approx(cost, rel=1e-9)
 
@@ -132,7 +152,9 @@ def test_mistakes_are_actionable_errors(stack: Stack, args: list[str], message: 
 
 
 def test_ad_hoc_query_formats(stack_env: Stack, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    sql = f"SELECT kind, count() AS spans FROM {stack_env.settings.clickhouse_database}.spans GROUP BY kind ORDER BY kind"
+    sql = (
+        f"SELECT kind, count() AS spans FROM {stack_env.settings.clickhouse_database}.spans GROUP BY kind ORDER BY kind"
+    )
     main(["sql", "query", sql, "--format", "csv"])
     rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
     assert rows[0] == ["kind", "spans"] and {"llm", "request"} <= {row[0] for row in rows[1:]}

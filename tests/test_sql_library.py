@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from spanline.simulator.workload import WorkloadConfig
 from spanline.errors import ConfigError
+from spanline.simulator.workload import WorkloadConfig
 from spanline.sql.library import QUERIES_DIR, NamedQuery, load_library, parse_query
 from tests.support.chdb import migrated_chdb
 from tests.support.rows import worker_rows
@@ -32,9 +32,18 @@ DURATION = timedelta(minutes=30)
 SINCE, UNTIL = START + timedelta(minutes=2), START + timedelta(minutes=28)
 NEW_MINI = "gpt-4o-mini-2099-01-01"
 EXPECTED_QUERIES = {
-    "spend_by_day", "cost_pareto", "retry_overhead", "cache_savings", "routing_mix", "cost_per_successful_task",
-    "prompt_version_comparison", "latency_by_stage", "error_rates", "model_version_changes",
-    "tenant_spend_growth", "canary_vs_control",
+    "spend_by_day",
+    "cost_pareto",
+    "retry_overhead",
+    "cache_savings",
+    "routing_mix",
+    "cost_per_successful_task",
+    "prompt_version_comparison",
+    "latency_by_stage",
+    "error_rates",
+    "model_version_changes",
+    "tenant_spend_growth",
+    "canary_vs_control",
 }
 TENANTS = ["", "globex"]
 
@@ -119,11 +128,16 @@ def _normal(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
 def _header(name: str, param: str, condition: str) -> str:
     """A minimal query file with the window and tenant parameters, plus ``param``/``condition``."""
     lines = [
-        f"-- name: {name}", "-- question: a test query", "-- param: since DateTime64(3, 'UTC')",
-        "-- param: until DateTime64(3, 'UTC')", "-- param: tenant String = ''", param,
+        f"-- name: {name}",
+        "-- question: a test query",
+        "-- param: since DateTime64(3, 'UTC')",
+        "-- param: until DateTime64(3, 'UTC')",
+        "-- param: tenant String = ''",
+        param,
         "SELECT count() FROM ${database}.spans",
         "WHERE start_time >= {since:DateTime64(3, 'UTC')} AND start_time < {until:DateTime64(3, 'UTC')}",
-        "  AND ({tenant:String} = '' OR tenant_id = {tenant:String})", condition,
+        "  AND ({tenant:String} = '' OR tenant_id = {tenant:String})",
+        condition,
     ]
     return "\n".join(line for line in lines if line)
 
@@ -145,7 +159,10 @@ def test_bind_types_defaults_and_errors(library: dict[str, NamedQuery]) -> None:
     query = library["routing_mix"]
     now = datetime(2026, 5, 1, 12, tzinfo=UTC)
     assert query.bind({}, now=now) == {
-        "since": now - timedelta(hours=24), "until": now, "tenant": "", "bucket_s": 3600,
+        "since": now - timedelta(hours=24),
+        "until": now,
+        "tenant": "",
+        "bucket_s": 3600,
     }
     bound = query.bind({"since": "2026-04-30T10:00:00+02:00", "bucket_s": "60", "tenant": "acme"}, now=now)
     assert bound["since"] == datetime(2026, 4, 30, 8, tzinfo=UTC) and bound["bucket_s"] == 60
@@ -173,8 +190,10 @@ def test_bind_types_defaults_and_errors(library: dict[str, NamedQuery]) -> None:
         (_header("bad", "-- param: k UInt32 = x", "AND {k:UInt32} > 0"), "not a valid UInt32"),
         (_header("bad", "", "AND x = '${table}'"), r"only \$\{database\} is filled"),
         (_header("bad", "", "").replace("-- question: a test query\n", ""), "one '-- question:' line"),
-        (_header("bad", "", "").replace("-- param: tenant String = ''\n", "").replace("{tenant:String}", "''"),
-         r"must declare the parameter\(s\) tenant"),
+        (
+            _header("bad", "", "").replace("-- param: tenant String = ''\n", "").replace("{tenant:String}", "''"),
+            r"must declare the parameter\(s\) tenant",
+        ),
     ],
 )
 def test_header_problems_are_config_errors(text: str, problem: str) -> None:
@@ -189,8 +208,13 @@ def test_spend_by_day(client: Client, library: dict[str, NamedQuery], rows: pd.D
     expected = (
         calls.assign(day=day, model=calls["model_requested"], unpriced=~calls["cost_known"].astype(bool))
         .groupby(["day", "tenant_id", "feature", "provider", "model"], observed=True)
-        .agg(calls=("cost_usd", "size"), spend_usd=("cost_usd", "sum"), input_tokens=("input_tokens", "sum"),
-             output_tokens=("output_tokens", "sum"), unpriced_calls=("unpriced", "sum"))
+        .agg(
+            calls=("cost_usd", "size"),
+            spend_usd=("cost_usd", "sum"),
+            input_tokens=("input_tokens", "sum"),
+            output_tokens=("output_tokens", "sum"),
+            unpriced_calls=("unpriced", "sum"),
+        )
         .reset_index()
     )
     actual = run(client, library, "spend_by_day", window_raw(tenant))
@@ -208,8 +232,12 @@ def test_cost_pareto(client: Client, library: dict[str, NamedQuery], rows: pd.Da
         top.groupby(["feature", "prompt_id", "prompt_version"], observed=True)
         .agg(calls=("cost_usd", "size"), spend_usd=("cost_usd", "sum"))
         .reset_index()
-        .assign(share_of_spend=lambda f: f["spend_usd"] / total, top_calls_share_of_spend=top["cost_usd"].sum() / total,
-                top_calls=len(top), calls_in_window=len(calls))
+        .assign(
+            share_of_spend=lambda f: f["spend_usd"] / total,
+            top_calls_share_of_spend=top["cost_usd"].sum() / total,
+            top_calls=len(top),
+            calls_in_window=len(calls),
+        )
         .sort_values(["spend_usd", "feature", "prompt_id", "prompt_version"], ascending=[False, True, True, True])
     )
     actual = run(client, library, "cost_pareto", window_raw(tenant))
@@ -220,12 +248,19 @@ def test_cost_pareto(client: Client, library: dict[str, NamedQuery], rows: pd.Da
 @pytest.mark.parametrize("tenant", TENANTS)
 def test_retry_overhead(client: Client, library: dict[str, NamedQuery], rows: pd.DataFrame, tenant: str) -> None:
     calls = model_calls(scoped(rows, tenant))
-    calls = calls.assign(model=calls["model_requested"], retry=calls["attempt"] > 0,
-                         retry_cost=calls["cost_usd"].where(calls["attempt"] > 0, 0.0))
+    calls = calls.assign(
+        model=calls["model_requested"],
+        retry=calls["attempt"] > 0,
+        retry_cost=calls["cost_usd"].where(calls["attempt"] > 0, 0.0),
+    )
     expected = (
         calls.groupby(["feature", "provider", "model"], observed=True)
-        .agg(calls=("retry", "size"), retries=("retry", "sum"), spend_usd=("cost_usd", "sum"),
-             retry_cost_usd=("retry_cost", "sum"))
+        .agg(
+            calls=("retry", "size"),
+            retries=("retry", "sum"),
+            spend_usd=("cost_usd", "sum"),
+            retry_cost_usd=("retry_cost", "sum"),
+        )
         .reset_index()
     )
     expected["retry_share"] = (expected["retry_cost_usd"] / expected["spend_usd"]).where(expected["spend_usd"] > 0)
@@ -287,8 +322,12 @@ def test_cost_per_successful_task(
     tasks = tasks.assign(ok=tasks["status"].eq("ok"), ok_cost=tasks["trace_cost"].where(tasks["status"].eq("ok"), 0.0))
     expected = (
         tasks.groupby("feature", observed=True)
-        .agg(tasks=("ok", "size"), successful_tasks=("ok", "sum"), successful_cost_usd=("ok_cost", "sum"),
-             total_cost_usd=("trace_cost", "sum"))
+        .agg(
+            tasks=("ok", "size"),
+            successful_tasks=("ok", "sum"),
+            successful_cost_usd=("ok_cost", "sum"),
+            total_cost_usd=("trace_cost", "sum"),
+        )
         .reset_index()
     )
     expected.insert(3, "success_rate", expected["successful_tasks"] / expected["tasks"])
@@ -307,15 +346,25 @@ def test_prompt_version_comparison(
     spans = scoped(rows, tenant)
     calls = spans[spans["kind"].eq("llm") & spans["prompt_id"].ne("")]
     versions = ["prompt_id", "prompt_version"]
-    first = (calls.sort_values(["start_time", "span_id"]).groupby(["tenant_id", "trace_id"], observed=True)[versions]
-             .first().reset_index())
+    first = (
+        calls.sort_values(["start_time", "span_id"])
+        .groupby(["tenant_id", "trace_id"], observed=True)[versions]
+        .first()
+        .reset_index()
+    )
     evals = spans[spans["kind"].eq("eval") & spans["eval_passed"].notna()]
-    judged = (first.merge(evals[["tenant_id", "trace_id", "eval_passed"]], on=["tenant_id", "trace_id"])
-              .assign(passed=lambda f: f["eval_passed"].astype(bool))
-              .groupby(versions, observed=True).agg(evals=("passed", "size"), passed=("passed", "sum")))
-    grouped = calls.assign(trace=calls["tenant_id"].astype(str) + "/" + calls["trace_id"]).groupby(versions, observed=True)
-    expected = grouped.agg(llm_calls=("cost_usd", "size"), traces=("trace", "nunique"),
-                           spend_usd=("cost_usd", "sum")).reset_index()
+    judged = (
+        first.merge(evals[["tenant_id", "trace_id", "eval_passed"]], on=["tenant_id", "trace_id"])
+        .assign(passed=lambda f: f["eval_passed"].astype(bool))
+        .groupby(versions, observed=True)
+        .agg(evals=("passed", "size"), passed=("passed", "sum"))
+    )
+    grouped = calls.assign(trace=calls["tenant_id"].astype(str) + "/" + calls["trace_id"]).groupby(
+        versions, observed=True
+    )
+    expected = grouped.agg(
+        llm_calls=("cost_usd", "size"), traces=("trace", "nunique"), spend_usd=("cost_usd", "sum")
+    ).reset_index()
     expected["cost_per_call_usd"] = expected["spend_usd"] / expected["llm_calls"]
     expected["cost_per_trace_usd"] = expected["spend_usd"] / expected["traces"]
     expected["p50_ms"] = grouped["duration_ms"].apply(lambda d: quantile(d, 0.5)).to_numpy()
@@ -346,12 +395,18 @@ def test_error_rates(client: Client, library: dict[str, NamedQuery], rows: pd.Da
     flags = calls.assign(
         error=calls["status"].eq("error"),
         limited=calls["http_status"].eq(429) | calls["error_type"].eq("rate_limited"),
-        timeout=calls["error_type"].eq("timeout"), server=calls["error_type"].eq("server_error"),
+        timeout=calls["error_type"].eq("timeout"),
+        server=calls["error_type"].eq("server_error"),
     )
     expected = (
         flags.groupby(["provider", "endpoint"], observed=True)
-        .agg(calls=("error", "size"), errors=("error", "sum"), rate_limited=("limited", "sum"),
-             timeouts=("timeout", "sum"), server_errors=("server", "sum"))
+        .agg(
+            calls=("error", "size"),
+            errors=("error", "sum"),
+            rate_limited=("limited", "sum"),
+            timeouts=("timeout", "sum"),
+            server_errors=("server", "sum"),
+        )
         .reset_index()
     )
     expected.insert(4, "error_rate", expected["errors"] / expected["calls"])
@@ -362,9 +417,7 @@ def test_error_rates(client: Client, library: dict[str, NamedQuery], rows: pd.Da
 
 
 @pytest.mark.parametrize("tenant", TENANTS)
-def test_model_version_changes(
-    client: Client, library: dict[str, NamedQuery], rows: pd.DataFrame, tenant: str
-) -> None:
+def test_model_version_changes(client: Client, library: dict[str, NamedQuery], rows: pd.DataFrame, tenant: str) -> None:
     calls = model_calls(scoped(rows, tenant))
     calls = calls[calls["model_response"].ne("")]
     expected = (
@@ -391,7 +444,8 @@ def test_tenant_spend_growth(client: Client, library: dict[str, NamedQuery], row
     expected = expected.rename_axis("tenant_id").reset_index()
     expected["growth_usd"] = expected["spend_usd"] - expected["previous_spend_usd"]
     expected["growth_ratio"] = (expected["spend_usd"] / expected["previous_spend_usd"] - 1).where(
-        expected["previous_spend_usd"] > 0)
+        expected["previous_spend_usd"] > 0
+    )
     expected = expected.sort_values(["growth_usd", "tenant_id"], ascending=[False, True]).head(2)
     actual = run(client, library, "tenant_spend_growth", {**window_raw(tenant, since, until), "limit": "2"})
     assert_same(actual, expected, [], ordered=True)
@@ -402,32 +456,48 @@ def test_tenant_spend_growth(client: Client, library: dict[str, NamedQuery], row
 def test_canary_vs_control(client: Client, library: dict[str, NamedQuery], rows: pd.DataFrame, tenant: str) -> None:
     spans = scoped(rows, tenant)
     calls = spans[spans["kind"].eq("llm") & spans["routing_reason"].isin(["default", "canary", "shadow"])]
-    calls = calls.assign(arm=calls["routing_reason"].astype(str),
-                         refused=calls["error_type"].eq("refusal") | calls["finish_reason"].eq("refusal"))
+    calls = calls.assign(
+        arm=calls["routing_reason"].astype(str),
+        refused=calls["error_type"].eq("refusal") | calls["finish_reason"].eq("refusal"),
+    )
     grouped = calls.groupby(["feature", "arm"], observed=True)
-    arms = grouped.agg(llm_calls=("cost_usd", "size"), cost_per_call_usd=("cost_usd", "mean"),
-                       refusal_rate=("refused", "mean")).reset_index()
+    arms = grouped.agg(
+        llm_calls=("cost_usd", "size"), cost_per_call_usd=("cost_usd", "mean"), refusal_rate=("refused", "mean")
+    ).reset_index()
     arms["p95_ms"] = grouped["duration_ms"].apply(lambda d: quantile(d, 0.95)).to_numpy()
-    traces = calls.groupby(["tenant_id", "trace_id"], observed=True).agg(
-        feature=("feature", "first"), arms=("arm", lambda a: set(a))).reset_index()
+    traces = (
+        calls.groupby(["tenant_id", "trace_id"], observed=True)
+        .agg(feature=("feature", "first"), arms=("arm", lambda a: set(a)))
+        .reset_index()
+    )
     traces["arm"] = [("canary" if "canary" in a else "shadow" if "shadow" in a else "default") for a in traces["arms"]]
     evals = spans[spans["kind"].eq("eval") & spans["eval_passed"].notna()]
-    judged = (traces.merge(evals[["tenant_id", "trace_id", "eval_passed"]], on=["tenant_id", "trace_id"])
-              .assign(passed=lambda f: f["eval_passed"].astype(bool))
-              .groupby(["feature", "arm"], observed=True).agg(evals=("passed", "size"), passed=("passed", "sum")))
+    judged = (
+        traces.merge(evals[["tenant_id", "trace_id", "eval_passed"]], on=["tenant_id", "trace_id"])
+        .assign(passed=lambda f: f["eval_passed"].astype(bool))
+        .groupby(["feature", "arm"], observed=True)
+        .agg(evals=("passed", "size"), passed=("passed", "sum"))
+    )
     control = arms[arms["arm"].eq("default")].set_index("feature")
     tried = arms.loc[arms["arm"].isin(["canary", "shadow"]), "feature"]
     out = arms[arms["feature"].isin(tried)].merge(judged.reset_index(), on=["feature", "arm"], how="left")
     base = out["feature"].map
-    expected = pd.DataFrame({
-        "feature": out["feature"], "arm": out["arm"], "llm_calls": out["llm_calls"],
-        "cost_per_call_usd": out["cost_per_call_usd"],
-        "cost_delta_usd": out["cost_per_call_usd"] - base(control["cost_per_call_usd"]),
-        "cost_delta_ratio": out["cost_per_call_usd"] / base(control["cost_per_call_usd"]) - 1,
-        "p95_ms": out["p95_ms"], "p95_delta_ms": out["p95_ms"] - base(control["p95_ms"]),
-        "refusal_rate": out["refusal_rate"], "refusal_rate_delta": out["refusal_rate"] - base(control["refusal_rate"]),
-        "evals": out["evals"], "eval_pass_rate": out["passed"] / out["evals"],
-    })
+    expected = pd.DataFrame(
+        {
+            "feature": out["feature"],
+            "arm": out["arm"],
+            "llm_calls": out["llm_calls"],
+            "cost_per_call_usd": out["cost_per_call_usd"],
+            "cost_delta_usd": out["cost_per_call_usd"] - base(control["cost_per_call_usd"]),
+            "cost_delta_ratio": out["cost_per_call_usd"] / base(control["cost_per_call_usd"]) - 1,
+            "p95_ms": out["p95_ms"],
+            "p95_delta_ms": out["p95_ms"] - base(control["p95_ms"]),
+            "refusal_rate": out["refusal_rate"],
+            "refusal_rate_delta": out["refusal_rate"] - base(control["refusal_rate"]),
+            "evals": out["evals"],
+            "eval_pass_rate": out["passed"] / out["evals"],
+        }
+    )
     actual = run(client, library, "canary_vs_control", window_raw(tenant))
     assert_same(actual, expected, ["feature", "arm"])
     if not tenant:

@@ -46,8 +46,14 @@ TOPIC = "spans"
 
 def span(**fields: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "span_id": "s1", "trace_id": "t1", "service": "svc", "kind": "llm", "provider": "openai",
-        "model_requested": "gpt-4o", "start_time": "2026-11-22T10:00:00Z", "duration_ms": 120.0,
+        "span_id": "s1",
+        "trace_id": "t1",
+        "service": "svc",
+        "kind": "llm",
+        "provider": "openai",
+        "model_requested": "gpt-4o",
+        "start_time": "2026-11-22T10:00:00Z",
+        "duration_ms": 120.0,
     }
     return {**base, **fields}
 
@@ -80,26 +86,39 @@ def assert_refused(item: dict[str, Any], words: str) -> None:
 RANGE = f"is outside the storable range {STORABLE_RANGE}"
 
 
-@pytest.mark.parametrize("start", [
-    "1970-01-01T00:00:00Z", "1970-01-01T01:00:00+01:00", "1969-12-31T23:00:00-01:00", 0, "1970-01-01T00:00:00",
-    "2099-12-31T23:59:59.999Z", "2100-01-01T00:59:59.999+01:00", "2099-12-31T22:59:59.999-01:00", 4_102_444_799,
-])
+@pytest.mark.parametrize(
+    "start",
+    [
+        "1970-01-01T00:00:00Z",
+        "1970-01-01T01:00:00+01:00",
+        "1969-12-31T23:00:00-01:00",
+        0,
+        "1970-01-01T00:00:00",
+        "2099-12-31T23:59:59.999Z",
+        "2100-01-01T00:59:59.999+01:00",
+        "2099-12-31T22:59:59.999-01:00",
+        4_102_444_799,
+    ],
+)
 def test_instants_just_inside_the_range_are_accepted(start: object) -> None:
     assert_accepted(span(start_time=start, duration_ms=0.0))
     assert_accepted(span(start_time=start, duration_ms=None, end_time=start))
 
 
-@pytest.mark.parametrize(("start", "shown"), [
-    ("1969-12-31T23:59:59.999Z", "1969-12-31T23:59:59.999000Z"),
-    ("1970-01-01T00:59:59.999+01:00", "1970-01-01T00:59:59.999000+01:00"),
-    (-1, "1969-12-31T23:59:59Z"),
-    ("2100-01-01T00:00:00Z", "2100-01-01T00:00:00Z"),
-    ("2099-12-31T23:00:00-01:00", "2099-12-31T23:00:00-01:00"),
-    (4_102_444_800, "2100-01-01T00:00:00Z"),
-    ("2300-01-01T00:00:00Z", "2300-01-01T00:00:00Z"),
-    ("0001-01-01T00:00:00+23:59", "0001-01-01T00:00:00+23:59"),
-    ("9999-12-31T23:59:59-23:59", "9999-12-31T23:59:59-23:59"),
-])
+@pytest.mark.parametrize(
+    ("start", "shown"),
+    [
+        ("1969-12-31T23:59:59.999Z", "1969-12-31T23:59:59.999000Z"),
+        ("1970-01-01T00:59:59.999+01:00", "1970-01-01T00:59:59.999000+01:00"),
+        (-1, "1969-12-31T23:59:59Z"),
+        ("2100-01-01T00:00:00Z", "2100-01-01T00:00:00Z"),
+        ("2099-12-31T23:00:00-01:00", "2099-12-31T23:00:00-01:00"),
+        (4_102_444_800, "2100-01-01T00:00:00Z"),
+        ("2300-01-01T00:00:00Z", "2300-01-01T00:00:00Z"),
+        ("0001-01-01T00:00:00+23:59", "0001-01-01T00:00:00+23:59"),
+        ("9999-12-31T23:59:59-23:59", "9999-12-31T23:59:59-23:59"),
+    ],
+)
 def test_instants_just_outside_the_range_are_refused_with_the_range(start: object, shown: str) -> None:
     assert_refused(span(start_time=start), f"start_time {shown} {RANGE}")
     assert_refused(span(end_time=start, duration_ms=None), f"end_time {shown} {RANGE}")
@@ -109,12 +128,18 @@ def test_a_span_must_also_end_inside_the_range() -> None:
     last_day = "2099-12-31T00:00:00Z"
     assert_accepted(span(start_time=last_day, duration_ms=MAX_DURATION_MS - 1))
     assert_accepted(span(start_time="2099-12-31T23:59:59.999Z", duration_ms=0.999))
-    assert_refused(span(start_time=last_day, duration_ms=MAX_DURATION_MS),
-                   f"start_time + duration_ms (2100-01-01T00:00:00Z) {RANGE}")
-    assert_refused(span(start_time="2099-12-31T23:59:59.999Z", duration_ms=1.0),
-                   f"start_time + duration_ms (2100-01-01T00:00:00Z) {RANGE}")
-    assert_refused(span(start_time="2100-01-01T00:30:00+01:00", duration_ms=MAX_DURATION_MS / 2),
-                   f"start_time + duration_ms (2100-01-01T11:30:00Z) {RANGE}")
+    assert_refused(
+        span(start_time=last_day, duration_ms=MAX_DURATION_MS),
+        f"start_time + duration_ms (2100-01-01T00:00:00Z) {RANGE}",
+    )
+    assert_refused(
+        span(start_time="2099-12-31T23:59:59.999Z", duration_ms=1.0),
+        f"start_time + duration_ms (2100-01-01T00:00:00Z) {RANGE}",
+    )
+    assert_refused(
+        span(start_time="2100-01-01T00:30:00+01:00", duration_ms=MAX_DURATION_MS / 2),
+        f"start_time + duration_ms (2100-01-01T11:30:00Z) {RANGE}",
+    )
     assert_refused(span(start_time=last_day, duration_ms=None, end_time="2100-01-01T00:00:00Z"), "end_time 2100")
 
 
@@ -137,11 +162,18 @@ def test_every_float_field_is_finite(field: str, value: float) -> None:
     assert_refused(span(**FLOAT_FIELDS[field](value)), "finite number")
 
 
-@pytest.mark.parametrize(("field", "low", "high"), [
-    ("duration_ms", 0.0, MAX_DURATION_MS), ("ttft_ms", 0.0, MAX_DURATION_MS), ("retry_after_s", 0.0, MAX_MAGNITUDE),
-    ("cache_similarity", 0.0, 1.0), ("eval_score", -MAX_MAGNITUDE, MAX_MAGNITUDE),
-    ("cost_usd_reported", 0.0, MAX_MAGNITUDE), ("retrieval_scores", -MAX_MAGNITUDE, MAX_MAGNITUDE),
-])
+@pytest.mark.parametrize(
+    ("field", "low", "high"),
+    [
+        ("duration_ms", 0.0, MAX_DURATION_MS),
+        ("ttft_ms", 0.0, MAX_DURATION_MS),
+        ("retry_after_s", 0.0, MAX_MAGNITUDE),
+        ("cache_similarity", 0.0, 1.0),
+        ("eval_score", -MAX_MAGNITUDE, MAX_MAGNITUDE),
+        ("cost_usd_reported", 0.0, MAX_MAGNITUDE),
+        ("retrieval_scores", -MAX_MAGNITUDE, MAX_MAGNITUDE),
+    ],
+)
 def test_float_bounds_just_inside_and_outside(field: str, low: float, high: float) -> None:
     for value in (low, high):
         assert_accepted(span(**FLOAT_FIELDS[field](value)))
@@ -149,10 +181,16 @@ def test_float_bounds_just_inside_and_outside(field: str, low: float, high: floa
     assert_refused(span(**FLOAT_FIELDS[field](np.nextafter(low, -math.inf))), "greater than or equal to")
 
 
-@pytest.mark.parametrize(("field", "low", "high"), [
-    ("input_tokens", 0, MAX_TOKENS), ("context_window", 0, MAX_TOKENS), ("http_status", 100, 599),
-    ("attempt", 0, 1000), ("top_k", 0, 100_000),
-])
+@pytest.mark.parametrize(
+    ("field", "low", "high"),
+    [
+        ("input_tokens", 0, MAX_TOKENS),
+        ("context_window", 0, MAX_TOKENS),
+        ("http_status", 100, 599),
+        ("attempt", 0, 1000),
+        ("top_k", 0, 100_000),
+    ],
+)
 def test_integer_bounds_just_inside_and_outside(field: str, low: int, high: int) -> None:
     for value in (low, high):
         assert_accepted(span(**{field: value}))
@@ -163,8 +201,12 @@ def test_integer_bounds_just_inside_and_outside(field: str, low: int, high: int)
 
 # column type -> (least, greatest) value it holds
 TYPE_RANGES: dict[str, tuple[float, float]] = {
-    "UInt8": (0, 2**8 - 1), "UInt16": (0, 2**16 - 1), "UInt32": (0, 2**32 - 1), "Int32": (-(2**31), 2**31 - 1),
-    "Int64": (-(2**63), 2**63 - 1), "Float32": (-float(np.finfo(np.float32).max), float(np.finfo(np.float32).max)),
+    "UInt8": (0, 2**8 - 1),
+    "UInt16": (0, 2**16 - 1),
+    "UInt32": (0, 2**32 - 1),
+    "Int32": (-(2**31), 2**31 - 1),
+    "Int64": (-(2**63), 2**63 - 1),
+    "Float32": (-float(np.finfo(np.float32).max), float(np.finfo(np.float32).max)),
     "Float64": (-float(np.finfo(np.float64).max), float(np.finfo(np.float64).max)),
 }
 
@@ -182,8 +224,9 @@ def numeric_bounds(schema: dict[str, Any]) -> tuple[float, float] | None:
 def test_every_number_the_model_accepts_fits_its_column(client: Client) -> None:
     """The model's bounds (from its JSON Schema) against the migrated spans table's column types: integers
     within their type, every float bounded (its column would otherwise hold inf, or a rollup's sum of it)."""
-    columns = dict(client.query(f"SELECT name, type FROM system.columns WHERE database = '{DB}' AND table = 'spans'")
-                   .result_rows)
+    columns = dict(
+        client.query(f"SELECT name, type FROM system.columns WHERE database = '{DB}' AND table = 'spans'").result_rows
+    )
     properties = Span.model_json_schema(mode="validation")["properties"]
     checked = []
     for name, schema in properties.items():
@@ -196,8 +239,17 @@ def test_every_number_the_model_accepts_fits_its_column(client: Client) -> None:
         if kind.startswith("Float"):
             assert max(abs(bounds[0]), abs(bounds[1])) <= MAX_MAGNITUDE, (name, bounds)
         checked.append(name)
-    assert {"input_tokens", "http_status", "attempt", "top_k", "retry_after_s", "retrieval_scores",
-            "eval_score", "schema_version", "duration_ms"} <= set(checked)
+    assert {
+        "input_tokens",
+        "http_status",
+        "attempt",
+        "top_k",
+        "retry_after_s",
+        "retrieval_scores",
+        "eval_score",
+        "schema_version",
+        "duration_ms",
+    } <= set(checked)
 
 
 # --- strings
@@ -205,9 +257,14 @@ def test_every_number_the_model_accepts_fits_its_column(client: Client) -> None:
 
 def string_fields() -> list[str]:
     properties = Span.model_json_schema(mode="validation")["properties"]
-    return sorted(name for name, schema in properties.items()
-                  if "string" in {option.get("type") for option in [schema, *schema.get("anyOf", [])]}
-                  and name not in ("start_time", "end_time") and "enum" not in str(schema) and "$ref" not in str(schema))
+    return sorted(
+        name
+        for name, schema in properties.items()
+        if "string" in {option.get("type") for option in [schema, *schema.get("anyOf", [])]}
+        and name not in ("start_time", "end_time")
+        and "enum" not in str(schema)
+        and "$ref" not in str(schema)
+    )
 
 
 SURROGATE = "ok\ud800"
@@ -219,11 +276,14 @@ def test_lone_surrogates_are_refused_in_every_string_field(field: str) -> None:
     assert_accepted(span(**{field: "ok \U0001f600 \x00"}))  # any scalar value is fine, NUL and astral ones too
 
 
-@pytest.mark.parametrize("fields", [
-    {"retrieval_doc_ids": [SURROGATE], "retrieval_scores": [0.5]},
-    {"attributes": {SURROGATE: "v"}},
-    {"attributes": {"k": "\udfff"}},
-])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"retrieval_doc_ids": [SURROGATE], "retrieval_scores": [0.5]},
+        {"attributes": {SURROGATE: "v"}},
+        {"attributes": {"k": "\udfff"}},
+    ],
+)
 def test_lone_surrogates_are_refused_in_lists_and_maps(fields: dict[str, Any]) -> None:
     assert_refused(span(**fields), "valid string")
 
@@ -257,7 +317,9 @@ def text_capacity(schema: dict[str, Any]) -> int:
     if kind == "array":
         return option["maxItems"] * text_capacity(option["items"])
     if kind == "object":
-        return option["maxProperties"] * (option["propertyNames"]["maxLength"] + option["additionalProperties"]["maxLength"])
+        return option["maxProperties"] * (
+            option["propertyNames"]["maxLength"] + option["additionalProperties"]["maxLength"]
+        )
     return 0
 
 
@@ -284,11 +346,20 @@ class Unreadable(collections.abc.Mapping[str, Any]):
 
 
 JUNK = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**80), max_value=2**80), st.floats(),
-              st.text(max_size=6), st.sampled_from(["\ud800", "2300-01-01T00:00:00Z", "1969-12-31T23:59:59Z"]),
-              st.binary(max_size=6)),
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.tuples(inner, inner),
-                            st.dictionaries(st.one_of(st.text(max_size=6), st.integers()), inner, max_size=4)),
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(2**80), max_value=2**80),
+        st.floats(),
+        st.text(max_size=6),
+        st.sampled_from(["\ud800", "2300-01-01T00:00:00Z", "1969-12-31T23:59:59Z"]),
+        st.binary(max_size=6),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.tuples(inner, inner),
+        st.dictionaries(st.one_of(st.text(max_size=6), st.integers()), inner, max_size=4),
+    ),
     max_leaves=12,
 )
 
@@ -303,8 +374,9 @@ def junk_item(draw: st.DrawFn) -> Any:
     return item
 
 
-@settings(max_examples=200, derandomize=True, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=200, derandomize=True, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(items=st.lists(junk_item(), max_size=8))
 def test_validate_items_never_raises_and_agrees_with_the_model(items: list[Any]) -> None:
     result = validate_items(items)
@@ -355,27 +427,70 @@ def before_until(**delta: float) -> str:
 
 def extreme_spans() -> list[dict[str, Any]]:
     """Spans at the edges of every range the model admits."""
-    tokens = {"input_tokens": MAX_TOKENS, "cache_read_tokens": MAX_TOKENS // 2, "cache_write_tokens": MAX_TOKENS // 2,
-              "output_tokens": MAX_TOKENS, "reasoning_tokens": MAX_TOKENS, "context_window": MAX_TOKENS}
+    tokens = {
+        "input_tokens": MAX_TOKENS,
+        "cache_read_tokens": MAX_TOKENS // 2,
+        "cache_write_tokens": MAX_TOKENS // 2,
+        "output_tokens": MAX_TOKENS,
+        "reasoning_tokens": MAX_TOKENS,
+        "context_window": MAX_TOKENS,
+    }
     label = WIDE * 255 + "\x00"
     return [
         span(span_id="epoch", start_time=EARLIEST, duration_ms=0.0, **tokens),
         span(span_id="latest", start_time=LATEST, duration_ms=0.0, **tokens),
-        span(span_id="longest", start_time=LAST_DAY, duration_ms=MAX_DURATION_MS - 1,
-             ttft_ms=MAX_DURATION_MS - 1, output_tokens=2),
-        span(span_id="ended", start_time=before_until(hours=1), duration_ms=None, end_time=LATEST,
-             http_status=599, attempt=1000, retry_after_s=MAX_MAGNITUDE, status="error", error_type="rate_limited",
-             cost_usd_reported=MAX_MAGNITUDE),
-        span(span_id="recall-high", kind="eval", eval_name="recall@5", eval_score=MAX_MAGNITUDE, eval_passed=True,
-             start_time=before_until(minutes=1), duration_ms=1.0),
-        span(span_id="recall-low", kind="eval", eval_name="recall@5", eval_score=-MAX_MAGNITUDE,
-             start_time=(STORABLE_FROM + timedelta(milliseconds=1)).isoformat(), duration_ms=1.0),
-        span(span_id="widest", kind="retrieval", start_time=before_until(hours=13), duration_ms=MAX_DURATION_MS / 2,
-             service=label, name=label, prompt_hash=label, top_k=100_000, cache_similarity=1.0,
-             trace_id=WIDE * 128, content=WIDE * 65_535 + "\x00",
-             attributes={f"{i:03d}" + WIDE * 253: WIDE * 4096 for i in range(256)},
-             retrieval_doc_ids=[f"{i:05d}" + WIDE * 251 for i in range(10_000)],
-             retrieval_scores=[MAX_MAGNITUDE if i % 2 else -MAX_MAGNITUDE for i in range(10_000)]),
+        span(
+            span_id="longest",
+            start_time=LAST_DAY,
+            duration_ms=MAX_DURATION_MS - 1,
+            ttft_ms=MAX_DURATION_MS - 1,
+            output_tokens=2,
+        ),
+        span(
+            span_id="ended",
+            start_time=before_until(hours=1),
+            duration_ms=None,
+            end_time=LATEST,
+            http_status=599,
+            attempt=1000,
+            retry_after_s=MAX_MAGNITUDE,
+            status="error",
+            error_type="rate_limited",
+            cost_usd_reported=MAX_MAGNITUDE,
+        ),
+        span(
+            span_id="recall-high",
+            kind="eval",
+            eval_name="recall@5",
+            eval_score=MAX_MAGNITUDE,
+            eval_passed=True,
+            start_time=before_until(minutes=1),
+            duration_ms=1.0,
+        ),
+        span(
+            span_id="recall-low",
+            kind="eval",
+            eval_name="recall@5",
+            eval_score=-MAX_MAGNITUDE,
+            start_time=(STORABLE_FROM + timedelta(milliseconds=1)).isoformat(),
+            duration_ms=1.0,
+        ),
+        span(
+            span_id="widest",
+            kind="retrieval",
+            start_time=before_until(hours=13),
+            duration_ms=MAX_DURATION_MS / 2,
+            service=label,
+            name=label,
+            prompt_hash=label,
+            top_k=100_000,
+            cache_similarity=1.0,
+            trace_id=WIDE * 128,
+            content=WIDE * 65_535 + "\x00",
+            attributes={f"{i:03d}" + WIDE * 253: WIDE * 4096 for i in range(256)},
+            retrieval_doc_ids=[f"{i:05d}" + WIDE * 251 for i in range(10_000)],
+            retrieval_scores=[MAX_MAGNITUDE if i % 2 else -MAX_MAGNITUDE for i in range(10_000)],
+        ),
     ]
 
 
@@ -392,8 +507,11 @@ def stored(client: Client, catalog: PriceCatalog) -> tuple[list[dict[str, Any]],
     # storage. Stopped here, so the epoch rows can be read back.
     for table in ("spans", "spans_minute", "spans_hour", "spans_day"):
         client.command(f"SYSTEM STOP TTL MERGES {DB}.{table}")
-    client.insert_arrow(f"{DB}.spans", arrow_rows(processed.rows),
-                        settings={**DEDUP_SETTINGS, "insert_deduplication_token": batch.token(TOPIC, "id")})
+    client.insert_arrow(
+        f"{DB}.spans",
+        arrow_rows(processed.rows),
+        settings={**DEDUP_SETTINGS, "insert_deduplication_token": batch.token(TOPIC, "id")},
+    )
     return spans, processed.rows
 
 
@@ -401,7 +519,9 @@ def utc(text: str) -> datetime:
     return pd.Timestamp(text).tz_convert("UTC").tz_localize(None).to_pydatetime()
 
 
-def test_the_raw_rows_hold_every_extreme_exactly(client: Client, stored: tuple[list[dict[str, Any]], pd.DataFrame]) -> None:
+def test_the_raw_rows_hold_every_extreme_exactly(
+    client: Client, stored: tuple[list[dict[str, Any]], pd.DataFrame]
+) -> None:
     spans, _ = stored
     rows = {row["span_id"]: row for row in client.query(f"SELECT * FROM {DB}.spans").named_results()}
     assert set(rows) == {item["span_id"] for item in spans}
@@ -411,8 +531,21 @@ def test_the_raw_rows_hold_every_extreme_exactly(client: Client, stored: tuple[l
         assert row["start_time"] == start, item["span_id"]
         end = utc(item["end_time"]) if item.get("end_time") else start + timedelta(milliseconds=item["duration_ms"])
         assert row["end_time"] == end.replace(microsecond=end.microsecond // 1000 * 1000), item["span_id"]
-        for name in ("input_tokens", "output_tokens", "cache_read_tokens", "context_window", "http_status", "attempt",
-                     "top_k", "eval_score", "cost_usd_reported", "content", "service", "trace_id", "name"):
+        for name in (
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "context_window",
+            "http_status",
+            "attempt",
+            "top_k",
+            "eval_score",
+            "cost_usd_reported",
+            "content",
+            "service",
+            "trace_id",
+            "name",
+        ):
             if name in item:
                 assert row[name] == item[name], (item["span_id"], name)
         for name in ("retry_after_s", "cache_similarity"):  # Float32 columns
@@ -422,21 +555,29 @@ def test_the_raw_rows_hold_every_extreme_exactly(client: Client, stored: tuple[l
     assert widest["attributes"] == spans[-1]["attributes"]
     assert widest["retrieval_doc_ids"] == spans[-1]["retrieval_doc_ids"]
     assert widest["retrieval_scores"] == [float(np.float32(v)) for v in spans[-1]["retrieval_scores"]]
-    assert all(math.isfinite(row[name]) for row in rows.values() for name in ("duration_ms", "cost_usd", "input_cost_usd"))
+    assert all(
+        math.isfinite(row[name]) for row in rows.values() for name in ("duration_ms", "cost_usd", "input_cost_usd")
+    )
 
 
 LEVELS = {"spans_minute": ("minute", "min"), "spans_hour": ("hour", "h"), "spans_day": ("day", "D")}
 
 
 @pytest.mark.parametrize("table", sorted(LEVELS))
-def test_the_rollups_hold_every_extreme(client: Client, stored: tuple[list[dict[str, Any]], pd.DataFrame],
-                                        table: str) -> None:
+def test_the_rollups_hold_every_extreme(
+    client: Client, stored: tuple[list[dict[str, Any]], pd.DataFrame], table: str
+) -> None:
     _, rows = stored
     column, unit = LEVELS[table]
     starts = rows["start_time"].dt.tz_convert("UTC").dt.tz_localize(None).dt.floor(unit)
     recall = rows["eval_score"].astype("float64").fillna(0.0)
-    expected = pd.DataFrame({"bucket": starts, "spans": 1, "input_tokens": rows["input_tokens"].astype("uint64"),
-                             "recall_sum": recall}).groupby("bucket").sum()
+    expected = (
+        pd.DataFrame(
+            {"bucket": starts, "spans": 1, "input_tokens": rows["input_tokens"].astype("uint64"), "recall_sum": recall}
+        )
+        .groupby("bucket")
+        .sum()
+    )
     stored_rows = client.query_df(
         f"SELECT {column} AS bucket, sum(spans) AS spans, sum(input_tokens) AS input_tokens, sum(recall_sum) AS recall_sum,"
         f" sum(cost_usd) AS cost_usd FROM {DB}.{table} GROUP BY bucket ORDER BY bucket"
@@ -451,7 +592,9 @@ def test_the_rollups_hold_every_extreme(client: Client, stored: tuple[list[dict[
     assert expected.index[0] == utc(EARLIEST) and expected.index[-1] == pd.Timestamp(utc(LATEST)).floor(unit)
 
 
-def test_the_latest_rows_do_not_expire_at_once(client: Client, stored: tuple[list[dict[str, Any]], pd.DataFrame]) -> None:
+def test_the_latest_rows_do_not_expire_at_once(
+    client: Client, stored: tuple[list[dict[str, Any]], pd.DataFrame]
+) -> None:
     """A TTL adds up to a year to a DateTime, which wraps past 2106-02-07 to 1970 (instant expiry):
     the storable range ends early enough that no TTL of the latest rows wraps."""
     parts = client.query(

@@ -24,13 +24,13 @@ from spanline.streams.ledger import Ledger
 from spanline.streams.pricing import PriceCatalog
 from spanline.streams.process import process_batch
 from spanline.streams.sinks import DEDUP_SETTINGS
-from spanline.windows.merger import MinuteMerger
-from spanline.windows.aggregate import aggregate, combine
 from spanline.streams.windows.changelog import Changelog
 from spanline.streams.windows.manager import WindowManager
-from spanline.windows.records import decode, encode
-from spanline.windows.sketches import build_sketch, bucket_keys, sketch_state
 from spanline.streams.windows.state import PartitionWindows
+from spanline.windows.aggregate import aggregate, combine
+from spanline.windows.merger import MinuteMerger
+from spanline.windows.records import decode, encode
+from spanline.windows.sketches import bucket_keys, build_sketch, sketch_state
 from tests import window_expectations as expect
 from tests.support.chdb import migrated_chdb
 
@@ -47,11 +47,17 @@ def _sketch_from_values(values: np.ndarray) -> DDSketch:
 def test_vectorised_bins_equal_the_per_value_sketch() -> None:
     rng = np.random.default_rng(3)
     gamma = DDSketch(0.01)._mapping.gamma
-    values = np.concatenate([
-        rng.lognormal(5, 3, 200_000), rng.uniform(0, 2, 50_000), np.arange(0, 5000, dtype=float),
-        gamma ** np.arange(-200, 400, dtype=float),  # exact bucket boundaries
-        -rng.lognormal(2, 1, 1000), np.zeros(100), [1e-310, 5e-324],  # negatives, zeros, subnormals
-    ])
+    values = np.concatenate(
+        [
+            rng.lognormal(5, 3, 200_000),
+            rng.uniform(0, 2, 50_000),
+            np.arange(0, 5000, dtype=float),
+            gamma ** np.arange(-200, 400, dtype=float),  # exact bucket boundaries
+            -rng.lognormal(2, 1, 1000),
+            np.zeros(100),
+            [1e-310, 5e-324],  # negatives, zeros, subnormals
+        ]
+    )
     reference = DDSketch(0.01)
     for value in values.tolist():
         reference.add(value)
@@ -76,7 +82,7 @@ def batches(chunks: list[list[dict[str, object]]]) -> list[tuple[Batch, pd.DataF
     catalog = PriceCatalog.load()
     out = []
     for first in range(0, len(messages), 20):
-        cut = messages[first:first + 20]
+        cut = messages[first : first + 20]
         batch = Batch(0, cut[0].offset, cut[-1].offset, cut, False)
         rows = process_batch(batch, TOPIC, catalog).rows
         assert rows is not None
@@ -115,7 +121,7 @@ def test_windows_over_many_batches_equal_a_pandas_recomputation(
 
 def test_combining_partials_equals_aggregating_everything_at_once(rows: pd.DataFrame) -> None:
     whole = aggregate(rows)
-    pieces = combine([aggregate(rows.iloc[i:i + 700]) for i in range(0, len(rows), 700)])
+    pieces = combine([aggregate(rows.iloc[i : i + 700]) for i in range(0, len(rows), 700)])
     order = lambda p: p.groups.assign(**p.counters).sort_values(list(expect.KEYS)).reset_index(drop=True)  # noqa: E731
     pd.testing.assert_frame_equal(order(pieces), order(whole), check_exact=False, rtol=1e-12)
 
@@ -123,7 +129,8 @@ def test_combining_partials_equals_aggregating_everything_at_once(rows: pd.DataF
 def _rows_at(seconds: list[float], offsets: list[int], template: pd.DataFrame) -> pd.DataFrame:
     rows = template.iloc[[0] * len(seconds)].reset_index(drop=True).copy()
     rows["start_time"] = pd.to_datetime([START + timedelta(seconds=s) for s in seconds], utc=True).astype(
-        "datetime64[ms, UTC]")
+        "datetime64[ms, UTC]"
+    )
     rows["kafka_offset"] = offsets
     return rows
 
@@ -137,7 +144,10 @@ def test_watermark_closes_minutes_late_spans_are_counted_and_gaps_reported(rows:
     assert (first.minute - START.timestamp()) / 60 == 0 and first.spans == 2 and first.late_spans == 0
     state.add(_rows_at([20, 100, 290], [4, 5, 6], rows))  # 12:00:20 is late; 12:04:50 moves the watermark to 12:04:20
     records = state.close()
-    assert [(r.minute - START.timestamp()) / 60 for r in records] == [1, 3]  # minute 2 had no spans; 3 is reported empty
+    assert [(r.minute - START.timestamp()) / 60 for r in records] == [
+        1,
+        3,
+    ]  # minute 2 had no spans; 3 is reported empty
     assert [r.spans for r in records] == [3, 0] and [r.late_spans for r in records] == [1, 0]
     assert state.frontier == START.timestamp() + 4 * 60 and state.open_minutes == [START.timestamp() + 4 * 60]
     assert records[-1].through_offset == 6
@@ -175,11 +185,13 @@ def test_merger_waits_for_every_partition_and_drops_duplicates(batches: list[tup
     merged = [f for value in right_values for f in merger.add(value)]
     complete = min(decode(left_values[-1]).minute, decode(right_values[-1]).minute)
     assert [f.minute.timestamp() for f in merged] == sorted(
-        {decode(v).minute for v in left_values + right_values if decode(v).minute <= complete})
+        {decode(v).minute for v in left_values + right_values if decode(v).minute <= complete}
+    )
     assert all(merger.add(value) == [] for value in left_values + right_values)  # re-emitted: ignored
     with pytest.raises(ValueError, match="partition 2"):
-        MinuteMerger(2).add(encode(decode(left_values[0]).__class__(**{**decode(left_values[0]).__dict__,
-                                                                      "partition": 2})))
+        MinuteMerger(2).add(
+            encode(decode(left_values[0]).__class__(**{**decode(left_values[0]).__dict__, "partition": 2}))
+        )
 
 
 def test_a_partition_that_never_reports_stops_holding_minutes_back(batches: list[tuple[Batch, pd.DataFrame]]) -> None:
@@ -229,8 +241,9 @@ def _store(client: Any, database: str, batch: Batch, rows: pd.DataFrame) -> None
     client.insert_df(f"{database}.spans", rows, settings={**DEDUP_SETTINGS, "insert_deduplication_token": token})
 
 
-def _drive(recorder: Recorder, manager: WindowManager, batches: list[tuple[Batch, pd.DataFrame]],
-           resume_at: int | None = None) -> None:
+def _drive(
+    recorder: Recorder, manager: WindowManager, batches: list[tuple[Batch, pd.DataFrame]], resume_at: int | None = None
+) -> None:
     async def run() -> None:
         if resume_at is not None:
             await manager.resume(0, resume_at)
@@ -252,7 +265,7 @@ def test_a_restarted_partition_rebuilds_its_windows_from_clickhouse_without_doub
     apply_migrations(client, database, ttl_days=30)
     clock = [0.0]
     before = Recorder(client, database, clock)
-    _drive(before, before.manager(), batches[:crash_after + 2])  # offsets of the last two batches stay uncommitted
+    _drive(before, before.manager(), batches[: crash_after + 2])  # offsets of the last two batches stay uncommitted
     emitted_before = len(before.sent)
     assert emitted_before > 0
     after = Recorder(client, database, clock)
@@ -305,8 +318,15 @@ def test_a_partition_with_backlog_waits_while_the_worker_is_busy(
     async def publish(messages: list[tuple[bytes, bytes]]) -> None:
         recorder.sent += messages
 
-    manager = WindowManager(recorder.changelog, storage, publish, 60, 5,
-                            caught_up=lambda partition, offset: not backlog["partition"], clock=lambda: clock[0])
+    manager = WindowManager(
+        recorder.changelog,
+        storage,
+        publish,
+        60,
+        5,
+        caught_up=lambda partition, offset: not backlog["partition"],
+        clock=lambda: clock[0],
+    )
     _drive(recorder, manager, batches[:3])
     high = manager.partition(0).high_ms  # type: ignore[union-attr]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
 import numpy as np
@@ -19,7 +19,7 @@ from spanline.simulator.workload import WorkloadConfig, generate_traces, summari
 from spanline.simulator.workload_arrivals import diurnal_factor
 from spanline.simulator.workload_catalog import CLIENT_TIMEOUT_MS
 
-NOON = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
+NOON = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 # ~28k requests (≈165k spans): enough for rate bands of a few percent to be tight.
 BIG = WorkloadConfig(seed=11, start=NOON, duration_s=500, requests_per_s=40.0)
 NATIVE = {str, int, float, bool, list, dict, type(None)}
@@ -303,9 +303,14 @@ def test_tenants_have_different_sizes() -> None:
 
 
 def test_config_is_checked() -> None:
-    assert WorkloadConfig(start=datetime(2026, 1, 1)).start.tzinfo == timezone.utc
-    for bad in ({"duration_s": 0}, {"requests_per_s": -1.0}, {"tenants": ()}, {"tenants": ("a", "a")},
-                {"duration_s": float("nan")}):
+    assert WorkloadConfig(start=datetime(2026, 1, 1)).start.tzinfo == UTC
+    for bad in (
+        {"duration_s": 0},
+        {"requests_per_s": -1.0},
+        {"tenants": ()},
+        {"tenants": ("a", "a")},
+        {"duration_s": float("nan")},
+    ):
         with pytest.raises(ValueError):
             WorkloadConfig(start=NOON, **bad)  # type: ignore[arg-type]
     partial = list(generate_traces(WorkloadConfig(start=NOON, duration_s=2.5, requests_per_s=50.0)))

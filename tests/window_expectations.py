@@ -15,11 +15,34 @@ from spanline.windows.merger import MinuteFigures
 DIMENSIONS = ["tenant_id", "service", "feature", "provider", "model_requested", "route", "kind"]
 KEYS = [*DIMENSIONS, "minute"]
 COUNTS = [
-    "spans", "requests", "successful_requests", "errors", "rate_limited", "retries", "llm_calls",
-    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "unpriced",
-    "cache_lookups", "cache_hits", "context_truncations", "context_length_errors", "refusals",
-    "tool_calls", "tool_errors", "evals", "evals_passed", "hallucination_evals", "hallucinations",
-    "recall_evals", "retrievals", "embedding_mismatches", "agent_steps",
+    "spans",
+    "requests",
+    "successful_requests",
+    "errors",
+    "rate_limited",
+    "retries",
+    "llm_calls",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "unpriced",
+    "cache_lookups",
+    "cache_hits",
+    "context_truncations",
+    "context_length_errors",
+    "refusals",
+    "tool_calls",
+    "tool_errors",
+    "evals",
+    "evals_passed",
+    "hallucination_evals",
+    "hallucinations",
+    "recall_evals",
+    "retrievals",
+    "embedding_mismatches",
+    "agent_steps",
 ]
 SUMS = ["cost_usd", "retry_cost_usd", "recall_sum"]
 #: map -> (span mask column, key column, value column or None for a count)
@@ -36,8 +59,12 @@ MAPS = {
     "cost_by_prompt": ("has_prompt", "prompt", "cost_usd"),
 }
 #: sketch -> (span mask column or None for all spans, value column)
-SKETCHES = {"duration_ms": (None, "duration_ms"), "ttft_ms": ("has_ttft", "ttft_ms"),
-            "tpot_ms": ("has_tpot", "tpot_ms"), "input_tokens": ("llm_calls", "input_tokens")}
+SKETCHES = {
+    "duration_ms": (None, "duration_ms"),
+    "ttft_ms": ("has_ttft", "ttft_ms"),
+    "tpot_ms": ("has_tpot", "tpot_ms"),
+    "input_tokens": ("llm_calls", "input_tokens"),
+}
 
 
 def workload(config: WorkloadConfig) -> list[list[dict[str, object]]]:
@@ -49,8 +76,9 @@ def workload(config: WorkloadConfig) -> list[list[dict[str, object]]]:
     for span in llm[::4]:
         span.update(status="error", error_type="refusal", output_tokens=0, reasoning_tokens=0)
     for span in llm[1::8]:
-        span.update(status="error", error_type="context_length_exceeded", http_status=400, output_tokens=0,
-                    reasoning_tokens=0)
+        span.update(
+            status="error", error_type="context_length_exceeded", http_status=400, output_tokens=0, reasoning_tokens=0
+        )
     for span in llm[2::8]:
         span["context_truncated"] = True
     retrievals = [span for chunk in chunks[::9] for span in chunk if span["kind"] == "retrieval"]
@@ -65,10 +93,25 @@ def workload(config: WorkloadConfig) -> list[list[dict[str, object]]]:
 def flags(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per span: grain keys and every per-span contribution."""
     rows = rows.reset_index(drop=True)
-    text = {name: rows[name].astype(object).where(rows[name].notna(), "").astype(str).astype(object)
-            for name in ("kind", "status", "error_type", "eval_name", "cache_layer", "model_tier", "routing_reason",
-                         "model_response", "tool_name", "prompt_id", "prompt_version", "embedding_model",
-                         "index_embedding_model", *DIMENSIONS)}
+    text = {
+        name: rows[name].astype(object).where(rows[name].notna(), "").astype(str).astype(object)
+        for name in (
+            "kind",
+            "status",
+            "error_type",
+            "eval_name",
+            "cache_layer",
+            "model_tier",
+            "routing_reason",
+            "model_response",
+            "tool_name",
+            "prompt_id",
+            "prompt_version",
+            "embedding_model",
+            "index_embedding_model",
+            *DIMENSIONS,
+        )
+    }
     kind, status, error_type = text["kind"], text["status"], text["error_type"]
     cache_hit = rows["cache_hit"].astype("boolean")
     eval_passed = rows["eval_passed"].astype("boolean")
@@ -77,50 +120,63 @@ def flags(rows: pd.DataFrame) -> pd.DataFrame:
     hallucination_eval = kind.eq("eval") & text["eval_name"].isin(["faithfulness", "hallucination", "groundedness"])
     recall = kind.eq("eval") & text["eval_name"].str.startswith("recall@")
     start = pd.to_datetime(rows["start_time"], utc=True)
-    out = pd.DataFrame({
-        **{name: text[name] for name in DIMENSIONS},
-        "minute": start.dt.floor("min"),
-        "spans": 1,
-        "requests": kind.eq("request"),
-        "successful_requests": kind.eq("request") & status.eq("ok"),
-        "errors": status.eq("error"),
-        "rate_limited": rows["http_status"].astype(int).eq(429) | error_type.eq("rate_limited"),
-        "retries": retry,
-        "llm_calls": kind.eq("llm"),
-        **{name: rows[name].astype("int64") for name in
-           ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")},
-        "unpriced": ~rows["cost_known"].astype(bool),
-        "cache_lookups": kind.eq("cache"),
-        "cache_hits": kind.eq("cache") & cache_hit.eq(True).fillna(False),
-        "context_truncations": rows["context_truncated"].astype(bool),
-        "context_length_errors": error_type.eq("context_length_exceeded"),
-        "refusals": kind.eq("llm") & error_type.eq("refusal"),
-        "tool_calls": kind.eq("tool"),
-        "tool_errors": kind.eq("tool") & status.eq("error"),
-        "evals": kind.eq("eval"),
-        "evals_passed": kind.eq("eval") & eval_passed.eq(True).fillna(False),
-        "hallucination_evals": hallucination_eval,
-        "hallucinations": hallucination_eval & eval_passed.eq(False).fillna(False),
-        "recall_evals": recall,
-        "retrievals": kind.eq("retrieval"),
-        "embedding_mismatches": text["embedding_model"].ne("") & text["index_embedding_model"].ne("")
-        & text["embedding_model"].ne(text["index_embedding_model"]),
-        "agent_steps": kind.eq("agent_step"),
-        "cost_usd": cost,
-        "retry_cost_usd": cost.where(retry, 0.0),
-        "recall_sum": rows["eval_score"].astype(float).fillna(0.0).where(recall, 0.0),
-        "cache_known": kind.eq("cache") & cache_hit.notna(),
-        "has_response": kind.eq("llm") & text["model_response"].ne(""),
-        "has_prompt": text["prompt_id"].ne(""),
-        "prompt": text["prompt_id"] + "@" + text["prompt_version"],
-        **{name: text[name] for name in ("error_type", "cache_layer", "model_tier", "routing_reason",
-                                         "model_response", "tool_name")},
-        "duration_ms": rows["duration_ms"].astype(float),
-        "ttft_ms": rows["ttft_ms"].astype(float),
-        "tpot_ms": rows["tpot_ms"].astype(float),
-        "has_ttft": rows["ttft_ms"].notna(),
-        "has_tpot": rows["tpot_ms"].notna(),
-    })
+    out = pd.DataFrame(
+        {
+            **{name: text[name] for name in DIMENSIONS},
+            "minute": start.dt.floor("min"),
+            "spans": 1,
+            "requests": kind.eq("request"),
+            "successful_requests": kind.eq("request") & status.eq("ok"),
+            "errors": status.eq("error"),
+            "rate_limited": rows["http_status"].astype(int).eq(429) | error_type.eq("rate_limited"),
+            "retries": retry,
+            "llm_calls": kind.eq("llm"),
+            **{
+                name: rows[name].astype("int64")
+                for name in (
+                    "input_tokens",
+                    "output_tokens",
+                    "cache_read_tokens",
+                    "cache_write_tokens",
+                    "reasoning_tokens",
+                )
+            },
+            "unpriced": ~rows["cost_known"].astype(bool),
+            "cache_lookups": kind.eq("cache"),
+            "cache_hits": kind.eq("cache") & cache_hit.eq(True).fillna(False),
+            "context_truncations": rows["context_truncated"].astype(bool),
+            "context_length_errors": error_type.eq("context_length_exceeded"),
+            "refusals": kind.eq("llm") & error_type.eq("refusal"),
+            "tool_calls": kind.eq("tool"),
+            "tool_errors": kind.eq("tool") & status.eq("error"),
+            "evals": kind.eq("eval"),
+            "evals_passed": kind.eq("eval") & eval_passed.eq(True).fillna(False),
+            "hallucination_evals": hallucination_eval,
+            "hallucinations": hallucination_eval & eval_passed.eq(False).fillna(False),
+            "recall_evals": recall,
+            "retrievals": kind.eq("retrieval"),
+            "embedding_mismatches": text["embedding_model"].ne("")
+            & text["index_embedding_model"].ne("")
+            & text["embedding_model"].ne(text["index_embedding_model"]),
+            "agent_steps": kind.eq("agent_step"),
+            "cost_usd": cost,
+            "retry_cost_usd": cost.where(retry, 0.0),
+            "recall_sum": rows["eval_score"].astype(float).fillna(0.0).where(recall, 0.0),
+            "cache_known": kind.eq("cache") & cache_hit.notna(),
+            "has_response": kind.eq("llm") & text["model_response"].ne(""),
+            "has_prompt": text["prompt_id"].ne(""),
+            "prompt": text["prompt_id"] + "@" + text["prompt_version"],
+            **{
+                name: text[name]
+                for name in ("error_type", "cache_layer", "model_tier", "routing_reason", "model_response", "tool_name")
+            },
+            "duration_ms": rows["duration_ms"].astype(float),
+            "ttft_ms": rows["ttft_ms"].astype(float),
+            "tpot_ms": rows["tpot_ms"].astype(float),
+            "has_ttft": rows["ttft_ms"].notna(),
+            "has_tpot": rows["tpot_ms"].notna(),
+        }
+    )
     return out
 
 
@@ -161,7 +217,8 @@ def keyed(frame: pd.DataFrame, extra: tuple[str, ...] = ()) -> pd.DataFrame:
     frame = frame.astype({name: object for name in (*DIMENSIONS, *extra)})
     minute = pd.to_datetime(frame["minute"])
     frame["minute"] = (minute.dt.tz_convert("UTC") if minute.dt.tz else minute.dt.tz_localize("UTC")).astype(
-        "datetime64[ns, UTC]")
+        "datetime64[ns, UTC]"
+    )
     return frame.set_index([*KEYS, *extra]).sort_index()
 
 
@@ -190,5 +247,8 @@ def assert_figures_equal_pandas(figures: list[MinuteFigures], rows: pd.DataFrame
             sketch = sketches.loc[key]
             assert sketch.count == len(group)
             for quantile in (0.5, 0.95, 0.99):
-                assert within_sketch_error(sketch.get_quantile_value(quantile), group["value"].to_numpy(),
-                                                  quantile), (name, key, quantile)
+                assert within_sketch_error(sketch.get_quantile_value(quantile), group["value"].to_numpy(), quantile), (
+                    name,
+                    key,
+                    quantile,
+                )

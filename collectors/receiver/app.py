@@ -143,9 +143,7 @@ def _dumps(value: object) -> str:
     return orjson.dumps(value).decode()
 
 
-def make_app(
-    keyring: Keyring, intake: Intake, max_body_bytes: int, ready_check: Callable[[], bool]
-) -> web.Application:
+def make_app(keyring: Keyring, intake: Intake, max_body_bytes: int, ready_check: Callable[[], bool]) -> web.Application:
     """The receiver's aiohttp application; ``ready_check()`` says whether Kafka is reachable."""
     app = web.Application(client_max_size=max_body_bytes)
     app[TENANT] = keyring

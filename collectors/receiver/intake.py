@@ -11,9 +11,9 @@ from typing import Any
 
 from spanline.contract.dead_letter import invalid_item_letters
 from spanline.contract.hashing import hash_user_id, tenant_salt
-from spanline.kafka.publish import SpanPublisher, wait_acked
 from spanline.contract.redact import redact
 from spanline.contract.validation import FieldError, InvalidItem, validate_items
+from spanline.kafka.publish import SpanPublisher, wait_acked
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,7 @@ class IntakeResult:
             "accepted": self.accepted,
             "rejected": len(self.invalid),
             "errors": [
-                {"index": i.index, "reason": i.reason, "errors": [e.as_dict() for e in i.errors]}
-                for i in self.invalid
+                {"index": i.index, "reason": i.reason, "errors": [e.as_dict() for e in i.errors]} for i in self.invalid
             ],
         }
 
@@ -53,9 +52,7 @@ class Intake:
         await wait_acked(futures)
         return IntakeResult(accepted=len(valid), invalid=invalid)
 
-    def _stamp(
-        self, items: list[Any], tenant_id: str
-    ) -> tuple[list[int], list[dict[str, Any]], list[InvalidItem]]:
+    def _stamp(self, items: list[Any], tenant_id: str) -> tuple[list[int], list[dict[str, Any]], list[InvalidItem]]:
         """Set tenant_id from the key, replace raw user ids by their salted hash, redact content.
 
         Returns the input positions of the stamped objects, the objects, and the items

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TypedDict
 
 from aiohttp import web
 
-from spanline.contract.hashing import stored_master_secret
-from spanline.kafka.publish import SpanPublisher
-from spanline.collectors.receiver.app import make_app
 from spanline.api_keys import api_keys_path, read_keys_file
+from spanline.collectors.receiver.app import make_app
 from spanline.collectors.receiver.auth import Keyring
 from spanline.collectors.receiver.intake import Intake
-from spanline.kafka.admin import metadata_answers
+from spanline.contract.hashing import stored_master_secret
 from spanline.errors import ConfigError
+from spanline.kafka.admin import metadata_answers
+from spanline.kafka.publish import SpanPublisher
 from spanline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def load_keyring(settings: Settings) -> Keyring:
         raise ConfigError(f"SPANLINE_API_KEYS_FILE {path} does not exist")
     if not keys:
         raise ConfigError(
-            f"no API keys: set SPANLINE_API_KEYS='{{\"tenant\": \"key\"}}' or write {path} "
+            f'no API keys: set SPANLINE_API_KEYS=\'{{"tenant": "key"}}\' or write {path} '
             "(`spanline up` creates demo keys there)"
         )
     return Keyring(keys)
@@ -62,14 +62,19 @@ async def running_receiver(settings: Settings) -> AsyncIterator[web.AppRunner]:
     """Serve the receiver until the context exits; the publisher is flushed on the way out."""
     keyring = load_keyring(settings)
     publisher = await asyncio.to_thread(
-        SpanPublisher, settings.bootstrap_servers, settings.topic_spans, settings.spans_per_message,
+        SpanPublisher,
+        settings.bootstrap_servers,
+        settings.topic_spans,
+        settings.spans_per_message,
         **RECEIVER_PRODUCER_OVERRIDES,
     )
     salt = stored_master_secret(settings, create=True)
     assert salt is not None  # create=True always yields a secret
     intake = Intake(publisher, settings.topic_dlq, salt)
     app = make_app(
-        keyring, intake, settings.max_body_bytes,
+        keyring,
+        intake,
+        settings.max_body_bytes,
         ready_check=lambda: metadata_answers(settings.bootstrap_servers, timeout_s=2.0),
     )
     runner = web.AppRunner(app, access_log=None)
@@ -78,7 +83,9 @@ async def running_receiver(settings: Settings) -> AsyncIterator[web.AppRunner]:
     await site.start()
     log.info(
         "receiver listening on http://%s:%d (%d tenant keys)",
-        settings.collector_host, settings.collector_port, len(keyring),
+        settings.collector_host,
+        settings.collector_port,
+        len(keyring),
     )
     try:
         yield runner

@@ -1,9 +1,9 @@
 """Spanline's Python SDK: spans around LLM calls, tools and retrievals, exported in the background.
 
-    import spanline
-    spanline.configure("127.0.0.1:19092", tenant_id="acme", service="support-bot")
-    with spanline.llm_call(provider="openai", model="gpt-4o", feature="support") as span:
-        span.record_response(client.chat.completions.create(...))
+import spanline
+spanline.configure("127.0.0.1:19092", tenant_id="acme", service="support-bot")
+with spanline.llm_call(provider="openai", model="gpt-4o", feature="support") as span:
+    span.record_response(client.chat.completions.create(...))
 """
 
 from spanline.collectors.sdk.api import (
@@ -22,10 +22,10 @@ from spanline.collectors.sdk.api import (
 )
 from spanline.collectors.sdk.exporter import Transport
 from spanline.collectors.sdk.fields import SpanFields
-from spanline.contract.redact import redact
 from spanline.collectors.sdk.scope import SpanScope, current_span
 from spanline.collectors.sdk.tracer import Tracer
 from spanline.collectors.sdk.usage import extract_response_fields, extract_usage
+from spanline.contract.redact import redact
 
 __all__ = [
     "SpanFields",

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Unpack
 
-from spanline.contract.schema import SpanKind
 from spanline.collectors.sdk.exporter import Transport
 from spanline.collectors.sdk.fields import SpanFields
 from spanline.collectors.sdk.scope import DEFAULT, DISCARD, SpanScope, new_scope
 from spanline.collectors.sdk.tracer import Tracer, kafka_transport
+from spanline.contract.schema import SpanKind
 
 
 def configure(

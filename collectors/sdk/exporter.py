@@ -69,8 +69,15 @@ class SpanExporter:
         self._ack_timeout_s = ack_timeout_s
         #: Every send failure is retried until the shutdown deadline; only the first retry of a
         #: send is a warning, so an outage is one line in the host app's log.
-        self._retry = Retry(any_error, backoff_initial_s, backoff_max_s, give_up=self._past_deadline,
-                            sleep=self._pause, logger=log, repeat_level=logging.DEBUG)
+        self._retry = Retry(
+            any_error,
+            backoff_initial_s,
+            backoff_max_s,
+            give_up=self._past_deadline,
+            sleep=self._pause,
+            logger=log,
+            repeat_level=logging.DEBUG,
+        )
         self._on_transport_open = on_transport_open
         self._close_transport = close_transport
         self._closed = False

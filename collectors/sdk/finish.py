@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from spanline.contract.hashing import hash_user_id
-from spanline.contract.schema import SpanKind
-from spanline.contract.redact import redact
 from spanline.collectors.sdk.scope import format_span_id, format_trace_id
+from spanline.contract.hashing import hash_user_id
+from spanline.contract.redact import redact
+from spanline.contract.schema import SpanKind
 from spanline.contract.validation import InvalidItem, validate_items
 
 #: Longest content the schema accepts.
@@ -57,7 +57,8 @@ class SpanFinisher:
         start_times = _utc_strings(starts)
         end_times = _utc_strings(starts + np.rint(durations_ns * 1e6).astype(np.int64))
         spans = [
-            self._complete(span, start, end) for span, start, end in zip(raw, start_times.tolist(), end_times.tolist())
+            self._complete(span, start, end)
+            for span, start, end in zip(raw, start_times.tolist(), end_times.tolist(), strict=False)
         ]
         result = validate_items(spans)
         return [spans[i] for i in result.indexes], result.invalid

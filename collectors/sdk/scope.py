@@ -72,11 +72,11 @@ def current_span() -> SpanScope | None:
 
 
 def format_span_id(value: int | str) -> str:
-    return value if isinstance(value, str) else "%016x" % value
+    return value if isinstance(value, str) else f"{value:016x}"
 
 
 def format_trace_id(value: int | str) -> str:
-    return value if isinstance(value, str) else "%032x" % value
+    return value if isinstance(value, str) else f"{value:032x}"
 
 
 class SpanScope:
@@ -86,7 +86,7 @@ class SpanScope:
     span with a copy of these fields. Entered directly, it is single-use.
     """
 
-    __slots__ = ("fields", "_kind", "_sink", "_t0", "_token", "_parent", "_sid", "_tid")
+    __slots__ = ("_kind", "_parent", "_sid", "_sink", "_t0", "_tid", "_token", "fields")
 
     def __init__(self, sink: SpanSink | None, kind: str, fields: dict[str, Any]) -> None:
         self.fields = fields

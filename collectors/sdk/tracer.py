@@ -16,14 +16,14 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Unpack
 
-from spanline.contract.hashing import stored_master_secret, tenant_salt
-from spanline.kafka.publish import SpanPublisher
-from spanline.contract.schema import SCHEMA_VERSION, SpanKind
 from spanline.collectors.sdk.exporter import SpanExporter, Transport
 from spanline.collectors.sdk.fields import SpanFields
 from spanline.collectors.sdk.finish import SpanFinisher
 from spanline.collectors.sdk.scope import SpanScope, new_scope
+from spanline.contract.hashing import stored_master_secret, tenant_salt
+from spanline.contract.schema import SCHEMA_VERSION, SpanKind
 from spanline.errors import ConfigError
+from spanline.kafka.publish import SpanPublisher
 from spanline.settings import load_settings
 
 log = logging.getLogger("spanline.sdk")
@@ -60,7 +60,8 @@ def master_secret(explicit: bytes | str | None) -> bytes:
         return stored
     log.warning(
         "spanline SDK: no user_id_salt, SPANLINE_USER_ID_SALT or %s; user-id hashes are only stable "
-        "within this process", settings.home / "salt",
+        "within this process",
+        settings.home / "salt",
     )
     return secrets.token_bytes(32)
 

@@ -26,7 +26,7 @@ was told why in its 207 answer.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -62,7 +62,7 @@ def dead_letter(
         "source": _clip(source, max_bytes // 64),
         "tenant_id": _clip(tenant_id, max_bytes // 64),
         "dedup_key": key,
-        "rejected_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        "rejected_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
     }
     _add_errors(record, errors or [], field_bytes=max_bytes // 64, total_bytes=max_bytes // 4)
     room = max_bytes - len(key.encode())
@@ -70,8 +70,12 @@ def dead_letter(
     value = orjson.dumps({**record, "payload": orjson.Fragment(encoded)})
     if len(value) <= room:
         return key.encode(), value
-    record.update(payload="", payload_truncated=True, payload_bytes=len(original),
-                  payload_sha256=hashlib.sha256(original).hexdigest())
+    record.update(
+        payload="",
+        payload_truncated=True,
+        payload_bytes=len(original),
+        payload_sha256=hashlib.sha256(original).hexdigest(),
+    )
     record["payload"] = _prefix(text, room - len(orjson.dumps(record)) + 2)  # + the empty string's quotes
     return key.encode(), orjson.dumps(record)
 
@@ -101,10 +105,10 @@ def _payload(payload: Any) -> tuple[bytes, str, bytes]:
         return original, text, orjson.dumps(text)
     try:
         encoded = orjson.dumps(payload, default=str, option=orjson.OPT_NON_STR_KEYS)
-    except Exception:  # noqa: BLE001 - too deep, lone surrogates, ints beyond 64 bits, odd keys, a raising __str__
+    except Exception:
         try:
             encoded = orjson.dumps(_plain(payload, 0))
-        except Exception:  # noqa: BLE001 - a container that raises while read
+        except Exception:
             encoded = orjson.dumps(f"<{type(payload).__name__} that cannot be read>")
     return encoded, encoded.decode(), encoded
 
@@ -131,7 +135,7 @@ def _plain(value: Any, depth: int) -> Any:
 def _describe(value: object) -> str:
     try:
         return _unicode(str(value))
-    except Exception:  # noqa: BLE001 - e.g. an int too long for str() or a raising __str__
+    except Exception:
         return f"<{type(value).__name__} that cannot be printed>"
 
 

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal, NotRequired, cast
 
 import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator, with_config
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 SCHEMA_VERSION = 1
 
@@ -43,12 +43,12 @@ MAX_DURATION_MS = 86_400_000.0
 DURATION_TOLERANCE_MS = 1.0
 #: Earliest storable instant: the rollups' minute/hour buckets (DateTime) and the day buckets and
 #: partitions (Date) start at the Unix epoch; ClickHouse maps earlier times onto wrong buckets.
-STORABLE_FROM = datetime(1970, 1, 1, tzinfo=timezone.utc)
+STORABLE_FROM = datetime(1970, 1, 1, tzinfo=UTC)
 #: First instant past the storable range. DateTime (rollup buckets, TTL expressions) ends at
 #: 2106-02-07 06:28:15 and wraps to 1970 past it, so a time plus its TTL (a year for spans_hour,
 #: raw_ttl_days for raw spans) must stay below that or the row expires at once: 2100 leaves six
 #: years. DateTime64(3) (to 2299) and datetime64[ns] (to 2262) reach further.
-STORABLE_UNTIL = datetime(2100, 1, 1, tzinfo=timezone.utc)
+STORABLE_UNTIL = datetime(2100, 1, 1, tzinfo=UTC)
 #: Largest magnitude of a float with no natural bound (retry_after_s, scores, cost_usd_reported):
 #: far beyond any real value, inside Float32 (retry_after_s and retrieval_scores are Float32
 #: columns, which hold inf past 3.4e38), and it keeps the rollups' Float64 sums finite.
@@ -121,7 +121,7 @@ def _storable_utc(name: str) -> AfterValidator:
 
     def check(value: datetime) -> datetime:
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         if value.year not in _SAFE_YEARS and not STORABLE_FROM <= value < STORABLE_UNTIL:
             raise ValueError(f"{name} {_rfc3339(value)} is outside the storable range {STORABLE_RANGE}")
         return value
@@ -154,9 +154,7 @@ class Span(BaseModel):
     span_id: Id = Field(description="Unique id of this span.")
     trace_id: Id = Field(description="Correlation id of the whole request; the Kafka key.")
     parent_span_id: Id | None = Field(None, description="Parent span; null for the root.")
-    tenant_id: Label = Field(
-        "", description="Set by the collector from the API key; a payload value is overwritten."
-    )
+    tenant_id: Label = Field("", description="Set by the collector from the API key; a payload value is overwritten.")
     service: Label = Field(description="Service that made the call.")
     feature: Label = Field("", description="Product feature the request served.")
     environment: Label = Field("production", description="Deployment environment.")
@@ -265,27 +263,35 @@ def cross_field_errors(spans: Sequence[Mapping[str, Any]]) -> list[str | None]:
 
     has_end = np.fromiter((span.get("end_time") is not None for span in spans), dtype=bool, count=count)
     measured = np.fromiter(
-        ((span["end_time"] - span["start_time"]).total_seconds() * 1000.0 if end else math.nan
-         for span, end in zip(spans, has_end, strict=True)),
-        dtype=np.float64, count=count,
+        (
+            (span["end_time"] - span["start_time"]).total_seconds() * 1000.0 if end else math.nan
+            for span, end in zip(spans, has_end, strict=True)
+        ),
+        dtype=np.float64,
+        count=count,
     )
     duration = column("duration_ms", math.nan)
     late_start_ms = np.fromiter(  # a derived end can leave the range only from the last safe year on
-        ((span["start_time"] - STORABLE_FROM) / _MILLISECOND if span["start_time"].year >= _SAFE_YEARS.stop else 0.0
-         for span in spans),
-        dtype=np.float64, count=count,
+        (
+            (span["start_time"] - STORABLE_FROM) / _MILLISECOND if span["start_time"].year >= _SAFE_YEARS.stop else 0.0
+            for span in spans
+        ),
+        dtype=np.float64,
+        count=count,
     )
 
     def derived_end(index: int) -> str:
         end = spans[index]["start_time"] + timedelta(milliseconds=float(duration[index]))
-        return (f"start_time + duration_ms ({_rfc3339(end.astimezone(timezone.utc))}) "
-                f"is outside the storable range {STORABLE_RANGE}")
+        return (
+            f"start_time + duration_ms ({_rfc3339(end.astimezone(UTC))}) is outside the storable range {STORABLE_RANGE}"
+        )
 
     scores = np.fromiter((len(span.get("retrieval_scores") or ()) for span in spans), dtype=np.int64, count=count)
     doc_ids = np.fromiter((len(span.get("retrieval_doc_ids") or ()) for span in spans), dtype=np.int64, count=count)
     error_while_ok = np.fromiter(
         (span.get("status", Status.OK) == Status.OK and span.get("error_type") is not None for span in spans),
-        dtype=bool, count=count,
+        dtype=bool,
+        count=count,
     )
     with np.errstate(invalid="ignore"):
         rules: tuple[tuple[np.ndarray, str | Callable[[int], str]], ...] = (
@@ -293,12 +299,18 @@ def cross_field_errors(spans: Sequence[Mapping[str, Any]]) -> list[str | None]:
             (~has_end & (late_start_ms + duration >= _STORABLE_MS), derived_end),
             (has_end & (measured < 0), "end_time is before start_time"),
             (has_end & (measured > MAX_DURATION_MS), "span is longer than 24 h"),
-            (has_end & (np.abs(measured - duration) > DURATION_TOLERANCE_MS),
-             "duration_ms disagrees with end_time - start_time"),
-            (column("cache_read_tokens") + column("cache_write_tokens") > column("input_tokens"),
-             "cache_read_tokens + cache_write_tokens exceed input_tokens (they are part of it)"),
-            (column("reasoning_tokens") > column("output_tokens"),
-             "reasoning_tokens exceed output_tokens (they are part of it)"),
+            (
+                has_end & (np.abs(measured - duration) > DURATION_TOLERANCE_MS),
+                "duration_ms disagrees with end_time - start_time",
+            ),
+            (
+                column("cache_read_tokens") + column("cache_write_tokens") > column("input_tokens"),
+                "cache_read_tokens + cache_write_tokens exceed input_tokens (they are part of it)",
+            ),
+            (
+                column("reasoning_tokens") > column("output_tokens"),
+                "reasoning_tokens exceed output_tokens (they are part of it)",
+            ),
             ((scores > 0) & (scores != doc_ids), "retrieval_scores must align with retrieval_doc_ids"),
             (error_while_ok, "error_type is set but status is ok"),
         )
@@ -322,6 +334,9 @@ def span_fields_dict() -> type:
     make_typed_dict = cast("Callable[[str, dict[str, Any]], type]", TypedDict)
     typed = make_typed_dict("SpanFieldsDict", fields)
     model = Span.model_config
-    config = ConfigDict(extra=model["extra"], str_strip_whitespace=model["str_strip_whitespace"],
-                        use_enum_values=model["use_enum_values"])
+    config = ConfigDict(
+        extra=model["extra"],
+        str_strip_whitespace=model["str_strip_whitespace"],
+        use_enum_values=model["use_enum_values"],
+    )
     return with_config(config)(typed)  # sets __pydantic_config__

@@ -12,7 +12,10 @@ SCHEMA_PATH = Path(__file__).with_name("span.schema.json")
 
 
 def span_json_schema() -> bytes:
-    return orjson.dumps(Span.model_json_schema(mode="validation"), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+    return (
+        orjson.dumps(Span.model_json_schema(mode="validation"), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+        + b"\n"
+    )
 
 
 def write_schema(path: Path | None = None) -> Path:

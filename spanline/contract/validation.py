@@ -23,7 +23,8 @@ from spanline.contract.schema import cross_field_errors, span_fields_dict
 #: ``list[SpanFieldsDict]``: the TypedDict is built at run time, so the alias is spelled out; the
 #: validated items are plain dicts.
 _SPANS: TypeAdapter[list[dict[str, Any]]] = TypeAdapter(
-    cast("TypeForm[list[dict[str, Any]]]", GenericAlias(list, (span_fields_dict(),))))
+    cast("TypeForm[list[dict[str, Any]]]", GenericAlias(list, (span_fields_dict(),)))
+)
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,9 @@ class InvalidItem:
 
     @property
     def reason(self) -> str:
-        return "; ".join(f"[{self.index}].{e.field}: {e.message}" if e.field else f"[{self.index}]: {e.message}" for e in self.errors)
+        return "; ".join(
+            f"[{self.index}].{e.field}: {e.message}" if e.field else f"[{self.index}]: {e.message}" for e in self.errors
+        )
 
 
 @dataclass
@@ -74,7 +77,7 @@ def validate_items(items: list[Any]) -> ValidationResult:
     """Validate a list of span objects; never raises, whatever the items hold."""
     try:
         spans, indexes, bad = _validate_list(items)
-    except Exception:  # noqa: BLE001 - an item pydantic cannot read (a mapping that raises), or
+    except Exception:
         spans, indexes, bad = _validate_each(items)  # one that reads differently twice (an iterator)
     messages = cross_field_errors(spans)
     if any(message is not None for message in messages):
@@ -112,6 +115,6 @@ def _validate_each(items: list[Any]) -> _Validated:
             indexes.append(index)
         except ValidationError as error:
             bad[index] = [e for errors in _field_errors(error).values() for e in errors]
-        except Exception as error:  # noqa: BLE001 - whatever it raises, the item is refused
+        except Exception as error:
             bad[index] = [FieldError("", f"cannot be validated: {type(error).__name__} while reading it")]
     return spans, indexes, bad

@@ -130,9 +130,7 @@ def _check_partitions(admin: KafkaAdminClient, topics: dict[str, int], created: 
         log.warning("topic %r already exists with %d partitions (wanted %d); keeping it", name, counts[name], wanted)
 
 
-def ensure_topics(
-    bootstrap_servers: str, topics: dict[str, int], replication: int = 1, timeout_s: float = 30
-) -> None:
+def ensure_topics(bootstrap_servers: str, topics: dict[str, int], replication: int = 1, timeout_s: float = 30) -> None:
     """Create missing topics with their partition counts and wait until all are usable.
 
     Waits for the broker first and retries retriable Kafka errors (a broker still starting

@@ -61,9 +61,7 @@ class SpanPublisher:
         self._producer = KafkaProducer(bootstrap_servers=bootstrap_servers.split(","), client_id=client_id, **config)
         self._partitions = len(self._producer.partitions_for(topic) or ()) or 1
 
-    def send(
-        self, spans: Sequence[Mapping[str, Any]], source: str, topic: str | None = None
-    ) -> list[Any]:
+    def send(self, spans: Sequence[Mapping[str, Any]], source: str, topic: str | None = None) -> list[Any]:
         """Queue the spans for sending; returns kafka-python futures, one per message."""
         headers = [(SOURCE_HEADER, source.encode())]
         futures = []

@@ -20,15 +20,19 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from spanline.kafka.admin import metadata_answers
 from spanline.errors import SpanlineError
+from spanline.kafka.admin import metadata_answers
 
 _PR_SET_PDEATHSIG = 1
 _START_MARK = "--- spanline: starting tansu"
 # Variables tansu reads as defaults for its flags; dropped so the embedded broker is always
 # the documented memory broker (an OTEL endpoint in the user's shell would make it export).
 _TANSU_ENV = (
-    "CLUSTER_ID", "LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE", "SCHEMA_REGISTRY",
+    "CLUSTER_ID",
+    "LISTENER_URL",
+    "ADVERTISED_LISTENER_URL",
+    "STORAGE_ENGINE",
+    "SCHEMA_REGISTRY",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
 )
 
@@ -136,10 +140,22 @@ class TansuBroker:
             log.write(f"{_START_MARK} on {url} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
             log.flush()
             self._process = subprocess.Popen(
-                [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-                 "--storage-engine", "memory://tansu/"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                start_new_session=True, preexec_fn=die_with_parent(),
+                [
+                    binary,
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                    "--storage-engine",
+                    "memory://tansu/",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                preexec_fn=die_with_parent(),
             )
         self._wait_ready(timeout_s)
 

@@ -24,29 +24,85 @@ DIMENSIONS: tuple[str, ...] = ("tenant_id", "service", "feature", "provider", "m
 GRAIN: tuple[str, ...] = (*DIMENSIONS, "minute")
 #: Integer counters and float sums per group, in output order.
 COUNTS: tuple[str, ...] = (
-    "spans", "requests", "successful_requests", "errors", "rate_limited", "retries", "llm_calls",
-    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "unpriced",
-    "cache_lookups", "cache_hits", "context_truncations", "context_length_errors", "refusals",
-    "tool_calls", "tool_errors", "evals", "evals_passed", "hallucination_evals", "hallucinations",
-    "recall_evals", "retrievals", "embedding_mismatches", "agent_steps",
+    "spans",
+    "requests",
+    "successful_requests",
+    "errors",
+    "rate_limited",
+    "retries",
+    "llm_calls",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "unpriced",
+    "cache_lookups",
+    "cache_hits",
+    "context_truncations",
+    "context_length_errors",
+    "refusals",
+    "tool_calls",
+    "tool_errors",
+    "evals",
+    "evals_passed",
+    "hallucination_evals",
+    "hallucinations",
+    "recall_evals",
+    "retrievals",
+    "embedding_mismatches",
+    "agent_steps",
 )
 SUMS: tuple[str, ...] = ("cost_usd", "retry_cost_usd", "recall_sum")
 #: Map columns: name -> whether values are counts (else float sums).
 MAPS: dict[str, bool] = {
-    "errors_by_type": True, "cache_lookups_by_layer": True, "cache_hits_by_layer": True,
-    "llm_calls_by_tier": True, "cost_by_tier": False, "llm_calls_by_reason": True, "responses_by_model": True,
-    "tool_calls_by_tool": True, "tool_errors_by_tool": True, "cost_by_prompt": False,
+    "errors_by_type": True,
+    "cache_lookups_by_layer": True,
+    "cache_hits_by_layer": True,
+    "llm_calls_by_tier": True,
+    "cost_by_tier": False,
+    "llm_calls_by_reason": True,
+    "responses_by_model": True,
+    "tool_calls_by_tool": True,
+    "tool_errors_by_tool": True,
+    "cost_by_prompt": False,
 }
 #: Sketch columns (values in the unit of their name: ms or tokens).
 SKETCHES: tuple[str, ...] = ("duration_ms", "ttft_ms", "tpot_ms", "input_tokens")
 HALLUCINATION_EVALS = ("faithfulness", "hallucination", "groundedness")
 #: Columns of the ``spans`` table the aggregation reads (recovery selects exactly these).
 ROW_COLUMNS: tuple[str, ...] = (
-    *DIMENSIONS, "start_time", "status", "error_type", "http_status", "attempt", "cost_usd", "cost_known",
-    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
-    "cache_hit", "cache_layer", "context_truncated", "eval_name", "eval_passed", "eval_score",
-    "model_tier", "routing_reason", "model_response", "tool_name", "prompt_id", "prompt_version",
-    "embedding_model", "index_embedding_model", "duration_ms", "ttft_ms", "tpot_ms", "kafka_offset",
+    *DIMENSIONS,
+    "start_time",
+    "status",
+    "error_type",
+    "http_status",
+    "attempt",
+    "cost_usd",
+    "cost_known",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cache_hit",
+    "cache_layer",
+    "context_truncated",
+    "eval_name",
+    "eval_passed",
+    "eval_score",
+    "model_tier",
+    "routing_reason",
+    "model_response",
+    "tool_name",
+    "prompt_id",
+    "prompt_version",
+    "embedding_model",
+    "index_embedding_model",
+    "duration_ms",
+    "ttft_ms",
+    "tpot_ms",
+    "kafka_offset",
 )
 
 
@@ -71,8 +127,9 @@ def _objects(values: np.ndarray) -> pd.Series:
 def epoch_ms(times: pd.Series) -> npt.NDArray[np.int64]:
     """Timestamps (aware or naive UTC, any unit) as int64 epoch milliseconds."""
     times = pd.to_datetime(times, utc=True)
-    ms: npt.NDArray[np.int64] = times.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(
-        dtype="datetime64[ms]").astype(np.int64)
+    ms: npt.NDArray[np.int64] = (
+        times.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ms]").astype(np.int64)
+    )
     return ms
 
 
@@ -108,8 +165,9 @@ class _Labels:
 
 def _number(rows: pd.DataFrame, name: str) -> npt.NDArray[np.float64]:
     """Float column with NaN for NULL, whatever the nullable dtype."""
-    values: npt.NDArray[np.float64] = pd.to_numeric(rows[name], errors="coerce").astype("float64").to_numpy(
-        na_value=np.nan)
+    values: npt.NDArray[np.float64] = (
+        pd.to_numeric(rows[name], errors="coerce").astype("float64").to_numpy(na_value=np.nan)
+    )
     return values
 
 
@@ -127,16 +185,32 @@ def _pairs(first: _Labels, second: _Labels, separator: str) -> _Labels:
     labels = object.__new__(_Labels)
     labels.codes = codes.astype(np.int64)
     width = max(len(second.uniques), 1)
-    labels.uniques = np.array([f"{first.uniques[p // width]}{separator}{second.uniques[p % width]}" for p in distinct],
-                              dtype=object)
+    labels.uniques = np.array(
+        [f"{first.uniques[p // width]}{separator}{second.uniques[p % width]}" for p in distinct], dtype=object
+    )
     return labels
 
 
 def span_flags(rows: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Per-span counter contributions, and the labels and masks the maps and sketches key on."""
-    text = {name: _Labels(rows[name]) for name in (
-        "kind", "status", "error_type", "eval_name", "cache_layer", "model_tier", "routing_reason",
-        "model_response", "tool_name", "prompt_id", "prompt_version", "embedding_model", "index_embedding_model")}
+    text = {
+        name: _Labels(rows[name])
+        for name in (
+            "kind",
+            "status",
+            "error_type",
+            "eval_name",
+            "cache_layer",
+            "model_tier",
+            "routing_reason",
+            "model_response",
+            "tool_name",
+            "prompt_id",
+            "prompt_version",
+            "embedding_model",
+            "index_embedding_model",
+        )
+    }
     kind, error_type = text["kind"], text["error_type"]
     request, llm, cache = kind.eq("request"), kind.eq("llm"), kind.eq("cache")
     tool, evaluation, error = kind.eq("tool"), kind.eq("eval"), text["status"].eq("error")
@@ -154,8 +228,10 @@ def span_flags(rows: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, Any
         "rate_limited": (_number(rows, "http_status") == 429) | error_type.eq("rate_limited"),
         "retries": retry,
         "llm_calls": llm,
-        **{name: _number(rows, name) for name in
-           ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")},
+        **{
+            name: _number(rows, name)
+            for name in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
+        },
         "unpriced": ~_truth(rows, "cost_known", True),
         "cache_lookups": cache,
         "cache_hits": cache & _truth(rows, "cache_hit", True),
@@ -177,8 +253,14 @@ def span_flags(rows: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, Any
         "recall_sum": np.where(recall, np.nan_to_num(_number(rows, "eval_score")), 0.0),
     }
     context = {
-        **text, "prompt": _pairs(text["prompt_id"], text["prompt_version"], "@"), "cost": cost, "error": error,
-        "llm": llm, "cache": cache, "tool": tool, "cache_known": rows["cache_hit"].notna().to_numpy(dtype=bool),
+        **text,
+        "prompt": _pairs(text["prompt_id"], text["prompt_version"], "@"),
+        "cost": cost,
+        "error": error,
+        "llm": llm,
+        "cache": cache,
+        "tool": tool,
+        "cache_known": rows["cache_hit"].notna().to_numpy(dtype=bool),
         "cache_hit": _truth(rows, "cache_hit", True),
     }
     return flags, context
@@ -227,23 +309,33 @@ def aggregate(rows: pd.DataFrame) -> Partials:
         if len(grain) and int(grain.max()) >= (1 << 62) // width:  # renumber densely before it could overflow
             grain = np.unique(grain, return_inverse=True)[1].astype(np.int64)
         grain = grain * width + labels.codes
-    distinct, first, codes = np.unique(grain, return_index=True, return_inverse=True)
+    _distinct, first, codes = np.unique(grain, return_index=True, return_inverse=True)
     groups = pd.DataFrame({name: _objects(labels.uniques[labels.codes[first]]) for name, labels in dimensions.items()})
     groups["minute"] = minutes[first]
     count = len(groups)
     flags, context = span_flags(rows)
-    counters = pd.DataFrame({
-        name: np.bincount(codes, weights=np.asarray(flags[name], dtype=np.float64), minlength=count)
-        for name in (*COUNTS, *SUMS)
-    }).astype({name: np.int64 for name in COUNTS})
+    counters = pd.DataFrame(
+        {
+            name: np.bincount(codes, weights=np.asarray(flags[name], dtype=np.float64), minlength=count)
+            for name in (*COUNTS, *SUMS)
+        }
+    ).astype({name: np.int64 for name in COUNTS})
     maps = []
     for index, rule in enumerate(_MAP_RULES.values()):
         mask, labels, value = rule(context)
         if mask.any():
             width = max(len(labels.uniques), 1)
             keys, sums = _sum_by(codes[mask] * width + labels.codes[mask], None if value is None else value[mask])
-            maps.append(pd.DataFrame({"group": keys // width, "map": np.int8(index), "key": _objects(labels.uniques[keys % width]),
-                                      "value": sums.astype(np.float64)}))
+            maps.append(
+                pd.DataFrame(
+                    {
+                        "group": keys // width,
+                        "map": np.int8(index),
+                        "key": _objects(labels.uniques[keys % width]),
+                        "value": sums.astype(np.float64),
+                    }
+                )
+            )
     bins, stats = [], []
     for index, (mask, values) in enumerate(_sketch_values(rows, context).values()):
         if not mask.any():
@@ -253,16 +345,32 @@ def aggregate(rows: pd.DataFrame) -> Partials:
         low = int(key.min())
         span = int(key.max()) - low + 1
         keys, counts = _sum_by((group * 3 + sign + 1) * span + (key - low), None)
-        bins.append(pd.DataFrame({"group": keys // (3 * span), "sketch": np.int8(index),
-                                  "sign": (keys // span % 3 - 1).astype(np.int8), "key": keys % span + low,
-                                  "count": counts.astype(np.int64)}))
+        bins.append(
+            pd.DataFrame(
+                {
+                    "group": keys // (3 * span),
+                    "sketch": np.int8(index),
+                    "sign": (keys // span % 3 - 1).astype(np.int8),
+                    "key": keys % span + low,
+                    "count": counts.astype(np.int64),
+                }
+            )
+        )
         present = np.unique(group)
         low_values, high_values = np.full(count, np.inf), np.full(count, -np.inf)
         np.minimum.at(low_values, group, chosen)
         np.maximum.at(high_values, group, chosen)
-        stats.append(pd.DataFrame({"group": present, "sketch": np.int8(index),
-                                   "sum": np.bincount(group, weights=chosen, minlength=count)[present],
-                                   "min": low_values[present], "max": high_values[present]}))
+        stats.append(
+            pd.DataFrame(
+                {
+                    "group": present,
+                    "sketch": np.int8(index),
+                    "sum": np.bincount(group, weights=chosen, minlength=count)[present],
+                    "min": low_values[present],
+                    "max": high_values[present],
+                }
+            )
+        )
     return Partials(groups, counters, _frame(maps, MAP_COLUMNS), _frame(bins, BIN_COLUMNS), _frame(stats, STAT_COLUMNS))
 
 
@@ -277,16 +385,28 @@ def _frame(parts: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True).loc[:, list(columns)]
 
 
-_DTYPES = {"group": "int64", "map": "int8", "key": "object", "value": "float64", "sketch": "int8",
-           "sign": "int8", "count": "int64", "sum": "float64", "min": "float64", "max": "float64"}
+_DTYPES = {
+    "group": "int64",
+    "map": "int8",
+    "key": "object",
+    "value": "float64",
+    "sketch": "int8",
+    "sign": "int8",
+    "count": "int64",
+    "sum": "float64",
+    "min": "float64",
+    "max": "float64",
+}
 
 
 def empty() -> Partials:
     """Partials of no spans."""
     groups = pd.DataFrame({name: pd.Series(dtype=object) for name in DIMENSIONS}).assign(
-        minute=pd.Series(dtype="int64"))
-    counters = pd.DataFrame({name: pd.Series(dtype="int64") for name in COUNTS}
-                            | {name: pd.Series(dtype="float64") for name in SUMS})
+        minute=pd.Series(dtype="int64")
+    )
+    counters = pd.DataFrame(
+        {name: pd.Series(dtype="int64") for name in COUNTS} | {name: pd.Series(dtype="float64") for name in SUMS}
+    )
     return Partials(groups, counters, _frame([], MAP_COLUMNS), _frame([], BIN_COLUMNS), _frame([], STAT_COLUMNS))
 
 
@@ -303,8 +423,9 @@ def _key_codes(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return first, inverse
 
 
-def _reduce(frame: pd.DataFrame, keys: list[str], sums: list[str], mins: tuple[str, ...] = (),
-            maxs: tuple[str, ...] = ()) -> pd.DataFrame:
+def _reduce(
+    frame: pd.DataFrame, keys: list[str], sums: list[str], mins: tuple[str, ...] = (), maxs: tuple[str, ...] = ()
+) -> pd.DataFrame:
     """``frame`` grouped by ``keys``: sums, minima and maxima per distinct key, columns as given."""
     first, inverse = _key_codes([frame[key].to_numpy() for key in keys])
     out = {key: pd.Series(frame[key].to_numpy()[first], dtype=frame[key].dtype) for key in keys}
@@ -329,21 +450,29 @@ def combine(parts: list[Partials]) -> Partials:
     first, codes = _key_codes([groups[name].to_numpy() for name in GRAIN])
     merged_groups = groups.iloc[first].reset_index(drop=True)
     stacked = pd.concat([part.counters for part in parts], ignore_index=True)
-    counters = pd.DataFrame({
-        name: np.bincount(codes, weights=stacked[name].to_numpy(dtype=np.float64), minlength=len(first))
-        for name in stacked.columns
-    }).astype({name: np.int64 for name in COUNTS})
+    counters = pd.DataFrame(
+        {
+            name: np.bincount(codes, weights=stacked[name].to_numpy(dtype=np.float64), minlength=len(first))
+            for name in stacked.columns
+        }
+    ).astype({name: np.int64 for name in COUNTS})
 
     def regrouped(frames: list[pd.DataFrame]) -> pd.DataFrame:
-        return pd.concat([f.assign(group=codes[f["group"].to_numpy() + offset]) for f, offset in zip(frames, offsets)],
-                         ignore_index=True)
+        return pd.concat(
+            [f.assign(group=codes[f["group"].to_numpy() + offset]) for f, offset in zip(frames, offsets, strict=False)],
+            ignore_index=True,
+        )
 
     maps = _reduce(regrouped([p.maps for p in parts]), ["group", "map", "key"], ["value"])
     bins = _reduce(regrouped([p.bins for p in parts]), ["group", "sketch", "sign", "key"], ["count"])
     stats = _reduce(regrouped([p.stats for p in parts]), ["group", "sketch"], ["sum"], ("min",), ("max",))
-    return Partials(merged_groups, counters, maps.astype({"group": np.int64}),
-                    bins.astype({"group": np.int64, "sign": np.int8, "key": np.int64, "count": np.int64}),
-                    stats.astype({"group": np.int64}))
+    return Partials(
+        merged_groups,
+        counters,
+        maps.astype({"group": np.int64}),
+        bins.astype({"group": np.int64, "sign": np.int8, "key": np.int64, "count": np.int64}),
+        stats.astype({"group": np.int64}),
+    )
 
 
 def select(partials: Partials, minutes: np.ndarray) -> Partials:
@@ -356,6 +485,10 @@ def select(partials: Partials, minutes: np.ndarray) -> Partials:
         new = renumber[frame["group"].to_numpy()]
         return frame.loc[new >= 0].assign(group=new[new >= 0]).reset_index(drop=True)
 
-    return Partials(partials.groups.iloc[chosen].reset_index(drop=True),
-                    partials.counters.iloc[chosen].reset_index(drop=True),
-                    keep(partials.maps), keep(partials.bins), keep(partials.stats))
+    return Partials(
+        partials.groups.iloc[chosen].reset_index(drop=True),
+        partials.counters.iloc[chosen].reset_index(drop=True),
+        keep(partials.maps),
+        keep(partials.bins),
+        keep(partials.stats),
+    )

@@ -82,7 +82,8 @@ def merge_minute(minute: int, records: list[WindowRecord]) -> MinuteFigures:
     """One minute's figures from its partitions' records."""
     merged = combine([record.partials for record in records])
     return MinuteFigures(
-        minute=datetime.fromtimestamp(minute, UTC), frame=figures_frame(merged),
+        minute=datetime.fromtimestamp(minute, UTC),
+        frame=figures_frame(merged),
         late_spans=sum(record.late_spans for record in records),
     )
 
@@ -105,7 +106,7 @@ def _dicts(rows: pd.DataFrame, count: int, counts: bool) -> list[dict[str, float
     out: list[dict[str, float | int]] = [{} for _ in range(count)]
     values = rows["value"].to_numpy()
     values = values.round().astype(np.int64).tolist() if counts else values.tolist()
-    for group, key, value in zip(rows["group"].tolist(), rows["key"].tolist(), values):
+    for group, key, value in zip(rows["group"].tolist(), rows["key"].tolist(), values, strict=False):
         out[group][key] = value
     return out
 
@@ -116,6 +117,12 @@ def _sketches(partials: Partials, sketch: int, count: int) -> list[object]:
     stats = partials.stats[partials.stats["sketch"] == sketch].set_index("group")
     for group, chosen in bins.groupby("group", sort=False):
         summary = stats.loc[group]
-        out[int(group)] = build_sketch(chosen["sign"].to_numpy(), chosen["key"].to_numpy(), chosen["count"].to_numpy(),
-                                       summary["sum"], summary["min"], summary["max"])
+        out[int(group)] = build_sketch(
+            chosen["sign"].to_numpy(),
+            chosen["key"].to_numpy(),
+            chosen["count"].to_numpy(),
+            summary["sum"],
+            summary["min"],
+            summary["max"],
+        )
     return out

@@ -18,7 +18,15 @@ import orjson
 import pandas as pd
 
 from spanline.windows.aggregate import (
-    BIN_COLUMNS, COUNTS, DIMENSIONS, MAP_COLUMNS, MAPS, SKETCHES, STAT_COLUMNS, SUMS, Partials,
+    BIN_COLUMNS,
+    COUNTS,
+    DIMENSIONS,
+    MAP_COLUMNS,
+    MAPS,
+    SKETCHES,
+    STAT_COLUMNS,
+    SUMS,
+    Partials,
 )
 
 MAP_NAMES: tuple[str, ...] = tuple(MAPS)
@@ -48,12 +56,17 @@ class WindowRecord:
 def encode(record: WindowRecord) -> bytes:
     partials = record.partials
     body = {
-        "version": FORMAT_VERSION, "partition": record.partition, "minute": record.minute,
-        "through_offset": record.through_offset, "high_ms": record.high_ms, "watermark_ms": record.watermark_ms,
+        "version": FORMAT_VERSION,
+        "partition": record.partition,
+        "minute": record.minute,
+        "through_offset": record.through_offset,
+        "high_ms": record.high_ms,
+        "watermark_ms": record.watermark_ms,
         "late_spans": record.late_spans,
         "groups": {name: partials.groups[name].tolist() for name in DIMENSIONS}
         | {name: partials.counters[name].tolist() for name in (*COUNTS, *SUMS)},
-        "map_names": list(MAP_NAMES), "sketch_names": list(SKETCHES),
+        "map_names": list(MAP_NAMES),
+        "sketch_names": list(SKETCHES),
         "maps": {name: partials.maps[name].tolist() for name in MAP_COLUMNS},
         "bins": {name: partials.bins[name].tolist() for name in BIN_COLUMNS},
         "stats": {name: partials.stats[name].tolist() for name in STAT_COLUMNS},
@@ -67,23 +80,41 @@ def decode(value: bytes) -> WindowRecord:
         raise ValueError(f"unsupported metrics record version {body.get('version')!r} (expected {FORMAT_VERSION})")
     groups = pd.DataFrame({name: pd.Series(body["groups"][name], dtype=object) for name in DIMENSIONS})
     groups["minute"] = np.full(len(groups), body["minute"], dtype=np.int64)
-    counters = pd.DataFrame({name: pd.Series(body["groups"][name], dtype="int64") for name in COUNTS}
-                            | {name: pd.Series(body["groups"][name], dtype="float64") for name in SUMS})
-    maps = pd.DataFrame({"group": pd.Series(body["maps"]["group"], dtype="int64"),
-                         "map": _positions(body["maps"]["map"], body["map_names"], MAP_NAMES),
-                         "key": pd.Series(body["maps"]["key"], dtype=object),
-                         "value": pd.Series(body["maps"]["value"], dtype="float64")})
-    bins = pd.DataFrame({"group": pd.Series(body["bins"]["group"], dtype="int64"),
-                         "sketch": _positions(body["bins"]["sketch"], body["sketch_names"], SKETCHES),
-                         "sign": pd.Series(body["bins"]["sign"], dtype="int8"),
-                         "key": pd.Series(body["bins"]["key"], dtype="int64"),
-                         "count": pd.Series(body["bins"]["count"], dtype="int64")})
-    stats = pd.DataFrame({"group": pd.Series(body["stats"]["group"], dtype="int64"),
-                          "sketch": _positions(body["stats"]["sketch"], body["sketch_names"], SKETCHES),
-                          **{name: pd.Series(body["stats"][name], dtype="float64") for name in ("sum", "min", "max")}})
+    counters = pd.DataFrame(
+        {name: pd.Series(body["groups"][name], dtype="int64") for name in COUNTS}
+        | {name: pd.Series(body["groups"][name], dtype="float64") for name in SUMS}
+    )
+    maps = pd.DataFrame(
+        {
+            "group": pd.Series(body["maps"]["group"], dtype="int64"),
+            "map": _positions(body["maps"]["map"], body["map_names"], MAP_NAMES),
+            "key": pd.Series(body["maps"]["key"], dtype=object),
+            "value": pd.Series(body["maps"]["value"], dtype="float64"),
+        }
+    )
+    bins = pd.DataFrame(
+        {
+            "group": pd.Series(body["bins"]["group"], dtype="int64"),
+            "sketch": _positions(body["bins"]["sketch"], body["sketch_names"], SKETCHES),
+            "sign": pd.Series(body["bins"]["sign"], dtype="int8"),
+            "key": pd.Series(body["bins"]["key"], dtype="int64"),
+            "count": pd.Series(body["bins"]["count"], dtype="int64"),
+        }
+    )
+    stats = pd.DataFrame(
+        {
+            "group": pd.Series(body["stats"]["group"], dtype="int64"),
+            "sketch": _positions(body["stats"]["sketch"], body["sketch_names"], SKETCHES),
+            **{name: pd.Series(body["stats"][name], dtype="float64") for name in ("sum", "min", "max")},
+        }
+    )
     return WindowRecord(
-        partition=int(body["partition"]), minute=int(body["minute"]), through_offset=int(body["through_offset"]),
-        high_ms=int(body["high_ms"]), watermark_ms=int(body["watermark_ms"]), late_spans=int(body["late_spans"]),
+        partition=int(body["partition"]),
+        minute=int(body["minute"]),
+        through_offset=int(body["through_offset"]),
+        high_ms=int(body["high_ms"]),
+        watermark_ms=int(body["watermark_ms"]),
+        late_spans=int(body["late_spans"]),
         partials=Partials(groups, counters, maps, bins, stats),
     )
 

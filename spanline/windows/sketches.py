@@ -28,8 +28,9 @@ POSITIVE, ZERO, NEGATIVE = 1, 0, -1
 def bucket_keys(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(sign, key) per value, as ``DDSketch.add`` would file it; keys of zero-signed values are 0."""
     values = np.asarray(values, dtype=np.float64)
-    sign = np.where(values > _MAPPING.min_possible, POSITIVE,
-                    np.where(values < -_MAPPING.min_possible, NEGATIVE, ZERO)).astype(np.int8)
+    sign = np.where(
+        values > _MAPPING.min_possible, POSITIVE, np.where(values < -_MAPPING.min_possible, NEGATIVE, ZERO)
+    ).astype(np.int8)
     magnitude = np.where(sign == ZERO, 1.0, np.abs(values))
     exact = np.log(magnitude) / _LN2 * _MAPPING._multiplier + _MAPPING._offset
     keys = np.ceil(exact)
@@ -68,10 +69,16 @@ def _fill(store: DenseStore, keys: np.ndarray, counts: np.ndarray) -> None:
 
 def sketch_state(sketch: DDSketch) -> dict[str, object]:
     """A sketch's bins and summary, for comparing sketches built in different ways."""
+
     def bins(store: DenseStore) -> dict[int, float]:
         return {index + store.offset: count for index, count in enumerate(store.bins) if count}
 
     return {
-        "positive": bins(sketch._store), "negative": bins(sketch._negative_store), "zero": sketch._zero_count,
-        "count": sketch.count, "sum": sketch.sum, "min": sketch._min, "max": sketch._max,
+        "positive": bins(sketch._store),
+        "negative": bins(sketch._negative_store),
+        "zero": sketch._zero_count,
+        "count": sketch.count,
+        "sum": sketch.sum,
+        "min": sketch._min,
+        "max": sketch._max,
     }

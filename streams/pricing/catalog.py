@@ -39,8 +39,14 @@ logger = logging.getLogger(__name__)
 
 #: Columns :meth:`PriceCatalog.price` returns, in this order.
 PRICE_COLUMNS: Final = (
-    "input_cost_usd", "cache_read_cost_usd", "cache_write_cost_usd", "output_cost_usd", "cost_usd",
-    "cost_known", "price_source", "price_version",
+    "input_cost_usd",
+    "cache_read_cost_usd",
+    "cache_write_cost_usd",
+    "output_cost_usd",
+    "cost_usd",
+    "cost_known",
+    "price_source",
+    "price_version",
 )
 #: Distinct (provider, response, requested) triples remembered before the cache is dropped.
 MAX_CACHED_TRIPLES: Final = 16_384
@@ -96,15 +102,11 @@ class PriceCatalog:
         start_ns = epoch_ns(spans["start_time"])
         triple, resolved = self._resolve(spans)
         catalog_series = np.array([r.catalog_series for r in resolved], dtype=np.int64)[triple]
-        chosen = self._validity.with_windows(
-            self._validity.asof(catalog_series, start_ns), catalog_series, start_ns
-        )
+        chosen = self._validity.with_windows(self._validity.asof(catalog_series, start_ns), catalog_series, start_ns)
         override = np.array([r.override for r in resolved], dtype=np.int64)[triple]
         if (override >= 0).any():
             tenant_row = self._validity.asof(self._tenant_override_series(override, spans["tenant_id"]), start_ns)
-            global_row = self._validity.asof(
-                np.where(override >= 0, self._global_series[override], NO_ROW), start_ns
-            )
+            global_row = self._validity.asof(np.where(override >= 0, self._global_series[override], NO_ROW), start_ns)
             chosen = np.where(tenant_row >= 0, tenant_row, np.where(global_row >= 0, global_row, chosen))
         return self._frame(spans.index, chosen, tokens)
 
@@ -130,12 +132,18 @@ class PriceCatalog:
         if len(self._triples) >= MAX_CACHED_TRIPLES:
             self._triples.clear()
         matches = [self._resolver.match(provider, name) for name in (response, requested) if name]
-        override = next((self._override_index[m.identity] for m in matches if m.identity in self._override_index),
-                        NO_ROW)
+        override = next(
+            (self._override_index[m.identity] for m in matches if m.identity in self._override_index), NO_ROW
+        )
         series = next((m.series for m in matches if m.series >= 0), NO_ROW)
         if matches and override == NO_ROW and series == NO_ROW:
-            logger.warning("no price for provider=%r model_response=%r model_requested=%r: spans with tokens "
-                           "are flagged cost_known=0 (add a price override?)", provider, response, requested)
+            logger.warning(
+                "no price for provider=%r model_response=%r model_requested=%r: spans with tokens "
+                "are flagged cost_known=0 (add a price override?)",
+                provider,
+                response,
+                requested,
+            )
         found = self._triples[key] = _Resolved(series, override)
         return found
 

@@ -41,12 +41,17 @@ class Tokens:
             values: FloatArray = spans[name].to_numpy(dtype=np.float64)
             return values
 
-        return cls(column("input_tokens"), column("cache_read_tokens"), column("cache_write_tokens"),
-                   column("output_tokens"), column("reasoning_tokens"))
+        return cls(
+            column("input_tokens"),
+            column("cache_read_tokens"),
+            column("cache_write_tokens"),
+            column("output_tokens"),
+            column("reasoning_tokens"),
+        )
 
     def any(self) -> np.ndarray:
-        return (self.input > 0) | (self.output > 0) | (self.cache_read > 0) | (self.cache_write > 0) | (
-            self.reasoning > 0
+        return (
+            (self.input > 0) | (self.output > 0) | (self.cache_read > 0) | (self.cache_write > 0) | (self.reasoning > 0)
         )
 
 

@@ -26,8 +26,18 @@ SOURCE_NONE: Final = "none"
 
 #: Columns every price-table row has besides the rate columns.
 FIXED_COLUMNS: Final = (
-    "series", "provider_id", "model_id", "match", "tenant", "valid_from", "valid_until", "daily_from",
-    "daily_until", "source", "version", "request_usd",
+    "series",
+    "provider_id",
+    "model_id",
+    "match",
+    "tenant",
+    "valid_from",
+    "valid_until",
+    "daily_from",
+    "daily_until",
+    "source",
+    "version",
+    "request_usd",
 )
 
 TOKENS_PER_MTOK: Final = 1_000_000.0

@@ -120,11 +120,21 @@ def override_rows(
                 f"{identity[0]}/{identity[1]} for {tenant or 'every tenant'} from {starts or 'the beginning'}"
             )
         series = series_of.setdefault((identity, tenant), first_series + len(series_of))
-        rows.append({
-            "series": series, "provider_id": identity[0], "model_id": identity[1], "match": entry.model,
-            "tenant": tenant, "valid_from": starts, "source": SOURCE_OVERRIDE,
-            "version": f"{SOURCE_OVERRIDE} {digest[:12]} #{index}", "request_usd": 0.0,
-            rate_column("input"): entry.input_mtok, rate_column("output"): entry.output_mtok,
-            rate_column("cache_read"): entry.cache_read_mtok, rate_column("cache_write"): entry.cache_write_mtok,
-        })
+        rows.append(
+            {
+                "series": series,
+                "provider_id": identity[0],
+                "model_id": identity[1],
+                "match": entry.model,
+                "tenant": tenant,
+                "valid_from": starts,
+                "source": SOURCE_OVERRIDE,
+                "version": f"{SOURCE_OVERRIDE} {digest[:12]} #{index}",
+                "request_usd": 0.0,
+                rate_column("input"): entry.input_mtok,
+                rate_column("output"): entry.output_mtok,
+                rate_column("cache_read"): entry.cache_read_mtok,
+                rate_column("cache_write"): entry.cache_write_mtok,
+            }
+        )
     return pd.DataFrame(rows), series_of

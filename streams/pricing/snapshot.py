@@ -79,18 +79,36 @@ def flatten(providers: list[Provider]) -> FlatCatalog:
 def _model_rows(series: int, provider: Provider, model: ModelInfo) -> list[dict[str, Any]]:
     entries = _entries(model.prices)
     label = f"{CATALOG_LABEL} {provider.id}/{model.id}"
-    base = {"series": series, "provider_id": provider.id, "model_id": model.id, "match": str(model.match),
-            "tenant": "", "source": SOURCE_CATALOG}
+    base = {
+        "series": series,
+        "provider_id": provider.id,
+        "model_id": model.id,
+        "match": str(model.match),
+        "tenant": "",
+        "source": SOURCE_CATALOG,
+    }
     rows = [
-        {**base, "valid_from": start, "version": label if start is None else f"{label} since {start.isoformat()}",
-         **_rates(entries[index][1])}
+        {
+            **base,
+            "valid_from": start,
+            "version": label if start is None else f"{label} since {start.isoformat()}",
+            **_rates(entries[index][1]),
+        }
         for start, index in _date_periods(entries)
     ]
     for index, window, until in _daily_windows(entries):
         begin, end = _utc_time(window.start_time), _utc_time(window.end_time)
         version = f"{label} daily {begin:%H:%M}-{end:%H:%M} UTC"
-        rows.append({**base, "valid_until": until, "daily_from": _since_midnight(begin),
-                     "daily_until": _since_midnight(end), "version": version, **_rates(entries[index][1])})
+        rows.append(
+            {
+                **base,
+                "valid_until": until,
+                "daily_from": _since_midnight(begin),
+                "daily_until": _since_midnight(end),
+                "version": version,
+                **_rates(entries[index][1]),
+            }
+        )
     return rows
 
 
@@ -110,7 +128,8 @@ def _date_periods(entries: list[tuple[Constraint, ModelPrice]]) -> list[tuple[da
     periods: list[tuple[date | None, int]] = []
     for day in [None, *starts]:
         active = [
-            i for i, (c, _) in enumerate(entries)
+            i
+            for i, (c, _) in enumerate(entries)
             if c is None or (isinstance(c, StartDateConstraint) and day is not None and c.start_date <= day)
         ]
         winner = active[-1] if active else 0
@@ -131,7 +150,7 @@ def _daily_windows(
     for index, (constraint, _) in enumerate(entries):
         if not isinstance(constraint, TimeOfDateConstraint):
             continue
-        later = [c for c, _ in entries[index + 1:]]
+        later = [c for c, _ in entries[index + 1 :]]
         if any(c is None for c in later):
             continue
         until = min((c.start_date for c in later if isinstance(c, StartDateConstraint)), default=None)
@@ -165,5 +184,4 @@ def _utc_time(value: time) -> time:
 
 
 def _since_midnight(value: time) -> pd.Timedelta:
-    return pd.Timedelta(hours=value.hour, minutes=value.minute, seconds=value.second,
-                        microseconds=value.microsecond)
+    return pd.Timedelta(hours=value.hour, minutes=value.minute, seconds=value.second, microseconds=value.microsecond)

@@ -43,20 +43,24 @@ class Validity:
 
     def __init__(self, table: pd.DataFrame) -> None:
         dated = table["daily_from"].isna().to_numpy()
-        self._periods = pd.DataFrame({
-            "valid_from_ns": epoch_ns(table["valid_from"], missing=np.iinfo(np.int64).min)[dated],
-            "series": table["series"].to_numpy(np.int64)[dated],
-            "row": np.flatnonzero(dated),
-        }).sort_values("valid_from_ns", kind="stable", ignore_index=True)
+        self._periods = pd.DataFrame(
+            {
+                "valid_from_ns": epoch_ns(table["valid_from"], missing=np.iinfo(np.int64).min)[dated],
+                "series": table["series"].to_numpy(np.int64)[dated],
+                "row": np.flatnonzero(dated),
+            }
+        ).sort_values("valid_from_ns", kind="stable", ignore_index=True)
         until = epoch_ns(table["valid_until"], missing=np.iinfo(np.int64).max)
         self._windows: dict[int, list[Window]] = {}
         for row in np.flatnonzero(~dated):
-            self._windows.setdefault(int(table["series"].iat[row]), []).append(Window(
-                row=int(row),
-                begin_ns=int(table["daily_from"].iat[row].value),
-                end_ns=int(table["daily_until"].iat[row].value),
-                until_ns=int(until[row]),
-            ))
+            self._windows.setdefault(int(table["series"].iat[row]), []).append(
+                Window(
+                    row=int(row),
+                    begin_ns=int(table["daily_from"].iat[row].value),
+                    end_ns=int(table["daily_until"].iat[row].value),
+                    until_ns=int(until[row]),
+                )
+            )
         self._windowed_series = np.array(sorted(self._windows), dtype=np.int64)
 
     def asof(self, series: np.ndarray, at_ns: np.ndarray) -> np.ndarray:
@@ -67,8 +71,9 @@ class Validity:
             return out
         order = wanted[np.argsort(at_ns[wanted], kind="stable")]
         left = pd.DataFrame({"t": at_ns[order], "series": series[order]})
-        merged = pd.merge_asof(left, self._periods, left_on="t", right_on="valid_from_ns", by="series",
-                               direction="backward")
+        merged = pd.merge_asof(
+            left, self._periods, left_on="t", right_on="valid_from_ns", by="series", direction="backward"
+        )
         out[order] = merged["row"].fillna(NO_ROW).to_numpy(np.int64)
         return out
 

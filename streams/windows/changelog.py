@@ -30,9 +30,9 @@ import numpy as np
 import pandas as pd
 
 from spanline.sql.statements import render_statement
+from spanline.streams.windows.state import PartitionWindows
 from spanline.windows.aggregate import ROW_COLUMNS, aggregate, epoch_ms, minute_of
 from spanline.windows.records import WindowRecord
-from spanline.streams.windows.state import PartitionWindows
 
 #: Margin between a row's ingested_at (stamped when processed) and its batch's ledger record.
 INCARNATION_SLACK_S = 300
@@ -49,15 +49,37 @@ class Changelog:
         names the partition and its minute range, which a re-emission after a crash repeats."""
         now = datetime.now(UTC)
         rows = [
-            [self.topic, self.topic_id, record.partition, datetime.fromtimestamp(record.minute, UTC),
-             record.through_offset, _time(record.high_ms), _time(record.watermark_ms), record.late_spans,
-             record.spans, payload.decode(), now]
+            [
+                self.topic,
+                self.topic_id,
+                record.partition,
+                datetime.fromtimestamp(record.minute, UTC),
+                record.through_offset,
+                _time(record.high_ms),
+                _time(record.watermark_ms),
+                record.late_spans,
+                record.spans,
+                payload.decode(),
+                now,
+            ]
             for record, payload in zip(records, payloads, strict=True)
         ]
         client.insert(
-            f"{self.database}.metric_windows", rows,
-            column_names=["topic", "topic_id", "partition", "minute", "through_offset", "high", "watermark",
-                          "late_spans", "spans", "payload", "emitted_at"],
+            f"{self.database}.metric_windows",
+            rows,
+            column_names=[
+                "topic",
+                "topic_id",
+                "partition",
+                "minute",
+                "through_offset",
+                "high",
+                "watermark",
+                "late_spans",
+                "spans",
+                "payload",
+                "emitted_at",
+            ],
             settings={"insert_deduplication_token": self.token(records), "async_insert": 0},
         )
 
@@ -71,8 +93,14 @@ class Changelog:
         frontier, high_ms, through = (None, None, -1) if last is None else last
         scope = self._scope(client, partition, resume_offset)
         if scope is None:  # nothing of this incarnation stored before the resume offset
-            return PartitionWindows(partition, lateness_ms, frontier=frontier, high_ms=high_ms,
-                                    replay_through=through, through_offset=resume_offset - 1)
+            return PartitionWindows(
+                partition,
+                lateness_ms,
+                frontier=frontier,
+                high_ms=high_ms,
+                replay_through=through,
+                through_offset=resume_offset - 1,
+            )
         newer = client.query(
             render_statement("changelog_newer_spans", database=self.database),
             parameters={**scope, "through": through},
@@ -81,8 +109,9 @@ class Changelog:
             newest = int(epoch_ms(pd.Series([newer[0]]))[0])
             high_ms = newest if high_ms is None else max(high_ms, newest)
         if high_ms is None:
-            return PartitionWindows(partition, lateness_ms, frontier=frontier, replay_through=through,
-                                    through_offset=resume_offset - 1)
+            return PartitionWindows(
+                partition, lateness_ms, frontier=frontier, replay_through=through, through_offset=resume_offset - 1
+            )
         open_from = frontier if frontier is not None else int(minute_of(np.int64(high_ms - lateness_ms)))
         rows = client.query_df(
             render_statement("changelog_open_spans", database=self.database, columns=ROW_COLUMNS),
@@ -90,13 +119,21 @@ class Changelog:
         )
         late = 0
         if frontier is not None:
-            late = int(client.command(
-                render_statement("changelog_late_spans", database=self.database),
-                parameters={**scope, "through": through, "frontier": datetime.fromtimestamp(frontier, UTC)},
-            ))
+            late = int(
+                client.command(
+                    render_statement("changelog_late_spans", database=self.database),
+                    parameters={**scope, "through": through, "frontier": datetime.fromtimestamp(frontier, UTC)},
+                )
+            )
         return PartitionWindows(
-            partition, lateness_ms, frontier=frontier, high_ms=high_ms, replay_through=through,
-            through_offset=resume_offset - 1, late_spans=late, open_windows=aggregate(rows) if len(rows) else None,
+            partition,
+            lateness_ms,
+            frontier=frontier,
+            high_ms=high_ms,
+            replay_through=through,
+            through_offset=resume_offset - 1,
+            late_spans=late,
+            open_windows=aggregate(rows) if len(rows) else None,
         )
 
     def _last_record(self, client: Any, partition: int) -> tuple[int, int, int] | None:
@@ -114,14 +151,24 @@ class Changelog:
         selects this incarnation's rows of the partition below the resume offset."""
         first = client.query(
             render_statement("changelog_first_batch", database=self.database),
-            parameters={"topic": self.topic, "topic_id": self.topic_id, "partition": partition,
-                        "resume": resume_offset},
+            parameters={
+                "topic": self.topic,
+                "topic_id": self.topic_id,
+                "partition": partition,
+                "resume": resume_offset,
+            },
         ).result_rows[0]
         if not first[2]:
             return None
         since = pd.Timestamp(first[1]).tz_localize(None) if pd.Timestamp(first[1]).tzinfo else pd.Timestamp(first[1])
-        return {"topic": self.topic, "partition": partition, "first": int(first[0]), "resume": resume_offset,
-                "since": since.to_pydatetime().replace(tzinfo=UTC), "slack": INCARNATION_SLACK_S}
+        return {
+            "topic": self.topic,
+            "partition": partition,
+            "first": int(first[0]),
+            "resume": resume_offset,
+            "since": since.to_pydatetime().replace(tzinfo=UTC),
+            "slack": INCARNATION_SLACK_S,
+        }
 
 
 def _time(ms: int) -> datetime:

@@ -29,8 +29,8 @@ from typing import Any
 import pandas as pd
 
 from spanline.streams.windows.changelog import Changelog
-from spanline.windows.records import WindowRecord, encode
 from spanline.streams.windows.state import PartitionWindows
+from spanline.windows.records import WindowRecord, encode
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,14 @@ CaughtUp = Callable[[int, int], bool]
 
 class WindowManager:
     def __init__(
-        self, changelog: Changelog, storage: StorageCall, publish: Publisher, lateness_s: float, idle_s: float,
-        caught_up: CaughtUp = lambda partition, next_offset: True, clock: Callable[[], float] = time.monotonic,
+        self,
+        changelog: Changelog,
+        storage: StorageCall,
+        publish: Publisher,
+        lateness_s: float,
+        idle_s: float,
+        caught_up: CaughtUp = lambda partition, next_offset: True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._changelog = changelog
         self._storage = storage
@@ -67,8 +73,14 @@ class WindowManager:
         state = await self._storage(self._changelog.rebuild, partition, offset, self._lateness_ms)
         self._partitions[partition] = state
         self._last_message.pop(partition, None)
-        log.info("partition %d: windows resumed at offset %d (frontier %s, %d open minute(s), %d late)",
-                 partition, offset, state.frontier, len(state.open_minutes), state.late_spans)
+        log.info(
+            "partition %d: windows resumed at offset %d (frontier %s, %d open minute(s), %d late)",
+            partition,
+            offset,
+            state.frontier,
+            len(state.open_minutes),
+            state.late_spans,
+        )
 
     def absorb(self, partition: int, rows: pd.DataFrame) -> None:
         """Aggregate stored rows into the partition's open windows (a failure changes nothing)."""
@@ -109,7 +121,7 @@ class WindowManager:
             return
         started = time.perf_counter()
         payloads = [encode(record) for record in records]
-        await self._publish([(record.key, payload) for record, payload in zip(records, payloads)])
+        await self._publish([(record.key, payload) for record, payload in zip(records, payloads, strict=False)])
         await self._storage(self._changelog.record, records, payloads)
         self.emitted += len(records)
         self.emit_seconds += time.perf_counter() - started

@@ -28,8 +28,16 @@ _FOLD_AFTER = 16
 
 class PartitionWindows:
     def __init__(
-        self, partition: int, lateness_ms: int, *, frontier: int | None = None, high_ms: int | None = None,
-        replay_through: int = -1, through_offset: int = -1, late_spans: int = 0, open_windows: Partials | None = None,
+        self,
+        partition: int,
+        lateness_ms: int,
+        *,
+        frontier: int | None = None,
+        high_ms: int | None = None,
+        replay_through: int = -1,
+        through_offset: int = -1,
+        late_spans: int = 0,
+        open_windows: Partials | None = None,
     ) -> None:
         self.partition = partition
         self.lateness_ms = lateness_ms
@@ -90,11 +98,17 @@ class PartitionWindows:
         merged = combine(self._parts)
         records: list[WindowRecord] = []
         for minute in closing:
-            records.append(WindowRecord(
-                partition=self.partition, minute=minute, through_offset=self.through_offset, high_ms=self.high_ms,
-                watermark_ms=watermark, late_spans=self.late_spans if not records else 0,
-                partials=select(merged, np.array([minute])),
-            ))
+            records.append(
+                WindowRecord(
+                    partition=self.partition,
+                    minute=minute,
+                    through_offset=self.through_offset,
+                    high_ms=self.high_ms,
+                    watermark_ms=watermark,
+                    late_spans=self.late_spans if not records else 0,
+                    partials=select(merged, np.array([minute])),
+                )
+            )
         remaining = [minute for minute in open_minutes if minute >= new_frontier]
         self._parts = [select(merged, np.array(remaining, dtype=np.int64))] if remaining else []
         self.late_spans = 0

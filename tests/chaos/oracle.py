@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import orjson
 from pydantic import ValidationError
+
 from spanline.collectors.otlp import decode_otlp
 from spanline.contract.schema import Span
 
@@ -67,7 +68,7 @@ def judge_item(index: int, item: Any, tenant: str | None = None) -> ValidItem | 
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
         return InvalidItem(index, f"{'.'.join(map(str, first['loc']))}: {first['msg']}", item)
-    except Exception as exc:  # noqa: BLE001 - the schema itself blew up: still not a storable span
+    except Exception as exc:
         return InvalidItem(index, f"schema raised {type(exc).__name__}: {exc}", item)
     return ValidItem(index, SpanKey(span.tenant_id, span.trace_id, span.span_id), span.start_time)
 

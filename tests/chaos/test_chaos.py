@@ -73,12 +73,12 @@ from tests.support.stack import TENANT_KEYS, Stack
 pytestmark = pytest.mark.faults
 
 SEED = int(os.environ.get("CHAOS_SEED") or random.SystemRandom().randrange(2**31))
-KAFKA_PER_KIND = 10          # adversarial Kafka messages of each light kind (13), plus one of each heavy kind (7)
-HTTP_PER_KIND = 6            # adversarial HTTP bodies of each light kind (13), plus one of each heavy kind (5)
+KAFKA_PER_KIND = 10  # adversarial Kafka messages of each light kind (13), plus one of each heavy kind (7)
+HTTP_PER_KIND = 6  # adversarial HTTP bodies of each light kind (13), plus one of each heavy kind (5)
 GLOBEX = {"kafka": 16, "http-json": 10, "http-ndjson": 6, "otlp-json": 8}  # batches of 1-25 valid spans
 RESENDS = {"canonical": 4, "otlp": 4, "kafka": 6}
-CANARY_SPANS = 10            # per door (HTTP and Kafka)
-EXAMPLES = 4                 # per kind of failure in the report
+CANARY_SPANS = 10  # per door (HTTP and Kafka)
+EXAMPLES = 4  # per kind of failure in the report
 
 INVARIANTS = {
     "i": "(i) every valid span stored exactly once per (tenant_id, trace_id, span_id)",
@@ -140,8 +140,11 @@ def build_plan(seed: int) -> dict[str, list[Planned]]:
     everything = [Planned(item, plan_id) for plan_id, item in enumerate(acme + globex)]
     shuffle.shuffle(everything)
     third = len(everything) // 3
-    phases = {"before-kill": everything[:third], "worker-down": everything[third : 2 * third],
-              "after-restart": everything[2 * third :]}
+    phases = {
+        "before-kill": everything[:third],
+        "worker-down": everything[third : 2 * third],
+        "after-restart": everything[2 * third :],
+    }
     # Re-sends of inputs holding valid spans (acme's first): within a phase, into the outage, across the kill.
     names = list(phases)
     kinds: dict[str, Callable[[Any], bool]] = {
@@ -151,8 +154,12 @@ def build_plan(seed: int) -> dict[str, list[Planned]]:
     }
     next_id = len(everything)
     for kind, wanted in RESENDS.items():
-        candidates = [(name, planned) for name in names[:2] for planned in phases[name]
-                      if kinds[kind](planned.item) and _has_valid(planned.item)]
+        candidates = [
+            (name, planned)
+            for name in names[:2]
+            for planned in phases[name]
+            if kinds[kind](planned.item) and _has_valid(planned.item)
+        ]
         candidates.sort(key=lambda candidate: candidate[1].item.tenant != "acme")
         for number, (origin, planned) in enumerate(candidates[:wanted]):
             target = names[max(names.index(origin), number % 3)]
@@ -178,17 +185,30 @@ def canary_inputs(run: str) -> list[KafkaInput | HttpInput]:
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
 
     def span(door: str, number: int) -> dict[str, Any]:
-        return {"span_id": f"canary-{run}-{door}-{number}", "trace_id": f"canary-{run}-{door}",
-                "service": "chaos-canary",
-                "kind": "llm", "start_time": inputs.iso(start + timedelta(milliseconds=number)), "duration_ms": 100.0,
-                "provider": "openai", "model_requested": "gpt-4o-mini", "input_tokens": 10, "output_tokens": 2,
-                "tenant_id": "globex"}
+        return {
+            "span_id": f"canary-{run}-{door}-{number}",
+            "trace_id": f"canary-{run}-{door}",
+            "service": "chaos-canary",
+            "kind": "llm",
+            "start_time": inputs.iso(start + timedelta(milliseconds=number)),
+            "duration_ms": 100.0,
+            "provider": "openai",
+            "model_requested": "gpt-4o-mini",
+            "input_tokens": 10,
+            "output_tokens": 2,
+            "tenant_id": "globex",
+        }
 
     kafka_spans = [span("kafka", n) for n in range(CANARY_SPANS)]
     http_spans = [span("http", n) for n in range(CANARY_SPANS)]
     return [
-        KafkaInput(inputs.render(kafka_spans), kafka_spans[0]["trace_id"].encode(), ((inputs.SOURCE_HEADER, b"sdk"),),
-                   "canary", "globex"),
+        KafkaInput(
+            inputs.render(kafka_spans),
+            kafka_spans[0]["trace_id"].encode(),
+            ((inputs.SOURCE_HEADER, b"sdk"),),
+            "canary",
+            "globex",
+        ),
         HttpInput("/v1/spans", inputs.render(http_spans), "application/json", "canary", "globex"),
     ]
 
@@ -207,8 +227,13 @@ class RawProducer:
 
     @staticmethod
     async def _start(bootstrap_servers: str) -> AIOKafkaProducer:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", linger_ms=0,
-                                    max_request_size=1_048_576, request_timeout_ms=30_000)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers,
+            acks="all",
+            linger_ms=0,
+            max_request_size=1_048_576,
+            request_timeout_ms=30_000,
+        )
         await producer.start()
         return producer
 
@@ -216,8 +241,11 @@ class RawProducer:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=90)
 
     def send(self, topic: str, message: KafkaInput, partition: int | None = None) -> tuple[int, int]:
-        metadata = self._call(self._producer.send_and_wait(topic, value=message.value, key=message.key,
-                                                           headers=list(message.headers), partition=partition))
+        metadata = self._call(
+            self._producer.send_and_wait(
+                topic, value=message.value, key=message.key, headers=list(message.headers), partition=partition
+            )
+        )
         return metadata.partition, metadata.offset
 
     def close(self) -> None:
@@ -229,8 +257,11 @@ class RawProducer:
 
 
 def post(url: str, body: HttpInput, request_id: str) -> tuple[int, bytes]:
-    headers = {"Content-Type": body.content_type, "Authorization": f"Bearer {TENANT_KEYS[body.tenant]}",
-               "X-Request-Id": request_id}
+    headers = {
+        "Content-Type": body.content_type,
+        "Authorization": f"Bearer {TENANT_KEYS[body.tenant]}",
+        "X-Request-Id": request_id,
+    }
     request = urllib.request.Request(f"{url}{body.path}", data=body.body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
@@ -252,8 +283,12 @@ class Record:
 def read_records(bootstrap_servers: str, topic: str, quiet_s: float = 2.0, timeout_s: float = 90.0) -> list[Record]:
     """Every record of a topic: read past its end offsets until nothing came for ``quiet_s``
     (tansu's watermarks are approximate: its end offset can lag the last record)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
-                             auto_offset_reset="earliest", fetch_max_bytes=64 * 1024 * 1024)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         consumer.assign(partitions)
@@ -268,8 +303,9 @@ def read_records(bootstrap_servers: str, topic: str, quiet_s: float = 2.0, timeo
                 records += [Record(tp.partition, m.offset, m.value) for m in messages]
             if polled:
                 last_record = time.monotonic()
-            elif (time.monotonic() - last_record > quiet_s
-                  and all(consumer.position(tp) >= ends[tp] for tp in partitions)):
+            elif time.monotonic() - last_record > quiet_s and all(
+                consumer.position(tp) >= ends[tp] for tp in partitions
+            ):
                 break
         return records
     finally:
@@ -278,13 +314,16 @@ def read_records(bootstrap_servers: str, topic: str, quiet_s: float = 2.0, timeo
 
 def group_offsets(stack: Stack) -> tuple[dict[int, int], dict[int, int]]:
     """(committed, end) offsets of the spans topic per partition for the worker's consumer group."""
-    consumer = KafkaConsumer(bootstrap_servers=stack.bootstrap_servers, group_id=stack.settings.consumer_group,
-                             enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=stack.bootstrap_servers, group_id=stack.settings.consumer_group, enable_auto_commit=False
+    )
     try:
         partitions = [TopicPartition(stack.settings.topic_spans, p) for p in range(stack.partitions)]
         ends = consumer.end_offsets(partitions)
-        return ({tp.partition: consumer.committed(tp) or 0 for tp in partitions},
-                {tp.partition: ends[tp] for tp in partitions})
+        return (
+            {tp.partition: consumer.committed(tp) or 0 for tp in partitions},
+            {tp.partition: ends[tp] for tp in partitions},
+        )
     finally:
         consumer.close()
 
@@ -314,7 +353,7 @@ class Chaos:
             partition = None if resend_of is None else self.sent[resend_of].partition
             try:
                 sent.partition, sent.offset = self.producer.send(self.stack.settings.topic_spans, item, partition)
-            except Exception as exc:  # noqa: BLE001 - a broker refusing a generated message is reported
+            except Exception as exc:
                 sent.error = f"{type(exc).__name__}: {exc}"
         else:
             sent.request_id = f"chaos-{self.run}-{sent.number}"
@@ -342,7 +381,7 @@ class Chaos:
         try:
             committed, ends = group_offsets(self.stack)
             lag = f"{sum(ends[p] - committed[p] for p in ends)} messages uncommitted"
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             lag = f"lag unknown: {exc}"
         self.log_mark("SIGKILL")
         self.stack.stop_worker(signal.SIGKILL)
@@ -364,7 +403,7 @@ class Chaos:
     def count(self, sql: str) -> int:
         try:
             return int(self.stack.scalar(sql))
-        except Exception:  # noqa: BLE001 - a worker that is down or restarting answers nothing yet
+        except Exception:
             return -1
 
     def poll(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
@@ -387,7 +426,7 @@ class Chaos:
             self.check_worker("while settling")
             try:
                 committed, ends = group_offsets(self.stack)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 time.sleep(1)
                 continue
             for sent in self.sent:  # tansu's end offsets may lag what it acknowledged
@@ -469,7 +508,8 @@ class Report:
         self.broken: dict[str, list[str]] = defaultdict(list)
         self.notes: list[str] = []
         self.retained_from = (datetime.now(UTC) - timedelta(days=self.stack.settings.raw_ttl_days - 2)).replace(
-            hour=0, minute=0, second=0, microsecond=0)
+            hour=0, minute=0, second=0, microsecond=0
+        )
 
     def fail(self, invariant: str, what: str, examples: list[str], total: int | None = None) -> None:
         count = len(examples) if total is None else total
@@ -479,20 +519,26 @@ class Report:
     def check_all(self) -> None:
         stored: Counter[SpanKey] = Counter()
         letters: dict[str, list[dict[str, Any]]] = {}
-        for invariant, check in (("i", lambda: stored.update(self.stored_keys())),
-                                 ("iii", lambda: letters.update(self.dead_letters())),
-                                 ("i", lambda: self.check_exactly_once(stored)), ("ii", self.check_rollups),
-                                 ("iii", lambda: self.check_rejections(letters)),
-                                 ("iv", lambda: self.check_commits(stored, letters)), ("v", self.check_worker)):
+        for invariant, check in (
+            ("i", lambda: stored.update(self.stored_keys())),
+            ("iii", lambda: letters.update(self.dead_letters())),
+            ("i", lambda: self.check_exactly_once(stored)),
+            ("ii", self.check_rollups),
+            ("iii", lambda: self.check_rejections(letters)),
+            ("iv", lambda: self.check_commits(stored, letters)),
+            ("v", self.check_worker),
+        ):
             try:
                 check()
-            except Exception as exc:  # noqa: BLE001 - e.g. no worker to query: report, check the rest
+            except Exception as exc:
                 self.fail(invariant, f"could not be checked ({type(exc).__name__}: {preview(str(exc), 300)})", [], 1)
 
     # observations
     def stored_keys(self) -> Counter[SpanKey]:
-        rows = self.stack.query("SELECT tenant_id, trace_id, span_id, count(), groupArray(kafka_partition) "
-                                "FROM {db}.spans GROUP BY tenant_id, trace_id, span_id").rows
+        rows = self.stack.query(
+            "SELECT tenant_id, trace_id, span_id, count(), groupArray(kafka_partition) "
+            "FROM {db}.spans GROUP BY tenant_id, trace_id, span_id"
+        ).rows
         self.partitions_of = {SpanKey(str(t), str(tr), str(s)): sorted(parts) for t, tr, s, _, parts in rows}
         return Counter({SpanKey(str(t), str(tr), str(s)): int(n) for t, tr, s, n, _ in rows})
 
@@ -541,21 +587,31 @@ class Report:
         across = [key for key in twice if len(set(self.partitions_of.get(key, []))) == stored[key]]
         twice = [key for key in twice if key not in across]
         resent = [key for key in twice if len({s.number for s, _ in must.get(key, [])}) > 1]
-        self.fail_if("i", "valid spans never stored", missing,
-                     lambda k: f"{tuple(k)} from {sources(k)}")
-        self.fail_if("i", "valid spans sent more than once (re-sends, repeated ids) and stored more than once",
-                     resent, lambda k: f"{tuple(k)} stored {stored[k]}x (partitions {self.partitions_of.get(k)}), "
-                                       f"sent by {sources(k)}")
-        self.fail_if("i", "valid spans sent once but stored more than once (redelivery)",
-                     [k for k in twice if k not in resent],
-                     lambda k: f"{tuple(k)} stored {stored[k]}x (partitions {self.partitions_of.get(k)}) "
-                               f"from {sources(k)}")
+        self.fail_if("i", "valid spans never stored", missing, lambda k: f"{tuple(k)} from {sources(k)}")
+        self.fail_if(
+            "i",
+            "valid spans sent more than once (re-sends, repeated ids) and stored more than once",
+            resent,
+            lambda k: f"{tuple(k)} stored {stored[k]}x (partitions {self.partitions_of.get(k)}), sent by {sources(k)}",
+        )
+        self.fail_if(
+            "i",
+            "valid spans sent once but stored more than once (redelivery)",
+            [k for k in twice if k not in resent],
+            lambda k: f"{tuple(k)} stored {stored[k]}x (partitions {self.partitions_of.get(k)}) from {sources(k)}",
+        )
         if across:
-            self.notes.append(f"{len(across)} span(s) stored once in each of several partitions, their copies produced "
-                              f"raw to different partitions, e.g. {tuple(across[0])} in partitions "
-                              f"{self.partitions_of.get(across[0])} from {sources(across[0])}")
-        self.fail_if("i", "stored spans that are no valid span of any input", unexpected,
-                     lambda k: f"{tuple(k)} stored {stored[k]}x")
+            self.notes.append(
+                f"{len(across)} span(s) stored once in each of several partitions, their copies produced "
+                f"raw to different partitions, e.g. {tuple(across[0])} in partitions "
+                f"{self.partitions_of.get(across[0])} from {sources(across[0])}"
+            )
+        self.fail_if(
+            "i",
+            "stored spans that are no valid span of any input",
+            unexpected,
+            lambda k: f"{tuple(k)} stored {stored[k]}x",
+        )
         self.valid_keys, self.maybe_keys = len(must), len(may)
 
     def fail_if(self, invariant: str, what: str, keys: list[Any], describe: Callable[[Any], str]) -> None:
@@ -567,13 +623,15 @@ class Report:
         since = self.retained_from.strftime("%Y-%m-%d %H:%M:%S")
         raw = self.stack.query(
             "SELECT tenant_id, count(), sum(input_tokens), sum(output_tokens), sum(cost_usd) FROM {db}.spans "
-            f"WHERE start_time >= toDateTime64('{since}', 3, 'UTC') GROUP BY tenant_id").rows
+            f"WHERE start_time >= toDateTime64('{since}', 3, 'UTC') GROUP BY tenant_id"
+        ).rows
         expected = {str(row[0]): tuple(row[1:]) for row in raw}
         for table, column in (("spans_minute", "minute"), ("spans_hour", "hour"), ("spans_day", "day")):
             bound = f"toDate('{since[:10]}')" if column == "day" else f"toDateTime('{since}', 'UTC')"
             rolled = self.stack.query(
                 "SELECT tenant_id, sum(spans), sum(input_tokens), sum(output_tokens), sum(cost_usd) "
-                f"FROM {{db}}.{table} WHERE {column} >= {bound} GROUP BY tenant_id").rows
+                f"FROM {{db}}.{table} WHERE {column} >= {bound} GROUP BY tenant_id"
+            ).rows
             got = {str(row[0]): tuple(row[1:]) for row in rolled}
             wrong = []
             for tenant in sorted(set(expected) | set(got)):
@@ -594,9 +652,14 @@ class Report:
                 if sent.offset is None:
                     continue
                 origin = f"{self.topic}/{sent.partition}/{sent.offset}"
-                wanted = [(origin, verdict.rejected_whole)] if verdict.rejected_whole else [
-                    (f"{origin}#{item.index}", f"{item.reason} | item {preview(item.item, 80)}")
-                    for item in verdict.invalid]
+                wanted = (
+                    [(origin, verdict.rejected_whole)]
+                    if verdict.rejected_whole
+                    else [
+                        (f"{origin}#{item.index}", f"{item.reason} | item {preview(item.item, 80)}")
+                        for item in verdict.invalid
+                    ]
+                )
                 for key, why in wanted:
                     found = letters.get(key) or letters.get(origin)
                     if not found:
@@ -609,8 +672,11 @@ class Report:
                     http_wrong.append(f"{sent.where()}: {problem}")
                 elif sent.status in (200, 207):
                     keys = {item.index: f"http/{sent.request_id}#{item.index}" for item in verdict.invalid}
-                    http_no_letter += [f"{keys[item.index]} ({item.reason}) from {sent.where()}"
-                                       for item in verdict.invalid if keys[item.index] not in letters]
+                    http_no_letter += [
+                        f"{keys[item.index]} ({item.reason}) from {sent.where()}"
+                        for item in verdict.invalid
+                        if keys[item.index] not in letters
+                    ]
         self.fail_if("iii", "invalid Kafka items / undecodable messages without a dead letter", missing, str)
         self.fail_if("iii", "dead letters without a reason", no_reason, str)
         self.fail_if("iii", "HTTP answers that do not report the rejections the body calls for", http_wrong, str)
@@ -633,9 +699,11 @@ class Report:
             partial = body.get("partialSuccess", {}) if isinstance(body, dict) else {}
             rejected = int(partial.get("rejectedSpans", 0) or 0)
             if sent.status != 200 or rejected != len(verdict.invalid) or (rejected and not partial.get("errorMessage")):
-                return (f"expected 200 with rejectedSpans={len(verdict.invalid)} "
-                        f"(e.g. {verdict.invalid[0].reason if verdict.invalid else '-'}), "
-                        f"got {sent.status} {preview(body)}")
+                return (
+                    f"expected 200 with rejectedSpans={len(verdict.invalid)} "
+                    f"(e.g. {verdict.invalid[0].reason if verdict.invalid else '-'}), "
+                    f"got {sent.status} {preview(body)}"
+                )
             return None
         want_status = 207 if verdict.invalid else 200
         errors = {e.get("index"): e for e in body.get("errors", [])} if isinstance(body, dict) else {}
@@ -644,8 +712,10 @@ class Report:
             diff = sorted(want_indexes ^ set(errors))[:5]
             reasons = {x.index: x.reason for x in verdict.invalid}
             examples = [f"[{i}] oracle: {reasons.get(i, 'valid')}" for i in diff]
-            return (f"expected {want_status} accepted={len(verdict.valid)} rejected={sorted(want_indexes)[:10]}, got "
-                    f"{sent.status} accepted={body.get('accepted')} rejected={sorted(errors)[:10]} {examples}")
+            return (
+                f"expected {want_status} accepted={len(verdict.valid)} rejected={sorted(want_indexes)[:10]}, got "
+                f"{sent.status} accepted={body.get('accepted')} rejected={sorted(errors)[:10]} {examples}"
+            )
         if any(not (e.get("reason") and e.get("errors")) for e in errors.values()):
             return f"a rejected item without its error: {preview(body)}"
         return None
@@ -667,13 +737,21 @@ class Report:
                 if origin not in letters:
                     lacking.append(f"no dead letter ({verdict.rejected_whole[:60]})")
             else:
-                lacking += [f"item {i.index} not dead-lettered ({i.reason[:60]})" for i in verdict.invalid
-                            if f"{origin}#{i.index}" not in letters and origin not in letters]
-                lacking += [f"span {tuple(i.key)} not stored" for i in verdict.valid
-                            if stored[i.key] == 0 and i.start_time >= self.retained_from]
+                lacking += [
+                    f"item {i.index} not dead-lettered ({i.reason[:60]})"
+                    for i in verdict.invalid
+                    if f"{origin}#{i.index}" not in letters and origin not in letters
+                ]
+                lacking += [
+                    f"span {tuple(i.key)} not stored"
+                    for i in verdict.valid
+                    if stored[i.key] == 0 and i.start_time >= self.retained_from
+                ]
             if lacking:
-                unaccounted.append(f"p{record.partition}@{record.offset} (committed {committed[record.partition]}): "
-                                   f"{'; '.join(lacking[:2])}{' …' if len(lacking) > 2 else ''}")
+                unaccounted.append(
+                    f"p{record.partition}@{record.offset} (committed {committed[record.partition]}): "
+                    f"{'; '.join(lacking[:2])}{' …' if len(lacking) > 2 else ''}"
+                )
         self.fail_if("iv", "messages below the committed offset neither stored nor dead-lettered", unaccounted, str)
 
     # (v)
@@ -683,8 +761,12 @@ class Report:
         log = self.stack.home / "worker.log"
         crashes = crash_reports(log.read_text(errors="replace"))
         if crashes["ingest"]:
-            self.fail("v", f"ingest agent crashes / tracebacks through the ingest path in {log}",
-                      [f"{n}x {text}" for text, n in crashes["ingest"].most_common()], sum(crashes["ingest"].values()))
+            self.fail(
+                "v",
+                f"ingest agent crashes / tracebacks through the ingest path in {log}",
+                [f"{n}x {text}" for text, n in crashes["ingest"].most_common()],
+                sum(crashes["ingest"].values()),
+            )
         for text, n in crashes["other"].most_common(EXAMPLES):
             self.notes.append(f"not the ingest path, {n}x in {log.name}: {text}")
 
@@ -699,15 +781,17 @@ class Report:
         resent = sum(1 for s in sent if s.resend_of is not None)
         refused = [s for s in kafka if s.error]
         elapsed = time.monotonic() - self.chaos.started
-        return (f"chaos[{self.chaos.broker}] CHAOS_SEED={SEED}: {len(kafka)} Kafka messages, {len(http)} HTTP bodies "
-                f"({resent} re-sends), {valid:,} valid spans ({getattr(self, 'valid_keys', '?')} keys stored exactly "
-                f"once, {getattr(self, 'maybe_keys', '?')} at most once), "
-                f"{invalid:,} invalid items, {whole} undecodable messages/bodies; "
-                f"{getattr(self, 'letter_count', '?')} dead letters, "
-                f"{getattr(self, 'records', '?')} messages on the spans topic"
-                f"{f', {len(refused)} refused by the broker' if refused else ''}; "
-                f"{'; '.join(self.chaos.events)}; {elapsed:.0f}s; broken: "
-                f"{', '.join(f'({k})' for k in INVARIANTS if k in self.broken) or 'none'}")
+        return (
+            f"chaos[{self.chaos.broker}] CHAOS_SEED={SEED}: {len(kafka)} Kafka messages, {len(http)} HTTP bodies "
+            f"({resent} re-sends), {valid:,} valid spans ({getattr(self, 'valid_keys', '?')} keys stored exactly "
+            f"once, {getattr(self, 'maybe_keys', '?')} at most once), "
+            f"{invalid:,} invalid items, {whole} undecodable messages/bodies; "
+            f"{getattr(self, 'letter_count', '?')} dead letters, "
+            f"{getattr(self, 'records', '?')} messages on the spans topic"
+            f"{f', {len(refused)} refused by the broker' if refused else ''}; "
+            f"{'; '.join(self.chaos.events)}; {elapsed:.0f}s; broken: "
+            f"{', '.join(f'({k})' for k in INVARIANTS if k in self.broken) or 'none'}"
+        )
 
     def coverage(self) -> str:
         """What the generators produced this run (originals only)."""
@@ -717,8 +801,10 @@ class Report:
         headers = Counter(header_variant(s.input.headers) for s in originals if isinstance(s.input, KafkaInput))
         acme = [s for s in originals if s.input.tenant == "acme"]
         valid, invalid = sum(len(s.verdict.valid) for s in acme), sum(len(s.verdict.invalid) for s in acme)
-        return (f"coverage: Kafka {dict(kafka)}; headers {dict(headers)}; HTTP {dict(http)}; "
-                f"acme valid spans {valid:,}, invalid items {invalid:,}")
+        return (
+            f"coverage: Kafka {dict(kafka)}; headers {dict(headers)}; HTTP {dict(http)}; "
+            f"acme valid spans {valid:,}, invalid items {invalid:,}"
+        )
 
     def details(self) -> list[str]:
         lines = [self.coverage()]
@@ -754,8 +840,14 @@ _FRAME = re.compile(r'File "([^"]+)", line \d+, in (\S+)')
 _LIBRARIES = (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], sysconfig.get_paths()["stdlib"])
 #: The ingest path: the agent itself and the pipeline it drives (streams/app.py's ``ingest`` and
 #: everything it calls in these modules); alerting and the query API share helpers but are not it.
-_INGEST_MODULES = ("streams/pipeline.py", "streams/process.py", "streams/batcher.py", "streams/isolate.py",
-                   "streams/resends.py", "streams/commit.py")
+_INGEST_MODULES = (
+    "streams/pipeline.py",
+    "streams/process.py",
+    "streams/batcher.py",
+    "streams/isolate.py",
+    "streams/resends.py",
+    "streams/commit.py",
+)
 
 
 def classify(block: str, first_line: str) -> str | None:
@@ -764,8 +856,10 @@ def classify(block: str, first_line: str) -> str | None:
     if "Crashed reason=" in first_line or "Agent crashed" in first_line:
         return "ingest" if "ingest" in first_line else "other"
     frames = [(path, function) for path, function in _FRAME.findall(block) if not path.startswith(_LIBRARIES)]
-    if any(path.endswith(_INGEST_MODULES) or (path.endswith("streams/app.py") and function == "ingest")
-           for path, function in frames):
+    if any(
+        path.endswith(_INGEST_MODULES) or (path.endswith("streams/app.py") and function == "ingest")
+        for path, function in frames
+    ):
         return "ingest"
     return "other" if frames else None
 
@@ -789,7 +883,7 @@ def crash_reports(log: str) -> dict[str, Counter[str]]:
             block.append(current)
             index += 1
             if current.strip() and not current.startswith((" ", "\t", "Traceback", "During handling", "The above")):
-                following = next((text for text in lines[index:index + 3] if text.strip()), "")
+                following = next((text for text in lines[index : index + 3] if text.strip()), "")
                 if not following.startswith(("During handling", "The above")):
                     break
         kind = classify("\n".join(block), line)

@@ -57,31 +57,39 @@ def http_chunks(run: str, phase: int) -> Iterator[list[dict[str, Any]]]:
 
 
 def send(stack: Stack, run: str, phase: int) -> SendReport:
-    return asyncio.run(send_chunks(stack.collector_url, TENANT_KEYS, http_chunks(run, phase), concurrency=2,
-                                   retry_for_s=240))
+    return asyncio.run(
+        send_chunks(stack.collector_url, TENANT_KEYS, http_chunks(run, phase), concurrency=2, retry_for_s=240)
+    )
 
 
 def span(run: str, index: int, **fields: Any) -> dict[str, Any]:
     return {
-        "span_id": f"{run}-{index}", "trace_id": f"{run}-trace-{index // 5}", "service": run,
-        "feature": "support-chat", "kind": "llm", "name": "chat",
-        "start_time": (START + timedelta(milliseconds=index)).isoformat(), "duration_ms": 500.0,
-        "provider": "openai", "model_requested": "gpt-4o-mini", "input_tokens": 50, "output_tokens": 5,
+        "span_id": f"{run}-{index}",
+        "trace_id": f"{run}-trace-{index // 5}",
+        "service": run,
+        "feature": "support-chat",
+        "kind": "llm",
+        "name": "chat",
+        "start_time": (START + timedelta(milliseconds=index)).isoformat(),
+        "duration_ms": 500.0,
+        "provider": "openai",
+        "model_requested": "gpt-4o-mini",
+        "input_tokens": 50,
+        "output_tokens": 5,
         **fields,
     }
 
 
-def test_spans_sent_around_a_broker_restart_are_stored_exactly_once(
-    broker: ApacheKafkaBroker, stack: Stack
-) -> None:
+def test_spans_sent_around_a_broker_restart_are_stored_exactly_once(broker: ApacheKafkaBroker, stack: Stack) -> None:
     http_run, sdk_run = f"http{uuid.uuid4().hex[:6]}", f"sdk{uuid.uuid4().hex[:6]}"
-    tracer = sdk.configure(stack.bootstrap_servers, "acme", sdk_run, topic=stack.settings.topic_spans,
-                           flush_interval_s=0.1)
+    tracer = sdk.configure(
+        stack.bootstrap_servers, "acme", sdk_run, topic=stack.settings.topic_spans, flush_interval_s=0.1
+    )
     slowest_call_s = 0.0
 
     def emit_sdk_spans(first: int, last: int) -> None:
         nonlocal slowest_call_s
-        for index in range(first, last):
+        for _index in range(first, last):
             started = time.perf_counter()
             with sdk.llm_call(provider="openai", model_requested="gpt-4o-mini", name="chat") as call:
                 call.set(input_tokens=20, output_tokens=4)

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from kafka import KafkaConsumer, TopicPartition
 
 from spanline.kafka.publish import SpanPublisher
@@ -51,24 +50,39 @@ def group(apache_kafka: Any, tmp_path: Path) -> Iterator[tuple[Stack, Stack]]:
 
 
 def spans(run: str, first: int, count: int) -> list[dict[str, Any]]:
-    return [{
-        "span_id": f"{run}-{i}", "trace_id": f"{run}-trace-{i // 4}", "service": run, "feature": "support-chat",
-        "kind": "llm", "name": "chat", "start_time": (START + timedelta(milliseconds=i)).isoformat(),
-        "duration_ms": 400.0, "provider": "openai", "model_requested": "gpt-4o-mini", "input_tokens": 40,
-        "output_tokens": 6,
-    } for i in range(first, first + count)]
+    return [
+        {
+            "span_id": f"{run}-{i}",
+            "trace_id": f"{run}-trace-{i // 4}",
+            "service": run,
+            "feature": "support-chat",
+            "kind": "llm",
+            "name": "chat",
+            "start_time": (START + timedelta(milliseconds=i)).isoformat(),
+            "duration_ms": 400.0,
+            "provider": "openai",
+            "model_requested": "gpt-4o-mini",
+            "input_tokens": 40,
+            "output_tokens": 6,
+        }
+        for i in range(first, first + count)
+    ]
 
 
 def messages(stack: Stack, run: str) -> dict[tuple[int, int], int]:
     """(partition, offset) -> spans stored from that Kafka message."""
-    rows = stack.query("SELECT kafka_partition, kafka_offset, count() FROM {db}.spans WHERE service = {s:String} "
-                       "GROUP BY kafka_partition, kafka_offset", s=run).rows
+    rows = stack.query(
+        "SELECT kafka_partition, kafka_offset, count() FROM {db}.spans WHERE service = {s:String} "
+        "GROUP BY kafka_partition, kafka_offset",
+        s=run,
+    ).rows
     return {(int(p), int(o)): int(n) for p, o, n in rows}
 
 
 def stored_once_with_rollups(stack: Stack, run: str) -> int:
-    rows, distinct = stack.query("SELECT count(), uniqExact(span_id) FROM {db}.spans WHERE service = {s:String}",
-                                 s=run).rows[0]
+    rows, distinct = stack.query(
+        "SELECT count(), uniqExact(span_id) FROM {db}.spans WHERE service = {s:String}", s=run
+    ).rows[0]
     assert rows == distinct, f"{stack.home.name} stored a span twice: {rows} rows, {distinct} spans"
     rolled = stack.scalar("SELECT sum(spans) FROM {db}.spans_minute WHERE service = {s:String}", s=run)
     assert int(rolled or 0) == rows, f"{stack.home.name}: spans_minute counts {rolled}, raw {rows}"
@@ -77,8 +91,9 @@ def stored_once_with_rollups(stack: Stack, run: str) -> int:
 
 def lag(stack: Stack) -> int:
     """Messages of the spans topic the consumer group has not committed yet (read without joining it)."""
-    consumer = KafkaConsumer(bootstrap_servers=stack.bootstrap_servers, group_id=stack.settings.consumer_group,
-                             enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=stack.bootstrap_servers, group_id=stack.settings.consumer_group, enable_auto_commit=False
+    )
     try:
         partitions = [TopicPartition(stack.settings.topic_spans, p) for p in range(PARTITIONS)]
         ends = consumer.end_offsets(partitions)
@@ -96,8 +111,9 @@ def test_a_killed_workers_partitions_move_to_the_survivor_without_loss(group: tu
     publisher.send(spans(run, 0, WAVE), "fault-test")
     publisher.flush()
     # Both members got partitions: each stores part of the first wave.
-    first.wait_until(lambda: min(len(messages(first, run)), len(messages(second, run))) > 0, 120,
-                     "both workers storing")
+    first.wait_until(
+        lambda: min(len(messages(first, run)), len(messages(second, run))) > 0, 120, "both workers storing"
+    )
     owned_by_first = {p for p, _ in messages(first, run)}
 
     publisher.send(spans(run, WAVE, WAVE), "fault-test")
@@ -107,8 +123,11 @@ def test_a_killed_workers_partitions_move_to_the_survivor_without_loss(group: tu
     killed_at = time.monotonic()
     # The survivor takes the killed worker's partitions over (after the session timeout) and
     # commits the whole topic.
-    second.wait_until(lambda: owned_by_first <= {p for p, _ in messages(second, run)}, 120,
-                      "the survivor storing the killed worker's partitions")
+    second.wait_until(
+        lambda: owned_by_first <= {p for p, _ in messages(second, run)},
+        120,
+        "the survivor storing the killed worker's partitions",
+    )
     takeover_s = time.monotonic() - killed_at
     second.wait_until(lambda: lag(second) == 0, 180, "the survivor committing every message")
 
@@ -125,5 +144,7 @@ def test_a_killed_workers_partitions_move_to_the_survivor_without_loss(group: tu
     overlap = sorted(set(stored["first"]) & set(stored["second"]))
     assert {p for p, _ in overlap} <= owned_by_first, "a partition that never moved was stored twice"
     duplicated = sum(stored["first"][key] for key in overlap)
-    print(f"rebalance: {sum(counts):,} rows for {2 * WAVE:,} spans; survivor took over after {takeover_s:.1f} s; "
-          f"{duplicated:,} spans in {len(overlap)} uncommitted message(s) stored by both workers")
+    print(
+        f"rebalance: {sum(counts):,} rows for {2 * WAVE:,} spans; survivor took over after {takeover_s:.1f} s; "
+        f"{duplicated:,} spans in {len(overlap)} uncommitted message(s) stored by both workers"
+    )

@@ -41,7 +41,9 @@ def _apt_get(*args: str) -> None:
         command = ["sudo", "-n", *command]
     done = subprocess.run(command, capture_output=True, text=True, timeout=540)
     if done.returncode != 0:
-        raise RuntimeError(f"`{' '.join(command)}` exited with {done.returncode}: {(done.stderr or done.stdout)[-1500:]}")
+        raise RuntimeError(
+            f"`{' '.join(command)}` exited with {done.returncode}: {(done.stderr or done.stdout)[-1500:]}"
+        )
 
 
 def _install(name: str, package: str, why: str, config: pytest.Config | None) -> str:
@@ -98,5 +100,8 @@ def compose_cli(request: pytest.FixtureRequest) -> list[str]:
     docker = shutil.which("docker")
     if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
         return [docker, "compose"]
-    return [debian_tool("docker-compose", "docker-compose", "tests/test_compose.py validates docker-compose.yml",
-                        request.config)]
+    return [
+        debian_tool(
+            "docker-compose", "docker-compose", "tests/test_compose.py validates docker-compose.yml", request.config
+        )
+    ]

@@ -78,9 +78,20 @@ def ensure_jars(target: Path | None = None) -> Path:
     staging = target.with_name(f"{target.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     result = subprocess.run(
-        [mvn, "-q", "-B", "-Dstyle.color=never", "-f", str(POM), "dependency:copy-dependencies",
-         f"-DoutputDirectory={staging}"],
-        capture_output=True, text=True, timeout=900, check=False,
+        [
+            mvn,
+            "-q",
+            "-B",
+            "-Dstyle.color=never",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={staging}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
     )
     if result.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
@@ -168,17 +179,33 @@ class ApacheKafkaBroker:
 
     def _java(self, main_class: str, *args: str, heap: str) -> list[str]:
         return [
-            java_binary(), f"-Xmx{heap}", "-Djava.awt.headless=true", f"-Dlog4j.configuration=file:{LOG4J}",
-            "-cp", f"{ensure_jars()}/*", main_class, *args,
+            java_binary(),
+            f"-Xmx{heap}",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j.configuration=file:{LOG4J}",
+            "-cp",
+            f"{ensure_jars()}/*",
+            main_class,
+            *args,
         ]
 
     def _format(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._write_properties()
         result = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(self.properties_path),
-                       heap="256m"),
-            capture_output=True, text=True, timeout=120, check=False,
+            self._java(
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                new_cluster_id(),
+                "-c",
+                str(self.properties_path),
+                heap="256m",
+            ),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         with open(self.log_path, "a") as log:
             log.write(result.stdout + result.stderr)
@@ -196,8 +223,13 @@ class ApacheKafkaBroker:
             log.write(f"--- tests: starting Apache Kafka at {time.strftime('%H:%M:%S')}\n".encode())
             log.flush()
             self._process = subprocess.Popen(
-                command, cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=die_with_parent(),
+                command,
+                cwd=self.workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent(),
             )
         deadline = time.monotonic() + timeout_s
         while not metadata_answers(self.bootstrap_servers, 2.0):

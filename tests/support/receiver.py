@@ -49,18 +49,22 @@ class Receiver:
 
 
 @contextmanager
-def receiver_on(bootstrap_servers: str, home: Path, topic: str, api_key: str, salt: str,
-                max_body_bytes: int) -> Iterator[Receiver]:
+def receiver_on(
+    bootstrap_servers: str, home: Path, topic: str, api_key: str, salt: str, max_body_bytes: int
+) -> Iterator[Receiver]:
     """A receiver publishing to ``topic`` (and its ``.dlq``, both created) for tenant acme's key."""
-    settings = load_settings({
-        "SPANLINE_HOME": str(home),
-        "SPANLINE_KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
-        "SPANLINE_COLLECTOR_PORT": str(free_port()),
-        "SPANLINE_TOPIC_SPANS": topic, "SPANLINE_TOPIC_DLQ": f"{topic}.dlq",
-        "SPANLINE_API_KEYS": orjson.dumps({"acme": api_key}).decode(),
-        "SPANLINE_USER_ID_SALT": salt,
-        "SPANLINE_MAX_BODY_BYTES": str(max_body_bytes),
-    })
+    settings = load_settings(
+        {
+            "SPANLINE_HOME": str(home),
+            "SPANLINE_KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
+            "SPANLINE_COLLECTOR_PORT": str(free_port()),
+            "SPANLINE_TOPIC_SPANS": topic,
+            "SPANLINE_TOPIC_DLQ": f"{topic}.dlq",
+            "SPANLINE_API_KEYS": orjson.dumps({"acme": api_key}).decode(),
+            "SPANLINE_USER_ID_SALT": salt,
+            "SPANLINE_MAX_BODY_BYTES": str(max_body_bytes),
+        }
+    )
     ensure_topics(bootstrap_servers, {topic: 2, f"{topic}.dlq": 1})
     server = Receiver(settings)
     try:

@@ -31,11 +31,13 @@ MESSAGES_PER_BATCH = 40
 def stored_rows(chunks: Iterable[list[dict[str, object]]], catalog: PriceCatalog) -> pd.DataFrame:
     """The ``spans`` rows the worker would store for these spans (the columns the windows read)."""
     spans = [span for chunk in chunks for span in chunk]
-    messages = [Message(0, offset, orjson.dumps(spans[first:first + SPANS_PER_MESSAGE]), "replay")
-                for offset, first in enumerate(range(0, len(spans), SPANS_PER_MESSAGE))]
+    messages = [
+        Message(0, offset, orjson.dumps(spans[first : first + SPANS_PER_MESSAGE]), "replay")
+        for offset, first in enumerate(range(0, len(spans), SPANS_PER_MESSAGE))
+    ]
     frames = []
     for first in range(0, len(messages), MESSAGES_PER_BATCH):
-        batch = messages[first:first + MESSAGES_PER_BATCH]
+        batch = messages[first : first + MESSAGES_PER_BATCH]
         processed = process_batch(Batch(0, batch[0].offset, batch[-1].offset, batch, False), "spans", catalog)
         assert not processed.dead_letters, processed.dead_letters[:1]
         if processed.rows is not None:

@@ -11,20 +11,19 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import urllib.request
-
 import orjson
 from kafka import KafkaConsumer, TopicPartition
 
 from spanline.kafka.admin import ensure_topics
-from spanline.sql.service_file import ServiceFile
-from spanline.sql.queries import QueryResult, run_query
 from spanline.settings import Settings, load_settings
+from spanline.sql.queries import QueryResult, run_query
+from spanline.sql.service_file import ServiceFile
 from tests.support.kafka_broker import free_ports
 
 TENANT_KEYS = {"acme": "key-acme-0123456789", "globex": "key-globex-0123456789"}
@@ -43,18 +42,27 @@ def embedded_env(home: Path, **extra: str) -> dict[str, str]:
     """The environment of `spanline up` or `spanline demo` on the embedded default: its own home
     and free ports for the bundled broker, the receiver and the worker, plus ``extra``."""
     kafka, collector, worker = free_ports(3)
-    return clean_env() | {
-        "SPANLINE_HOME": str(home),
-        "SPANLINE_EMBEDDED_KAFKA_PORT": str(kafka),
-        "SPANLINE_COLLECTOR_PORT": str(collector),
-        "SPANLINE_WORKER_WEB_PORT": str(worker),
-    } | extra
+    return (
+        clean_env()
+        | {
+            "SPANLINE_HOME": str(home),
+            "SPANLINE_EMBEDDED_KAFKA_PORT": str(kafka),
+            "SPANLINE_COLLECTOR_PORT": str(collector),
+            "SPANLINE_WORKER_WEB_PORT": str(worker),
+        }
+        | extra
+    )
 
 
 def run_demo(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """A short `spanline demo` (two minutes at five requests per second) as a separate process."""
-    return subprocess.run([sys.executable, "-m", "spanline", "demo", "--minutes", "2", "--rate", "5"],
-                          env=env, capture_output=True, text=True, timeout=400)
+    return subprocess.run(
+        [sys.executable, "-m", "spanline", "demo", "--minutes", "2", "--rate", "5"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
 
 
 def up_log_tail(home: Path, chars: int = 3000) -> str:
@@ -65,8 +73,12 @@ def up_log_tail(home: Path, chars: int = 3000) -> str:
 
 def read_topic(bootstrap_servers: str, topic: str) -> list[Any]:
     """Every JSON value on a topic, from the beginning (assigned partitions, no group)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, auto_offset_reset="earliest",
-                             consumer_timeout_ms=3000, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+        enable_auto_commit=False,
+    )
     partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
@@ -109,15 +121,23 @@ class Stack:
         self.settings: Settings = load_settings(self.env)
         ensure_topics(
             self.bootstrap_servers,
-            {self.settings.topic_spans: self.partitions, self.settings.topic_dlq: 1, self.settings.topic_alerts: 1,
-             self.settings.topic_metrics: 1},
+            {
+                self.settings.topic_spans: self.partitions,
+                self.settings.topic_dlq: 1,
+                self.settings.topic_alerts: 1,
+                self.settings.topic_metrics: 1,
+            },
         )
 
     def sibling(self, home: Path) -> Stack:
         """A second worker's stack: same broker, topics and consumer group, its own home (and
         so its own chDB: one process per path) and ports."""
-        env = {**self.env, "SPANLINE_HOME": str(home), "SPANLINE_COLLECTOR_PORT": str(free_port()),
-               "SPANLINE_WORKER_WEB_PORT": str(free_port())}
+        env = {
+            **self.env,
+            "SPANLINE_HOME": str(home),
+            "SPANLINE_COLLECTOR_PORT": str(free_port()),
+            "SPANLINE_WORKER_WEB_PORT": str(free_port()),
+        }
         return Stack(self.bootstrap_servers, home, self.partitions, env)
 
     # --- processes
@@ -126,7 +146,9 @@ class Stack:
         env.update(self.env)
         env.update(extra_env or {})
         log = open(self.home / log_name, "ab")
-        return subprocess.Popen([sys.executable, "-m", "spanline.cli", command], env=env, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "spanline.cli", command], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
 
     def start_worker(self, extra_env: dict[str, str] | None = None, wait: bool = True) -> None:
         self.worker = self._spawn("worker", "worker.log", extra_env)
