@@ -181,10 +181,7 @@ class BaselineStore:
         dims = list(family.dims) or ["_all"]
         chosen = chosen.assign(_all="") if not family.dims else chosen
         result = chosen.groupby(dims, sort=False, dropna=False).agg(
-            num=("num", "sum"),
-            den=("den", "sum"),
-            hours=("hour", "nunique"),
-            value=("value", "mean"),
+            num=("num", "sum"), den=("den", "sum"), hours=("hour", "nunique"), value=("value", "mean")
         )
         result = result[result["hours"] >= spec.min_hours]
         if spec.fallback is not None:

@@ -108,8 +108,7 @@ def _rollup(client: Client, database: str, table: str, bucket: str, start: datet
     columns: dict[str, str] = {
         str(name): str(kind)
         for name, kind in client.query(
-            statement("alerts_rollup_columns"),
-            parameters={"db": database, "table": table},
+            statement("alerts_rollup_columns"), parameters={"db": database, "table": table}
         ).result_rows
     }
     sums = [

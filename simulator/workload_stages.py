@@ -128,13 +128,7 @@ def _descending_scores(st: Stage, top: float, n: int, k: int) -> np.ndarray:
 
 
 def retrieve(
-    st: Stage,
-    req: np.ndarray,
-    cursor: np.ndarray,
-    parent: np.ndarray,
-    index_name: np.ndarray,
-    suffix: str,
-    top_k: int,
+    st: Stage, req: np.ndarray, cursor: np.ndarray, parent: np.ndarray, index_name: np.ndarray, suffix: str, top_k: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Vector search in the tenant's index; returns (end, retrieved doc indexes [n, top_k])."""
     n = len(req)

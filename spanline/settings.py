@@ -31,8 +31,7 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Log level of every process. Default INFO.")
     # --- ClickHouse
     clickhouse_url: str | None = Field(
-        None,
-        description="ClickHouse DSN, e.g. http://user:pass@host:8123. Default: unset = chDB at <home>/clickhouse.",
+        None, description="ClickHouse DSN, e.g. http://user:pass@host:8123. Default: unset = chDB at <home>/clickhouse."
     )
     clickhouse_database: str = Field("spanline", description="Database holding every table. Default spanline.")
     clickhouse_password: SecretStr | None = Field(

@@ -157,10 +157,7 @@ class IngestPipeline:
             log.info("partition %d: %d span key(s) loaded for re-send detection", partition, len(recent))
 
     async def _held(
-        self,
-        what: str,
-        step: Callable[[], Awaitable[None]],
-        reload_at: tuple[int, int] | None = None,
+        self, what: str, step: Callable[[], Awaitable[None]], reload_at: tuple[int, int] | None = None
     ) -> None:
         """Run a step until it completes. A failure that escaped it (a bug, not a message: those
         are isolated inside) holds the partition: before each new try its windows and keys are

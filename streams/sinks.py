@@ -73,14 +73,7 @@ class ClickHouseSpanSink(BatchingSink[InsertPart]):
     """Writes span batches to ``spans`` exactly once, recording each batch in the ledger first."""
 
     def __init__(
-        self,
-        url: str,
-        database: str,
-        topic: str,
-        topic_id: str,
-        ttl_days: int,
-        retry: Retry,
-        password: Any = None,
+        self, url: str, database: str, topic: str, topic_id: str, ttl_days: int, retry: Retry, password: Any = None
     ) -> None:
         super().__init__(retry)
         self._url, self._database, self._topic, self._topic_id = url, database, topic, topic_id

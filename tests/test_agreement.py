@@ -23,6 +23,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from spanline.kafka.publish import SpanPublisher, partition_for
 from spanline.simulator.workload import WorkloadConfig
+from spanline.windows.aggregate import ROW_COLUMNS
 from spanline.windows.merger import MinuteFigures, MinuteMerger
 from tests import window_expectations as expect
 from tests.support.stack import Stack
@@ -36,39 +37,7 @@ PARTITIONS = 3
 #: data (see _closing_spans), not by waiting for idle partitions.
 WINDOW_ENV = {"SPANLINE_WINDOW_IDLE_S": "2"}
 QUANTILES = (0.5, 0.95, 0.99)
-RAW_COLUMNS = (
-    *expect.DIMENSIONS,
-    "start_time",
-    "status",
-    "error_type",
-    "http_status",
-    "attempt",
-    "cost_usd",
-    "cost_known",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "cache_hit",
-    "cache_layer",
-    "context_truncated",
-    "eval_name",
-    "eval_passed",
-    "eval_score",
-    "model_tier",
-    "routing_reason",
-    "model_response",
-    "tool_name",
-    "prompt_id",
-    "prompt_version",
-    "embedding_model",
-    "index_embedding_model",
-    "duration_ms",
-    "ttft_ms",
-    "tpot_ms",
-    "span_id",
-)
+RAW_COLUMNS = (*(c for c in ROW_COLUMNS if c != "kafka_offset"), "span_id")
 
 
 class MetricsReader:

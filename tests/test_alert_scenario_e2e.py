@@ -44,9 +44,7 @@ def pagerduty() -> Iterator[LoopbackServer]:
 
 
 def test_a_rate_limit_storm_pages_pagerduty_once_with_its_branch_and_resolves(
-    tansu_kafka: Any,
-    pagerduty: LoopbackServer,
-    tmp_path: Any,
+    tansu_kafka: Any, pagerduty: LoopbackServer, tmp_path: Any
 ) -> None:
     stack = Stack(tansu_kafka.bootstrap_servers, tmp_path)
     try:

@@ -104,9 +104,7 @@ def replay_scenario(
 
 @pytest.mark.parametrize("name", INCIDENTS)
 def test_scenario_pages_exactly_its_expected_alert_and_resolves(
-    name: str,
-    bootstrapped: Callable[[float, tuple[str, ...]], Evaluator],
-    catalog: PriceCatalog,
+    name: str, bootstrapped: Callable[[float, tuple[str, ...]], Evaluator], catalog: PriceCatalog
 ) -> None:
     scenario = SCENARIOS[name]
     rule = RULES[scenario.expected_rule]

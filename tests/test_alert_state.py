@@ -132,8 +132,7 @@ def before_the_hour() -> tuple[Evaluator, list[Minute]]:
 
 
 def test_a_restored_evaluator_behaves_exactly_as_the_saved_one(
-    before_the_hour: tuple[Evaluator, list[Minute]],
-    tmp_path: Path,
+    before_the_hour: tuple[Evaluator, list[Minute]], tmp_path: Path
 ) -> None:
     saved, following = copy.deepcopy(before_the_hour)
     path = tmp_path / "alerts" / "worker.state"
@@ -281,10 +280,7 @@ def _problems(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 
 @pytest.mark.parametrize("variant", list(CORRUPT))
 def test_an_unusable_state_file_is_set_aside_with_one_error_and_nothing_restored(
-    variant: str,
-    valid_state: bytes,
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
+    variant: str, valid_state: bytes, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     make, reason = CORRUPT[variant]
     path = tmp_path / "worker.state"
@@ -346,9 +342,7 @@ def start_and_evaluate(service: AlertingService, minute: Minute) -> None:
 
 
 def test_a_worker_with_a_corrupt_state_file_bootstraps_from_clickhouse_and_evaluates_at_once(
-    client: Client,
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
+    client: Client, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     service = service_for(tmp_path, DB, client)
     service.state_path.parent.mkdir(parents=True)
@@ -366,9 +360,7 @@ def test_a_worker_with_a_corrupt_state_file_bootstraps_from_clickhouse_and_evalu
 
 
 def test_a_bootstrap_that_cannot_succeed_ends_in_empty_baselines_not_a_retry_loop(
-    client: Client,
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
+    client: Client, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     service = service_for(tmp_path, "no_such_database", client)
     first = minutes(np.random.default_rng(3), START, 1)[0]

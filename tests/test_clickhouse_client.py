@@ -228,10 +228,7 @@ RETRYABLE: dict[str, tuple[BadInsert, int | None]] = {
         ),
         241,
     ),
-    "timeout": (
-        lambda c: c.query("SELECT count() FROM numbers(1e12)", settings={"max_execution_time": 0.1}),
-        159,
-    ),
+    "timeout": (lambda c: c.query("SELECT count() FROM numbers(1e12)", settings={"max_execution_time": 0.1}), 159),
     "read-only": (lambda c: c.insert(VALUES, [["a"]], column_names=["s"], settings={"readonly": 1}), 164),
     "table not created yet": (lambda c: c.insert_df(f"{DB}.not_migrated_yet", pd.DataFrame({"s": ["a"]})), 60),
     "column not created yet": (lambda c: c.insert_df(VALUES, pd.DataFrame({"added_later": [1]})), None),

@@ -16,13 +16,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from spanline.errors import ConfigError
-from spanline.sql.migrate import (
-    MIGRATIONS_DIR,
-    apply_migrations,
-    load_migrations,
-    pending_migrations,
-    template_values,
-)
+from spanline.sql.migrate import MIGRATIONS_DIR, apply_migrations, load_migrations, pending_migrations, template_values
 from spanline.sql.templates import placeholders, render, split_statements, ttl_clause
 from spanline.streams.frame import TABLE_COLUMNS
 from tests.support.chdb import migrated_chdb
@@ -67,14 +61,7 @@ SPANS_COLUMNS: list[tuple[str, str]] = [
     ("cache_similarity", "Nullable(Float32)"),
     *[
         (name, "LowCardinality(String)")
-        for name in (
-            "route",
-            "model_tier",
-            "routing_reason",
-            "fallback_from",
-            "prompt_id",
-            "prompt_version",
-        )
+        for name in ("route", "model_tier", "routing_reason", "fallback_from", "prompt_id", "prompt_version")
     ],
     ("prompt_hash", "String"),
     ("user_id_hash", "String"),
@@ -94,13 +81,7 @@ SPANS_COLUMNS: list[tuple[str, str]] = [
     ("content", "String"),
     *[
         (name, "Float64")
-        for name in (
-            "input_cost_usd",
-            "cache_read_cost_usd",
-            "cache_write_cost_usd",
-            "output_cost_usd",
-            "cost_usd",
-        )
+        for name in ("input_cost_usd", "cache_read_cost_usd", "cache_write_cost_usd", "output_cost_usd", "cost_usd")
     ],
     ("cost_known", "Bool"),
     ("price_source", "LowCardinality(String)"),

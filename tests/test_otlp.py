@@ -13,13 +13,7 @@ import orjson
 import pytest
 from google.protobuf.json_format import MessageToDict
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import (
-    AnyValue,
-    ArrayValue,
-    InstrumentationScope,
-    KeyValue,
-    KeyValueList,
-)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Status
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
@@ -97,8 +91,7 @@ def pb_request(spans: list[PbSpan], resource: dict[str, Any] | None = None) -> E
     return ExportTraceServiceRequest(
         resource_spans=[
             ResourceSpans(
-                resource=Resource(attributes=key_values(attributes)),
-                scope_spans=[ScopeSpans(scope=SCOPE, spans=spans)],
+                resource=Resource(attributes=key_values(attributes)), scope_spans=[ScopeSpans(scope=SCOPE, spans=spans)]
             )
         ]
     )

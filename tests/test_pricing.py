@@ -506,9 +506,7 @@ def test_missing_overrides_file_is_a_config_error(tmp_path: Path) -> None:
         PriceCatalog.load(tmp_path / "absent.yaml")
 
 
-def test_prices_stay_offline_and_ignore_a_snapshot_installed_by_update_prices(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_prices_stay_offline_and_ignore_a_snapshot_installed_by_update_prices(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*_args: object) -> None:
         raise AssertionError("pricing opened a network connection")
 

@@ -80,9 +80,7 @@ def _overflow_contexts(chunks: list[list[dict[str, object]]]) -> None:
 def _insert(client: Client, cut: Batch, rows: pd.DataFrame, database: str = DB, topic_id: str = "topic-id") -> None:
     """What ClickHouseSpanSink.write does, minus the ledger: same table, settings and token."""
     client.insert_df(
-        f"{database}.spans",
-        rows,
-        settings={**DEDUP_SETTINGS, "insert_deduplication_token": cut.token(TOPIC, topic_id)},
+        f"{database}.spans", rows, settings={**DEDUP_SETTINGS, "insert_deduplication_token": cut.token(TOPIC, topic_id)}
     )
 
 

@@ -77,10 +77,7 @@ def test_a_key_writes_only_as_its_tenant_with_hashed_users_and_redacted_content(
     status, _ = stack.post(
         "/v1/spans",
         orjson.dumps(
-            [
-                span(1, tenant_id="globex", user_id="alice@example.com", content=content),
-                span(2, tenant_id="globex"),
-            ]
+            [span(1, tenant_id="globex", user_id="alice@example.com", content=content), span(2, tenant_id="globex")]
         ),
         key=acme,
     )

@@ -158,12 +158,7 @@ def test_every_query_file_has_a_header_and_binds_only_declared_parameters(librar
 def test_bind_types_defaults_and_errors(library: dict[str, NamedQuery]) -> None:
     query = library["routing_mix"]
     now = datetime(2026, 5, 1, 12, tzinfo=UTC)
-    assert query.bind({}, now=now) == {
-        "since": now - timedelta(hours=24),
-        "until": now,
-        "tenant": "",
-        "bucket_s": 3600,
-    }
+    assert query.bind({}, now=now) == {"since": now - timedelta(hours=24), "until": now, "tenant": "", "bucket_s": 3600}
     bound = query.bind({"since": "2026-04-30T10:00:00+02:00", "bucket_s": "60", "tenant": "acme"}, now=now)
     assert bound["since"] == datetime(2026, 4, 30, 8, tzinfo=UTC) and bound["bucket_s"] == 60
     assert library["cost_pareto"].bind({}, now=now)["top_share"] == pytest.approx(0.1)

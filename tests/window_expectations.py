@@ -10,41 +10,14 @@ import numpy as np
 import pandas as pd
 
 from spanline.simulator.workload import WorkloadConfig, generate_traces
+from spanline.windows import aggregate
 from spanline.windows.merger import MinuteFigures
 
-DIMENSIONS = ["tenant_id", "service", "feature", "provider", "model_requested", "route", "kind"]
+# The contract's names (what the columns are called); everything below computes them independently.
+DIMENSIONS = list(aggregate.DIMENSIONS)
 KEYS = [*DIMENSIONS, "minute"]
-COUNTS = [
-    "spans",
-    "requests",
-    "successful_requests",
-    "errors",
-    "rate_limited",
-    "retries",
-    "llm_calls",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "unpriced",
-    "cache_lookups",
-    "cache_hits",
-    "context_truncations",
-    "context_length_errors",
-    "refusals",
-    "tool_calls",
-    "tool_errors",
-    "evals",
-    "evals_passed",
-    "hallucination_evals",
-    "hallucinations",
-    "recall_evals",
-    "retrievals",
-    "embedding_mismatches",
-    "agent_steps",
-]
-SUMS = ["cost_usd", "retry_cost_usd", "recall_sum"]
+COUNTS = list(aggregate.COUNTS)
+SUMS = list(aggregate.SUMS)
 #: map -> (span mask column, key column, value column or None for a count)
 MAPS = {
     "errors_by_type": ("errors", "error_type", None),

@@ -138,9 +138,7 @@ def _date_periods(entries: list[tuple[Constraint, ModelPrice]]) -> list[tuple[da
     return periods
 
 
-def _daily_windows(
-    entries: list[tuple[Constraint, ModelPrice]],
-) -> list[tuple[int, TimeOfDateConstraint, date | None]]:
+def _daily_windows(entries: list[tuple[Constraint, ModelPrice]]) -> list[tuple[int, TimeOfDateConstraint, date | None]]:
     """(index, window, first day it no longer wins or None) of each window that can win, in list order.
 
     A window outranks every entry before it; a later start-date entry outranks it from its start

@@ -102,8 +102,7 @@ class Changelog:
                 through_offset=resume_offset - 1,
             )
         newer = client.query(
-            render_statement("changelog_newer_spans", database=self.database),
-            parameters={**scope, "through": through},
+            render_statement("changelog_newer_spans", database=self.database), parameters={**scope, "through": through}
         ).result_rows[0]
         if newer[1]:
             newest = int(epoch_ms(pd.Series([newer[0]]))[0])
