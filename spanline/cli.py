@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from spanline.errors import SpanlineError
+from spanline.errors import ConfigError, SpanlineError
 from spanline.settings import Settings, load_settings
 
 #: Wide enough for the summary tables when output is not a terminal (CI logs, pipes).
@@ -168,8 +168,25 @@ def cmd_dashboards_push(args: argparse.Namespace) -> None:
     target = ClickHouseTarget.from_url(
         args.clickhouse_url, args.database, os.environ.get("GRAFANA_CLICKHOUSE_PASSWORD")
     )
-    results = push(GrafanaApi.from_url(args.url, credential=args.token, timeout=30.0), target, args.database)
+    results = push(GrafanaApi.from_url(args.url, credential=_grafana_token(args), timeout=30.0), target, args.database)
     console.print(results_table(results, args.url))
+
+
+def _grafana_token(args: argparse.Namespace) -> str:
+    """The token from --token-file or $GRAFANA_TOKEN: never from argv, where `ps` shows it."""
+    import os
+
+    token_file: Path | None = args.token_file
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the Grafana token file {token_file}: {exc}") from exc
+    else:
+        token = os.environ.get("GRAFANA_TOKEN", "").strip()
+    if not token:
+        raise ConfigError("no Grafana token: set GRAFANA_TOKEN or pass --token-file with a service-account token")
+    return token
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -276,7 +293,12 @@ def parser() -> argparse.ArgumentParser:
     generate.set_defaults(func=cmd_dashboards_generate)
     push_cmd = dashboards.add_parser("push", help="upload folder, datasource and dashboards through Grafana's API")
     push_cmd.add_argument("--url", required=True, help="Grafana base URL, e.g. http://localhost:3000")
-    push_cmd.add_argument("--token", required=True, help="Grafana service-account token (Editor or Admin)")
+    push_cmd.add_argument(
+        "--token-file",
+        type=Path,
+        default=None,
+        help="file holding the Grafana service-account token (Editor or Admin); default: $GRAFANA_TOKEN",
+    )
     push_cmd.add_argument(
         "--clickhouse-url",
         default="http://grafana@clickhouse:8123",

@@ -25,7 +25,7 @@ from spanline.kafka.publish import SpanPublisher, partition_for
 from spanline.simulator.workload import WorkloadConfig
 from spanline.windows.aggregate import ROW_COLUMNS
 from spanline.windows.merger import MinuteFigures, MinuteMerger
-from tests import window_expectations as expect
+from tests.support import window_expectations as expect
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e

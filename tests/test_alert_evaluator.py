@@ -15,7 +15,7 @@ from spanline.alerts.evaluator import Evaluator
 from spanline.alerts.events import AlertEvent
 from spanline.alerts.rules import load_rules
 from spanline.contracts import load_contracts
-from tests.test_alert_frames import Knobs, diurnal, hour_frame, minute_frame
+from tests.support.alert_frames import Knobs, diurnal, hour_frame, minute_frame
 
 START = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 HISTORY_HOURS = 8

@@ -18,9 +18,9 @@ from spanline.alerts.events import AlertEvent, dedup_key
 from spanline.alerts.history import AlertHistory
 from spanline.alerts.rules import load_rules
 from spanline.contracts import load_contracts
+from tests.support.alert_frames import Knobs, hour_frame, minute_frame
 from tests.support.chdb import migrated_chdb
 from tests.test_alert_evaluator import Minute
-from tests.test_alert_frames import Knobs, hour_frame, minute_frame
 
 DB = "alerting"
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)

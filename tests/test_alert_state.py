@@ -34,9 +34,9 @@ from spanline.alerts.state import FORMAT, VERSION, SavedState, encode
 from spanline.alerts.worker import AlertingService
 from spanline.contracts import load_contracts
 from spanline.settings import Settings
+from tests.support.alert_frames import Knobs, diurnal, minute_frame
 from tests.support.chdb import migrated_chdb
 from tests.test_alert_evaluator import START, Minute, learned
-from tests.test_alert_frames import Knobs, diurnal, minute_frame
 
 DB = "alert_state"
 OUTAGE = (replace(Knobs(), error_rate=0.8), {"provider": "anthropic"})

@@ -280,7 +280,7 @@ def test_a_rejected_token_is_a_clear_error(grafana: tuple[GrafanaContract, str])
 
 def test_cli_push_prints_what_it_did(grafana: tuple[GrafanaContract, str]) -> None:
     contract, url = grafana
-    env = {**os.environ, "GRAFANA_CLICKHOUSE_PASSWORD": "reader-secret"}
+    env = {**os.environ, "GRAFANA_CLICKHOUSE_PASSWORD": "reader-secret", "GRAFANA_TOKEN": TOKEN}
     command = [
         sys.executable,
         "-m",
@@ -289,8 +289,6 @@ def test_cli_push_prints_what_it_did(grafana: tuple[GrafanaContract, str]) -> No
         "push",
         "--url",
         url,
-        "--token",
-        TOKEN,
         "--clickhouse-url",
         "http://grafana@clickhouse:8123",
     ]

@@ -22,7 +22,7 @@ from spanline.streams.batcher import Batch, Message
 from spanline.streams.pricing import PriceCatalog
 from spanline.streams.process import process_batch
 from spanline.streams.sinks import DEDUP_SETTINGS
-from tests import window_expectations as expect
+from tests.support import window_expectations as expect
 from tests.support.chdb import migrated_chdb
 
 DB = "rollups"

@@ -31,7 +31,7 @@ from spanline.windows.aggregate import aggregate, combine
 from spanline.windows.merger import MinuteMerger
 from spanline.windows.records import decode, encode
 from spanline.windows.sketches import bucket_keys, build_sketch, sketch_state
-from tests import window_expectations as expect
+from tests.support import window_expectations as expect
 from tests.support.chdb import migrated_chdb
 
 START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -71,7 +71,7 @@ def test_vectorised_bins_equal_the_per_value_sketch() -> None:
 
 @pytest.fixture(scope="module")
 def chunks() -> list[list[dict[str, object]]]:
-    """Five simulated minutes (tests/window_expectations.py: every counter has something to count)."""
+    """Five simulated minutes (tests/support/window_expectations.py: every counter has something to count)."""
     return expect.workload(WorkloadConfig(start=START, duration_s=300, requests_per_s=4))
 
 

@@ -1,4 +1,4 @@
-"""Synthetic MinuteFigures for the alerting tests (no tests here: builders shared by test_alert_*).
+"""Synthetic MinuteFigures for the alerting tests (builders shared by the alerting tests).
 
 Frames have exactly the columns of spanline.windows.merger.MinuteFigures: grain keys, counters, maps as dicts and DDSketch
 columns, with Poisson noise around configurable rates, so the evaluator sees what the stream
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from ddsketch import DDSketch
 
-from tests import window_expectations as expect
+from tests.support import window_expectations as expect
 
 TENANTS = ("acme", "globex")
 FEATURES = {"support-chat": "chat", "code-agent": "agent"}
