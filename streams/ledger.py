@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+
+from clickhouse_connect.driver.client import Client
 
 from spanline.sql.statements import render_statement
 
@@ -11,7 +12,7 @@ from spanline.sql.statements import render_statement
 class Ledger:
     """Records a batch's offsets before its insert, and finds them again after a restart."""
 
-    def __init__(self, client: Any, database: str, topic: str, topic_id: str) -> None:
+    def __init__(self, client: Client, database: str, topic: str, topic_id: str) -> None:
         self._client = client
         self._table = f"{database}.ingest_ledger"
         self._open_intents = render_statement("ledger_open_intents", database=database)

@@ -7,9 +7,8 @@ the partition stored below R within the window: the ``spans`` rows of the partit
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
+from clickhouse_connect.driver.client import Client
 
 from spanline.sql.statements import render_statement
 from spanline.streams.resends import CLOCK_SLACK_MS, RecentSpans, span_keys
@@ -21,7 +20,7 @@ class RecentKeys:
         self._since = render_statement("recent_keys_since", database=database)
         self._topic = topic
 
-    def load(self, client: Any, partition: int, resume_offset: int, recent: RecentSpans) -> None:
+    def load(self, client: Client, partition: int, resume_offset: int, recent: RecentSpans) -> None:
         """Fill ``recent`` with the keys ``partition`` stored below ``resume_offset``."""
         parameters = {"topic": self._topic, "partition": partition, "resume": resume_offset}
         newest = client.query(self._newest, parameters=parameters).result_rows[0]

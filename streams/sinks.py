@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from clickhouse_connect.driver.client import Client
+
 from spanline.retrying import Retry
 from spanline.sql.classify import storage_errors
 from spanline.sql.client import connect
@@ -78,7 +80,7 @@ class ClickHouseSpanSink(BatchingSink[InsertPart]):
         super().__init__(retry)
         self._url, self._database, self._topic, self._topic_id = url, database, topic, topic_id
         self._ttl_days, self._password = ttl_days, password
-        self._client: Any = None
+        self._client: Client | None = None
         self._ledger: Ledger | None = None
 
     def _ready(self) -> tuple[Any, Ledger]:

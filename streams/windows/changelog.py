@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from clickhouse_connect.driver.client import Client
 
 from spanline.sql.statements import render_statement
 from spanline.streams.windows.state import PartitionWindows
@@ -44,7 +45,7 @@ class Changelog:
     topic: str
     topic_id: str
 
-    def record(self, client: Any, records: list[WindowRecord], payloads: list[bytes]) -> None:
+    def record(self, client: Client, records: list[WindowRecord], payloads: list[bytes]) -> None:
         """Write one partition's emitted windows in one insert, deduplicated on retry: its token
         names the partition and its minute range, which a re-emission after a crash repeats."""
         now = datetime.now(UTC)
@@ -87,7 +88,7 @@ class Changelog:
         first, last = records[0], records[-1]
         return f"window:{self.topic}:{self.topic_id}:{first.partition}:{first.minute}-{last.minute}"
 
-    def rebuild(self, client: Any, partition: int, resume_offset: int, lateness_ms: int) -> PartitionWindows:
+    def rebuild(self, client: Client, partition: int, resume_offset: int, lateness_ms: int) -> PartitionWindows:
         """The partition's window state as it was when offset ``resume_offset`` was next to process."""
         last = self._last_record(client, partition)
         frontier, high_ms, through = (None, None, -1) if last is None else last
@@ -119,10 +120,10 @@ class Changelog:
         late = 0
         if frontier is not None:
             late = int(
-                client.command(
+                client.query(
                     render_statement("changelog_late_spans", database=self.database),
                     parameters={**scope, "through": through, "frontier": datetime.fromtimestamp(frontier, UTC)},
-                )
+                ).result_rows[0][0]
             )
         return PartitionWindows(
             partition,
@@ -135,7 +136,7 @@ class Changelog:
             open_windows=aggregate(rows) if len(rows) else None,
         )
 
-    def _last_record(self, client: Any, partition: int) -> tuple[int, int, int] | None:
+    def _last_record(self, client: Client, partition: int) -> tuple[int, int, int] | None:
         rows = client.query(
             render_statement("changelog_last_window", database=self.database),
             parameters={"topic": self.topic, "topic_id": self.topic_id, "partition": partition},
@@ -145,7 +146,7 @@ class Changelog:
         minute, through, high = rows[0]
         return int(minute) + 60, int(high), int(through)
 
-    def _scope(self, client: Any, partition: int, resume_offset: int) -> dict[str, Any] | None:
+    def _scope(self, client: Client, partition: int, resume_offset: int) -> dict[str, Any] | None:
         """Parameters of the ``changelog_*_spans`` statements' condition (sql/statements/) that
         selects this incarnation's rows of the partition below the resume offset."""
         first = client.query(
