@@ -5,6 +5,8 @@ litellm-style ``provider/model`` refs, each model's ``match`` clauses, fallback 
 Azure -> OpenAI, compact-date normalisation), so ``gpt-4o-2024-08-06`` resolves here as it does there.
 An empty provider lets genai-prices infer it from the model name, as ``calc_price`` does; an unknown
 provider is a miss, never a guess (a self-hosted Llama must not get some cloud's Llama price).
+Provider names are first read through the conventions' alias table
+(:mod:`spanline.contract.providers`), so ``x_ai`` or ``gcp.vertex_ai`` finds the catalog's provider.
 
 Both caches here, ours and the snapshot's own lookup caches, grow with every distinct name seen.
 Names come from clients, so the cache is bounded: when it is full, both are dropped and rebuilt.
@@ -17,6 +19,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from genai_prices.data_snapshot import DataSnapshot
+
+from spanline.contract.providers import catalog_provider
 
 #: Distinct (provider, model name) pairs remembered before the caches are rebuilt.
 MAX_CACHED_NAMES: Final = 16_384
@@ -55,6 +59,7 @@ class ModelResolver:
         return found
 
     def _lookup(self, provider: str, name: str) -> NameMatch:
+        provider = catalog_provider(provider)
         try:
             found_provider, model = self._snapshot.find_provider_model(name, None, provider or None, None)
         except LookupError:
