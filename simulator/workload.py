@@ -28,6 +28,7 @@ from itertools import pairwise
 import numpy as np
 import pandas as pd
 
+from spanline.contract.schema import TOKEN_FIELDS
 from spanline.simulator.workload_arrivals import Requests, block_requests
 from spanline.simulator.workload_catalog import FEATURES
 from spanline.simulator.workload_flows import simulate_block
@@ -36,7 +37,6 @@ from spanline.simulator.workload_incident import Incident, IncidentRows
 #: Simulated seconds generated together: large enough for numpy to pay off, small enough to stream.
 BLOCK_S = 60
 DEFAULT_TENANTS = ("acme", "globex", "initech", "umbrella")
-_TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,7 +125,7 @@ def summarize(spans: Iterable[dict[str, object]]) -> dict[str, object]:
             "by_tenant": {},
             "by_model": {},
             "by_error_type": {},
-            "tokens": dict.fromkeys(_TOKEN_FIELDS, 0),
+            "tokens": dict.fromkeys(TOKEN_FIELDS, 0),
         }
 
     def counts(column: str) -> dict[str, int]:
@@ -141,5 +141,5 @@ def summarize(spans: Iterable[dict[str, object]]) -> dict[str, object]:
         "by_tenant": counts("tenant_id"),
         "by_model": counts("model_requested"),
         "by_error_type": counts("error_type"),
-        "tokens": {f: int(frame[f].fillna(0).sum()) if f in frame else 0 for f in _TOKEN_FIELDS},
+        "tokens": {f: int(frame[f].fillna(0).sum()) if f in frame else 0 for f in TOKEN_FIELDS},
     }

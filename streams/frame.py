@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from spanline.contract.schema import Span
+from spanline.contract.schema import TOKEN_FIELDS, Span
+from spanline.streams.pricing.catalog import PRICE_COLUMNS
 
 SPAN_FIELDS: tuple[str, ...] = tuple(Span.model_fields)
 
@@ -76,11 +77,7 @@ TABLE_COLUMNS: tuple[str, ...] = (
     "region",
     "model_requested",
     "model_response",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
+    *TOKEN_FIELDS,
     "context_window",
     "context_truncated",
     "ttft_ms",
@@ -110,14 +107,7 @@ TABLE_COLUMNS: tuple[str, ...] = (
     "attributes",
     "cost_usd_reported",
     "content",
-    "input_cost_usd",
-    "cache_read_cost_usd",
-    "cache_write_cost_usd",
-    "output_cost_usd",
-    "cost_usd",
-    "cost_known",
-    "price_source",
-    "price_version",
+    *PRICE_COLUMNS,
     "schema_version",
     "source",
     "ingested_at",

@@ -31,6 +31,7 @@ from genai_prices.types import (
     TimeOfDateConstraint,
 )
 
+from spanline.contract.schema import TOKEN_FIELDS
 from spanline.errors import ConfigError
 from spanline.streams.pricing import PRICE_COLUMNS, PriceCatalog
 from spanline.streams.pricing.resolve import ModelResolver
@@ -38,7 +39,6 @@ from spanline.streams.pricing.snapshot import CATALOG_LABEL as CATALOG
 from spanline.streams.pricing.snapshot import flatten
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "streams" / "pricing" / "overrides.example.yaml"
-TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 
 # (provider, model_response, model_requested): cached input, anthropic cache writes and a 200k
 # context tier, reasoning (o3 / gpt-5 at the output rate, sonar-deep-research at its own rate),
@@ -71,7 +71,7 @@ def spans_frame(rows: Sequence[Mapping[str, object]]) -> pd.DataFrame:
         "model_response": "",
         "model_requested": "",
         "start_time": "2026-05-01T00:00:00Z",
-        **{name: 0 for name in TOKEN_COLUMNS},
+        **{name: 0 for name in TOKEN_FIELDS},
     }
     frame = pd.DataFrame([{**base, **row} for row in rows])
     frame["start_time"] = pd.to_datetime(frame["start_time"], utc=True, format="ISO8601").astype("datetime64[ms, UTC]")

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from spanline.contract.schema import TOKEN_FIELDS
 from spanline.simulator.workload import WorkloadConfig, generate_traces
 from spanline.sql.migrate import apply_migrations
 from spanline.streams.batcher import Batch, Message
@@ -133,17 +134,7 @@ def _buckets(rows: pd.DataFrame) -> pd.DataFrame:
                 name: rows[name]
                 for name in ("cache_layer", "model_tier", "routing_reason", "model_response", "tool_name")
             },
-            **{
-                name: rows[name]
-                for name in (
-                    "input_tokens",
-                    "output_tokens",
-                    "cache_read_tokens",
-                    "cache_write_tokens",
-                    "reasoning_tokens",
-                    "cost_usd",
-                )
-            },
+            **{name: rows[name] for name in (*TOKEN_FIELDS, "cost_usd")},
             "retry_cost_usd": rows["cost_usd"].where(retry, 0.0),
             "error_type": rows["error_type"].where(error, ""),
             "duration_ms": rows["duration_ms"],

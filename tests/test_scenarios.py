@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from spanline.alerts.rules import load_rules
+from spanline.contract.schema import TOKEN_FIELDS
 from spanline.simulator.scenarios import SCENARIOS, Scenario, get_scenario, rate_for
 from spanline.simulator.workload import generate_traces
 from spanline.streams.pricing.catalog import PriceCatalog
@@ -31,7 +32,7 @@ START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 TENANTS = ("acme", "globex", "initech", "umbrella")
 HOURS, AT_MIN, MINUTES = 0.8, 25.0, 20.0
 JUDGE_EVALS = ("faithfulness", "answer_relevance")
-TOKENS = ["input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens"]
+TOKENS = list(TOKEN_FIELDS)
 
 
 @pytest.fixture(scope="module")

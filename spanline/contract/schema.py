@@ -37,6 +37,15 @@ SCHEMA_VERSION = 1
 #: Upper bound on any token count: one request beyond this is a client bug, not a span
 #: (and far inside the UInt32 token columns).
 MAX_TOKENS = 100_000_000
+#: The token counts of a span: input (cache reads and writes included), output (reasoning included)
+#: and those parts.
+TOKEN_FIELDS: tuple[str, ...] = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+)
 #: Upper bound on a span's length (24 h): longer durations are clock or unit errors.
 MAX_DURATION_MS = 86_400_000.0
 #: Tolerance when both ``end_time`` and ``duration_ms`` are given.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from spanline.contract.schema import TOKEN_FIELDS
 from spanline.simulator.workload import WorkloadConfig, generate_traces
 from spanline.windows import aggregate
 from spanline.windows.merger import MinuteFigures
@@ -104,16 +105,7 @@ def flags(rows: pd.DataFrame) -> pd.DataFrame:
             "rate_limited": rows["http_status"].astype(int).eq(429) | error_type.eq("rate_limited"),
             "retries": retry,
             "llm_calls": kind.eq("llm"),
-            **{
-                name: rows[name].astype("int64")
-                for name in (
-                    "input_tokens",
-                    "output_tokens",
-                    "cache_read_tokens",
-                    "cache_write_tokens",
-                    "reasoning_tokens",
-                )
-            },
+            **{name: rows[name].astype("int64") for name in TOKEN_FIELDS},
             "unpriced": ~rows["cost_known"].astype(bool),
             "cache_lookups": kind.eq("cache"),
             "cache_hits": kind.eq("cache") & cache_hit.eq(True).fillna(False),
