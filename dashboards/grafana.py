@@ -118,7 +118,7 @@ def _annotation(annotation: Annotation, database: str, uid: str) -> dash.Annotat
         .datasource(datasource_ref(uid))
         .enable(True)
         .icon_color(annotation.color)
-        # The SDK types an annotation's target as its own AnnotationTarget (marked TODO there: "should
+        # The SDK types an annotation's target as its own AnnotationTarget (its own comment there says it "should
         # just be a normal query target"); Grafana passes the query to the plugin, which reads it.
         .target(target.format(1))  # type: ignore[arg-type]  # SDK annotation target typing (see above)
     )
