@@ -28,6 +28,17 @@ SCENARIO = get_scenario("rate-limit-storm")
 HOURS, INCIDENT_AT_MIN, INCIDENT_MINUTES, RATE = 1.6, 62.0, 10.0, 6.0
 
 
+def expected_branch(diagnosis: dict[str, Any]) -> str:
+    """The scenario's branch (a quota storm: first attempts steady), unless the page's own figures
+    show first attempts ≥ 1.5× the reference (alerts/runbooks/rate-limits.md): the simulator draws
+    one noise factor per simulated minute, and the model that crosses first can be one whose
+    traffic rose by chance. The branch choice itself is pinned by tests/test_alert_scenarios.py."""
+    calls, amplification = diagnosis["llm_calls_per_min"], diagnosis["retry_amplification"]
+    first_now = calls["now"] / amplification["now"]
+    first_before = calls["before"] / amplification["before"]
+    return "traffic_surge" if first_now >= 1.5 * first_before else SCENARIO.expected_branch
+
+
 def answer(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """Validate like the Events API (400 with the problems), else 202 as PagerDuty answers."""
     problems = pagerduty_problems(body)
@@ -95,10 +106,9 @@ def test_a_rate_limit_storm_pages_pagerduty_once_with_its_branch_and_resolves(
     trigger = pagerduty.received[0]
     details = trigger["payload"]["custom_details"]
     assert details["rule"] == SCENARIO.expected_rule and details["scope"]["provider"] == "openai"
-    assert (details["runbook"], details["runbook_branch"]) == (SCENARIO.expected_runbook, SCENARIO.expected_branch), (
-        details["diagnosis"]
-    )
-    assert trigger["payload"]["class"] == SCENARIO.expected_branch
+    branch = expected_branch(details["diagnosis"])
+    assert (details["runbook"], details["runbook_branch"]) == (SCENARIO.expected_runbook, branch), details["diagnosis"]
+    assert trigger["payload"]["class"] == branch
     assert trigger["links"][0]["href"].endswith(f"{SCENARIO.expected_runbook}.md")
     page_delay = pagerduty.arrived[0] - sent
     print(
