@@ -190,7 +190,8 @@ class AlertingService:
         self._minutes_unsaved = 0
 
     def _pipeline_figures(self, minute: datetime) -> pd.DataFrame:
-        """This worker's ingest since the previous minute, and how far behind traffic it runs.
+        """This worker's ingest since the previous minute, how far behind traffic it runs, and how
+        many partitions' windows stopped arriving (their spans are missing from the figures).
 
         Lag = wall clock − end of the minute, minus the smallest lag of the last hour: a worker
         that falls behind grows it, while traffic replayed with a constant offset from the wall
@@ -206,6 +207,7 @@ class AlertingService:
                     "spans_in": max(now.spans_in - self._previous.spans_in, 0),
                     "dead_letters": max(now.dead_letters - self._previous.dead_letters, 0),
                     "lag_s": max(lag - min(self._lags), 0.0),
+                    "silent_partitions": len(self.merger.silent_reporters()),
                     "windows": 1,
                 }
             ]

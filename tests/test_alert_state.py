@@ -89,6 +89,7 @@ def assert_same_store(saved: BaselineStore, restored: BaselineStore) -> None:
     for family, series in saved.series.items():
         twin = restored.series[family]
         assert twin.folded_until == series.folded_until
+        assert twin.observed_from == series.observed_from
         pd.testing.assert_frame_equal(twin.hours, series.hours, check_exact=True)
         plain = [c for c in series.minutes.columns if c != "sketch"]
         pd.testing.assert_frame_equal(twin.minutes[plain], series.minutes[plain], check_exact=True)
