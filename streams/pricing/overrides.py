@@ -13,7 +13,8 @@ The file is a YAML list; each entry prices one model (see ``overrides.example.ya
 
 An override replaces the whole price (no tiers, no per-request fee) for spans of its tenant (or of
 every tenant) from ``valid_from`` on; before that the catalog price applies. Entries are numbered
-from 0 in file order, in errors and in ``price_version`` (``override <file sha256[:12]> #<index>``).
+from 0 in file order, in errors, in ``price_version`` (``override <file sha256[:12]> #<index>``) and in
+``price_entry`` (``override:<index>``).
 """
 
 from __future__ import annotations
@@ -130,6 +131,7 @@ def override_rows(
                 "valid_from": starts,
                 "source": SOURCE_OVERRIDE,
                 "version": f"{SOURCE_OVERRIDE} {digest[:12]} #{index}",
+                "entry": f"{SOURCE_OVERRIDE}:{index}",
                 "request_usd": 0.0,
                 rate_column("input"): entry.input_mtok,
                 rate_column("output"): entry.output_mtok,
