@@ -127,7 +127,10 @@ class PriceCatalog:
 
     def price(self, spans: pd.DataFrame) -> pd.DataFrame:
         """Cost columns for ``spans``, aligned with its index (see :data:`PRICE_COLUMNS`)."""
-        tokens = Tokens.of(spans)
+        return self._frame(spans.index, self.rows_in_force(spans), Tokens.of(spans))
+
+    def rows_in_force(self, spans: pd.DataFrame) -> npt.NDArray[np.int64]:
+        """The price-table row that prices each span (-1: none), from its names, tenant and start time."""
         start_ns = epoch_ns(spans["start_time"])
         triple, resolved = self._resolve(spans)
         catalog_series = np.array([r.catalog_series for r in resolved], dtype=np.int64)[triple]
@@ -143,7 +146,8 @@ class PriceCatalog:
             tenant_row = self._validity.asof(self._tenant_override_series(override, spans["tenant_id"]), start_ns)
             global_row = self._validity.asof(np.where(override >= 0, self._global_series[override], NO_ROW), start_ns)
             chosen = np.where(tenant_row >= 0, tenant_row, np.where(global_row >= 0, global_row, chosen))
-        return self._frame(spans.index, chosen, tokens)
+        rows: npt.NDArray[np.int64] = np.asarray(chosen, dtype=np.int64)
+        return rows
 
     def _resolve(self, spans: pd.DataFrame) -> tuple[np.ndarray, list[_Resolved]]:
         """Code of each span's (provider, response, requested) triple, and each triple's resolution."""
