@@ -176,7 +176,7 @@ class PriceCatalog:
             (self._override_index[m.identity] for m in matches if m.identity in self._override_index), NO_ROW
         )
         series = next((m.series for m in matches if m.series >= 0), NO_ROW)
-        name_correction, model_correction = self._correction_series(names, matches)
+        name_correction, model_correction = self._correction_series(matches)
         if matches and override == NO_ROW and series == NO_ROW and model_correction == name_correction == NO_ROW:
             logger.warning(
                 "no price for provider=%r model_response=%r model_requested=%r: spans with tokens "
@@ -188,11 +188,11 @@ class PriceCatalog:
         found = self._triples[key] = _Resolved(series, override, name_correction, model_correction)
         return found
 
-    def _correction_series(self, names: list[str], matches: list[NameMatch]) -> tuple[int, int]:
+    def _correction_series(self, matches: list[NameMatch]) -> tuple[int, int]:
         """(exact-name, whole-model) correction series of the first name the catalog or a correction knows."""
-        for name, match in zip(names, matches, strict=True):
+        for match in matches:
             provider_id, model_id = match.identity
-            by_name = self._corrections.get(("name", provider_id, name.strip().lower()), NO_ROW)
+            by_name = self._corrections.get(("name", provider_id, match.name), NO_ROW)
             by_model = self._corrections.get(("model", provider_id, model_id), NO_ROW)
             if match.series >= 0 or by_name >= 0 or by_model >= 0:
                 return by_name, by_model

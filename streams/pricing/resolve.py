@@ -53,6 +53,9 @@ class NameMatch:
 
     identity: Identity
     series: int  # catalog price series, -1 when the catalog has no price
+    #: The lower-cased name without a router prefix naming the same provider (price corrections for
+    #: exact names match it, so ``vertex_ai/gemini-2.5-flash-preview-04-17`` is that name).
+    name: str = ""
 
 
 class ModelResolver:
@@ -88,8 +91,9 @@ class ModelResolver:
                 )
             except LookupError:
                 continue
-            return NameMatch((found_provider.id, model.id), self._series_of_model[id(model)])
-        return NameMatch((provider.strip().lower(), name.strip().lower()), -1)
+            bare = _without_prefix(candidate, found_provider.id)
+            return NameMatch((found_provider.id, model.id), self._series_of_model[id(model)], bare)
+        return NameMatch((provider.strip().lower(), name.strip().lower()), -1, _without_prefix(name, provider))
 
     def _candidates(self, provider: str, name: str) -> list[tuple[str, str]]:
         """The name as sent, then without a ``<provider>/`` prefix that agrees with the span's provider."""
@@ -99,6 +103,11 @@ class ModelResolver:
         if slash and rest and prefixed in self._providers and (not provider or provider == prefixed):
             candidates.append((prefixed, rest))
         return candidates
+
+
+def _without_prefix(name: str, provider_id: str) -> str:
+    prefix, slash, rest = name.strip().lower().partition("/")
+    return rest if slash and rest and catalog_provider(prefix) == provider_id else name.strip().lower()
 
 
 _DEPLOYMENTS = TypeAdapter(dict[str, dict[str, str]])
