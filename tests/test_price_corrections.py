@@ -305,6 +305,13 @@ def test_overrides_beat_corrections_which_beat_the_catalog(tmp_path: Path) -> No
         ),
         ("provider: a\n", ["expected a YAML list"]),
         (CORRECTIONS.replace("input_mtok: 3", "input_mtok: -3"), ["entry 1", "'input_mtok'"]),
+        (
+            CORRECTIONS.replace(
+                "  input_mtok: 3\n",
+                "  input_mtok: 3\n  tiers: [{above: 900, input_mtok: 1, output_mtok: 1}, {above: 100, input_mtok: 2, output_mtok: 2}]\n",
+            ),
+            ["test-later", "tiers out of order"],
+        ),
     ],
 )
 def test_a_bad_corrections_file_is_a_config_error_naming_entry_and_field(
@@ -441,3 +448,41 @@ def test_corrections_keep_pricing_vectorised(catalog: PriceCatalog) -> None:
     one_by_one = pd.concat([catalog.price(spans.iloc[i : i + 1]) for i in range(0, n, 997)])
     pd.testing.assert_frame_equal(priced.loc[one_by_one.index], one_by_one)
     assert (priced["cost_known"] == 1).all() and priced["price_entry"].str.startswith("correction:").mean() > 0.5
+
+
+def test_tiers_are_cliffs_on_total_input_and_the_highest_passed_applies(tmp_path: Path) -> None:
+    text = """
+- id: test-tiers
+  provider: deepseek
+  model: deepseek-chat
+  input_mtok: 1
+  output_mtok: 10
+  cache_read_mtok: 0.1
+  tiers:
+    - {above: 100, input_mtok: 2, output_mtok: 20, cache_read_mtok: 0.2}
+    - {above: 900, input_mtok: 3, output_mtok: 30, cache_read_mtok: 0.3}
+  source: https://example.com/tiers
+  checked: 2026-12-06
+  note: two context tiers, thresholds on all input tokens
+"""
+    catalog = PriceCatalog.load(corrections_file=write(tmp_path, "corrections.yaml", text))
+    spans = spans_frame(
+        [
+            {
+                "provider": "deepseek",
+                "model_requested": "deepseek-chat",
+                "input_tokens": n,
+                "cache_read_tokens": n // 2,
+                "output_tokens": MTOK,
+            }
+            for n in (100, 101, 900, 901)
+        ]
+    )
+    priced = catalog.price(spans)
+    assert priced["output_cost_usd"].tolist() == pytest.approx([10, 20, 20, 30], rel=1e-12)
+    uncached_rate = [1, 2, 2, 3]
+    expected_input = [(n - n // 2) * rate / MTOK for n, rate in zip((100, 101, 900, 901), uncached_rate, strict=True)]
+    assert priced["input_cost_usd"].tolist() == pytest.approx(expected_input, rel=1e-12)
+    assert priced["cache_read_cost_usd"].tolist() == pytest.approx(
+        [50 * 0.1 / MTOK, 50 * 0.2 / MTOK, 450 * 0.2 / MTOK, 450 * 0.3 / MTOK], rel=1e-12
+    )

@@ -66,7 +66,7 @@ class _Resolved:
 
 
 class PriceCatalog:
-    """genai-prices' offline snapshot plus per-tenant overrides, as one flat price table.
+    """genai-prices' offline snapshot, the price corrections and per-tenant overrides, as one flat price table.
 
     ``table`` is that table (layout in :mod:`.layout`): one row per price period or daily window.
     """

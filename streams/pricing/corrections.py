@@ -107,7 +107,7 @@ class Correction(Rates):
     valid_until: Instant | None = None
     daily: Daily | None = None
     output_thinking_mtok: Rate | None = None
-    tiers: list[Tier] = Field(default_factory=list, max_length=1)
+    tiers: list[Tier] = Field(default_factory=list)
     source: HttpUrl
     also: list[HttpUrl] = Field(default_factory=list)
     checked: date
@@ -161,7 +161,7 @@ def _describe(exc: ValidationError) -> str:
 
 
 def _check(entries: list[Correction], path: Path) -> None:
-    """Ids are unique, periods end after they start."""
+    """Ids are unique, periods end after they start, tiers rise (the highest one passed applies)."""
     seen: dict[str, int] = {}
     for index, entry in enumerate(entries):
         clash = seen.setdefault(entry.id, index)
@@ -170,6 +170,9 @@ def _check(entries: list[Correction], path: Path) -> None:
         starts, ends = entry.starts(), entry.ends()
         if starts is not None and ends is not None and ends <= starts:
             raise ConfigError(f"price corrections file {path}: entry {entry.id!r} ends ({ends}) before it starts")
+        thresholds = [tier.above for tier in entry.tiers]
+        if thresholds != sorted(set(thresholds)):
+            raise ConfigError(f"price corrections file {path}: entry {entry.id!r} lists its tiers out of order")
 
 
 def series_keys(entry: Correction, resolver: ModelResolver) -> list[SeriesKey]:
