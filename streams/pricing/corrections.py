@@ -40,11 +40,11 @@ from pydantic import (
 
 from spanline.errors import ConfigError
 from spanline.streams.pricing.layout import SOURCE_CORRECTION, rate_column, tier_columns
+from spanline.streams.pricing.overrides import describe_errors
 from spanline.streams.pricing.resolve import ModelResolver
 
 #: The corrections shipped with Spanline.
 BUNDLED: Final = Path(str(resources.files("spanline.streams.pricing") / "corrections.yaml"))
-MAX_QUOTED_ERRORS: Final = 5
 
 Rate = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
 Name = Annotated[str, Field(min_length=1, max_length=256)]
@@ -141,23 +141,9 @@ def read_corrections(path: Path = BUNDLED) -> tuple[list[Correction], str]:
     try:
         entries = _ENTRIES.validate_python(document)
     except ValidationError as exc:
-        raise ConfigError(f"price corrections file {path}: {_describe(exc)}") from exc
+        raise ConfigError(f"price corrections file {path}: {describe_errors(exc)}") from exc
     _check(entries, path)
     return entries, hashlib.sha256(raw).hexdigest()
-
-
-def _describe(exc: ValidationError) -> str:
-    first: dict[tuple[object, object], str] = {}
-    for error in exc.errors():
-        index, *field = error["loc"]
-        first.setdefault((index, field[0] if field else None), error["msg"])
-    lines = [
-        f"entry {index} (counting from 0), {f'field {field!r}' if field is not None else 'the entry'}: {msg}"
-        for (index, field), msg in list(first.items())[:MAX_QUOTED_ERRORS]
-    ]
-    if len(first) > MAX_QUOTED_ERRORS:
-        lines.append(f"… and {len(first) - MAX_QUOTED_ERRORS} more error(s)")
-    return "; ".join(lines)
 
 
 def _check(entries: list[Correction], path: Path) -> None:

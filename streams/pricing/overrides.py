@@ -84,11 +84,11 @@ def read_overrides(path: Path) -> tuple[list[PriceOverride], str]:
     try:
         entries = _ENTRIES.validate_python(document)
     except ValidationError as exc:
-        raise ConfigError(f"price overrides file {path}: {_describe(exc)}") from exc
+        raise ConfigError(f"price overrides file {path}: {describe_errors(exc)}") from exc
     return entries, hashlib.sha256(raw).hexdigest()
 
 
-def _describe(exc: ValidationError) -> str:
+def describe_errors(exc: ValidationError) -> str:
     """First error per (entry, field); a union such as ``valid_from`` reports each member, once is enough."""
     first: dict[tuple[object, object], str] = {}
     for error in exc.errors():
