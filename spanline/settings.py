@@ -114,6 +114,11 @@ class Settings(BaseSettings):
     price_overrides_file: Path | None = Field(
         None, description="YAML of negotiated / self-hosted prices. Default: none."
     )
+    model_deployments_file: Path | None = Field(
+        None,
+        description="YAML mapping deployment names to model names per provider (Azure deployments, Bedrock "
+        "inference profiles), so their spans are priced: {azure: {prod-chat: gpt-4o-2024-08-06}}. Default: none.",
+    )
     # --- alerts
     alert_rules_file: Path | None = Field(None, description="Alert rules YAML. Default: the bundled alerts/rules.yaml.")
     alert_contracts_file: Path | None = Field(

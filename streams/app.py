@@ -88,7 +88,7 @@ def create_ingest_app(settings: Settings) -> IngestApp:
         retry,
         password=settings.clickhouse_password,
     )
-    catalog = PriceCatalog.load(settings.price_overrides_file)
+    catalog = PriceCatalog.load(settings.price_overrides_file, deployments_file=settings.model_deployments_file)
 
     # force=True: inside an agent Faust would otherwise attach the message to the current event
     # and publish it only when that event is acked, but the batch is acked after these acks.

@@ -25,6 +25,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 
 from spanline.kafka.publish import SpanPublisher
+from spanline.streams.pricing.snapshot import CATALOG_ENTRY
 from tests.support.stack import TENANT_KEYS, Stack, free_port, read_topic
 
 pytestmark = pytest.mark.e2e
@@ -102,9 +103,10 @@ def test_canonical_and_otlp_spans_land_once_with_independent_costs(stack: Stack)
     assert stack.scalar("SELECT countIf(source = 'otlp') FROM {db}.spans WHERE service = {s:String}", s=run) == 50
     for i, (provider, model, inp, out, cread, cwrite, _) in enumerate(PRICED):
         stored = stack.query(
-            "SELECT cost_usd, cost_known, price_source FROM {db}.spans WHERE span_id = {id:String}", id=f"{run}-{i}"
+            "SELECT cost_usd, cost_known, price_source, price_entry FROM {db}.spans WHERE span_id = {id:String}",
+            id=f"{run}-{i}",
         ).rows[0]
-        assert stored[1] in (1, True) and stored[2] == "genai-prices"
+        assert stored[1] in (1, True) and stored[2] == "genai-prices" and stored[3] == CATALOG_ENTRY
         assert stored[0] == pytest.approx(expected_cost(provider, model, inp, out, cread, cwrite), rel=1e-9)
 
 

@@ -9,7 +9,10 @@ cache reads and cache writes, ``output_tokens`` includes reasoning. genai-prices
 - output at the output rate, except reasoning when the price has a separate reasoning rate;
 - context tiers are cliffs decided by *total* input tokens (cached included): above a tier's
   threshold (strictly greater, as in ``calc_unit_price``) every token of that kind pays the tier rate;
-- a flat per-request fee (Perplexity Sonar's ``requests_kcount``) is charged once per span with tokens.
+- a flat per-request fee (Perplexity Sonar's ``requests_kcount``) is charged once per span with tokens;
+- a thinking-output rate (``output_thinking_mtok``, from the price corrections) replaces the output
+  rate for every output token of a span with reasoning tokens: the provider bills a response made
+  with thinking on at that rate (Gemini 2.5 Flash preview: $3.50 instead of $0.60).
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ class RateArrays:
             for key in RATE_KEYS
         }
         self._request: FloatArray = table["request_usd"].to_numpy(np.float64)
+        self._thinking: FloatArray = table["output_thinking_mtok"].to_numpy(np.float64)
 
     def rate(self, key: str, rows: npt.NDArray[np.int64], total_input: FloatArray) -> FloatArray:
         """Per-MTok rate of ``key`` at each table row, tier chosen by total input; NaN = not priced."""
@@ -94,11 +98,19 @@ class RateArrays:
 
         uncached = tokens.input - tokens.cache_read - tokens.cache_write
         plain_output = tokens.output - tokens.reasoning
+        output = (
+            plain_output * output_rate + tokens.reasoning * own_or("output_reasoning", output_rate)
+        ) / TOKENS_PER_MTOK
         return Costs(
             input=uncached * input_rate / TOKENS_PER_MTOK,
             cache_read=tokens.cache_read * own_or("cache_read", input_rate) / TOKENS_PER_MTOK,
             cache_write=tokens.cache_write * own_or("cache_write", input_rate) / TOKENS_PER_MTOK,
-            output=(plain_output * output_rate + tokens.reasoning * own_or("output_reasoning", output_rate))
-            / TOKENS_PER_MTOK,
+            output=self._with_thinking_rate(output, rows, tokens),
             request=np.where(tokens.any(), self._request[rows], 0.0),
         )
+
+    def _with_thinking_rate(self, output: FloatArray, rows: npt.NDArray[np.int64], tokens: Tokens) -> FloatArray:
+        """Spans with reasoning tokens pay the thinking-output rate on all their output, where a price has one."""
+        rate = self._thinking[rows]
+        thinking = (tokens.reasoning > 0) & ~np.isnan(rate)
+        return np.where(thinking, tokens.output * np.nan_to_num(rate) / TOKENS_PER_MTOK, output)
