@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from spanline.contract.hashing import hash_user_id, tenant_salt
 from tests.support.receiver import Receiver, receiver_on
@@ -111,3 +112,54 @@ def test_health_and_readiness(receiver: Receiver) -> None:
 
     assert asyncio.run(get("/healthz")) == 200
     assert asyncio.run(get("/readyz")) == 200
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a /metrics page, parsed by prometheus_client's own parser."""
+
+    async def get() -> tuple[int, str, str]:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{url}/metrics") as response:
+                return response.status, response.content_type, await response.text()
+
+    status, content_type, text = asyncio.run(get())
+    assert status == 200 and content_type == "text/plain", content_type
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_count_requests_and_items_by_outcome(receiver: Receiver) -> None:
+    def requests(endpoint: str, outcome: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return "spanline_receiver_requests_total", (("endpoint", endpoint), ("outcome", outcome))
+
+    def items(endpoint: str, outcome: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return "spanline_receiver_items_total", (("endpoint", endpoint), ("outcome", outcome))
+
+    timed = ("spanline_receiver_request_duration_seconds_count", (("endpoint", "spans"),))
+    before = scrape(receiver.url)
+    assert receiver.post("/v1/spans", orjson.dumps([span(i) for i in range(30, 35)]), auth())[0] == 200
+    mixed = [span(40), span(41, duration_ms=-5), "not an object"]
+    assert receiver.post("/v1/spans", orjson.dumps(mixed), auth())[0] == 207
+    assert receiver.post("/v1/spans", b"{not json", auth())[0] == 400
+    assert receiver.post("/v1/spans", b"[]", {"Content-Type": "application/json"})[0] == 401
+    assert receiver.post("/v1/spans", b"[]", {"Authorization": "Bearer nobody's key"})[0] == 403
+    assert receiver.post("/v1/spans", b"x" * 70_000, auth())[0] == 413
+    assert receiver.post("/v1/traces", b"\xff\xfe garbage", auth("application/x-protobuf"))[0] == 400
+    after = scrape(receiver.url)
+
+    def moved(key: tuple[str, tuple[tuple[str, str], ...]]) -> float:
+        return after[key] - before[key]
+
+    assert moved(requests("spans", "accepted")) == 1 and moved(requests("spans", "partial")) == 1
+    assert moved(requests("spans", "bad_request")) == 1 and moved(requests("traces", "bad_request")) == 1
+    assert moved(requests("spans", "unauthorized")) == 1 and moved(requests("spans", "forbidden")) == 1
+    assert moved(requests("spans", "too_large")) == 1
+    assert moved(requests("spans", "unavailable")) == 0 and moved(requests("spans", "error")) == 0
+    assert moved(items("spans", "accepted")) == 6 and moved(items("spans", "rejected")) == 2
+    assert moved(items("traces", "accepted")) == 0
+    assert moved(timed) == 6  # every answer of /v1/spans above
+    assert ("process_cpu_seconds_total", ()) in after  # the process collector is registered too
+    assert not any("tenant" in dict(labels) or "acme" in dict(labels).values() for _, labels in after)
