@@ -18,13 +18,14 @@ from typing import Any
 import orjson
 import pytest
 from genai_prices import Usage, calc_price
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 
 from spanline.kafka.publish import SpanPublisher
+from tests.support.metrics import Samples, scrape
 from tests.support.stack import TENANT_KEYS, Stack, free_port, read_topic
 
 pytestmark = pytest.mark.e2e
@@ -136,6 +137,52 @@ def test_tenant_comes_from_the_key_never_the_payload(stack: Stack) -> None:
     stack.wait_for_count("SELECT count() FROM {db}.spans WHERE service = {s:String}", 5, s=run)
     tenants = stack.query("SELECT DISTINCT tenant_id FROM {db}.spans WHERE service = {s:String}", s=run).rows
     assert tenants == [["acme"]]
+
+
+def test_worker_metrics_count_stored_and_dead_lettered_spans_and_report_lag(stack: Stack) -> None:
+    """The worker's /metrics (its Faust web port) and the receiver's, scraped like Prometheus does."""
+    run = f"met{uuid.uuid4().hex[:6]}"
+    worker_url = f"http://127.0.0.1:{stack.settings.worker_web_port}"
+    worker_before, receiver_before = scrape(worker_url), scrape(stack.collector_url)
+    assert stack.post("/v1/spans", orjson.dumps([canonical(run, i) for i in range(20)]), TENANT_KEYS["acme"])[0] == 200
+    # Straight to Kafka, past the receiver's validation: one invalid span and one undecodable message.
+    mixed = [{**canonical(run, i), "tenant_id": "acme"} for i in range(20, 30)] + [
+        {**canonical(run, 30), "tenant_id": "acme", "kind": "banana"}
+    ]
+    producer = KafkaProducer(bootstrap_servers=stack.bootstrap_servers)
+    producer.send(stack.settings.topic_spans, key=run.encode(), value=orjson.dumps(mixed))
+    producer.send(stack.settings.topic_spans, key=run.encode(), value=b"not json at all")
+    producer.flush()
+    producer.close()
+    stack.wait_for_count("SELECT count() FROM {db}.spans WHERE service = {s:String}", 30, s=run)
+
+    def moved(samples: Samples, name: str, **labels: str) -> float:
+        return samples.value(name, **labels) - worker_before.value(name, **labels)
+
+    stack.wait_until(
+        lambda: moved(scrape(worker_url), "spanline_worker_dead_letters_total") >= 2, 30, "the dead letters"
+    )
+    worker = scrape(worker_url)
+    assert moved(worker, "spanline_worker_spans_stored_total") == 30
+    assert moved(worker, "spanline_worker_dead_letters_total") == 2
+    assert moved(worker, "spanline_worker_spans_consumed_total") == 31  # the undecodable message held no span
+    assert moved(worker, "spanline_worker_messages_total") >= 3
+    batches = moved(worker, "spanline_worker_batches_total")
+    assert batches >= 1 and moved(worker, "spanline_worker_batch_duration_seconds_count") == batches
+    assert moved(worker, "spanline_worker_insert_duration_seconds_count") >= 1
+    assert worker.value("spanline_worker_insert_duration_seconds_sum") > 0
+    receiver = scrape(stack.collector_url)
+    accepted = ("spanline_receiver_items_total", {"endpoint": "spans", "outcome": "accepted"})
+    assert receiver.value(accepted[0], **accepted[1]) - receiver_before.value(accepted[0], **accepted[1]) == 20
+
+    topic = stack.settings.topic_spans
+    partitions = {str(p) for p in range(stack.partitions)}
+
+    def caught_up() -> bool:
+        lags = scrape(worker_url).labelled("spanline_worker_consumer_lag_messages", "partition", topic=topic)
+        return set(lags) == partitions and all(lag == 0 for lag in lags.values())
+
+    stack.wait_until(caught_up, 30, "a lag gauge of 0 on every partition")
 
 
 def test_redelivered_batches_are_not_stored_twice(stack: Stack) -> None:

@@ -10,9 +10,9 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from spanline.contract.hashing import hash_user_id, tenant_salt
+from tests.support.metrics import scrape
 from tests.support.receiver import Receiver, receiver_on
 from tests.support.stack import read_topic
 
@@ -114,31 +114,7 @@ def test_health_and_readiness(receiver: Receiver) -> None:
     assert asyncio.run(get("/readyz")) == 200
 
 
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of a /metrics page, parsed by prometheus_client's own parser."""
-
-    async def get() -> tuple[int, str, str]:
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"{url}/metrics") as response:
-                return response.status, response.content_type, await response.text()
-
-    status, content_type, text = asyncio.run(get())
-    assert status == 200 and content_type == "text/plain", content_type
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
 def test_metrics_count_requests_and_items_by_outcome(receiver: Receiver) -> None:
-    def requests(endpoint: str, outcome: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-        return "spanline_receiver_requests_total", (("endpoint", endpoint), ("outcome", outcome))
-
-    def items(endpoint: str, outcome: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-        return "spanline_receiver_items_total", (("endpoint", endpoint), ("outcome", outcome))
-
-    timed = ("spanline_receiver_request_duration_seconds_count", (("endpoint", "spans"),))
     before = scrape(receiver.url)
     assert receiver.post("/v1/spans", orjson.dumps([span(i) for i in range(30, 35)]), auth())[0] == 200
     mixed = [span(40), span(41, duration_ms=-5), "not an object"]
@@ -150,16 +126,35 @@ def test_metrics_count_requests_and_items_by_outcome(receiver: Receiver) -> None
     assert receiver.post("/v1/traces", b"\xff\xfe garbage", auth("application/x-protobuf"))[0] == 400
     after = scrape(receiver.url)
 
-    def moved(key: tuple[str, tuple[tuple[str, str], ...]]) -> float:
-        return after[key] - before[key]
+    def moved(name: str, **labels: str) -> float:
+        return after.value(name, **labels) - before.value(name, **labels)
 
-    assert moved(requests("spans", "accepted")) == 1 and moved(requests("spans", "partial")) == 1
-    assert moved(requests("spans", "bad_request")) == 1 and moved(requests("traces", "bad_request")) == 1
-    assert moved(requests("spans", "unauthorized")) == 1 and moved(requests("spans", "forbidden")) == 1
-    assert moved(requests("spans", "too_large")) == 1
-    assert moved(requests("spans", "unavailable")) == 0 and moved(requests("spans", "error")) == 0
-    assert moved(items("spans", "accepted")) == 6 and moved(items("spans", "rejected")) == 2
-    assert moved(items("traces", "accepted")) == 0
-    assert moved(timed) == 6  # every answer of /v1/spans above
-    assert ("process_cpu_seconds_total", ()) in after  # the process collector is registered too
-    assert not any("tenant" in dict(labels) or "acme" in dict(labels).values() for _, labels in after)
+    requests = {
+        (endpoint, outcome): moved("spanline_receiver_requests_total", endpoint=endpoint, outcome=outcome)
+        for endpoint in ("spans", "traces")
+        for outcome in (
+            "accepted",
+            "partial",
+            "bad_request",
+            "unauthorized",
+            "forbidden",
+            "too_large",
+            "unavailable",
+            "error",
+        )
+    }
+    assert {key: n for key, n in requests.items() if n} == {
+        ("spans", "accepted"): 1,
+        ("spans", "partial"): 1,
+        ("spans", "bad_request"): 1,
+        ("spans", "unauthorized"): 1,
+        ("spans", "forbidden"): 1,
+        ("spans", "too_large"): 1,
+        ("traces", "bad_request"): 1,
+    }
+    assert moved("spanline_receiver_items_total", endpoint="spans", outcome="accepted") == 6
+    assert moved("spanline_receiver_items_total", endpoint="spans", outcome="rejected") == 2
+    assert moved("spanline_receiver_items_total", endpoint="traces", outcome="accepted") == 0
+    assert moved("spanline_receiver_request_duration_seconds_count", endpoint="spans") == 6
+    assert after.value("process_cpu_seconds_total") > 0  # the process collector is registered too
+    assert not any("tenant" in dict(labels) or "acme" in dict(labels).values() for _, labels in after.values)
