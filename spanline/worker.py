@@ -10,7 +10,7 @@ import faust
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from spanline.alerts.worker import install_alerting
-from spanline.metrics import REGISTRY
+from spanline.metrics import ALERTING_METRICS, REGISTRY, WORKER_METRICS, expose
 from spanline.query_service import serve_queries
 from spanline.settings import Settings
 from spanline.streams.app import create_ingest_app
@@ -28,6 +28,7 @@ def create_app(settings: Settings) -> faust.App:
 def serve_metrics(app: faust.App) -> None:
     """``GET /metrics`` on the worker's Faust web server (SPANLINE_WORKER_WEB_PORT): the port each
     worker already has, so several workers on one host need no second port each."""
+    expose(*WORKER_METRICS, *ALERTING_METRICS)
     handler = make_aiohttp_handler(REGISTRY)
 
     @app.page("/metrics")

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -26,6 +27,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 
 from spanline.kafka.publish import SpanPublisher
 from tests.support.metrics import Samples, scrape
+from tests.support.prometheus import prometheus_scraping
 from tests.support.stack import TENANT_KEYS, Stack, free_port, read_topic
 
 pytestmark = pytest.mark.e2e
@@ -139,8 +141,11 @@ def test_tenant_comes_from_the_key_never_the_payload(stack: Stack) -> None:
     assert tenants == [["acme"]]
 
 
-def test_worker_metrics_count_stored_and_dead_lettered_spans_and_report_lag(stack: Stack) -> None:
-    """The worker's /metrics (its Faust web port) and the receiver's, scraped like Prometheus does."""
+def test_worker_metrics_count_stored_and_dead_lettered_spans_and_report_lag(
+    stack: Stack, prometheus_server: str, tmp_path: Path
+) -> None:
+    """The worker's /metrics (its Faust web port) and the receiver's, parsed, then scraped by a
+    real Prometheus with the repository's scrape jobs."""
     run = f"met{uuid.uuid4().hex[:6]}"
     worker_url = f"http://127.0.0.1:{stack.settings.worker_web_port}"
     worker_before, receiver_before = scrape(worker_url), scrape(stack.collector_url)
@@ -174,6 +179,9 @@ def test_worker_metrics_count_stored_and_dead_lettered_spans_and_report_lag(stac
     receiver = scrape(stack.collector_url)
     accepted = ("spanline_receiver_items_total", {"endpoint": "spans", "outcome": "accepted"})
     assert receiver.value(accepted[0], **accepted[1]) - receiver_before.value(accepted[0], **accepted[1]) == 20
+    # Each process exposes what it runs: no idle worker series on the receiver's page, and back.
+    assert not any(name.startswith(("spanline_worker", "spanline_alert")) for name, _ in receiver.values)
+    assert not any(name.startswith("spanline_receiver") for name, _ in worker.values)
 
     topic = stack.settings.topic_spans
     partitions = {str(p) for p in range(stack.partitions)}
@@ -183,6 +191,21 @@ def test_worker_metrics_count_stored_and_dead_lettered_spans_and_report_lag(stac
         return set(lags) == partitions and all(lag == 0 for lag in lags.values())
 
     stack.wait_until(caught_up, 30, "a lag gauge of 0 on every partition")
+
+    targets = {
+        "spanline-receiver": [stack.collector_url.removeprefix("http://")],
+        "spanline-worker": [worker_url.removeprefix("http://")],
+    }
+    with prometheus_scraping(prometheus_server, tmp_path, targets) as prometheus:
+
+        def scraped() -> bool:
+            up = prometheus.query('up{job=~"spanline-.*"} == 1')
+            stored = prometheus.query("spanline_worker_spans_stored_total")
+            return len(up) == 2 and bool(stored)
+
+        stack.wait_until(scraped, 30, "Prometheus to scrape the receiver and the worker")
+        (stored,) = prometheus.query("spanline_worker_spans_stored_total")
+        assert float(stored["value"][1]) == scrape(worker_url).value("spanline_worker_spans_stored_total")
 
 
 def test_redelivered_batches_are_not_stored_twice(stack: Stack) -> None:

@@ -30,7 +30,14 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from spanline.collectors.otlp import decode_otlp
 from spanline.collectors.receiver.auth import Keyring
 from spanline.collectors.receiver.intake import Intake, IntakeResult
-from spanline.metrics import RECEIVER_ITEMS, RECEIVER_REQUEST_SECONDS, RECEIVER_REQUESTS, REGISTRY
+from spanline.metrics import (
+    RECEIVER_ITEMS,
+    RECEIVER_METRICS,
+    RECEIVER_REQUEST_SECONDS,
+    RECEIVER_REQUESTS,
+    REGISTRY,
+    expose,
+)
 
 log = logging.getLogger(__name__)
 
@@ -192,5 +199,6 @@ def make_app(keyring: Keyring, intake: Intake, max_body_bytes: int, ready_check:
     app.router.add_post("/v1/traces", counted("traces", post_traces))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    expose(*RECEIVER_METRICS)
     app.router.add_get("/metrics", make_aiohttp_handler(REGISTRY))
     return app
