@@ -14,14 +14,17 @@ by design and answered per tenant by ClickHouse and the dashboards.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-#: Spanline's registry, not prometheus_client's global one: an application that imports the
-#: SDK keeps its own default registry free of Spanline's names.
+#: No ``*_created`` series: one more series per counter and histogram child that no dashboard
+#: reads (``process_start_time_seconds`` says when the process started).
+disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated
+#: Spanline's registry, not prometheus_client's global one: a page shows what :func:`expose` put
+#: there and the process collectors, and a host process's own default registry stays its own.
 REGISTRY = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=REGISTRY)
 PlatformCollector(registry=REGISTRY)
