@@ -57,7 +57,7 @@ RECEIVER_REQUEST_SECONDS = Histogram(
 WORKER_MESSAGES = Counter("spanline_worker_messages", "Kafka messages of the spans topic taken by the ingest pipeline.")
 WORKER_SPANS_CONSUMED = Counter(
     "spanline_worker_spans_consumed",
-    "Spans decoded from checkpointed batches (stored + dead-lettered + re-sends dropped).",
+    "Spans decoded from checkpointed batches: each is stored, dead-lettered or dropped as a re-send.",
 )
 WORKER_SPANS_STORED = Counter("spanline_worker_spans_stored", "Spans inserted into ClickHouse (once each).")
 WORKER_DEAD_LETTERS = Counter(

@@ -24,7 +24,7 @@ from spanline.kafka.admin import topic_id
 from spanline.kafka.publish import SpanPublisher, wait_acked
 from spanline.metrics import WORKER_CONSUMER_LAG
 from spanline.settings import Settings
-from spanline.streams.commit import SpanlineApp, StoredOffsets
+from spanline.streams.commit import SpanlineApp, StoredOffsetConsumer, StoredOffsets
 from spanline.streams.fetch_wait import limit_fetch_wait
 from spanline.streams.pipeline import IngestPipeline
 from spanline.streams.pricing import PriceCatalog
@@ -176,20 +176,24 @@ def create_ingest_app(settings: Settings) -> IngestApp:
     return IngestApp(app, pipeline, sink, storage)
 
 
-async def _record_consumer_lag(app: faust.App, stored: StoredOffsets) -> None:
-    """Per assigned ``spans`` partition: high watermark of the last fetch minus the next offset
-    the pipeline has not stored (before its first message: the consumer's position), so the
-    gauge counts what the committed offset has still to pass."""
+async def _record_consumer_lag(app: SpanlineApp, stored: StoredOffsets) -> None:
+    """Per assigned ``spans`` partition: high watermark of the last fetch minus the next offset not
+    yet stored — the pipeline's own record once the partition's first batch arrived, before that
+    the group's committed offset (or the log start, for a group that never committed), so the
+    gauge counts what the commit still has to pass even while a batch is held."""
     try:
-        assigned = [tp for tp in app.consumer.assignment() if tp.topic == stored.topic]
+        consumer = app.consumer
+        assigned = [tp for tp in consumer.assignment() if tp.topic == stored.topic]
     except ConsumerNotStarted:
         return
     lags: dict[int, int] = {}
     for tp in assigned:
-        highwater = app.consumer.highwater(tp)
+        highwater = consumer.highwater(tp)
         position = stored.next_offset(tp.partition)
+        if position is None and isinstance(consumer, StoredOffsetConsumer):
+            position = consumer.committed_offset(tp)
         if position is None:
-            position = await app.consumer.position(tp)
+            position = (await consumer.earliest_offsets(tp)).get(tp)
         if highwater is not None and position is not None:
             lags[tp.partition] = max(highwater - position, 0)
     WORKER_CONSUMER_LAG.clear()  # revoked partitions disappear from the scrape

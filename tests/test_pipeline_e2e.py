@@ -164,9 +164,11 @@ def test_worker_metrics_count_stored_and_dead_lettered_spans_and_report_lag(
     def moved(samples: Samples, name: str, **labels: str) -> float:
         return samples.value(name, **labels) - worker_before.value(name, **labels)
 
-    stack.wait_until(
-        lambda: moved(scrape(worker_url), "spanline_worker_dead_letters_total") >= 2, 30, "the dead letters"
-    )
+    def counted(samples: Samples) -> bool:  # counters move just after a batch's rows are visible
+        stored = moved(samples, "spanline_worker_spans_stored_total")
+        return stored >= 30 and moved(samples, "spanline_worker_dead_letters_total") >= 2
+
+    stack.wait_until(lambda: counted(scrape(worker_url)), 30, "the stored and dead-lettered counters")
     worker = scrape(worker_url)
     assert moved(worker, "spanline_worker_spans_stored_total") == 30
     assert moved(worker, "spanline_worker_dead_letters_total") == 2
@@ -271,6 +273,10 @@ def test_clickhouse_down_worker_backs_off_commits_nothing_then_catches_up(stack:
         assert committed_total(stack, group) == 0, "offsets committed for messages that were never stored"
         time.sleep(1)
     assert "storage unavailable" in (stack.home / "worker.log").read_text()
+    stalled = scrape(f"http://127.0.0.1:{stack.settings.worker_web_port}")  # the page answers while inserts fail
+    assert stalled.value("spanline_worker_retries_total", kind="transient") > 0
+    assert stalled.value("spanline_worker_spans_stored_total") == 0
+    assert sum(stalled.labelled("spanline_worker_consumer_lag_messages", "partition").values()) > 0
     stack.stop_worker()
     stack.start_worker({"SPANLINE_CONSUMER_GROUP": group})
     stack.wait_for_count("SELECT count() FROM {db}.spans WHERE service = {s:String}", 2_000, s=run)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import urllib.request
 from dataclasses import dataclass
 
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -44,3 +46,10 @@ def scrape(base_url: str) -> Samples:
             for sample in family.samples
         }
     )
+
+
+def sample(metric: Collector, name: str, **labels: str) -> float:
+    """A metric's current value, read through a registry of its own (0 for a child not created yet)."""
+    registry = CollectorRegistry()
+    registry.register(metric)
+    return registry.get_sample_value(name, labels) or 0.0
