@@ -15,8 +15,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from grafana_foundation_sdk.builders import common, prometheus, stat, timeseries
 from grafana_foundation_sdk.builders import dashboard as dash
-from grafana_foundation_sdk.builders import prometheus, stat, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as common_models
 from grafana_foundation_sdk.models import dashboard as dashboard_models
@@ -267,4 +267,8 @@ def _panel(panel: MetricPanel, panel_id: int, x: int, y: int) -> timeseries.Pane
         built = built.with_target(query.legend_format(series.legend).range())
     if isinstance(built, timeseries.Panel):
         return built.line_width(2).fill_opacity(10)
-    return built.color_mode(common_models.BigValueColorMode.VALUE).graph_mode(common_models.BigValueGraphMode.AREA)
+    return (
+        built.color_mode(common_models.BigValueColorMode.VALUE)
+        .graph_mode(common_models.BigValueGraphMode.AREA)
+        .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]))  # the latest value, not a mean
+    )
