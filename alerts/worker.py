@@ -32,6 +32,13 @@ from spanline.alerts.history import AlertHistory
 from spanline.alerts.notifiers import LogReceiver, PagerDutyReceiver, Receiver, SlackReceiver, WebhookReceiver
 from spanline.alerts.rules import load_rules
 from spanline.contracts import load_contracts
+from spanline.metrics import (
+    ALERT_EVALUATION_FAILURES,
+    ALERT_EVALUATOR_HEALTHY,
+    ALERT_EVENTS,
+    ALERT_LAST_MINUTE,
+    ALERT_MINUTES_EVALUATED,
+)
 from spanline.settings import Settings
 from spanline.windows.merger import MinuteFigures, MinuteMerger
 
@@ -154,16 +161,28 @@ class AlertingService:
             return None
 
     async def handle(self, value: bytes) -> list[AlertEvent]:
-        """One ``metrics`` record; returns the state changes of the minutes it completed."""
+        """One ``metrics`` record; returns the state changes of the minutes it completed.
+
+        A failure is counted and marks the evaluator unhealthy until a record succeeds again."""
         changes: list[AlertEvent] = []
-        for figures in self.merger.add(value):
-            if not self._ready:
-                await self._prepare(figures.minute)
-            changes.extend(await self._evaluate(figures))
+        try:
+            for figures in self.merger.add(value):
+                if not self._ready:
+                    await self._prepare(figures.minute)
+                changes.extend(await self._evaluate(figures))
+        except Exception:
+            ALERT_EVALUATION_FAILURES.inc()
+            ALERT_EVALUATOR_HEALTHY.set(0)
+            raise
+        ALERT_EVALUATOR_HEALTHY.set(1)
         return changes
 
     async def _evaluate(self, figures: MinuteFigures) -> list[AlertEvent]:
         events = self.evaluator.evaluate(figures, self._pipeline_figures(figures.minute))
+        ALERT_MINUTES_EVALUATED.inc()
+        ALERT_LAST_MINUTE.set(figures.minute.timestamp())
+        for event in events:
+            ALERT_EVENTS.labels(event.rule, event.state).inc()
         if events:  # pages first: they must not wait for Kafka or a ClickHouse that is down
             self.dispatcher.submit(events)
             for event in events:

@@ -85,6 +85,8 @@ class Retry:
     repeat_level: int | None = None
     #: Log the failure's traceback with each retry (failures nobody foresaw).
     exc_info: bool = False
+    #: Called before each retry's wait, e.g. to count it (spanline/metrics.py).
+    on_retry: Callable[[], None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, retry_if: Callable[[BaseException], bool], **knobs: Any) -> Retry:
@@ -123,6 +125,8 @@ class Retry:
         return self.give_up is not None and self.give_up()
 
     def _log(self, what: str, state: tenacity.RetryCallState) -> None:
+        if self.on_retry is not None:
+            self.on_retry()
         exc = _failure(state)
         level = self.level if state.attempt_number == 1 or self.repeat_level is None else self.repeat_level
         delay = state.next_action.sleep if state.next_action is not None else 0.0

@@ -70,7 +70,15 @@ class Settings(BaseSettings):
     consumer_group: str = Field(
         "spanline-worker", description="Kafka consumer group of workers. Default spanline-worker."
     )
-    worker_web_port: int = Field(6066, description="Faust web port of the worker. Default 6066.")
+    worker_web_port: int = Field(
+        6066,
+        description="Faust web port of the worker: /metrics, and the CLI's query service when embedded. Default 6066.",
+    )
+    worker_web_host: str = Field(
+        "127.0.0.1",
+        description="Bind address of the worker's web port (0.0.0.0 lets a Prometheus on another host scrape "
+        "/metrics; the embedded query service there needs its token). Default 127.0.0.1.",
+    )
     batch_max_messages: int = Field(200, ge=1, description="Kafka messages per processing batch. Default 200.")
     batch_within_s: float = Field(0.5, gt=0, description="Longest wait to fill a batch, seconds. Default 0.5.")
     fetch_max_wait_ms: int = Field(
