@@ -126,6 +126,11 @@ def test_a_refused_api_key_drops_the_batch_and_says_why(
     assert (stats["sent"], stats["dropped"], stats["send_failures"]) == (0, 4, 0)
     assert len(scripted.requests) == 1  # not retried
     assert "refused the API key (403" in caplog.text and "SPANLINE_SDK_API_KEY" in caplog.text
+    for _ in range(3):  # every later batch is refused too: still one error line
+        with sdk.llm_call():
+            pass
+        assert tracer.flush(5)
+    assert len(scripted.requests) == 4 and len(caplog.records) == 1
 
 
 def test_a_span_that_is_not_json_loses_only_itself(scripted: ScriptedReceiver) -> None:

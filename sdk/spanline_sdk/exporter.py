@@ -90,6 +90,7 @@ class SpanExporter:
         self._in_flight = 0
         self._given_up = False
         self._failing = False
+        self._refused = False
         # `_dropped` is written by callers under _drop_lock; the rest by the worker under _settled.
         self._dropped = 0
         self._taken = 0
@@ -224,7 +225,14 @@ class SpanExporter:
             try:
                 rejected = self._send(spans)
             except Undeliverable as exc:
-                log.error("spanline SDK dropped %d spans: %s", len(spans), exc)
+                # one error per streak of refusals (a wrong key refuses every batch)
+                log.log(
+                    logging.DEBUG if self._refused else logging.ERROR,
+                    "spanline SDK dropped %d spans: %s",
+                    len(spans),
+                    exc,
+                )
+                self._refused = True
                 return None
             except Exception as exc:
                 attempt += 1
@@ -248,9 +256,9 @@ class SpanExporter:
                 if self._past_deadline():
                     return None
                 continue
-            if self._failing:
+            if self._failing or self._refused:
                 log.warning("spanline SDK is sending spans again")
-                self._failing = False
+                self._failing = self._refused = False
             return rejected
 
     def _send(self, spans: list[dict[str, Any]]) -> Sequence[Rejected]:
