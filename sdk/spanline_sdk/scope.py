@@ -138,7 +138,7 @@ class SpanScope:
         return format_trace_id(self._tid)
 
     def set(self, **fields: Unpack[SpanFields]) -> None:
-        """Set span fields; unknown names raise TypeError, bad values are dropped by the worker."""
+        """Set span fields; unknown names raise TypeError, bad values are refused by the server."""
         check_names(fields)
         self.fields.update(fields)
 
@@ -200,7 +200,7 @@ class SpanScope:
 
 
 def new_scope(sink: SpanSink | None, kind: str, fields: SpanFields) -> SpanScope:
-    """A span of ``kind`` with caller-given fields (names checked now, values by the worker).
+    """A span of ``kind`` with caller-given fields (names checked now, values by the server).
 
     ``fields`` must be a fresh dict (a ``**kwargs``): the span fills it in place.
     """
