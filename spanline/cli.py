@@ -229,6 +229,15 @@ def cmd_schema(args: argparse.Namespace) -> None:
     console.print(f"wrote {path}")
 
 
+def cmd_tenant_salt(args: argparse.Namespace) -> None:
+    """Print the tenant's user-id salt for the SDK's Kafka export; the master secret never leaves."""
+    from spanline.contract.hashing import stored_master_secret, tenant_salt
+
+    master = stored_master_secret(_settings(), create=True)
+    assert master is not None  # create=True always yields a secret
+    print(tenant_salt(master, args.tenant).hex())
+
+
 def _key_value(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep:
@@ -349,6 +358,9 @@ def parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="export the span JSON Schema")
     schema.add_argument("--out", default=None)
     schema.set_defaults(func=cmd_schema)
+    salt = sub.add_parser("tenant-salt", help="print a tenant's user-id salt (hex) for the SDK's Kafka export")
+    salt.add_argument("tenant")
+    salt.set_defaults(func=cmd_tenant_salt)
     return root
 
 

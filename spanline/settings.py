@@ -2,7 +2,8 @@
 
 Every field documents its default. Unset ``clickhouse_url`` / ``kafka_bootstrap_servers``
 mean the embedded default (chDB on disk, a bundled tansu broker started as a child process).
-Unknown ``SPANLINE_*`` variables are rejected so a typo never silently falls back to a default.
+Unknown ``SPANLINE_*`` variables are rejected so a typo never silently falls back to a default;
+the SDK's own ``SPANLINE_SDK_*`` variables are left to it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from spanline.errors import ConfigError
+from spanline_sdk.config import ENV_PREFIX as SDK_ENV_PREFIX
 
 ENV_PREFIX = "SPANLINE_"
 
@@ -189,8 +191,13 @@ class Settings(BaseSettings):
 
 
 def _unknown_env_names(environ: dict[str, str]) -> list[str]:
+    """``SPANLINE_*`` names that are no setting; the SDK's own (``SPANLINE_SDK_*``) are not ours to judge."""
     known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
-    return sorted(n for n in environ if n.upper().startswith(ENV_PREFIX) and n.upper() not in known)
+    return sorted(
+        n
+        for n in environ
+        if n.upper().startswith(ENV_PREFIX) and not n.upper().startswith(SDK_ENV_PREFIX) and n.upper() not in known
+    )
 
 
 def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

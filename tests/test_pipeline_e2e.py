@@ -7,6 +7,8 @@ broker and chDB; the costs are checked against genai-prices' own calc_price.
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -25,11 +27,13 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 
+import spanline_sdk as sdk
+from spanline.contract.hashing import hash_user_id
 from spanline.kafka.publish import SpanPublisher
 from spanline.streams.pricing.snapshot import CATALOG_ENTRY
 from tests.support.metrics import Samples, scrape
 from tests.support.prometheus import prometheus_scraping
-from tests.support.stack import TENANT_KEYS, Stack, free_port, read_topic
+from tests.support.stack import TENANT_KEYS, Stack, clean_env, free_port, read_topic
 
 pytestmark = pytest.mark.e2e
 
@@ -210,6 +214,35 @@ def test_worker_metrics_count_stored_and_dead_lettered_spans_and_report_lag(
         stack.wait_until(scraped, 30, "Prometheus to scrape the receiver and the worker")
         (stored,) = prometheus.query("spanline_worker_spans_stored_total")
         assert float(stored["value"][1]) == scrape(worker_url).value("spanline_worker_spans_stored_total")
+
+
+def test_sdk_spans_are_stored_as_the_key_s_tenant_with_the_tenant_s_user_hash(stack: Stack) -> None:
+    """The SDK's default export, as an application uses it: HTTP with the tenant's API key only."""
+    run = f"sdk{uuid.uuid4().hex[:6]}"
+    tracer = sdk.configure(run, endpoint=stack.collector_url, api_key=TENANT_KEYS["globex"])
+    for i in range(200):
+        with sdk.request(name="answer", user_id="alice@example.com", feature="search"):
+            with sdk.llm_call(provider="openai", model="gpt-4o-mini", input_tokens=100 + i, output_tokens=10):
+                pass
+    assert tracer.flush(30)
+    sdk.shutdown()
+    assert tracer.stats()["sent"] == 400
+    stack.wait_for_count("SELECT count() FROM {db}.spans WHERE service = {s:String}", 400, s=run)
+    stored = stack.query(
+        "SELECT tenant_id, groupUniqArray(user_id_hash), countIf(cost_usd > 0), uniqExact(span_id)"
+        " FROM {db}.spans WHERE service = {s:String} GROUP BY tenant_id",
+        s=run,
+    ).rows
+    salt = subprocess.run(  # what an in-cluster producer would be given for this tenant
+        [sys.executable, "-m", "spanline", "tenant-salt", "globex"],
+        env=clean_env() | stack.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert [list(row) for row in stored] == [
+        ["globex", [hash_user_id(bytes.fromhex(salt), "alice@example.com")], 200, 400]
+    ]
 
 
 def test_redelivered_batches_are_not_stored_twice(stack: Stack) -> None:
