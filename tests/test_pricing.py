@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import socket
-import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from datetime import time as clock
@@ -531,19 +530,3 @@ def test_prices_stay_offline_and_ignore_a_snapshot_installed_by_update_prices(mo
         assert PriceCatalog.load().price(spans)["cost_usd"].tolist() == [2.5]
     finally:
         set_custom_snapshot(None)
-
-
-def test_price_throughput_on_200k_rows_of_10_models(catalog: PriceCatalog) -> None:
-    spans = random_spans(200_000, seed=11)
-    assert spans[["provider", "model_response", "model_requested"]].drop_duplicates().shape[0] == len(MODELS)
-    catalog.price(spans.iloc[:1_000])
-    best = min(_timed(catalog, spans) for _ in range(3))
-    rows_per_s = len(spans) / best
-    logging.getLogger(__name__).info("price(): %.0f rows/s on %d rows", rows_per_s, len(spans))
-    assert rows_per_s > 300_000, f"{rows_per_s:,.0f} rows/s"
-
-
-def _timed(catalog: PriceCatalog, spans: pd.DataFrame) -> float:
-    started = time.perf_counter()
-    catalog.price(spans)
-    return time.perf_counter() - started
