@@ -15,6 +15,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 from genai_prices import Usage, calc_price
@@ -22,6 +23,7 @@ from pydantic import ValidationError
 
 from spanline.collectors.sdk.usage import extract_usage
 from spanline.contract.schema import TOKEN_DETAIL_FIELDS, TOKEN_FIELDS, Span
+from spanline.contract.schema_export import SCHEMA_PATH
 from spanline.contract.validation import validate_items
 from spanline.streams.pricing import PriceCatalog
 from tests.test_otlp import attrs, one_span, stored
@@ -395,3 +397,12 @@ def test_costs_equal_calc_price_with_every_detail(catalog: PriceCatalog) -> None
 def _span_dict(row: Mapping[str, Any]) -> dict[str, Any]:
     tokens = {name: int(row[name]) for name in (*TOKEN_FIELDS, *TOKEN_DETAIL_FIELDS)}
     return span(provider=row["provider"], model_requested=row["model_requested"], **tokens)
+
+
+def test_json_schema_carries_the_details_and_the_revision() -> None:
+    schema = orjson.loads(SCHEMA_PATH.read_bytes())
+    for name in TOKEN_DETAIL_FIELDS:
+        field = schema["properties"][name]
+        assert (field["type"], field["minimum"], field["default"]) == ("integer", 0, 0), name
+        assert "Part of" in field["description"], name
+    assert schema["$comment"] == "revision 1.1" and set(TOKEN_DETAIL_FIELDS).isdisjoint(schema.get("required", []))
