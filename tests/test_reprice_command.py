@@ -50,6 +50,8 @@ def test_the_command_prints_the_summary_per_model_and_day(
         assert done.returncode == 0, done.stderr + done.stdout
         return done.stdout
 
+    dry = run("--dry-run", "--chunk-minutes", "15")
+    assert "dry run: nothing written" in dry and "would change" in dry and "acme-llm-1" in dry
     first = run()
     assert "acme-llm-1" in first and "gpt-4o-mini" in first and "+40" in first and "total" in first
     assert START.strftime("%Y-%m-%d") in first

@@ -21,6 +21,7 @@ import pytest
 from genai_prices import Usage, calc_price
 from pydantic import ValidationError
 
+from spanline.collectors import sdk
 from spanline.collectors.sdk.usage import extract_usage
 from spanline.contract.schema import TOKEN_DETAIL_FIELDS, TOKEN_FIELDS, Span
 from spanline.contract.schema_export import SCHEMA_PATH
@@ -28,8 +29,10 @@ from spanline.contract.validation import validate_items
 from spanline.streams.pricing import PriceCatalog
 from tests.test_otlp import attrs, one_span, stored
 from tests.test_schema import span
+from tests.test_sdk import Recorder, recorder, sent
 
 MTOK = Decimal(1_000_000)
+__all__ = ["recorder"]  # tests/test_sdk.py's fixture: the default tracer wired to a recording transport
 
 
 def assert_usd(actual: object, expected: Decimal) -> None:
@@ -186,6 +189,26 @@ def test_openai_cache_writes_fill_the_total() -> None:
     fields = extract_usage({"usage": usage})
     assert (fields["cache_read_tokens"], fields["cache_write_tokens"]) == (1_000, 3_000)
     assert not {"cache_write_5m_tokens", "cache_write_1h_tokens"} & fields.keys()
+
+
+def test_recorded_details_land_on_the_sdk_span(recorder: Recorder) -> None:
+    """Through the SDK's own path: record_response -> exported span, validated by the fixture."""
+    with sdk.llm_call(name="cached", provider="anthropic", model="claude-sonnet-4-5") as span:
+        span.record_response(
+            {
+                "model": "claude-sonnet-4-5-20250929",
+                "stop_reason": "end_turn",
+                "usage": {
+                    "input_tokens": 10,
+                    "cache_creation_input_tokens": 500,
+                    "cache_creation": {"ephemeral_5m_input_tokens": 100, "ephemeral_1h_input_tokens": 400},
+                    "output_tokens": 5,
+                },
+            }
+        )
+    cached = sent(recorder)["cached"]
+    assert (cached["input_tokens"], cached["cache_write_tokens"]) == (510, 500)
+    assert (cached["cache_write_5m_tokens"], cached["cache_write_1h_tokens"]) == (100, 400)
 
 
 # --- OTLP ---------------------------------------------------------------------------------------
