@@ -329,7 +329,12 @@ def parser() -> argparse.ArgumentParser:
     )
     reprice_cmd.add_argument("--since", required=True, help="ISO date/time (UTC if naive) or a duration ago: 7d, 6h")
     reprice_cmd.add_argument("--until", default=None, help="same forms as --since (default: now)")
-    reprice_cmd.add_argument("--chunk-minutes", type=float, default=60.0, help="minutes of start_time read, priced and written per step (default 60)")
+    reprice_cmd.add_argument(
+        "--chunk-minutes",
+        type=float,
+        default=60.0,
+        help="minutes of start_time read, priced and written per step (default 60)",
+    )
     reprice_cmd.add_argument("--dry-run", action="store_true", help="report what would change, write nothing")
     reprice_cmd.set_defaults(func=cmd_reprice)
     schema = sub.add_parser("schema", help="export the span JSON Schema")

@@ -84,9 +84,11 @@ def summary_table(result: RepriceResult, since: datetime, until: datetime, dry_r
     resumed = (
         f"; {result.resumed} span(s) rewritten that an interrupted run had already rolled up" if result.resumed else ""
     )
+    if result.spans_read == 0:
+        return f"nothing to reprice: no stored spans start in {window}"
     if summary.empty:
         return (
-            f"nothing to reprice in {window}: all {result.spans_read} stored span(s) have their current price{resumed}"
+            f"nothing to reprice in {window}: all {result.spans_read:,} stored spans have their current price{resumed}"
         )
     verb = "would change" if dry_run else "changed"
     table = Table(
