@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -26,7 +27,10 @@ from spanline.collectors.sdk.usage import extract_usage
 from spanline.contract.schema import TOKEN_DETAIL_FIELDS, TOKEN_FIELDS, Span
 from spanline.contract.schema_export import SCHEMA_PATH
 from spanline.contract.validation import validate_items
+from spanline.streams.frame import arrow_rows
 from spanline.streams.pricing import PriceCatalog
+from spanline.streams.sinks import DEDUP_SETTINGS
+from tests.support.chdb import migrated_chdb
 from tests.test_otlp import attrs, one_span, stored
 from tests.test_schema import span
 from tests.test_sdk import Recorder, recorder, sent
@@ -429,3 +433,36 @@ def test_json_schema_carries_the_details_and_the_revision() -> None:
         assert (field["type"], field["minimum"], field["default"]) == ("integer", 0, 0), name
         assert "Part of" in field["description"], name
     assert schema["$comment"] == "revision 1.1" and set(TOKEN_DETAIL_FIELDS).isdisjoint(schema.get("required", []))
+
+
+def test_details_are_stored_by_the_workers_arrow_insert(catalog: PriceCatalog, tmp_path: Path) -> None:
+    """The worker's rows as Arrow into a migrated chDB (migration 0009's columns), read back."""
+    spans = [
+        one_span(
+            {
+                "gen_ai.provider.name": "openai",
+                "gen_ai.request.model": "gpt-realtime",
+                "gen_ai.usage.input_tokens": 1_000,
+                "gen_ai.usage.output_tokens": 300,
+                "gen_ai.usage.cache_read.input_tokens": 400,
+                "spanline.input_audio_tokens": 700,
+                "spanline.cache_audio_read_tokens": 300,
+                "spanline.output_audio_tokens": 250,
+            }
+        )
+    ]
+    rows = stored(spans, catalog).reset_index()
+    with migrated_chdb(tmp_path / "chdb", "classes", ttl_days=3650) as client:  # the spans are from 2025
+        client.insert_arrow("classes.spans", arrow_rows(rows), settings=DEDUP_SETTINGS)
+        names = ", ".join(TOKEN_DETAIL_FIELDS)
+        (back,) = client.query(f"SELECT {names}, cost_usd FROM classes.spans").result_rows
+    assert dict(zip(TOKEN_DETAIL_FIELDS, back[:-1], strict=True)) == {
+        **dict.fromkeys(TOKEN_DETAIL_FIELDS, 0),
+        "input_audio_tokens": 700,
+        "cache_audio_read_tokens": 300,
+        "output_audio_tokens": 250,
+    }
+    # 200 text at $4 + 400 uncached audio at $32 + 100 cached text and 300 cached audio at $0.40,
+    # 50 text output at $16 + 250 audio at $64
+    expected = 200 * 4 + 400 * 32 + 400 * Decimal("0.4") + 50 * 16 + 250 * 64
+    assert_usd(back[-1], expected / MTOK)
