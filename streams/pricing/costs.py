@@ -19,7 +19,8 @@ each priced at the first rate of its chain that the price has:
 
 Where a price has a modality rate but no cache-read rate for that modality (e.g. a cache-read rate
 for text only), genai-prices charges the cached audio tokens at *both* the audio and the cache-read
-rate; a cached token is charged once here, at the cache-read rate.
+rate; a cached token is charged once here, at the cache-read rate (no price of the bundled catalog
+has that shape).
 """
 
 from __future__ import annotations
