@@ -57,11 +57,17 @@ def quantile(sketch: DDSketch | None, q: float) -> float:
 
 @dataclass
 class Series:
-    """One family's minute rows and hourly rows (minutes before ``folded_until`` are in the hours)."""
+    """One family's minute rows and hourly rows (minutes before ``folded_until`` are in the hours).
+
+    ``observed_from`` is when the evaluator started watching (its first minute, or the first hour
+    of bootstrapped history): time before it is unknown, not zero, so totals are averaged over
+    observed time only (a worker starting at 10:37 saw 23 minutes of the 10:00 hour).
+    """
 
     minutes: pd.DataFrame
     hours: pd.DataFrame
     folded_until: datetime | None = None
+    observed_from: datetime | None = None
 
 
 @dataclass
@@ -84,6 +90,8 @@ class BaselineStore:
     def record(self, family: Family, minute: datetime, parts: pd.DataFrame) -> None:
         """Add one minute's per-scope parts (dims + num + den [+ sketch]); folds closed hours."""
         series = self._get(family)
+        if series.observed_from is None or minute < series.observed_from:
+            series.observed_from = minute
         rows = parts.assign(minute=minute)
         series.minutes = pd.concat([series.minutes, rows], ignore_index=True) if len(series.minutes) else rows
         if series.folded_until is None or minute >= series.folded_until + HOUR:  # an hour closed
@@ -95,6 +103,9 @@ class BaselineStore:
         self._baselines.clear()
         series = self._get(family)
         series.hours = pd.concat([series.hours, hours], ignore_index=True) if len(series.hours) else hours
+        if len(hours):
+            first = hours["hour"].min()
+            series.observed_from = first if series.observed_from is None else min(series.observed_from, first)
         last = hours["hour"].max() + HOUR if len(hours) else None
         if last is not None and (series.folded_until is None or last > series.folded_until):
             series.folded_until = last
@@ -133,14 +144,19 @@ class BaselineStore:
 
     # --- reading
     def window(self, family: Family, end: datetime, length: timedelta) -> pd.DataFrame:
-        """Per scope: num, den (and the merged ``sketch`` for percentiles) over [end − length, end)."""
+        """Per scope: num, den (and the merged ``sketch`` for percentiles) over [end − length, end).
+
+        Windows longer than the minute retention read folded hours before ``folded_until`` and
+        minutes after it; an hour only partly inside the window counts by the share of its minutes
+        that are (the hour's sums are spread evenly over it), so "the previous 24 hours" is 24 hours.
+        """
         series = self._get(family)
         start = end - length
         minutes = series.minutes[(series.minutes["minute"] >= start) & (series.minutes["minute"] < end)]
         if length > self.minute_retention - timedelta(minutes=1) and series.folded_until is not None:
-            boundary = series.folded_until
+            boundary = min(series.folded_until, end)
             minutes = minutes[minutes["minute"] >= boundary]
-            hours = series.hours[(series.hours["hour"] >= start) & (series.hours["hour"] < boundary)]
+            hours = _overlapping(series.hours, start, boundary)
             parts = pd.concat([hours[[*family.dims, "num", "den"]], minutes[[*family.dims, "num", "den"]]])
         else:
             parts = minutes
@@ -155,11 +171,13 @@ class BaselineStore:
         return sums
 
     def baseline(self, family: Family, spec: Baseline, now: datetime) -> pd.DataFrame:
-        """Per scope over closed hours: num, den, hours (with traffic) and mean hourly ``value``.
+        """Per scope over closed hours: num, den, hours (with traffic), mean hourly ``value`` and
+        ``observed_hours`` (the chosen hours' observed share, the same for every scope).
 
         ``trailing``: every hour in [now − over, start of this hour); ``same_hour``: the hour of
         day of ``now`` on each previous day within ``over``. Scopes with fewer than ``min_hours``
-        use ``fallback`` (when given), else they have no baseline.
+        (hours with traffic; observed hours for totals, where a quiet hour is a real zero) use
+        ``fallback`` (when given), else they have no baseline.
         """
         current_hour = now.replace(minute=0, second=0, microsecond=0)
         cache_key = (family, spec, current_hour, self._get(family).folded_until)
@@ -170,32 +188,61 @@ class BaselineStore:
         return self._baselines[cache_key]
 
     def _baseline(self, family: Family, spec: Baseline, now: datetime, current_hour: datetime) -> pd.DataFrame:
-        hours = self._get(family).hours
+        series = self._get(family)
+        hours = series.hours
         if spec.kind == "trailing":
-            chosen = hours[(hours["hour"] >= now - spec.over) & (hours["hour"] < current_hour)]
+            first = now - spec.over
+            first_hour = first.replace(minute=0, second=0, microsecond=0)
+            if first_hour < first:
+                first_hour += HOUR
+            wanted = [first_hour + n * HOUR for n in range(int((current_hour - first_hour) / HOUR))]
         else:
             days = int(spec.over / timedelta(days=1))
-            wanted = {current_hour - timedelta(days=d) for d in range(1, days + 1)}
-            chosen = hours[hours["hour"].isin(wanted)]
+            wanted = [current_hour - timedelta(days=d) for d in range(1, days + 1)]
+        chosen = hours[hours["hour"].isin(set(wanted))]
         chosen = chosen[chosen["den"] > 0]
         dims = list(family.dims) or ["_all"]
         chosen = chosen.assign(_all="") if not family.dims else chosen
         result = chosen.groupby(dims, sort=False, dropna=False).agg(
             num=("num", "sum"), den=("den", "sum"), hours=("hour", "nunique"), value=("value", "mean")
         )
-        result = result[result["hours"] >= spec.min_hours]
+        result["observed_hours"] = _observed_hours(wanted, series.observed_from, series.folded_until)
+        enough = result["observed_hours"] if METRICS[family.metric].kind == "total" else result["hours"]
+        result = result[enough >= spec.min_hours]
         if spec.fallback is not None:
             fallback = self.baseline(family, spec.fallback, now)
             result = pd.concat([result, fallback[~fallback.index.isin(result.index)]])
         return result
 
     def history_start(self, family: Family) -> datetime | None:
-        """The oldest hour or minute this family has a row for (None = nothing yet)."""
+        """When watching this family began; for a store saved without it, its oldest row."""
         series = self._get(family)
+        if series.observed_from is not None:
+            return series.observed_from
         starts = [
             frame[column].min() for frame, column in ((series.hours, "hour"), (series.minutes, "minute")) if len(frame)
         ]
         return min(starts) if starts else None
+
+
+def _overlapping(hours: pd.DataFrame, start: datetime, end: datetime) -> pd.DataFrame:
+    """Hour rows overlapping [start, end), num and den scaled by the share of the hour inside it."""
+    rows = hours[(hours["hour"] < end) & (hours["hour"] + HOUR > start)]
+    if rows.empty:
+        return rows
+    inside = rows["hour"].clip(lower=start), (rows["hour"] + HOUR).clip(upper=end)
+    share = (inside[1] - inside[0]) / HOUR
+    return rows.assign(num=rows["num"] * share, den=rows["den"] * share)
+
+
+def _observed_hours(hours: list[datetime], observed_from: datetime | None, folded_until: datetime | None) -> float:
+    """How many of ``hours`` were watched: whole hours after ``observed_from``, the share of the
+    hour it falls in, nothing before it or after the last folded hour."""
+    if observed_from is None or folded_until is None:
+        return 0.0
+    return float(
+        sum(min(max((hour + HOUR - observed_from) / HOUR, 0.0), 1.0) if hour < folded_until else 0.0 for hour in hours)
+    )
 
 
 @dataclass

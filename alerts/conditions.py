@@ -54,11 +54,12 @@ def current_values(metric: Metric, parts: pd.DataFrame) -> pd.DataFrame:
 
 def baseline_values(metric: Metric, history: pd.DataFrame, window: timedelta) -> pd.Series:
     """The baseline in the metric's own units: ratio of sums, mean hourly quantile, or the
-    mean hourly total scaled to the clause window (an hour's spend vs the average hour)."""
+    mean total per observed hour scaled to the clause window (an hour's spend vs the average
+    hour; quiet hours count as zero, unobserved time not at all)."""
     if metric.kind == "percentile":
         return history["value"].astype("float64")
     if metric.kind == "total":
-        return (history["num"] / history["hours"]) * (window / HOUR)
+        return (history["num"] / history["observed_hours"]) * (window / HOUR)
     return pd.Series(metric.value(history["num"], history["den"]), index=history.index)
 
 

@@ -1,9 +1,10 @@
 """The diagnosis every page carries: which runbook branch the data points to, with numbers.
 
-A diagnosis compares the incident window (the minutes since the condition started to hold,
-at least 3 and at most 15) with a reference period from before it (the minute frames 60–120 minutes ago, or whatever precedes the incident
-window after a fresh start), restricted to the alert's scope, and breaks the change down by
-the dimensions the runbook branches on. Figures are per-minute averages, so periods of
+A diagnosis compares the incident window with a reference period from before it (the minute
+frames 60–120 minutes ago, or whatever precedes the incident window after a fresh start),
+restricted to the alert's scope, and breaks the change down by the dimensions the runbook
+branches on. The incident window is the rule's own window (the minutes whose figures fired it),
+capped at the last hour for day-long windows. Figures are per-minute averages, so periods of
 different length compare directly.
 """
 
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from spanline.alerts.baselines import merged, quantile
+from spanline.alerts.conditions import window_length
 from spanline.alerts.rules import Rule
 
 if TYPE_CHECKING:
@@ -25,7 +27,8 @@ if TYPE_CHECKING:
 Frames = list[tuple[datetime, pd.DataFrame]]
 #: A metric's diagnosis: (runbook branch, details) from the periods, the rule, its scope and the evaluator.
 Handler = Callable[["Periods", Rule, dict[str, str], "Evaluator"], tuple[str, dict[str, Any]]]
-CURRENT_MIN, CURRENT_MAX = timedelta(minutes=3), timedelta(minutes=15)
+#: Longest incident window the diagnosis reads (the frames hold two hours: it and its reference).
+CURRENT_MAX = timedelta(minutes=60)
 REFERENCE = (timedelta(minutes=120), timedelta(minutes=60))
 CONTRIBUTOR_DIMS = ("tenant_id", "feature", "model_requested")
 
@@ -33,8 +36,8 @@ CONTRIBUTOR_DIMS = ("tenant_id", "feature", "model_requested")
 class Periods:
     """The incident window and the reference period, as scoped frames and minute counts."""
 
-    def __init__(self, frames: Frames, scope: dict[str, str], now: datetime, since: datetime) -> None:
-        current_start = now - min(max(now - since, CURRENT_MIN), CURRENT_MAX)
+    def __init__(self, frames: Frames, scope: dict[str, str], now: datetime, window: timedelta) -> None:
+        current_start = now - min(window, CURRENT_MAX)
         reference = [(m, f) for m, f in frames if now - REFERENCE[0] <= m < now - REFERENCE[1]]
         if not reference:
             reference = [(m, f) for m, f in frames if m < current_start][-60:]
@@ -82,14 +85,13 @@ def diagnose(
     rule: Rule,
     scope: dict[str, str],
     frames: Frames,
-    since: datetime,
     now: datetime,
     figures: dict[str, float],
     evaluator: Evaluator,
 ) -> tuple[str, dict[str, Any]]:
-    """(runbook branch, details) for a rule that starts firing on ``scope``; the condition has
-    held since ``since``."""
-    periods = Periods(frames, scope, now, since)
+    """(runbook branch, details) for a rule that starts firing on ``scope`` at ``now``, over the
+    window whose figures (``figures``) fired it."""
+    periods = Periods(frames, scope, now, window_length(rule, now))
     handler = _HANDLERS.get(rule.metric, _generic)
     branch, details = handler(periods, rule, scope, evaluator)
     details = {
@@ -244,8 +246,11 @@ def _errors(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluato
     total = max(sum(types.values()), 1e-12)
     client_side = sum(types.get(t, 0.0) for t in ("context_length_exceeded", "invalid_output", "content_filter"))
     branch = "client_errors" if client_side / total > 0.5 else "provider_errors"
+    errors, rate_limited, calls = (periods.rate(column, ("llm",)) for column in ("errors", "rate_limited", "spans"))
+    # the rule's own metric: failures other than 429s (the rate-limiting rule's) per LLM call
+    error_rate = tuple(_div(e - r, c) for e, r, c in zip(errors, rate_limited, calls, strict=True))
     return branch, {
-        "error_rate": _pair(periods.ratio("errors", "spans", ("llm",))),
+        "error_rate": _pair((error_rate[0], error_rate[1])),
         "errors_by_type_per_min": types,
         "top_error_type": max(types, key=lambda t: types[t]) if types else None,
         "worst": _top_rows(table, "now"),

@@ -29,6 +29,7 @@ import aiohttp
 
 from spanline.alerts.events import AlertEvent
 from spanline.alerts.notifiers import DeliveryError, Notification, Receiver
+from spanline.metrics import NOTIFICATIONS, NOTIFIER_CIRCUIT_OPEN, NOTIFIER_FAILURES
 from spanline.retrying import DEFAULT_INITIAL_S, DEFAULT_MAX_S, Retry
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,9 @@ class _Channel:
         self._tokens = self._capacity
         self._refilled = clock()
         self._consecutive_failures = 0
+        self._circuit("closed")  # every receiver's series exists from the start
+        for outcome in ("delivered", "dropped"):
+            NOTIFICATIONS.labels(receiver.name, outcome)
         self._retry = Retry(
             _retryable,
             policy.retry_initial_s,
@@ -109,7 +113,7 @@ class _Channel:
     def put(self, notification: Notification) -> None:
         if len(self.queue) >= self.policy.queue_limit:
             dropped = self.queue.popleft()
-            self.stats.dropped += 1
+            self._dropped()
             log.error(
                 "receiver %s queue full (%d); dropped %s of %s",
                 self.receiver.name,
@@ -154,7 +158,7 @@ class _Channel:
                 if exc.retryable:  # the retries gave up: the circuit opens
                     await self._open_circuit(exc)
                     continue
-                self.stats.dropped += 1
+                self._dropped()
                 log.error(
                     "receiver %s refused %s of %s for good: %s",
                     self.receiver.name,
@@ -164,14 +168,23 @@ class _Channel:
                 )
                 return
             except Exception:  # a receiver bug must not kill the channel
-                self.stats.dropped += 1
+                self._dropped()
                 log.exception("receiver %s crashed on %s; dropped", self.receiver.name, notification.group_key)
                 return
             if self.stats.circuit != "closed":
                 log.warning("receiver %s recovered; circuit closed", self.receiver.name)
-            self.stats.circuit = "closed"
+            self._circuit("closed")
             self.stats.delivered += 1
+            NOTIFICATIONS.labels(self.receiver.name, "delivered").inc()
             return
+
+    def _dropped(self) -> None:
+        self.stats.dropped += 1
+        NOTIFICATIONS.labels(self.receiver.name, "dropped").inc()
+
+    def _circuit(self, state: str) -> None:
+        self.stats.circuit = state
+        NOTIFIER_CIRCUIT_OPEN.labels(self.receiver.name).set(state != "closed")
 
     async def _attempt(self, session: aiohttp.ClientSession, notification: Notification) -> None:
         """One try, counted; consecutive retryable failures feed the breaker."""
@@ -180,7 +193,9 @@ class _Channel:
             await self.receiver.send(session, notification)
         except Exception as exc:
             self.stats.failures += 1
-            if _retryable(exc):
+            retryable = _retryable(exc)
+            NOTIFIER_FAILURES.labels(self.receiver.name, "true" if retryable else "false").inc()
+            if retryable:
                 self._consecutive_failures += 1
             raise
         self._consecutive_failures = 0
@@ -192,7 +207,7 @@ class _Channel:
         """Stop trying for ``open_s``; the next try is the half-open probe."""
         if self.stats.circuit != "open":
             self.stats.circuit_opens += 1
-        self.stats.circuit = "open"
+        self._circuit("open")
         log.error(
             "receiver %s failed %d times in a row (%s); circuit open for %.1f s, %d queued",
             self.receiver.name,
@@ -202,7 +217,7 @@ class _Channel:
             len(self.queue),
         )
         await self._sleep(self.policy.open_s)
-        self.stats.circuit = "half-open"
+        self._circuit("half-open")
 
 
 def _retryable(exc: BaseException) -> bool:

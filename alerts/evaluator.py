@@ -198,7 +198,7 @@ class Evaluator:
     def _fire(self, rule: Rule, scope: Scope, row: pd.Series, since: datetime, now: datetime) -> AlertEvent:
         scope_map = dict(zip(rule.scope, (str(v) for v in scope), strict=False))
         figures = {name: _number(row[name]) for name in ("value", "threshold", "baseline", "ratio")}
-        branch, diagnosis = diagnose(rule, scope_map, list(self.frames), since, now, figures, self)
+        branch, diagnosis = diagnose(rule, scope_map, list(self.frames), now, figures, self)
         return AlertEvent(
             rule=rule.name,
             severity=rule.severity,

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 Kind = Literal["ratio", "total", "percentile", "new_keys"]
-Unit = Literal["ratio", "usd", "ms", "s", "calls", "steps"]
+Unit = Literal["ratio", "usd", "ms", "s", "calls", "steps", "partitions"]
 Column = Callable[[pd.DataFrame, str | None], pd.Series]
 
 
@@ -269,8 +269,17 @@ METRICS: dict[str, Metric] = {
             col("lag_s"),
             denominator=col("windows"),
         ),
+        Metric(
+            "silent_partitions",
+            "ratio",
+            "partitions",
+            "mean number of partitions whose windows stopped arriving (spanline/windows/merger.py)",
+            None,
+            col("silent_partitions"),
+            denominator=col("windows"),
+        ),
     )
 }
 
 #: Metrics read from the worker's pipeline figures rather than from span minutes.
-PIPELINE_METRICS = ("dlq_rate", "consumer_lag_s")
+PIPELINE_METRICS = ("dlq_rate", "consumer_lag_s", "silent_partitions")

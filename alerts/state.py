@@ -151,6 +151,7 @@ def encode(state: SavedState) -> bytes:
                     {
                         "family": _family(family),
                         "folded_until": _time_text(series.folded_until),
+                        "observed_from": _time_text(series.observed_from),
                         "minutes": _frame(series.minutes),
                         "hours": _frame(series.hours),
                     }
@@ -212,6 +213,8 @@ def _state(document: dict[str, Any]) -> SavedState:
             minutes=_frame_of(_get(entry, "minutes", dict)),
             hours=_frame_of(_get(entry, "hours", dict)),
             folded_until=_optional_time_of(entry, "folded_until"),
+            # absent in files saved before it existed: history_start() then falls back to the rows
+            observed_from=_optional_time_of(entry, "observed_from") if "observed_from" in entry else None,
         )
         sketches = ["sketch"] if family.metric in METRICS and family.percentile and len(series.minutes) else []
         _check_frame(series.minutes, f"{family} minutes", family.dims, ["num", "den"], ["minute"], sketches)

@@ -32,6 +32,13 @@ from spanline.alerts.history import AlertHistory
 from spanline.alerts.notifiers import LogReceiver, PagerDutyReceiver, Receiver, SlackReceiver, WebhookReceiver
 from spanline.alerts.rules import load_rules
 from spanline.contracts import load_contracts
+from spanline.metrics import (
+    ALERT_EVALUATION_FAILURES,
+    ALERT_EVALUATOR_HEALTHY,
+    ALERT_EVENTS,
+    ALERT_LAST_MINUTE,
+    ALERT_MINUTES_EVALUATED,
+)
 from spanline.settings import Settings
 from spanline.windows.merger import MinuteFigures, MinuteMerger
 
@@ -154,16 +161,28 @@ class AlertingService:
             return None
 
     async def handle(self, value: bytes) -> list[AlertEvent]:
-        """One ``metrics`` record; returns the state changes of the minutes it completed."""
+        """One ``metrics`` record; returns the state changes of the minutes it completed.
+
+        A failure is counted and marks the evaluator unhealthy until a record succeeds again."""
         changes: list[AlertEvent] = []
-        for figures in self.merger.add(value):
-            if not self._ready:
-                await self._prepare(figures.minute)
-            changes.extend(await self._evaluate(figures))
+        try:
+            for figures in self.merger.add(value):
+                if not self._ready:
+                    await self._prepare(figures.minute)
+                changes.extend(await self._evaluate(figures))
+        except Exception:
+            ALERT_EVALUATION_FAILURES.inc()
+            ALERT_EVALUATOR_HEALTHY.set(0)
+            raise
+        ALERT_EVALUATOR_HEALTHY.set(1)
         return changes
 
     async def _evaluate(self, figures: MinuteFigures) -> list[AlertEvent]:
         events = self.evaluator.evaluate(figures, self._pipeline_figures(figures.minute))
+        ALERT_MINUTES_EVALUATED.inc()
+        ALERT_LAST_MINUTE.set(figures.minute.timestamp())
+        for event in events:
+            ALERT_EVENTS.labels(event.rule, event.state).inc()
         if events:  # pages first: they must not wait for Kafka or a ClickHouse that is down
             self.dispatcher.submit(events)
             for event in events:
@@ -190,7 +209,8 @@ class AlertingService:
         self._minutes_unsaved = 0
 
     def _pipeline_figures(self, minute: datetime) -> pd.DataFrame:
-        """This worker's ingest since the previous minute, and how far behind traffic it runs.
+        """This worker's ingest since the previous minute, how far behind traffic it runs, and how
+        many partitions' windows stopped arriving (their spans are missing from the figures).
 
         Lag = wall clock − end of the minute, minus the smallest lag of the last hour: a worker
         that falls behind grows it, while traffic replayed with a constant offset from the wall
@@ -206,6 +226,7 @@ class AlertingService:
                     "spans_in": max(now.spans_in - self._previous.spans_in, 0),
                     "dead_letters": max(now.dead_letters - self._previous.dead_letters, 0),
                     "lag_s": max(lag - min(self._lags), 0.0),
+                    "silent_partitions": len(self.merger.silent_reporters()),
                     "windows": 1,
                 }
             ]

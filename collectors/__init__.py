@@ -1,1 +1,1 @@
-"""The collectors stage: the Python SDK, the HTTP receiver and the OTLP mapping."""
+"""The collectors stage: the HTTP receiver and the OTLP mapping (the Python SDK is its own distribution, sdk/)."""

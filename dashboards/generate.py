@@ -12,18 +12,19 @@ from pathlib import Path
 from spanline.contracts import Contract, load_contracts
 from spanline.dashboards.catalog import build_dashboards
 from spanline.dashboards.grafana import dashboard_json
+from spanline.dashboards.pipeline import UID as PIPELINE_UID
+from spanline.dashboards.pipeline import pipeline_json
 
 GENERATED_DIR = Path(__file__).with_name("generated")
 DEFAULT_DATABASE = "spanline"
 
 
 def rendered(database: str = DEFAULT_DATABASE, contracts: list[Contract] | None = None) -> dict[str, str]:
-    """File name -> JSON text of every dashboard (stable: sorted keys, 2-space indent)."""
+    """File name -> JSON text of every dashboard (stable: sorted keys, 2-space indent): the
+    ClickHouse ones and the pipeline's own (Prometheus)."""
     specs = build_dashboards(load_contracts() if contracts is None else contracts)
-    return {
-        f"{spec.uid}.json": json.dumps(dashboard_json(spec, database), indent=2, sort_keys=True) + "\n"
-        for spec in specs
-    }
+    models = {spec.uid: dashboard_json(spec, database) for spec in specs} | {PIPELINE_UID: pipeline_json()}
+    return {f"{uid}.json": json.dumps(model, indent=2, sort_keys=True) + "\n" for uid, model in models.items()}
 
 
 def write_generated(directory: Path = GENERATED_DIR, database: str = DEFAULT_DATABASE) -> list[Path]:

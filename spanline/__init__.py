@@ -1,10 +1,11 @@
 """Spanline: streaming observability and cost analytics for production LLM systems.
 
-The SDK is the package's public surface: ``spanline.configure(...)``, then
-``with spanline.llm_call(...) as span:`` (see ``spanline.collectors.sdk``).
+The SDK is its own distribution, ``spanline-sdk`` (``sdk/``, package ``spanline_sdk``); its
+functions are re-exported here, so ``spanline.configure(...)`` then ``with spanline.llm_call(...)``
+works where the server is installed too.
 """
 
-from spanline.collectors.sdk import (
+from spanline_sdk import (
     agent_step,
     cache_lookup,
     configure,

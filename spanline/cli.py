@@ -7,11 +7,15 @@ import logging
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from spanline.errors import ConfigError, SpanlineError
 from spanline.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from spanline.streams.pricing.cli import PriceFiles
 
 #: Wide enough for the summary tables when output is not a terminal (CI logs, pipes).
 console = Console(width=shutil.get_terminal_size((140, 40)).columns)
@@ -151,6 +155,25 @@ def cmd_alerts_list(args: argparse.Namespace) -> None:
     console.print(rules_table(Path(args.rules) if args.rules else None))
 
 
+def cmd_prices_show(args: argparse.Namespace) -> None:
+    from spanline.streams.pricing.cli import parse_instant, show
+
+    console.print(show(args.model, args.provider, parse_instant(args.at), args.tenant, _price_files()))
+
+
+def cmd_prices_diff(_: argparse.Namespace) -> None:
+    from spanline.streams.pricing.cli import diff
+
+    console.print(diff(_price_files()))
+
+
+def _price_files() -> PriceFiles:
+    from spanline.streams.pricing.cli import PriceFiles
+
+    settings = load_settings()
+    return PriceFiles(overrides=settings.price_overrides_file, deployments=settings.model_deployments_file)
+
+
 def cmd_dashboards_generate(args: argparse.Namespace) -> None:
     from spanline.dashboards.generate import GENERATED_DIR, write_generated
 
@@ -217,6 +240,15 @@ def cmd_reprice(args: argparse.Namespace) -> None:
         chunk_minutes=args.chunk_minutes,
         dry_run=args.dry_run,
     )
+
+
+def cmd_tenant_salt(args: argparse.Namespace) -> None:
+    """Print the tenant's user-id salt for the SDK's Kafka export; the master secret never leaves."""
+    from spanline.contract.hashing import stored_master_secret, tenant_salt
+
+    master = stored_master_secret(_settings(), create=True)
+    assert master is not None  # create=True always yields a secret
+    print(tenant_salt(master, args.tenant).hex())
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -297,6 +329,18 @@ def parser() -> argparse.ArgumentParser:
     listing = alerts.add_parser("list", help="the alert rules as a table")
     listing.add_argument("--rules", default=None, help="rules YAML (default: the bundled alerts/rules.yaml)")
     listing.set_defaults(func=cmd_alerts_list)
+    prices = sub.add_parser("prices", help="the price table spans are priced with").add_subparsers(
+        dest="prices_command", required=True
+    )
+    show_price = prices.add_parser("show", help="the price in force for a model at an instant, its entry and source")
+    show_price.add_argument("model", help="model name as spans carry it (gpt-4o, openai/gpt-4o-2024-08-06, ...)")
+    show_price.add_argument("--provider", default="", help="provider as spans carry it (default: inferred)")
+    show_price.add_argument("--at", default="now", help="UTC instant, ISO 8601 (default: now)")
+    show_price.add_argument("--tenant", default="", help="tenant, for its price overrides (default: none)")
+    show_price.set_defaults(func=cmd_prices_show)
+    prices.add_parser("diff", help="where the price corrections differ from the bundled catalog").set_defaults(
+        func=cmd_prices_diff
+    )
     dashboards = sub.add_parser("dashboards", help="Grafana dashboards as code").add_subparsers(
         dest="dashboards_command", required=True
     )
@@ -340,6 +384,9 @@ def parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="export the span JSON Schema")
     schema.add_argument("--out", default=None)
     schema.set_defaults(func=cmd_schema)
+    salt = sub.add_parser("tenant-salt", help="print a tenant's user-id salt (hex) for the SDK's Kafka export")
+    salt.add_argument("tenant")
+    salt.set_defaults(func=cmd_tenant_salt)
     return root
 
 

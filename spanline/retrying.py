@@ -1,11 +1,12 @@
 """The one retry policy: jittered exponential back-off between tries and one log line per retry.
 
-Every loop that waits for something to come back runs through :class:`Retry`: the worker
-(ClickHouse and Kafka, streams/retry.py), the SDK's exporter (Kafka), the simulator's sender
+Every loop of the server that waits for something to come back runs through :class:`Retry`: the worker
+(ClickHouse and Kafka, streams/retry.py), the simulator's sender
 (the receiver) and the alert notifiers (PagerDuty, Slack, webhooks). Whether a failure may be
 retried stays with the caller's own classifier (streams/faults.py for the worker, whose
 ClickHouse errors sql/classify.py sorts; HTTP statuses for the simulator and the notifiers):
-the policy takes it as a predicate. Every retry is logged as
+the policy takes it as a predicate. The back-off itself is ``spanline_sdk.backoff``, which
+the SDK's exporter shares. Every retry is logged as
 ``<what> unavailable (<reason>); retry N in X.Xs``.
 """
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import tenacity
 
-if TYPE_CHECKING:  # the SDK imports this module and must not pull in the worker's settings
+from spanline_sdk.backoff import jittered_delay
+
+if TYPE_CHECKING:
     from spanline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,19 +35,6 @@ DEFAULT_INITIAL_S = 0.5
 DEFAULT_MAX_S = 30.0
 #: Longest reason in a retry line: one line of the failure, not a dump of its payload.
 _REASON_MAX_CHARS = 300
-#: Doublings past this cannot raise the delay further (and 2.0**n must stay a float).
-_MAX_EXPONENT = 60
-
-
-def jittered_delay(attempt: int, initial_s: float, max_s: float, retry_after_s: float | None = None) -> float:
-    """Seconds to wait after failed try ``attempt`` (1, 2, …).
-
-    Uniform between half the first delay and ``initial_s * 2**(attempt - 1)`` capped at
-    ``max_s``: the jitter keeps many clients of one recovering service from retrying in step,
-    the floor keeps a failing call from spinning. A server-given Retry-After is a minimum.
-    """
-    ceiling = min(max_s, initial_s * 2.0 ** min(attempt - 1, _MAX_EXPONENT))
-    return max(random.uniform(min(initial_s / 2, ceiling), ceiling), retry_after_s or 0.0)
 
 
 def any_error(exc: BaseException) -> bool:
@@ -81,10 +70,10 @@ class Retry:
     sleep: Callable[[float], Any] | None = None
     logger: logging.Logger = log
     level: int = logging.WARNING
-    #: Level of the retries after the first of one call (an SDK must not fill its host's log).
-    repeat_level: int | None = None
     #: Log the failure's traceback with each retry (failures nobody foresaw).
     exc_info: bool = False
+    #: Called before each retry's wait, e.g. to count it (spanline/metrics.py).
+    on_retry: Callable[[], None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, retry_if: Callable[[BaseException], bool], **knobs: Any) -> Retry:
@@ -123,11 +112,12 @@ class Retry:
         return self.give_up is not None and self.give_up()
 
     def _log(self, what: str, state: tenacity.RetryCallState) -> None:
+        if self.on_retry is not None:
+            self.on_retry()
         exc = _failure(state)
-        level = self.level if state.attempt_number == 1 or self.repeat_level is None else self.repeat_level
         delay = state.next_action.sleep if state.next_action is not None else 0.0
         self.logger.log(
-            level,
+            self.level,
             "%s unavailable (%s); retry %d in %.1fs",
             what,
             reason(exc),

@@ -2,7 +2,8 @@
 
 Every field documents its default. Unset ``clickhouse_url`` / ``kafka_bootstrap_servers``
 mean the embedded default (chDB on disk, a bundled tansu broker started as a child process).
-Unknown ``SPANLINE_*`` variables are rejected so a typo never silently falls back to a default.
+Unknown ``SPANLINE_*`` variables are rejected so a typo never silently falls back to a default;
+the SDK's own ``SPANLINE_SDK_*`` variables are left to it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from spanline.errors import ConfigError
+from spanline_sdk.config import ENV_PREFIX as SDK_ENV_PREFIX
 
 ENV_PREFIX = "SPANLINE_"
 
@@ -70,7 +72,15 @@ class Settings(BaseSettings):
     consumer_group: str = Field(
         "spanline-worker", description="Kafka consumer group of workers. Default spanline-worker."
     )
-    worker_web_port: int = Field(6066, description="Faust web port of the worker. Default 6066.")
+    worker_web_port: int = Field(
+        6066,
+        description="Faust web port of the worker: /metrics, and the CLI's query service when embedded. Default 6066.",
+    )
+    worker_web_host: str = Field(
+        "127.0.0.1",
+        description="Bind address of the worker's web port (0.0.0.0 lets a Prometheus on another host scrape "
+        "/metrics; the embedded query service there needs its token). Default 127.0.0.1.",
+    )
     batch_max_messages: int = Field(200, ge=1, description="Kafka messages per processing batch. Default 200.")
     batch_within_s: float = Field(0.5, gt=0, description="Longest wait to fill a batch, seconds. Default 0.5.")
     fetch_max_wait_ms: int = Field(
@@ -113,6 +123,11 @@ class Settings(BaseSettings):
     )
     price_overrides_file: Path | None = Field(
         None, description="YAML of negotiated / self-hosted prices. Default: none."
+    )
+    model_deployments_file: Path | None = Field(
+        None,
+        description="YAML mapping deployment names to model names per provider (Azure deployments, Bedrock "
+        "inference profiles), so their spans are priced: {azure: {prod-chat: gpt-4o-2024-08-06}}. Default: none.",
     )
     # --- alerts
     alert_rules_file: Path | None = Field(None, description="Alert rules YAML. Default: the bundled alerts/rules.yaml.")
@@ -176,8 +191,13 @@ class Settings(BaseSettings):
 
 
 def _unknown_env_names(environ: dict[str, str]) -> list[str]:
+    """``SPANLINE_*`` names that are no setting; the SDK's own (``SPANLINE_SDK_*``) are not ours to judge."""
     known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
-    return sorted(n for n in environ if n.upper().startswith(ENV_PREFIX) and n.upper() not in known)
+    return sorted(
+        n
+        for n in environ
+        if n.upper().startswith(ENV_PREFIX) and not n.upper().startswith(SDK_ENV_PREFIX) and n.upper() not in known
+    )
 
 
 def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import faust
+from faust.exceptions import ConsumerNotStarted
 from faust.streams import Stream
 from faust.types import TP, StreamT
 
 from spanline.kafka.admin import topic_id
 from spanline.kafka.publish import SpanPublisher, wait_acked
+from spanline.metrics import WORKER_CONSUMER_LAG
 from spanline.settings import Settings
-from spanline.streams.commit import SpanlineApp, StoredOffsets
+from spanline.streams.commit import SpanlineApp, StoredOffsetConsumer, StoredOffsets
 from spanline.streams.fetch_wait import limit_fetch_wait
 from spanline.streams.pipeline import IngestPipeline
 from spanline.streams.pricing import PriceCatalog
@@ -45,7 +47,7 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         "store": "memory://",
         "datadir": str(settings.home / "faust"),
         "web_port": settings.worker_web_port,
-        "web_bind": "127.0.0.1",
+        "web_bind": settings.worker_web_host,
         "web_host": "127.0.0.1",
         "topic_partitions": settings.topic_partitions,
         "topic_replication_factor": settings.topic_replication,
@@ -88,7 +90,7 @@ def create_ingest_app(settings: Settings) -> IngestApp:
         retry,
         password=settings.clickhouse_password,
     )
-    catalog = PriceCatalog.load(settings.price_overrides_file)
+    catalog = PriceCatalog.load(settings.price_overrides_file, deployments_file=settings.model_deployments_file)
 
     # force=True: inside an agent Faust would otherwise attach the message to the current event
     # and publish it only when that event is acked, but the batch is acked after these acks.
@@ -163,8 +165,37 @@ def create_ingest_app(settings: Settings) -> IngestApp:
     async def advance_idle_windows() -> None:
         await pipeline.tick()
 
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]  # faust's App.timer is not annotated
+    async def record_consumer_lag() -> None:
+        await _record_consumer_lag(app, stored)
+
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # faust types receivers without **kwargs
     async def on_revoked(sender: faust.App, revoked: set[Any], **_: Any) -> None:
         pipeline.forget({tp.partition for tp in revoked if tp.topic == settings.topic_spans})
 
     return IngestApp(app, pipeline, sink, storage)
+
+
+async def _record_consumer_lag(app: SpanlineApp, stored: StoredOffsets) -> None:
+    """Per assigned ``spans`` partition: high watermark of the last fetch minus the next offset not
+    yet stored — the pipeline's own record once the partition's first batch arrived, before that
+    the group's committed offset (or the log start, for a group that never committed), so the
+    gauge counts what the commit still has to pass even while a batch is held."""
+    try:
+        consumer = app.consumer
+        assigned = [tp for tp in consumer.assignment() if tp.topic == stored.topic]
+    except ConsumerNotStarted:
+        return
+    lags: dict[int, int] = {}
+    for tp in assigned:
+        highwater = consumer.highwater(tp)
+        position = stored.next_offset(tp.partition)
+        if position is None and isinstance(consumer, StoredOffsetConsumer):
+            position = consumer.committed_offset(tp)
+        if position is None:
+            position = (await consumer.earliest_offsets(tp)).get(tp)
+        if highwater is not None and position is not None:
+            lags[tp.partition] = max(highwater - position, 0)
+    WORKER_CONSUMER_LAG.clear()  # revoked partitions disappear from the scrape
+    for partition, lag in lags.items():
+        WORKER_CONSUMER_LAG.labels(stored.topic, str(partition)).set(lag)

@@ -70,6 +70,11 @@ class StoredOffsetConsumer(aiokafka_driver.Consumer):
             return acked_through
         return stored.next_offset(tp.partition)
 
+    def committed_offset(self, tp: TP) -> int | None:
+        """The offset this consumer last committed for ``tp``, or read as committed when the
+        partition was assigned (None: the group never committed it)."""
+        return self._committed_offset.get(tp)
+
 
 class StoredOffsetTransport(aiokafka_driver.Transport):
     Consumer = StoredOffsetConsumer

@@ -31,6 +31,17 @@ import pandas as pd
 
 from spanline.contract.dead_letter import dead_letter
 from spanline.kafka.publish import SOURCE_HEADER
+from spanline.metrics import (
+    WORKER_BATCH_SECONDS,
+    WORKER_BATCHES,
+    WORKER_DEAD_LETTERS,
+    WORKER_INSERT_SECONDS,
+    WORKER_MESSAGES,
+    WORKER_RESENDS_DROPPED,
+    WORKER_RETRIES,
+    WORKER_SPANS_CONSUMED,
+    WORKER_SPANS_STORED,
+)
 from spanline.retrying import Retry, any_error
 from spanline.streams.batcher import Batch, Message, PartitionBatcher
 from spanline.streams.commit import StoredOffsets
@@ -95,7 +106,13 @@ class IngestPipeline:
         self._recent: dict[int, RecentSpans] = {}
         self._retry = retry or transient()
         #: A step that failed unforeseen is retried like a transient one, logged with its traceback.
-        self._hold = replace(self._retry, retry_if=any_error, level=logging.ERROR, exc_info=True)
+        self._hold = replace(
+            self._retry,
+            retry_if=any_error,
+            level=logging.ERROR,
+            exc_info=True,
+            on_retry=WORKER_RETRIES.labels("unexpected").inc,
+        )
         self._batcher = PartitionBatcher()
         self._busy = asyncio.Lock()  # batches and idle-window ticks never interleave
         self.stats = PipelineStats()
@@ -130,9 +147,11 @@ class IngestPipeline:
             )
         self._batcher.add(messages)
         self.stats.messages += len(messages)
+        WORKER_MESSAGES.inc(len(messages))
         for batch in self._batcher.cut():
             where = f"checkpoint of partition {batch.partition} offsets {batch.first_offset}-{batch.last_offset}"
-            await self._held(where, partial(self._checkpoint, batch), (batch.partition, batch.first_offset))
+            with WORKER_BATCH_SECONDS.time():
+                await self._held(where, partial(self._checkpoint, batch), (batch.partition, batch.first_offset))
             for message in batch.messages:
                 await ack(message.event)
             self.stored.stored(batch.partition, batch.first_offset, batch.last_offset)
@@ -187,11 +206,17 @@ class IngestPipeline:
         if recent is not None:
             for part in stored:
                 recent.add(part.keys, part.stamps)
+        spans_stored = sum(len(part.rows) for part in stored)
         self.stats.batches += 1
         self.stats.spans_in += processed.spans_in
-        self.stats.spans_stored += sum(len(part.rows) for part in stored)
+        self.stats.spans_stored += spans_stored
         self.stats.dead_letters += len(letters)
         self.stats.resends += processed.resends
+        WORKER_BATCHES.inc()
+        WORKER_SPANS_CONSUMED.inc(processed.spans_in)
+        WORKER_SPANS_STORED.inc(spans_stored)
+        WORKER_DEAD_LETTERS.inc(len(letters))
+        WORKER_RESENDS_DROPPED.inc(processed.resends)
 
     async def _insert(self, batch: Batch, processed: ProcessedBatch, letters: list[DeadLetter]) -> list[RowsPart]:
         """Insert the batch's row parts; returns the stored ones (rows ClickHouse refused are
@@ -204,7 +229,8 @@ class IngestPipeline:
         whole = len(processed.parts) == 1 and first.stop - first.start == processed.spans_valid
         stored: list[RowsPart] = []
         for part in processed.parts:
-            outcome = await self._sink.store(InsertPart(batch, part, whole))
+            with WORKER_INSERT_SECONDS.time():
+                outcome = await self._sink.store(InsertPart(batch, part, whole))
             for index, exc in outcome.faults:
                 letters.append(self._row_letter(batch, part, index, f"ClickHouse refused the span: {describe(exc)}"))
             self.stats.data_faults += len(outcome.faults)

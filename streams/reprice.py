@@ -50,7 +50,7 @@ from spanline.streams.sinks import DEDUP_SETTINGS
 KEY: Final = ("tenant_id", "trace_id", "span_id", "kafka_partition", "kafka_offset")
 COST_COLUMNS: Final = ("input_cost_usd", "cache_read_cost_usd", "cache_write_cost_usd", "output_cost_usd", "cost_usd")
 #: The columns a re-pricing writes, in ``spans`` and in ``span_cost_deltas`` (``old_`` = before).
-PRICE_FIELDS: Final = (*COST_COLUMNS, "cost_known", "price_source", "price_version")
+PRICE_FIELDS: Final = (*COST_COLUMNS, "cost_known", "price_source", "price_version", "price_entry")
 #: Span columns a delta row carries: the rollup grain and what the rollups' cost maps are keyed by.
 DELTA_DIMENSIONS: Final = (
     "start_time",

@@ -5,10 +5,18 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.debian import chromium, compose_cli
+from tests.support.debian import chromium, compose_cli, prometheus_server, promtool
 from tests.support.kafka_broker import apache_kafka, kafka_broker, tansu_kafka
 
-__all__ = ["apache_kafka", "chromium", "compose_cli", "kafka_broker", "tansu_kafka"]
+__all__ = [
+    "apache_kafka",
+    "chromium",
+    "compose_cli",
+    "kafka_broker",
+    "prometheus_server",
+    "promtool",
+    "tansu_kafka",
+]
 
 #: The tiers a module declares itself (`pytestmark`, or a test's own mark); every other test is `unit`.
 DECLARED_TIERS = ("scenarios", "e2e", "faults")

@@ -147,7 +147,8 @@ def test_cache_collapse_names_the_layer_and_routing_shift_the_reason() -> None:
     assert [e.scope for e in collapse] == [{"tenant_id": "globex", "feature": "support-chat"}]
     assert collapse[0].runbook_branch in {"exact_layer", "semantic_layer"}
     hit_rate = collapse[0].diagnosis["cache_hit_rate"]
-    assert hit_rate["now"] < hit_rate["before"] / 2
+    assert hit_rate["now"] == pytest.approx(collapse[0].value, rel=1e-3)  # the rule's own 10 minutes
+    assert hit_rate["now"] < 0.8 * hit_rate["before"]
     _, events, _ = scenario(replace(Knobs(), large_share=0.7), {"tenant_id": "acme", "feature": "code-agent"}, 22)
     shift = fired(events, "routing_shift")
     assert [e.scope for e in shift] == [{"tenant_id": "acme", "feature": "code-agent"}]
@@ -209,7 +210,30 @@ def test_pipeline_rules_read_the_worker_figures() -> None:
     for n in range(12):
         minute = START + timedelta(minutes=n)
         letters = 400 if n >= 4 else 3
-        pipeline = pd.DataFrame([{"spans_in": 5000, "dead_letters": letters, "lag_s": 4.0, "windows": 1}])
+        silent = 1 if n >= 9 else 0  # a partition's windows stop arriving at minute 9
+        pipeline = pd.DataFrame(
+            [{"spans_in": 5000, "dead_letters": letters, "lag_s": 4.0, "silent_partitions": silent, "windows": 1}]
+        )
         events += evaluator.evaluate(Minute(minute, minute_frame(minute, rng)), pipeline)
-    assert [(e.rule, e.state, e.scope, e.runbook) for e in events] == [("dlq_rate", "firing", {}, "pipeline-health")]
+    assert [(e.rule, e.state, e.scope, e.runbook) for e in events] == [
+        ("dlq_rate", "firing", {}, "pipeline-health"),
+        ("alert_input_incomplete", "firing", {}, "pipeline-health"),
+    ]
     assert events[0].value == pytest.approx(0.08, abs=0.01)
+    assert events[1].at == START + timedelta(minutes=11) and events[1].value == 1.0
+
+
+def test_a_page_and_its_diagnosis_read_the_same_minutes() -> None:
+    """A two-minute outage fires the 5-minute error rules after it ended: the diagnosis still
+    shows the failure rate on the page (it reads the rule's window, not the last 3 minutes)."""
+    rng = np.random.default_rng(11)
+    evaluator = learned(rng)
+    assert run(evaluator, rng, START, WARMUP_MINUTES) == []
+    outage_start = START + timedelta(minutes=WARMUP_MINUTES)
+    events = run(evaluator, rng, outage_start, 2, replace(Knobs(), error_rate=0.9), {"provider": "anthropic"})
+    events += run(evaluator, rng, outage_start + timedelta(minutes=2), 4)
+    pages = fired(events, "error_rate_high") + fired(events, "error_rate_critical")
+    assert pages, "a 90% outage for 2 of 5 minutes is a 36% error rate over the rule's window"
+    for page in pages:
+        assert page.diagnosis["error_rate"]["now"] == pytest.approx(page.value, rel=1e-3)
+        assert page.diagnosis["top_error_type"] == "server_error"

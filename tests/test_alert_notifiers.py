@@ -23,6 +23,8 @@ from pydantic import SecretStr
 from spanline.alerts.dispatch import Dispatcher, GroupPolicy, ReceiverPolicy
 from spanline.alerts.events import AlertEvent, dedup_key
 from spanline.alerts.notifiers import LogReceiver, PagerDutyReceiver, SlackReceiver, WebhookReceiver
+from spanline.metrics import NOTIFICATIONS, NOTIFIER_CIRCUIT_OPEN, NOTIFIER_FAILURES
+from tests.support.metrics import sample
 from tests.support.stack import free_port
 
 ROUTING_KEY = "R0123456789abcdef0123456789abcde"
@@ -226,6 +228,10 @@ def test_a_failing_receiver_gets_the_page_once_when_it_recovers() -> None:
 
 async def _a_failing_receiver_gets_the_page_once_when_it_recovers(services: FakeServices) -> None:
     services.fail_first = 7  # the circuit opens after 3 failures; each failed probe re-opens it
+    failures_before = sample(
+        NOTIFIER_FAILURES, "spanline_notifier_failures_total", receiver="pagerduty", retryable="true"
+    )
+    delivered_before = sample(NOTIFICATIONS, "spanline_notifications_total", receiver="pagerduty", outcome="delivered")
     pagerduty = PagerDutyReceiver(SecretStr(ROUTING_KEY), url=f"{services.base}/v2/enqueue")
     dispatcher = dispatcher_for(services, [pagerduty], GROUPS, FAST)
     await dispatcher.start()
@@ -238,6 +244,10 @@ async def _a_failing_receiver_gets_the_page_once_when_it_recovers(services: Fake
     assert [body["event_action"] for body in services.pagerduty] == ["trigger"]
     assert services.attempts == 8 and stats.failures == 7 and stats.delivered == 1
     assert stats.circuit_opens == 5 and stats.circuit == "closed" and stats.dropped == 0
+    failures = sample(NOTIFIER_FAILURES, "spanline_notifier_failures_total", receiver="pagerduty", retryable="true")
+    delivered = sample(NOTIFICATIONS, "spanline_notifications_total", receiver="pagerduty", outcome="delivered")
+    assert (failures - failures_before, delivered - delivered_before) == (7, 1)
+    assert sample(NOTIFIER_CIRCUIT_OPEN, "spanline_notifier_circuit_open", receiver="pagerduty") == 0
 
 
 def test_refusals_and_dead_endpoints_are_counted_never_raised() -> None:
@@ -246,6 +256,10 @@ def test_refusals_and_dead_endpoints_are_counted_never_raised() -> None:
 
 async def _refusals_and_dead_endpoints_are_counted_never_raised(services: FakeServices) -> None:
     services.fail_first, services.fail_status = 1, 400
+    refused_before = sample(
+        NOTIFIER_FAILURES, "spanline_notifier_failures_total", receiver="pagerduty", retryable="false"
+    )
+    dropped_before = sample(NOTIFICATIONS, "spanline_notifications_total", receiver="pagerduty", outcome="dropped")
     stream = io.StringIO()
     dead = WebhookReceiver(SecretStr(f"http://127.0.0.1:{free_port()}/hook"))  # nothing listens there
     policy = ReceiverPolicy(rate_per_minute=600, retry_initial_s=0.01, retry_max_s=0.02, failures_to_open=3, open_s=30)
@@ -266,6 +280,10 @@ async def _refusals_and_dead_endpoints_are_counted_never_raised(services: FakeSe
     stats = dispatcher.stats
     assert stats["pagerduty"].dropped == 1 and stats["pagerduty"].attempts == 1 and services.pagerduty == []
     assert stats["webhook"].circuit == "open" and stats["webhook"].failures == 3 and stats["webhook"].queued == 1
+    refused = sample(NOTIFIER_FAILURES, "spanline_notifier_failures_total", receiver="pagerduty", retryable="false")
+    dropped = sample(NOTIFICATIONS, "spanline_notifications_total", receiver="pagerduty", outcome="dropped")
+    assert (refused - refused_before, dropped - dropped_before) == (1, 1)
+    assert sample(NOTIFIER_CIRCUIT_OPEN, "spanline_notifier_circuit_open", receiver="webhook") == 1
     line = json.loads(stream.getvalue().splitlines()[0])
     assert line["action"] == "trigger" and line["runbook_branch"] == "provider_errors"
 

@@ -34,6 +34,7 @@ SPEC_DEFAULTS = {
     "context_exhaustion": ("context_exhaustion_rate", "context-budget"),
     "model_version_change": ("new_model_versions", "silent-regression"),
     "consumer_lag": ("consumer_lag_s", "pipeline-health"),
+    "alert_input_incomplete": ("silent_partitions", "pipeline-health"),
     "dlq_rate": ("dlq_rate", "pipeline-health"),
 }
 ISSUE_RUNBOOKS = {

@@ -33,9 +33,19 @@ from spanline.alerts.rules import load_rules
 from spanline.alerts.state import FORMAT, VERSION, SavedState, encode
 from spanline.alerts.worker import AlertingService
 from spanline.contracts import load_contracts
+from spanline.metrics import (
+    ALERT_EVALUATION_FAILURES,
+    ALERT_EVALUATOR_HEALTHY,
+    ALERT_LAST_MINUTE,
+    ALERT_MINUTES_EVALUATED,
+)
 from spanline.settings import Settings
+from spanline.windows.aggregate import empty
+from spanline.windows.records import WindowRecord
+from spanline.windows.records import encode as encode_window
 from tests.support.alert_frames import Knobs, diurnal, minute_frame
 from tests.support.chdb import migrated_chdb
+from tests.support.metrics import sample
 from tests.test_alert_evaluator import START, Minute, learned
 
 DB = "alert_state"
@@ -89,6 +99,7 @@ def assert_same_store(saved: BaselineStore, restored: BaselineStore) -> None:
     for family, series in saved.series.items():
         twin = restored.series[family]
         assert twin.folded_until == series.folded_until
+        assert twin.observed_from == series.observed_from
         pd.testing.assert_frame_equal(twin.hours, series.hours, check_exact=True)
         plain = [c for c in series.minutes.columns if c != "sketch"]
         pd.testing.assert_frame_equal(twin.minutes[plain], series.minutes[plain], check_exact=True)
@@ -348,8 +359,11 @@ def test_a_worker_with_a_corrupt_state_file_bootstraps_from_clickhouse_and_evalu
     service.state_path.parent.mkdir(parents=True)
     service.state_path.write_bytes(b"\x80\x05 not what it used to be")
     first = minutes(np.random.default_rng(3), START, 1)[0]
+    evaluated_before = sample(ALERT_MINUTES_EVALUATED, "spanline_alert_minutes_evaluated_total")
     with caplog.at_level(logging.INFO):
         start_and_evaluate(service, first)
+    assert sample(ALERT_MINUTES_EVALUATED, "spanline_alert_minutes_evaluated_total") == evaluated_before + 1
+    assert sample(ALERT_LAST_MINUTE, "spanline_alert_last_evaluated_minute_seconds") == first.minute.timestamp()
     [record] = _problems(caplog)
     assert "pickle" in record.getMessage() and "rebuilt from ClickHouse" in record.getMessage()
     assert any("bootstrapped from alert_state" in r.getMessage() for r in caplog.records)
@@ -372,3 +386,17 @@ def test_a_bootstrap_that_cannot_succeed_ends_in_empty_baselines_not_a_retry_loo
     ), messages
     assert service._ready and service.evaluator.last_minute == first.minute
     assert all(len(s.hours) == 0 for s in service.evaluator.store.series.values())
+
+
+def test_a_failed_evaluation_is_counted_and_marks_the_evaluator_unhealthy_until_a_record_succeeds(
+    client: Client, tmp_path: Path
+) -> None:
+    service = service_for(tmp_path, DB, client)
+    failures_before = sample(ALERT_EVALUATION_FAILURES, "spanline_alert_evaluation_failures_total")
+    with pytest.raises(ValueError):
+        asyncio.run(service.handle(b"not a window record"))
+    assert sample(ALERT_EVALUATION_FAILURES, "spanline_alert_evaluation_failures_total") == failures_before + 1
+    assert sample(ALERT_EVALUATOR_HEALTHY, "spanline_alert_evaluator_healthy") == 0
+    quiet = WindowRecord(0, int(START.timestamp()), 0, 0, 0, 0, empty())  # completes no minute yet
+    assert asyncio.run(service.handle(encode_window(quiet))) == []
+    assert sample(ALERT_EVALUATOR_HEALTHY, "spanline_alert_evaluator_healthy") == 1

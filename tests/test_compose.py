@@ -14,9 +14,10 @@ import orjson
 import pytest
 import yaml
 
-from spanline.settings import load_settings
+from spanline.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
+SCRAPE_CONFIG = ROOT / "dashboards/provisioning/prometheus/prometheus.yaml"
 SPANLINE_SERVICES = ("collector", "worker-1", "worker-2")
 
 
@@ -35,7 +36,7 @@ def config(compose_cli: list[str]) -> dict:
 
 
 def test_the_file_runs_the_whole_stack(config: dict) -> None:
-    assert set(config["services"]) == {"kafka", "clickhouse", "grafana", *SPANLINE_SERVICES}
+    assert set(config["services"]) == {"kafka", "clickhouse", "grafana", "prometheus", *SPANLINE_SERVICES}
 
 
 def test_kafka_runs_in_kraft_mode_without_zookeeper(config: dict) -> None:
@@ -59,6 +60,36 @@ def test_grafana_has_the_clickhouse_plugin_and_the_provisioning(config: dict) ->
         if name in path.read_text()
     }
     assert needed <= set(grafana["environment"])
+    assert grafana["environment"]["GRAFANA_PROMETHEUS_URL"] == "http://prometheus:9090"
+
+
+def test_prometheus_scrapes_the_receiver_and_every_worker_at_their_metrics_ports(config: dict, promtool: str) -> None:
+    prometheus = config["services"]["prometheus"]
+    mounts = [mount(volume) for volume in prometheus["volumes"]]
+    (source, target) = next((Path(s), t) for s, t in mounts if t.endswith(".yaml"))
+    assert source == SCRAPE_CONFIG and f"--config.file={target}" in prometheus["command"]
+    checked = subprocess.run([promtool, "check", "config", str(source)], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    jobs = {
+        job["job_name"]: [target for group in job["static_configs"] for target in group["targets"]]
+        for job in yaml.safe_load(source.read_text())["scrape_configs"]
+    }
+
+    def settings(service: str) -> Settings:
+        return load_settings({k: str(v) for k, v in config["services"][service]["environment"].items()})
+
+    assert jobs["spanline-receiver"] == [f"collector:{settings('collector').collector_port}"]
+    workers = [s for s in SPANLINE_SERVICES if s.startswith("worker")]
+    assert jobs["spanline-worker"] == [f"{w}:{settings(w).worker_web_port}" for w in workers]
+    assert all(settings(w).worker_web_host == "0.0.0.0" for w in workers)  # reachable from the prometheus container
+
+
+def mount(volume: dict | str) -> tuple[str, str]:
+    """(source, target) of a volume as either Compose CLI prints it (mapping or short string)."""
+    if isinstance(volume, dict):
+        return str(volume.get("source", "")), str(volume["target"])
+    source, target, *_ = volume.split(":")
+    return source, target
 
 
 @pytest.mark.parametrize("service", SPANLINE_SERVICES)

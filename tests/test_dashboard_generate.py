@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -14,6 +15,9 @@ from spanline.contracts import load_contracts
 from spanline.dashboards.catalog import build_dashboards
 from spanline.dashboards.generate import GENERATED_DIR, drifted, rendered, write_generated
 from spanline.dashboards.model import with_database
+from spanline.dashboards.pipeline import DATASOURCE_UID as PROMETHEUS_UID
+from spanline.dashboards.pipeline import UID as PIPELINE_UID
+from spanline.metrics import ALERTING_METRICS, RECEIVER_METRICS, WORKER_METRICS
 
 PROVISIONING = GENERATED_DIR.parent / "provisioning"
 
@@ -35,10 +39,11 @@ def test_drift_is_detected(tmp_path: Path) -> None:
 
 def test_json_carries_queries_units_thresholds_variables_and_annotations() -> None:
     specs = {d.uid: d for d in build_dashboards(load_contracts())}
-    for name, text in rendered().items():
-        board = json.loads(text)
-        spec = specs[board["uid"]]
-        assert name == f"{board['uid']}.json" and board["title"] == spec.title
+    files = rendered()
+    assert set(files) == {f"{uid}.json" for uid in [*specs, PIPELINE_UID]}
+    for uid, spec in specs.items():
+        board = json.loads(files[f"{uid}.json"])
+        assert board["uid"] == uid and board["title"] == spec.title
         assert [v["name"] for v in board["templating"]["list"]] == ["tenant", "service", "feature", "model"]
         assert all(v["multi"] and v["includeAll"] and v["type"] == "query" for v in board["templating"]["list"])
         assert [a["name"] for a in board["annotations"]["list"]] == ["Alerts", "Model version changes"]
@@ -97,3 +102,46 @@ def test_cli_generate_writes_the_files(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in tmp_path.glob("*.json")) == sorted(rendered())
     assert drifted(tmp_path) == []
+
+
+def pipeline_exprs() -> list[str]:
+    board = json.loads(rendered()[f"{PIPELINE_UID}.json"])
+    return [target["expr"] for panel in board["panels"] for target in panel["targets"]]
+
+
+def test_pipeline_dashboard_shows_every_spanline_metric_and_queries_no_other() -> None:
+    suffixes = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count")}
+    families = [
+        family for metric in (*RECEIVER_METRICS, *WORKER_METRICS, *ALERTING_METRICS) for family in metric.describe()
+    ]
+    exposed = {family.name + suffix for family in families for suffix in suffixes[family.type]}
+    queried = {name for expr in pipeline_exprs() for name in re.findall(r"\bspanline_[a-z_]+", expr)}
+    assert queried <= exposed, f"the dashboard queries metrics nobody exposes: {sorted(queried - exposed)}"
+    shown = {family.name for family in families if any(family.name + s in queried for s in suffixes[family.type])}
+    assert shown == {family.name for family in families}, "metrics missing from the pipeline dashboard"
+
+
+def test_pipeline_dashboard_promql_passes_promtool(promtool: str, tmp_path: Path) -> None:
+    """promtool parses every query (as recording rules; Grafana's range macros filled in)."""
+    grafana_macros = {"$__rate_interval": "1m", "$__range": "1h"}
+    rules = []
+    for index, expr in enumerate(pipeline_exprs()):
+        for macro, value in grafana_macros.items():
+            expr = expr.replace(macro, value)
+        rules.append({"record": f"spanline:dashboard_query_{index}", "expr": expr})
+    rules_file = tmp_path / "queries.yaml"
+    rules_file.write_text(yaml.safe_dump({"groups": [{"name": "pipeline-dashboard", "rules": rules}]}))
+    checked = subprocess.run([promtool, "check", "rules", str(rules_file)], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in checked.stdout
+
+
+def test_pipeline_dashboard_reads_the_provisioned_prometheus() -> None:
+    board = json.loads(rendered()[f"{PIPELINE_UID}.json"])
+    (variable,) = board["templating"]["list"]
+    assert variable["type"] == "datasource" and variable["query"] == "prometheus"
+    assert variable["current"]["value"] == PROMETHEUS_UID
+    assert all(panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"} for panel in board["panels"])
+    (source,) = yaml.safe_load((PROVISIONING / "datasources" / "spanline-prometheus.yaml").read_text())["datasources"]
+    assert source["type"] == "prometheus" and source["uid"] == PROMETHEUS_UID
+    assert source["url"] == "${GRAFANA_PROMETHEUS_URL}"

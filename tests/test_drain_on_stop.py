@@ -24,6 +24,7 @@ import pytest
 
 from spanline.sql.client import connect
 from spanline.sql.service_file import ServiceFile
+from tests.support.metrics import scrape
 from tests.support.stack import Stack, embedded_env
 from tests.test_pipeline_e2e import canonical
 
@@ -69,6 +70,14 @@ def test_sigterm_right_after_the_last_200_stores_every_accepted_span_once(up: St
     # the first request stored, so the signal finds the worker mid-stream rather than starting up
     assert up.post("/v1/spans", bodies.pop(0), key)[0] == 200
     up.wait_for_count("SELECT count() FROM {db}.spans WHERE service = {run:String}", PER_REQUEST, run=run)
+    # Embedded, the receiver runs inside the worker: both /metrics pages show both processes' series.
+    worker_page = f"http://127.0.0.1:{up.settings.worker_web_port}"
+    stored = "spanline_worker_spans_stored_total"  # counted just after the rows became visible
+    up.wait_until(lambda: scrape(worker_page).value(stored) == PER_REQUEST, 10, "the stored-spans counter")
+    for page in (up.collector_url, worker_page):
+        samples = scrape(page)
+        assert samples.value("spanline_receiver_items_total", endpoint="spans", outcome="accepted") == PER_REQUEST
+        assert samples.value(stored) == PER_REQUEST
     with ThreadPoolExecutor(4) as pool:
         statuses = [status for status, _ in pool.map(lambda body: up.post("/v1/spans", body, key), bodies)]
     assert up.worker is not None

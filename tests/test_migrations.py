@@ -77,6 +77,7 @@ SPANS_COLUMNS: list[tuple[str, str]] = [
     ("cost_known", "Bool"),
     ("price_source", "LowCardinality(String)"),
     ("price_version", "LowCardinality(String)"),
+    ("price_entry", "LowCardinality(String)"),
     ("schema_version", "UInt8"),
     ("source", "LowCardinality(String)"),
     ("ingested_at", "DateTime64(3, 'UTC')"),

@@ -997,7 +997,8 @@ def test_provider_aliases_resolve_to_a_priced_span(sent: str, model: str, provid
     )
     assert span["provider"] == provider
     row = stored([span], catalog).iloc[0]
-    assert (row["cost_known"], row["price_source"]) == (1, "genai-prices")
+    # deepseek-chat is priced by a price correction (streams/pricing/corrections.yaml), the rest by the catalog
+    assert row["cost_known"] == 1 and row["price_source"] in ("genai-prices", "correction")
     assert row["cost_usd"] > 0
 
 

@@ -7,25 +7,33 @@ broker and chDB; the costs are checked against genai-prices' own calc_price.
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from genai_prices import Usage, calc_price
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 
+import spanline_sdk as sdk
+from spanline.contract.hashing import hash_user_id
 from spanline.kafka.publish import SpanPublisher
-from tests.support.stack import TENANT_KEYS, Stack, free_port, read_topic
+from spanline.streams.pricing.snapshot import CATALOG_ENTRY
+from tests.support.metrics import Samples, scrape
+from tests.support.prometheus import prometheus_scraping
+from tests.support.stack import TENANT_KEYS, Stack, clean_env, free_port, read_topic
 
 pytestmark = pytest.mark.e2e
 
@@ -102,9 +110,10 @@ def test_canonical_and_otlp_spans_land_once_with_independent_costs(stack: Stack)
     assert stack.scalar("SELECT countIf(source = 'otlp') FROM {db}.spans WHERE service = {s:String}", s=run) == 50
     for i, (provider, model, inp, out, cread, cwrite, _) in enumerate(PRICED):
         stored = stack.query(
-            "SELECT cost_usd, cost_known, price_source FROM {db}.spans WHERE span_id = {id:String}", id=f"{run}-{i}"
+            "SELECT cost_usd, cost_known, price_source, price_entry FROM {db}.spans WHERE span_id = {id:String}",
+            id=f"{run}-{i}",
         ).rows[0]
-        assert stored[1] in (1, True) and stored[2] == "genai-prices"
+        assert stored[1] in (1, True) and stored[2] == "genai-prices" and stored[3] == CATALOG_ENTRY
         assert stored[0] == pytest.approx(expected_cost(provider, model, inp, out, cread, cwrite), rel=1e-9)
 
 
@@ -136,6 +145,104 @@ def test_tenant_comes_from_the_key_never_the_payload(stack: Stack) -> None:
     stack.wait_for_count("SELECT count() FROM {db}.spans WHERE service = {s:String}", 5, s=run)
     tenants = stack.query("SELECT DISTINCT tenant_id FROM {db}.spans WHERE service = {s:String}", s=run).rows
     assert tenants == [["acme"]]
+
+
+def test_worker_metrics_count_stored_and_dead_lettered_spans_and_report_lag(
+    stack: Stack, prometheus_server: str, tmp_path: Path
+) -> None:
+    """The worker's /metrics (its Faust web port) and the receiver's, parsed, then scraped by a
+    real Prometheus with the repository's scrape jobs."""
+    run = f"met{uuid.uuid4().hex[:6]}"
+    worker_url = f"http://127.0.0.1:{stack.settings.worker_web_port}"
+    worker_before, receiver_before = scrape(worker_url), scrape(stack.collector_url)
+    assert stack.post("/v1/spans", orjson.dumps([canonical(run, i) for i in range(20)]), TENANT_KEYS["acme"])[0] == 200
+    # Straight to Kafka, past the receiver's validation: one invalid span and one undecodable message.
+    mixed = [{**canonical(run, i), "tenant_id": "acme"} for i in range(20, 30)] + [
+        {**canonical(run, 30), "tenant_id": "acme", "kind": "banana"}
+    ]
+    producer = KafkaProducer(bootstrap_servers=stack.bootstrap_servers)
+    producer.send(stack.settings.topic_spans, key=run.encode(), value=orjson.dumps(mixed))
+    producer.send(stack.settings.topic_spans, key=run.encode(), value=b"not json at all")
+    producer.flush()
+    producer.close()
+    stack.wait_for_count("SELECT count() FROM {db}.spans WHERE service = {s:String}", 30, s=run)
+
+    def moved(samples: Samples, name: str, **labels: str) -> float:
+        return samples.value(name, **labels) - worker_before.value(name, **labels)
+
+    def counted(samples: Samples) -> bool:  # counters move just after a batch's rows are visible
+        stored = moved(samples, "spanline_worker_spans_stored_total")
+        return stored >= 30 and moved(samples, "spanline_worker_dead_letters_total") >= 2
+
+    stack.wait_until(lambda: counted(scrape(worker_url)), 30, "the stored and dead-lettered counters")
+    worker = scrape(worker_url)
+    assert moved(worker, "spanline_worker_spans_stored_total") == 30
+    assert moved(worker, "spanline_worker_dead_letters_total") == 2
+    assert moved(worker, "spanline_worker_spans_consumed_total") == 31  # the undecodable message held no span
+    assert moved(worker, "spanline_worker_messages_total") >= 3
+    batches = moved(worker, "spanline_worker_batches_total")
+    assert batches >= 1 and moved(worker, "spanline_worker_batch_duration_seconds_count") == batches
+    assert moved(worker, "spanline_worker_insert_duration_seconds_count") >= 1
+    assert worker.value("spanline_worker_insert_duration_seconds_sum") > 0
+    receiver = scrape(stack.collector_url)
+    accepted = ("spanline_receiver_items_total", {"endpoint": "spans", "outcome": "accepted"})
+    assert receiver.value(accepted[0], **accepted[1]) - receiver_before.value(accepted[0], **accepted[1]) == 20
+    # Each process exposes what it runs: no idle worker series on the receiver's page, and back.
+    assert not any(name.startswith(("spanline_worker", "spanline_alert")) for name, _ in receiver.values)
+    assert not any(name.startswith("spanline_receiver") for name, _ in worker.values)
+
+    topic = stack.settings.topic_spans
+    partitions = {str(p) for p in range(stack.partitions)}
+
+    def caught_up() -> bool:
+        lags = scrape(worker_url).labelled("spanline_worker_consumer_lag_messages", "partition", topic=topic)
+        return set(lags) == partitions and all(lag == 0 for lag in lags.values())
+
+    stack.wait_until(caught_up, 30, "a lag gauge of 0 on every partition")
+
+    targets = {
+        "spanline-receiver": [stack.collector_url.removeprefix("http://")],
+        "spanline-worker": [worker_url.removeprefix("http://")],
+    }
+    with prometheus_scraping(prometheus_server, tmp_path, targets) as prometheus:
+
+        def scraped() -> bool:
+            up = prometheus.query('up{job=~"spanline-.*"} == 1')
+            stored = prometheus.query("spanline_worker_spans_stored_total")
+            return len(up) == 2 and bool(stored)
+
+        stack.wait_until(scraped, 30, "Prometheus to scrape the receiver and the worker")
+        (stored,) = prometheus.query("spanline_worker_spans_stored_total")
+        assert float(stored["value"][1]) == scrape(worker_url).value("spanline_worker_spans_stored_total")
+
+
+def test_sdk_spans_are_stored_as_the_key_s_tenant_with_the_tenant_s_user_hash(stack: Stack) -> None:
+    """The SDK's default export, as an application uses it: HTTP with the tenant's API key only."""
+    run = f"sdk{uuid.uuid4().hex[:6]}"
+    tracer = sdk.configure(run, endpoint=stack.collector_url, api_key=TENANT_KEYS["globex"])
+    for i in range(200):
+        with sdk.request(name="answer", user_id="alice@example.com", feature="search"):
+            with sdk.llm_call(provider="openai", model="gpt-4o-mini", input_tokens=100 + i, output_tokens=10):
+                pass
+    assert tracer.flush(30)
+    sdk.shutdown()
+    assert tracer.stats()["sent"] == 400
+    stack.wait_for_count("SELECT count() FROM {db}.spans WHERE service = {s:String}", 400, s=run)
+    stored = stack.query(
+        "SELECT tenant_id, groupUniqArray(user_id_hash), countIf(cost_usd > 0), uniqExact(span_id)"
+        " FROM {db}.spans WHERE service = {s:String} GROUP BY tenant_id",
+        s=run,
+    ).rows
+    salt = subprocess.run(  # what an in-cluster producer would be given for this tenant
+        [sys.executable, "-m", "spanline", "tenant-salt", "globex"],
+        env=clean_env() | stack.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert [list(row) for row in stored] == [
+        ["globex", [hash_user_id(bytes.fromhex(salt), "alice@example.com")], 200, 400]
+    ]
 
 
 def test_redelivered_batches_are_not_stored_twice(stack: Stack) -> None:
@@ -201,6 +308,10 @@ def test_clickhouse_down_worker_backs_off_commits_nothing_then_catches_up(stack:
         assert committed_total(stack, group) == 0, "offsets committed for messages that were never stored"
         time.sleep(1)
     assert "storage unavailable" in (stack.home / "worker.log").read_text()
+    stalled = scrape(f"http://127.0.0.1:{stack.settings.worker_web_port}")  # the page answers while inserts fail
+    assert stalled.value("spanline_worker_retries_total", kind="transient") > 0
+    assert stalled.value("spanline_worker_spans_stored_total") == 0
+    assert sum(stalled.labelled("spanline_worker_consumer_lag_messages", "partition").values()) > 0
     stack.stop_worker()
     stack.start_worker({"SPANLINE_CONSUMER_GROUP": group})
     stack.wait_for_count("SELECT count() FROM {db}.spans WHERE service = {s:String}", 2_000, s=run)

@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from spanline.contract.hashing import hash_user_id, tenant_salt
+from tests.support.metrics import scrape
 from tests.support.receiver import Receiver, receiver_on
 from tests.support.stack import read_topic
 
@@ -111,3 +112,49 @@ def test_health_and_readiness(receiver: Receiver) -> None:
 
     assert asyncio.run(get("/healthz")) == 200
     assert asyncio.run(get("/readyz")) == 200
+
+
+def test_metrics_count_requests_and_items_by_outcome(receiver: Receiver) -> None:
+    before = scrape(receiver.url)
+    assert receiver.post("/v1/spans", orjson.dumps([span(i) for i in range(30, 35)]), auth())[0] == 200
+    mixed = [span(40), span(41, duration_ms=-5), "not an object"]
+    assert receiver.post("/v1/spans", orjson.dumps(mixed), auth())[0] == 207
+    assert receiver.post("/v1/spans", b"{not json", auth())[0] == 400
+    assert receiver.post("/v1/spans", b"[]", {"Content-Type": "application/json"})[0] == 401
+    assert receiver.post("/v1/spans", b"[]", {"Authorization": "Bearer nobody's key"})[0] == 403
+    assert receiver.post("/v1/spans", b"x" * 70_000, auth())[0] == 413
+    assert receiver.post("/v1/traces", b"\xff\xfe garbage", auth("application/x-protobuf"))[0] == 400
+    after = scrape(receiver.url)
+
+    def moved(name: str, **labels: str) -> float:
+        return after.value(name, **labels) - before.value(name, **labels)
+
+    requests = {
+        (endpoint, outcome): moved("spanline_receiver_requests_total", endpoint=endpoint, outcome=outcome)
+        for endpoint in ("spans", "traces")
+        for outcome in (
+            "accepted",
+            "partial",
+            "bad_request",
+            "unauthorized",
+            "forbidden",
+            "too_large",
+            "unavailable",
+            "error",
+        )
+    }
+    assert {key: n for key, n in requests.items() if n} == {
+        ("spans", "accepted"): 1,
+        ("spans", "partial"): 1,
+        ("spans", "bad_request"): 1,
+        ("spans", "unauthorized"): 1,
+        ("spans", "forbidden"): 1,
+        ("spans", "too_large"): 1,
+        ("traces", "bad_request"): 1,
+    }
+    assert moved("spanline_receiver_items_total", endpoint="spans", outcome="accepted") == 6
+    assert moved("spanline_receiver_items_total", endpoint="spans", outcome="rejected") == 2
+    assert moved("spanline_receiver_items_total", endpoint="traces", outcome="accepted") == 0
+    assert moved("spanline_receiver_request_duration_seconds_count", endpoint="spans") == 6
+    assert after.value("process_cpu_seconds_total") > 0  # the process collector is registered too
+    assert not any("tenant" in dict(labels) or "acme" in dict(labels).values() for _, labels in after.values)

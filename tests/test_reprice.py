@@ -118,7 +118,7 @@ def assert_repriced(client: Client, database: str, catalog: PriceCatalog) -> pd.
     expected = catalog.price(spans)
     costs = spans["cost_usd"].gt(0)
     for name in PRICE_COLUMNS:
-        if name in ("price_source", "price_version"):
+        if name in ("price_source", "price_version", "price_entry"):
             assert (spans.loc[costs, name].astype(str) == expected.loc[costs, name].astype(str)).all(), name
         else:
             np.testing.assert_allclose(

@@ -111,13 +111,6 @@ def test_a_cancellation_is_never_retried() -> None:
     assert slept.waits == []
 
 
-def test_repeated_retries_can_log_quieter_than_the_first(caplog: pytest.LogCaptureFixture) -> None:
-    retry = Retry(any_error, sleep=Slept(), repeat_level=logging.DEBUG)
-    with caplog.at_level(logging.DEBUG, logger="spanline.retrying"):
-        retry.run_sync(Flaky(OSError(), OSError(), OSError()), "Kafka")
-    assert [record.levelno for record in caplog.records] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
-
-
 def test_the_reason_is_one_bounded_line() -> None:
     assert reason(ValueError("first\nsecond")) == "ValueError: first"
     assert reason(ValueError()) == "ValueError"

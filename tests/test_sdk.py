@@ -1,7 +1,8 @@
 """The Python SDK: nesting, errors, decorators, usage extraction, privacy, the queue, Kafka.
 
 Spans are captured with a recording transport (the SDK's documented ``transport=`` hook);
-one test publishes through a real tansu broker and reads the topic back.
+one test publishes through a real tansu broker with the Kafka export and reads the topic back.
+The HTTP export to the receiver is tests/test_sdk_http.py.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import Future
+from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,15 +24,18 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from spanline.collectors import sdk
-from spanline.collectors.sdk.fields import SETTABLE
-from spanline.collectors.sdk.tracer import master_secret
-from spanline.collectors.sdk.usage import extract_response_fields, extract_usage
+import spanline_sdk as sdk
 from spanline.contract.hashing import hash_user_id, tenant_salt
 from spanline.contract.schema import Span
+from spanline.errors import ConfigError as ServerConfigError
 from spanline.kafka.publish import SOURCE_HEADER, partition_for
+from spanline.settings import load_settings
+from spanline_sdk.fields import SETTABLE
+from spanline_sdk.usage import extract_response_fields, extract_usage
 
 MASTER = b"test-master-secret"
+#: What `spanline tenant-salt acme` prints for MASTER: all the SDK is ever given.
+SALT = tenant_salt(MASTER, "acme")
 
 
 class Recorder:
@@ -40,12 +44,9 @@ class Recorder:
     def __init__(self) -> None:
         self.batches: list[list[dict[str, Any]]] = []
 
-    def send(self, spans: list[dict[str, Any]], source: str) -> list[Future[None]]:
-        assert source == "sdk"
+    def send(self, spans: list[dict[str, Any]], timeout_s: float) -> list[sdk.Rejected]:
         self.batches.append(orjson.loads(orjson.dumps(spans)))
-        done: Future[None] = Future()
-        done.set_result(None)
-        return [done]
+        return []
 
     @property
     def spans(self) -> list[dict[str, Any]]:
@@ -56,7 +57,7 @@ class Recorder:
 def recorder() -> Iterator[Recorder]:
     """Default tracer wired to a Recorder; teardown checks every produced span is canonical."""
     transport = Recorder()
-    sdk.configure("unused:9092", "acme", "support-bot", user_id_salt=MASTER, transport=transport, flush_interval_s=0.01)
+    sdk.configure("support-bot", tenant_id="acme", tenant_salt=SALT, transport=transport, flush_interval_s=0.01)
     yield transport
     sdk.shutdown(timeout_s=5)
     for span in transport.spans:
@@ -97,7 +98,8 @@ def test_nested_spans_share_the_trace_and_point_at_their_parent(recorder: Record
     assert tool["duration_ms"] >= 2.0
     assert handle["duration_ms"] >= draft["duration_ms"] >= tool["duration_ms"]
     assert handle["start_time"] <= draft["start_time"] <= tool["start_time"]
-    assert handle["end_time"] >= draft["end_time"] >= tool["end_time"]
+    ends = [span["start_time"] + timedelta(milliseconds=span["duration_ms"]) for span in (handle, draft, tool)]
+    assert ends == sorted(ends, reverse=True)  # the worker derives end_time from these two
 
 
 def test_sibling_traces_get_distinct_ids_and_an_explicit_trace_id_is_kept(recorder: Recorder) -> None:
@@ -488,7 +490,7 @@ def test_user_ids_are_hashed_with_the_tenant_salt_and_never_sent_raw(recorder: R
     with sdk.llm_call(name="call", user_id="alice@example.com"):
         pass
     span = sent(recorder)["call"]
-    assert span["user_id_hash"] == hash_user_id(tenant_salt(MASTER, "acme"), "alice@example.com")
+    assert span["user_id_hash"] == hash_user_id(SALT, "alice@example.com")
     assert span["user_id_hash"] != hash_user_id(tenant_salt(MASTER, "globex"), "alice@example.com")
     assert b"alice" not in orjson.dumps(recorder.batches)
 
@@ -502,7 +504,7 @@ def test_content_is_not_sent_unless_capture_is_on(recorder: Recorder) -> None:
 
 def test_captured_content_is_redacted() -> None:
     transport = Recorder()
-    tracer = sdk.configure("unused:9092", "acme", "bot", user_id_salt=MASTER, transport=transport, capture_content=True)
+    tracer = sdk.configure("bot", tenant_id="acme", tenant_salt=SALT, transport=transport, capture_content=True)
     text = (
         "Mail jane.roe@example.org or call +1 415 555 0134 / (212) 555-0199. "
         "Key sk-proj-Ab3dEf6hIj9kLm2nOp5q and AKIAIOSFODNN7EXAMPLE. "
@@ -522,7 +524,11 @@ def test_captured_content_is_redacted() -> None:
 def test_a_second_tracer_reports_its_own_tenant_with_its_own_salt(recorder: Recorder) -> None:
     other = Recorder()
     globex = sdk.Tracer(
-        tenant_id="globex", service="search", open_transport=lambda: other, user_id_salt=MASTER, flush_interval_s=0.01
+        service="search",
+        tenant_id="globex",
+        tenant_salt=tenant_salt(MASTER, "globex"),
+        open_transport=lambda: other,
+        flush_interval_s=0.01,
     )
     with sdk.request(name="acme-root", user_id="u-1"):
         with globex.span("llm", name="globex-call", user_id="u-1"):
@@ -535,18 +541,6 @@ def test_a_second_tracer_reports_its_own_tenant_with_its_own_salt(recorder: Reco
     assert call["tenant_id"] == "globex" and call["name"] == "globex-call"
     assert call["user_id_hash"] == hash_user_id(tenant_salt(MASTER, "globex"), "u-1")
     assert call["user_id_hash"] != acme["acme-root"]["user_id_hash"]
-
-
-def test_the_master_secret_comes_from_settings_when_not_given(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    monkeypatch.setenv("SPANLINE_HOME", str(tmp_path))
-    monkeypatch.setenv("SPANLINE_USER_ID_SALT", "from-env")
-    assert master_secret(None) == b"from-env"
-    assert master_secret("explicit") == b"explicit" and master_secret(b"raw") == b"raw"
-    monkeypatch.delenv("SPANLINE_USER_ID_SALT")
-    (tmp_path / "salt").write_text("from-file\n")
-    assert master_secret(None) == b"from-file"
-    (tmp_path / "salt").unlink()
-    assert len(master_secret(None)) == 32 and master_secret(None) != master_secret(None)
 
 
 def test_a_forked_child_exports_through_its_own_worker(recorder: Recorder) -> None:
@@ -576,7 +570,7 @@ class BlockingTransport:
         self.release = threading.Event()
         self.calls = 0
 
-    def send(self, spans: list[dict[str, Any]], source: str) -> list[Any]:
+    def send(self, spans: list[dict[str, Any]], timeout_s: float) -> list[sdk.Rejected]:
         self.calls += 1
         self.release.wait()
         return []
@@ -585,10 +579,8 @@ class BlockingTransport:
 def test_a_full_queue_drops_and_counts_without_blocking() -> None:
     transport = BlockingTransport()
     tracer = sdk.configure(
-        "unused:9092",
-        "acme",
         "bot",
-        user_id_salt=MASTER,
+        tenant_id="acme",
         transport=transport,
         queue_size=50,
         batch_size=10,
@@ -621,29 +613,25 @@ def test_a_full_queue_drops_and_counts_without_blocking() -> None:
 
 
 class FlakyTransport(Recorder):
-    """Raises on the first ``failures`` sends, and returns failed futures on the next one."""
+    """Raises ConnectionError on the first ``failures`` sends, then a timeout once."""
 
     def __init__(self, failures: int) -> None:
         super().__init__()
         self.failures = failures
         self.attempts = 0
 
-    def send(self, spans: list[dict[str, Any]], source: str) -> list[Future[None]]:
+    def send(self, spans: list[dict[str, Any]], timeout_s: float) -> list[sdk.Rejected]:
         self.attempts += 1
         if self.attempts <= self.failures:
             raise ConnectionError("broker unreachable")
         if self.attempts == self.failures + 1:
-            failed: Future[None] = Future()
-            failed.set_exception(TimeoutError("no ack"))
-            return [failed]
-        return super().send(spans, source)
+            raise TimeoutError("no ack")
+        return super().send(spans, timeout_s)
 
 
 def test_transport_failures_are_retried_and_never_reach_the_caller() -> None:
     transport = FlakyTransport(failures=2)
-    tracer = sdk.configure(
-        "unused:9092", "acme", "bot", user_id_salt=MASTER, transport=transport, flush_interval_s=0.01
-    )
+    tracer = sdk.configure("bot", tenant_id="acme", transport=transport, flush_interval_s=0.01)
     for i in range(300):
         with sdk.tool_call(tool_name=f"t{i % 3}"):
             pass
@@ -658,7 +646,9 @@ def test_kafka_down_neither_blocks_nor_raises() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
-    tracer = sdk.configure(f"127.0.0.1:{closed_port}", "acme", "bot", user_id_salt=MASTER)
+    tracer = sdk.configure(
+        "bot", kafka_bootstrap_servers=f"127.0.0.1:{closed_port}", tenant_id="acme", tenant_salt=SALT.hex()
+    )
     started = time.perf_counter()
     for _ in range(1_000):
         with sdk.llm_call():
@@ -670,15 +660,61 @@ def test_kafka_down_neither_blocks_nor_raises() -> None:
     assert stats["sent"] == 0 and stats["dropped"] == 1_000
 
 
-def test_spans_with_invalid_values_are_dropped_and_counted_not_raised(recorder: Recorder) -> None:
-    with sdk.llm_call(name="bad", input_tokens=10, cache_read_tokens=50):
+# --- configuration: explicit arguments, then SPANLINE_SDK_* only ---------------------------
+
+
+def test_the_sdk_reads_only_its_own_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "SPANLINE_HOME": "/nonexistent",
+        "SPANLINE_USER_ID_SALT": "the-master-secret",
+        "SPANLINE_NOT_A_SETTING": "1",  # the server's settings would refuse this one
+        "SPANLINE_SDK_TENANT_SALT": SALT.hex(),
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SPANLINE_SDK_API_KEY", raising=False)
+    with pytest.raises(sdk.ConfigError, match="SPANLINE_SDK_API_KEY"):
+        sdk.configure("bot")
+    monkeypatch.setenv("SPANLINE_SDK_API_KEY", "sl-acme-key")
+    assert sdk.configure("bot").stats()["enqueued"] == 0  # no connection is made here
+    transport = Recorder()
+    tracer = sdk.configure("bot", transport=transport)
+    with sdk.llm_call(name="call", user_id="u-1"):
         pass
-    with sdk.llm_call(name="good", input_tokens=10):
+    assert tracer.flush(5)
+    sdk.shutdown()
+    [span] = transport.spans
+    assert span["user_id_hash"] == hash_user_id(SALT, "u-1") and "user_id" not in span
+    assert "tenant_id" not in span  # over HTTP the receiver stamps the API key's tenant
+
+
+def test_without_a_salt_raw_user_ids_are_left_for_the_receiver_to_hash(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SPANLINE_SDK_TENANT_SALT", raising=False)
+    transport = Recorder()
+    tracer = sdk.configure("bot", transport=transport)
+    with sdk.llm_call(name="call", user_id="u-1"):
         pass
-    tracer = sdk.default_tracer()
-    assert tracer is not None and tracer.flush(5)
-    assert [s["name"] for s in recorder.spans] == ["good"]
-    assert tracer.stats()["invalid"] == 1
+    assert tracer.flush(5)
+    sdk.shutdown()
+    assert transport.spans[0]["user_id"] == "u-1" and "user_id_hash" not in transport.spans[0]
+
+
+def test_misconfiguration_fails_at_configure_with_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SPANLINE_SDK_TENANT_SALT", raising=False)
+    with pytest.raises(sdk.ConfigError, match="tenant_id"):
+        sdk.configure("bot", kafka_bootstrap_servers="127.0.0.1:9", tenant_salt=SALT)
+    with pytest.raises(sdk.ConfigError, match="spanline tenant-salt acme"):
+        sdk.configure("bot", kafka_bootstrap_servers="127.0.0.1:9", tenant_id="acme")
+    with pytest.raises(sdk.ConfigError, match="hex"):
+        sdk.configure("bot", kafka_bootstrap_servers="127.0.0.1:9", tenant_id="acme", tenant_salt="not hex")
+    with pytest.raises(sdk.ConfigError, match="http"):
+        sdk.configure("bot", endpoint="ftp://receiver", api_key="k")
+    assert sdk.default_tracer() is None
+
+
+def test_the_server_settings_leave_the_sdk_variables_alone() -> None:
+    load_settings({"SPANLINE_SDK_ENDPOINT": "http://receiver:4318", "SPANLINE_SDK_API_KEY": "k"})
+    with pytest.raises(ServerConfigError, match="SPANLINE_SDKX"):
+        load_settings({"SPANLINE_SDKX": "1"})
 
 
 # --- a real broker -------------------------------------------------------------------------
@@ -693,7 +729,9 @@ def test_spans_reach_kafka_batched_and_valid(tansu_kafka: Any) -> None:
         admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])
     finally:
         admin.close()
-    tracer = sdk.configure(bootstrap, "acme", "support-bot", topic=topic, user_id_salt=MASTER)
+    tracer = sdk.configure(
+        "support-bot", kafka_bootstrap_servers=bootstrap, kafka_topic=topic, tenant_id="acme", tenant_salt=SALT.hex()
+    )
     for trace in range(100):
         with sdk.request(name="root", user_id=f"user-{trace % 7}"):
             for step in range(9):
@@ -718,4 +756,6 @@ def test_spans_reach_kafka_batched_and_valid(tansu_kafka: Any) -> None:
     assert len(spans) == 1_000 and len({span.span_id for span in spans}) == 1_000
     assert len({span.trace_id for span in spans}) == 100
     assert messages < 100  # several spans per message
-    assert all(span.tenant_id == "acme" and span.user_id_hash for span in spans)
+    assert {span.tenant_id for span in spans} == {"acme"}
+    hashes = {hash_user_id(SALT, f"user-{user}") for user in range(7)}
+    assert {span.user_id_hash for span in spans} == hashes  # the tenant's salt, as the receiver hashes

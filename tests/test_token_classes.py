@@ -22,14 +22,14 @@ import pytest
 from genai_prices import Usage, calc_price
 from pydantic import ValidationError
 
-from spanline.collectors import sdk
-from spanline.collectors.sdk.usage import extract_usage
+import spanline_sdk as sdk
 from spanline.contract.schema import TOKEN_DETAIL_FIELDS, TOKEN_FIELDS, Span
 from spanline.contract.schema_export import SCHEMA_PATH
 from spanline.contract.validation import validate_items
 from spanline.streams.frame import arrow_rows
 from spanline.streams.pricing import PriceCatalog
 from spanline.streams.sinks import DEDUP_SETTINGS
+from spanline_sdk.usage import extract_usage
 from tests.support.chdb import migrated_chdb
 from tests.test_otlp import attrs, one_span, stored
 from tests.test_schema import span

@@ -4,14 +4,18 @@ Status codes: 200 all accepted; 207 some items rejected (listed with reasons; th
 accepted); 400 unparseable body; 401 no key; 403 unknown key; 413 body too large;
 503 Kafka did not acknowledge (retry later). ``/v1/traces`` answers the OTLP way:
 200 with ``partialSuccess`` naming the rejected spans.
+
+``/metrics`` serves Spanline's Prometheus metrics (spanline/metrics.py) without a key, like any
+exporter: counts and latencies only, no tenant, key or payload.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -21,10 +25,19 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
     ExportTraceServiceResponse,
 )
+from prometheus_client.aiohttp import make_aiohttp_handler
 
 from spanline.collectors.otlp import decode_otlp
 from spanline.collectors.receiver.auth import Keyring
 from spanline.collectors.receiver.intake import Intake, IntakeResult
+from spanline.metrics import (
+    RECEIVER_ITEMS,
+    RECEIVER_METRICS,
+    RECEIVER_REQUEST_SECONDS,
+    RECEIVER_REQUESTS,
+    REGISTRY,
+    expose,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +47,11 @@ INTAKE = web.AppKey("intake", Intake)
 READY: web.AppKey[Callable[[], bool]] = web.AppKey("ready_check")
 MAX_BODY = web.AppKey("max_body_bytes", int)
 PROTOBUF_TYPES = ("application/x-protobuf", "application/protobuf")
+#: A span endpoint's outcome label by the status of an error answer (spanline_receiver_requests).
+ERROR_OUTCOMES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 413: "too_large", 503: "unavailable"}
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: A span endpoint: its answer and what the intake made of the items (for the metrics).
+SpanHandler = Callable[[web.Request], Awaitable[tuple[web.Response, IntakeResult]]]
 
 
 class BadRequest(web.HTTPBadRequest):
@@ -100,16 +118,43 @@ async def _accept(request: web.Request, items: list[Any], tenant: str, source: s
         ) from exc
 
 
-async def post_spans(request: web.Request) -> web.Response:
+def counted(endpoint: str, handler: SpanHandler) -> Handler:
+    """``handler`` with its answers and items counted by outcome and timed (spanline/metrics.py)."""
+    outcomes = ("accepted", "partial", *ERROR_OUTCOMES.values(), "error")
+    requests = {outcome: RECEIVER_REQUESTS.labels(endpoint, outcome) for outcome in outcomes}
+    accepted, rejected = RECEIVER_ITEMS.labels(endpoint, "accepted"), RECEIVER_ITEMS.labels(endpoint, "rejected")
+    seconds = RECEIVER_REQUEST_SECONDS.labels(endpoint)
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        try:
+            response, result = await handler(request)
+        except web.HTTPException as exc:
+            requests[ERROR_OUTCOMES.get(exc.status, "error")].inc()
+            raise
+        except Exception:
+            requests["error"].inc()
+            raise
+        finally:
+            seconds.observe(time.perf_counter() - started)
+        requests["partial" if result.invalid else "accepted"].inc()
+        accepted.inc(result.accepted)
+        rejected.inc(len(result.invalid))
+        return response
+
+    return answer
+
+
+async def post_spans(request: web.Request) -> tuple[web.Response, IntakeResult]:
     tenant = _tenant(request)
     items = _canonical_items(await _body(request), request.content_type)
     if not items:
         raise BadRequest("no spans in the body")
     result = await _accept(request, items, tenant, "http")
-    return web.json_response(result.as_dict(), status=207 if result.invalid else 200, dumps=_dumps)
+    return web.json_response(result.as_dict(), status=207 if result.invalid else 200, dumps=_dumps), result
 
 
-async def post_traces(request: web.Request) -> web.Response:
+async def post_traces(request: web.Request) -> tuple[web.Response, IntakeResult]:
     tenant = _tenant(request)
     body = await _body(request)
     content_type = request.content_type
@@ -125,9 +170,9 @@ async def post_traces(request: web.Request) -> web.Response:
             response.partial_success.CopyFrom(
                 ExportTracePartialSuccess(rejected_spans=len(result.invalid), error_message=message)
             )
-        return web.Response(body=response.SerializeToString(), content_type=content_type)
+        return web.Response(body=response.SerializeToString(), content_type=content_type), result
     partial = {"rejectedSpans": len(result.invalid), "errorMessage": message} if result.invalid else {}
-    return web.json_response({"partialSuccess": partial}, dumps=_dumps)
+    return web.json_response({"partialSuccess": partial}, dumps=_dumps), result
 
 
 async def healthz(_: web.Request) -> web.Response:
@@ -150,8 +195,10 @@ def make_app(keyring: Keyring, intake: Intake, max_body_bytes: int, ready_check:
     app[INTAKE] = intake
     app[READY] = ready_check
     app[MAX_BODY] = max_body_bytes
-    app.router.add_post("/v1/spans", post_spans)
-    app.router.add_post("/v1/traces", post_traces)
+    app.router.add_post("/v1/spans", counted("spans", post_spans))
+    app.router.add_post("/v1/traces", counted("traces", post_traces))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    expose(*RECEIVER_METRICS)
+    app.router.add_get("/metrics", make_aiohttp_handler(REGISTRY))
     return app

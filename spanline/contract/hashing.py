@@ -1,34 +1,27 @@
 """User-id hashing: raw user ids never leave the collector (docs/requirements.md §2, §8).
 
 Each tenant gets its own salt, derived from one master secret, so the same person has
-unrelated hashes in two tenants and a leaked hash cannot be joined across tenants.
+unrelated hashes in two tenants and a leaked hash cannot be joined across tenants. The two
+functions are the SDK's (which hashes with a tenant's salt before writing to Kafka); the
+master secret stays here, on the server.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 
 from spanline.secret_file import write_secret_file
 from spanline.settings import Settings
+from spanline_sdk.hashing import hash_user_id, tenant_salt
 
-
-def tenant_salt(master_secret: bytes, tenant_id: str) -> bytes:
-    """The per-tenant salt: HMAC-SHA256(master secret, tenant id)."""
-    return hmac.new(master_secret, tenant_id.encode(), hashlib.sha256).digest()
-
-
-def hash_user_id(salt: bytes, user_id: str) -> str:
-    """Stable, non-reversible user id: HMAC-SHA256(tenant salt, user id), 32 hex chars."""
-    return hmac.new(salt, user_id.encode(), hashlib.sha256).hexdigest()[:32]
+__all__ = ["hash_user_id", "stored_master_secret", "tenant_salt"]
 
 
 def stored_master_secret(settings: Settings, create: bool) -> bytes | None:
     """The master secret from SPANLINE_USER_ID_SALT, else from <home>/salt.
 
-    The receiver creates the file on first start (``create=True``); the SDK only reads it,
-    so both hash a user the same way on one machine without extra configuration.
+    The receiver creates the file on first start (``create=True``), and so does
+    ``spanline tenant-salt`` (which prints a tenant's salt for the SDK's Kafka export).
     """
     if settings.user_id_salt is not None:
         return settings.user_id_salt.get_secret_value().encode()

@@ -6,14 +6,21 @@ p's frontier is m + 1 min. A minute is complete once every partition's frontier 
 its figures merge all records received for it. Duplicates (a window re-emitted after a crash
 between the Kafka ack and the ``metric_windows`` record) are dropped by (partition, minute).
 
-Partitions that never report (no traffic since their worker started) must not stall the merger:
-once the most advanced partition is ``stall_minutes`` ahead of a partition (or of the first
-minute seen, for one that never reported), minutes older than that lead complete without it.
-Quiet partitions that did report keep advancing on their own (manager.py: idle partitions).
+No partition's minutes are ever left out while it is alive: a partition that lags (a backlog, a
+fast replay consumed unevenly) holds every later minute back until it catches up, however far
+behind in event time it is. Only a *silent* partition stops holding minutes back: one that has not
+reported for ``stall_s`` of wall clock (its worker is gone, or it has had no spans since the
+merger started). Minutes then complete without it; records it sends later for those minutes are
+counted in ``late_records`` and left out. ``silent_reporters`` names the partitions that did
+report and then went silent, which the pipeline rule ``alert_input_incomplete`` pages on
+(a partition that never had traffic is not an incident). Quiet partitions that did report keep
+advancing on their own (streams/windows/manager.py: idle partitions), so they never go silent.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -24,8 +31,8 @@ from spanline.windows.aggregate import COUNTS, DIMENSIONS, MAPS, SKETCHES, SUMS,
 from spanline.windows.records import WindowRecord, decode
 from spanline.windows.sketches import build_sketch
 
-#: Default event-time lead after which a partition that does not report stops holding minutes back.
-STALL_MINUTES = 30
+#: Default wall-clock silence after which a partition stops holding minutes back.
+STALL_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -38,11 +45,17 @@ class MinuteFigures:
 class MinuteMerger:
     """Merges the per-partition window records of `metrics` into whole minutes."""
 
-    def __init__(self, partitions: int, stall_minutes: int = STALL_MINUTES) -> None:
+    def __init__(
+        self, partitions: int, stall_s: float = STALL_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if partitions < 1:
             raise ValueError("partitions must be at least 1")
         self.partitions = partitions
-        self._stall_s = stall_minutes * 60
+        self._stall_s = stall_s
+        self._clock = clock
+        self._started = clock()
+        self._heard: dict[int, float] = {}  # wall clock of each partition's latest record
+        self.late_records = 0  # records of a silent partition for minutes completed without it
         self._frontier: dict[int, int] = {}
         self._pending: dict[int, dict[int, WindowRecord]] = {}
         self._completed_through: int | None = None  # every minute before it was returned already
@@ -58,7 +71,9 @@ class MinuteMerger:
         record = decode(value)
         if not 0 <= record.partition < self.partitions:
             raise ValueError(f"record of partition {record.partition}, but the merger expects {self.partitions}")
+        self._heard[record.partition] = self._clock()
         if self._completed_through is not None and record.minute < self._completed_through:
+            self.late_records += 1
             return []
         by_partition = self._pending.setdefault(record.minute, {})
         if record.partition in by_partition:
@@ -67,11 +82,19 @@ class MinuteMerger:
         self._frontier[record.partition] = max(self._frontier.get(record.partition, 0), record.minute + 60)
         return self._complete()
 
+    def silent_reporters(self) -> list[int]:
+        """Partitions that reported and then fell silent: their minutes are missing from the figures."""
+        return [partition for partition in self._heard if self._silent(partition, self._clock())]
+
+    def _silent(self, partition: int, now: float) -> bool:
+        return now - self._heard.get(partition, self._started) >= self._stall_s
+
     def _complete(self) -> list[MinuteFigures]:
         lead = max(self._frontier.values())
         floor = min(self._pending) if self._pending else lead
-        frontiers = [self._frontier.get(partition, floor) for partition in range(self.partitions)]
-        complete_before = min(max(f, lead - self._stall_s) for f in frontiers)  # a stalled one trails the lead
+        now = self._clock()
+        holding = [p for p in range(self.partitions) if not self._silent(p, now)]
+        complete_before = min((self._frontier.get(p, floor) for p in holding), default=lead)
         ready = sorted(minute for minute in self._pending if minute < complete_before)
         if self._completed_through is None or complete_before > self._completed_through:
             self._completed_through = complete_before

@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS ${database}.span_cost_deltas
     old_cost_known Bool,
     old_price_source LowCardinality(String),
     old_price_version LowCardinality(String),
+    old_price_entry LowCardinality(String),
     input_cost_usd Float64,
     cache_read_cost_usd Float64,
     cache_write_cost_usd Float64,
@@ -58,7 +59,8 @@ CREATE TABLE IF NOT EXISTS ${database}.span_cost_deltas
     cost_usd Float64,
     cost_known Bool,
     price_source LowCardinality(String),
-    price_version LowCardinality(String)
+    price_version LowCardinality(String),
+    price_entry LowCardinality(String)
 )
 ENGINE = MergeTree
 PARTITION BY toYYYYMM(start_time)

@@ -16,6 +16,7 @@ CREATE TABLE IF NOT EXISTS ${database}.${join}
     cost_known Bool,
     price_source String,
     price_version String,
+    price_entry String,
     present UInt8
 )
 ENGINE = Join(ANY, LEFT, tenant_id, trace_id, span_id, kafka_partition, kafka_offset)

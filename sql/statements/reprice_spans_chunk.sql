@@ -6,7 +6,7 @@ SELECT
     model_tier, prompt_id, prompt_version,
     ${tokens},
     input_cost_usd, cache_read_cost_usd, cache_write_cost_usd, output_cost_usd, cost_usd,
-    cost_known, price_source, price_version
+    cost_known, price_source, price_version, price_entry
 FROM ${database}.spans
 WHERE start_time >= {since:DateTime64(3, 'UTC')} AND start_time < {until:DateTime64(3, 'UTC')}
 ORDER BY tenant_id, trace_id, span_id, kafka_partition, kafka_offset

@@ -1,4 +1,5 @@
-"""Cost enrichment: prices spans from genai-prices' offline snapshot plus per-tenant overrides.
+"""Cost enrichment: prices spans from genai-prices' offline snapshot, the project's price corrections
+(``corrections.yaml``) and per-tenant overrides.
 
 ``PriceCatalog.load(overrides_file)`` once per process, then ``catalog.price(spans)`` per batch.
 """

@@ -4,11 +4,14 @@ Per batch: each distinct (provider, model_response, model_requested) is resolved
 across batches); each span then gets the price-table row valid at its ``start_time`` with
 ``pandas.merge_asof``, in this order of precedence:
 
-1. a tenant-specific override, 2. an every-tenant override, 3. the genai-prices catalog
-(with its daily windows), else no price.
+1. a tenant-specific override, 2. an every-tenant override, 3. a price correction (the project's
+reviewed fixes, :mod:`.corrections`: one for the exact name sent before one for its whole catalog
+model), 4. the genai-prices catalog (with its daily windows), else no price.
 
 ``model_response`` (what was served) is tried before ``model_requested`` (what was asked for), for
-overrides and for the catalog alike; any override beats the catalog.
+overrides, corrections and the catalog alike; any override beats a correction, any correction the
+catalog. ``price_entry`` names the entry that priced each span (``catalog:<genai-prices version>``,
+``correction:<id>``, ``override:<n>``; '' when none did).
 
 A span without a price but with tokens is flagged, never silently free: ``cost_known = 0``, costs
 0.0, ``price_source = 'unknown'`` (and ``price_version`` names the catalog consulted, so it can be
@@ -28,10 +31,11 @@ import numpy.typing as npt
 import pandas as pd
 from pandas.api.extensions import ExtensionArray
 
+from spanline.streams.pricing.corrections import BUNDLED, SeriesKey, correction_rows, read_corrections
 from spanline.streams.pricing.costs import RateArrays, Tokens
 from spanline.streams.pricing.layout import SOURCE_NONE, SOURCE_UNKNOWN, normalise_table
 from spanline.streams.pricing.overrides import override_rows, read_overrides
-from spanline.streams.pricing.resolve import Identity, ModelResolver
+from spanline.streams.pricing.resolve import Identity, ModelResolver, NameMatch, read_deployments
 from spanline.streams.pricing.snapshot import CATALOG_LABEL, bundled_snapshot, flatten
 from spanline.streams.pricing.validity import NO_ROW, Validity, epoch_ns
 
@@ -47,6 +51,7 @@ PRICE_COLUMNS: Final = (
     "cost_known",
     "price_source",
     "price_version",
+    "price_entry",
 )
 #: Distinct (provider, response, requested) triples remembered before the cache is dropped.
 MAX_CACHED_TRIPLES: Final = 16_384
@@ -56,22 +61,30 @@ MAX_CACHED_TRIPLES: Final = 16_384
 class _Resolved:
     catalog_series: int
     override: int  # index of the override identity, -1 when no override covers the names
+    name_correction: int  # correction series for the exact name, -1 when none
+    model_correction: int  # correction series for the whole catalog model, -1 when none
 
 
 class PriceCatalog:
-    """genai-prices' offline snapshot plus per-tenant overrides, as one flat price table.
+    """genai-prices' offline snapshot, the price corrections and per-tenant overrides, as one flat price table.
 
     ``table`` is that table (layout in :mod:`.layout`): one row per price period or daily window.
     """
 
     def __init__(
-        self, table: pd.DataFrame, resolver: ModelResolver, override_series: dict[tuple[Identity, str], int]
+        self,
+        table: pd.DataFrame,
+        resolver: ModelResolver,
+        override_series: dict[tuple[Identity, str], int],
+        correction_series: dict[SeriesKey, int] | None = None,
     ) -> None:
         self.table = table
         self._resolver = resolver
+        self._corrections = correction_series or {}
         self._rates = RateArrays(table)
         self._sources = _Labels([*table["source"], SOURCE_UNKNOWN, SOURCE_NONE])
         self._versions = _Labels([*table["version"], CATALOG_LABEL, ""])
+        self._entries = _Labels([*table["entry"], "", ""])
         self._validity = Validity(table)
         identities = sorted({identity for identity, _ in override_series})
         self._override_index = {identity: i for i, identity in enumerate(identities)}
@@ -82,11 +95,27 @@ class PriceCatalog:
         self._triples: dict[tuple[str, str, str], _Resolved] = {}
 
     @classmethod
-    def load(cls, overrides_file: Path | None = None) -> PriceCatalog:
-        """Flatten the bundled snapshot (never fetched) and read the overrides file, if any."""
+    def load(
+        cls,
+        overrides_file: Path | None = None,
+        corrections_file: Path | None = BUNDLED,
+        deployments_file: Path | None = None,
+    ) -> PriceCatalog:
+        """Flatten the bundled snapshot (never fetched), add the corrections and the overrides file, if any.
+
+        ``corrections_file=None`` leaves the catalog as genai-prices ships it (tests comparing with
+        ``calc_price``; ``spanline prices diff``).
+        """
         flat = flatten(bundled_snapshot().providers)
-        resolver = ModelResolver(bundled_snapshot, flat.series_of_model)
+        deployments = read_deployments(deployments_file) if deployments_file is not None else None
+        resolver = ModelResolver(bundled_snapshot, flat.series_of_model, deployments)
         table = flat.table
+        correction_series: dict[SeriesKey, int] = {}
+        if corrections_file is not None:
+            corrections, digest = read_corrections(corrections_file)
+            rows, correction_series = correction_rows(corrections, resolver, int(table["series"].max()) + 1)
+            table = _append(table, rows)
+            logger.info("price corrections: %d entries (sha256 %s)", len(corrections), digest[:12])
         override_series: dict[tuple[Identity, str], int] = {}
         if overrides_file is not None:
             entries, digest = read_overrides(overrides_file)
@@ -94,21 +123,31 @@ class PriceCatalog:
             table = _append(table, rows)
             logger.info("price overrides: %d entries from %s (sha256 %s)", len(entries), overrides_file, digest[:12])
         logger.info("price catalog: %s, %d models, %d price rows", CATALOG_LABEL, len(flat.series_of_model), len(table))
-        return cls(table, resolver, override_series)
+        return cls(table, resolver, override_series, correction_series)
 
     def price(self, spans: pd.DataFrame) -> pd.DataFrame:
         """Cost columns for ``spans``, aligned with its index (see :data:`PRICE_COLUMNS`)."""
-        tokens = Tokens.of(spans)
+        return self._frame(spans.index, self.rows_in_force(spans), Tokens.of(spans))
+
+    def rows_in_force(self, spans: pd.DataFrame) -> npt.NDArray[np.int64]:
+        """The price-table row that prices each span (-1: none), from its names, tenant and start time."""
         start_ns = epoch_ns(spans["start_time"])
         triple, resolved = self._resolve(spans)
         catalog_series = np.array([r.catalog_series for r in resolved], dtype=np.int64)[triple]
-        chosen = self._validity.with_windows(self._validity.asof(catalog_series, start_ns), catalog_series, start_ns)
+        chosen = self._validity.lookup(catalog_series, start_ns)
+        if self._corrections:
+            by_name = self._validity.lookup(np.array([r.name_correction for r in resolved], np.int64)[triple], start_ns)
+            by_model = self._validity.lookup(
+                np.array([r.model_correction for r in resolved], np.int64)[triple], start_ns
+            )
+            chosen = np.where(by_name >= 0, by_name, np.where(by_model >= 0, by_model, chosen))
         override = np.array([r.override for r in resolved], dtype=np.int64)[triple]
         if (override >= 0).any():
             tenant_row = self._validity.asof(self._tenant_override_series(override, spans["tenant_id"]), start_ns)
             global_row = self._validity.asof(np.where(override >= 0, self._global_series[override], NO_ROW), start_ns)
             chosen = np.where(tenant_row >= 0, tenant_row, np.where(global_row >= 0, global_row, chosen))
-        return self._frame(spans.index, chosen, tokens)
+        rows: npt.NDArray[np.int64] = np.asarray(chosen, dtype=np.int64)
+        return rows
 
     def _resolve(self, spans: pd.DataFrame) -> tuple[np.ndarray, list[_Resolved]]:
         """Code of each span's (provider, response, requested) triple, and each triple's resolution."""
@@ -131,12 +170,14 @@ class PriceCatalog:
             return found
         if len(self._triples) >= MAX_CACHED_TRIPLES:
             self._triples.clear()
-        matches = [self._resolver.match(provider, name) for name in (response, requested) if name]
+        names = [name for name in (response, requested) if name]
+        matches = [self._resolver.match(provider, name) for name in names]
         override = next(
             (self._override_index[m.identity] for m in matches if m.identity in self._override_index), NO_ROW
         )
         series = next((m.series for m in matches if m.series >= 0), NO_ROW)
-        if matches and override == NO_ROW and series == NO_ROW:
+        name_correction, model_correction = self._correction_series(matches)
+        if matches and override == NO_ROW and series == NO_ROW and model_correction == name_correction == NO_ROW:
             logger.warning(
                 "no price for provider=%r model_response=%r model_requested=%r: spans with tokens "
                 "are flagged cost_known=0 (add a price override?)",
@@ -144,8 +185,18 @@ class PriceCatalog:
                 response,
                 requested,
             )
-        found = self._triples[key] = _Resolved(series, override)
+        found = self._triples[key] = _Resolved(series, override, name_correction, model_correction)
         return found
+
+    def _correction_series(self, matches: list[NameMatch]) -> tuple[int, int]:
+        """(exact-name, whole-model) correction series of the first name the catalog or a correction knows."""
+        for match in matches:
+            provider_id, model_id = match.identity
+            by_name = self._corrections.get(("name", provider_id, match.name), NO_ROW)
+            by_model = self._corrections.get(("model", provider_id, model_id), NO_ROW)
+            if match.series >= 0 or by_name >= 0 or by_model >= 0:
+                return by_name, by_model
+        return NO_ROW, NO_ROW
 
     def _tenant_override_series(self, override: np.ndarray, tenant_id: pd.Series) -> npt.NDArray[np.int64]:
         tenant, tenants = _factorize_text(tenant_id)
@@ -176,6 +227,7 @@ class PriceCatalog:
             "cost_known": (priced | ~has_tokens).astype(np.uint8),
             "price_source": self._sources.take(label),
             "price_version": self._versions.take(label),
+            "price_entry": self._entries.take(label),
         }
         return pd.DataFrame(columns, index=index)
 

@@ -15,7 +15,10 @@ each priced at the first rate of its chain that the price has:
 - output at the output rate, except reasoning, audio and image output at their own rate, else output;
 - context tiers are cliffs decided by *total* input tokens (cached included): above a tier's
   threshold (strictly greater, as in ``calc_unit_price``) every token of that kind pays the tier rate;
-- a flat per-request fee (Perplexity Sonar's ``requests_kcount``) is charged once per span with tokens.
+- a flat per-request fee (Perplexity Sonar's ``requests_kcount``) is charged once per span with tokens;
+- a thinking-output rate (``output_thinking_mtok``, from the price corrections) replaces the output
+  rate for every output token of a span with reasoning tokens: the provider bills a response made
+  with thinking on at that rate (Gemini 2.5 Flash preview: $3.50 instead of $0.60).
 
 Where a price has a modality rate but no cache-read rate for that modality (e.g. a cache-read rate
 for text only), genai-prices charges the cached audio tokens at *both* the audio and the cache-read
@@ -145,6 +148,7 @@ class RateArrays:
             for key in RATE_KEYS
         }
         self._request: FloatArray = table["request_usd"].to_numpy(np.float64)
+        self._thinking: FloatArray = table["output_thinking_mtok"].to_numpy(np.float64)
 
     def rate(self, key: str, rows: npt.NDArray[np.int64], total_input: FloatArray) -> FloatArray:
         """Per-MTok rate of ``key`` at each table row, tier chosen by total input; NaN = not priced."""
@@ -180,6 +184,12 @@ class RateArrays:
             input=totals["input"],
             cache_read=totals["cache_read"],
             cache_write=totals["cache_write"],
-            output=totals["output"],
+            output=self._with_thinking_rate(totals["output"], rows, tokens),
             request=np.where(tokens.any(), self._request[rows], 0.0),
         )
+
+    def _with_thinking_rate(self, output: FloatArray, rows: npt.NDArray[np.int64], tokens: Tokens) -> FloatArray:
+        """Spans with reasoning tokens pay the thinking-output rate on all their output, where a price has one."""
+        rate = self._thinking[rows]
+        thinking = (tokens.reasoning > 0) & ~np.isnan(rate)
+        return np.where(thinking, tokens.output * np.nan_to_num(rate) / TOKENS_PER_MTOK, output)

@@ -6,7 +6,11 @@ per million tokens; NaN means the price list has no separate rate for that kind 
 tokens are priced as the kind they are part of (cache reads as input, reasoning as output, 1-hour
 cache writes as cache writes, audio input as input), which is what genai-prices does. Context tiers
 are stored as ``<key>_tier<n>_above`` (a threshold on *total* input tokens, +inf when there is no
-tier) and ``<key>_tier<n>_mtok``.
+tier) and ``<key>_tier<n>_mtok``. ``output_thinking_mtok`` is the output rate of a response produced
+with thinking on (a span with reasoning tokens), for models whose provider bills all of such a
+response's output at a higher rate (Gemini 2.5 Flash preview); NaN for every other model. ``entry``
+names the row for the stored ``price_entry`` column (``catalog:<genai-prices version>``,
+``correction:<id>``, ``override:<n>``).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ RATE_KEYS: Final = (
 
 SOURCE_CATALOG: Final = "genai-prices"
 SOURCE_OVERRIDE: Final = "override"
+SOURCE_CORRECTION: Final = "correction"
 SOURCE_UNKNOWN: Final = "unknown"
 SOURCE_NONE: Final = "none"
 
@@ -54,7 +59,9 @@ FIXED_COLUMNS: Final = (
     "daily_until",
     "source",
     "version",
+    "entry",
     "request_usd",
+    "output_thinking_mtok",
 )
 
 TOKENS_PER_MTOK: Final = 1_000_000.0
@@ -81,7 +88,7 @@ def tier_slots(columns: list[str]) -> int:
 def normalise_table(table: pd.DataFrame) -> pd.DataFrame:
     """Fixed column order and dtypes; every rate gets every tier slot (+inf threshold = no tier).
 
-    Rows from different sources (catalog, overrides) only fill the columns they know.
+    Rows from different sources (catalog, corrections, overrides) only fill the columns they know.
     """
     table = table.copy()
     slots = max((int(m.group(1)) for c in table.columns if (m := _TIER_ABOVE.fullmatch(c))), default=0)
@@ -99,4 +106,8 @@ def normalise_table(table: pd.DataFrame) -> pd.DataFrame:
         table[name] = pd.to_timedelta(table.get(name, pd.NaT)).astype("timedelta64[ns]")
     table["tenant"] = table["tenant"].fillna("") if "tenant" in table else ""
     table["request_usd"] = table["request_usd"].astype(np.float64).fillna(0.0)
+    table["output_thinking_mtok"] = pd.Series(
+        table.get("output_thinking_mtok", np.nan), index=table.index, dtype=np.float64
+    )
+    table["entry"] = table["entry"].fillna("") if "entry" in table else ""
     return table.loc[:, [*FIXED_COLUMNS, *rates]].reset_index(drop=True)

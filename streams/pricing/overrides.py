@@ -13,7 +13,8 @@ The file is a YAML list; each entry prices one model (see ``overrides.example.ya
 
 An override replaces the whole price (no tiers, no per-request fee) for spans of its tenant (or of
 every tenant) from ``valid_from`` on; before that the catalog price applies. Entries are numbered
-from 0 in file order, in errors and in ``price_version`` (``override <file sha256[:12]> #<index>``).
+from 0 in file order, in errors, in ``price_version`` (``override <file sha256[:12]> #<index>``) and in
+``price_entry`` (``override:<index>``).
 """
 
 from __future__ import annotations
@@ -83,11 +84,11 @@ def read_overrides(path: Path) -> tuple[list[PriceOverride], str]:
     try:
         entries = _ENTRIES.validate_python(document)
     except ValidationError as exc:
-        raise ConfigError(f"price overrides file {path}: {_describe(exc)}") from exc
+        raise ConfigError(f"price overrides file {path}: {describe_errors(exc)}") from exc
     return entries, hashlib.sha256(raw).hexdigest()
 
 
-def _describe(exc: ValidationError) -> str:
+def describe_errors(exc: ValidationError) -> str:
     """First error per (entry, field); a union such as ``valid_from`` reports each member, once is enough."""
     first: dict[tuple[object, object], str] = {}
     for error in exc.errors():
@@ -130,6 +131,7 @@ def override_rows(
                 "valid_from": starts,
                 "source": SOURCE_OVERRIDE,
                 "version": f"{SOURCE_OVERRIDE} {digest[:12]} #{index}",
+                "entry": f"{SOURCE_OVERRIDE}:{index}",
                 "request_usd": 0.0,
                 rate_column("input"): entry.input_mtok,
                 rate_column("output"): entry.output_mtok,

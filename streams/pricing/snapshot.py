@@ -44,6 +44,8 @@ from spanline.streams.pricing.layout import RATE_KEYS, SOURCE_CATALOG, normalise
 
 GENAI_PRICES_VERSION: Final[str] = genai_prices.__version__
 CATALOG_LABEL: Final[str] = f"genai-prices {GENAI_PRICES_VERSION}"
+#: ``price_entry`` of every span the bundled catalog priced.
+CATALOG_ENTRY: Final[str] = f"catalog:{GENAI_PRICES_VERSION}"
 
 Constraint = StartDateConstraint | TimeOfDateConstraint | None
 
@@ -86,6 +88,7 @@ def _model_rows(series: int, provider: Provider, model: ModelInfo) -> list[dict[
         "match": str(model.match),
         "tenant": "",
         "source": SOURCE_CATALOG,
+        "entry": CATALOG_ENTRY,
     }
     rows = [
         {

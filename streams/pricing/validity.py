@@ -1,10 +1,13 @@
 """Which price-table row is valid for a span: ``merge_asof`` on time, then daily windows.
 
-Date periods (catalog price changes, override history) are rows with a ``valid_from``; a span
-takes the latest one at or before its ``start_time``, per price series, with one
-``pandas.merge_asof`` over the whole batch. Daily windows (catalog rows with ``daily_from``) then
-replace the date price for the spans whose UTC time of day falls inside them, in table order,
-exactly as genai-prices lets a later active conditional price win.
+Periods (catalog price changes, corrections, override history) are rows with a ``valid_from``
+instant (not only a date: DeepSeek changed prices at 16:00 UTC) and optionally a ``valid_until``;
+a span takes the latest period of its price series that started at or before its ``start_time``,
+with one ``pandas.merge_asof`` over the whole batch, unless that period had already ended (then
+the series has no price at that instant and the next layer down applies). Daily windows (rows
+with ``daily_from``, such as off-peak discounts) then replace the period price for the spans whose
+UTC time of day falls inside them, in table order, while the window itself is valid: each window
+has its own ``valid_from`` and ``valid_until``.
 """
 
 from __future__ import annotations
@@ -18,15 +21,18 @@ import pandas as pd
 
 DAY_NS: Final = 86_400 * 10**9
 NO_ROW: Final = -1
+_EARLIEST: Final = int(np.iinfo(np.int64).min)
+_LATEST: Final = int(np.iinfo(np.int64).max)
 
 
 @dataclass(frozen=True)
 class Window:
-    """A daily UTC price window: table row, [begin, end) since midnight, valid before ``until_ns``."""
+    """A daily UTC price window: table row, [begin, end) since midnight, valid in [from_ns, until_ns)."""
 
     row: int
     begin_ns: int
     end_ns: int
+    from_ns: int
     until_ns: int
 
     def active(self, epoch_ns: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
@@ -35,7 +41,7 @@ class Window:
             in_window = (clock >= self.begin_ns) | (clock < self.end_ns)
         else:
             in_window = (clock >= self.begin_ns) & (clock < self.end_ns)
-        return in_window & (epoch_ns < self.until_ns)
+        return in_window & (epoch_ns >= self.from_ns) & (epoch_ns < self.until_ns)
 
 
 class Validity:
@@ -43,14 +49,16 @@ class Validity:
 
     def __init__(self, table: pd.DataFrame) -> None:
         dated = table["daily_from"].isna().to_numpy()
+        starts = epoch_ns(table["valid_from"], missing=_EARLIEST)
+        until = epoch_ns(table["valid_until"], missing=_LATEST)
+        self._until = until
         self._periods = pd.DataFrame(
             {
-                "valid_from_ns": epoch_ns(table["valid_from"], missing=np.iinfo(np.int64).min)[dated],
+                "valid_from_ns": starts[dated],
                 "series": table["series"].to_numpy(np.int64)[dated],
                 "row": np.flatnonzero(dated),
             }
         ).sort_values("valid_from_ns", kind="stable", ignore_index=True)
-        until = epoch_ns(table["valid_until"], missing=np.iinfo(np.int64).max)
         self._windows: dict[int, list[Window]] = {}
         for row in np.flatnonzero(~dated):
             self._windows.setdefault(int(table["series"].iat[row]), []).append(
@@ -58,13 +66,14 @@ class Validity:
                     row=int(row),
                     begin_ns=int(table["daily_from"].iat[row].value),
                     end_ns=int(table["daily_until"].iat[row].value),
+                    from_ns=int(starts[row]),
                     until_ns=int(until[row]),
                 )
             )
         self._windowed_series = np.array(sorted(self._windows), dtype=np.int64)
 
     def asof(self, series: np.ndarray, at_ns: np.ndarray) -> np.ndarray:
-        """Row of each span's ``series`` valid at ``at_ns``; -1 where the series is -1 or not valid yet."""
+        """Row of each span's ``series`` valid at ``at_ns``; -1 where the series is -1, not valid yet or ended."""
         out = np.full(len(series), NO_ROW, dtype=np.int64)
         wanted = np.flatnonzero(series >= 0)
         if wanted.size == 0:
@@ -74,7 +83,9 @@ class Validity:
         merged = pd.merge_asof(
             left, self._periods, left_on="t", right_on="valid_from_ns", by="series", direction="backward"
         )
-        out[order] = merged["row"].fillna(NO_ROW).to_numpy(np.int64)
+        rows = merged["row"].fillna(NO_ROW).to_numpy(np.int64)
+        ended = (rows >= 0) & (at_ns[order] >= self._until[np.maximum(rows, 0)])
+        out[order] = np.where(ended, NO_ROW, rows)
         return out
 
     def with_windows(self, rows: np.ndarray, series: np.ndarray, at_ns: np.ndarray) -> np.ndarray:
@@ -89,6 +100,10 @@ class Validity:
             for window in self._windows[int(one)]:
                 rows[candidates[mine & window.active(stamps)]] = window.row
         return rows
+
+    def lookup(self, series: np.ndarray, at_ns: np.ndarray) -> np.ndarray:
+        """Periods, then daily windows: the row in force for each (series, instant)."""
+        return self.with_windows(self.asof(series, at_ns), series, at_ns)
 
 
 def epoch_ns(column: pd.Series, missing: int | None = None) -> npt.NDArray[np.int64]:

@@ -28,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 
+from spanline.metrics import WORKER_WINDOWS_EMITTED
 from spanline.streams.windows.changelog import Changelog
 from spanline.streams.windows.state import PartitionWindows
 from spanline.windows.records import WindowRecord, encode
@@ -124,4 +125,5 @@ class WindowManager:
         await self._publish([(record.key, payload) for record, payload in zip(records, payloads, strict=False)])
         await self._storage(self._changelog.record, records, payloads)
         self.emitted += len(records)
+        WORKER_WINDOWS_EMITTED.inc(len(records))
         self.emit_seconds += time.perf_counter() - started

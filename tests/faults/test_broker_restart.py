@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from spanline.collectors import sdk
+import spanline_sdk as sdk
+from spanline.contract.hashing import tenant_salt
 from spanline.simulator.sender import SendReport, send_chunks
 from tests.support.kafka_broker import ApacheKafkaBroker, running_apache_kafka
 from tests.support.stack import TENANT_KEYS, Stack
@@ -82,8 +83,13 @@ def span(run: str, index: int, **fields: Any) -> dict[str, Any]:
 
 def test_spans_sent_around_a_broker_restart_are_stored_exactly_once(broker: ApacheKafkaBroker, stack: Stack) -> None:
     http_run, sdk_run = f"http{uuid.uuid4().hex[:6]}", f"sdk{uuid.uuid4().hex[:6]}"
-    tracer = sdk.configure(
-        stack.bootstrap_servers, "acme", sdk_run, topic=stack.settings.topic_spans, flush_interval_s=0.1
+    tracer = sdk.configure(  # the in-cluster Kafka export, with the tenant's salt only
+        sdk_run,
+        kafka_bootstrap_servers=stack.bootstrap_servers,
+        kafka_topic=stack.settings.topic_spans,
+        tenant_id="acme",
+        tenant_salt=tenant_salt(b"any master secret", "acme"),
+        flush_interval_s=0.1,
     )
     slowest_call_s = 0.0
 

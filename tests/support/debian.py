@@ -1,9 +1,9 @@
 """Debian tools the tests drive as commands, installed with apt-get on first use.
 
 The README's test command must pass on a new machine, so a missing tool (headless Chromium
-for tests/test_report*.py, the Compose CLI for tests/test_compose.py) is installed here rather
-than being a prerequisite. When it cannot be installed the test fails with the command to run:
-it never skips.
+for tests/test_report*.py, the Compose CLI for tests/test_compose.py, Prometheus and its
+promtool for the metrics tests) is installed here rather than being a prerequisite. When it
+cannot be installed the test fails with the command to run: it never skips.
 """
 
 from __future__ import annotations
@@ -105,3 +105,19 @@ def compose_cli(request: pytest.FixtureRequest) -> list[str]:
             "docker-compose", "docker-compose", "tests/test_compose.py validates docker-compose.yml", request.config
         )
     ]
+
+
+@pytest.fixture(scope="session")
+def promtool(request: pytest.FixtureRequest) -> str:
+    """Prometheus's own checker: the scrape configuration and the pipeline dashboard's PromQL."""
+    return debian_tool(
+        "promtool", "prometheus", "tests check the Prometheus config and the dashboard's PromQL", request.config
+    )
+
+
+@pytest.fixture(scope="session")
+def prometheus_server(request: pytest.FixtureRequest) -> str:
+    """The Prometheus server, scraping a real receiver and worker in tests/test_pipeline_e2e.py."""
+    return debian_tool(
+        "prometheus", "prometheus", "tests/test_pipeline_e2e.py scrapes the worker with Prometheus", request.config
+    )

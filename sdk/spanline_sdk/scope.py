@@ -3,7 +3,7 @@
 This is the caller's hot path, so it only records raw facts into a plain dict — random
 integer ids, a wall-clock start in ns and a monotonic duration — and hands the dict to a
 sink. Formatting ids and timestamps, hashing, redaction and validation happen on the SDK's
-background thread (:mod:`spanline.collectors.sdk.finish`).
+background thread (:mod:`spanline_sdk.finish`).
 
 Nesting uses a :class:`~contextvars.ContextVar`, so parentage follows asyncio tasks (which
 copy the context when created) and threads started through ``contextvars.copy_context()``.
@@ -22,16 +22,15 @@ from time import perf_counter_ns, time_ns
 from types import TracebackType
 from typing import Any, Protocol, TypeVar, Unpack, cast
 
-from spanline.collectors.sdk.failures import error_fields
-from spanline.collectors.sdk.fields import INHERITED, SpanFields, check_names
-from spanline.collectors.sdk.usage import extract_response_fields
+from spanline_sdk.failures import error_fields
+from spanline_sdk.fields import INHERITED, SpanFields, check_names
+from spanline_sdk.finish import format_span_id, format_trace_id
+from spanline_sdk.schema import MAX_ATTRIBUTE_CHARS
+from spanline_sdk.usage import extract_response_fields
 
 log = logging.getLogger("spanline.sdk")
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-#: Attribute values longer than this are cut (the schema's limit).
-MAX_ATTRIBUTE_CHARS = 4096
 
 # A private generator: a caller's random.seed() must not make ids repeat. Reseeded after
 # fork so parent and child never draw the same ids.
@@ -69,14 +68,6 @@ _current: ContextVar[SpanScope | None] = ContextVar("spanline_current_span", def
 def current_span() -> SpanScope | None:
     """The innermost open span in this context, if any."""
     return _current.get()
-
-
-def format_span_id(value: int | str) -> str:
-    return value if isinstance(value, str) else f"{value:016x}"
-
-
-def format_trace_id(value: int | str) -> str:
-    return value if isinstance(value, str) else f"{value:032x}"
 
 
 class SpanScope:
@@ -147,7 +138,7 @@ class SpanScope:
         return format_trace_id(self._tid)
 
     def set(self, **fields: Unpack[SpanFields]) -> None:
-        """Set span fields; unknown names raise TypeError, bad values are dropped by the worker."""
+        """Set span fields; unknown names raise TypeError, bad values are refused by the server."""
         check_names(fields)
         self.fields.update(fields)
 
@@ -209,7 +200,7 @@ class SpanScope:
 
 
 def new_scope(sink: SpanSink | None, kind: str, fields: SpanFields) -> SpanScope:
-    """A span of ``kind`` with caller-given fields (names checked now, values by the worker).
+    """A span of ``kind`` with caller-given fields (names checked now, values by the server).
 
     ``fields`` must be a fresh dict (a ``**kwargs``): the span fills it in place.
     """

@@ -1,7 +1,8 @@
-"""The span fields a caller may set, so a typo fails where it is written, not in the worker.
+"""The span fields a caller may set, so a typo fails where it is written, not on the server.
 
 Identity, timing and tenant fields are not here: the SDK sets them. ``model`` is shorthand for
-``model_requested`` and ``user_id`` is the raw id the worker replaces by its salted hash.
+``model_requested`` and ``user_id`` is the raw id replaced by its tenant-salted hash (by the SDK
+when it has the tenant's salt, else by the receiver).
 """
 
 from __future__ import annotations

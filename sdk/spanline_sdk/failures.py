@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from spanline.contract.schema import ErrorType, SpanKind
+from spanline_sdk.schema import ErrorType, SpanKind
 
 _CONTEXT_LENGTH_MARKERS = (
     "context_length_exceeded",

@@ -3,9 +3,10 @@
 Callers only append to a deque after a length check (``put``): no lock, no I/O, no waiting.
 When the queue is full the span is dropped and counted. The thread takes up to
 ``batch_size`` spans whenever that many are queued or ``flush_interval_s`` passed,
-completes and validates them, hands them to the transport and waits for the acks. A failed
-send is retried with the jittered back-off of spanline/retrying.py while callers keep filling
-the (bounded) queue, so a Kafka outage costs dropped spans, never a blocked or failing caller.
+completes them and hands them to the transport, which returns once they are acknowledged. A
+failed send is retried with jittered exponential back-off (honouring a server's Retry-After)
+while callers keep filling the (bounded) queue, so an outage costs dropped spans, never a
+blocked or failing caller.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from spanline.contract.validation import FieldError, InvalidItem
-from spanline.retrying import Retry, any_error
+from spanline_sdk.backoff import jittered_delay
+from spanline_sdk.encode import Rejected
 
 log = logging.getLogger("spanline.sdk")
 
@@ -28,18 +29,21 @@ _live: weakref.WeakSet[SpanExporter] = weakref.WeakSet()
 
 
 class Transport(Protocol):
-    """What the exporter sends to: SpanPublisher, or anything shaped like it."""
+    """Where the exporter sends batches: the receiver over HTTP, Kafka, or anything shaped like them.
 
-    def send(self, spans: list[dict[str, Any]], source: str) -> list[Any]: ...
+    ``send`` returns once the spans are acknowledged, listing the ones refused for their
+    content; it raises :class:`Undeliverable` for a batch no retry can deliver, and any other
+    exception for a failure worth retrying (an attribute ``retry_after_s`` is the least wait).
+    """
+
+    def send(self, spans: list[dict[str, Any]], timeout_s: float) -> Sequence[Rejected]: ...
 
 
-Finisher = Callable[[list[dict[str, Any]]], tuple[list[dict[str, Any]], list[InvalidItem]]]
+class Undeliverable(Exception):
+    """A batch no retry can deliver (e.g. the receiver refused the API key): dropped and counted."""
 
 
-def wait_for_ack(future: Any, timeout_s: float) -> None:
-    """Block until a kafka-python or concurrent.futures future resolves; raise its failure."""
-    getter = getattr(future, "get", None) or future.result
-    getter(timeout=timeout_s)
+Finisher = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
 
 
 class SpanExporter:
@@ -50,35 +54,24 @@ class SpanExporter:
         open_transport: Callable[[], Transport],
         finish: Finisher,
         *,
-        source: str,
         queue_size: int,
         batch_size: int,
         flush_interval_s: float,
-        ack_timeout_s: float,
+        send_timeout_s: float,
         backoff_initial_s: float = 0.1,
         backoff_max_s: float = 5.0,
-        on_transport_open: Callable[[], None] | None = None,
+        on_first_delivery: Callable[[], None] | None = None,
         close_transport: Callable[[Transport, float], None] | None = None,
     ) -> None:
         self._open_transport = open_transport
         self._finish = finish
-        self._source = source
         self._queue_size = queue_size
         self._batch_size = batch_size
         self._flush_interval_s = flush_interval_s
-        self._ack_timeout_s = ack_timeout_s
-        #: Every send failure is retried until the shutdown deadline; only the first retry of a
-        #: send is a warning, so an outage is one line in the host app's log.
-        self._retry = Retry(
-            any_error,
-            backoff_initial_s,
-            backoff_max_s,
-            give_up=self._past_deadline,
-            sleep=self._pause,
-            logger=log,
-            repeat_level=logging.DEBUG,
-        )
-        self._on_transport_open = on_transport_open
+        self._send_timeout_s = send_timeout_s
+        self._backoff_initial_s = backoff_initial_s
+        self._backoff_max_s = backoff_max_s
+        self._on_first_delivery = on_first_delivery
         self._close_transport = close_transport
         self._closed = False
         self._start()
@@ -92,10 +85,12 @@ class SpanExporter:
         self._settled = threading.Condition()
         self._drop_lock = threading.Lock()
         self._transport: Transport | None = None
+        self._delivered_once = False
         self._deadline = float("inf")
         self._in_flight = 0
         self._given_up = False
         self._failing = False
+        self._refused = False
         # `_dropped` is written by callers under _drop_lock; the rest by the worker under _settled.
         self._dropped = 0
         self._taken = 0
@@ -133,8 +128,9 @@ class SpanExporter:
         """Counters since start.
 
         enqueued: accepted into the queue; sent: acknowledged by the transport; dropped: refused
-        by a full or closed queue, or given up on at shutdown; send_failures: failed send
-        attempts (each retried); invalid: rejected by schema validation; queued: waiting now.
+        by a full or closed queue, undeliverable, or given up on at shutdown; send_failures:
+        failed send attempts (each retried); invalid: refused for their content (by the
+        receiver, or not encodable); queued: waiting now.
         """
         with self._settled:
             queued = len(self._queue)
@@ -198,44 +194,83 @@ class SpanExporter:
 
     def _process(self, batch: list[dict[str, Any]]) -> None:
         try:
-            spans, invalid = self._finish(batch)
-        except Exception as exc:
+            spans = self._finish(batch)
+        except Exception:
             log.exception("spanline SDK could not complete %d spans; dropping them as invalid", len(batch))
-            problem = (FieldError("", f"could not be completed: {type(exc).__name__}: {exc}"),)
-            spans, invalid = [], [InvalidItem(i, span, problem) for i, span in enumerate(batch)]
-        if invalid:
-            log.warning("spanline SDK dropped %d invalid span(s), e.g. %s", len(invalid), invalid[0].reason)
-        delivered = self._deliver(spans) if spans else True
+            self._settle(sent=0, invalid=len(batch), abandoned=0)
+            return
+        rejected = self._deliver(spans)
+        if rejected is None:
+            self._settle(sent=0, invalid=0, abandoned=len(spans))
+            return
+        if rejected:
+            log.warning("spanline SDK: %d span(s) refused, e.g. %s", len(rejected), rejected[0].reason)
+        self._settle(sent=len(spans) - len(rejected), invalid=len(rejected), abandoned=0)
+
+    def _settle(self, *, sent: int, invalid: int, abandoned: int) -> None:
         with self._settled:
             if self._given_up:
                 return
-            self._invalid += len(invalid)
-            if delivered:
-                self._sent += len(spans)
-            else:
-                self._abandoned += len(spans)
+            self._sent += sent
+            self._invalid += invalid
+            self._abandoned += abandoned
             self._in_flight = 0
             self._settled.notify_all()
 
-    def _deliver(self, spans: list[dict[str, Any]]) -> bool:
-        """Send until acked, backing off between tries; False once the shutdown deadline passed."""
-        try:
-            self._retry.run_sync(lambda: self._send_counted(spans), "spanline SDK: Kafka")
-        except Exception:
-            return False
-        return True
+    def _deliver(self, spans: list[dict[str, Any]]) -> Sequence[Rejected] | None:
+        """Send until acknowledged, backing off between tries: the refused spans, or None when
+        the batch is undeliverable or the shutdown deadline passed."""
+        attempt = 0
+        while True:
+            try:
+                rejected = self._send(spans)
+            except Undeliverable as exc:
+                # one error per streak of refusals (a wrong key refuses every batch)
+                log.log(
+                    logging.DEBUG if self._refused else logging.ERROR,
+                    "spanline SDK dropped %d spans: %s",
+                    len(spans),
+                    exc,
+                )
+                self._refused = True
+                return None
+            except Exception as exc:
+                attempt += 1
+                self._send_failures += 1
+                delay = jittered_delay(
+                    attempt, self._backoff_initial_s, self._backoff_max_s, getattr(exc, "retry_after_s", None)
+                )
+                # one warning per outage, not one per try: the host application's log is not ours
+                log.log(
+                    logging.DEBUG if self._failing else logging.WARNING,
+                    "spanline SDK cannot send spans (%s: %s); retry %d in %.1fs",
+                    type(exc).__name__,
+                    exc,
+                    attempt,
+                    delay,
+                )
+                self._failing = True
+                if self._past_deadline():
+                    return None
+                self._pause(delay)
+                if self._past_deadline():
+                    return None
+                continue
+            if self._failing or self._refused:
+                log.warning("spanline SDK is sending spans again")
+                self._failing = self._refused = False
+            return rejected
 
-    def _send_counted(self, spans: list[dict[str, Any]]) -> None:
-        """One try, counted; says so once sending works again after failures."""
-        try:
-            self._send_and_wait(spans)
-        except Exception:
-            self._send_failures += 1
-            self._failing = True
-            raise
-        if self._failing:
-            log.warning("spanline SDK is sending spans again")
-            self._failing = False
+    def _send(self, spans: list[dict[str, Any]]) -> Sequence[Rejected]:
+        if self._transport is None:
+            self._transport = self._open_transport()
+        timeout_s = min(self._send_timeout_s, max(self._deadline - time.monotonic(), 0.0))
+        rejected = self._transport.send(spans, timeout_s)
+        if not self._delivered_once:
+            self._delivered_once = True
+            if self._on_first_delivery is not None:
+                self._on_first_delivery()
+        return rejected
 
     def _past_deadline(self) -> bool:
         return time.monotonic() >= self._deadline
@@ -247,16 +282,6 @@ class SpanExporter:
             time.sleep(min(seconds, remaining))
         else:
             self._interrupt.wait(min(seconds, remaining))
-
-    def _send_and_wait(self, spans: list[dict[str, Any]]) -> None:
-        if self._transport is None:
-            self._transport = self._open_transport()
-            if self._on_transport_open is not None:
-                self._on_transport_open()
-        futures = self._transport.send(spans, self._source)
-        deadline = min(time.monotonic() + self._ack_timeout_s, self._deadline)
-        for future in futures:
-            wait_for_ack(future, max(deadline - time.monotonic(), 0.0))
 
     def _close(self) -> None:
         if self._transport is None or self._close_transport is None:

@@ -1,12 +1,14 @@
 """Spanline's Python SDK: spans around LLM calls, tools and retrievals, exported in the background.
 
-import spanline
-spanline.configure("127.0.0.1:19092", tenant_id="acme", service="support-bot")
+import spanline_sdk as spanline
+spanline.configure("support-bot", endpoint="https://spanline.internal:4318", api_key="sl-acme-…")
 with spanline.llm_call(provider="openai", model="gpt-4o", feature="support") as span:
     span.record_response(client.chat.completions.create(...))
+
+Standard library only; ``spanline-sdk[kafka]`` adds writing straight to Kafka.
 """
 
-from spanline.collectors.sdk.api import (
+from spanline_sdk.api import (
     agent_step,
     cache_lookup,
     configure,
@@ -20,18 +22,25 @@ from spanline.collectors.sdk.api import (
     shutdown,
     tool_call,
 )
-from spanline.collectors.sdk.exporter import Transport
-from spanline.collectors.sdk.fields import SpanFields
-from spanline.collectors.sdk.scope import SpanScope, current_span
-from spanline.collectors.sdk.tracer import Tracer
-from spanline.collectors.sdk.usage import extract_response_fields, extract_usage
-from spanline.contract.redact import redact
+from spanline_sdk.config import ConfigError
+from spanline_sdk.encode import Rejected
+from spanline_sdk.exporter import Transport, Undeliverable
+from spanline_sdk.fields import SpanFields
+from spanline_sdk.redact import redact
+from spanline_sdk.scope import SpanScope, current_span
+from spanline_sdk.tracer import Tracer
+from spanline_sdk.transport_http import HttpTransport
+from spanline_sdk.usage import extract_response_fields, extract_usage
 
 __all__ = [
+    "ConfigError",
+    "HttpTransport",
+    "Rejected",
     "SpanFields",
     "SpanScope",
     "Tracer",
     "Transport",
+    "Undeliverable",
     "agent_step",
     "cache_lookup",
     "configure",

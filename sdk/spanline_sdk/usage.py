@@ -2,7 +2,7 @@
 
 Works on SDK response objects (attribute access) and on their JSON dicts alike, without
 importing the ``openai`` or ``anthropic`` packages. Canonical rule (OTel GenAI, see
-:mod:`spanline.contract.schema`): ``input_tokens`` includes cache reads and writes,
+the schema's docstring): ``input_tokens`` includes cache reads and writes,
 ``output_tokens`` includes reasoning. OpenAI's counts already follow it; Anthropic's
 ``input_tokens`` excludes both cache counts, so they are added back here.
 

@@ -1,0 +1,122 @@
+"""Baselines and long windows read exactly the time their names say (issue 16, defects 2–4).
+
+Spend is recorded as the evaluator records it (one per-scope row per minute, or closed hours as
+bootstrap loads them) at known rates, so every expected figure is minutes × rate.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from spanline.alerts.baselines import BaselineStore, KeyHistory
+from spanline.alerts.conditions import evaluate_clause, family_of
+from spanline.alerts.rules import Rule, load_rules
+
+MINUTE = timedelta(minutes=1)
+HOUR = timedelta(hours=1)
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+def bundled(name: str) -> Rule:
+    return next(rule for rule in load_rules() if rule.name == name)
+
+
+def spend(store: BaselineStore, rule: Rule, start: datetime, end: datetime, per_minute: float) -> None:
+    family = family_of(rule, tuple(rule.scope))
+    minute = start
+    while minute < end:
+        store.record(family, minute, pd.DataFrame({"tenant_id": ["acme"], "num": [per_minute], "den": [1.0]}))
+        minute += MINUTE
+
+
+def closed_hours(store: BaselineStore, rule: Rule, start: datetime, end: datetime, per_minute: float) -> None:
+    hours = pd.date_range(start, end, freq="h", inclusive="left")
+    frame = pd.DataFrame(
+        {"tenant_id": "acme", "hour": hours, "num": per_minute * 60, "den": 60.0, "value": float("nan")}
+    )
+    store.record_hours(family_of(rule, tuple(rule.scope)), frame)
+
+
+def figures(store: BaselineStore, rule: Rule, now: datetime) -> pd.Series:
+    result = evaluate_clause(rule, tuple(rule.scope), store, KeyHistory(), [], now)
+    return result.loc["acme"]
+
+
+def test_day_over_day_compares_the_last_24_hours_with_the_24_before() -> None:
+    """Spend doubles at T0 + 24 h; evaluated at T0 + 48 h 30 min, half-way into an hour, the
+    previous window [T0 + 0:30, T0 + 24:30) holds 23.5 h at 1/min and 0.5 h at 2/min."""
+    rule = bundled("cost_spike_day_over_day")
+    store = BaselineStore()
+    closed_hours(store, rule, T0, T0 + 24 * HOUR, per_minute=1.0)
+    closed_hours(store, rule, T0 + 24 * HOUR, T0 + 47 * HOUR, per_minute=2.0)
+    now = T0 + 48 * HOUR + 30 * MINUTE
+    spend(store, rule, T0 + 47 * HOUR, now, per_minute=2.0)
+
+    row = figures(store, rule, now)
+
+    assert row["value"] == pytest.approx(24 * 60 * 2.0)
+    assert row["baseline"] == pytest.approx(23.5 * 60 * 1.0 + 0.5 * 60 * 2.0)
+    assert row["ratio"] == pytest.approx(2880 / 1470)
+    assert row["holds"]
+
+
+def test_day_over_day_is_quiet_when_spend_is_flat() -> None:
+    rule = bundled("cost_spike_day_over_day")
+    store = BaselineStore()
+    closed_hours(store, rule, T0, T0 + 47 * HOUR, per_minute=1.5)
+    now = T0 + 48 * HOUR + 10 * MINUTE
+    spend(store, rule, T0 + 47 * HOUR, now, per_minute=1.5)
+
+    row = figures(store, rule, now)
+
+    assert row["ratio"] == pytest.approx(1.0)
+    assert not row["holds"]
+
+
+def test_a_partial_first_hour_and_the_hour_just_closed_weigh_what_they_hold() -> None:
+    """The worker starts at 10:37 and spends 1/min until 13:00, then 2/min. At 14:05 the
+    trailing baseline holds 10:37–14:00 (3 h 23 min of watching: the 13:00 hour just closed
+    included), so the average hour is (23 + 60 + 60 + 120) / (23/60 + 3); the current 10
+    minutes (2/min) are 20."""
+    rule = bundled("cost_spike_hourly")
+    store = BaselineStore()
+    start = T0 + 10 * HOUR + 37 * MINUTE
+    spend(store, rule, start, T0 + 13 * HOUR, per_minute=1.0)
+    now = T0 + 14 * HOUR + 5 * MINUTE
+    spend(store, rule, T0 + 13 * HOUR, now, per_minute=2.0)
+
+    row = figures(store, rule, now)
+
+    per_hour = (23 + 60 + 60 + 120) / (23 / 60 + 3)
+    assert row["value"] == pytest.approx(20.0)
+    assert row["baseline"] == pytest.approx(per_hour / 6)
+    assert row["ratio"] == pytest.approx(20.0 / (per_hour / 6))
+
+
+def test_a_scope_quiet_for_hours_averages_over_every_watched_hour() -> None:
+    """Spend in one of four watched hours is a quarter of that hour per hour, not all of it."""
+    rule = bundled("cost_spike_hourly")
+    store = BaselineStore()
+    family = family_of(rule, tuple(rule.scope))
+    closed_hours(store, rule, T0, T0 + HOUR, per_minute=2.0)
+    store.record_hours(
+        family,
+        pd.DataFrame(
+            {
+                "tenant_id": "globex",
+                "hour": pd.date_range(T0, T0 + 4 * HOUR, freq="h", inclusive="left"),
+                "num": 1.0,
+                "den": 1.0,
+                "value": float("nan"),
+            }
+        ),
+    )
+    now = T0 + 4 * HOUR + 10 * MINUTE
+    spend(store, rule, T0 + 4 * HOUR, now, per_minute=2.0)
+
+    row = figures(store, rule, now)
+
+    assert row["baseline"] == pytest.approx(120 / 4 / 6)
