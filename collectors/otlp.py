@@ -153,6 +153,8 @@ _FIELD_BY_KEY: dict[str, tuple[str, int]] = {
     "llm.token_count.prompt_details.cache_read": ("cache_read_tokens", 1),
     "llm.token_count.prompt_details.cache_write": ("cache_write_tokens", 1),
     "llm.token_count.completion_details.reasoning": ("reasoning_tokens", 1),
+    "llm.token_count.prompt_details.audio": ("input_audio_tokens", 1),  # schema 1.1 token details
+    "llm.token_count.completion_details.audio": ("output_audio_tokens", 1),
     "llm.cost.total": ("cost_usd_reported", 1),
     "embedding.model_name": ("embedding_model", 1),
     "tool.name": ("tool_name", 1),

@@ -229,6 +229,19 @@ def cmd_schema(args: argparse.Namespace) -> None:
     console.print(f"wrote {path}")
 
 
+def cmd_reprice(args: argparse.Namespace) -> None:
+    from spanline.streams.reprice_command import run_reprice
+
+    run_reprice(
+        _settings(),
+        console,
+        since=args.since,
+        until=args.until,
+        chunk_minutes=args.chunk_minutes,
+        dry_run=args.dry_run,
+    )
+
+
 def cmd_tenant_salt(args: argparse.Namespace) -> None:
     """Print the tenant's user-id salt for the SDK's Kafka export; the master secret never leaves."""
     from spanline.contract.hashing import stored_master_secret, tenant_salt
@@ -355,6 +368,19 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--since", default="1h", help="window ending now: 30m, 1h, 7d (default 1h)")
     report.add_argument("--out", default="report.html", help="output file (default report.html)")
     report.set_defaults(func=cmd_report)
+    reprice_cmd = sub.add_parser(
+        "reprice", help="recompute stored spans' costs with the current prices; the rollups follow exactly once"
+    )
+    reprice_cmd.add_argument("--since", required=True, help="ISO date/time (UTC if naive) or a duration ago: 7d, 6h")
+    reprice_cmd.add_argument("--until", default=None, help="same forms as --since (default: now)")
+    reprice_cmd.add_argument(
+        "--chunk-minutes",
+        type=float,
+        default=60.0,
+        help="minutes of start_time read, priced and written per step (default 60)",
+    )
+    reprice_cmd.add_argument("--dry-run", action="store_true", help="report what would change, write nothing")
+    reprice_cmd.set_defaults(func=cmd_reprice)
     schema = sub.add_parser("schema", help="export the span JSON Schema")
     schema.add_argument("--out", default=None)
     schema.set_defaults(func=cmd_schema)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from spanline.contract.schema import TOKEN_FIELDS, Span
+from spanline.contract.schema import TOKEN_DETAIL_FIELDS, TOKEN_FIELDS, Span
 from spanline.streams.pricing.catalog import PRICE_COLUMNS
 
 SPAN_FIELDS: tuple[str, ...] = tuple(Span.model_fields)
@@ -52,7 +52,7 @@ ZERO_DEFAULTS = ("http_status", "context_window")
 NULLABLE_FLOATS = ("retry_after_s", "ttft_ms", "tpot_ms", "cache_similarity", "eval_score", "cost_usd_reported")
 NULLABLE_BOOLS = ("cache_hit", "eval_passed")
 
-#: Every column of the raw ``spans`` table, in table order (sql/migrations/0001, 0006).
+#: Every column of the raw ``spans`` table, in table order (sql/migrations/0001, 0006, 0009).
 TABLE_COLUMNS: tuple[str, ...] = (
     "tenant_id",
     "service",
@@ -78,6 +78,7 @@ TABLE_COLUMNS: tuple[str, ...] = (
     "model_requested",
     "model_response",
     *TOKEN_FIELDS,
+    *TOKEN_DETAIL_FIELDS,
     "context_window",
     "context_truncated",
     "ttft_ms",

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from spanline.contract.schema import TOKEN_FIELDS
+from spanline.contract.schema import TOKEN_DETAIL_FIELDS, TOKEN_FIELDS
 from spanline.errors import ConfigError
 from spanline.sql.migrate import MIGRATIONS_DIR, apply_migrations, load_migrations, pending_migrations, template_values
 from spanline.sql.templates import placeholders, render, split_statements, ttl_clause
@@ -43,7 +43,7 @@ SPANS_COLUMNS: list[tuple[str, str]] = [
         (name, "LowCardinality(String)")
         for name in ("provider", "endpoint", "region", "model_requested", "model_response")
     ],
-    *[(name, "UInt32") for name in (*TOKEN_FIELDS, "context_window")],
+    *[(name, "UInt32") for name in (*TOKEN_FIELDS, *TOKEN_DETAIL_FIELDS, "context_window")],
     ("context_truncated", "Bool"),
     ("ttft_ms", "Nullable(Float64)"),
     ("tpot_ms", "Nullable(Float64)"),

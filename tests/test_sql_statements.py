@@ -17,6 +17,7 @@ from clickhouse_connect.driver.client import Client
 from spanline.alerts.baselines import SKETCH_ACCURACY
 from spanline.alerts.bootstrap import DIMENSIONS, SKETCH_LEVELS
 from spanline.alerts.history import COLUMNS
+from spanline.contract.schema import TOKEN_DETAIL_FIELDS, TOKEN_FIELDS
 from spanline.errors import ConfigError
 from spanline.sql.client import connect
 from spanline.sql.migrate import apply_migrations
@@ -40,6 +41,8 @@ SAMPLE_VALUES = {
     "level": "2",
     "divisor": "1000.0",
     "filters": filter_setting(DB, ["spans"], "acme"),
+    "join": "reprice_join_sample",
+    "tokens": ", ".join((*TOKEN_FIELDS, *TOKEN_DETAIL_FIELDS)),
 }
 _BINDING = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*):([^{}]+)\}")
 

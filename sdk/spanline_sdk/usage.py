@@ -5,6 +5,12 @@ importing the ``openai`` or ``anthropic`` packages. Canonical rule (OTel GenAI, 
 the schema's docstring): ``input_tokens`` includes cache reads and writes,
 ``output_tokens`` includes reasoning. OpenAI's counts already follow it; Anthropic's
 ``input_tokens`` excludes both cache counts, so they are added back here.
+
+Schema 1.1 details (README "Token classes"): Anthropic's ``cache_creation`` splits the cache writes
+by TTL (``ephemeral_5m_input_tokens``, ``ephemeral_1h_input_tokens``); OpenAI's details give audio
+and image tokens of the prompt and the completion, and the Realtime API's the cached ones among them.
+OpenAI reports cache writes as one count (its retention split is not priced apart), so they fill
+``cache_write_tokens`` alone. Details a response lacks are left out, i.e. 0.
 """
 
 from __future__ import annotations
@@ -42,33 +48,63 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _details(input_details: Any, output_details: Any) -> dict[str, int]:
+    """OpenAI's token details, one shape for Chat Completions, Responses, Images and Realtime usage."""
+    cached = _get(input_details, "cached_tokens_details")  # Realtime: the cached part by modality
+    fields = {
+        "cache_read_tokens": _count(_get(input_details, "cached_tokens")),
+        "cache_write_tokens": _count(_get(input_details, "cache_write_tokens")),
+        "reasoning_tokens": _count(_get(output_details, "reasoning_tokens")),
+        "input_audio_tokens": _count(_get(input_details, "audio_tokens")),
+        "cache_audio_read_tokens": _count(_get(cached, "audio_tokens")),
+        "input_image_tokens": _count(_get(input_details, "image_tokens")),
+        "cache_image_read_tokens": _count(_get(cached, "image_tokens")),
+        "output_audio_tokens": _count(_get(output_details, "audio_tokens")),
+        "output_image_tokens": _count(_get(output_details, "image_tokens")),
+    }
+    return {name: value for name, value in fields.items() if value or name in _ALWAYS}
+
+
+#: Fields the SDK always reported, kept in its output when 0.
+_ALWAYS = frozenset({"cache_read_tokens", "reasoning_tokens"})
+
+
 def _openai_chat(usage: Any) -> dict[str, int]:
     return {
         "input_tokens": _count(_get(usage, "prompt_tokens")),
         "output_tokens": _count(_get(usage, "completion_tokens")),
-        "cache_read_tokens": _count(_get(_get(usage, "prompt_tokens_details"), "cached_tokens")),
-        "reasoning_tokens": _count(_get(_get(usage, "completion_tokens_details"), "reasoning_tokens")),
+        **_details(_get(usage, "prompt_tokens_details"), _get(usage, "completion_tokens_details")),
     }
 
 
 def _openai_responses(usage: Any) -> dict[str, int]:
+    """Responses API usage, and the Images and Realtime APIs' usage of the same shape."""
+    input_details = _get(usage, "input_tokens_details") or _get(usage, "input_token_details")
+    output_details = _get(usage, "output_tokens_details") or _get(usage, "output_token_details")
     return {
         "input_tokens": _count(_get(usage, "input_tokens")),
         "output_tokens": _count(_get(usage, "output_tokens")),
-        "cache_read_tokens": _count(_get(_get(usage, "input_tokens_details"), "cached_tokens")),
-        "reasoning_tokens": _count(_get(_get(usage, "output_tokens_details"), "reasoning_tokens")),
+        **_details(input_details, output_details),
     }
 
 
 def _anthropic(usage: Any) -> dict[str, int]:
     read = _count(_get(usage, "cache_read_input_tokens"))
     write = _count(_get(usage, "cache_creation_input_tokens"))
-    return {
+    fields = {
         "input_tokens": _count(_get(usage, "input_tokens")) + read + write,
         "output_tokens": _count(_get(usage, "output_tokens")),
         "cache_read_tokens": read,
         "cache_write_tokens": write,
     }
+    by_ttl = _get(usage, "cache_creation")
+    for field, key in (
+        ("cache_write_5m_tokens", "ephemeral_5m_input_tokens"),
+        ("cache_write_1h_tokens", "ephemeral_1h_input_tokens"),
+    ):
+        if count := _count(_get(by_ttl, key)):
+            fields[field] = count
+    return fields
 
 
 def _is_anthropic(response: Any, usage: Any) -> bool:

@@ -1,4 +1,4 @@
-"""Canonical span schema, version 1 (docs/requirements.md §2).
+"""Canonical span schema, version 1.1 (docs/requirements.md §2).
 
 One span is one step of an AI request. This model is the single definition of what a
 valid span is: the HTTP receiver validates payloads with it, the SDK builds spans with it,
@@ -8,6 +8,14 @@ Token convention (OpenTelemetry GenAI): ``input_tokens`` already *includes*
 ``cache_read_tokens`` and ``cache_write_tokens``; ``output_tokens`` already includes
 ``reasoning_tokens``. Pricing them again as extra tokens is the double-count bug several
 tools shipped, so the model rejects spans where the parts exceed the whole.
+
+Schema 1.1 adds token *details* (:data:`TOKEN_DETAIL_FIELDS`), each a part of a 1.0 count whose
+meaning is unchanged, for the token classes current price lists charge at their own rate (README
+"Token classes" cites the price pages): cache writes by time-to-live (Anthropic's 1-hour writes
+cost twice the base input rate, its 5-minute ones 1.25 times), and audio and image tokens in and
+out (OpenAI's audio and image models, Gemini's audio input). A detail left out is 0, i.e. priced
+as the count it is part of: cache writes without a split are 5-minute writes, the default TTL.
+1.1 is additive, so ``schema_version`` stays 1 and every 1.0 span is a valid 1.1 span.
 
 Derived fields (``duration_ms`` from start/end, ``end_time``, ``tpot_ms``) are not stored
 here: they are computed once, column-wise, by :mod:`spanline.streams.derive`.
@@ -33,6 +41,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from typing_extensions import TypedDict
 
 SCHEMA_VERSION = 1
+#: Revision of the schema's major version 1: 1.1 added :data:`TOKEN_DETAIL_FIELDS`.
+SCHEMA_REVISION = "1.1"
 
 #: Upper bound on any token count: one request beyond this is a client bug, not a span
 #: (and far inside the UInt32 token columns).
@@ -45,6 +55,19 @@ TOKEN_FIELDS: tuple[str, ...] = (
     "cache_read_tokens",
     "cache_write_tokens",
     "reasoning_tokens",
+)
+#: Schema 1.1's token details, each a part of a count above (README "Token classes"): the cache
+#: writes by time-to-live, and the audio and image tokens of input (cached reads of them included)
+#: and of output. Stored beside the counts, priced by their own rates; the rollups keep the counts.
+TOKEN_DETAIL_FIELDS: tuple[str, ...] = (
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "input_audio_tokens",
+    "cache_audio_read_tokens",
+    "input_image_tokens",
+    "cache_image_read_tokens",
+    "output_audio_tokens",
+    "output_image_tokens",
 )
 #: Upper bound on a span's length (24 h): longer durations are clock or unit errors.
 MAX_DURATION_MS = 86_400_000.0
@@ -155,7 +178,10 @@ class Span(BaseModel):
         frozen=True,
         use_enum_values=True,
         str_strip_whitespace=True,
-        json_schema_extra={"$id": "https://spanline.dev/schema/span/v1.json"},
+        json_schema_extra={
+            "$id": "https://spanline.dev/schema/span/v1.json",
+            "$comment": f"revision {SCHEMA_REVISION}",
+        },
     )
 
     # identity
@@ -196,6 +222,26 @@ class Span(BaseModel):
     cache_read_tokens: Tokens = Field(0, description="Part of input_tokens read from cache.")
     cache_write_tokens: Tokens = Field(0, description="Part of input_tokens written to cache.")
     reasoning_tokens: Tokens = Field(0, description="Part of output_tokens spent reasoning.")
+    cache_write_5m_tokens: Tokens = Field(
+        0, description="Part of cache_write_tokens written with a 5-minute TTL (1.1); unsplit writes count as 5-minute."
+    )
+    cache_write_1h_tokens: Tokens = Field(
+        0, description="Part of cache_write_tokens written with a 1-hour TTL (1.1), e.g. Anthropic's ephemeral_1h."
+    )
+    input_audio_tokens: Tokens = Field(
+        0, description="Part of input_tokens that is audio, cached audio included (1.1)."
+    )
+    cache_audio_read_tokens: Tokens = Field(
+        0, description="Part of input_audio_tokens and of cache_read_tokens: audio read from cache (1.1)."
+    )
+    input_image_tokens: Tokens = Field(
+        0, description="Part of input_tokens that is images, cached ones included (1.1)."
+    )
+    cache_image_read_tokens: Tokens = Field(
+        0, description="Part of input_image_tokens and of cache_read_tokens: images read from cache (1.1)."
+    )
+    output_audio_tokens: Tokens = Field(0, description="Part of output_tokens that is audio (1.1).")
+    output_image_tokens: Tokens = Field(0, description="Part of output_tokens that is images (1.1).")
     context_window: Tokens | None = Field(None, description="Model context window, tokens.")
     context_truncated: bool = Field(False, description="Input was truncated to fit.")
     # latency
@@ -319,6 +365,36 @@ def cross_field_errors(spans: Sequence[Mapping[str, Any]]) -> list[str | None]:
             (
                 column("reasoning_tokens") > column("output_tokens"),
                 "reasoning_tokens exceed output_tokens (they are part of it)",
+            ),
+            (
+                column("cache_write_5m_tokens") + column("cache_write_1h_tokens") > column("cache_write_tokens"),
+                "cache_write_5m_tokens + cache_write_1h_tokens exceed cache_write_tokens (they are part of it)",
+            ),
+            (
+                column("cache_audio_read_tokens")
+                > np.minimum(column("input_audio_tokens"), column("cache_read_tokens")),
+                "cache_audio_read_tokens exceed input_audio_tokens or cache_read_tokens (they are part of both)",
+            ),
+            (
+                column("cache_image_read_tokens")
+                > np.minimum(column("input_image_tokens"), column("cache_read_tokens")),
+                "cache_image_read_tokens exceed input_image_tokens or cache_read_tokens (they are part of both)",
+            ),
+            (
+                column("cache_read_tokens")
+                + column("cache_write_tokens")
+                + column("input_audio_tokens")
+                - column("cache_audio_read_tokens")
+                + column("input_image_tokens")
+                - column("cache_image_read_tokens")
+                > column("input_tokens"),
+                "cache reads + cache writes + uncached audio + uncached image tokens exceed input_tokens "
+                "(they are parts of it)",
+            ),
+            (
+                column("reasoning_tokens") + column("output_audio_tokens") + column("output_image_tokens")
+                > column("output_tokens"),
+                "reasoning_tokens + output_audio_tokens + output_image_tokens exceed output_tokens (they are parts of it)",
             ),
             ((scores > 0) & (scores != doc_ids), "retrieval_scores must align with retrieval_doc_ids"),
             (error_while_ok, "error_type is set but status is ok"),

@@ -3,13 +3,14 @@
 One row is one price of one *price series* (a catalog model, or an override's model for one
 tenant or for every tenant), valid from ``valid_from`` (NaT = since the beginning). Rates are USD
 per million tokens; NaN means the price list has no separate rate for that kind of token, so those
-tokens are priced as the kind they are part of (cache reads as input, reasoning as output), which is
-what genai-prices does. Context tiers are stored as ``<key>_tier<n>_above`` (a threshold on *total*
-input tokens, +inf when there is no tier) and ``<key>_tier<n>_mtok``. ``output_thinking_mtok`` is
-the output rate of a response produced with thinking on (a span with reasoning tokens), for models
-whose provider bills all of such a response's output at a higher rate (Gemini 2.5 Flash preview);
-NaN for every other model. ``entry`` names the row for the stored ``price_entry`` column
-(``catalog:<genai-prices version>``, ``correction:<id>``, ``override:<n>``).
+tokens are priced as the kind they are part of (cache reads as input, reasoning as output, 1-hour
+cache writes as cache writes, audio input as input), which is what genai-prices does. Context tiers
+are stored as ``<key>_tier<n>_above`` (a threshold on *total* input tokens, +inf when there is no
+tier) and ``<key>_tier<n>_mtok``. ``output_thinking_mtok`` is the output rate of a response produced
+with thinking on (a span with reasoning tokens), for models whose provider bills all of such a
+response's output at a higher rate (Gemini 2.5 Flash preview); NaN for every other model. ``entry``
+names the row for the stored ``price_entry`` column (``catalog:<genai-prices version>``,
+``correction:<id>``, ``override:<n>``).
 """
 
 from __future__ import annotations
@@ -20,8 +21,24 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-#: Kinds of tokens a span reports, in genai-prices' price-key names (``<key>_mtok``).
-RATE_KEYS: Final = ("input", "cache_read", "cache_write", "output", "output_reasoning")
+#: Kinds of tokens a span reports, in genai-prices' price-key names (``<key>_mtok``): the schema 1.0
+#: counts, then the token classes of schema 1.1 (cache writes by TTL, audio and image tokens).
+#: A NaN rate means the class is priced as the kind it is part of (:mod:`.costs` has the chains).
+RATE_KEYS: Final = (
+    "input",
+    "cache_read",
+    "cache_write",
+    "output",
+    "output_reasoning",
+    "cache_write_5m",
+    "cache_write_1h",
+    "input_audio",
+    "cache_audio_read",
+    "input_image",
+    "cache_image_read",
+    "output_audio",
+    "output_image",
+)
 
 SOURCE_CATALOG: Final = "genai-prices"
 SOURCE_OVERRIDE: Final = "override"
