@@ -12,8 +12,8 @@ filtering, ingest ledger, windows or alerts.
 Run by bench/peer_kafka_engine.py, each command in a process of its own:
 
     python bench/kafka_engine_peer.py consume --path DIR --bootstrap HOST:PORT --topic spans \
-        --spans N --prices prices.parquet --out rows.parquet
-    python bench/kafka_engine_peer.py export --path DIR --out rows.parquet
+        --spans N --prices prices.parquet --out OUT_DIR
+    python bench/kafka_engine_peer.py export --path DIR --out OUT_DIR
 
 chDB 4.4's ``import chdb`` opens and closes an engine to read its version, and closing a
 process's last connection shuts down the background pools the Kafka engine consumes on, for
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import importlib.abc
 import importlib.machinery
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -34,7 +35,6 @@ from types import ModuleType
 from typing import Any
 
 import orjson
-import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -47,13 +47,19 @@ from spanline.streams.pricing.snapshot import CATALOG_LABEL
 
 DATABASE = "spanline"  # the worker's database name, so both hold the same tables under the same names
 PEER = "peer"  # the Kafka table, the price table and the view
-#: Rows in one key order, for comparing the two paths' tables column by column.
-ROW_ORDER = "kafka_partition, kafka_offset, trace_id, span_id"
+#: A span's identity, and the order both paths' tables are compared in, column by column.
+ROW_KEY = "kafka_partition, kafka_offset, trace_id, span_id"
+#: The rollups the migrations keep with materialized views on ``spans`` (sql/migrations/0003).
+ROLLUPS = ("spans_minute", "spans_hour", "spans_day")
+_STATE = re.compile(r"AggregateFunction\((\w+)(\([^)]*\))?, ")
 #: Columns that differ by design: when each path stored the row.
 NOT_COMPARED = ("ingested_at",)
-#: librdkafka's session timeout (ms): tansu makes a group join wait about half of it, and
-#: ClickHouse's default (45 s) would cost ~24 s before the first fetch.
-CONFIG_XML = "<clickhouse><kafka><session_timeout_ms>2000</session_timeout_ms></kafka></clickhouse>\n"
+#: librdkafka's session timeout (ms). tansu makes a group join wait about half of it, so
+#: ClickHouse's default (45 s) would hold the first fetch back ~20 s; at 2 s (the worker's on tansu)
+#: the engine fell into rebalance storms on a loaded machine, re-reading blocks it had inserted
+#: (29 rebalances, 1.3M duplicate rows for 300,000 spans); 6 s (Apache Kafka's minimum) joins
+#: in ~3 s without them.
+CONFIG_XML = "<clickhouse><kafka><session_timeout_ms>6000</session_timeout_ms></kafka></clickhouse>\n"
 #: Whether the Kafka table's consumer has joined its group and holds partitions.
 JOINED = (
     f"SELECT count() > 0 FROM system.kafka_consumers WHERE database = '{PEER}' AND notEmpty(assignments.partition_id)"
@@ -244,13 +250,20 @@ def consume(args: argparse.Namespace) -> dict[str, float]:
         "date_time_input_format = 'best_effort'"
     )
     client.command(view_sql(tiers))
-    timings = wait_until_stored(
-        args.spans,
-        lambda: int(client.command(f"SELECT count() FROM {DATABASE}.spans")),
-        lambda: bool(client.command(JOINED)),
+
+    def distinct_spans() -> int:
+        """Rows in ``spans``, and once they reach the goal, the distinct spans among them: the
+        Kafka engine is at-least-once, so a re-read block can reach the count early."""
+        rows = int(client.command(f"SELECT count() FROM {DATABASE}.spans"))
+        return rows if rows < args.spans else int(client.command(f"SELECT uniqExact({ROW_KEY}) FROM {DATABASE}.spans"))
+
+    timings = wait_until_stored(args.spans, distinct_spans, lambda: bool(client.command(JOINED)))
+    duplicates = int(client.command(f"SELECT count() - uniqExact({ROW_KEY}) FROM {DATABASE}.spans"))
+    rebalances = int(
+        client.command(f"SELECT sum(num_rebalance_revocations) FROM system.kafka_consumers WHERE database = '{PEER}'")
     )
     export(client, args.out)
-    return {"started": started, **timings}
+    return {"started": started, **timings, "duplicates": duplicates, "rebalances": rebalances}
 
 
 def wait_until_stored(
@@ -270,11 +283,38 @@ def wait_until_stored(
 
 
 def export(client: Any, out: Path) -> None:
-    """The ``spans`` table in ROW_ORDER, without the columns that differ by design, as Parquet."""
-    table = client.query_arrow(
-        f"SELECT * EXCEPT ({', '.join(NOT_COMPARED)}) FROM {DATABASE}.spans ORDER BY {ROW_ORDER}"
+    """``spans`` and its rollups as Parquet files in ``out``, for comparing the two paths.
+
+    ``spans`` in key order, each span once (a re-read copy is identical but for ingested_at),
+    without the columns that differ by design; each rollup one row per group, its parts merged
+    and its sketch states turned into their quantiles."""
+    out.mkdir(parents=True, exist_ok=True)
+    spans = f"SELECT * EXCEPT ({', '.join(NOT_COMPARED)}) FROM {DATABASE}.spans ORDER BY {ROW_KEY} LIMIT 1 BY {ROW_KEY}"
+    queries = {"spans": spans, **{rollup: merged_rollup(client, rollup) for rollup in ROLLUPS}}
+    for table, query in queries.items():
+        # chDB writes the file itself: clickhouse-connect's chdb Arrow reader garbled the last
+        # chunks of a 300,000-row result (nulls in NOT NULL columns) in one run
+        client.command(f"INSERT INTO FUNCTION file('{out / table}.parquet', 'Parquet') {query}")
+
+
+def merged_rollup(client: Any, table: str) -> str:
+    """A query reading ``table`` (an AggregatingMergeTree) with every group merged into one row."""
+    columns = client.query(
+        f"SELECT name, type FROM system.columns WHERE database = '{DATABASE}' AND table = '{table}' ORDER BY position"
+    ).result_rows
+    keys, values = [], []
+    for name, column_type in columns:
+        if column_type.startswith("SimpleAggregateFunction("):
+            function = column_type.removeprefix("SimpleAggregateFunction(").split(",")[0]
+            values.append(f"{function}(r.{name}) AS {name}")
+        elif state := _STATE.match(column_type):
+            values.append(f"{state[1]}Merge{state[2] or ''}(r.{name}) AS {name}")
+        else:
+            keys.append(name)
+    grouping = ", ".join(keys)
+    return (
+        f"SELECT {grouping}, {', '.join(values)} FROM {DATABASE}.{table} AS r GROUP BY {grouping} ORDER BY {grouping}"
     )
-    pq.write_table(table, out)
 
 
 def main() -> None:
@@ -287,7 +327,7 @@ def main() -> None:
     run.add_argument("--spans", type=int, required=True)
     run.add_argument("--prices", type=Path, required=True)
     run.add_argument("--out", type=Path, required=True)
-    dump = commands.add_parser("export", help="write a chDB database's spans table as Parquet")
+    dump = commands.add_parser("export", help="write a chDB database's spans table and rollups as Parquet")
     dump.add_argument("--path", type=Path, required=True)
     dump.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()

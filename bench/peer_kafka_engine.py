@@ -11,9 +11,13 @@ embedded tansu broker. Then, one after the other so neither takes CPU from the o
    identically migrated chDB: defaults, derived fields and costs in SQL, same rollup MVs.
 
 Each path's figure: spans / (process start -> all N rows visible), and the steady rate from the
-first rows visible to the last (after start-up and the consumer-group join). Both ``spans``
-tables are then compared column by column in key order (ingested_at aside); any difference
-is printed and makes the exit status 1. Floors measured on the same spans: orjson decode,
+first rows visible to the last (after start-up and the consumer-group join); for the peer
+also from its group join. Both ``spans`` tables are then compared column by column in key
+order, each span once (ingested_at aside), and so are the three rollups, one row per group
+(sums within 1e-9 relative: the paths add the same floats in other orders). A differing value,
+a missing span or a span the peer stored twice (the Kafka engine is at-least-once: a block
+inserted, then re-read after a rebalance before its offsets were committed) is printed and
+makes the exit status 1. Floors measured on the same spans: orjson decode,
 a kafka-python consumer reading the topic, and ``process_batch`` alone, on one core.
 
     python bench/peer_kafka_engine.py --spans 300000
@@ -38,7 +42,7 @@ from kafka import KafkaConsumer, TopicPartition
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.embedded import BenchStack, bench_stack
-from bench.kafka_engine_peer import wait_until_stored
+from bench.kafka_engine_peer import ROLLUPS, wait_until_stored
 from bench.pipeline_throughput import spans_for
 from bench.report import publish
 from spanline.kafka.publish import SpanPublisher, encode_spans
@@ -49,6 +53,10 @@ from spanline.streams.process import process_batch
 
 PEER = Path(__file__).with_name("kafka_engine_peer.py")
 NAME_KEYS = ("provider", "model_response", "model_requested")
+ROLLUP_REL_TOL = 1e-9
+#: Ports of this benchmark's broker and worker, apart from the other benchmarks' (bench/embedded.py).
+BROKER_PORT = 29492
+WORKER_WEB_PORT = 26466
 
 
 def price_table(spans: list[dict[str, object]], catalog: PriceCatalog) -> pd.DataFrame:
@@ -110,16 +118,43 @@ def rounded(value: float, digits: int = 0) -> float | int | None:
     return round(value, digits) if digits else round(value)
 
 
-def compare(worker_rows: pa.Table, peer_rows: pa.Table) -> dict[str, int]:
-    """Rows differing per column (both tables in the same key order); empty when identical."""
-    if worker_rows.num_rows != peer_rows.num_rows:
-        return {"(row count)": abs(worker_rows.num_rows - peer_rows.num_rows)}
+def compare(ours: pa.Table, theirs: pa.Table, rel_tol: float = 0.0) -> dict[str, int]:
+    """Rows differing per column (both tables in the same key order); empty when identical.
+    Floats (also inside lists and maps) may differ by ``rel_tol``, relative."""
+    if ours.num_rows != theirs.num_rows:
+        return {"(row count)": abs(ours.num_rows - theirs.num_rows)}
     differing = {}
-    for name in worker_rows.column_names:
-        ours, theirs = worker_rows.column(name), peer_rows.column(name)
-        if not ours.equals(theirs):
-            differing[name] = sum(a != b for a, b in zip(ours.to_pylist(), theirs.to_pylist(), strict=True))
+    for name in ours.column_names:
+        mine, other = ours.column(name), theirs.column(name)
+        if not mine.equals(other):
+            pairs = zip(mine.to_pylist(), other.to_pylist(), strict=True)
+            rows = sum(not same(a, b, rel_tol) for a, b in pairs)
+            if rows:
+                differing[name] = rows
     return differing
+
+
+def same(a: object, b: object, rel_tol: float) -> bool:
+    if isinstance(a, float) and isinstance(b, float):  # NaN: the quantile of an empty sketch
+        return math.isclose(a, b, rel_tol=rel_tol) or (math.isnan(a) and math.isnan(b))
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(same(x, y, rel_tol) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+def compare_exports(ours: Path, theirs: Path) -> tuple[dict[str, int], int]:
+    """Differing rows per ``table.column`` of two ``kafka_engine_peer.py export`` directories,
+    and how many rollup rows were compared. Rollup sums may differ by ROLLUP_REL_TOL: the two
+    paths insert the same spans in different blocks, so floats are added in another order."""
+    differing = {}
+    rollup_rows = 0
+    for table in ("spans", *ROLLUPS):
+        mine = pq.read_table(ours / f"{table}.parquet")
+        rel_tol = 0.0 if table == "spans" else ROLLUP_REL_TOL
+        rollup_rows += 0 if table == "spans" else mine.num_rows
+        for column, rows in compare(mine, pq.read_table(theirs / f"{table}.parquet"), rel_tol).items():
+            differing[f"{table}.{column}"] = rows
+    return differing, rollup_rows
 
 
 def messages(spans: list[dict[str, object]], per_message: int = 500) -> list[bytes]:
@@ -172,9 +207,10 @@ def consumer_floor(bootstrap: str, topic: str, count: int) -> float:
 
 
 def measure(count: int, partitions: int) -> tuple[dict[str, object], dict[str, int]]:
-    """Both paths on the same ``count`` spans: the figures, and the rows differing per column."""
+    """Both paths on the same ``count`` spans: the figures, and the rows differing per
+    ``table.column`` (empty when both stored the same)."""
     spans = spans_for(count)
-    with bench_stack(partitions=partitions) as stack:
+    with bench_stack(partitions, broker_port=BROKER_PORT, first_web_port=WORKER_WEB_PORT) as stack:
         topic = stack.settings.topic_spans
         publisher = SpanPublisher(stack.bootstrap_servers, topic)
         publisher.send(spans, "bench")
@@ -183,7 +219,7 @@ def measure(count: int, partitions: int) -> tuple[dict[str, object], dict[str, i
         worker = run_worker(stack, len(spans))
         worker_db = stack.workers[0].settings.resolved_clickhouse_url.removeprefix("chdb://")
         subprocess.run(
-            [sys.executable, str(PEER), "export", "--path", worker_db, "--out", str(stack.root / "worker.parquet")],
+            [sys.executable, str(PEER), "export", "--path", worker_db, "--out", str(stack.root / "worker-rows")],
             check=True,
         )
         pq.write_table(arrow_keeping_nan(price_table(spans, PriceCatalog.load())), stack.root / "prices.parquet")
@@ -194,7 +230,7 @@ def measure(count: int, partitions: int) -> tuple[dict[str, object], dict[str, i
                 "consume",
                 *("--path", str(stack.root / "peer" / "clickhouse")),
                 *("--bootstrap", stack.bootstrap_servers, "--topic", topic, "--spans", str(len(spans))),
-                *("--prices", str(stack.root / "prices.parquet"), "--out", str(stack.root / "peer.parquet")),
+                *("--prices", str(stack.root / "prices.parquet"), "--out", str(stack.root / "peer-rows")),
             ],
             check=True,
             stdout=subprocess.PIPE,
@@ -203,8 +239,7 @@ def measure(count: int, partitions: int) -> tuple[dict[str, object], dict[str, i
         consumer_rate = consumer_floor(stack.bootstrap_servers, topic, len(spans))
         root = stack.root
     values = messages(spans)
-    worker_rows = pq.read_table(root / "worker.parquet")
-    differing = compare(worker_rows, pq.read_table(root / "peer.parquet"))
+    differing, rollup_rows = compare_exports(root / "worker-rows", root / "peer-rows")
     worker_total, worker_rate, worker_steady = rates(worker, len(spans))
     peer_total, peer_rate, peer_steady = rates(peer, len(spans))
     figures: dict[str, object] = {
@@ -217,12 +252,15 @@ def measure(count: int, partitions: int) -> tuple[dict[str, object], dict[str, i
         "peer_spans_per_s": round(peer_rate),
         "peer_after_first_rows_spans_per_s": rounded(peer_steady),
         "peer_after_join_spans_per_s": round(len(spans) / (peer["done"] - peer["joined_at"])),
+        "peer_duplicate_rows": int(peer["duplicates"]),
+        "peer_group_rebalances": int(peer["rebalances"]),
         "peer_over_worker": round(peer_rate / worker_rate, 2),
         "peer_over_worker_after_first_rows": rounded(peer_steady / worker_steady, 2),
         "floor_orjson_decode_spans_per_s": round(orjson_floor(values, len(spans))),
         "floor_kafka_python_consume_spans_per_s": round(consumer_rate),
         "floor_process_batch_spans_per_s": round(process_batch_floor(values, len(spans))),
-        "columns_compared": worker_rows.num_columns,
+        "spans_columns_compared": len(pq.read_schema(root / "worker-rows" / "spans.parquet").names),
+        "rollup_rows_compared": rollup_rows,
         "columns_differing": len(differing),
     }
     return figures, differing
@@ -236,11 +274,19 @@ def main() -> None:
     logging.disable(logging.WARNING)  # the catalog's "no price for selfhosted/..." lines, once per load
     figures, differing = measure(args.spans, args.partitions)
     publish("peer_kafka_engine", figures)
-    if differing:
-        for name, rows in differing.items():
-            print(f"DIFFERENT  {name}: {rows} of {args.spans} rows")
+    if figures["peer_duplicate_rows"]:
+        print(
+            f"DUPLICATES {figures['peer_duplicate_rows']} rows stored twice by the peer (at-least-once: "
+            f"{figures['peer_group_rebalances']} rebalance(s) re-read blocks it had inserted)"
+        )
+    for name, rows in differing.items():
+        print(f"DIFFERENT  {name}: {rows} rows")
+    if differing or figures["peer_duplicate_rows"]:
         sys.exit(1)
-    print(f"identical  every compared column of all {args.spans} rows (ingested_at aside)")
+    print(
+        f"identical  all {args.spans} spans, every column but ingested_at, and all "
+        f"{figures['rollup_rows_compared']} rollup rows (sums within {ROLLUP_REL_TOL:g}, relative)"
+    )
 
 
 if __name__ == "__main__":
