@@ -223,7 +223,7 @@ def consume(args: argparse.Namespace) -> dict[str, float]:
     config.write_text(CONFIG_XML)
     import_chdb_keeping_engine(f"{args.path}?config-file={config}")
     client = connect(f"chdb://{args.path}")
-    apply_migrations(client, DATABASE, ttl_days=30)
+    apply_migrations(client, DATABASE, ttl_days=30)  # SPANLINE_RAW_TTL_DAYS, as the worker has it
     client.command(f"CREATE DATABASE {PEER}")
     client.command(
         f"CREATE TABLE {PEER}.prices ENGINE = Memory AS SELECT * FROM file('{args.prices}', Parquet) "
