@@ -12,13 +12,15 @@ embedded tansu broker. Then, one after the other so neither takes CPU from the o
 
 Each path's figure: spans / (process start -> all N rows visible), and a steady rate after
 start-up and the consumer-group join: the worker's from its first rows visible to the last,
-the peer's from its group join (its first batch included) to the last. Both ``spans`` tables are then compared column by column in key
-order, each span once (ingested_at aside), and so are the three rollups, one row per group
-(sums within 1e-9 relative: the paths add the same floats in other orders). A differing value,
-a missing span or a span the peer stored twice (the Kafka engine is at-least-once: a block
-inserted, then re-read after a rebalance before its offsets were committed) is printed and
-makes the exit status 1. Floors measured on the same spans: orjson decode,
-a kafka-python consumer reading the topic, and ``process_batch`` alone, on one core.
+the peer's from its group join (its first batch included) to the last.
+
+Both ``spans`` tables are then compared column by column in key order, each span once
+(ingested_at aside), and so are the three rollups, one row per group (sums within 1e-9
+relative: the paths add the same floats in other orders). A differing value, a missing span
+or a span the peer stored twice (the Kafka engine is at-least-once: a block inserted, then
+re-read after a rebalance before its offsets were committed) is printed and makes the exit
+status 1. Floors measured on the same spans: orjson decode, a kafka-python consumer reading
+the topic, and ``process_batch`` alone, on one core.
 
     python bench/peer_kafka_engine.py --spans 300000
 """
