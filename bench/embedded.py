@@ -66,6 +66,7 @@ class BenchStack:
     env: dict[str, str]
     settings: Settings
     workers: list[BenchWorker] = field(default_factory=list)
+    first_web_port: int = FIRST_WORKER_WEB_PORT
 
     @property
     def bootstrap_servers(self) -> str:
@@ -79,7 +80,7 @@ class BenchStack:
             env = {
                 **self.env,
                 "SPANLINE_HOME": str(home),
-                "SPANLINE_WORKER_WEB_PORT": str(FIRST_WORKER_WEB_PORT + index),
+                "SPANLINE_WORKER_WEB_PORT": str(self.first_web_port + index),
             }
             worker = BenchWorker(home, load_settings(env), env)
             worker.start()
@@ -101,22 +102,28 @@ class BenchStack:
 
 
 @contextmanager
-def bench_stack(partitions: int = 4, **settings_env: str) -> Iterator[BenchStack]:
-    """An embedded broker on BROKER_PORT, topics created; workers are started by the caller."""
+def bench_stack(
+    partitions: int = 4,
+    broker_port: int = BROKER_PORT,
+    first_web_port: int = FIRST_WORKER_WEB_PORT,
+    **settings_env: str,
+) -> Iterator[BenchStack]:
+    """An embedded broker on ``broker_port``, topics created; workers are started by the caller
+    (web ports from ``first_web_port`` on). Benchmarks that may run beside others pick ports of their own."""
     root = Path(tempfile.mkdtemp(prefix="spanline-bench-"))
     env = {
         "SPANLINE_HOME": str(root),
-        "SPANLINE_EMBEDDED_KAFKA_PORT": str(BROKER_PORT),
-        "SPANLINE_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{BROKER_PORT}",
+        "SPANLINE_EMBEDDED_KAFKA_PORT": str(broker_port),
+        "SPANLINE_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{broker_port}",
         "SPANLINE_TOPIC_PARTITIONS": str(partitions),
         "SPANLINE_BROKER_SESSION_TIMEOUT_S": "2",
         "SPANLINE_LOG_LEVEL": "WARNING",
         **settings_env,
     }
     settings = load_settings(env)
-    with TansuBroker(BROKER_PORT, log_path=root / "tansu.log"):
+    with TansuBroker(broker_port, log_path=root / "tansu.log"):
         ensure_topics(settings.bootstrap_servers, {settings.topic_spans: partitions, settings.topic_dlq: 1})
-        stack = BenchStack(root, env, settings)
+        stack = BenchStack(root, env, settings, first_web_port=first_web_port)
         try:
             yield stack
         finally:

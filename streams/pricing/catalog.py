@@ -149,6 +149,11 @@ class PriceCatalog:
         rows: npt.NDArray[np.int64] = np.asarray(chosen, dtype=np.int64)
         return rows
 
+    def catalog_series(self, provider: str, model_response: str, model_requested: str) -> int:
+        """The catalog price series these names resolve to (-1: none), overrides not consulted;
+        ``table`` rows with that ``series`` are its price history (bench/peer_kafka_engine.py)."""
+        return self._resolve_triple(provider, model_response, model_requested).catalog_series
+
     def _resolve(self, spans: pd.DataFrame) -> tuple[np.ndarray, list[_Resolved]]:
         """Code of each span's (provider, response, requested) triple, and each triple's resolution."""
         provider, providers = _factorize_text(spans["provider"])
