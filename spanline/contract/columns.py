@@ -46,27 +46,43 @@ def arrow_type(kind: FieldKind) -> pa.DataType:
 @dataclass(frozen=True)
 class SpanColumns:
     """A batch of spans, one Arrow array per model field; ``values`` keeps the Python lists of the
-    container fields (lists, maps), which the rows frame holds as objects."""
+    container fields (lists, maps), which the rows frame holds as objects. A slice remembers
+    the columns it was cut from, so that slices joined back in order cost no copy."""
 
     arrays: dict[str, pa.Array]
     values: dict[str, list[Any]]
+    whole: SpanColumns | None = None  # the columns this is a slice of
+    start: int = 0  # where in ``whole`` it starts
 
     def __len__(self) -> int:
         return len(self.arrays[FIELDS[0]])
 
     def slice(self, start: int, stop: int) -> SpanColumns:
+        whole = self.whole or self
         return SpanColumns(
             {name: array.slice(start, stop - start) for name, array in self.arrays.items()},
             {name: values[start:stop] for name, values in self.values.items()},
+            whole,
+            self.start + start,
         )
 
     @staticmethod
     def concat(parts: Sequence[SpanColumns]) -> SpanColumns:
-        """The parts one after another (no copy for a single part; none at all: no spans)."""
+        """The parts one after another: no copy for one part, or for adjacent slices of the same
+        columns (a batch whose every message took the fast path); none at all: no spans."""
         if len(parts) == 1:
             return parts[0]
         if not parts:
             return dict_columns([])
+        whole, stop = parts[0].whole, parts[0].start
+        for part in parts:
+            adjacent = whole is not None and part.whole is whole and part.start == stop
+            stop += len(part)
+            if not adjacent:
+                break
+        else:
+            assert whole is not None
+            return whole if parts[0].start == 0 and stop == len(whole) else whole.slice(parts[0].start, stop)
         return SpanColumns(
             {name: pa.concat_arrays([part.arrays[name] for part in parts]) for name in FIELDS},
             {name: [value for part in parts for value in part.values[name]] for name in parts[0].values},
