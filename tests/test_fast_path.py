@@ -177,6 +177,19 @@ MESSAGES = st.one_of(
     st.lists(items(), min_size=1, max_size=5).map(encoded),
     items().map(encoded),
     st.sampled_from([b"", b"[]", b"{", b"null", b"[1, 2]", b'"text"', b"\xff\xfe"]),
+    st.sampled_from(BASE[:20])
+    .map(  # invalid UTF-8 inside a string, a BOM, trailing bytes
+        lambda span: st.sampled_from(
+            [
+                orjson.dumps([span]).replace(b'"production"', b'"\xff"'),
+                orjson.dumps([span]).replace(b'"production"', b'"\xed\xa0\x80"'),
+                b"\xef\xbb\xbf" + orjson.dumps([span]),
+                orjson.dumps([span]) + b" x",
+                orjson.dumps([span]) + b" \n",
+            ]
+        )
+    )
+    .flatmap(lambda strategy: strategy),
 )
 
 # --- the two paths
