@@ -60,6 +60,13 @@ def worker_stats(port: str) -> dict[str, float]:
         return orjson.loads(response.read())
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc), so that figures taken on a busy
+    machine still say how much of a core each span costs the worker."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spans", type=int, default=200_000)
@@ -99,11 +106,13 @@ def main() -> None:
             while ServiceFile(home).read() is None:
                 time.sleep(0.1)
             ready_s = time.perf_counter() - started
+            cpu_at_ready = cpu_seconds(worker.pid)
             stored = 0
             while stored < len(spans):
                 time.sleep(0.25)
                 stored = int(run_query(settings, "SELECT count() FROM spanline.spans").rows[0][0])
             total_s = time.perf_counter() - started
+            worker_cpu_s = cpu_seconds(worker.pid) - cpu_at_ready
             stats = worker_stats(env["SPANLINE_WORKER_WEB_PORT"])
         finally:
             worker.terminate()
@@ -115,6 +124,8 @@ def main() -> None:
         "produce_spans_per_s": round(len(spans) / produce_s),
         "worker_start_s": round(ready_s, 2),
         "worker_spans_per_s": round(len(spans) / process_s),
+        "worker_cpu_us_per_span": round(worker_cpu_s / len(spans) * 1e6, 1),
+        "worker_cores_busy": round(worker_cpu_s / process_s, 2),
         "foundation_worker_spans_per_s": FOUNDATION_SPANS_PER_S,
         "window_share_of_worker_time": round(stats["window_seconds"] / process_s, 3),
         "window_emit_share_of_worker_time": round(stats["window_emit_seconds"] / process_s, 3),

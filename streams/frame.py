@@ -1,23 +1,24 @@
 """Validated spans to a column batch, and a column batch to the ``spans`` table's rows.
 
-The worker turns every Kafka batch into one pandas frame right after validation; every
-later step (derive, price, store) works on whole columns.
+The worker turns every Kafka batch into one pandas frame right after validation, from Arrow
+columns (spanline.contract.columns); every later step (derive, price, store) works on whole
+columns.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import Enum
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from spanline.contract.schema import TOKEN_DETAIL_FIELDS, TOKEN_FIELDS, Span
+from spanline.contract.columns import SpanColumns, dict_columns
+from spanline.contract.records import FIELD_KINDS
+from spanline.contract.schema import TOKEN_DETAIL_FIELDS, TOKEN_FIELDS
 from spanline.streams.pricing.catalog import PRICE_COLUMNS
-
-SPAN_FIELDS: tuple[str, ...] = tuple(Span.model_fields)
 
 #: Optional text fields stored as '' when absent (LowCardinality(String) columns).
 TEXT_DEFAULTS = (
@@ -119,45 +120,32 @@ TABLE_COLUMNS: tuple[str, ...] = (
 )
 
 
-def _defaults() -> dict[str, Any]:
-    """Schema defaults a missing field takes; None-defaults are left to the columns' own NULLs."""
-    defaults = {}
-    for name, info in Span.model_fields.items():
-        if not info.is_required():
-            default = info.get_default(call_default_factory=True)
-            if default is not None:
-                defaults[name] = default.value if isinstance(default, Enum) else default
-    return defaults
-
-
-#: Field -> default for every optional field whose default is not None.
-FIELD_DEFAULTS: dict[str, Any] = _defaults()
-#: The empty value of a container field, shared by every row that left it out (read-only).
-_EMPTY: dict[type, Any] = {list: (), dict: {}}
-#: Column dtype of a filled field by its default's type (strings and enum values stay objects).
-_DTYPES: dict[type, str] = {bool: "bool", int: "int64", float: "float64"}
-
-
 def spans_to_frame(spans: list[dict[str, Any]]) -> pd.DataFrame:
     """One column per schema field from validated span dicts, absent fields at their defaults."""
-    frame = pd.DataFrame.from_records(spans, columns=SPAN_FIELDS, coerce_float=False)
-    for name, default in FIELD_DEFAULTS.items():
-        column = frame[name]
-        missing = column.isna().to_numpy()
-        if not missing.any():
-            continue
-        if isinstance(default, list | dict):  # rows share one empty container: columns are never mutated
-            values = column.to_numpy(dtype=object, copy=True)
-            filler = np.empty(int(missing.sum()), dtype=object)
-            filler.fill(_EMPTY[type(default)])  # fill() stores the object itself, never its items
-            values[missing] = filler
-            frame[name] = values
+    return columns_to_frame(dict_columns(spans))
+
+
+def columns_to_frame(columns: SpanColumns) -> pd.DataFrame:
+    """The column batch as a pandas frame: one column per schema field, in the model's order.
+
+    Text is Arrow-backed ``str`` (no copy), integers ``int64`` (``float64`` with NaN where the
+    field may be null), floats ``float64``, booleans ``bool`` (objects where null), times
+    ``datetime64[ms, UTC]``, lists and maps the Python objects themselves.
+    """
+    data: dict[str, Any] = {}
+    for name, kind in FIELD_KINDS.items():
+        array = columns.arrays[name]
+        if kind.base == "text":
+            data[name] = pd.arrays.ArrowStringArray(array.cast(pa.large_string()), dtype=_STR)
+        elif kind.base == "time":
+            data[name] = pc.cast(array, _MILLIS, safe=False).to_pandas()  # storable times: truncation = floor
+        elif kind.base in ("list", "dict"):
+            data[name] = np.fromiter(columns.values[name], dtype=object, count=len(array))
+        elif kind.base == "bool" and kind.nullable:
+            data[name] = array.to_pandas()  # objects: True, False, None
         else:
-            filled = column.astype(object).where(~missing, default)
-            frame[name] = filled.astype(_DTYPES.get(type(default), object))
-    for name in ("start_time", "end_time"):
-        frame[name] = pd.to_datetime(frame[name], utc=True).astype("datetime64[ms, UTC]")
-    return frame
+            data[name] = array.to_numpy(zero_copy_only=False)
+    return pd.DataFrame(data, copy=False)
 
 
 def table_rows(
@@ -172,7 +160,7 @@ def table_rows(
     """The frame as the ``spans`` table stores it: defaults filled, pipeline columns added."""
     out = frame.copy(deep=False)
     for name in TEXT_DEFAULTS:
-        out[name] = out[name].astype(object).where(out[name].notna(), "").astype(str)
+        out[name] = out[name].fillna("").astype(str)
     for name in ZERO_DEFAULTS:
         out[name] = out[name].fillna(0).astype("uint32")
     for name in NULLABLE_FLOATS:
@@ -199,5 +187,7 @@ def arrow_rows(rows: pd.DataFrame) -> pa.Table:
 
 
 _ATTRIBUTES = pa.map_(pa.string(), pa.string())
+_STR = pd.StringDtype("pyarrow", na_value=np.nan)
+_MILLIS = pa.timestamp("ms", tz="UTC")
 #: Kafka timestamps are the producer's clock: kept inside what DateTime64(3) and pandas hold.
 _MAX_STAMP_MS = 7_258_118_400_000  # 2200-01-01

@@ -341,69 +341,101 @@ def cross_field_errors(spans: Sequence[Mapping[str, Any]]) -> list[str | None]:
             f"start_time + duration_ms ({_rfc3339(end.astimezone(UTC))}) is outside the storable range {STORABLE_RANGE}"
         )
 
-    scores = np.fromiter((len(span.get("retrieval_scores") or ()) for span in spans), dtype=np.int64, count=count)
-    doc_ids = np.fromiter((len(span.get("retrieval_doc_ids") or ()) for span in spans), dtype=np.int64, count=count)
-    error_while_ok = np.fromiter(
-        (span.get("status", Status.OK) == Status.OK and span.get("error_type") is not None for span in spans),
-        dtype=bool,
-        count=count,
+    rules = cross_field_rules(
+        has_end=has_end,
+        measured_ms=measured,
+        duration_ms=duration,
+        late_start_ms=late_start_ms,
+        tokens={name: column(name) for name in (*TOKEN_FIELDS, *TOKEN_DETAIL_FIELDS)},
+        scores=np.fromiter((len(span.get("retrieval_scores") or ()) for span in spans), dtype=np.int64, count=count),
+        doc_ids=np.fromiter((len(span.get("retrieval_doc_ids") or ()) for span in spans), dtype=np.int64, count=count),
+        error_while_ok=np.fromiter(
+            (span.get("status", Status.OK) == Status.OK and span.get("error_type") is not None for span in spans),
+            dtype=bool,
+            count=count,
+        ),
     )
+    messages: list[str | None] = [None] * count
+    for broken, message in reversed(rules):  # the first rule a span breaks is the one it reports
+        for index in np.flatnonzero(broken).tolist():
+            messages[index] = message if message is not DERIVED_END else derived_end(index)
+    return messages
+
+
+#: The rule whose message names the derived end time (worded per span by cross_field_errors).
+DERIVED_END = "start_time + duration_ms is outside the storable range"
+
+
+def cross_field_rules(
+    *,
+    has_end: np.ndarray,
+    measured_ms: np.ndarray,
+    duration_ms: np.ndarray,
+    late_start_ms: np.ndarray,
+    tokens: Mapping[str, np.ndarray],
+    scores: np.ndarray,
+    doc_ids: np.ndarray,
+    error_while_ok: np.ndarray,
+) -> tuple[tuple[np.ndarray, str], ...]:
+    """The cross-field rules over columns, in the order they are reported: (broken, message).
+
+    The one definition of the rules, for the model and batch validation (cross_field_errors, per
+    span) and for the worker's fast path (spanline.contract.column_checks, per column).
+    ``measured_ms`` is (end - start) in ms as ``timedelta.total_seconds() * 1000`` computes it,
+    NaN without an end; ``duration_ms`` NaN when absent; ``late_start_ms`` the start in ms since
+    STORABLE_FROM (0 is fine for starts more than a day before STORABLE_UNTIL).
+    """
     with np.errstate(invalid="ignore"):
-        rules: tuple[tuple[np.ndarray, str | Callable[[int], str]], ...] = (
-            (~has_end & np.isnan(duration), "give end_time or duration_ms"),
-            (~has_end & (late_start_ms + duration >= _STORABLE_MS), derived_end),
-            (has_end & (measured < 0), "end_time is before start_time"),
-            (has_end & (measured > MAX_DURATION_MS), "span is longer than 24 h"),
+        return (
+            (~has_end & np.isnan(duration_ms), "give end_time or duration_ms"),
+            (~has_end & (late_start_ms + duration_ms >= _STORABLE_MS), DERIVED_END),
+            (has_end & (measured_ms < 0), "end_time is before start_time"),
+            (has_end & (measured_ms > MAX_DURATION_MS), "span is longer than 24 h"),
             (
-                has_end & (np.abs(measured - duration) > DURATION_TOLERANCE_MS),
+                has_end & (np.abs(measured_ms - duration_ms) > DURATION_TOLERANCE_MS),
                 "duration_ms disagrees with end_time - start_time",
             ),
             (
-                column("cache_read_tokens") + column("cache_write_tokens") > column("input_tokens"),
+                tokens["cache_read_tokens"] + tokens["cache_write_tokens"] > tokens["input_tokens"],
                 "cache_read_tokens + cache_write_tokens exceed input_tokens (they are part of it)",
             ),
             (
-                column("reasoning_tokens") > column("output_tokens"),
+                tokens["reasoning_tokens"] > tokens["output_tokens"],
                 "reasoning_tokens exceed output_tokens (they are part of it)",
             ),
             (
-                column("cache_write_5m_tokens") + column("cache_write_1h_tokens") > column("cache_write_tokens"),
+                tokens["cache_write_5m_tokens"] + tokens["cache_write_1h_tokens"] > tokens["cache_write_tokens"],
                 "cache_write_5m_tokens + cache_write_1h_tokens exceed cache_write_tokens (they are part of it)",
             ),
             (
-                column("cache_audio_read_tokens")
-                > np.minimum(column("input_audio_tokens"), column("cache_read_tokens")),
+                tokens["cache_audio_read_tokens"]
+                > np.minimum(tokens["input_audio_tokens"], tokens["cache_read_tokens"]),
                 "cache_audio_read_tokens exceed input_audio_tokens or cache_read_tokens (they are part of both)",
             ),
             (
-                column("cache_image_read_tokens")
-                > np.minimum(column("input_image_tokens"), column("cache_read_tokens")),
+                tokens["cache_image_read_tokens"]
+                > np.minimum(tokens["input_image_tokens"], tokens["cache_read_tokens"]),
                 "cache_image_read_tokens exceed input_image_tokens or cache_read_tokens (they are part of both)",
             ),
             (
-                column("cache_read_tokens")
-                + column("cache_write_tokens")
-                + column("input_audio_tokens")
-                - column("cache_audio_read_tokens")
-                + column("input_image_tokens")
-                - column("cache_image_read_tokens")
-                > column("input_tokens"),
+                tokens["cache_read_tokens"]
+                + tokens["cache_write_tokens"]
+                + tokens["input_audio_tokens"]
+                - tokens["cache_audio_read_tokens"]
+                + tokens["input_image_tokens"]
+                - tokens["cache_image_read_tokens"]
+                > tokens["input_tokens"],
                 "cache reads + cache writes + uncached audio + uncached image tokens exceed input_tokens "
                 "(they are parts of it)",
             ),
             (
-                column("reasoning_tokens") + column("output_audio_tokens") + column("output_image_tokens")
-                > column("output_tokens"),
+                tokens["reasoning_tokens"] + tokens["output_audio_tokens"] + tokens["output_image_tokens"]
+                > tokens["output_tokens"],
                 "reasoning_tokens + output_audio_tokens + output_image_tokens exceed output_tokens (they are parts of it)",
             ),
             ((scores > 0) & (scores != doc_ids), "retrieval_scores must align with retrieval_doc_ids"),
             (error_while_ok, "error_type is set but status is ok"),
         )
-    messages: list[str | None] = [None] * count
-    for broken, message in reversed(rules):  # the first rule a span breaks is the one it reports
-        for index in np.flatnonzero(broken).tolist():
-            messages[index] = message if isinstance(message, str) else message(index)
-    return messages
 
 
 def span_fields_dict() -> type:
