@@ -1,9 +1,10 @@
 """The HTTP receiver (`spanline collect`): canonical JSON/NDJSON and OTLP/HTTP into Kafka.
 
 Status codes: 200 all accepted; 207 some items rejected (listed with reasons; the rest
-accepted); 400 unparseable body; 401 no key; 403 unknown key; 413 body too large;
-503 Kafka did not acknowledge (retry later). ``/v1/traces`` answers the OTLP way:
-200 with ``partialSuccess`` naming the rejected spans.
+accepted); 400 unparseable body; 401 no key; 403 unknown key; 413 body too large; 415 unknown
+Content-Encoding; 503 Kafka did not acknowledge (retry later). ``/v1/traces`` answers the OTLP
+way (collectors/receiver/otlp_response.py): 200 with ``partialSuccess`` naming the rejected
+spans, and every failure as a ``google.rpc.Status``.
 """
 
 from __future__ import annotations
@@ -17,14 +18,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 from kafka.errors import KafkaError
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTracePartialSuccess,
-    ExportTraceServiceResponse,
-)
 
 from spanline.collectors.otlp import decode_otlp
 from spanline.collectors.receiver.auth import Keyring
+from spanline.collectors.receiver.encoding import InflatedTooLarge, UndecodableBody, UnsupportedEncoding, inflate
 from spanline.collectors.receiver.intake import Intake, IntakeResult
+from spanline.collectors.receiver.otlp_response import error_text, export_response, failure_response
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +32,6 @@ INTAKE = web.AppKey("intake", Intake)
 #: Whether Kafka is reachable (a blocking call: run in a thread).
 READY: web.AppKey[Callable[[], bool]] = web.AppKey("ready_check")
 MAX_BODY = web.AppKey("max_body_bytes", int)
-PROTOBUF_TYPES = ("application/x-protobuf", "application/protobuf")
 
 
 class BadRequest(web.HTTPBadRequest):
@@ -57,16 +55,30 @@ def _tenant(request: web.Request) -> str:
 
 
 async def _body(request: web.Request) -> bytes:
-    """The request body; aiohttp inflates gzip/deflate itself and enforces client_max_size."""
+    """The request body, inflated from its Content-Encoding; aiohttp enforces client_max_size.
+
+    The runner is built with ``auto_decompress=False`` (collectors/receiver/server.py), so the
+    bytes read here are as sent, and :func:`inflate` holds the inflated body to the same limit.
+    """
     limit = request.app[MAX_BODY]
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     try:
-        return await request.read()
+        sent = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise
-    except Exception as exc:  # a corrupt gzip stream or a broken connection
+    except Exception as exc:  # a broken connection
         raise BadRequest(f"could not read the body: {exc}") from exc
+    try:
+        return inflate(sent, request.headers.get("Content-Encoding", ""), limit)
+    except UndecodableBody as exc:
+        raise BadRequest(str(exc)) from exc
+    except UnsupportedEncoding as exc:
+        raise web.HTTPUnsupportedMediaType(text=_dumps({"error": str(exc)}), content_type="application/json") from exc
+    except InflatedTooLarge as exc:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=limit, text=_dumps({"error": str(exc)}), content_type="application/json"
+        ) from exc
 
 
 def _canonical_items(body: bytes, content_type: str) -> list[Any]:
@@ -110,6 +122,16 @@ async def post_spans(request: web.Request) -> web.Response:
 
 
 async def post_traces(request: web.Request) -> web.Response:
+    """OTLP/HTTP export: every answer, failures included, in the request's encoding."""
+    try:
+        return await _export_traces(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return failure_response(exc.status, error_text(exc), request.content_type, exc.headers)
+
+
+async def _export_traces(request: web.Request) -> web.Response:
     tenant = _tenant(request)
     body = await _body(request)
     content_type = request.content_type
@@ -118,16 +140,7 @@ async def post_traces(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise BadRequest(f"not an OTLP ExportTraceServiceRequest ({content_type}): {exc}") from exc
     result = await _accept(request, items, tenant, "otlp") if items else IntakeResult(0, [])
-    message = "; ".join(item.reason for item in result.invalid[:20])
-    if content_type in PROTOBUF_TYPES:
-        response = ExportTraceServiceResponse()
-        if result.invalid:
-            response.partial_success.CopyFrom(
-                ExportTracePartialSuccess(rejected_spans=len(result.invalid), error_message=message)
-            )
-        return web.Response(body=response.SerializeToString(), content_type=content_type)
-    partial = {"rejectedSpans": len(result.invalid), "errorMessage": message} if result.invalid else {}
-    return web.json_response({"partialSuccess": partial}, dumps=_dumps)
+    return export_response(result.invalid, content_type)
 
 
 async def healthz(_: web.Request) -> web.Response:
