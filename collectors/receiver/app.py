@@ -24,6 +24,7 @@ from spanline.collectors.receiver.auth import Keyring
 from spanline.collectors.receiver.encoding import InflatedTooLarge, UndecodableBody, UnsupportedEncoding, inflate
 from spanline.collectors.receiver.intake import Intake, IntakeResult
 from spanline.collectors.receiver.otlp_response import error_text, export_response, failure_response
+from spanline.collectors.receiver.runbook_pages import add_runbook_routes
 
 log = logging.getLogger(__name__)
 
@@ -167,4 +168,5 @@ def make_app(keyring: Keyring, intake: Intake, max_body_bytes: int, ready_check:
     app.router.add_post("/v1/traces", post_traces)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    add_runbook_routes(app)
     return app
