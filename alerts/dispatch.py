@@ -31,9 +31,9 @@ from spanline.alerts.events import AlertEvent
 from spanline.alerts.notifiers import DeliveryError, Notification, Receiver
 from spanline.metrics import NOTIFICATIONS, NOTIFIER_CIRCUIT_OPEN, NOTIFIER_FAILURES
 from spanline.retrying import DEFAULT_INITIAL_S, DEFAULT_MAX_S, Retry
+from spanline.runbooks import runbook_link
 
 log = logging.getLogger(__name__)
-DEFAULT_RUNBOOK_URL = "https://github.com/spanline/spanline/blob/main/alerts/runbooks/{runbook}.md"
 #: Monotonic seconds, and a pause of some seconds: real by default, virtual in tests.
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -237,7 +237,8 @@ class Dispatcher:
         receivers: list[Receiver],
         groups: GroupPolicy = GroupPolicy(),
         policy: ReceiverPolicy = ReceiverPolicy(),
-        runbook_url: str = DEFAULT_RUNBOOK_URL,
+        *,
+        runbook_base_url: str,
         tick_s: float = 0.1,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
@@ -247,7 +248,7 @@ class Dispatcher:
         self._sleep = sleep
         self._groups: dict[str, _Group] = {}
         self._policy = groups
-        self._runbook_url = runbook_url
+        self._runbook_base_url = runbook_base_url
         self._tick_s = tick_s
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
@@ -342,7 +343,9 @@ class Dispatcher:
         group: _Group,
         repeat: bool = False,
     ) -> None:
-        notification = Notification(key, action, events, self._runbook_url.format(runbook=events[0].runbook), repeat)
+        lead = events[0]
+        link = runbook_link(self._runbook_base_url, lead.runbook, lead.runbook_branch)
+        notification = Notification(key, action, events, link, repeat)
         group.notified, group.last_sent, group.changed = True, now, False
         for channel in self._channels:
             channel.put(notification)

@@ -97,7 +97,7 @@ class AlertingService:
             receivers_from(settings),
             GroupPolicy(group_wait_s=settings.alert_group_wait_s, repeat_interval_s=settings.alert_repeat_interval_s),
             ReceiverPolicy(rate_per_minute=settings.alert_rate_per_minute),
-            runbook_url=settings.alert_runbook_url,
+            runbook_base_url=settings.resolved_runbook_base_url,
         )
         self.state_path = settings.home / "alerts" / f"{settings.consumer_group}.state"
         self._ready = False

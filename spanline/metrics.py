@@ -37,7 +37,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 RECEIVER_REQUESTS = Counter(
     "spanline_receiver_requests",
     "Span POSTs answered, by endpoint (spans, traces) and outcome: accepted, partial (some items "
-    "rejected), bad_request, unauthorized, forbidden, too_large, unavailable (Kafka), error.",
+    "rejected), bad_request, unauthorized, forbidden, too_large, unsupported_encoding, unavailable (Kafka), error.",
     ["endpoint", "outcome"],
 )
 RECEIVER_ITEMS = Counter(

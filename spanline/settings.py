@@ -9,6 +9,7 @@ the SDK's own ``SPANLINE_SDK_*`` variables are left to it.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -147,9 +148,12 @@ class Settings(BaseSettings):
     alert_webhook_url: SecretStr | None = Field(
         None, description="Generic JSON webhook receiving every notification. Default: none."
     )
-    alert_runbook_url: str = Field(
-        "https://github.com/spanline/spanline/blob/main/alerts/runbooks/{runbook}.md",
-        description="Runbook link in pages; {runbook} is replaced by the rule's runbook name. Default: the repository's.",
+    runbook_base_url: str | None = Field(
+        None,
+        description=(
+            "Where pages link to the runbooks: <base>/<runbook>#<branch>. Default: the receiver's own /runbooks, "
+            "http://<collector host>:<collector port>/runbooks (the machine's name for a wildcard bind address)."
+        ),
     )
     alert_group_wait_s: float = Field(
         5.0, ge=0, description="Seconds a new alert group waits to collect members before its first page. Default 5."
@@ -184,6 +188,17 @@ class Settings(BaseSettings):
     @property
     def resolved_clickhouse_url(self) -> str:
         return self.clickhouse_url or f"chdb://{self.home / 'clickhouse'}"
+
+    @property
+    def resolved_runbook_base_url(self) -> str:
+        """``runbook_base_url``, else the receiver's ``/runbooks`` as its host and port say."""
+        if self.runbook_base_url:
+            return self.runbook_base_url.rstrip("/")
+        host = self.collector_host
+        if host in ("", "0.0.0.0", "::"):  # bound to every interface: name the machine
+            host = socket.getfqdn()
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.collector_port}/runbooks"
 
     @property
     def bootstrap_servers(self) -> str:

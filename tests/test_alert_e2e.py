@@ -3,6 +3,7 @@ evaluator) → a loopback webhook, the ``alerts`` topic and the ClickHouse ``ale
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -80,6 +81,10 @@ def test_an_embedding_mismatch_pages_once_with_its_diagnosis_and_resolves(
     assert actions == [("trigger", key), ("resolve", key)]
     page = webhook.received[0]
     assert page["runbook"] == "index-corruption" and page["runbook_branch"] == "embedding_mismatch"
+    # the page's link opens: the receiver's own /runbooks (the default), at the branch's anchor
+    assert page["runbook_url"] == f"{stack.collector_url}/runbooks/index-corruption#embedding_mismatch"
+    with urllib.request.urlopen(page["runbook_url"], timeout=10) as response:
+        assert response.status == 200 and 'id="embedding_mismatch"' in response.read().decode()
     alert = page["alerts"][0]
     assert alert["value"] == 4 and alert["diagnosis"]["embedding_mismatches_per_min"]["now"] > 0
     fired_at = datetime.fromisoformat(alert["at"])

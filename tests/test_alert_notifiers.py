@@ -31,6 +31,7 @@ ROUTING_KEY = "R0123456789abcdef0123456789abcde"
 SLACK_PATH = "/services/T000/B000/XXXXXXXX"
 PAGERDUTY_SEVERITIES = {"critical", "error", "warning", "info"}
 FAST = ReceiverPolicy(rate_per_minute=600, retry_initial_s=0.02, retry_max_s=0.1, failures_to_open=3, open_s=0.3)
+RUNBOOKS = "https://oncall.example.com/runbooks"
 GROUPS = GroupPolicy(group_wait_s=0.2, group_interval_s=0.5, repeat_interval_s=3600)
 
 
@@ -176,7 +177,14 @@ def run_with_services(body: Callable[[FakeServices], Awaitable[None]]) -> None:
 
 def dispatcher_for(services: FakeServices, targets: list, groups: GroupPolicy, policy: ReceiverPolicy) -> Dispatcher:
     """A dispatcher on the services' virtual time."""
-    return Dispatcher(targets, groups, policy, clock=services.time.clock, sleep=services.time.sleep)
+    return Dispatcher(
+        targets,
+        groups,
+        policy,
+        runbook_base_url=RUNBOOKS,
+        clock=services.time.clock,
+        sleep=services.time.sleep,
+    )
 
 
 def receivers(fake: FakeServices) -> list:
@@ -214,7 +222,7 @@ async def _an_outage_on_fifty_models_is_one_page_then_one_resolve(services: Fake
     assert "(+49 more in this group)" in payload["summary"]
     assert len(payload["custom_details"]["alerts_in_group"]) == 50
     assert payload["custom_details"]["diagnosis"]["top_error_type"] == "server_error"
-    assert trigger["links"][0]["href"].endswith("/alerts/runbooks/provider-outage.md")
+    assert trigger["links"][0]["href"] == f"{RUNBOOKS}/provider-outage#provider_errors"
     assert len(services.slack) == 2 and services.slack[0]["blocks"][0]["type"] == "header"
     assert services.slack[0]["text"].startswith("FIRING") and services.slack[1]["text"].startswith("RESOLVED")
     assert [n["action"] for n in services.webhook] == ["trigger", "resolve"]

@@ -14,6 +14,7 @@ from spanline.alerts.rules import RULES_FILE, RUNBOOKS_DIR, load_rules
 from spanline.contracts import CONTRACTS_FILE, contract_limit, load_contracts
 from spanline.errors import ConfigError
 from spanline.sql.library import load_library
+from tests.support.runbook_branches import DIAGNOSIS_BRANCHES
 
 #: docs/requirements.md §5 defaults, plus pipeline self-health: rule -> (metric, runbook).
 SPEC_DEFAULTS = {
@@ -178,18 +179,6 @@ def test_every_runbook_has_its_sections_and_names_real_library_queries() -> None
 
 
 def test_every_diagnosis_branch_a_rule_can_emit_is_explained_in_its_runbook() -> None:
-    branches = {
-        "latency-spike": ["throughput", "long_inputs", "provider_endpoint"],
-        "provider-outage": ["provider_errors", "client_errors"],
-        "rate-limits": ["traffic_surge", "retry_storm", "provider_quota"],
-        "cost-spike": ["traffic_volume", "output_length", "cache_hit_rate", "routing_mix", "routing_escalation"],
-        "cache-collapse": ["exact_layer", "semantic_layer"],
-        "tool-storm": ["single_tool", "all_tools"],
-        "hallucination-spike": ["retrieval_regression", "prompt_change", "model_change", "no_change_found"],
-        "index-corruption": ["embedding_mismatch", "empty_retrievals", "recall_drop"],
-        "context-budget": ["context_errors", "truncation"],
-        "silent-regression": ["new_model_version"],
-    }
-    for runbook, names in branches.items():
+    for runbook, names in DIAGNOSIS_BRANCHES.items():
         text = (RUNBOOKS_DIR / f"{runbook}.md").read_text()
         assert all(f"`{branch}`" in text for branch in names), runbook

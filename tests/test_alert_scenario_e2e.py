@@ -22,6 +22,7 @@ from tests.test_alert_notifiers import ROUTING_KEY, pagerduty_problems
 pytestmark = pytest.mark.e2e
 
 SCENARIO = get_scenario("rate-limit-storm")
+RUNBOOKS = "https://oncall.example.com/runbooks"  # SPANLINE_RUNBOOK_BASE_URL overrides the receiver's own
 #: Simulated minutes: over an hour first (the rule's 429 baseline needs a closed hour), the storm,
 #: then its 10-minute window and 10-minute keep_firing_for for the resolve. The rate gives each OpenAI
 #: model the rule's 500 calls per 10 minutes.
@@ -71,6 +72,7 @@ def test_a_rate_limit_storm_pages_pagerduty_once_with_its_branch_and_resolves(
                 "SPANLINE_ALERT_PAGERDUTY_ROUTING_KEY": ROUTING_KEY,
                 "SPANLINE_ALERT_PAGERDUTY_URL": pagerduty.url,
                 "SPANLINE_ALERT_GROUP_WAIT_S": "0",
+                "SPANLINE_RUNBOOK_BASE_URL": RUNBOOKS,
                 "SPANLINE_WINDOW_IDLE_S": "3",
             }
         )
@@ -116,7 +118,7 @@ def test_a_rate_limit_storm_pages_pagerduty_once_with_its_branch_and_resolves(
     branch = expected_branch(details["diagnosis"])
     assert (details["runbook"], details["runbook_branch"]) == (SCENARIO.expected_runbook, branch), details["diagnosis"]
     assert trigger["payload"]["class"] == branch
-    assert trigger["links"][0]["href"].endswith(f"{SCENARIO.expected_runbook}.md")
+    assert trigger["links"][0]["href"] == f"{RUNBOOKS}/{SCENARIO.expected_runbook}#{branch}"  # the override
     page_delay = pagerduty.arrived[pagerduty.received.index(trigger)] - sent
     print(
         f"simulate sent {HOURS} h of traffic in {sent - started:.1f} s; PagerDuty trigger {page_delay:.1f} s "

@@ -1,9 +1,10 @@
 """The HTTP receiver (`spanline collect`): canonical JSON/NDJSON and OTLP/HTTP into Kafka.
 
 Status codes: 200 all accepted; 207 some items rejected (listed with reasons; the rest
-accepted); 400 unparseable body; 401 no key; 403 unknown key; 413 body too large;
-503 Kafka did not acknowledge (retry later). ``/v1/traces`` answers the OTLP way:
-200 with ``partialSuccess`` naming the rejected spans.
+accepted); 400 unparseable body; 401 no key; 403 unknown key; 413 body too large; 415 unknown
+Content-Encoding; 503 Kafka did not acknowledge (retry later). ``/v1/traces`` answers the OTLP
+way (collectors/receiver/otlp_response.py): 200 with ``partialSuccess`` naming the rejected
+spans, and every failure as a ``google.rpc.Status``.
 
 ``/metrics`` serves Spanline's Prometheus metrics (spanline/metrics.py) without a key, like any
 exporter: counts and latencies only, no tenant, key or payload.
@@ -21,15 +22,14 @@ from typing import Any
 import orjson
 from aiohttp import web
 from kafka.errors import KafkaError
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTracePartialSuccess,
-    ExportTraceServiceResponse,
-)
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from spanline.collectors.otlp import decode_otlp
 from spanline.collectors.receiver.auth import Keyring
+from spanline.collectors.receiver.encoding import InflatedTooLarge, UndecodableBody, UnsupportedEncoding, inflate
 from spanline.collectors.receiver.intake import Intake, IntakeResult
+from spanline.collectors.receiver.otlp_response import error_text, export_response, failure_response
+from spanline.collectors.receiver.runbook_pages import add_runbook_routes
 from spanline.metrics import (
     RECEIVER_ITEMS,
     RECEIVER_METRICS,
@@ -46,9 +46,15 @@ INTAKE = web.AppKey("intake", Intake)
 #: Whether Kafka is reachable (a blocking call: run in a thread).
 READY: web.AppKey[Callable[[], bool]] = web.AppKey("ready_check")
 MAX_BODY = web.AppKey("max_body_bytes", int)
-PROTOBUF_TYPES = ("application/x-protobuf", "application/protobuf")
 #: A span endpoint's outcome label by the status of an error answer (spanline_receiver_requests).
-ERROR_OUTCOMES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 413: "too_large", 503: "unavailable"}
+ERROR_OUTCOMES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    413: "too_large",
+    415: "unsupported_encoding",
+    503: "unavailable",
+}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: A span endpoint: its answer and what the intake made of the items (for the metrics).
 SpanHandler = Callable[[web.Request], Awaitable[tuple[web.Response, IntakeResult]]]
@@ -75,16 +81,30 @@ def _tenant(request: web.Request) -> str:
 
 
 async def _body(request: web.Request) -> bytes:
-    """The request body; aiohttp inflates gzip/deflate itself and enforces client_max_size."""
+    """The request body, inflated from its Content-Encoding; aiohttp enforces client_max_size.
+
+    The runner is built with ``auto_decompress=False`` (collectors/receiver/server.py), so the
+    bytes read here are as sent, and :func:`inflate` holds the inflated body to the same limit.
+    """
     limit = request.app[MAX_BODY]
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     try:
-        return await request.read()
+        sent = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise
-    except Exception as exc:  # a corrupt gzip stream or a broken connection
+    except Exception as exc:  # a broken connection
         raise BadRequest(f"could not read the body: {exc}") from exc
+    try:
+        return inflate(sent, request.headers.get("Content-Encoding", ""), limit)
+    except UndecodableBody as exc:
+        raise BadRequest(str(exc)) from exc
+    except UnsupportedEncoding as exc:
+        raise web.HTTPUnsupportedMediaType(text=_dumps({"error": str(exc)}), content_type="application/json") from exc
+    except InflatedTooLarge as exc:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=limit, text=_dumps({"error": str(exc)}), content_type="application/json"
+        ) from exc
 
 
 def _canonical_items(body: bytes, content_type: str) -> list[Any]:
@@ -163,16 +183,22 @@ async def post_traces(request: web.Request) -> tuple[web.Response, IntakeResult]
     except ValueError as exc:
         raise BadRequest(f"not an OTLP ExportTraceServiceRequest ({content_type}): {exc}") from exc
     result = await _accept(request, items, tenant, "otlp") if items else IntakeResult(0, [])
-    message = "; ".join(item.reason for item in result.invalid[:20])
-    if content_type in PROTOBUF_TYPES:
-        response = ExportTraceServiceResponse()
-        if result.invalid:
-            response.partial_success.CopyFrom(
-                ExportTracePartialSuccess(rejected_spans=len(result.invalid), error_message=message)
-            )
-        return web.Response(body=response.SerializeToString(), content_type=content_type), result
-    partial = {"rejectedSpans": len(result.invalid), "errorMessage": message} if result.invalid else {}
-    return web.json_response({"partialSuccess": partial}, dumps=_dumps), result
+    return export_response(result.invalid, content_type), result
+
+
+def otlp_answers(handler: Handler) -> Handler:
+    """``handler`` with every failure answered as OTLP/HTTP asks: a ``google.rpc.Status`` in the
+    request's encoding (collectors/receiver/otlp_response.py)."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return failure_response(exc.status, error_text(exc), request.content_type, exc.headers)
+
+    return answer
 
 
 async def healthz(_: web.Request) -> web.Response:
@@ -196,9 +222,10 @@ def make_app(keyring: Keyring, intake: Intake, max_body_bytes: int, ready_check:
     app[READY] = ready_check
     app[MAX_BODY] = max_body_bytes
     app.router.add_post("/v1/spans", counted("spans", post_spans))
-    app.router.add_post("/v1/traces", counted("traces", post_traces))
+    app.router.add_post("/v1/traces", otlp_answers(counted("traces", post_traces)))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     expose(*RECEIVER_METRICS)
     app.router.add_get("/metrics", make_aiohttp_handler(REGISTRY))
+    add_runbook_routes(app)
     return app

@@ -77,7 +77,7 @@ async def running_receiver(settings: Settings) -> AsyncIterator[web.AppRunner]:
         settings.max_body_bytes,
         ready_check=lambda: metadata_answers(settings.bootstrap_servers, timeout_s=2.0),
     )
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, auto_decompress=False)  # app.py inflates bodies itself
     await runner.setup()
     site = web.TCPSite(runner, settings.collector_host, settings.collector_port)
     await site.start()

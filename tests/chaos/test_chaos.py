@@ -63,7 +63,11 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from google.rpc.status_pb2 import Status
 from kafka import KafkaConsumer, TopicPartition
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from tests.chaos import inputs
 from tests.chaos.inputs import HttpInput, KafkaInput
@@ -494,6 +498,22 @@ _REPR = reprlib.Repr()
 _REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 3, 6, 6, 80, 80, 40
 
 
+def answer_body(item: HttpInput, status: int, response: bytes) -> dict[str, Any]:
+    """The receiver's answer as a dict; OTLP protobuf answers decoded from their message types."""
+    if item.path == "/v1/traces" and item.content_type == "application/x-protobuf":
+        message = Status() if status >= 400 else ExportTraceServiceResponse()
+        try:
+            message.ParseFromString(response)
+        except DecodeError:
+            return {"unparseable": response[:200]}
+        return json_format.MessageToDict(message)
+    try:
+        decoded = orjson.loads(response) if response else {}
+    except orjson.JSONDecodeError:
+        return {"unparseable": response[:200]}
+    return decoded if isinstance(decoded, dict) else {"unexpected": decoded}
+
+
 def preview(value: Any, limit: int = 160) -> str:
     """A short repr that survives 5,000 nested lists and 900 KB strings."""
     text = _REPR.repr(value)
@@ -687,16 +707,14 @@ class Report:
         assert isinstance(item, HttpInput)
         if sent.error:
             return f"request failed: {sent.error}"
-        try:
-            body = orjson.loads(sent.response) if sent.response else {}
-        except orjson.JSONDecodeError:
-            body = {"unparseable": sent.response[:200]}
+        body = answer_body(item, sent.status, sent.response)
         if verdict.rejected_whole:
-            if sent.status != 400 or not body.get("error"):
+            error = body.get("message") if item.path == "/v1/traces" else body.get("error")  # OTLP: a Status
+            if sent.status != 400 or not error:
                 return f"expected 400 with an error ({verdict.rejected_whole[:80]}), got {sent.status} {preview(body)}"
             return None
         if item.path == "/v1/traces":
-            partial = body.get("partialSuccess", {}) if isinstance(body, dict) else {}
+            partial = body.get("partialSuccess", {})
             rejected = int(partial.get("rejectedSpans", 0) or 0)
             if sent.status != 200 or rejected != len(verdict.invalid) or (rejected and not partial.get("errorMessage")):
                 return (
@@ -706,7 +724,7 @@ class Report:
                 )
             return None
         want_status = 207 if verdict.invalid else 200
-        errors = {e.get("index"): e for e in body.get("errors", [])} if isinstance(body, dict) else {}
+        errors = {e.get("index"): e for e in body.get("errors", [])}
         want_indexes = {i.index for i in verdict.invalid}
         if sent.status != want_status or body.get("accepted") != len(verdict.valid) or set(errors) != want_indexes:
             diff = sorted(want_indexes ^ set(errors))[:5]
