@@ -38,10 +38,11 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from spanline.contract.schema import TOKEN_FIELDS
+from spanline.contract.columns import FIELD_DEFAULTS
+from spanline.contract.schema import TOKEN_FIELDS, Span
 from spanline.sql.client import connect
 from spanline.sql.migrate import apply_migrations
-from spanline.streams.frame import FIELD_DEFAULTS, SPAN_FIELDS, TABLE_COLUMNS, TEXT_DEFAULTS, ZERO_DEFAULTS
+from spanline.streams.frame import TABLE_COLUMNS, TEXT_DEFAULTS, ZERO_DEFAULTS
 from spanline.streams.pricing.layout import RATE_KEYS, SOURCE_NONE, SOURCE_UNKNOWN, rate_column, tier_columns
 from spanline.streams.pricing.snapshot import CATALOG_LABEL
 
@@ -166,7 +167,7 @@ def view_sql(tiers: int) -> str:
         "error_type": "if(coalesce(q.status, 'ok') = 'error' AND q.error_type IS NULL, 'other', "
         "coalesce(q.error_type, ''))",
     }
-    first = [f"{derived_first.get(name, filled(name))} AS {name}" for name in SPAN_FIELDS]
+    first = [f"{derived_first.get(name, filled(name))} AS {name}" for name in Span.model_fields]
     first += [f"{expression} AS {name}" for name, expression in kafka_columns.items()]
     first.append("now64(3) AS ingested_at")
     name_keys = ("provider", "model_response", "model_requested")
@@ -201,6 +202,7 @@ def view_sql(tiers: int) -> str:
         "cost_known": f"p.priced OR NOT {has_tokens}",
         "price_source": f"if(p.priced, p.source, if({has_tokens}, {literal(SOURCE_UNKNOWN)}, {literal(SOURCE_NONE)}))",
         "price_version": f"if(p.priced, p.version, if({has_tokens}, {literal(CATALOG_LABEL)}, ''))",
+        "price_entry": "if(p.priced, p.entry, '')",
     }
     helpers = [f"{input_rate} AS peer_input_rate", f"{output_rate} AS peer_output_rate"]
     helpers += [f"{expression} AS peer_{name}" for name, expression in costs.items()]
@@ -240,7 +242,7 @@ def consume(args: argparse.Namespace) -> dict[str, float]:
             f"SELECT name, type FROM system.columns WHERE database = '{DATABASE}' AND table = 'spans'"
         ).result_rows
     )
-    columns = ", ".join(f"{name} {queue_type(types[name])}" for name in SPAN_FIELDS)
+    columns = ", ".join(f"{name} {queue_type(types[name])}" for name in Span.model_fields)
     client.command(
         f"CREATE TABLE {PEER}.spans_queue ({columns}) ENGINE = Kafka SETTINGS "
         f"kafka_broker_list = '{args.bootstrap}', kafka_topic_list = '{args.topic}', "

@@ -15,8 +15,9 @@ start-up and the consumer-group join: the worker's from its first rows visible t
 the peer's from its group join (its first batch included) to the last.
 
 Both ``spans`` tables are then compared column by column in key order, each span once
-(ingested_at aside), and so are the three rollups, one row per group (sums within 1e-9
-relative: the paths add the same floats in other orders). A differing value, a missing span
+(ingested_at aside; a span's costs within 1e-12 relative: the worker adds each token class's
+cost, the peer's SQL multiplies the summed tokens), and so are the three rollups, one row per
+group (sums within 1e-9 relative: the paths add the same floats in other orders). A differing value, a missing span
 or a span the peer stored twice (the Kafka engine is at-least-once: a block inserted, then
 re-read after a rebalance before its offsets were committed) is printed and makes the exit
 status 1. Floors measured on the same spans: orjson decode, a kafka-python consumer reading
@@ -56,6 +57,8 @@ from spanline.streams.process import process_batch
 PEER = Path(__file__).with_name("kafka_engine_peer.py")
 NAME_KEYS = ("provider", "model_response", "model_requested")
 ROLLUP_REL_TOL = 1e-9
+#: A span's cost columns: the same arithmetic in another order (per-class terms vs one product).
+SPAN_REL_TOL = 1e-12
 #: Ports of this benchmark's broker and worker, apart from the other benchmarks' (bench/embedded.py).
 BROKER_PORT = 29492
 WORKER_WEB_PORT = 26466
@@ -76,7 +79,7 @@ def price_table(spans: list[dict[str, object]], catalog: PriceCatalog) -> pd.Dat
         if history["daily_from"].notna().any():
             raise SystemExit(f"{provider}/{response or requested} has daily price windows, which the peer's SQL lacks")
         parts.append(
-            history.loc[:, ["valid_from", *rates, "request_usd", "source", "version"]].assign(
+            history.loc[:, ["valid_from", *rates, "request_usd", "source", "version", "entry"]].assign(
                 provider=provider, model_response=response, model_requested=requested, priced=1
             )
         )
@@ -152,7 +155,7 @@ def compare_exports(ours: Path, theirs: Path) -> tuple[dict[str, int], int]:
     rollup_rows = 0
     for table in ("spans", *ROLLUPS):
         mine = pq.read_table(ours / f"{table}.parquet")
-        rel_tol = 0.0 if table == "spans" else ROLLUP_REL_TOL
+        rel_tol = SPAN_REL_TOL if table == "spans" else ROLLUP_REL_TOL
         rollup_rows += 0 if table == "spans" else mine.num_rows
         for column, rows in compare(mine, pq.read_table(theirs / f"{table}.parquet"), rel_tol).items():
             differing[f"{table}.{column}"] = rows

@@ -97,7 +97,7 @@ def record_columns(records: Sequence[Any]) -> SpanColumns:
 
 def dict_columns(spans: Sequence[Mapping[str, Any]]) -> SpanColumns:
     """Columns of validated span dicts (absent fields take the model's defaults, as the records do)."""
-    defaults = _DEFAULTS
+    defaults = FIELD_DEFAULTS
     lists: dict[str, list[Any]] = {}
     for name in FIELDS:
         if FIELD_KINDS[name].base == "time":
@@ -130,7 +130,7 @@ def _columns(lists: dict[str, list[Any]], *, times_as_text: bool) -> SpanColumns
 
 
 #: Field -> default for the fields with a plain default (the records' own, i.e. the model's).
-_DEFAULTS: dict[str, Any] = {
+FIELD_DEFAULTS: dict[str, Any] = {
     info.name: info.default for info in msgspec.structs.fields(SpanRecord) if info.default is not msgspec.NODEFAULT
 }
 _CONTAINERS = {
