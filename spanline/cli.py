@@ -6,12 +6,18 @@ import argparse
 import logging
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from spanline.errors import ConfigError, SpanlineError
 from spanline.settings import Settings, load_settings
+from spanline.traces.ranks import RANKS as TRACE_RANKS
+
+if TYPE_CHECKING:
+    from spanline.sql.queries import QueryResult
 
 #: Wide enough for the summary tables when output is not a terminal (CI logs, pipes).
 console = Console(width=shutil.get_terminal_size((140, 40)).columns)
@@ -199,6 +205,63 @@ def cmd_report(args: argparse.Namespace) -> None:
         raise SpanlineError("panels that failed: " + "; ".join(f"{k}: {v}" for k, v in report.failures.items()))
 
 
+def _trace_runner(settings: Settings, tenant: str | None) -> Callable[[str, dict[str, Any]], QueryResult]:
+    """Trace queries through the CLI's read-only path, scoped to ``tenant`` like `sql query`."""
+    from spanline.sql.queries import run_query
+
+    def run(sql: str, parameters: dict[str, Any]) -> QueryResult:
+        return run_query(settings, sql, parameters, tenant=tenant)
+
+    return run
+
+
+def cmd_trace(args: argparse.Namespace) -> None:
+    from spanline.traces.fetch import fetch_trace
+    from spanline.traces.links import grafana_trace_url
+    from spanline.traces.terminal import waterfall
+
+    settings = _settings()
+    trace = fetch_trace(_trace_runner(settings, args.tenant), settings.clickhouse_database, args.trace_id)
+    if trace is None:
+        scope = f" for tenant {args.tenant}" if args.tenant else ""
+        raise SpanlineError(
+            f"no spans of trace {args.trace_id} are stored{scope}; `spanline traces --since 1h` lists recent traces"
+        )
+    console.print(waterfall(trace))
+    console.print(f"Grafana: {grafana_trace_url(settings.grafana_url, trace.trace_id)}")
+
+
+def cmd_traces(args: argparse.Namespace) -> None:
+    from datetime import UTC, datetime
+
+    from spanline.dashboards.report import parse_duration
+    from spanline.traces.fetch import rank_traces
+    from spanline.traces.terminal import ranked_table
+
+    settings = _settings()
+    rank, limit = next(((name, n) for name in TRACE_RANKS if (n := getattr(args, name)) is not None), ("slowest", 10))
+    until = datetime.now(UTC)
+    since = until - parse_duration(args.since)
+    traces = rank_traces(
+        _trace_runner(settings, args.tenant),
+        settings.clickhouse_database,
+        rank,
+        since,
+        until,
+        limit=limit,
+        tenant=args.tenant or "",
+        feature=args.feature or "",
+    )
+    scope = "".join(
+        f" · {name} {value}" for name, value in (("tenant", args.tenant), ("feature", args.feature)) if value
+    )
+    title = f"{limit} {rank} traces started in the last {args.since}{scope}"
+    if not traces:
+        console.print(f"{title}: none")
+        return
+    console.print(ranked_table(traces, rank, title))
+
+
 def cmd_schema(args: argparse.Namespace) -> None:
     from spanline.contract.schema_export import write_schema
 
@@ -311,6 +374,18 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--since", default="1h", help="window ending now: 30m, 1h, 7d (default 1h)")
     report.add_argument("--out", default="report.html", help="output file (default report.html)")
     report.set_defaults(func=cmd_report)
+    trace = sub.add_parser("trace", help="one trace as a waterfall: span tree, time bars, figures, critical path")
+    trace.add_argument("trace_id")
+    trace.add_argument("--tenant", default=None, help="see only this tenant's spans (enforced by ClickHouse)")
+    trace.set_defaults(func=cmd_trace)
+    traces = sub.add_parser("traces", help="the slowest, costliest, failed or retried traces of a window")
+    traces.add_argument("--since", default="1h", help="window ending now: 30m, 1h, 7d (default 1h)")
+    traces.add_argument("--tenant", default=None, help="only this tenant's traces (enforced by ClickHouse)")
+    traces.add_argument("--feature", default=None, help="only traces of this feature")
+    ranking = traces.add_mutually_exclusive_group()
+    for name in TRACE_RANKS:
+        ranking.add_argument(f"--{name}", type=int, metavar="N", default=None, help=f"the N {name} traces")
+    traces.set_defaults(func=cmd_traces)
     schema = sub.add_parser("schema", help="export the span JSON Schema")
     schema.add_argument("--out", default=None)
     schema.set_defaults(func=cmd_schema)

@@ -136,6 +136,10 @@ class Settings(BaseSettings):
         "https://github.com/spanline/spanline/blob/main/alerts/runbooks/{runbook}.md",
         description="Runbook link in pages; {runbook} is replaced by the rule's runbook name. Default: the repository's.",
     )
+    grafana_url: str = Field(
+        "http://localhost:3000",
+        description="Grafana base URL for the trace links of pages and `spanline trace`. Default http://localhost:3000.",
+    )
     alert_group_wait_s: float = Field(
         5.0, ge=0, description="Seconds a new alert group waits to collect members before its first page. Default 5."
     )
