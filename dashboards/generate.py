@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from spanline.contracts import Contract, load_contracts
-from spanline.dashboards.catalog import build_dashboards
+from spanline.dashboards.catalog import grafana_dashboards
 from spanline.dashboards.grafana import dashboard_json
 
 GENERATED_DIR = Path(__file__).with_name("generated")
@@ -19,7 +19,7 @@ DEFAULT_DATABASE = "spanline"
 
 def rendered(database: str = DEFAULT_DATABASE, contracts: list[Contract] | None = None) -> dict[str, str]:
     """File name -> JSON text of every dashboard (stable: sorted keys, 2-space indent)."""
-    specs = build_dashboards(load_contracts() if contracts is None else contracts)
+    specs = grafana_dashboards(load_contracts() if contracts is None else contracts)
     return {
         f"{spec.uid}.json": json.dumps(dashboard_json(spec, database), indent=2, sort_keys=True) + "\n"
         for spec in specs

@@ -200,7 +200,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
     out = Path(args.out)
     report = write_report(_settings(), parse_duration(args.since), out)
-    console.print(f"wrote {report.panels} panels to {out.resolve()}")
+    console.print(f"wrote {report.panels} panels and {report.traces} trace waterfalls to {out.resolve()}")
     if report.failures:
         raise SpanlineError("panels that failed: " + "; ".join(f"{k}: {v}" for k, v in report.failures.items()))
 

@@ -234,3 +234,50 @@ def test_the_lookup_query_reads_only_the_traces_tenant_and_hours(
         params = {"trace_id": trace_id, "tenants": [tenant], "first_start": first, "last_start": last}
         plan = "\n".join(row[0] for row in client.query(f"EXPLAIN indexes = 1 {sql}", parameters=params).result_rows)
     assert "PrimaryKey" in plan and "tenant_id" in plan and "idx_trace_id" in plan
+
+
+def test_grafana_trace_panel_and_trace_tables_agree_with_the_cli(
+    stored: tuple[Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    """The Traces panel's query (as the plugin expands it) returns the trace in the plugin's trace
+    format; the trace tables rank as `spanline traces` does."""
+    from spanline.contracts import load_contracts
+    from spanline.dashboards.catalog import VARIABLES, build_dashboards, trace_dashboard
+    from spanline.dashboards.macros import ALL, TimeRange, Variable, expand
+    from spanline.dashboards.model import with_database
+
+    _, rows = stored
+    window = TimeRange(START - timedelta(minutes=5), START + timedelta(hours=1), timedelta(minutes=1))
+    trace_id = per_trace(rows)["duration_ms"].idxmax()
+    (panel,) = trace_dashboard().panels
+    with migrated_chdb(tmp_path / "chdb", DB) as client:
+        client.insert_df(f"{DB}.spans", rows, settings={"insert_deduplication_token": "grafana-seed"})
+        sql = expand(with_database(panel.sql, DB), window, [Variable("trace_id", trace_id)])
+        frame = client.query_df(sql)
+        run = client_runner(client)
+        at_all = [
+            Variable(v.name, [ALL], [r[0] for r in client.query(with_database(v.sql, DB)).result_rows])
+            for v in VARIABLES
+        ]
+        tables = {
+            (d.uid, p.title): client.query_df(expand(with_database(p.sql, DB), window, at_all))
+            for d in build_dashboards(load_contracts())
+            for p in d.panels
+            if p.trace_links
+        }
+        ranked = {
+            rank: [t.trace_id for t in rank_traces(run, DB, rank, window.start, window.end, limit=20)]
+            for rank in ("slowest", "costliest", "failed")
+        }
+    spans = rows[rows["trace_id"].eq(trace_id)]
+    assert sorted(frame["spanID"]) == sorted(spans["span_id"]) and set(frame["traceID"]) == {trace_id}
+    assert dict(zip(frame["spanID"], frame["parentSpanID"], strict=True)) == dict(
+        zip(spans["span_id"], spans["parent_span_id"], strict=True)
+    )
+    assert frame["statusCode"].tolist() == [2 if s == "error" else 0 for s in spans.sort_values("start_time")["status"]]
+    llm = frame[frame["operationName"].str.startswith("llm ")].iloc[0]
+    assert {"key": "kind", "value": "llm"} in list(llm["tags"]) and any(t["key"] == "model" for t in llm["tags"])
+    assert {"key": "tenant", "value": spans["tenant_id"].iloc[0]} in list(llm["serviceTags"])
+    assert len(tables) == 4
+    for (_, title), table in tables.items():
+        assert table["trace_id"].tolist() == ranked[title.split()[0].lower()], title
