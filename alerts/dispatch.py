@@ -223,6 +223,7 @@ class Dispatcher:
         groups: GroupPolicy = GroupPolicy(),
         policy: ReceiverPolicy = ReceiverPolicy(),
         runbook_url: str = DEFAULT_RUNBOOK_URL,
+        grafana_url: str = "",
         tick_s: float = 0.1,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
@@ -233,6 +234,7 @@ class Dispatcher:
         self._groups: dict[str, _Group] = {}
         self._policy = groups
         self._runbook_url = runbook_url
+        self._grafana_url = grafana_url
         self._tick_s = tick_s
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
@@ -327,7 +329,9 @@ class Dispatcher:
         group: _Group,
         repeat: bool = False,
     ) -> None:
-        notification = Notification(key, action, events, self._runbook_url.format(runbook=events[0].runbook), repeat)
+        notification = Notification(
+            key, action, events, self._runbook_url.format(runbook=events[0].runbook), repeat, self._grafana_url
+        )
         group.notified, group.last_sent, group.changed = True, now, False
         for channel in self._channels:
             channel.put(notification)

@@ -419,16 +419,19 @@ ORDER BY time, error_type""",
             Panel(
                 "Active alerts",
                 "Incidents whose latest state at the range's end is firing, most severe first, "
-                "with the runbook branch the diagnosis points to.",
+                "with the runbook branch the diagnosis points to and the worst of the incident's example "
+                "traces (click to open its waterfall; the page lists up to 3).",
                 "table",
-                f"""SELECT rule, severity, tenant, since, value, threshold, summary, runbook, runbook_branch
+                f"""SELECT rule, severity, tenant, since, value, threshold, summary, runbook, runbook_branch,
+       example_trace_ids[1] AS trace_id
 FROM
 (
     SELECT dedup_key, argMax(state, (at, recorded_at)) AS state, argMax(rule, (at, recorded_at)) AS rule,
            argMax(severity, (at, recorded_at)) AS severity, any(tenant_id) AS tenant,
            max(at) AS since, argMax(value, (at, recorded_at)) AS value,
            argMax(threshold, (at, recorded_at)) AS threshold, argMax(summary, (at, recorded_at)) AS summary,
-           argMax(runbook, (at, recorded_at)) AS runbook, argMax(runbook_branch, (at, recorded_at)) AS runbook_branch
+           argMax(runbook, (at, recorded_at)) AS runbook, argMax(runbook_branch, (at, recorded_at)) AS runbook_branch,
+           argMax(example_trace_ids, (at, recorded_at)) AS example_trace_ids
     FROM {DB}.alerts
     WHERE at <= $__toTime AND {TENANT}
     GROUP BY dedup_key
@@ -436,6 +439,7 @@ FROM
 WHERE state = 'firing'
 ORDER BY indexOf(['critical', 'high', 'medium', 'low'], severity), since DESC""",
                 width=24,
+                trace_links=True,
             ),
             Panel(
                 "Pipeline lag: span end to stored",

@@ -249,8 +249,7 @@ def cmd_traces(args: argparse.Namespace) -> None:
         since,
         until,
         limit=limit,
-        tenant=args.tenant or "",
-        feature=args.feature or "",
+        scope={"tenant_id": args.tenant or "", "feature": args.feature or ""},
     )
     scope = "".join(
         f" · {name} {value}" for name, value in (("tenant", args.tenant), ("feature", args.feature)) if value

@@ -93,6 +93,7 @@ def test_oncall_and_engineering_open_traces_from_their_trace_tables() -> None:
     assert tables == {
         ("spanline-oncall", "Slowest traces"),
         ("spanline-oncall", "Failed traces"),
+        ("spanline-oncall", "Active alerts"),  # the worst example trace of each incident
         ("spanline-engineering", "Slowest traces"),
         ("spanline-engineering", "Costliest traces"),
     }

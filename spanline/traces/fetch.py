@@ -7,7 +7,7 @@ clickhouse-connect client (:func:`client_runner`, the alert worker) or the repor
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -57,6 +57,17 @@ def fetch_trace(run: Runner, database: str, trace_id: str) -> Trace | None:
     return build_trace(trace_id, [SpanRow.from_record(record) for record in records])
 
 
+#: Span columns a ranking can be scoped by, and the statement's parameter for each.
+SCOPE_PARAMETERS = {
+    "tenant_id": "tenant",
+    "service": "service",
+    "feature": "feature",
+    "provider": "provider",
+    "model_requested": "model",
+    "route": "route",
+}
+
+
 @dataclass(frozen=True)
 class RankedTrace:
     """One trace of a window with the figures that rank it."""
@@ -82,26 +93,19 @@ def rank_traces(
     since: datetime,
     until: datetime,
     limit: int = 10,
-    tenant: str = "",
-    feature: str = "",
-    provider: str = "",
-    model: str = "",
+    scope: Mapping[str, str] | None = None,
 ) -> list[RankedTrace]:
-    """The ``limit`` worst traces started in [since, until) by ``rank``; '' filters mean any."""
+    """The ``limit`` worst traces started in [since, until) by ``rank``, among the traces with a
+    span matching ``scope`` (span column -> value, e.g. an alert's scope; absent or '' = any)."""
     if rank not in RANKS:
         raise ConfigError(f"unknown trace ranking {rank!r}; choose one of {', '.join(RANKS)}")
     if limit < 1:
         raise ConfigError(f"the number of traces must be at least 1, got {limit}")
-    parameters: dict[str, Any] = {
-        "since": since,
-        "until": until,
-        "tenant": tenant,
-        "feature": feature,
-        "provider": provider,
-        "model": model,
-        "rank": rank,
-        "limit": limit,
-    }
+    unknown = sorted(set(scope or {}) - SCOPE_PARAMETERS.keys())
+    if unknown:
+        raise ConfigError(f"traces cannot be scoped by {', '.join(unknown)}; use {', '.join(SCOPE_PARAMETERS)}")
+    filters = {parameter: (scope or {}).get(column, "") for column, parameter in SCOPE_PARAMETERS.items()}
+    parameters: dict[str, Any] = {"since": since, "until": until, **filters, "rank": rank, "limit": limit}
     records = _records(run(render_statement("traces_ranked", database=database), parameters))
     return [
         RankedTrace(

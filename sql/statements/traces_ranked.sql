@@ -1,7 +1,8 @@
 -- `spanline traces`, alert example traces and the report's waterfalls: the traces of a window
 -- ranked by one figure. rank: slowest (wall time, first start to last end), costliest (sum of
 -- cost_usd), failed (traces with failed spans; failed roots first) or retried (spans with
--- attempt > 0). Every scope filter is '' for "any": tenant, feature, provider, model.
+-- attempt > 0). A trace is in scope when any of its spans matches every scope filter ('' = any):
+-- tenant, service, feature, provider, model (requested), route.
 SELECT trace_id, tenant_id AS tenant,
        anyIf(feature, parent_span_id = '') AS root_feature,
        anyIf(name, parent_span_id = '') AS root_name,
@@ -16,14 +17,15 @@ SELECT trace_id, tenant_id AS tenant,
 FROM ${database}.spans
 WHERE start_time >= {since:DateTime64(3, 'UTC')} AND start_time < {until:DateTime64(3, 'UTC')}
   AND ({tenant:String} = '' OR tenant_id = {tenant:String})
-  AND ({feature:String} = '' OR feature = {feature:String})
   AND trace_id IN (
       SELECT trace_id FROM ${database}.spans
       WHERE start_time >= {since:DateTime64(3, 'UTC')} AND start_time < {until:DateTime64(3, 'UTC')}
         AND ({tenant:String} = '' OR tenant_id = {tenant:String})
+        AND ({service:String} = '' OR service = {service:String})
         AND ({feature:String} = '' OR feature = {feature:String})
         AND ({provider:String} = '' OR provider = {provider:String})
         AND ({model:String} = '' OR model_requested = {model:String})
+        AND ({route:String} = '' OR route = {route:String})
   )
 GROUP BY tenant_id, trace_id
 HAVING multiIf({rank:String} = 'failed', errors > 0, {rank:String} = 'retried', retries > 0, 1)
