@@ -14,8 +14,13 @@ For ``--traces`` random trace ids, three ways to read a trace's spans, each run 
 
 Prints p50 / p95 / max per way and the granules each reads (EXPLAIN indexes = 1).
 
+``--copies K`` multiplies the loaded spans K times inside ClickHouse (INSERT … SELECT through the
+materialized views): copy k gets new trace and span ids and is shifted ``--days`` × k earlier,
+so K weeks of the same simulated traffic; loading 10M spans through the worker's path takes
+over an hour on a shared 2-core box, copying 2M five times a few minutes.
+
     python bench/trace_query.py --spans 2000000
-    python bench/trace_query.py --reuse /tmp/spanline-trace-10m
+    python bench/trace_query.py --spans 2000000 --copies 5 --reuse /tmp/spanline-trace-10m
 """
 
 from __future__ import annotations
@@ -74,14 +79,39 @@ def granules(client: Client, sql: str, parameters: dict[str, object], settings: 
     return counts[-1].removeprefix("Granules: ") if counts else "?"
 
 
-def run(path: Path, spans: int, days: float, traces: int, runs: int) -> None:
+def copy_spans(client: Client, copies: int, days: float) -> float:
+    """Copies 1..copies-1 of the loaded spans (new ids, shifted earlier); returns the seconds taken."""
+    started = time.perf_counter()
+    columns = [row[0] for row in client.query(f"DESCRIBE TABLE {DATABASE}.spans").result_rows]
+    shifted = {"start_time", "end_time", "ingested_at", "kafka_timestamp"}
+    renamed = {"trace_id", "span_id", "parent_span_id"}
+    for copy in range(1, copies):
+        shift = f"toIntervalSecond({round(days * 86400 * copy)})"
+        select = ", ".join(
+            f"{c} - {shift}" if c in shifted else f"if({c} = '', '', concat({c}, '~{copy}'))" if c in renamed else c
+            for c in columns
+        )
+        client.command(
+            f"INSERT INTO {DATABASE}.spans ({', '.join(columns)}) SELECT {select} FROM {DATABASE}.spans "
+            "WHERE position(trace_id, '~') = 0",
+            settings={"max_partitions_per_insert_block": 1000},
+        )
+        console.print(f"copy {copy} of the spans inserted")
+    return round(time.perf_counter() - started, 1)
+
+
+def run(path: Path, spans: int, days: float, traces: int, runs: int, copies: int) -> None:
     client = connect(f"chdb://{path}")
     try:
-        apply_migrations(client, DATABASE, ttl_days=int(days) + 30)
+        apply_migrations(client, DATABASE, ttl_days=int(days * copies) + 30)
         stored = client.query(f"SELECT count() FROM {DATABASE}.spans").result_rows[0][0]
         loaded: dict[str, object] = {"reused": True}
         if stored == 0:
             loaded = load(client, spans, days)
+            stored = client.query(f"SELECT count() FROM {DATABASE}.spans").result_rows[0][0]
+        if copies > 1 and stored < spans * copies:
+            loaded["copies"] = copies
+            loaded["copy_s"] = copy_spans(client, copies, days)
             stored = client.query(f"SELECT count() FROM {DATABASE}.spans").result_rows[0][0]
         console.print(f"{stored:,} spans at {path}; optimizing nothing, measuring parts as the worker leaves them")
         ids = sample_trace_ids(client, traces)
@@ -151,13 +181,14 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=7.0, help="time the spans are spread over")
     parser.add_argument("--traces", type=int, default=50, help="random trace ids to open")
     parser.add_argument("--runs", type=int, default=3, help="runs per trace id and way")
+    parser.add_argument("--copies", type=int, default=1, help="multiply the loaded spans this many times")
     parser.add_argument("--reuse", type=Path, help="chDB path to keep; loaded only if it holds no spans")
     args = parser.parse_args()
     if args.reuse:
-        run(args.reuse.resolve(), args.spans, args.days, args.traces, args.runs)
+        run(args.reuse.resolve(), args.spans, args.days, args.traces, args.runs, args.copies)
         return
     with tempfile.TemporaryDirectory(prefix="spanline-trace-") as scratch:
-        run(Path(scratch) / "chdb", args.spans, args.days, args.traces, args.runs)
+        run(Path(scratch) / "chdb", args.spans, args.days, args.traces, args.runs, args.copies)
 
 
 if __name__ == "__main__":
