@@ -281,3 +281,29 @@ def test_grafana_trace_panel_and_trace_tables_agree_with_the_cli(
     assert len(tables) == 4
     for (_, title), table in tables.items():
         assert table["trace_id"].tolist() == ranked[title.split()[0].lower()], title
+
+
+def test_a_trace_survives_the_query_services_json(stored: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
+    """In embedded mode the CLI's queries cross the worker's query service as JSON (parameters by
+    spanline.sql.queries._wire_value, rows as spanline/query_service.py encodes them)."""
+    import orjson
+
+    from spanline.sql.queries import QueryResult, _wire_value
+
+    _, rows = stored
+    with migrated_chdb(tmp_path / "chdb", DB) as client:
+        client.insert_df(f"{DB}.spans", rows, settings={"insert_deduplication_token": "json-seed"})
+
+        def over_json(sql: str, parameters: dict[str, object]) -> QueryResult:
+            wire = orjson.loads(orjson.dumps({k: _wire_value(v) for k, v in parameters.items()}))
+            result = client.query(sql, parameters=wire)
+            payload = {"columns": list(result.column_names), "rows": [list(r) for r in result.result_rows]}
+            decoded = orjson.loads(orjson.dumps(payload, default=str, option=orjson.OPT_SERIALIZE_NUMPY))
+            return QueryResult(decoded["columns"], decoded["rows"])
+
+        trace_id = per_trace(rows)["duration_ms"].idxmax()
+        direct = fetch_trace(client_runner(client), DB, trace_id)
+        crossed = fetch_trace(over_json, DB, trace_id)
+        ranked = rank_traces(over_json, DB, "slowest", START, START + timedelta(hours=1), limit=1)
+    assert direct is not None and crossed == direct
+    assert ranked[0].trace_id == trace_id
