@@ -233,7 +233,7 @@ def test_push_creates_everything_then_changes_nothing(grafana: tuple[GrafanaCont
     first = push(api, TARGET)
     assert [(r.kind, r.action) for r in first] == [("folder", "created"), ("datasource", "created")] + [
         ("dashboard", "created")
-    ] * 5
+    ] * len(rendered())
     assert contract.violations == []
     assert contract.folders["spanline"]["title"] == "Spanline"
     datasource = contract.datasources["spanline-clickhouse"]
@@ -245,7 +245,7 @@ def test_push_creates_everything_then_changes_nothing(grafana: tuple[GrafanaCont
 
     before = len(contract.requests)
     second = push(api, TARGET)
-    assert {r.action for r in second} == {"unchanged"} and len(second) == 7
+    assert {r.action for r in second} == {"unchanged"} and len(second) == 2 + len(rendered())
     assert writes(contract, before) == [] and contract.violations == []
 
 
@@ -294,8 +294,13 @@ def test_cli_push_prints_what_it_did(grafana: tuple[GrafanaContract, str]) -> No
     ]
     first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr + first.stdout
-    assert "7 created, 0 updated, 0 unchanged" in first.stdout and "Spanline / Cost analysis" in first.stdout
+    assert (
+        f"{2 + len(rendered())} created, 0 updated, 0 unchanged" in first.stdout
+        and "Spanline / Cost analysis" in first.stdout
+    )
     assert sorted(contract.dashboards) == sorted(name.removesuffix(".json") for name in rendered())
     second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-    assert second.returncode == 0 and "0 created, 0 updated, 7 unchanged" in second.stdout, second.stdout
+    assert second.returncode == 0 and f"0 created, 0 updated, {2 + len(rendered())} unchanged" in second.stdout, (
+        second.stdout
+    )
     assert contract.violations == []
