@@ -2,8 +2,8 @@
 the page opens real requests (`spanline trace ID`, the Grafana trace dashboard).
 
 "Worst" follows the rule's signal: the slowest traces for latency, the costliest for spend, the
-retried for rate limits, the failed for error and quality rates (topped up with the slowest when
-fewer failed). Pipeline-health rules (no scope dimension of a span) get none.
+retried for rate limits, the failed for error and quality rates (the slowest when none failed).
+Pipeline-health rules (no scope dimension of a span) get none.
 """
 
 from __future__ import annotations
@@ -54,7 +54,6 @@ def example_trace_ids(client: Client, database: str, rule: Rule, event: AlertEve
     since, until = example_window(rule, event)
     run = client_runner(client)
     ids = [t.trace_id for t in rank_traces(run, database, rank, since, until, EXAMPLES, scope)]
-    if len(ids) < EXAMPLES and rank != "slowest":
-        more = rank_traces(run, database, "slowest", since, until, EXAMPLES * 2, scope)
-        ids += [t.trace_id for t in more if t.trace_id not in ids][: EXAMPLES - len(ids)]
+    if not ids and rank != "slowest":  # e.g. an embedding mismatch: nothing failed, show requests
+        ids = [t.trace_id for t in rank_traces(run, database, "slowest", since, until, EXAMPLES, scope)]
     return ids

@@ -42,8 +42,10 @@ Storage = Callable[..., Awaitable[Any]]
 #: loses at most this much baseline history, never an alert state.
 SAVE_EVERY_MINUTES = 10
 Publish = Callable[[bytes, bytes], Awaitable[None]]
-#: Longest a page waits for its example traces (one ranking query per firing alert).
+#: Longest a page waits for its example traces (one ranking query per firing alert), and how many
+#: alerts of one minute get them (most severe first): the queries share the sink's thread with ingest.
 EXAMPLES_TIMEOUT_S = 5.0
+EXAMPLES_PER_MINUTE = 5
 T = TypeVar("T")
 
 
@@ -186,7 +188,9 @@ class AlertingService:
         EXAMPLES_TIMEOUT_S: a ClickHouse that is slow or down delays a page by that much at most,
         and the page then goes without examples."""
         rules = {rule.name: rule for rule in self.evaluator.rules}
+        order = {"critical": 0, "high": 1, "medium": 2, "low": 3}
         firing = [e for e in events if e.state == "firing" and e.rule in rules]
+        firing = sorted(firing, key=lambda e: order.get(e.severity, 9))[:EXAMPLES_PER_MINUTE]
         if not firing:
             return events
         database = self._settings.clickhouse_database
