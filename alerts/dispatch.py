@@ -239,6 +239,7 @@ class Dispatcher:
         policy: ReceiverPolicy = ReceiverPolicy(),
         *,
         runbook_base_url: str,
+        grafana_url: str = "",
         tick_s: float = 0.1,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
@@ -249,6 +250,7 @@ class Dispatcher:
         self._groups: dict[str, _Group] = {}
         self._policy = groups
         self._runbook_base_url = runbook_base_url
+        self._grafana_url = grafana_url
         self._tick_s = tick_s
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
@@ -345,7 +347,7 @@ class Dispatcher:
     ) -> None:
         lead = events[0]
         link = runbook_link(self._runbook_base_url, lead.runbook, lead.runbook_branch)
-        notification = Notification(key, action, events, link, repeat)
+        notification = Notification(key, action, events, link, repeat, self._grafana_url)
         group.notified, group.last_sent, group.changed = True, now, False
         for channel in self._channels:
             channel.put(notification)

@@ -267,6 +267,7 @@ class Evaluator:
                 runbook=rule.runbook,
                 runbook_branch=str(row["runbook_branch"]),
                 diagnosis=json.loads(str(row["diagnosis"]) or "{}"),
+                example_trace_ids=tuple(str(t) for t in row.get("example_trace_ids") or ()),
             )
             key = (rule.name, tuple(scope[d] for d in rule.scope))
             self.active[key] = ActiveAlert("firing", since=at, last_true=at, event=event)

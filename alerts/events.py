@@ -45,6 +45,8 @@ class AlertEvent:
     runbook: str
     runbook_branch: str = ""
     diagnosis: dict[str, Any] = field(default_factory=dict)
+    #: A few of the worst traces in the scope and window (alerts/examples.py), worst first.
+    example_trace_ids: tuple[str, ...] = ()
 
     @property
     def tenant_id(self) -> str:

@@ -31,6 +31,7 @@ COLUMNS = [
     "runbook",
     "runbook_branch",
     "diagnosis",
+    "example_trace_ids",
 ]
 
 
@@ -68,6 +69,7 @@ class AlertHistory:
                 event.runbook,
                 event.runbook_branch,
                 json.dumps(event.diagnosis, sort_keys=True, default=str),
+                list(event.example_trace_ids),
             ]
             self._client.insert(
                 self._table,

@@ -17,6 +17,7 @@ import aiohttp
 from pydantic import SecretStr
 
 from spanline.alerts.events import AlertEvent
+from spanline.traces.links import grafana_trace_url, trace_command
 
 log = logging.getLogger(__name__)
 Action = Literal["trigger", "resolve"]
@@ -42,6 +43,16 @@ class Notification:
     events: tuple[AlertEvent, ...]
     runbook_url: str
     repeat: bool = False
+    grafana_url: str = ""  # base URL of the trace links; '' = commands only
+
+    @property
+    def example_traces(self) -> list[dict[str, str]]:
+        """The lead alert's example traces, each with the command and the Grafana link that open it."""
+        return [
+            {"trace_id": trace_id, "command": trace_command(trace_id)}
+            | ({"grafana": grafana_trace_url(self.grafana_url, trace_id)} if self.grafana_url else {})
+            for trace_id in self.lead.example_trace_ids
+        ]
 
     @property
     def lead(self) -> AlertEvent:
@@ -63,6 +74,7 @@ class Notification:
             "runbook": self.lead.runbook,
             "runbook_url": self.runbook_url,
             "runbook_branch": self.lead.runbook_branch,
+            "example_traces": self.example_traces,
             "alerts": [event.to_dict() for event in self.events],
         }
 
@@ -117,6 +129,7 @@ def _custom_details(notification: Notification) -> dict[str, Any]:
         "runbook": lead.runbook,
         "runbook_branch": lead.runbook_branch,
         "diagnosis": lead.diagnosis,
+        "example_traces": notification.example_traces,
         "alerts_in_group": [
             {"dedup_key": e.dedup_key, "scope": e.scope, "value": e.value} for e in notification.events
         ],
@@ -151,7 +164,12 @@ class PagerDutyReceiver:
                 "class": lead.runbook_branch or lead.rule,
                 "custom_details": _custom_details(notification),
             },
-            "links": [{"href": notification.runbook_url, "text": f"Runbook: {lead.runbook} ({lead.runbook_branch})"}],
+            "links": [{"href": notification.runbook_url, "text": f"Runbook: {lead.runbook} ({lead.runbook_branch})"}]
+            + [
+                {"href": example["grafana"], "text": f"Example trace {example['trace_id']}"}
+                for example in notification.example_traces
+                if "grafana" in example
+            ],
             "client": "Spanline",
         }
 
@@ -196,6 +214,13 @@ class SlackReceiver:
                     "text": {"type": "mrkdwn", "text": f"*Diagnosis*\n```{diagnosis[: SLACK_TEXT_LIMIT - 20]}```"},
                 }
             )
+            examples = [
+                f"`{example['command']}`" + (f" · <{example['grafana']}|Grafana>" if "grafana" in example else "")
+                for example in notification.example_traces
+            ]
+            if examples:
+                text = "*Example traces*\n" + "\n".join(examples)
+                blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text[:SLACK_TEXT_LIMIT]}})
         blocks.append(
             {
                 "type": "context",

@@ -338,9 +338,16 @@ _EVENT_TYPES: dict[str, type] = {
 }
 
 
+#: Event fields a state file from an earlier version may lack, and their value then.
+_EVENT_ADDED: dict[str, Any] = {"example_trace_ids": ()}
+
+
 def _event_of(data: dict[str, Any]) -> AlertEvent:
     values: dict[str, Any] = {}
     for name in (f.name for f in fields(AlertEvent)):
+        if name in _EVENT_ADDED:
+            values[name] = _text_tuple(name, _decoded(data.get(name, _EVENT_ADDED[name])))
+            continue
         value = _decoded(_get(data, name, object))
         kind = _EVENT_TYPES.get(name, str)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
@@ -354,6 +361,12 @@ def _event_of(data: dict[str, Any]) -> AlertEvent:
     _aware(values["at"], "an event's time")
     _aware(values["started_at"], "an event's start")
     return AlertEvent(**values)
+
+
+def _text_tuple(name: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise StateError(f"event field {name!r} is not a list of text")
+    return tuple(value)
 
 
 # --- frames

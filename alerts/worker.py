@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
@@ -28,6 +28,7 @@ from spanline.alerts.bootstrap import DIAGNOSIS_HISTORY, bootstrap, remember_min
 from spanline.alerts.dispatch import Dispatcher, GroupPolicy, ReceiverPolicy
 from spanline.alerts.evaluator import Evaluator
 from spanline.alerts.events import AlertEvent
+from spanline.alerts.examples import example_trace_ids
 from spanline.alerts.history import AlertHistory
 from spanline.alerts.notifiers import LogReceiver, PagerDutyReceiver, Receiver, SlackReceiver, WebhookReceiver
 from spanline.alerts.rules import load_rules
@@ -48,6 +49,10 @@ Storage = Callable[..., Awaitable[Any]]
 #: loses at most this much baseline history, never an alert state.
 SAVE_EVERY_MINUTES = 10
 Publish = Callable[[bytes, bytes], Awaitable[None]]
+#: Longest a page waits for its example traces (one ranking query per firing alert), and how many
+#: alerts of one minute get them (most severe first): the queries share the sink's thread with ingest.
+EXAMPLES_TIMEOUT_S = 5.0
+EXAMPLES_PER_MINUTE = 5
 T = TypeVar("T")
 
 
@@ -98,6 +103,7 @@ class AlertingService:
             GroupPolicy(group_wait_s=settings.alert_group_wait_s, repeat_interval_s=settings.alert_repeat_interval_s),
             ReceiverPolicy(rate_per_minute=settings.alert_rate_per_minute),
             runbook_base_url=settings.resolved_runbook_base_url,
+            grafana_url=settings.grafana_url,
         )
         self.state_path = settings.home / "alerts" / f"{settings.consumer_group}.state"
         self._ready = False
@@ -179,6 +185,8 @@ class AlertingService:
 
     async def _evaluate(self, figures: MinuteFigures) -> list[AlertEvent]:
         events = self.evaluator.evaluate(figures, self._pipeline_figures(figures.minute))
+        if events:
+            events = await self._with_examples(events)
         ALERT_MINUTES_EVALUATED.inc()
         ALERT_LAST_MINUTE.set(figures.minute.timestamp())
         for event in events:
@@ -193,6 +201,28 @@ class AlertingService:
         if events or self._minutes_unsaved >= SAVE_EVERY_MINUTES:
             self.save()
         return events
+
+    async def _with_examples(self, events: list[AlertEvent]) -> list[AlertEvent]:
+        """Firing events with their example traces (alerts/examples.py), found within
+        EXAMPLES_TIMEOUT_S: a ClickHouse that is slow or down delays a page by that much at most,
+        and the page then goes without examples."""
+        rules = {rule.name: rule for rule in self.evaluator.rules}
+        order = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+        firing = [e for e in events if e.state == "firing" and e.rule in rules]
+        firing = sorted(firing, key=lambda e: order.get(e.severity, 9))[:EXAMPLES_PER_MINUTE]
+        if not firing:
+            return events
+        database = self._settings.clickhouse_database
+
+        def find(client: Client) -> dict[str, tuple[str, ...]]:
+            return {e.dedup_key: tuple(example_trace_ids(client, database, rules[e.rule], e)) for e in firing}
+
+        try:
+            found: dict[str, tuple[str, ...]] = await asyncio.wait_for(self._storage(find), EXAMPLES_TIMEOUT_S)
+        except Exception:  # TimeoutError included: the page matters more than its examples
+            log.warning("example traces for %d alert(s) not found in time; paging without them", len(firing))
+            return events
+        return [replace(e, example_trace_ids=found.get(e.dedup_key, ())) if e in firing else e for e in events]
 
     def save(self) -> None:
         """Persist baselines and alert states (every state change, else every few minutes); a

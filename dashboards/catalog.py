@@ -23,6 +23,7 @@ from spanline.dashboards.thresholds import (
     global_target,
     upper_limit,
 )
+from spanline.traces.links import TRACE_DASHBOARD_UID, TRACE_VARIABLE
 
 DB = "${database}"
 MINUTES = f"FROM {DB}.spans_minute WHERE $__timeFilter(minute)"
@@ -73,6 +74,106 @@ ORDER BY time""",
         "purple",
     ),
 )
+
+
+#: Per trace in the range: the figures `spanline traces` ranks by (sql/statements/traces_ranked.sql).
+TRACE_FIGURES = f"""SELECT trace_id, tenant_id AS tenant, anyIf(feature, parent_span_id = '') AS root_feature,
+       anyIf(name, parent_span_id = '') AS root, min(start_time) AS started,
+       toFloat64(dateDiff('millisecond', min(start_time), max(end_time))) AS duration_ms,
+       sum(cost_usd) AS cost_usd, count() AS spans, countIf(status = 'error') AS failed_spans,
+       countIf(attempt > 0) AS retries
+{RAW} AND {SCOPE}
+GROUP BY tenant_id, trace_id"""
+TRACE_ORDER = {
+    "slowest": "ORDER BY duration_ms DESC, trace_id",
+    "costliest": "ORDER BY cost_usd DESC, trace_id",
+    "failed": "HAVING failed_spans > 0\nORDER BY countIf(status = 'error' AND parent_span_id = '') DESC, failed_spans DESC, "
+    "duration_ms DESC, trace_id",
+}
+TRACE_ROWS = 20
+
+
+def trace_table(rank: str) -> Panel:
+    """The worst traces of the range by ``rank``; each trace id opens its waterfall (Spanline / Trace)."""
+    return Panel(
+        f"{rank.capitalize()} traces",
+        f"The {TRACE_ROWS} {rank} traces started in the range (same ranking as `spanline traces --{rank}`); "
+        "click a trace_id to open its waterfall, or run `spanline trace <trace_id>`.",
+        "table",
+        f"{TRACE_FIGURES}\n{TRACE_ORDER[rank]}\nLIMIT {TRACE_ROWS}",
+        width=12,
+        trace_links=True,
+    )
+
+
+#: One trace in the plugin's trace format (Format = Trace): the column aliases its Traces panel
+#: reads (traceID, spanID, parentSpanID, serviceName, operationName, startTime, duration in ms,
+#: tags and serviceTags as arrays of {key, value} maps, statusCode 2 = error). The lookup table
+#: (sql/migrations/0007) bounds the start time, so only the trace's days are read; spans stored
+#: before it have no lookup row and are searched over every day.
+TRACE_SPANS = f"""WITH ${{{TRACE_VARIABLE}:singlequote}} AS wanted,
+    (SELECT count() FROM {DB}.trace_index WHERE trace_id = wanted) AS located,
+    (SELECT min(start_time) FROM {DB}.trace_index WHERE trace_id = wanted) AS first_start,
+    (SELECT max(last_start) FROM {DB}.trace_index WHERE trace_id = wanted) AS last_start
+SELECT trace_id AS traceID, span_id AS spanID, parent_span_id AS parentSpanID, service AS serviceName,
+       concat(kind, ' ', name) AS operationName, start_time AS startTime, duration_ms AS duration,
+       arrayConcat(
+           arrayFilter(tag -> tag['value'] NOT IN ('', '0'), [
+               map('key', 'kind', 'value', toString(kind)),
+               map('key', 'model', 'value', toString(model_requested)),
+               map('key', 'model_response', 'value', toString(model_response)),
+               map('key', 'status', 'value', toString(status)),
+               map('key', 'error_type', 'value', toString(error_type)),
+               map('key', 'attempt', 'value', toString(attempt)),
+               map('key', 'ttft_ms', 'value', ifNull(toString(ttft_ms), '')),
+               map('key', 'input_tokens', 'value', toString(input_tokens)),
+               map('key', 'cache_read_tokens', 'value', toString(cache_read_tokens)),
+               map('key', 'output_tokens', 'value', toString(output_tokens)),
+               map('key', 'reasoning_tokens', 'value', toString(reasoning_tokens)),
+               map('key', 'cost_usd', 'value', toString(cost_usd)),
+               map('key', 'cache', 'value', if(cache_layer = '', '',
+                   concat(cache_layer, multiIf(cache_hit IS NULL, '', cache_hit, ' hit', ' miss')))),
+               map('key', 'route', 'value', if(route = '' AND routing_reason = '', '',
+                   concat(route, ' (', routing_reason, ')'))),
+               map('key', 'prompt', 'value', if(prompt_version = '', '', concat(prompt_id, '@', prompt_version))),
+               map('key', 'retrieval', 'value', if(index_name = '', '',
+                   concat(index_name, ifNull(concat(' top-', toString(top_k)), '')))),
+               map('key', 'tool', 'value', toString(tool_name)),
+               map('key', 'eval', 'value', if(eval_score IS NULL, '', concat(eval_name, ' ', toString(eval_score))))
+           ]),
+           arrayMap(key -> map('key', key, 'value', attributes[key]), mapKeys(attributes))
+       ) AS tags,
+       [map('key', 'tenant', 'value', toString(tenant_id)), map('key', 'feature', 'value', toString(feature)),
+        map('key', 'environment', 'value', toString(environment))] AS serviceTags,
+       if(status = 'error', 2, 0) AS statusCode, toString(error_type) AS statusMessage
+FROM {DB}.spans
+WHERE trace_id = wanted
+  AND (located = 0 OR (start_time >= first_start AND start_time <= last_start))
+ORDER BY startTime
+LIMIT 1000"""
+
+
+def trace_dashboard() -> Dashboard:
+    """One trace as Grafana's Traces panel draws it; the trace tables' links open it."""
+    return Dashboard(
+        TRACE_DASHBOARD_UID,
+        "Spanline / Trace",
+        "One request as a waterfall: type a trace id, or click one in a trace table (on-call, engineering) "
+        "or an alert page. The same trace in a terminal: `spanline trace <trace_id>`.",
+        (
+            Panel(
+                "Trace",
+                "Every span of the trace by parent, one time bar per span; tags carry the model, tokens, "
+                "cost, cache, route, prompt, retrieval, tool and eval figures.",
+                "traces",
+                TRACE_SPANS,
+                width=24,
+                height=22,
+            ),
+        ),
+        variables=(TemplateVariable(TRACE_VARIABLE, "Trace id", "", textbox=True),),
+        time_from="now-7d",
+    )
 
 
 def latency_series(column: str, kind_filter: str) -> str:
@@ -318,16 +419,19 @@ ORDER BY time, error_type""",
             Panel(
                 "Active alerts",
                 "Incidents whose latest state at the range's end is firing, most severe first, "
-                "with the runbook branch the diagnosis points to.",
+                "with the runbook branch the diagnosis points to and the worst of the incident's example "
+                "traces (click to open its waterfall; the page lists up to 3).",
                 "table",
-                f"""SELECT rule, severity, tenant, since, value, threshold, summary, runbook, runbook_branch
+                f"""SELECT rule, severity, tenant, since, value, threshold, summary, runbook, runbook_branch,
+       example_trace_ids[1] AS trace_id
 FROM
 (
     SELECT dedup_key, argMax(state, (at, recorded_at)) AS state, argMax(rule, (at, recorded_at)) AS rule,
            argMax(severity, (at, recorded_at)) AS severity, any(tenant_id) AS tenant,
            max(at) AS since, argMax(value, (at, recorded_at)) AS value,
            argMax(threshold, (at, recorded_at)) AS threshold, argMax(summary, (at, recorded_at)) AS summary,
-           argMax(runbook, (at, recorded_at)) AS runbook, argMax(runbook_branch, (at, recorded_at)) AS runbook_branch
+           argMax(runbook, (at, recorded_at)) AS runbook, argMax(runbook_branch, (at, recorded_at)) AS runbook_branch,
+           argMax(example_trace_ids, (at, recorded_at)) AS example_trace_ids
     FROM {DB}.alerts
     WHERE at <= $__toTime AND {TENANT}
     GROUP BY dedup_key
@@ -335,6 +439,7 @@ FROM
 WHERE state = 'firing'
 ORDER BY indexOf(['critical', 'high', 'medium', 'low'], severity), since DESC""",
                 width=24,
+                trace_links=True,
             ),
             Panel(
                 "Pipeline lag: span end to stored",
@@ -365,6 +470,8 @@ ORDER BY time""",
 GROUP BY provider, endpoint
 ORDER BY error_rate DESC, provider, endpoint""",
             ),
+            trace_table("slowest"),
+            trace_table("failed"),
         ),
     )
 
@@ -481,6 +588,8 @@ GROUP BY time
 ORDER BY time""",
                 decimals=2,
             ),
+            trace_table("slowest"),
+            trace_table("costliest"),
         ),
     )
 
@@ -737,3 +846,8 @@ def build_dashboards(contracts: list[Contract]) -> list[Dashboard]:
     return [
         Dashboard(d.uid, d.title, d.description, d.panels, d.tags, VARIABLES, ANNOTATIONS, d.time_from) for d in built
     ]
+
+
+def grafana_dashboards(contracts: list[Contract]) -> list[Dashboard]:
+    """What Grafana gets: the five dashboards and the trace dashboard their trace tables open."""
+    return [*build_dashboards(contracts), trace_dashboard()]

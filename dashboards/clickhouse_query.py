@@ -2,7 +2,7 @@
 
 The plugin's SQL editor stores a panel target as ``{refId, datasource, editorType: "sql",
 queryType, rawSql, format}``; ``format`` is the plugin's sqlutil.FormatOption (0 = time series,
-pivoted from long to wide; 1 = table).
+pivoted from long to wide; 1 = table; 3 = trace, the Traces panel's span frame).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from grafana_foundation_sdk.models import dashboard as dashboard_models
 
 PLUGIN_TYPE = "grafana-clickhouse-datasource"
 DATASOURCE_UID = "spanline-clickhouse"
-QUERY_TYPES = {0: "timeseries", 1: "table"}
+QUERY_TYPES = {0: "timeseries", 1: "table", 3: "traces"}
 
 
 def datasource_ref(uid: str = DATASOURCE_UID) -> dashboard_models.DataSourceRef:
@@ -63,6 +63,6 @@ class ClickHouseQuery(cogbuilder.Builder[ClickHouseSqlQuery]):
 
     def format(self, format_option: int) -> Self:
         if format_option not in QUERY_TYPES:
-            raise ValueError(f"format must be one of {sorted(QUERY_TYPES)} (time series, table)")
+            raise ValueError(f"format must be one of {sorted(QUERY_TYPES)} (time series, table, trace)")
         self._internal.format = format_option
         return self

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from spanline.contracts import Contract, load_contracts
-from spanline.dashboards.catalog import build_dashboards
+from spanline.dashboards.catalog import grafana_dashboards
 from spanline.dashboards.grafana import dashboard_json
 from spanline.dashboards.pipeline import UID as PIPELINE_UID
 from spanline.dashboards.pipeline import pipeline_json
@@ -22,7 +22,7 @@ DEFAULT_DATABASE = "spanline"
 def rendered(database: str = DEFAULT_DATABASE, contracts: list[Contract] | None = None) -> dict[str, str]:
     """File name -> JSON text of every dashboard (stable: sorted keys, 2-space indent): the
     ClickHouse ones and the pipeline's own (Prometheus)."""
-    specs = build_dashboards(load_contracts() if contracts is None else contracts)
+    specs = grafana_dashboards(load_contracts() if contracts is None else contracts)
     models = {spec.uid: dashboard_json(spec, database) for spec in specs} | {PIPELINE_UID: pipeline_json()}
     return {f"{uid}.json": json.dumps(model, indent=2, sort_keys=True) + "\n" for uid, model in models.items()}
 

@@ -15,13 +15,20 @@ from grafana_foundation_sdk.models import dashboard as dashboard_models
 from spanline.dashboards.clickhouse_query import DATASOURCE_UID, ClickHouseQuery, datasource_ref
 from spanline.dashboards.formatting import COLUMN_UNITS
 from spanline.dashboards.model import Annotation, Dashboard, Panel, TemplateVariable, with_database
+from spanline.traces.links import TRACE_DASHBOARD_UID, TRACE_VARIABLE
 
-PanelBuilder = timeseries.Panel | stat.Panel | table.Panel | bargauge.Panel
+PanelBuilder = timeseries.Panel | stat.Panel | table.Panel | bargauge.Panel | dash.Panel
 _BUILDERS: dict[str, Callable[[], PanelBuilder]] = {
     "timeseries": timeseries.Panel,
     "stat": stat.Panel,
     "table": table.Panel,
     "bargauge": bargauge.Panel,
+    "traces": lambda: dash.Panel().type("traces"),  # the SDK has no builder for Grafana's Traces panel
+}
+#: A trace table's trace_id cell opens the trace dashboard on that trace, keeping the time range.
+TRACE_LINK = {
+    "title": "Open this trace's waterfall",
+    "url": f"/d/{TRACE_DASHBOARD_UID}/{TRACE_DASHBOARD_UID}?var-{TRACE_VARIABLE}=${{__value.raw}}&${{__url_time_range}}",
 }
 GRID_WIDTH = 24
 
@@ -81,6 +88,10 @@ def _panel(panel: Panel, panel_id: int, database: str, uid: str, x: int, y: int)
     elif isinstance(built, table.Panel):
         for pattern, unit in COLUMN_UNITS:
             built = built.override_by_regexp(pattern, [dashboard_models.DynamicConfigValue(id_val="unit", value=unit)])
+        if panel.trace_links:
+            built = built.override_by_name(
+                "trace_id", [dashboard_models.DynamicConfigValue(id_val="links", value=[TRACE_LINK])]
+            )
     elif isinstance(built, bargauge.Panel):
         built = (
             built.display_mode(common_models.BarGaugeDisplayMode.GRADIENT)
@@ -96,7 +107,9 @@ def _thresholds(panel: Panel) -> dash.ThresholdsConfig:
     return dash.ThresholdsConfig().mode(dashboard_models.ThresholdsMode.ABSOLUTE).steps(steps)
 
 
-def _variable(variable: TemplateVariable, database: str, uid: str) -> dash.QueryVariable:
+def _variable(variable: TemplateVariable, database: str, uid: str) -> dash.QueryVariable | dash.TextBoxVariable:
+    if variable.textbox:
+        return dash.TextBoxVariable(variable.name).label(variable.label)
     return (
         dash.QueryVariable(variable.name)
         .label(variable.label)

@@ -14,9 +14,9 @@ from typing import Literal
 
 from spanline.sql.templates import identifier
 
-PanelKind = Literal["timeseries", "stat", "table", "bargauge"]
+PanelKind = Literal["timeseries", "stat", "table", "bargauge", "traces"]
 #: sqlutil.FormatOption values the plugin reads from a query's ``format``.
-FORMAT_TIME_SERIES, FORMAT_TABLE = 0, 1
+FORMAT_TIME_SERIES, FORMAT_TABLE, FORMAT_TRACE = 0, 1, 3
 DATABASE_TOKEN = "${database}"
 
 
@@ -49,10 +49,12 @@ class Panel:
     height: int = 8
     decimals: int | None = None
     stacked: bool = False
+    #: A table whose ``trace_id`` column links to that trace's waterfall (the trace dashboard).
+    trace_links: bool = False
 
     @property
     def format(self) -> int:
-        return FORMAT_TIME_SERIES if self.kind == "timeseries" else FORMAT_TABLE
+        return {"timeseries": FORMAT_TIME_SERIES, "traces": FORMAT_TRACE}.get(self.kind, FORMAT_TABLE)
 
 
 @dataclass(frozen=True)
@@ -66,11 +68,13 @@ class Annotation:
 
 @dataclass(frozen=True)
 class TemplateVariable:
-    """A multi-value dashboard variable with an All option, filled by a query."""
+    """A multi-value dashboard variable with an All option, filled by a query; or, with
+    ``textbox``, one value typed in or set by a link (``sql`` unused)."""
 
     name: str
     label: str
     sql: str
+    textbox: bool = False
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,10 @@ Each panel's SQL is expanded exactly as Grafana would expand it for the report's
 every variable at All (:mod:`spanline.dashboards.macros`), then run through a query function:
 :func:`spanline.sql.queries.run_query` in the CLI, which goes through the running service when the
 embedded chDB is owned by the worker.
+
+After the dashboards, the report draws the waterfalls of the window's top traces (slowest,
+costliest, failed: :data:`REPORT_TRACES`) from :mod:`spanline.traces`, the same trace code as
+`spanline trace`; a trace table's trace id links to its waterfall when it is drawn.
 """
 
 from __future__ import annotations
@@ -24,12 +28,16 @@ from spanline.dashboards.catalog import ANNOTATIONS, VARIABLES, build_dashboards
 from spanline.dashboards.formatting import column_unit, format_value, is_number
 from spanline.dashboards.macros import ALL, TimeRange, Variable, expand
 from spanline.dashboards.model import Dashboard, Panel, with_database
-from spanline.dashboards.svg import Marker, Series, bar_chart, color, line_chart, threshold_color
+from spanline.dashboards.svg import Marker, Series, bar_chart, color, line_chart, threshold_color, waterfall
 from spanline.errors import ConfigError
 from spanline.settings import Settings
 from spanline.sql.queries import QueryResult, run_query
+from spanline.traces.fetch import Runner, fetch_trace, rank_traces
+from spanline.traces.links import trace_command
+from spanline.traces.tree import Trace
 
-QueryRunner = Callable[[str], QueryResult]
+#: Waterfalls the report draws: the window's worst traces per ranking (a trace drawn once).
+REPORT_TRACES = (("slowest", 3), ("costliest", 2), ("failed", 2))
 #: Query intervals the report picks from: the smallest giving at most MAX_POINTS per series.
 NICE_INTERVALS_S = (60, 300, 600, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400)
 MAX_POINTS = 120
@@ -42,6 +50,7 @@ class Report:
     html: str
     panels: int
     failures: dict[str, str] = field(default_factory=dict)  # panel title -> error
+    traces: int = 0  # waterfalls drawn
 
 
 def report_interval(start: datetime, end: datetime) -> timedelta:
@@ -50,16 +59,19 @@ def report_interval(start: datetime, end: datetime) -> timedelta:
 
 
 def render_report(
-    run: QueryRunner, database: str, start: datetime, end: datetime, contracts: list[Contract] | None = None
+    run: Runner, database: str, start: datetime, end: datetime, contracts: list[Contract] | None = None
 ) -> Report:
-    """Every dashboard's panels for [start, end] with all tenants, services, features and models."""
+    """Every dashboard's panels for [start, end] with all tenants, services, features and models,
+    then the waterfalls of the window's top traces."""
     time_range = TimeRange(start, end, report_interval(start, end))
     variables = [Variable(v.name, [ALL]) for v in VARIABLES]
 
     def query(sql: str) -> QueryResult:
-        return run(expand(with_database(sql, database), time_range, variables))
+        return run(expand(with_database(sql, database), time_range, variables), {})
 
     failures: dict[str, str] = {}
+    traces = _top_traces(run, database, start, end, failures)
+    drawn = {trace.trace_id for _, trace in traces}
     markers = _markers(query, failures)
     dashboards = build_dashboards(load_contracts() if contracts is None else contracts)
     sections, count = [], 0
@@ -68,14 +80,65 @@ def render_report(
         for panel in dashboard.panels:
             count += 1
             try:
-                body = _panel_body(panel, query(panel.sql), time_range, markers)
+                body = _panel_body(panel, query(panel.sql), time_range, markers, drawn)
             except Exception as exc:  # one broken panel must not hide the others; it is reported
                 failures[panel.title] = str(exc)
                 body = f'<p class="error">query failed: {escape(str(exc)[:300])}</p>'
             cards.append(_card(panel, body))
         sections.append(_section(dashboard, cards))
+    sections.append(_traces_section(traces))
     nav = " · ".join(f'<a href="#{escape(d.uid)}">{escape(d.title)}</a>' for d in dashboards)
-    return Report(_page(sections, nav, time_range, count, markers), count, failures)
+    nav += ' · <a href="#traces">Top traces</a>'
+    return Report(_page(sections, nav, time_range, count, markers), count, failures, len(traces))
+
+
+def _top_traces(
+    run: Runner, database: str, start: datetime, end: datetime, failures: dict[str, str]
+) -> list[tuple[str, Trace]]:
+    """(why it is shown, trace) for the worst traces of the window, each trace once."""
+    shown: list[tuple[str, Trace]] = []
+    for rank, count in REPORT_TRACES:
+        try:
+            ranked = rank_traces(run, database, rank, start, end, limit=count)
+            for place, figures in enumerate(ranked, start=1):
+                if any(trace.trace_id == figures.trace_id for _, trace in shown):
+                    continue
+                trace = fetch_trace(run, database, figures.trace_id)
+                if trace is not None:
+                    shown.append((f"{rank} #{place}", trace))
+        except Exception as exc:  # the panels above still make a report
+            failures[f"{rank} traces"] = str(exc)
+    return shown
+
+
+def _traces_section(traces: list[tuple[str, Trace]]) -> str:
+    cards = []
+    for why, trace in traces:
+        totals = trace.totals
+        critical = ", ".join(
+            f"{kind} {format_value(ms, 'ms')}" for kind, ms in list(totals.critical_by_kind.items())[:4]
+        )
+        orphans = f" · {len(trace.orphans)} orphan span(s)" if trace.orphans else ""
+        summary = (
+            f"{', '.join(trace.tenants)} · {trace.start:%Y-%m-%d %H:%M:%S} UTC · {format_value(totals.duration_ms, 'ms')} · "
+            f"{totals.spans} spans · {totals.errors} failed · {totals.retries} retries · "
+            f"{format_value(totals.cost_usd, 'currencyUSD')} · tokens in {totals.input_tokens:,} "
+            f"(cached {totals.cache_read_tokens:,}) out {totals.output_tokens:,} "
+            f"(reasoning {totals.reasoning_tokens:,}) · critical path {critical}{orphans}"
+        )
+        cards.append(
+            f'<article class="panel trace" id="trace-{escape(trace.trace_id)}" style="grid-column: span 24">'
+            f"<h3>{escape(why.capitalize())}: trace {escape(trace.trace_id)}</h3>"
+            f'<p class="description">{escape(summary)} · <code>{escape(trace_command(trace.trace_id))}</code></p>'
+            f"{waterfall(trace)}</article>"
+        )
+    body = "".join(cards) or '<p class="empty">No traces in this window.</p>'
+    return (
+        '<section id="traces"><h2>Top traces</h2><p class="description">The slowest, costliest and failed '
+        "traces of the window as waterfalls: one bar per span on the trace's time scale, indented by parent, "
+        "outlined on the critical path, red when failed; hover a bar for its figures.</p>"
+        f'<div class="grid">{body}</div></section>'
+    )
 
 
 def _markers(query: Callable[[str], QueryResult], failures: dict[str, str]) -> list[Marker]:
@@ -121,7 +184,9 @@ def _utc(moment: Any) -> datetime:
     return aware
 
 
-def _panel_body(panel: Panel, result: QueryResult, time_range: TimeRange, markers: list[Marker]) -> str:
+def _panel_body(
+    panel: Panel, result: QueryResult, time_range: TimeRange, markers: list[Marker], drawn: set[str]
+) -> str:
     frame = _frame(result)
     if frame.empty:
         return '<p class="empty">No data in this window.</p>'
@@ -133,7 +198,7 @@ def _panel_body(panel: Panel, result: QueryResult, time_range: TimeRange, marker
         labels = frame.iloc[:, 0].astype(str).tolist()
         values = [float(v) if is_number(v) else math.nan for v in frame.iloc[:, 1]]
         return bar_chart(labels, values, panel.unit, panel.thresholds, panel.base)
-    return _table(panel, frame)
+    return _table(panel, frame, drawn)
 
 
 def _stat(panel: Panel, frame: pd.DataFrame) -> str:
@@ -171,7 +236,7 @@ def _timeseries(panel: Panel, frame: pd.DataFrame, time_range: TimeRange, marker
     return f'{chart}<div class="legend">{legend}</div>'
 
 
-def _table(panel: Panel, frame: pd.DataFrame) -> str:
+def _table(panel: Panel, frame: pd.DataFrame, drawn: set[str]) -> str:
     head = "".join(f"<th>{escape(c)}</th>" for c in frame.columns)
     rows = []
     for _, row in frame.head(TABLE_ROWS).iterrows():
@@ -182,10 +247,10 @@ def _table(panel: Panel, frame: pd.DataFrame) -> str:
             if isinstance(value, pd.Timestamp):
                 value = value.to_pydatetime()
             numeric = is_number(value)
-            cells.append(
-                f'<td class="{"num" if numeric else "txt"}">'
-                f"{escape(format_value(value, column_unit(column, panel.unit)))}</td>"
-            )
+            text = escape(format_value(value, column_unit(column, panel.unit)))
+            if panel.trace_links and column == "trace_id" and value in drawn:
+                text = f'<a href="#trace-{text}">{text}</a>'
+            cells.append(f'<td class="{"num" if numeric else "txt"}">{text}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     more = f'<p class="more">{len(frame) - TABLE_ROWS} more rows in Grafana</p>' if len(frame) > TABLE_ROWS else ""
     return f'<div class="table"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>{more}'
@@ -244,6 +309,7 @@ line.gridline { stroke: #e4e7eb; } .axis { font-size: 10px; fill: #6a737d; }
 th { text-align: left; border-bottom: 1px solid #dce1e6; padding: 3px 6px; color: #6a737d; white-space: nowrap; }
 td { border-bottom: 1px solid #f0f1f3; padding: 3px 6px; white-space: nowrap; } td.num { text-align: right; }
 .error { color: #c4162a; } .empty, .more { color: #6a737d; font-style: italic; }
+.waterfall { width: 100%; height: auto; display: block; } .waterfall .orphan { fill: #c4162a; }
 """
 
 
@@ -262,8 +328,8 @@ def write_report(settings: Settings, since: timedelta, out: Path, end: datetime 
     """Render the window ``[end - since, end]`` (end = now, to the second) to ``out``."""
     end = (end or datetime.now(UTC)).replace(microsecond=0)
 
-    def run(sql: str) -> QueryResult:
-        return run_query(settings, sql)
+    def run(sql: str, parameters: dict[str, Any]) -> QueryResult:
+        return run_query(settings, sql, parameters)
 
     report = render_report(run, settings.clickhouse_database, end - since, end)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ from html import escape
 
 from spanline.dashboards.formatting import format_value
 from spanline.dashboards.model import Step
+from spanline.traces.tree import Trace, WaterfallRow
 
 PALETTE = ("#3274d9", "#ff9830", "#56a64b", "#e02f44", "#8f3bb8", "#00b5b8", "#f2cc0c", "#a16e4b", "#6e8ab3", "#c15c17")
 WIDTH, HEIGHT = 560, 210
@@ -144,3 +145,78 @@ def _runs(points: list[tuple[datetime, float | None]]) -> list[list[tuple[dateti
         else:
             runs[-1].append((moment, value))
     return [run for run in runs if run]
+
+
+KIND_FILL = {
+    "request": "#3274d9",
+    "agent_step": "#6e8ab3",
+    "llm": "#8f3bb8",
+    "embedding": "#00b5b8",
+    "retrieval": "#56a64b",
+    "rerank": "#56a64b",
+    "tool": "#ff9830",
+    "cache": "#00b5b8",
+    "eval": "#a16e4b",
+}
+ERROR_FILL = "#e02f44"
+WATERFALL_ROW, WATERFALL_LABEL, WATERFALL_WIDTH = 18, 300, 1100
+
+
+def waterfall(trace: Trace) -> str:
+    """One bar per span on the trace's time scale, indented by depth; the critical path outlined,
+    failed spans red, orphans marked; a span's figures are its tooltip."""
+    total = max(trace.totals.duration_ms, 1.0)
+    plot = WATERFALL_WIDTH - WATERFALL_LABEL - 70
+    height = WATERFALL_ROW * len(trace.rows) + 22
+    parts = [
+        f'<svg class="waterfall" viewBox="0 0 {WATERFALL_WIDTH} {height}" xmlns="http://www.w3.org/2000/svg" role="img">'
+    ]
+    for i in range(5):
+        x = WATERFALL_LABEL + plot * i / 4
+        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="0" y2="{height - 18}" class="gridline"/>')
+        parts.append(
+            f'<text x="{x:.1f}" y="{height - 6}" class="axis" text-anchor="middle">'
+            f"{escape(format_value(total * i / 4, 'ms'))}</text>"
+        )
+    for index, row in enumerate(trace.rows):
+        span = row.span
+        y = index * WATERFALL_ROW
+        x = WATERFALL_LABEL + plot * trace.offset_ms(span.start_time) / total
+        width = max(plot * span.duration_ms / total, 1.5)
+        fill = ERROR_FILL if span.status == "error" else KIND_FILL.get(span.kind, "#6a737d")
+        label = f"{span.kind} {span.name}" + (f"  (orphan: parent {span.parent_span_id} missing)" if row.orphan else "")
+        outline = ' stroke="#161719" stroke-width="1.5"' if row.on_critical_path else ""
+        parts.append(
+            f'<text x="{4 + 12 * row.depth}" y="{y + 13}" class="axis{" orphan" if row.orphan else ""}">'
+            f"{escape(label[:60])}</text>"
+        )
+        parts.append(
+            f'<rect x="{x:.1f}" y="{y + 3}" width="{width:.1f}" height="{WATERFALL_ROW - 6}" rx="2" fill="{fill}"{outline}>'
+            f"<title>{escape(_span_tooltip(row))}</title></rect>"
+        )
+        parts.append(
+            f'<text x="{min(x + width + 4, WATERFALL_WIDTH - 66):.1f}" y="{y + 13}" class="axis">'
+            f"{escape(format_value(span.duration_ms, 'ms'))}</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _span_tooltip(row: WaterfallRow) -> str:
+    span = row.span
+    lines = [f"{span.kind} {span.name} · {span.status}{' ' + span.error_type if span.error_type else ''}"]
+    if span.model_requested:
+        response = f" → {span.model_response}" if span.model_response not in ("", span.model_requested) else ""
+        lines.append(f"model {span.model_requested}{response}")
+    if span.input_tokens or span.output_tokens:
+        lines.append(
+            f"tokens in {span.input_tokens} (cached {span.cache_read_tokens}) out {span.output_tokens} "
+            f"(reasoning {span.reasoning_tokens}) · ${span.cost_usd:.5f}"
+        )
+    if span.ttft_ms is not None:
+        lines.append(f"ttft {span.ttft_ms:.0f} ms")
+    if span.attempt:
+        lines.append(f"attempt {span.attempt + 1}")
+    if row.on_critical_path:
+        lines.append(f"critical path {row.critical_ms:.0f} ms")
+    return "\n".join(lines)

@@ -6,13 +6,18 @@ import argparse
 import logging
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from spanline.errors import ConfigError, SpanlineError
 from spanline.settings import Settings, load_settings
+from spanline.traces.ranks import RANKS as TRACE_RANKS
+
+if TYPE_CHECKING:
+    from spanline.sql.queries import QueryResult
 
 if TYPE_CHECKING:
     from spanline.streams.pricing.cli import PriceFiles
@@ -217,9 +222,65 @@ def cmd_report(args: argparse.Namespace) -> None:
 
     out = Path(args.out)
     report = write_report(_settings(), parse_duration(args.since), out)
-    console.print(f"wrote {report.panels} panels to {out.resolve()}")
+    console.print(f"wrote {report.panels} panels and {report.traces} trace waterfalls to {out.resolve()}")
     if report.failures:
         raise SpanlineError("panels that failed: " + "; ".join(f"{k}: {v}" for k, v in report.failures.items()))
+
+
+def _trace_runner(settings: Settings, tenant: str | None) -> Callable[[str, dict[str, Any]], QueryResult]:
+    """Trace queries through the CLI's read-only path, scoped to ``tenant`` like `sql query`."""
+    from spanline.sql.queries import run_query
+
+    def run(sql: str, parameters: dict[str, Any]) -> QueryResult:
+        return run_query(settings, sql, parameters, tenant=tenant)
+
+    return run
+
+
+def cmd_trace(args: argparse.Namespace) -> None:
+    from spanline.traces.fetch import fetch_trace
+    from spanline.traces.links import grafana_trace_url
+    from spanline.traces.terminal import waterfall
+
+    settings = _settings()
+    trace = fetch_trace(_trace_runner(settings, args.tenant), settings.clickhouse_database, args.trace_id)
+    if trace is None:
+        scope = f" for tenant {args.tenant}" if args.tenant else ""
+        raise SpanlineError(
+            f"no spans of trace {args.trace_id} are stored{scope}; `spanline traces --since 1h` lists recent traces"
+        )
+    console.print(waterfall(trace))
+    console.print(f"Grafana: {grafana_trace_url(settings.grafana_url, trace.trace_id)}")
+
+
+def cmd_traces(args: argparse.Namespace) -> None:
+    from datetime import UTC, datetime
+
+    from spanline.dashboards.report import parse_duration
+    from spanline.traces.fetch import rank_traces
+    from spanline.traces.terminal import ranked_table
+
+    settings = _settings()
+    rank, limit = next(((name, n) for name in TRACE_RANKS if (n := getattr(args, name)) is not None), ("slowest", 10))
+    until = datetime.now(UTC)
+    since = until - parse_duration(args.since)
+    traces = rank_traces(
+        _trace_runner(settings, args.tenant),
+        settings.clickhouse_database,
+        rank,
+        since,
+        until,
+        limit=limit,
+        scope={"tenant_id": args.tenant or "", "feature": args.feature or ""},
+    )
+    scope = "".join(
+        f" · {name} {value}" for name, value in (("tenant", args.tenant), ("feature", args.feature)) if value
+    )
+    title = f"{limit} {rank} traces started in the last {args.since}{scope}"
+    if not traces:
+        console.print(f"{title}: none")
+        return
+    console.print(ranked_table(traces, rank, title))
 
 
 def cmd_schema(args: argparse.Namespace) -> None:
@@ -381,6 +442,18 @@ def parser() -> argparse.ArgumentParser:
     )
     reprice_cmd.add_argument("--dry-run", action="store_true", help="report what would change, write nothing")
     reprice_cmd.set_defaults(func=cmd_reprice)
+    trace = sub.add_parser("trace", help="one trace as a waterfall: span tree, time bars, figures, critical path")
+    trace.add_argument("trace_id")
+    trace.add_argument("--tenant", default=None, help="see only this tenant's spans (enforced by ClickHouse)")
+    trace.set_defaults(func=cmd_trace)
+    traces = sub.add_parser("traces", help="the slowest, costliest, failed or retried traces of a window")
+    traces.add_argument("--since", default="1h", help="window ending now: 30m, 1h, 7d (default 1h)")
+    traces.add_argument("--tenant", default=None, help="only this tenant's traces (enforced by ClickHouse)")
+    traces.add_argument("--feature", default=None, help="only traces of this feature")
+    ranking = traces.add_mutually_exclusive_group()
+    for name in TRACE_RANKS:
+        ranking.add_argument(f"--{name}", type=int, metavar="N", default=None, help=f"the N {name} traces")
+    traces.set_defaults(func=cmd_traces)
     schema = sub.add_parser("schema", help="export the span JSON Schema")
     schema.add_argument("--out", default=None)
     schema.set_defaults(func=cmd_schema)

@@ -22,6 +22,7 @@ from spanline.sql.queries import run_query
 from spanline.sql.service_file import ServiceFile
 from spanline.sql.statements import render_statement
 from spanline.summary import print_summary
+from spanline.traces.links import trace_command
 
 READY_TIMEOUT_S = 90.0
 STORE_TIMEOUT_S = 180.0
@@ -112,10 +113,14 @@ def _show_alerts(settings: Settings, rows: list[tuple[object, ...]], console: Co
         table.add_column(column, no_wrap=True)
     table.add_column("scope", overflow="fold")
     table.add_column("summary", overflow="fold")
-    for at, state, rule, severity, scope, runbook, branch, summary in rows:
+    table.add_column("worst example trace: open with", no_wrap=True)
+    for at, state, rule, severity, scope, runbook, branch, summary, examples in rows:
         where = ", ".join(f"{k}={v}" for k, v in sorted(scope.items())) if isinstance(scope, dict) else str(scope)
         text = str(summary).split("]: ", 1)[-1]  # the stored summary starts with "rule [scope]: "
-        table.add_row(str(at)[11:16], str(state), str(rule), str(severity), str(runbook), str(branch), where, text)
+        example = trace_command(str(examples[0])) if isinstance(examples, list | tuple) and examples else ""
+        table.add_row(
+            str(at)[11:16], str(state), str(rule), str(severity), str(runbook), str(branch), where, text, example
+        )
     console.print(table)
     console.print(f"pages also went to the log notifier: {settings.home / 'up.log'}")
 

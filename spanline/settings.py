@@ -155,6 +155,10 @@ class Settings(BaseSettings):
             "http://<collector host>:<collector port>/runbooks (the machine's name for a wildcard bind address)."
         ),
     )
+    grafana_url: str = Field(
+        "http://localhost:3000",
+        description="Grafana base URL for the trace links of pages and `spanline trace`. Default http://localhost:3000.",
+    )
     alert_group_wait_s: float = Field(
         5.0, ge=0, description="Seconds a new alert group waits to collect members before its first page. Default 5."
     )

@@ -89,6 +89,12 @@ def test_an_embedding_mismatch_pages_once_with_its_diagnosis_and_resolves(
     assert alert["value"] == 4 and alert["diagnosis"]["embedding_mismatches_per_min"]["now"] > 0
     fired_at = datetime.fromisoformat(alert["at"])
     assert fired_at - (START + timedelta(minutes=MISMATCH_MINUTE)) <= timedelta(seconds=60)
+    # example traces of the incident's scope and window: requests on-call can open
+    examples = [e["trace_id"] for e in page["example_traces"]]
+    assert 1 <= len(examples) <= 3 and all(e.startswith("t-") for e in examples)
+    assert page["example_traces"][0]["command"] == f"spanline trace {examples[0]}"
+    stored = stack.query("SELECT example_trace_ids FROM {db}.alerts WHERE state = 'firing'").rows
+    assert [list(row[0]) for row in stored] == [examples]
 
     rows = stack.query("SELECT state, rule, runbook_branch, toString(at) FROM {db}.alerts ORDER BY at, state").rows
     assert [(r[0], r[1], r[2]) for r in rows] == [

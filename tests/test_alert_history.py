@@ -56,7 +56,7 @@ def alert(state: str, at: datetime, tenant: str = "acme") -> AlertEvent:
 def test_every_state_change_is_stored_once_and_open_incidents_are_readable(client: Client) -> None:
     history = AlertHistory(client, DB)
     fired, resolved = alert("firing", NOW), alert("resolved", NOW + timedelta(minutes=20))
-    other = alert("firing", NOW + timedelta(minutes=3), tenant="globex")
+    other = replace(alert("firing", NOW + timedelta(minutes=3), tenant="globex"), example_trace_ids=("t9", "t4"))
     history.write([fired, other])
     history.write([fired, resolved])  # a retry / re-evaluation writes the firing row again
     rows = client.query(
@@ -76,8 +76,8 @@ def test_every_state_change_is_stored_once_and_open_incidents_are_readable(clien
     # A worker without a state file adopts the open incident and resolves it when it clears.
     evaluator = Evaluator(load_rules(), load_contracts())
     adopted = evaluator.adopt(incidents)
-    assert [(e.dedup_key, e.runbook_branch, e.diagnosis["branch"]) for e in adopted] == [
-        ("cost_spike_hourly/tenant_id=globex", "output_length", "output_length")
+    assert [(e.dedup_key, e.runbook_branch, e.diagnosis["branch"], e.example_trace_ids) for e in adopted] == [
+        ("cost_spike_hourly/tenant_id=globex", "output_length", "output_length", ("t9", "t4"))
     ]
     assert evaluator.firing() == adopted
     rng = np.random.default_rng(9)

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from spanline.contracts import load_contracts
-from spanline.dashboards.catalog import build_dashboards
+from spanline.dashboards.catalog import build_dashboards, grafana_dashboards
 from spanline.dashboards.generate import GENERATED_DIR, drifted, rendered, write_generated
 from spanline.dashboards.model import with_database
 from spanline.dashboards.pipeline import DATASOURCE_UID as PROMETHEUS_UID
@@ -38,21 +38,25 @@ def test_drift_is_detected(tmp_path: Path) -> None:
 
 
 def test_json_carries_queries_units_thresholds_variables_and_annotations() -> None:
-    specs = {d.uid: d for d in build_dashboards(load_contracts())}
+    specs = {d.uid: d for d in grafana_dashboards(load_contracts())}
+    assert set(specs) - {d.uid for d in build_dashboards(load_contracts())} == {"spanline-trace"}
     files = rendered()
     assert set(files) == {f"{uid}.json" for uid in [*specs, PIPELINE_UID]}
     for uid, spec in specs.items():
         board = json.loads(files[f"{uid}.json"])
         assert board["uid"] == uid and board["title"] == spec.title
-        assert [v["name"] for v in board["templating"]["list"]] == ["tenant", "service", "feature", "model"]
-        assert all(v["multi"] and v["includeAll"] and v["type"] == "query" for v in board["templating"]["list"])
-        assert [a["name"] for a in board["annotations"]["list"]] == ["Alerts", "Model version changes"]
+        if spec.uid == "spanline-trace":  # one trace, chosen by a link or typed in: no filters, no annotations
+            assert [(v["name"], v["type"]) for v in board["templating"]["list"]] == [("trace_id", "textbox")]
+        else:
+            assert [v["name"] for v in board["templating"]["list"]] == ["tenant", "service", "feature", "model"]
+            assert all(v["multi"] and v["includeAll"] and v["type"] == "query" for v in board["templating"]["list"])
+            assert [a["name"] for a in board["annotations"]["list"]] == ["Alerts", "Model version changes"]
         assert len(board["panels"]) == len(spec.panels)
         for panel, expected in zip(board["panels"], spec.panels, strict=True):
             (target,) = panel["targets"]
             assert panel["datasource"] == {"type": "grafana-clickhouse-datasource", "uid": "spanline-clickhouse"}
             assert target["editorType"] == "sql" and target["rawSql"] == with_database(expected.sql, "spanline")
-            assert target["format"] == (0 if expected.kind == "timeseries" else 1)
+            assert target["format"] == {"timeseries": 0, "traces": 3}.get(expected.kind, 1)
             assert panel["type"] == expected.kind and panel["description"] == expected.description
             defaults = panel["fieldConfig"]["defaults"]
             assert defaults["unit"] == expected.unit
@@ -63,7 +67,48 @@ def test_json_carries_queries_units_thresholds_variables_and_annotations() -> No
             if expected.kind == "table":  # mixed columns: money, rates and latencies get their own units
                 overrides = {o["matcher"]["options"]: o["properties"] for o in panel["fieldConfig"]["overrides"]}
                 assert overrides[r".*_ms$"] == [{"id": "unit", "value": "ms"}]
-                assert all(o["matcher"]["id"] == "byRegexp" for o in panel["fieldConfig"]["overrides"])
+                by_name = [o for o in panel["fieldConfig"]["overrides"] if o["matcher"]["id"] != "byRegexp"]
+                assert by_name == ([TRACE_LINK_OVERRIDE] if expected.trace_links else [])
+
+
+#: A trace table's trace_id cell links to the trace dashboard on that trace, in the same time range.
+TRACE_LINK_OVERRIDE = {
+    "matcher": {"id": "byName", "options": "trace_id"},
+    "properties": [
+        {
+            "id": "links",
+            "value": [
+                {
+                    "title": "Open this trace's waterfall",
+                    "url": "/d/spanline-trace/spanline-trace?var-trace_id=${__value.raw}&${__url_time_range}",
+                }
+            ],
+        }
+    ],
+}
+
+
+def test_oncall_and_engineering_open_traces_from_their_trace_tables() -> None:
+    tables = {
+        (uid, p["title"])
+        for uid in ("spanline-oncall", "spanline-engineering")
+        for p in json.loads(rendered()[f"{uid}.json"])["panels"]
+        if TRACE_LINK_OVERRIDE in p["fieldConfig"]["overrides"]
+    }
+    assert tables == {
+        ("spanline-oncall", "Slowest traces"),
+        ("spanline-oncall", "Failed traces"),
+        ("spanline-oncall", "Active alerts"),  # the worst example trace of each incident
+        ("spanline-engineering", "Slowest traces"),
+        ("spanline-engineering", "Costliest traces"),
+    }
+    (trace_panel,) = json.loads(rendered()["spanline-trace.json"])["panels"]
+    (target,) = trace_panel["targets"]
+    assert trace_panel["type"] == "traces" and target["format"] == 3 and target["queryType"] == "traces"
+    for alias in ("traceID", "spanID", "parentSpanID", "serviceName", "operationName", "startTime", "duration"):
+        assert f" AS {alias}," in target["rawSql"], alias
+    assert " AS tags," in target["rawSql"] and " AS serviceTags," in target["rawSql"]
+    assert "${trace_id:singlequote}" in target["rawSql"] and "spanline.trace_index" in target["rawSql"]
 
 
 def test_contract_targets_become_thresholds() -> None:

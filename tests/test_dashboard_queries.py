@@ -87,7 +87,12 @@ def seeded_alerts(start: datetime = START) -> pd.DataFrame:
 def seed(client: Client, database: str, spans: pd.DataFrame) -> None:
     """Insert the spans and the alert history into a migrated database."""
     client.insert_df(f"{database}.spans", spans, settings={"insert_deduplication_token": "dashboards-seed"})
-    client.insert_df(f"{database}.alerts", seeded_alerts(spans["start_time"].min().to_pydatetime()))
+    alerts = seeded_alerts(spans["start_time"].min().to_pydatetime())
+    # as the alert worker stores them (alerts/examples.py): a few traces of the incident's tenant
+    alerts["example_trace_ids"] = [
+        list(spans.loc[spans["tenant_id"].eq(t), "trace_id"].unique()[:3]) for t in alerts["tenant_id"]
+    ]
+    client.insert_df(f"{database}.alerts", alerts)
 
 
 @pytest.fixture(scope="module")
@@ -374,6 +379,11 @@ def test_alert_panels_show_open_incidents_and_history(client: Client, options: d
     variables = selection(options)
     active = panel_frame(client, panel("Active alerts").sql, variables)
     assert list(active["rule"]) == ["cost_spike", "rate_limiting"]  # critical first; error_rate was resolved
+    examples = client.query_df(
+        f"SELECT dedup_key, example_trace_ids[1] AS worst FROM {DB}.alerts WHERE state = 'firing'"
+    )
+    worst = dict(zip(examples["dedup_key"], examples["worst"], strict=True))
+    assert list(active["trace_id"]) == [worst["cost_spike/globex"], worst["rate_limiting/acme"]]
     assert number(panel_frame(client, panel("Health: active alerts").sql, variables), "active_alerts") == 2
     acme = panel_frame(client, panel("Active alerts").sql, selection(options, tenant=["acme"]))
     assert list(acme["rule"]) == ["rate_limiting"]

@@ -48,7 +48,7 @@ def report(home: tuple[Path, pd.DataFrame], tmp_path_factory: pytest.TempPathFac
         timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"wrote {len(PANELS)} panels" in done.stdout
+    assert f"wrote {len(PANELS)} panels and " in done.stdout
     return out
 
 
@@ -60,11 +60,29 @@ def test_report_is_self_contained_and_shows_every_panel(report: Path, home: tupl
         assert f">{panel.title.replace('&', '&amp;')}</h3>" in html, panel.title
     assert "query failed" not in html and "No data in this window" not in html
     charts = sum(p.kind in ("timeseries", "bargauge") for p in PANELS)
-    assert html.count("<svg") == charts
+    assert html.count("<svg") == charts + html.count('<svg class="waterfall"')
     assert html.count("<polyline") >= sum(p.kind == "timeseries" for p in PANELS)
     spend = home[1]["cost_usd"].sum()
     assert f'>{format_value(spend, "currencyUSD")}</span><span class="label">spend_usd<' in html
     assert 'class="marker"' in html  # alert history and the model version change drawn on the charts
+
+
+def test_report_draws_the_waterfalls_of_the_top_traces(report: Path, home: tuple[Path, pd.DataFrame]) -> None:
+    html = report.read_text(encoding="utf-8")
+    spans = home[1]
+    window = spans[spans["start_time"] >= pd.Timestamp(datetime.now(UTC) - timedelta(hours=1))]
+    grouped = window.groupby("trace_id")
+    slowest = (grouped["end_time"].max() - grouped["start_time"].min()).sort_values(ascending=False).index[:3]
+    costliest = grouped["cost_usd"].sum().sort_values(ascending=False).index[0]
+    sections = re.findall(r'<article class="panel trace" id="trace-(\w+)".*?</article>', html, flags=re.S)
+    assert sections[:3] == list(slowest) and costliest in sections
+    for trace_id in sections:
+        card = re.search(rf'id="trace-{trace_id}".*?</article>', html, flags=re.S)
+        assert card is not None and "spanline trace " + trace_id in card.group(0)
+        bars = card.group(0).count("<rect ")
+        assert bars == int(spans["trace_id"].eq(trace_id).sum()), trace_id  # one bar per span
+        assert 'stroke="#161719"' in card.group(0)  # the critical path is outlined
+    assert f'<a href="#trace-{slowest[0]}">{slowest[0]}</a>' in html  # the trace tables link to the waterfall
 
 
 def test_chromium_renders_the_charts(report: Path, tmp_path: Path, chromium: str) -> None:

@@ -14,7 +14,8 @@ SELECT
     argMax(summary, at) AS summary_,
     argMax(runbook, at) AS runbook_,
     argMax(runbook_branch, at) AS runbook_branch_,
-    argMax(diagnosis, at) AS diagnosis_
+    argMax(diagnosis, at) AS diagnosis_,
+    argMax(example_trace_ids, at) AS example_trace_ids_
 FROM ${database}.alerts
 GROUP BY dedup_key
 HAVING state_ = 'firing'
