@@ -4,7 +4,8 @@ The checkpoint of one partition batch, in order (as in quix-streams):
 
 1. process: decode, validate, drop re-sent spans, build rows (streams/process.py);
 2. record the batch in the ingest ledger, then insert its rows (the sink isolates rows that
-   ClickHouse refuses);
+   ClickHouse refuses) and, for each stored block, its minute rollup (streams/rollup.py) with
+   a token derived from the block's;
 3. aggregate the stored rows into the partition's minute windows (isolating rows that cannot
    be aggregated) and emit every window that closes;
 4. send the dead letters of everything isolated or invalid, with its reason;
@@ -40,7 +41,7 @@ from spanline.streams.pricing import PriceCatalog
 from spanline.streams.process import DeadLetter, ProcessedBatch, RowsPart, process_batch
 from spanline.streams.resends import RecentSpans
 from spanline.streams.retry import transient
-from spanline.streams.sinks import ClickHouseSpanSink, InsertPart
+from spanline.streams.sinks import ClickHouseSpanSink, InsertPart, StoredRange
 from spanline.streams.windows.manager import WindowManager
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class PipelineStats:
     windows_emitted: int = 0
     window_seconds: float = 0.0  # time spent aggregating and emitting windows
     window_emit_seconds: float = 0.0  # of which: sending to `metrics` and recording in metric_windows
+    rollup_seconds: float = 0.0  # time spent aggregating and inserting the minute rollup
 
 
 class IngestPipeline:
@@ -204,12 +206,26 @@ class IngestPipeline:
         whole = len(processed.parts) == 1 and first.stop - first.start == processed.spans_valid
         stored: list[RowsPart] = []
         for part in processed.parts:
-            outcome = await self._sink.store(InsertPart(batch, part, whole))
+            insert = InsertPart(batch, part, whole)
+            outcome = await self._sink.store(insert)
             for index, exc in outcome.faults:
                 letters.append(self._row_letter(batch, part, index, f"ClickHouse refused the span: {describe(exc)}"))
             self.stats.data_faults += len(outcome.faults)
+            for start, stop, _ in outcome.results:
+                await self._roll_up(StoredRange(insert, start, stop), letters)
             stored += [_slice(part, start, stop) for start, stop, _ in outcome.results]
         return stored
+
+    async def _roll_up(self, stored: StoredRange, letters: list[DeadLetter]) -> None:
+        """Add stored rows to the minute rollup (and so to the hour and day ones), right after
+        their raw insert; rows it cannot aggregate are dead-lettered as stored but not rolled up."""
+        started = time.perf_counter()
+        outcome = await self._sink.retrying(self._sink.write_rollup, stored)
+        for index, exc in outcome.faults:
+            reason = f"stored, but left out of the rollups: {describe(exc)}"
+            letters.append(self._row_letter(stored.insert.batch, stored.insert.part, index, reason))
+        self.stats.data_faults += len(outcome.faults)
+        self.stats.rollup_seconds += time.perf_counter() - started
 
     async def _aggregate(self, batch: Batch, stored: list[RowsPart], letters: list[DeadLetter]) -> None:
         """Add stored rows to the partition's windows, isolating rows aggregation fails on."""
