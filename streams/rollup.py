@@ -9,6 +9,8 @@ like the view had them. The hour and day views still chain from ``spans_minute``
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
@@ -29,7 +31,16 @@ SKETCH_COLUMNS: dict[str, tuple[str, float]] = {
 TOKEN_SUFFIX = "/minute"
 
 
-def minute_rollup(rows: pd.DataFrame) -> pa.Table:
+@dataclass(frozen=True)
+class MinuteBlock:
+    """The ``spans_minute`` rows of some stored spans, and the partials they were made from
+    (which the stream windows take as they are instead of aggregating the rows again)."""
+
+    table: pa.Table
+    partials: Partials
+
+
+def minute_rollup(rows: pd.DataFrame) -> MinuteBlock:
     """The ``spans_minute`` block of stored span rows: one row per grain group and minute."""
     partials, codes, inputs = aggregate_with_inputs(rows)
     columns: dict[str, pa.Array] = {name: pa.array(partials.groups[name], pa.string()) for name in DIMENSIONS}
@@ -40,7 +51,7 @@ def minute_rollup(rows: pd.DataFrame) -> pa.Table:
         columns[name] = pa.array(partials.counters[name].to_numpy(dtype=np.float64))
     columns |= _map_columns(partials)
     columns |= _sketch_columns(codes, inputs, len(partials.groups))
-    return pa.table(columns)
+    return MinuteBlock(pa.table(columns), partials)
 
 
 def _map_columns(partials: Partials) -> dict[str, pa.Array]:

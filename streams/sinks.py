@@ -26,6 +26,7 @@ from spanline.streams.isolate import Isolated, isolate
 from spanline.streams.ledger import Ledger
 from spanline.streams.process import RowsPart
 from spanline.streams.rollup import TOKEN_SUFFIX, minute_rollup
+from spanline.windows.aggregate import Partials
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ class ClickHouseSpanSink(BatchingSink[InsertPart]):
 
         return isolate(0, len(insert.part.rows), insert_rows)
 
-    def write_rollup(self, stored: StoredRange) -> Isolated[None]:
+    def write_rollup(self, stored: StoredRange) -> Isolated[Partials]:
         """Insert the minute rollup of rows the raw insert stored; rows it cannot aggregate are
         isolated and returned as faults.
 
@@ -145,18 +146,19 @@ class ClickHouseSpanSink(BatchingSink[InsertPart]):
         token = self._token(stored.insert, stored.start, stored.stop) + TOKEN_SUFFIX
         first = stored.insert.part.start
 
-        def insert_minutes(start: int, stop: int) -> None:
+        def insert_minutes(start: int, stop: int) -> Partials:
             whole = (start, stop) == (stored.start, stored.stop)
             block = minute_rollup(stored.insert.part.rows.iloc[start:stop])
             with storage_errors():
                 client.insert_arrow(
                     f"{self._database}.spans_minute",
-                    block,
+                    block.table,
                     settings={
                         **DEDUP_SETTINGS,
                         "insert_deduplication_token": token if whole else f"{token}#{first + start}-{first + stop}",
                     },
                 )
+            return block.partials
 
         return isolate(stored.start, stored.stop, insert_minutes)
 

@@ -32,6 +32,8 @@ from spanline.streams.pipeline import IngestPipeline
 from spanline.streams.pricing import PriceCatalog
 from spanline.streams.rollup import minute_rollup
 from spanline.streams.sinks import ClickHouseSpanSink, StoredRange
+from spanline.streams.windows.state import PartitionWindows
+from spanline.windows.records import encode
 from tests.support.chdb import migrated_chdb
 from tests.support.rows import worker_rows
 from tests.test_isolation import FAST_RETRY, Event, KafkaRecord, Outbox, span
@@ -119,7 +121,7 @@ def test_the_rollup_equals_what_the_retired_view_made_of_the_same_rows(client: C
     client.command(f"CREATE TABLE IF NOT EXISTS {DB}.by_view AS {DB}.spans_minute")
     client.command(f"INSERT INTO {DB}.by_view {_retired_view_select()}")
     client.command(f"CREATE TABLE IF NOT EXISTS {DB}.by_worker AS {DB}.spans_minute")
-    client.insert_arrow(f"{DB}.by_worker", minute_rollup(rows))
+    client.insert_arrow(f"{DB}.by_worker", minute_rollup(rows).table)
     columns = [name for name in client.query(f"SELECT * FROM {DB}.by_worker LIMIT 0").column_names]
     shown = ", ".join(f"finalizeAggregation({name})" if name.endswith("_sketch") else name for name in columns)
     by_view = client.query(f"SELECT {shown} FROM {DB}.by_view ORDER BY {', '.join(GRAIN)}").result_rows
@@ -285,3 +287,27 @@ def test_a_crash_between_the_raw_insert_and_the_rollup_is_made_good_by_the_repla
     rollups, raw = levels_and_raw(store)
     assert rollups == raw and sum(row[1] for row in raw["minute"]) == 50
     assert outbox.acked == [(0, offset) for offset in range(5)]
+
+
+def test_windows_fed_the_rollups_partials_equal_windows_that_aggregate_the_rows() -> None:
+    """The pipeline hands each rolled-up block's partials to the minute windows instead of
+    aggregating the rows again; with late rows (minutes already closed) among them too."""
+    rows = worker_rows(WorkloadConfig(start=START, duration_s=900, requests_per_s=3)).sort_values("start_time")
+    held_back = rows.iloc[:: len(rows) // 30]  # arrive with the last batch: their minutes have closed
+    kept = rows.drop(held_back.index)
+    chunks = [kept.iloc[block] for block in np.array_split(np.arange(len(kept)), 12)]
+    chunks[-1] = pd.concat([chunks[-1], held_back])
+    by_rows, by_partials = PartitionWindows(0, 60_000), PartitionWindows(0, 60_000)
+    emitted: tuple[list[bytes], list[bytes]] = ([], [])
+    offset = 0
+    for chunk in chunks:
+        chunk = chunk.assign(kafka_offset=np.arange(offset, offset + len(chunk)))
+        offset += len(chunk)
+        by_rows.add(chunk)
+        by_partials.add(chunk, minute_rollup(chunk).partials)
+        assert by_rows.late_spans == by_partials.late_spans
+        late = by_rows.late_spans
+        emitted[0].extend(map(encode, by_rows.close()))
+        emitted[1].extend(map(encode, by_partials.close()))
+    assert late > 0 and len(emitted[0]) > 3
+    assert emitted[0] == emitted[1]

@@ -20,6 +20,6 @@ def insert_rollup(client: Client, database: str, rows: pd.DataFrame, token: str)
     """The minute rollup of rows whose raw insert had ``token``."""
     client.insert_arrow(
         f"{database}.spans_minute",
-        minute_rollup(rows),
+        minute_rollup(rows).table,
         settings={**DEDUP_SETTINGS, "insert_deduplication_token": token + TOKEN_SUFFIX},
     )
