@@ -39,6 +39,7 @@ from spanline.streams.pricing import PriceCatalog
 from spanline.streams.process import process_batch
 from spanline.streams.sinks import DEDUP_SETTINGS
 from tests.support.chdb import migrated_chdb
+from tests.support.stored_spans import insert_rollup
 
 DB = "storable"
 TOPIC = "spans"
@@ -512,6 +513,7 @@ def stored(client: Client, catalog: PriceCatalog) -> tuple[list[dict[str, Any]],
         arrow_rows(processed.rows),
         settings={**DEDUP_SETTINGS, "insert_deduplication_token": batch.token(TOPIC, "id")},
     )
+    insert_rollup(client, DB, processed.rows, batch.token(TOPIC, "id"))  # as the sink's write_rollup
     return spans, processed.rows
 
 
