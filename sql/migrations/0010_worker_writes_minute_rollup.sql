@@ -10,4 +10,8 @@
 -- is dropped in spans_minute, and spans_hour_mv / spans_day_mv (unchanged, still chaining from
 -- spans_minute) derive their tokens from it as before. A crash between the two inserts replays
 -- the batch: the raw block is deduplicated, the rollup block lands once.
+--
+-- Upgrading: stop the old workers gracefully (SIGTERM drains: every accepted message is stored
+-- and committed) before a new worker applies this. A batch the view already rolled up and that
+-- is replayed after the upgrade would get its minute rows again from the new worker.
 DROP VIEW IF EXISTS ${database}.spans_minute_mv;
