@@ -50,6 +50,8 @@ from spanline.streams.batcher import Batch, Message
 from spanline.streams.frame import arrow_rows
 from spanline.streams.pricing import PriceCatalog
 from spanline.streams.process import process_batch
+from spanline.streams.rollup import TOKEN_SUFFIX, minute_rollup
+from spanline.streams.sinks import DEDUP_SETTINGS
 
 DATABASE = "bench"
 SPANS_PER_MESSAGE = 500
@@ -98,7 +100,7 @@ def batches(spans: int, days: float) -> Iterator[Batch]:
 
 
 def load(client: Client, spans: int, days: float) -> dict[str, object]:
-    """Fill the spans table (and through it the rollups); returns the load figures."""
+    """Fill the spans table and the rollups as the worker does; returns the load figures."""
     catalog = PriceCatalog.load()
     stored = 0
     spent = {"generate": 0.0, "process": 0.0, "insert": 0.0}
@@ -115,7 +117,10 @@ def load(client: Client, spans: int, days: float) -> dict[str, object]:
                 raise RuntimeError(f"the worker dead-lettered {len(result.dead_letters)} generated span(s)")
             spent["process"] += time.perf_counter() - tick
             tick = time.perf_counter()
-            client.insert_arrow(f"{DATABASE}.spans", arrow_rows(result.rows))
+            token = {**DEDUP_SETTINGS, "insert_deduplication_token": batch.token("spans", "bench")}
+            client.insert_arrow(f"{DATABASE}.spans", arrow_rows(result.rows), settings=token)
+            token["insert_deduplication_token"] += TOKEN_SUFFIX  # the worker's rollup insert
+            client.insert_arrow(f"{DATABASE}.spans_minute", minute_rollup(result.rows).table, settings=token)
             spent["insert"] += time.perf_counter() - tick
             stored += len(result.rows)
             progress.update(task, completed=stored)

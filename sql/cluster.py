@@ -11,7 +11,7 @@ Single-node DDL becomes the usual ClickHouse cluster layout, statement by statem
   (ORDER BY tenant_id, ...) a tenant's rows stay on one shard.
 * A materialized view reads and writes the *local* tables: each shard aggregates the rows it
   received, and reads through the Distributed rollup merge the shards' partial states.
-* A plain view and ``CREATE DATABASE`` only gain ``ON CLUSTER``.
+* A plain view, ``CREATE DATABASE`` and ``DROP VIEW IF EXISTS`` only gain ``ON CLUSTER``.
 * ``ALTER TABLE db.t ADD COLUMN IF NOT EXISTS ...`` on a replicated table runs on both the local
   and the Distributed table, each ``ON CLUSTER``.
 
@@ -35,6 +35,7 @@ _ORDER_BY = re.compile(r"\bORDER BY\s+(?:\(\s*)?(?P<first>[^,()\s]+(?:\([^()]*\)
 _CREATE_MV = re.compile(rf"^CREATE MATERIALIZED VIEW IF NOT EXISTS {_NAME}\s+TO\s+", re.IGNORECASE)
 _CREATE_VIEW = re.compile(rf"^CREATE VIEW IF NOT EXISTS {_NAME}\s+AS\b", re.IGNORECASE)
 _ADD_COLUMN = re.compile(rf"^ALTER TABLE {_NAME}\s+(?=ADD COLUMN IF NOT EXISTS\b)", re.IGNORECASE)
+_DROP_VIEW = re.compile(rf"^DROP VIEW IF EXISTS {_NAME}\s*$", re.IGNORECASE)
 
 
 def cluster_statements(migrations: list[Migration], database: str, ttl_days: int, cluster: str) -> list[str]:
@@ -63,6 +64,9 @@ def _cluster_statement(statement: str, cluster: str, local_tables: set[str]) -> 
     view = _CREATE_VIEW.match(statement)
     if view:
         return [f"{_head(view, 'CREATE VIEW IF NOT EXISTS', cluster)} AS{statement[view.end() :]}"]
+    drop = _DROP_VIEW.match(statement)
+    if drop:
+        return [f"{_head(drop, 'DROP VIEW IF EXISTS', cluster)}"]
     alter = _ADD_COLUMN.match(statement)
     if alter and f"{alter['db']}.{alter['name']}" in local_tables:
         change = statement[alter.end() :]

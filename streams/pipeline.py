@@ -4,9 +4,10 @@ The checkpoint of one partition batch, in order (as in quix-streams):
 
 1. process: decode, validate, drop re-sent spans, build rows (streams/process.py);
 2. record the batch in the ingest ledger, then insert its rows (the sink isolates rows that
-   ClickHouse refuses);
-3. aggregate the stored rows into the partition's minute windows (isolating rows that cannot
-   be aggregated) and emit every window that closes;
+   ClickHouse refuses) and, for each stored block, its minute rollup (streams/rollup.py) with
+   a token derived from the block's;
+3. add the rolled-up rows' partials (the rollup's own aggregate, not a second one) to the
+   partition's minute windows (isolating rows that fail) and emit every window that closes;
 4. send the dead letters of everything isolated or invalid, with its reason;
 5. remember the stored spans' keys (re-send detection), ack the batch's Kafka events and mark
    its offsets stored: the consumer commits stored offsets only (streams/commit.py).
@@ -51,8 +52,9 @@ from spanline.streams.pricing import PriceCatalog
 from spanline.streams.process import DeadLetter, ProcessedBatch, RowsPart, process_batch
 from spanline.streams.resends import RecentSpans
 from spanline.streams.retry import transient
-from spanline.streams.sinks import ClickHouseSpanSink, InsertPart
+from spanline.streams.sinks import ClickHouseSpanSink, InsertPart, StoredRange
 from spanline.streams.windows.manager import WindowManager
+from spanline.windows.aggregate import Partials
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,8 @@ DeadLetterSender = Callable[[list[DeadLetter]], Awaitable[None]]
 Acker = Callable[[Any], Awaitable[Any]]
 #: Loads the span keys a partition stored below an offset: (partition, offset, recent) -> None.
 RecentLoader = Callable[[int, int, RecentSpans], Awaitable[None]]
+#: Stored rows of one rollup insert and the partials it wrote (the windows take them as they are).
+RolledUp = tuple[RowsPart, Partials]
 #: Longest a source header is kept: it names a collector, not a payload.
 _SOURCE_MAX_CHARS = 64
 
@@ -79,6 +83,7 @@ class PipelineStats:
     windows_emitted: int = 0
     window_seconds: float = 0.0  # time spent aggregating and emitting windows
     window_emit_seconds: float = 0.0  # of which: sending to `metrics` and recording in metric_windows
+    rollup_seconds: float = 0.0  # time spent aggregating and inserting the minute rollup
 
 
 class IngestPipeline:
@@ -200,8 +205,8 @@ class IngestPipeline:
         recent = self._recent.get(batch.partition)
         processed: ProcessedBatch = await self._sink.run(process_batch, batch, self._topic, self._catalog, recent)
         letters = list(processed.dead_letters)
-        stored = await self._insert(batch, processed, letters)
-        await self._aggregate(batch, stored, letters)
+        stored, rolled_up = await self._insert(batch, processed, letters)
+        await self._aggregate(batch, rolled_up, letters)
         await self._send_letters(letters)
         if recent is not None:
             for part in stored:
@@ -218,32 +223,54 @@ class IngestPipeline:
         WORKER_DEAD_LETTERS.inc(len(letters))
         WORKER_RESENDS_DROPPED.inc(processed.resends)
 
-    async def _insert(self, batch: Batch, processed: ProcessedBatch, letters: list[DeadLetter]) -> list[RowsPart]:
-        """Insert the batch's row parts; returns the stored ones (rows ClickHouse refused are
-        dead-lettered and cut out)."""
+    async def _insert(
+        self, batch: Batch, processed: ProcessedBatch, letters: list[DeadLetter]
+    ) -> tuple[list[RowsPart], list[RolledUp]]:
+        """Insert the batch's row parts and their minute rollups; returns the stored parts (rows
+        ClickHouse refused are dead-lettered and cut out) and the rolled-up ones with their
+        partials."""
         if not processed.parts:
-            return []
+            return [], []
         if not batch.replayed:
             await self._sink.retrying(self._sink.record_intent, batch)
         first = processed.parts[0]
         whole = len(processed.parts) == 1 and first.stop - first.start == processed.spans_valid
         stored: list[RowsPart] = []
+        rolled_up: list[RolledUp] = []
         for part in processed.parts:
+            insert = InsertPart(batch, part, whole)
             with WORKER_INSERT_SECONDS.time():
-                outcome = await self._sink.store(InsertPart(batch, part, whole))
+                outcome = await self._sink.store(insert)
             for index, exc in outcome.faults:
                 letters.append(self._row_letter(batch, part, index, f"ClickHouse refused the span: {describe(exc)}"))
             self.stats.data_faults += len(outcome.faults)
+            for start, stop, _ in outcome.results:
+                rolled_up += await self._roll_up(StoredRange(insert, start, stop), letters)
             stored += [_slice(part, start, stop) for start, stop, _ in outcome.results]
-        return stored
+        return stored, rolled_up
 
-    async def _aggregate(self, batch: Batch, stored: list[RowsPart], letters: list[DeadLetter]) -> None:
-        """Add stored rows to the partition's windows, isolating rows aggregation fails on."""
-        if self._windows is None or not stored:
+    async def _roll_up(self, stored: StoredRange, letters: list[DeadLetter]) -> list[RolledUp]:
+        """Add stored rows to the minute rollup (and so to the hour and day ones), right after
+        their raw insert. Rows it cannot aggregate are dead-lettered as stored but left out of
+        the rollups and the windows (which aggregate the same way)."""
+        started = time.perf_counter()
+        outcome = await self._sink.retrying(self._sink.write_rollup, stored)
+        for index, exc in outcome.faults:
+            reason = f"stored, but left out of the rollups and minute windows: {describe(exc)}"
+            letters.append(self._row_letter(stored.insert.batch, stored.insert.part, index, reason))
+        self.stats.data_faults += len(outcome.faults)
+        self.stats.rollup_seconds += time.perf_counter() - started
+        return [(_slice(stored.insert.part, start, stop), partials) for start, stop, partials in outcome.results]
+
+    async def _aggregate(self, batch: Batch, rolled_up: list[RolledUp], letters: list[DeadLetter]) -> None:
+        """Add rolled-up rows to the partition's windows (taking the rollup's partials), isolating
+        rows the windows fail on."""
+        if self._windows is None or not rolled_up:
             return
         started = time.perf_counter()
-        for part in stored:
-            outcome = isolate(0, len(part.rows), partial(self._windows_absorb, batch.partition, part.rows))
+        for part, partials in rolled_up:
+            absorb = partial(self._windows_absorb, batch.partition, part.rows, partials)
+            outcome = isolate(0, len(part.rows), absorb)
             for index, exc in outcome.faults:
                 letters.append(
                     self._row_letter(batch, part, index, f"stored, but left out of the minute windows: {describe(exc)}")
@@ -254,9 +281,10 @@ class IngestPipeline:
         self.stats.windows_emitted = self._windows.emitted
         self.stats.window_emit_seconds = self._windows.emit_seconds
 
-    def _windows_absorb(self, partition: int, rows: pd.DataFrame, start: int, stop: int) -> None:
+    def _windows_absorb(self, partition: int, rows: pd.DataFrame, partials: Partials, start: int, stop: int) -> None:
         assert self._windows is not None
-        self._windows.absorb(partition, rows.iloc[start:stop])
+        whole = start == 0 and stop == len(rows)
+        self._windows.absorb(partition, rows.iloc[start:stop], partials if whole else None)
 
     async def _send_letters(self, letters: list[DeadLetter]) -> None:
         """Deliver dead letters; one Kafka refuses (not transiently) is replaced by a bare letter."""

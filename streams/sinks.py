@@ -25,6 +25,8 @@ from spanline.streams.batcher import Batch
 from spanline.streams.isolate import Isolated, isolate
 from spanline.streams.ledger import Ledger
 from spanline.streams.process import RowsPart
+from spanline.streams.rollup import TOKEN_SUFFIX, minute_rollup
+from spanline.windows.aggregate import Partials
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,15 @@ class InsertPart:
     whole: bool  # the part covers every span the batch stores: the insert uses the batch's own token
 
 
+@dataclass(frozen=True)
+class StoredRange:
+    """Rows ``start..stop-1`` of an insert part that ClickHouse stored (one raw insert)."""
+
+    insert: InsertPart
+    start: int
+    stop: int
+
+
 class ClickHouseSpanSink(BatchingSink[InsertPart]):
     """Writes span batches to ``spans`` exactly once, recording each batch in the ledger first."""
 
@@ -113,22 +124,52 @@ class ClickHouseSpanSink(BatchingSink[InsertPart]):
         Every insert carries a token naming its place in the batch, so a retry or a replay (which
         splits the same rows the same way) is deduplicated by ClickHouse."""
         client, _ = self._ready()
-        token = insert.batch.token(self._topic, self._topic_id)
-        first = insert.part.start
 
         def insert_rows(start: int, stop: int) -> None:
-            whole = insert.whole and start == 0 and stop == len(insert.part.rows)
             with storage_errors():
                 client.insert_arrow(
                     f"{self._database}.spans",
                     insert.part.table.slice(start, stop - start),
+                    settings={**DEDUP_SETTINGS, "insert_deduplication_token": self._token(insert, start, stop)},
+                )
+
+        return isolate(0, len(insert.part.rows), insert_rows)
+
+    def write_rollup(self, stored: StoredRange) -> Isolated[Partials]:
+        """Insert the minute rollup of rows the raw insert stored; rows it cannot aggregate are
+        isolated and returned as faults.
+
+        Its token is the raw insert's plus a suffix, so a retry, or the replay after a crash
+        between the two inserts, adds the minutes once; the hour and day views derive their
+        tokens from it (sql/migrations/0010)."""
+        client, _ = self._ready()
+        token = self._token(stored.insert, stored.start, stored.stop) + TOKEN_SUFFIX
+        first = stored.insert.part.start
+
+        def insert_minutes(start: int, stop: int) -> Partials:
+            whole = (start, stop) == (stored.start, stored.stop)
+            block = minute_rollup(stored.insert.part.rows.iloc[start:stop])
+            with storage_errors():
+                client.insert_arrow(
+                    f"{self._database}.spans_minute",
+                    block.table,
                     settings={
                         **DEDUP_SETTINGS,
                         "insert_deduplication_token": token if whole else f"{token}#{first + start}-{first + stop}",
                     },
                 )
+            return block.partials
 
-        return isolate(0, len(insert.part.rows), insert_rows)
+        return isolate(stored.start, stored.stop, insert_minutes)
+
+    def _token(self, insert: InsertPart, start: int, stop: int) -> str:
+        """The raw insert token of rows ``start..stop-1`` of the part: the batch's own token when
+        they are all the batch stores, else the batch's token and the rows' place in it."""
+        token = insert.batch.token(self._topic, self._topic_id)
+        if insert.whole and start == 0 and stop == len(insert.part.rows):
+            return token
+        first = insert.part.start
+        return f"{token}#{first + start}-{first + stop}"
 
     def close(self) -> None:
         """Close the connection (chDB admits one data path per process) and the sink's thread."""

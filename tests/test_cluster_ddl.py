@@ -44,7 +44,8 @@ def single_node_statements() -> list[str]:
 
 
 def created_name(statement: str) -> str:
-    return re.search(r"IF NOT EXISTS (\S+)", statement).group(1)  # type: ignore[union-attr]
+    """The object a statement creates (or, for DROP VIEW IF EXISTS, drops)."""
+    return re.search(r"IF (?:NOT )?EXISTS (\S+)", statement).group(1)  # type: ignore[union-attr]
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ from spanline.simulator.workload import WorkloadConfig
 from spanline.sql.library import NamedQuery, load_library
 from tests.support.chdb import migrated_chdb
 from tests.support.rows import worker_rows
+from tests.support.stored_spans import store_spans
 
 DB = "dash"
 START = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(minutes=20)
@@ -86,7 +87,7 @@ def seeded_alerts(start: datetime = START) -> pd.DataFrame:
 
 def seed(client: Client, database: str, spans: pd.DataFrame) -> None:
     """Insert the spans and the alert history into a migrated database."""
-    client.insert_df(f"{database}.spans", spans, settings={"insert_deduplication_token": "dashboards-seed"})
+    store_spans(client, database, spans, "dashboards-seed")
     alerts = seeded_alerts(spans["start_time"].min().to_pydatetime())
     # as the alert worker stores them (alerts/examples.py): a few traces of the incident's tenant
     alerts["example_trace_ids"] = [

@@ -22,9 +22,9 @@ from spanline.sql.migrate import apply_migrations
 from spanline.streams.batcher import Batch, Message
 from spanline.streams.pricing import PriceCatalog
 from spanline.streams.process import process_batch
-from spanline.streams.sinks import DEDUP_SETTINGS
 from tests.support import window_expectations as expect
 from tests.support.chdb import migrated_chdb
+from tests.support.stored_spans import store_spans
 
 DB = "rollups"
 TOPIC = "spans"
@@ -79,10 +79,9 @@ def _overflow_contexts(chunks: list[list[dict[str, object]]]) -> None:
 
 
 def _insert(client: Client, cut: Batch, rows: pd.DataFrame, database: str = DB, topic_id: str = "topic-id") -> None:
-    """What ClickHouseSpanSink.write does, minus the ledger: same table, settings and token."""
-    client.insert_df(
-        f"{database}.spans", rows, settings={**DEDUP_SETTINGS, "insert_deduplication_token": cut.token(TOPIC, topic_id)}
-    )
+    """What ClickHouseSpanSink.write and write_rollup do, minus the ledger: same tables, settings
+    and tokens."""
+    store_spans(client, database, rows, cut.token(TOPIC, topic_id))
 
 
 def _buckets(rows: pd.DataFrame) -> pd.DataFrame:

@@ -19,7 +19,9 @@ from spanline.errors import ConfigError, SpanlineError
 from spanline.settings import Settings, load_settings
 from spanline.sql.queries import read_only_query, run_query
 from spanline.sql.tenant_scope import ScopeError, filter_setting
+from spanline.windows.aggregate import ROW_COLUMNS
 from tests.support.chdb import migrated_chdb
+from tests.support.stored_spans import insert_rollup
 
 DB = "spanline_sec"
 #: Spans per tenant; every count below is checked against these.
@@ -44,6 +46,8 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
             f"INSERT INTO {DB}.spans (tenant_id, service, start_time, end_time, trace_id, span_id, kind, provider, model_requested, cost_usd) "
             f"VALUES {values}"
         )
+        stored = client.query_df(f"SELECT {', '.join(ROW_COLUMNS)} FROM {DB}.spans")
+        insert_rollup(client, DB, stored, "security-seed")  # the worker writes the rollups
         client.command(f"CREATE DATABASE IF NOT EXISTS {DB}_other")
         client.command(f"CREATE TABLE IF NOT EXISTS {DB}_other.secrets (tenant_id String, v String) ENGINE = Memory")
         client.command(f"INSERT INTO {DB}_other.secrets VALUES ('globex', 'hidden')")
@@ -86,7 +90,7 @@ CONTAINED = {
     "rollup minute": "SELECT tenant_id FROM {db}.spans_minute",
     "rollup hour": "SELECT tenant_id FROM {db}.spans_hour",
     "rollup day": "SELECT tenant_id FROM {db}.spans_day",
-    "materialized view": "SELECT tenant_id FROM {db}.spans_minute_mv",
+    "materialized view": "SELECT tenant_id FROM {db}.spans_hour_mv",
     "view": "SELECT tenant_id FROM {db}.spend_by_day",
     "percentile view": "SELECT tenant_id FROM {db}.latency_percentiles_minute",
 }

@@ -24,6 +24,7 @@ from spanline.simulator.workload import WorkloadConfig
 from spanline.sql.library import QUERIES_DIR, NamedQuery, load_library, parse_query
 from tests.support.chdb import migrated_chdb
 from tests.support.rows import worker_rows
+from tests.support.stored_spans import store_spans
 
 DB = "library"
 START = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(minutes=20)
@@ -66,7 +67,7 @@ def rows() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory, rows: pd.DataFrame) -> Iterator[Client]:
     with migrated_chdb(tmp_path_factory.mktemp("library") / "chdb", DB) as chdb:
-        chdb.insert_df(f"{DB}.spans", rows)
+        store_spans(chdb, DB, rows, "library-seed")
         yield chdb
 
 

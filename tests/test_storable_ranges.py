@@ -39,6 +39,7 @@ from spanline.streams.pricing import PriceCatalog
 from spanline.streams.process import process_batch
 from spanline.streams.sinks import DEDUP_SETTINGS
 from tests.support.chdb import migrated_chdb
+from tests.support.stored_spans import insert_rollup
 
 DB = "storable"
 TOPIC = "spans"
@@ -512,6 +513,7 @@ def stored(client: Client, catalog: PriceCatalog) -> tuple[list[dict[str, Any]],
         arrow_rows(processed.rows),
         settings={**DEDUP_SETTINGS, "insert_deduplication_token": batch.token(TOPIC, "id")},
     )
+    insert_rollup(client, DB, processed.rows, batch.token(TOPIC, "id"))  # as the sink's write_rollup
     return spans, processed.rows
 
 
@@ -601,5 +603,5 @@ def test_the_latest_rows_do_not_expire_at_once(
         f"SELECT table, partition, delete_ttl_info_min > now() FROM system.parts"
         f" WHERE database = '{DB}' AND active AND rows > 0 AND partition LIKE '{LATEST[:4]}%'"
     ).result_rows
-    assert {table for table, _, _ in parts} == {"spans", *LEVELS}
+    assert {table for table, _, _ in parts} == {"spans", "trace_index", *LEVELS}
     assert all(alive for _, _, alive in parts), parts

@@ -3,8 +3,8 @@
 Used by the live path (each stored batch) and by recovery (rows read back from ClickHouse),
 so a rebuilt window equals the one that was lost. Column-wise: one group code per span from
 a single groupby on the grain, then ``np.bincount`` per counter and small integer groupbys for
-maps and sketch bins. The definitions mirror ``spans_minute_mv`` (sql/migrations/0003) line
-by line; tests/test_agreement.py checks that they agree.
+maps and sketch bins. The same partials fill the ``spans_minute`` rollup (streams/rollup.py
+writes them with the raw insert), so windows, alerts and dashboards share this one definition.
 """
 
 from __future__ import annotations
@@ -70,6 +70,8 @@ MAPS: dict[str, bool] = {
 #: Sketch columns (values in the unit of their name: ms or tokens).
 SKETCHES: tuple[str, ...] = ("duration_ms", "ttft_ms", "tpot_ms", "input_tokens")
 HALLUCINATION_EVALS = ("faithfulness", "hallucination", "groundedness")
+#: sketch name (SKETCHES) -> (span mask, values) of the spans each sketch takes.
+SketchInputs = dict[str, tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64]]]
 #: Columns of the ``spans`` table the aggregation reads (recovery selects exactly these).
 ROW_COLUMNS: tuple[str, ...] = (
     *DIMENSIONS,
@@ -281,7 +283,7 @@ _MAP_RULES: dict[str, Callable[[dict[str, Any]], tuple[np.ndarray, _Labels, np.n
 }
 
 
-def _sketch_values(rows: pd.DataFrame, context: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _sketch_values(rows: pd.DataFrame, context: dict[str, Any]) -> SketchInputs:
     """sketch -> (span mask, values): ttft/tpot where known, input tokens of LLM calls."""
     values = {name: _number(rows, name) for name in ("duration_ms", "ttft_ms", "tpot_ms", "input_tokens")}
     return {
@@ -300,6 +302,12 @@ def _sum_by(keys: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, n
 
 def aggregate(rows: pd.DataFrame) -> Partials:
     """Aggregate stored span rows (columns ROW_COLUMNS of ``spans``) by the grain."""
+    return aggregate_with_inputs(rows)[0]
+
+
+def aggregate_with_inputs(rows: pd.DataFrame) -> tuple[Partials, npt.NDArray[np.int64], SketchInputs]:
+    """The partials of ``rows``, each row's group id in them, and the sketches' inputs: what a
+    writer of other sketch encodings (the rollups' ClickHouse states) needs besides the partials."""
     dimensions = {name: _Labels(rows[name]) for name in DIMENSIONS}
     minutes = minute_of(epoch_ms(rows["start_time"]))
     first_minute = int(minutes.min()) if len(minutes) else 0
@@ -337,7 +345,8 @@ def aggregate(rows: pd.DataFrame) -> Partials:
                 )
             )
     bins, stats = [], []
-    for index, (mask, values) in enumerate(_sketch_values(rows, context).values()):
+    inputs = _sketch_values(rows, context)
+    for index, (mask, values) in enumerate(inputs.values()):
         if not mask.any():
             continue
         chosen, group = values[mask], codes[mask]
@@ -371,7 +380,10 @@ def aggregate(rows: pd.DataFrame) -> Partials:
                 }
             )
         )
-    return Partials(groups, counters, _frame(maps, MAP_COLUMNS), _frame(bins, BIN_COLUMNS), _frame(stats, STAT_COLUMNS))
+    partials = Partials(
+        groups, counters, _frame(maps, MAP_COLUMNS), _frame(bins, BIN_COLUMNS), _frame(stats, STAT_COLUMNS)
+    )
+    return partials, codes.astype(np.int64), inputs
 
 
 MAP_COLUMNS = ("group", "map", "key", "value")

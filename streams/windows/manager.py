@@ -31,6 +31,7 @@ import pandas as pd
 from spanline.metrics import WORKER_WINDOWS_EMITTED
 from spanline.streams.windows.changelog import Changelog
 from spanline.streams.windows.state import PartitionWindows
+from spanline.windows.aggregate import Partials
 from spanline.windows.records import WindowRecord, encode
 
 log = logging.getLogger(__name__)
@@ -83,10 +84,11 @@ class WindowManager:
             state.late_spans,
         )
 
-    def absorb(self, partition: int, rows: pd.DataFrame) -> None:
-        """Aggregate stored rows into the partition's open windows (a failure changes nothing)."""
+    def absorb(self, partition: int, rows: pd.DataFrame, partials: Partials | None = None) -> None:
+        """Aggregate stored rows (or take their ``partials``) into the partition's open windows
+        (a failure changes nothing)."""
         state = self._partitions[partition]
-        state.add(rows)
+        state.add(rows, partials)
         self._last_message[partition] = (self._clock(), state.high_ms or 0)
 
     async def emit_closed(self, partition: int) -> None:

@@ -52,8 +52,9 @@ class PartitionWindows:
     def open_minutes(self) -> list[int]:
         return sorted({int(m) for part in self._parts for m in part.groups["minute"].unique()})
 
-    def add(self, rows: pd.DataFrame) -> None:
-        """Add stored span rows (spans-table columns) of this partition, in offset order.
+    def add(self, rows: pd.DataFrame, partials: Partials | None = None) -> None:
+        """Add stored span rows (spans-table columns) of this partition, in offset order;
+        ``partials``, when given, are the rows' aggregate already made (for the minute rollup).
 
         Everything that can fail on the rows' content runs before the state changes, so a
         failed add leaves the partition as it was (the pipeline then isolates the bad rows)."""
@@ -67,7 +68,13 @@ class PartitionWindows:
             late = int((closed & (offsets > self.replay_through)).sum())
             if closed.any():
                 rows = rows.loc[~closed]
-        part = aggregate(rows) if len(rows) else None
+        if not len(rows):
+            part = None
+        elif partials is None:
+            part = aggregate(rows)
+        else:  # late rows are whole closed minutes: drop those groups instead of aggregating again
+            minutes = partials.groups["minute"].to_numpy(dtype=np.int64)
+            part = partials if self.frontier is None else select(partials, minutes[minutes >= self.frontier])
         high, through = int(times.max()), int(offsets.max())
         self.late_spans += late
         if part is not None:

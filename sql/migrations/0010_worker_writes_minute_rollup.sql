@@ -1,0 +1,17 @@
+-- The worker writes spans_minute itself (streams/rollup.py): the same aggregation that feeds the
+-- stream's minute windows (spanline/windows/aggregate.py) gives the counters, sums and maps, and
+-- the latency sketches are written as quantilesDD(0.01, …) states of the same inputs in µs
+-- (sql/ddsketch_state.py). The view below restated that aggregation in SQL, so the
+-- two had to be kept equal by a test; it goes, and raw spans no longer feed the rollups.
+--
+-- Exactly once: right after each raw insert the worker inserts that block's minute rows with
+-- insert_deduplication_token = the raw insert's token + '/minute' (and
+-- deduplicate_blocks_in_dependent_materialized_views=1), so a retried or replayed rollup block
+-- is dropped in spans_minute, and spans_hour_mv / spans_day_mv (unchanged, still chaining from
+-- spans_minute) derive their tokens from it as before. A crash between the two inserts replays
+-- the batch: the raw block is deduplicated, the rollup block lands once.
+--
+-- Upgrading: stop the old workers gracefully (SIGTERM drains: every accepted message is stored
+-- and committed) before a new worker applies this. A batch the view already rolled up and that
+-- is replayed after the upgrade would get its minute rows again from the new worker.
+DROP VIEW IF EXISTS ${database}.spans_minute_mv;
