@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from spanline.contract.columns import FIELD_DEFAULTS
 from spanline.contract.schema import TOKEN_FIELDS, Span
 from spanline.sql.client import connect
-from spanline.sql.migrate import apply_migrations
+from spanline.sql.migrate import apply_migrations, retired_minute_view_select
 from spanline.streams.frame import TABLE_COLUMNS, TEXT_DEFAULTS, ZERO_DEFAULTS
 from spanline.streams.pricing.layout import RATE_KEYS, SOURCE_NONE, SOURCE_UNKNOWN, rate_column, tier_columns
 from spanline.streams.pricing.snapshot import CATALOG_LABEL
@@ -226,6 +226,11 @@ def consume(args: argparse.Namespace) -> dict[str, float]:
     import_chdb_keeping_engine(f"{args.path}?config-file={config}")
     client = connect(f"chdb://{args.path}")
     apply_migrations(client, DATABASE, ttl_days=30)  # SPANLINE_RAW_TTL_DAYS, as the worker has it
+    # the peer rolls up as ClickHouse users do, by a view on the raw table (the worker writes it)
+    client.command(
+        f"CREATE MATERIALIZED VIEW {DATABASE}.spans_minute_mv TO {DATABASE}.spans_minute"
+        f" AS {retired_minute_view_select(DATABASE)}"
+    )
     client.command(f"CREATE DATABASE {PEER}")
     client.command(
         f"CREATE TABLE {PEER}.prices ENGINE = Memory AS SELECT * FROM file('{args.prices}', Parquet) "

@@ -10,7 +10,6 @@ batch, a batch split by isolation and a crash between the raw insert and the rol
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,8 +25,7 @@ from clickhouse_connect.driver.client import Client
 
 from spanline.simulator.workload import WorkloadConfig
 from spanline.sql.ddsketch_state import clickhouse_keys, encode_states
-from spanline.sql.migrate import MIGRATIONS_DIR
-from spanline.sql.templates import render
+from spanline.sql.migrate import retired_minute_view_select
 from spanline.streams.pipeline import IngestPipeline
 from spanline.streams.pricing import PriceCatalog
 from spanline.streams.rollup import minute_rollup
@@ -105,21 +103,11 @@ def test_states_encoded_in_numpy_equal_the_states_clickhouse_computes(client: Cl
     assert merged == doubled
 
 
-def _retired_view_select() -> str:
-    """The SELECT of ``spans_minute_mv`` exactly as migration 0003 defined it."""
-    sql = render((MIGRATIONS_DIR / "0003_rollups.sql").read_text(), {"database": DB})
-    found = re.search(
-        r"CREATE MATERIALIZED VIEW IF NOT EXISTS \S+\.spans_minute_mv TO \S+ AS\s+(SELECT.*?);", sql, re.S
-    )
-    assert found, "migration 0003 defines spans_minute_mv"
-    return found.group(1)
-
-
 def test_the_rollup_equals_what_the_retired_view_made_of_the_same_rows(client: Client) -> None:
     rows = worker_rows(WorkloadConfig(start=START, duration_s=600, requests_per_s=5))
     client.insert_df(f"{DB}.spans", rows, settings={"insert_deduplication_token": "reference"})
     client.command(f"CREATE TABLE IF NOT EXISTS {DB}.by_view AS {DB}.spans_minute")
-    client.command(f"INSERT INTO {DB}.by_view {_retired_view_select()}")
+    client.command(f"INSERT INTO {DB}.by_view {retired_minute_view_select(DB)}")
     client.command(f"CREATE TABLE IF NOT EXISTS {DB}.by_worker AS {DB}.spans_minute")
     client.insert_arrow(f"{DB}.by_worker", minute_rollup(rows).table)
     columns = [name for name in client.query(f"SELECT * FROM {DB}.by_worker LIMIT 0").column_names]
