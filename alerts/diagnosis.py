@@ -88,10 +88,12 @@ def diagnose(
     now: datetime,
     figures: dict[str, float],
     evaluator: Evaluator,
+    window: timedelta | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """(runbook branch, details) for a rule that starts firing on ``scope`` at ``now``, over the
-    window whose figures (``figures``) fired it."""
-    periods = Periods(frames, scope, now, window_length(rule, now))
+    window whose figures (``figures``) fired it (``window``: a burn-rate tier's long window; by
+    default the rule's)."""
+    periods = Periods(frames, scope, now, window or window_length(rule, now))
     handler = _HANDLERS.get(rule.metric, _generic)
     branch, details = handler(periods, rule, scope, evaluator)
     details = {
@@ -246,11 +248,15 @@ def _errors(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluato
     total = max(sum(types.values()), 1e-12)
     client_side = sum(types.get(t, 0.0) for t in ("context_length_exceeded", "invalid_output", "content_filter"))
     branch = "client_errors" if client_side / total > 0.5 else "provider_errors"
-    errors, rate_limited, calls = (periods.rate(column, ("llm",)) for column in ("errors", "rate_limited", "spans"))
-    # the rule's own metric: failures other than 429s (the rate-limiting rule's) per LLM call
-    error_rate = tuple(_div(e - r, c) for e, r, c in zip(errors, rate_limited, calls, strict=True))
+    errors, rate_limited, calls, retries = (
+        periods.rate(column, ("llm",))
+        for column in ("first_attempt_errors", "first_attempt_rate_limited", "spans", "retries")
+    )
+    # the rule's own metric: first attempts failing other than by 429 (the rate-limiting rule's)
+    error_rate = tuple(_div(e - r, c - n) for e, r, c, n in zip(errors, rate_limited, calls, retries, strict=True))
     return branch, {
         "error_rate": _pair((error_rate[0], error_rate[1])),
+        "retry_amplification": _pair((_div(calls[0], calls[0] - retries[0]), _div(calls[1], calls[1] - retries[1]))),
         "errors_by_type_per_min": types,
         "top_error_type": max(types, key=lambda t: types[t]) if types else None,
         "worst": _top_rows(table, "now"),
@@ -272,7 +278,12 @@ def _rate_limits(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Eva
     else:
         branch = "provider_quota"
     return branch, {
-        "rate_limited_rate": _pair(periods.ratio("rate_limited", "spans", ("llm",))),
+        "rate_limited_rate": _pair(
+            (
+                _div(periods.rate("first_attempt_rate_limited", ("llm",))[0], first_attempts[0]),
+                _div(periods.rate("first_attempt_rate_limited", ("llm",))[1], first_attempts[1]),
+            )
+        ),
         "llm_calls_per_min": _pair(calls),
         "retry_amplification": _pair(amplification),
         "worst": _top_rows(periods.by(["provider", "model_requested"], "rate_limited", ("llm",)), "now"),

@@ -45,6 +45,10 @@ class AlertEvent:
     runbook: str
     runbook_branch: str = ""
     diagnosis: dict[str, Any] = field(default_factory=dict)
+    #: How far past its threshold (≥ 1: value/threshold, or threshold/value for a fall): orders
+    #: a group's scopes worst first across metrics of different units. 0 when it has no ratio
+    #: (a zero threshold).
+    excess: float = 0.0
 
     @property
     def tenant_id(self) -> str:

@@ -26,7 +26,7 @@ import logging
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -334,13 +334,17 @@ _EVENT_TYPES: dict[str, type] = {
     "group": dict,
     "value": float,
     "threshold": float,
+    "excess": float,
     "diagnosis": dict,
 }
 
 
 def _event_of(data: dict[str, Any]) -> AlertEvent:
     values: dict[str, Any] = {}
-    for name in (f.name for f in fields(AlertEvent)):
+    for spec in fields(AlertEvent):
+        name = spec.name
+        if name not in data and spec.default is not MISSING:  # a field added since the state was saved
+            continue
         value = _decoded(_get(data, name, object))
         kind = _EVENT_TYPES.get(name, str)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
