@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from spanline.alerts.baselines import merged, quantile
-from spanline.alerts.conditions import window_length
+from spanline.alerts.conditions import rate_increase_z, window_length
 from spanline.alerts.rules import Rule
 
 if TYPE_CHECKING:
@@ -31,6 +31,8 @@ Handler = Callable[["Periods", Rule, dict[str, str], "Evaluator"], tuple[str, di
 CURRENT_MAX = timedelta(minutes=60)
 REFERENCE = (timedelta(minutes=120), timedelta(minutes=60))
 CONTRIBUTOR_DIMS = ("tenant_id", "feature", "model_requested")
+#: Standard errors a traffic rise must reach to be a surge (see rate_increase_z).
+SURGE_MIN_Z = 3.0
 
 
 class Periods:
@@ -270,8 +272,17 @@ def _rate_limits(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Eva
     retried = periods.rate("retries", ("llm",))
     first_attempts = (calls[0] - retried[0], calls[1] - retried[1])
     traffic = _ratio_of(first_attempts)
+    # a surge is 1.5x the reference traffic AND 3 standard errors above it (overdispersed Poisson
+    # counts): at a few calls a minute, 1.5x an hour earlier happens by chance
+    surge_z = rate_increase_z(
+        first_attempts[0] * periods.now_minutes,
+        periods.now_minutes,
+        first_attempts[1] * periods.before_minutes,
+        periods.before_minutes,
+        _dispersion(periods.before, ("llm",)),
+    )
     amplification = (_amplification(retries[0]), _amplification(retries[1]))
-    if traffic >= 1.5:
+    if traffic >= 1.5 and surge_z >= SURGE_MIN_Z:
         branch = "traffic_surge"
     elif amplification[0] >= 1.2 and amplification[0] > amplification[1] * 1.1:
         branch = "retry_storm"
@@ -285,6 +296,8 @@ def _rate_limits(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Eva
             )
         ),
         "llm_calls_per_min": _pair(calls),
+        "first_attempts_per_min": _pair(first_attempts),
+        "traffic_change_z": surge_z,
         "retry_amplification": _pair(amplification),
         "worst": _top_rows(periods.by(["provider", "model_requested"], "rate_limited", ("llm",)), "now"),
     }
@@ -483,6 +496,19 @@ def _quantile(frame: pd.DataFrame, column: str, q: float, kinds: tuple[str, ...]
     if column not in frame:
         return float("nan")
     return quantile(merged(_rows(frame, kinds)[column]), q)
+
+
+def _dispersion(frame: pd.DataFrame, kinds: tuple[str, ...] | None) -> float:
+    """Variance / mean of the per-minute first attempts in ``frame`` (1 = Poisson; more when
+    calls come in bursts); 1 when there are too few minutes to tell."""
+    rows = _rows(frame, kinds)
+    if rows.empty or "minute" not in rows or "retries" not in rows:
+        return 1.0
+    per_minute = (rows["spans"] - rows["retries"]).groupby(rows["minute"]).sum()
+    mean = float(per_minute.mean())
+    if len(per_minute) < 5 or mean <= 0:
+        return 1.0
+    return max(1.0, float(per_minute.var()) / mean)
 
 
 def _div(num: float, den: float) -> float:
