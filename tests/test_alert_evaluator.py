@@ -160,6 +160,8 @@ def test_latency_spike_on_one_provider_names_it() -> None:
     _, events, _ = scenario(replace(Knobs(), ttft_ms=2500.0), {"provider": "anthropic", "tenant_id": "globex"})
     spike = fired(events, "latency_spike")
     assert spike and {e.scope["tenant_id"] for e in spike} == {"globex"}
+    # one slow provider under every feature is one incident: one notification group (issue 16)
+    assert len({e.scope["feature"] for e in spike}) > 1 and {e.group_key for e in spike} == {"latency_spike"}
     assert all(e.runbook_branch == "provider_endpoint" for e in spike)
     assert spike[0].diagnosis["slowest_provider_model"]["provider"] == "anthropic"
 
