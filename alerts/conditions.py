@@ -144,15 +144,20 @@ def _burn_rate(
     """Per scope, the worst tier whose long and short windows both burn the budget at least
     ``burn`` times (and the long one significantly above it); its long-window figures are the
     page's (value = rate, baseline = budget, ratio = burn rate, volume = the long window's calls).
-    Scopes where no tier holds report the last (slowest) tier's figures."""
+    Scopes where no tier holds report the last (slowest) tier's figures. A tier is judged only
+    once the evaluator has watched its whole long window: 3 minutes after a start are not a
+    15-minute burn rate (a fresh worker would page high on them, then critical a minute later)."""
     budget = condition.budget
+    first = store.first_minute(family)
     result: pd.DataFrame | None = None
     for tier in reversed(condition.tiers):  # slowest first; each worse tier that holds overrides
+        covered = first is not None and first <= now - tier.long
         long = current_values(metric, store.window(family, now, tier.long))
         short = current_values(metric, store.window(family, now, tier.short))["value"].reindex(long.index)
         threshold = tier.burn * budget
         holds = (
-            (long["value"] >= threshold)
+            covered
+            & (long["value"] >= threshold)
             & (short >= threshold)
             & significant(long["value"], pd.Series(budget, index=long.index), long["volume"], condition.min_z)
         ).fillna(False)

@@ -39,6 +39,19 @@ def learned(rng: np.random.Generator) -> Evaluator:
     return evaluator
 
 
+def test_a_fresh_worker_judges_a_burn_rate_tier_only_over_its_whole_window() -> None:
+    """Right after a start, 3 minutes at 15% are not a 15-minute burn of 10%: no high page until
+    the 15 minutes were watched (issue 16: the demo paged high, then critical a minute later)."""
+    rng = np.random.default_rng(4)
+    evaluator = learned(rng)
+    events = run(evaluator, rng, START, 14, replace(Knobs(), error_rate=0.15), {"provider": "anthropic"})
+    assert fired(events, "error_rate") == []
+    events = run(
+        evaluator, rng, START + timedelta(minutes=14), 3, replace(Knobs(), error_rate=0.15), {"provider": "anthropic"}
+    )
+    assert [e.severity for e in fired(events, "error_rate")] == ["high"]
+
+
 def run(
     evaluator: Evaluator,
     rng: np.random.Generator,
@@ -108,8 +121,8 @@ def test_a_30_second_full_outage_never_pages() -> None:
     for minutes in ([0.5], [0.25, 0.25]):
         rng = np.random.default_rng(7)
         evaluator = learned(rng)
-        events = run(evaluator, rng, START, WARMUP_MINUTES)
-        blip_start = START + timedelta(minutes=WARMUP_MINUTES)
+        events = run(evaluator, rng, START, 16)  # every tier's long window watched
+        blip_start = START + timedelta(minutes=16)
         for n, rate in enumerate(minutes):
             events += run(
                 evaluator,
@@ -142,7 +155,7 @@ def test_a_partial_outage_pages_high_and_escalates_the_same_incident_to_critical
     pages = fired(events, "error_rate")
     assert [e.severity for e in pages] == ["high", "critical"]
     assert len({e.dedup_key for e in pages}) == 1 and pages[1].started_at == pages[0].started_at
-    assert pages[0].at - start >= timedelta(minutes=10)  # 15% pages once the 15-minute window holds it
+    assert pages[0].at - start >= timedelta(minutes=7)  # 15% pages once the 15-minute window is watched
     assert pages[1].diagnosis["error_rate"]["now"] == pytest.approx(pages[1].value, rel=1e-3)  # tier's window
 
 
