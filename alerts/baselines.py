@@ -214,6 +214,11 @@ class BaselineStore:
             result = pd.concat([result, fallback[~fallback.index.isin(result.index)]])
         return result
 
+    def first_minute(self, family: Family) -> datetime | None:
+        """The oldest minute row kept (minutes watched live; bootstrapped hours have none)."""
+        minutes = self._get(family).minutes
+        return minutes["minute"].min() if len(minutes) else None
+
     def history_start(self, family: Family) -> datetime | None:
         """When watching this family began; for a store saved without it, its oldest row."""
         series = self._get(family)

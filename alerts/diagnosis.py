@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from spanline.alerts.baselines import merged, quantile
-from spanline.alerts.conditions import window_length
+from spanline.alerts.conditions import rate_increase_z, window_length
 from spanline.alerts.rules import Rule
 
 if TYPE_CHECKING:
@@ -31,6 +31,8 @@ Handler = Callable[["Periods", Rule, dict[str, str], "Evaluator"], tuple[str, di
 CURRENT_MAX = timedelta(minutes=60)
 REFERENCE = (timedelta(minutes=120), timedelta(minutes=60))
 CONTRIBUTOR_DIMS = ("tenant_id", "feature", "model_requested")
+#: Standard errors a traffic rise must reach to be a surge (see rate_increase_z).
+SURGE_MIN_Z = 3.0
 
 
 class Periods:
@@ -88,10 +90,12 @@ def diagnose(
     now: datetime,
     figures: dict[str, float],
     evaluator: Evaluator,
+    window: timedelta | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """(runbook branch, details) for a rule that starts firing on ``scope`` at ``now``, over the
-    window whose figures (``figures``) fired it."""
-    periods = Periods(frames, scope, now, window_length(rule, now))
+    window whose figures (``figures``) fired it (``window``: a burn-rate tier's long window; by
+    default the rule's)."""
+    periods = Periods(frames, scope, now, window or window_length(rule, now))
     handler = _HANDLERS.get(rule.metric, _generic)
     branch, details = handler(periods, rule, scope, evaluator)
     details = {
@@ -246,11 +250,15 @@ def _errors(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluato
     total = max(sum(types.values()), 1e-12)
     client_side = sum(types.get(t, 0.0) for t in ("context_length_exceeded", "invalid_output", "content_filter"))
     branch = "client_errors" if client_side / total > 0.5 else "provider_errors"
-    errors, rate_limited, calls = (periods.rate(column, ("llm",)) for column in ("errors", "rate_limited", "spans"))
-    # the rule's own metric: failures other than 429s (the rate-limiting rule's) per LLM call
-    error_rate = tuple(_div(e - r, c) for e, r, c in zip(errors, rate_limited, calls, strict=True))
+    errors, rate_limited, calls, retries = (
+        periods.rate(column, ("llm",))
+        for column in ("first_attempt_errors", "first_attempt_rate_limited", "spans", "retries")
+    )
+    # the rule's own metric: first attempts failing other than by 429 (the rate-limiting rule's)
+    error_rate = tuple(_div(e - r, c - n) for e, r, c, n in zip(errors, rate_limited, calls, retries, strict=True))
     return branch, {
         "error_rate": _pair((error_rate[0], error_rate[1])),
+        "retry_amplification": _pair((_div(calls[0], calls[0] - retries[0]), _div(calls[1], calls[1] - retries[1]))),
         "errors_by_type_per_min": types,
         "top_error_type": max(types, key=lambda t: types[t]) if types else None,
         "worst": _top_rows(table, "now"),
@@ -264,16 +272,32 @@ def _rate_limits(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Eva
     retried = periods.rate("retries", ("llm",))
     first_attempts = (calls[0] - retried[0], calls[1] - retried[1])
     traffic = _ratio_of(first_attempts)
+    # a surge is 1.5x the reference traffic AND 3 standard errors above it (overdispersed Poisson
+    # counts): at a few calls a minute, 1.5x an hour earlier happens by chance
+    surge_z = rate_increase_z(
+        first_attempts[0] * periods.now_minutes,
+        periods.now_minutes,
+        first_attempts[1] * periods.before_minutes,
+        periods.before_minutes,
+        _dispersion(periods.before, ("llm",)),
+    )
     amplification = (_amplification(retries[0]), _amplification(retries[1]))
-    if traffic >= 1.5:
+    if traffic >= 1.5 and surge_z >= SURGE_MIN_Z:
         branch = "traffic_surge"
     elif amplification[0] >= 1.2 and amplification[0] > amplification[1] * 1.1:
         branch = "retry_storm"
     else:
         branch = "provider_quota"
     return branch, {
-        "rate_limited_rate": _pair(periods.ratio("rate_limited", "spans", ("llm",))),
+        "rate_limited_rate": _pair(
+            (
+                _div(periods.rate("first_attempt_rate_limited", ("llm",))[0], first_attempts[0]),
+                _div(periods.rate("first_attempt_rate_limited", ("llm",))[1], first_attempts[1]),
+            )
+        ),
         "llm_calls_per_min": _pair(calls),
+        "first_attempts_per_min": _pair(first_attempts),
+        "traffic_change_z": surge_z,
         "retry_amplification": _pair(amplification),
         "worst": _top_rows(periods.by(["provider", "model_requested"], "rate_limited", ("llm",)), "now"),
     }
@@ -472,6 +496,19 @@ def _quantile(frame: pd.DataFrame, column: str, q: float, kinds: tuple[str, ...]
     if column not in frame:
         return float("nan")
     return quantile(merged(_rows(frame, kinds)[column]), q)
+
+
+def _dispersion(frame: pd.DataFrame, kinds: tuple[str, ...] | None) -> float:
+    """Variance / mean of the per-minute first attempts in ``frame`` (1 = Poisson; more when
+    calls come in bursts); 1 when there are too few minutes to tell."""
+    rows = _rows(frame, kinds)
+    if rows.empty or "minute" not in rows or "retries" not in rows:
+        return 1.0
+    per_minute = (rows["spans"] - rows["retries"]).groupby(rows["minute"]).sum()
+    mean = float(per_minute.mean())
+    if len(per_minute) < 5 or mean <= 0:
+        return 1.0
+    return max(1.0, float(per_minute.var()) / mean)
 
 
 def _div(num: float, den: float) -> float:

@@ -4,6 +4,12 @@
   one provider on 50 models is one group); a group is announced after ``group_wait`` (to
   collect its members), updated at most every ``group_interval`` as members join, repeated
   every ``repeat_interval`` while it fires, and resolved when its last member resolves.
+* **Inhibition**: while a group with a critical member fires, a group without one whose labels
+  include all of its (non-empty) labels is held back: a provider outage paged critical is not also
+  paged as that provider's 429s or retries. It is announced if it still fires after the critical
+  one resolves, and dropped unannounced if it clears first.
+* **Escalation**: a member turning critical (a worse burn-rate tier) re-announces its group at
+  once, not after ``group_interval``: same group key, so the receiver updates the one incident.
 * **Per receiver**: a FIFO queue drained by one task, a token bucket (``rate_per_minute``),
   retries with jittered exponential back-off honouring Retry-After (spanline/retrying.py), and
   a circuit breaker: after ``failures_to_open`` consecutive failures the retries give up, the
@@ -29,6 +35,7 @@ import aiohttp
 
 from spanline.alerts.events import AlertEvent
 from spanline.alerts.notifiers import DeliveryError, Notification, Receiver
+from spanline.alerts.rules import SEVERITY_ORDER
 from spanline.metrics import NOTIFICATIONS, NOTIFIER_CIRCUIT_OPEN, NOTIFIER_FAILURES
 from spanline.retrying import DEFAULT_INITIAL_S, DEFAULT_MAX_S, Retry
 from spanline.runbooks import runbook_link
@@ -74,10 +81,19 @@ class ReceiverStats:
 class _Group:
     members: dict[str, AlertEvent]
     created: float
+    labels: dict[str, str] = field(default_factory=dict)
     notified: bool = False
     last_sent: float = 0.0
     changed: bool = False
+    escalated: bool = False
     resolved: list[AlertEvent] = field(default_factory=list)
+
+    @property
+    def critical(self) -> bool:
+        return any(event.severity == "critical" for event in self.members.values())
+
+    def worst(self) -> int:
+        return min((SEVERITY_ORDER.get(e.severity, 9) for e in self.members.values()), default=9)
 
 
 class _Channel:
@@ -253,6 +269,8 @@ class Dispatcher:
         self._grafana_url = grafana_url
         self._tick_s = tick_s
         self._tasks: list[asyncio.Task[None]] = []
+        #: Groups that cleared while inhibited, never announced.
+        self.inhibited = 0
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -277,7 +295,9 @@ class Dispatcher:
         deadline = self._clock() + timeout_s
         while self._clock() < deadline:
             self.flush()
-            if all(g.notified for g in self._groups.values()) and not any(c.queue for c in self._channels):
+            if all(g.notified or self._inhibited(g) for g in self._groups.values()) and not any(
+                c.queue for c in self._channels
+            ):
                 return True
             await self._sleep(self._tick_s)
         return False
@@ -290,14 +310,17 @@ class Dispatcher:
                 group = self._groups.get(event.group_key)
                 if event.state == "firing":
                     if group is None:
-                        group = self._groups[event.group_key] = _Group(members={}, created=now)
+                        group = self._groups[event.group_key] = _Group(members={}, created=now, labels=event.group)
+                    group.escalated |= group.notified and SEVERITY_ORDER.get(event.severity, 9) < group.worst()
                     group.members[event.dedup_key] = event
                     group.changed = True
                 elif group is not None and event.dedup_key in group.members:
                     del group.members[event.dedup_key]
                     group.resolved.append(event)
                 elif group is None:  # fired before a restart: the receiver still has it open
-                    self._groups[event.group_key] = _Group(members={}, created=now, notified=True, resolved=[event])
+                    self._groups[event.group_key] = _Group(
+                        members={}, created=now, labels=event.group, notified=True, resolved=[event]
+                    )
             self.flush()
         except Exception:
             log.exception("alert dispatch failed on %d event(s)", len(events))
@@ -307,7 +330,7 @@ class Dispatcher:
         now = self._clock()
         for event in firing:
             group = self._groups.setdefault(
-                event.group_key, _Group(members={}, created=now, notified=True, last_sent=now)
+                event.group_key, _Group(members={}, created=now, labels=event.group, notified=True, last_sent=now)
             )
             group.members[event.dedup_key] = event
 
@@ -318,23 +341,42 @@ class Dispatcher:
         for key in list(self._groups):
             group = self._groups[key]
             if not group.members:  # every member resolved
-                if not group.notified:  # it fired and cleared before its group_wait: still announce it
+                if not group.notified and self._inhibited(group):  # cleared while muted: never paged
+                    self.inhibited += 1
+                    log.info("alert group %s cleared while inhibited; not announced", key)
+                elif not group.notified:  # it fired and cleared before its group_wait: still announce it
                     self._send(key, "trigger", tuple(group.resolved), now, group)
-                self._send(key, "resolve", tuple(group.resolved), now, group)
+                if group.notified:
+                    self._send(key, "resolve", tuple(group.resolved), now, group)
                 del self._groups[key]
+            elif self._inhibited(group):
+                continue
             elif not group.notified:
                 if now - group.created >= policy.group_wait_s:
                     self._send(key, "trigger", self._members(group), now, group)
-            elif group.changed and now - group.last_sent >= policy.group_interval_s:
+            elif group.escalated or (group.changed and now - group.last_sent >= policy.group_interval_s):
                 self._send(key, "trigger", self._members(group), now, group)
             elif now - group.last_sent >= policy.repeat_interval_s:
                 self._send(key, "trigger", self._members(group), now, group, repeat=True)
 
+    def _inhibited(self, group: _Group) -> bool:
+        """A critical group fires whose labels are a non-empty part of this non-critical group's."""
+        if group.critical:
+            return False
+        return any(
+            other is not group and other.critical and other.labels and other.labels.items() <= group.labels.items()
+            for other in self._groups.values()
+        )
+
     @staticmethod
     def _members(group: _Group) -> tuple[AlertEvent, ...]:
-        """Most severe and largest value first: the lead of the message."""
-        order = {"critical": 0, "high": 1, "medium": 2, "low": 3}
-        return tuple(sorted(group.members.values(), key=lambda e: (order.get(e.severity, 9), -abs(e.value))))
+        """Worst first: most severe, then furthest past its threshold (the lead of the message)."""
+        return tuple(
+            sorted(
+                group.members.values(),
+                key=lambda e: (SEVERITY_ORDER.get(e.severity, 9), -e.excess),
+            )
+        )
 
     def _send(
         self,
@@ -348,7 +390,7 @@ class Dispatcher:
         lead = events[0]
         link = runbook_link(self._runbook_base_url, lead.runbook, lead.runbook_branch)
         notification = Notification(key, action, events, link, repeat, self._grafana_url)
-        group.notified, group.last_sent, group.changed = True, now, False
+        group.notified, group.last_sent, group.changed, group.escalated = True, now, False, False
         for channel in self._channels:
             channel.put(notification)
 

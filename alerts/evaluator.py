@@ -23,7 +23,7 @@ from spanline.alerts.baselines import BaselineStore, Family, KeyHistory, merged,
 from spanline.alerts.conditions import evaluate_clause, family_of
 from spanline.alerts.diagnosis import diagnose
 from spanline.alerts.events import AlertEvent, dedup_key
-from spanline.alerts.rules import Clause, NewKey, Rule
+from spanline.alerts.rules import SEVERITY_ORDER, BurnRate, Clause, NewKey, Rule
 from spanline.alerts.state import ActiveAlert, AlertKey, SavedState, Scope, read_state, write_state
 from spanline.contracts import Contract
 
@@ -179,9 +179,15 @@ class Evaluator:
             if active is None:
                 active = self.active[key] = ActiveAlert("pending", since=now - MINUTE, last_true=now)
             active.last_true = now
+            row = main.loc[index]
+            severity = row["severity"] if isinstance(row["severity"], str) else rule.severity
             if active.state == "pending" and now - active.since >= max(rule.for_, MINUTE):
                 active.state = "firing"
-                active.event = self._fire(rule, scope, main.loc[index], active.since, now)
+                active.event = self._fire(rule, scope, row, active.since, now, severity)
+                events.append(active.event)
+            elif active.event is not None and SEVERITY_ORDER[severity] < SEVERITY_ORDER[active.event.severity]:
+                # a worse burn-rate tier now holds: the same incident (dedup key), escalated
+                active.event = self._fire(rule, scope, row, active.since, now, severity)
                 events.append(active.event)
         for key in [k for k in self.active if k[0] == rule.name and k[1] not in true_scopes]:
             active = self.active[key]
@@ -195,13 +201,17 @@ class Evaluator:
     def _keys(self, rule: Rule, clause: Clause) -> KeyHistory:
         return self.keys.get(family_of(clause, tuple(rule.scope)), KeyHistory())
 
-    def _fire(self, rule: Rule, scope: Scope, row: pd.Series, since: datetime, now: datetime) -> AlertEvent:
+    def _fire(
+        self, rule: Rule, scope: Scope, row: pd.Series, since: datetime, now: datetime, severity: str
+    ) -> AlertEvent:
         scope_map = dict(zip(rule.scope, (str(v) for v in scope), strict=False))
         figures = {name: _number(row[name]) for name in ("value", "threshold", "baseline", "ratio")}
-        branch, diagnosis = diagnose(rule, scope_map, list(self.frames), now, figures, self)
+        tiers = rule.condition.tiers if isinstance(rule.condition, BurnRate) else []
+        window = next((tier.long for tier in tiers if tier.severity == severity), None)
+        branch, diagnosis = diagnose(rule, scope_map, list(self.frames), now, figures, self, window)
         return AlertEvent(
             rule=rule.name,
-            severity=rule.severity,
+            severity=severity,
             state="firing",
             at=now,
             started_at=since,
@@ -215,6 +225,7 @@ class Evaluator:
             runbook=rule.runbook,
             runbook_branch=branch,
             diagnosis=diagnosis,
+            excess=_excess(rule, figures["value"], figures["threshold"]),
         )
 
     def _resolve(self, rule: Rule, active: ActiveAlert, main: pd.DataFrame, now: datetime) -> AlertEvent:
@@ -238,6 +249,7 @@ class Evaluator:
             runbook=fired.runbook,
             runbook_branch=fired.runbook_branch,
             diagnosis=fired.diagnosis,
+            excess=fired.excess,
         )
 
     def adopt(self, incidents: list[dict[str, Any]]) -> list[AlertEvent]:
@@ -253,7 +265,7 @@ class Evaluator:
             at = row["at"] if row["at"].tzinfo else row["at"].replace(tzinfo=UTC)
             event = AlertEvent(
                 rule=rule.name,
-                severity=rule.severity,
+                severity=str(row.get("severity") or rule.severity),
                 state="firing",
                 at=at,
                 started_at=at,
@@ -349,6 +361,15 @@ def _number(value: ConvertibleToFloat | None) -> float:
         return float(value)
     except (TypeError, ValueError):
         return float("nan")
+
+
+def _excess(rule: Rule, value: float, threshold: float) -> float:
+    """How many times past its threshold a value is, in the direction the rule watches."""
+    condition = rule.condition
+    falling = getattr(condition, "op", ">") in ("<", "<=") or getattr(condition, "points", 1) < 0
+    low, high = (value, threshold) if falling else (threshold, value)
+    ratio = high / low if low > 0 else 0.0
+    return ratio if np.isfinite(ratio) else 0.0
 
 
 def _summary(rule: Rule, scope: dict[str, str], figures: dict[str, float]) -> str:

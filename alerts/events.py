@@ -47,6 +47,10 @@ class AlertEvent:
     diagnosis: dict[str, Any] = field(default_factory=dict)
     #: A few of the worst traces in the scope and window (alerts/examples.py), worst first.
     example_trace_ids: tuple[str, ...] = ()
+    #: How far past its threshold (≥ 1: value/threshold, or threshold/value for a fall): orders
+    #: a group's scopes worst first across metrics of different units. 0 when it has no ratio
+    #: (a zero threshold).
+    excess: float = 0.0
 
     @property
     def tenant_id(self) -> str:

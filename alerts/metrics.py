@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 Kind = Literal["ratio", "total", "percentile", "new_keys"]
-Unit = Literal["ratio", "usd", "ms", "s", "calls", "steps", "partitions"]
+Unit = Literal["ratio", "usd", "ms", "s", "calls", "steps", "partitions", "attempts"]
 Column = Callable[[pd.DataFrame, str | None], pd.Series]
 
 
@@ -107,6 +107,8 @@ class Metric:
 
 
 LLM = ("llm",)
+#: Logical calls: spans less retries (attempt > 0), on rows of one kind.
+FIRST_ATTEMPTS = difference("spans", "retries")
 METRICS: dict[str, Metric] = {
     metric.name: metric
     for metric in (
@@ -128,22 +130,35 @@ METRICS: dict[str, Metric] = {
             sketch="duration_ms_sketch",
             quantile=0.95,
         ),
-        # 429s are the rate-limiting rule's (another runbook): an exhausted quota is not an outage
+        # Rates per logical call: failed first attempts / first attempts (calls less retries), so
+        # a failing call's retries do not count it again (a 30 s outage: 27.6 % per attempt, 13 %
+        # per call). 429s are the rate-limiting rule's (another runbook): a quota is not an outage.
         Metric(
             "error_rate",
             "ratio",
             "ratio",
-            "errored LLM calls other than rate limits (429) / LLM calls",
+            "first attempts of LLM calls failing other than by rate limits (429) / first attempts",
             LLM,
-            difference("errors", "rate_limited"),
+            difference("first_attempt_errors", "first_attempt_rate_limited"),
+            denominator=FIRST_ATTEMPTS,
         ),
         Metric(
             "rate_limited_rate",
             "ratio",
             "ratio",
-            "HTTP 429 or rate_limited LLM calls / LLM calls",
+            "first attempts of LLM calls answered HTTP 429 or rate_limited / first attempts",
             LLM,
-            col("rate_limited"),
+            col("first_attempt_rate_limited"),
+            denominator=FIRST_ATTEMPTS,
+        ),
+        Metric(
+            "retry_amplification",
+            "ratio",
+            "attempts",
+            "LLM call attempts per logical call (attempts / first attempts): retries' own signal",
+            LLM,
+            col("spans"),
+            denominator=FIRST_ATTEMPTS,
         ),
         Metric(
             "cost_usd",
@@ -185,10 +200,10 @@ METRICS: dict[str, Metric] = {
             "tool_error_rate",
             "ratio",
             "ratio",
-            "failed tool calls / tool calls",
+            "failed first attempts of tool calls / first attempts of tool calls",
             ("tool",),
-            col("tool_errors"),
-            denominator=col("tool_calls"),
+            col("first_attempt_errors"),
+            denominator=FIRST_ATTEMPTS,
         ),
         Metric(
             "steps_per_trace",

@@ -61,8 +61,17 @@ class Notification:
     @property
     def summary(self) -> str:
         more = len(self.events) - 1
-        text = self.lead.summary + (f" (+{more} more in this group)" if more > 0 else "")
+        text = self.lead.summary + (f" (+{more} more: {', '.join(self.scopes[1:4])})" if more > 0 else "")
+        if more > 3:
+            text = text[:-1] + ", …)"
         return text if self.action == "trigger" or text.startswith("resolved") else f"resolved: {text}"
+
+    @property
+    def scopes(self) -> list[str]:
+        """Each member's scope as ``[severity] dim=value, …``, in the group's order (worst first)."""
+        return [
+            f"[{e.severity}] " + (", ".join(f"{k}={v}" for k, v in e.scope.items()) or "pipeline") for e in self.events
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +84,7 @@ class Notification:
             "runbook_url": self.runbook_url,
             "runbook_branch": self.lead.runbook_branch,
             "example_traces": self.example_traces,
+            "scopes": self.scopes,
             "alerts": [event.to_dict() for event in self.events],
         }
 
@@ -130,8 +140,9 @@ def _custom_details(notification: Notification) -> dict[str, Any]:
         "runbook_branch": lead.runbook_branch,
         "diagnosis": lead.diagnosis,
         "example_traces": notification.example_traces,
-        "alerts_in_group": [
-            {"dedup_key": e.dedup_key, "scope": e.scope, "value": e.value} for e in notification.events
+        "alerts_in_group": [  # worst first
+            {"dedup_key": e.dedup_key, "severity": e.severity, "scope": e.scope, "value": e.value}
+            for e in notification.events
         ],
     }
 
@@ -207,6 +218,14 @@ class SlackReceiver:
                 ],
             },
         ]
+        if len(notification.events) > 1:
+            listing = "\n".join(f"• {scope}" for scope in notification.scopes)
+            blocks.append(
+                {
+                    "type": "section",
+                    "text": {"type": "mrkdwn", "text": f"*Scopes, worst first*\n{listing}"[:SLACK_TEXT_LIMIT]},
+                }
+            )
         if notification.action == "trigger":
             blocks.append(
                 {

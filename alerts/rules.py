@@ -4,6 +4,9 @@ A rule watches one metric per scope (a combination of grain dimensions) over a w
 condition, and pages when the condition has held for ``for``; it resolves once the condition has
 been false for ``keep_firing_for`` (hysteresis against flapping). ``also`` adds clauses on other
 metrics that must hold as well (tool storm: error rate high AND steps per trace rising).
+Rates with an error budget use a ``burn_rate`` condition instead: tiers of (short, long) windows,
+each paging at its own severity, so a sustained outage pages fast at critical, a slow burn later at
+high, and a blip that lifts one short window alone never pages.
 Errors name the rule and the field, so a typo in YAML is a one-line fix.
 """
 
@@ -26,6 +29,8 @@ RULES_FILE = Path(__file__).with_name("rules.yaml")
 RUNBOOKS_DIR = Path(__file__).with_name("runbooks")
 SCOPE_DIMENSIONS = ("tenant_id", "service", "feature", "provider", "model_requested", "route")
 Severity = Literal["critical", "high", "medium", "low"]
+#: Severities, worst first (a page's order and the escalation of a firing alert).
+SEVERITY_ORDER: dict[str, int] = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 Op = Literal[">", ">=", "<", "<="]
 _SLUG = re.compile(r"^[a-z][a-z0-9_-]*$")
 #: Which metric each contract field limits (spanline/contracts.yaml).
@@ -124,8 +129,56 @@ class NewKey(_Strict):
     lookback: Duration
 
 
+class BurnTier(_Strict):
+    """One severity of a burn-rate condition: the rate over ``long`` and over ``short`` are both
+    at least ``burn`` × the error budget. The long window says it is sustained (a 30-second blip
+    cannot fill it), the short one that it is still happening (the page clears soon after)."""
+
+    severity: Severity
+    burn: float = Field(gt=1)
+    long: Duration
+    short: Duration
+
+    @model_validator(mode="after")
+    def _windows(self) -> BurnTier:
+        if (
+            not timedelta(minutes=1) <= self.short < self.long
+            or (self.long.total_seconds() % 60)
+            or (self.short.total_seconds() % 60)
+        ):
+            raise ValueError("short and long are whole minutes, short shorter than long")
+        return self
+
+
+class BurnRate(_Strict):
+    """Multi-window, multi-burn-rate paging on a proportion with an error budget of
+    1 − ``objective`` (the share of logical calls that may fail). Tiers are listed worst first;
+    a scope pages at the first tier that holds, and escalates if a worse one holds later.
+    ``min_z``: the long window's rate must also exceed the budget by that many standard errors
+    at its volume (binomial), so a quiet scope's 2 failures in 5 calls do not page."""
+
+    type: Literal["burn_rate"]
+    objective: float = Field(gt=0, lt=1)
+    tiers: list[BurnTier] = Field(min_length=1)
+    min_z: float = Field(3.0, ge=0)
+
+    @property
+    def budget(self) -> float:
+        return 1.0 - self.objective
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BurnRate:
+        ranks = [SEVERITY_ORDER[tier.severity] for tier in self.tiers]
+        if ranks != sorted(set(ranks)):
+            raise ValueError("tiers are listed worst severity first, one tier per severity")
+        if any(tier.burn * self.budget >= 1 for tier in self.tiers):
+            raise ValueError("burn × (1 − objective) must stay below 1: no rate could reach it")
+        return self
+
+
 Condition = Annotated[
-    Threshold | RatioToBaseline | PointsChange | DayOverDay | ContractLimit | NewKey, Field(discriminator="type")
+    Threshold | RatioToBaseline | PointsChange | DayOverDay | ContractLimit | NewKey | BurnRate,
+    Field(discriminator="type"),
 ]
 
 
@@ -151,6 +204,11 @@ class Clause(_Strict):
             raise ValueError("a new_key condition goes with a new_keys metric (new_model_versions) and only there")
         if isinstance(condition, PointsChange) and metric.unit != "ratio":
             raise ValueError(f"points_change needs a ratio metric; {self.metric!r} is in {metric.unit}")
+        if isinstance(condition, BurnRate):
+            if (metric.kind, metric.unit) != ("ratio", "ratio"):
+                raise ValueError(f"burn_rate needs a proportion; {self.metric!r} is not one")
+            if self.window != max(tier.long for tier in condition.tiers):
+                raise ValueError("a burn_rate clause's window is its longest tier's long window")
         if getattr(condition, "min_z", 0) and (metric.kind, metric.unit) != ("ratio", "ratio"):
             raise ValueError(f"min_z tests a proportion's change; {self.metric!r} is not a proportion")
         if isinstance(condition, ContractLimit) and CONTRACT_METRICS[condition.field] != self.metric:
@@ -209,6 +267,10 @@ class Rule(Clause):
             raise ValueError(f"pipeline metric(s) {', '.join(pipeline)} are worker-wide: scope [] and no span metrics")
         if any(isinstance(c.condition, ContractLimit) for c in self.clauses) and "tenant_id" not in self.scope:
             raise ValueError("contract conditions need tenant_id in the scope (contracts are per tenant)")
+        if isinstance(self.condition, BurnRate) and self.severity != self.condition.tiers[0].severity:
+            raise ValueError("a burn_rate rule's severity is its worst tier's (the worst it pages)")
+        if any(isinstance(c.condition, BurnRate) for c in self.also):
+            raise ValueError("burn_rate is a main condition (it sets the page's severity), not an `also` clause")
         if not (RUNBOOKS_DIR / f"{self.runbook}.md").is_file():
             raise ValueError(f"runbook {self.runbook!r} has no file alerts/runbooks/{self.runbook}.md")
         return self
@@ -264,4 +326,4 @@ def _explain(error: ErrorDetails, document: object) -> str:
     return f"{where} field {field or '(rule)'!r}: {error['msg']}"
 
 
-_VARIANT_TAGS = {"threshold", "ratio_to_baseline", "points_change", "day_over_day", "contract", "new_key"}
+_VARIANT_TAGS = {"threshold", "ratio_to_baseline", "points_change", "day_over_day", "contract", "new_key", "burn_rate"}

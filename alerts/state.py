@@ -26,7 +26,7 @@ import logging
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -334,6 +334,7 @@ _EVENT_TYPES: dict[str, type] = {
     "group": dict,
     "value": float,
     "threshold": float,
+    "excess": float,
     "diagnosis": dict,
 }
 
@@ -344,9 +345,12 @@ _EVENT_ADDED: dict[str, Any] = {"example_trace_ids": ()}
 
 def _event_of(data: dict[str, Any]) -> AlertEvent:
     values: dict[str, Any] = {}
-    for name in (f.name for f in fields(AlertEvent)):
+    for spec in fields(AlertEvent):
+        name = spec.name
         if name in _EVENT_ADDED:
             values[name] = _text_tuple(name, _decoded(data.get(name, _EVENT_ADDED[name])))
+            continue
+        if name not in data and spec.default is not MISSING:  # a field added since the state was saved
             continue
         value = _decoded(_get(data, name, object))
         kind = _EVENT_TYPES.get(name, str)

@@ -41,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from spanline.contract.columns import FIELD_DEFAULTS
 from spanline.contract.schema import TOKEN_FIELDS, Span
 from spanline.sql.client import connect
-from spanline.sql.migrate import apply_migrations, retired_minute_view_select
+from spanline.sql.migrate import apply_migrations
+from spanline.sql.statements import render_statement
 from spanline.streams.frame import TABLE_COLUMNS, TEXT_DEFAULTS, ZERO_DEFAULTS
 from spanline.streams.pricing.layout import RATE_KEYS, SOURCE_NONE, SOURCE_UNKNOWN, rate_column, tier_columns
 from spanline.streams.pricing.snapshot import CATALOG_LABEL
@@ -229,7 +230,7 @@ def consume(args: argparse.Namespace) -> dict[str, float]:
     # the peer rolls up as ClickHouse users do, by a view on the raw table (the worker writes it)
     client.command(
         f"CREATE MATERIALIZED VIEW {DATABASE}.spans_minute_mv TO {DATABASE}.spans_minute"
-        f" AS {retired_minute_view_select(DATABASE)}"
+        f" AS {render_statement('minute_rollup_select', database=DATABASE)}"
     )
     client.command(f"CREATE DATABASE {PEER}")
     client.command(

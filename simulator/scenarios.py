@@ -167,12 +167,14 @@ SCENARIOS: dict[str, Scenario] = {
             summary="Anthropic answers 85% of attempts with 5xx for everyone; calls fall back to OpenAI",
             target=Target(provider="anthropic"),
             effects=Effects(server_error=0.85),
-            expected_rule="error_rate_critical",
+            expected_rule="error_rate",
             expected_runbook="provider-outage",
             expected_branch="provider_errors",
-            # the fallback to OpenAI shifts the routing mix: a medium routing_shift (branch routing_fallback)
+            # the fallback to OpenAI shifts the routing mix: a medium routing_shift (branch routing_fallback);
+            # every failed call is retried: retry_amplification (medium; the dispatcher holds it back
+            # while the critical error_rate page of the same provider fires)
             expected_scope=("provider",),
-            also_fires=("error_rate_high", "routing_shift"),
+            also_fires=("routing_shift", "retry_amplification"),
         ),
         Scenario(
             name="tool-storm",

@@ -101,16 +101,3 @@ def _applied_checksums(client: Client, database: str) -> dict[str, str]:
         return {}
     rows = client.query(render_statement("migrate_applied", database=database)).result_rows
     return {name: checksum for name, checksum in rows}
-
-
-def retired_minute_view_select(database: str) -> str:
-    """The SELECT of ``spans_minute_mv`` as migration 0003 defined it (0010 dropped the view: the
-    worker writes the minute rollup). The ClickHouse-only peer of bench/peer_kafka_engine.py
-    still rolls up this way, and tests/test_rollup_writer.py holds the worker to it."""
-    sql = render((MIGRATIONS_DIR / "0003_rollups.sql").read_text(), {"database": database})
-    found = re.search(
-        r"CREATE MATERIALIZED VIEW IF NOT EXISTS \S+\.spans_minute_mv TO \S+ AS\s+(SELECT.*?);", sql, re.S
-    )
-    if found is None:
-        raise ConfigError("migration 0003 no longer defines spans_minute_mv")
-    return found.group(1)

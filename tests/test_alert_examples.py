@@ -35,7 +35,7 @@ def test_each_rule_picks_examples_by_its_signal() -> None:
     ranks = {rule.name: example_rank(rule) for rule in load_rules()}
     assert ranks["latency_spike"] == ranks["latency_contract"] == "slowest"
     assert ranks["cost_spike_hourly"] == ranks["budget_overrun"] == ranks["cost_per_request_contract"] == "costliest"
-    assert ranks["error_rate_critical"] == ranks["tool_call_storm"] == "failed"
+    assert ranks["error_rate"] == ranks["tool_call_storm"] == "failed"
     assert ranks["rate_limiting"] == "retried"
     assert ranks["consumer_lag"] is None and ranks["dlq_rate"] is None  # the pipeline, not a request
 
@@ -74,9 +74,9 @@ def test_an_outage_page_carries_failed_traces_of_its_scope_and_window(tmp_path: 
 
         events = asyncio.run(evaluate())
         stored = client.query_df(
-            f"SELECT dedup_key, example_trace_ids FROM {DB}.alerts WHERE rule = 'error_rate_critical' AND state = 'firing'"
+            f"SELECT dedup_key, example_trace_ids FROM {DB}.alerts WHERE rule = 'error_rate' AND state = 'firing'"
         )
-    (page,) = [e for e in events if e.rule == "error_rate_critical" and e.scope["model_requested"] == MODEL]
+    (page,) = [e for e in events if e.rule == "error_rate" and e.scope["model_requested"] == MODEL]
     assert 1 <= len(page.example_trace_ids) <= 3
     (rule,) = [r for r in load_rules() if r.name == page.rule]
     since, until = example_window(rule, page)

@@ -145,25 +145,28 @@ async def serving() -> AsyncIterator[FakeServices]:
         await runner.cleanup()
 
 
-def event(model: str, state: str = "firing", severity: str = "critical") -> AlertEvent:
+def event(
+    model: str, state: str = "firing", severity: str = "critical", rule: str = "error_rate", value: float = 0.7
+) -> AlertEvent:
     scope = {"provider": "anthropic", "model_requested": model}
     at = datetime(2026, 11, 20, 10, 5, tzinfo=UTC)
     return AlertEvent(
-        rule="error_rate_critical",
+        rule=rule,
         severity=severity,
         state=state,
         at=at,
         started_at=at,
-        dedup_key=dedup_key("error_rate_critical", scope),
+        dedup_key=dedup_key(rule, scope),
         scope=scope,
         group={"provider": "anthropic"},
-        value=0.7,
-        threshold=0.5,
-        summary=f"error_rate_critical [{model}]: 70% fail",
-        description="more than half fail",
+        value=value,
+        threshold=0.3,
+        summary=f"{rule} [{model}]: {value:.0%} fail",
+        description="first attempts fail",
         runbook="provider-outage",
         runbook_branch="provider_errors",
         diagnosis={"branch": "provider_errors", "top_error_type": "server_error"},
+        excess=value / 0.3,
     )
 
 
@@ -211,7 +214,7 @@ async def _an_outage_on_fifty_models_is_one_page_then_one_resolve(services: Fake
         await dispatcher.stop()
     trigger, resolve = services.pagerduty
     assert [trigger["event_action"], resolve["event_action"]] == ["trigger", "resolve"]
-    assert trigger["dedup_key"] == resolve["dedup_key"] == "error_rate_critical/provider=anthropic"
+    assert trigger["dedup_key"] == resolve["dedup_key"] == "error_rate/provider=anthropic"
     assert trigger["routing_key"] == ROUTING_KEY and resolve == {
         "routing_key": ROUTING_KEY,
         "event_action": "resolve",
@@ -219,7 +222,7 @@ async def _an_outage_on_fifty_models_is_one_page_then_one_resolve(services: Fake
     }
     payload = trigger["payload"]
     assert payload["severity"] == "critical" and payload["class"] == "provider_errors"
-    assert "(+49 more in this group)" in payload["summary"]
+    assert "(+49 more: [critical] provider=anthropic, model_requested=model-" in payload["summary"]
     assert len(payload["custom_details"]["alerts_in_group"]) == 50
     assert payload["custom_details"]["diagnosis"]["top_error_type"] == "server_error"
     assert trigger["links"][0]["href"] == f"{RUNBOOKS}/provider-outage#provider_errors"
@@ -322,3 +325,99 @@ async def _rate_limit_spaces_notifications_and_long_incidents_repeat(services: F
 def replace_group(alert: AlertEvent, provider: str) -> AlertEvent:
     scope = {**alert.scope, "provider": provider}
     return replace(alert, scope=scope, group={"provider": provider}, dedup_key=dedup_key(alert.rule, scope))
+
+
+def test_one_incident_is_one_page_listing_its_scopes_worst_first() -> None:
+    run_with_services(_one_incident_is_one_page_listing_its_scopes_worst_first)
+
+
+async def _one_incident_is_one_page_listing_its_scopes_worst_first(services: FakeServices) -> None:
+    """A provider outage pages critical; the same provider's 429 and retry pages (high, medium,
+    their own groups) are held back while it fires and never sent when they clear first. The one
+    page lists its models worst first: critical before high, then furthest past the threshold."""
+    dispatcher = dispatcher_for(services, receivers(services), GROUPS, FAST)
+    await dispatcher.start()
+    try:
+        dispatcher.submit(
+            [
+                event("haiku", severity="high", value=0.12),
+                event("sonnet", value=0.5),
+                event("opus", value=0.9),
+                event("sonnet", severity="high", rule="rate_limiting", value=0.05),
+                event("sonnet", severity="medium", rule="retry_amplification", value=2.4),
+            ]
+        )
+        assert await dispatcher.drain(10)
+        dispatcher.submit(
+            [
+                event("sonnet", "resolved", "high", "rate_limiting", 0.05),
+                event("sonnet", "resolved", "medium", "retry_amplification", 2.4),
+            ]
+        )
+        assert await dispatcher.drain(10)
+        dispatcher.submit([event(m, "resolved") for m in ("haiku", "sonnet", "opus")])
+        assert await dispatcher.drain(10)
+    finally:
+        await dispatcher.stop()
+    assert [(b["event_action"], b["dedup_key"]) for b in services.pagerduty] == [
+        ("trigger", "error_rate/provider=anthropic"),
+        ("resolve", "error_rate/provider=anthropic"),
+    ]
+    trigger = services.webhook[0]
+    assert trigger["scopes"] == [
+        "[critical] provider=anthropic, model_requested=opus",
+        "[critical] provider=anthropic, model_requested=sonnet",
+        "[high] provider=anthropic, model_requested=haiku",
+    ]
+    assert trigger["severity"] == "critical" and trigger["summary"].startswith("error_rate [opus]")
+    details = services.pagerduty[0]["payload"]["custom_details"]["alerts_in_group"]
+    assert [a["severity"] for a in details] == ["critical", "critical", "high"]
+    assert "Scopes, worst first" in json.dumps(services.slack[0]["blocks"])
+    assert dispatcher.inhibited == 2
+
+
+def test_a_held_back_page_is_sent_when_the_critical_one_resolves_first() -> None:
+    run_with_services(_a_held_back_page_is_sent_when_the_critical_one_resolves_first)
+
+
+async def _a_held_back_page_is_sent_when_the_critical_one_resolves_first(services: FakeServices) -> None:
+    dispatcher = dispatcher_for(services, [WebhookReceiver(SecretStr(f"{services.base}/hook"))], GROUPS, FAST)
+    await dispatcher.start()
+    try:
+        dispatcher.submit([event("sonnet"), event("sonnet", severity="high", rule="rate_limiting", value=0.05)])
+        assert await dispatcher.drain(10)
+        assert [n["group_key"] for n in services.webhook] == ["error_rate/provider=anthropic"]
+        dispatcher.submit([event("sonnet", "resolved")])
+        assert await dispatcher.drain(10)
+    finally:
+        await dispatcher.stop()
+    assert [(n["action"], n["group_key"]) for n in services.webhook] == [
+        ("trigger", "error_rate/provider=anthropic"),
+        ("resolve", "error_rate/provider=anthropic"),
+        ("trigger", "rate_limiting/provider=anthropic"),
+    ]
+
+
+def test_an_escalation_to_critical_updates_the_same_incident_at_once() -> None:
+    run_with_services(_an_escalation_to_critical_updates_the_same_incident_at_once)
+
+
+async def _an_escalation_to_critical_updates_the_same_incident_at_once(services: FakeServices) -> None:
+    slow_updates = GroupPolicy(group_wait_s=0.2, group_interval_s=600, repeat_interval_s=3600)
+    dispatcher = dispatcher_for(
+        services, [PagerDutyReceiver(SecretStr(ROUTING_KEY), url=f"{services.base}/v2/enqueue")], slow_updates, FAST
+    )
+    await dispatcher.start()
+    try:
+        dispatcher.submit([event("sonnet", severity="high", value=0.12)])
+        assert await dispatcher.drain(10)
+        escalated_at = services.time.now
+        dispatcher.submit([event("sonnet", value=0.6)])  # same dedup key, a worse burn-rate tier
+        assert await dispatcher.drain(10)
+    finally:
+        await dispatcher.stop()
+    assert [(b["dedup_key"], b["payload"]["severity"]) for b in services.pagerduty] == [
+        ("error_rate/provider=anthropic", "error"),
+        ("error_rate/provider=anthropic", "critical"),
+    ]
+    assert services.time.now - escalated_at < 60  # not held for the 600 s group_interval

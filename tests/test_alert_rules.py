@@ -19,8 +19,8 @@ from tests.support.runbook_branches import DIAGNOSIS_BRANCHES
 #: docs/requirements.md §5 defaults, plus pipeline self-health: rule -> (metric, runbook).
 SPEC_DEFAULTS = {
     "latency_spike": ("ttft_p95_ms", "latency-spike"),
-    "error_rate_high": ("error_rate", "provider-outage"),
-    "error_rate_critical": ("error_rate", "provider-outage"),
+    "error_rate": ("error_rate", "provider-outage"),
+    "retry_amplification": ("retry_amplification", "provider-outage"),
     "rate_limiting": ("rate_limited_rate", "rate-limits"),
     "cost_spike_hourly": ("cost_usd", "cost-spike"),
     "cost_spike_day_over_day": ("cost_usd", "cost-spike"),
@@ -38,6 +38,7 @@ SPEC_DEFAULTS = {
     "alert_input_incomplete": ("silent_partitions", "pipeline-health"),
     "dlq_rate": ("dlq_rate", "pipeline-health"),
 }
+BURN = ("error_rate", "rate_limiting", "tool_call_storm")
 ISSUE_RUNBOOKS = {
     "latency-spike",
     "provider-outage",
@@ -56,14 +57,17 @@ def test_bundled_rules_hold_every_spec_default_with_its_condition() -> None:
     rules = {rule.name: rule for rule in load_rules()}
     assert {name: (rules[name].metric, rules[name].runbook) for name in SPEC_DEFAULTS} == SPEC_DEFAULTS
     assert rules["latency_spike"].condition.value == 2.0 and rules["latency_spike"].condition.baseline.over.days == 7
-    assert [rules[n].condition.value for n in ("error_rate_high", "error_rate_critical", "rate_limiting")] == [
-        0.10,
-        0.50,
-        0.02,
-    ]
-    assert [rules[n].severity for n in ("error_rate_high", "error_rate_critical", "model_version_change")] == [
-        "high",
+    # errors, 429s and tool errors page by burn rate: severity per tier, worst first
+    tiers = {n: [(t.severity, t.burn * rules[n].condition.budget) for t in rules[n].condition.tiers] for n in BURN}
+    assert tiers == {
+        "error_rate": [("critical", pytest.approx(0.30)), ("high", pytest.approx(0.10))],
+        "rate_limiting": [("high", pytest.approx(0.03))],
+        "tool_call_storm": [("high", pytest.approx(0.05))],
+    }
+    assert [t.long.total_seconds() / 60 for t in rules["error_rate"].condition.tiers] == [2, 15]
+    assert [rules[n].severity for n in ("error_rate", "rate_limiting", "model_version_change")] == [
         "critical",
+        "high",
         "low",
     ]
     assert rules["cost_spike_hourly"].condition.value == 3.0 and rules["cost_spike_day_over_day"].condition.value == 1.2
@@ -110,9 +114,34 @@ def test_invalid_rules_name_the_rule_and_field(tmp_path: Path, change: dict, mes
     assert message in str(error.value)
 
 
+def _tiers(*tiers: tuple[str, float, str, str]) -> dict:
+    return {
+        "type": "burn_rate",
+        "objective": 0.98,
+        "tiers": [{"severity": s, "burn": b, "long": long, "short": short} for s, b, long, short in tiers],
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"condition": _tiers(("high", 5, "15m", "5m"), ("critical", 15, "2m", "1m"))}, "worst severity first"),
+        ({"condition": _tiers(("critical", 15, "2m", "2m"))}, "short shorter than long"),
+        ({"condition": _tiers(("critical", 60, "15m", "1m"))}, "burn × (1 − objective) must stay below 1"),
+        ({"condition": _tiers(("critical", 15, "10m", "1m"))}, "window is its longest tier's long window"),
+        ({"condition": _tiers(("critical", 15, "15m", "1m")), "severity": "high"}, "its worst tier's"),
+        ({"metric": "cost_usd"}, "burn_rate needs a proportion"),
+    ],
+)
+def test_invalid_burn_rate_conditions_name_the_rule_and_field(tmp_path: Path, change: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_rules(_write_rules(tmp_path, change, index=1))  # error_rate (window 15m)
+    assert "rule 'error_rate'" in str(error.value) and message in str(error.value)
+
+
 def test_duplicate_rule_names_and_bad_yaml_are_errors(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="used twice: error_rate_critical"):
-        load_rules(_write_rules(tmp_path, {"name": "error_rate_critical"}, index=1))
+    with pytest.raises(ConfigError, match="used twice: error_rate"):
+        load_rules(_write_rules(tmp_path, {"name": "error_rate"}, index=2))
     broken = tmp_path / "broken.yaml"
     broken.write_text("rules: [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):

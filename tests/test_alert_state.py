@@ -132,7 +132,7 @@ def before_the_hour() -> tuple[Evaluator, list[Minute]]:
     feed(evaluator, minutes(rng, START + timedelta(minutes=40), 5))
     feed(evaluator, minutes(rng, START + timedelta(minutes=45), 5, NEW_VERSION))
     fired = feed(evaluator, minutes(rng, START + timedelta(minutes=50), 10, OUTAGE))
-    assert {e.rule for e in fired if e.state == "firing"} >= {"error_rate_critical"}
+    assert {e.rule for e in fired if e.state == "firing"} >= {"error_rate"}
     after = START + timedelta(hours=1)
     following = (
         minutes(rng, after, 2, OUTAGE)
@@ -165,7 +165,7 @@ def test_a_restored_evaluator_behaves_exactly_as_the_saved_one(
     before = feed(saved, following)
     after = feed(restored, following)
     assert after == before
-    assert {(e.rule, e.state) for e in before} >= {("error_rate_critical", "resolved"), ("cost_spike_hourly", "firing")}
+    assert {(e.rule, e.state) for e in before} >= {("error_rate", "resolved"), ("cost_spike_hourly", "firing")}
     end = following[-1].minute + timedelta(minutes=1)
     for key, baseline in baselines(saved, end).items():
         pd.testing.assert_frame_equal(baselines(restored, end)[key], baseline, check_exact=True)

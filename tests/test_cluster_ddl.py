@@ -44,8 +44,11 @@ def single_node_statements() -> list[str]:
 
 
 def created_name(statement: str) -> str:
-    """The object a statement creates (or, for DROP VIEW IF EXISTS, drops)."""
-    return re.search(r"IF (?:NOT )?EXISTS (\S+)", statement).group(1)  # type: ignore[union-attr]
+    """The object a statement creates, drops (DROP VIEW IF EXISTS) or alters (``ALTER TABLE x
+    MODIFY QUERY`` redefines view x)."""
+    match = re.search(r"IF (?:NOT )?EXISTS (\S+)", statement) or re.match(r"ALTER TABLE (\S+)", statement)
+    assert match, statement
+    return match.group(1)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +67,11 @@ def test_every_single_node_object_exists_on_the_cluster_under_its_name(rendered:
     clustered = [created_name(s) for s in rendered[1:]]
     assert rendered[0] == f"CREATE DATABASE IF NOT EXISTS {DB} ON CLUSTER {CLUSTER}"
     assert set(single) <= set(clustered)
-    tables = [s for s in single_node_statements() if s.startswith(("CREATE TABLE", "ALTER TABLE"))]
+    tables = [
+        s
+        for s in single_node_statements()
+        if s.startswith("CREATE TABLE") or (s.startswith("ALTER TABLE") and "ADD COLUMN" in s)
+    ]
     # + one local table per table, and each column added to both the local and the Distributed table
     assert len(rendered) == 1 + len(single_node_statements()) + len(tables)
 
@@ -93,7 +100,11 @@ def test_local_tables_are_the_single_node_tables_replicated(chdb: Client, render
 
 def test_materialized_views_read_and_write_local_tables(chdb: Client, rendered: list[str]) -> None:
     views = [s for s in rendered if s.startswith("CREATE MATERIALIZED VIEW")]
-    assert views
+    redefined = [s for s in rendered if "MODIFY QUERY" in s.split("\n")[0]]
+    assert views and redefined
+    for view in redefined:  # a view's new SELECT reads the local tables like the one it replaces
+        targets = re.findall(rf"FROM ({DB}\.\w+)", view)
+        assert targets and all(t.endswith("_local") for t in targets), view
     for view in views:
         text = formatted(chdb, view)
         targets = re.findall(rf"(?:TO|FROM|JOIN) ({DB}\.\w+)", text)

@@ -28,7 +28,7 @@ def test_demo_runs_twice_on_the_same_home(tmp_path: Path) -> None:
         assert "gpt-4o" in result.stdout and "acme" in result.stdout
         # the replayed provider outage paged, as the ClickHouse alerts table shows
         alerts = result.stdout.split("Alerts (ClickHouse alerts table)")[1]
-        page = next(line for line in alerts.splitlines() if "error_rate_critical" in line)
+        page = next(line for line in alerts.splitlines() if "error_rate" in line)
         assert "firing" in page and "critical" in page and "provider-outage" in page and "provider_errors" in page
         assert "provider=anthropic" in alerts
         assert (tmp_path / "report.html").exists()

@@ -1,8 +1,8 @@
 """The worker writes the minute rollup (streams/rollup.py, sql/ddsketch_state.py, migration 0010).
 
 ClickHouse states encoded in numpy equal the ones ClickHouse computes; the rollup rows equal what
-the retired ``spans_minute_mv`` made of the same raw rows (its SELECT is read from migration 0003,
-so the reference is the view itself, not a restatement); and through the real pipeline on chDB
+the retired ``spans_minute_mv`` made of the same raw rows (its SELECT, with 0012's first-attempt
+counters, is sql/statements/minute_rollup_select.sql, which the Kafka-engine peer also uses); and through the real pipeline on chDB
 every level (minute, hour, day) counts each stored span exactly once for late spans, a replayed
 batch, a batch split by isolation and a crash between the raw insert and the rollup insert.
 """
@@ -25,7 +25,7 @@ from clickhouse_connect.driver.client import Client
 
 from spanline.simulator.workload import WorkloadConfig
 from spanline.sql.ddsketch_state import clickhouse_keys, encode_states
-from spanline.sql.migrate import retired_minute_view_select
+from spanline.sql.statements import render_statement
 from spanline.streams.pipeline import IngestPipeline
 from spanline.streams.pricing import PriceCatalog
 from spanline.streams.rollup import minute_rollup
@@ -107,7 +107,7 @@ def test_the_rollup_equals_what_the_retired_view_made_of_the_same_rows(client: C
     rows = worker_rows(WorkloadConfig(start=START, duration_s=600, requests_per_s=5))
     client.insert_df(f"{DB}.spans", rows, settings={"insert_deduplication_token": "reference"})
     client.command(f"CREATE TABLE IF NOT EXISTS {DB}.by_view AS {DB}.spans_minute")
-    client.command(f"INSERT INTO {DB}.by_view {retired_minute_view_select(DB)}")
+    client.command(f"INSERT INTO {DB}.by_view {render_statement('minute_rollup_select', database=DB)}")
     client.command(f"CREATE TABLE IF NOT EXISTS {DB}.by_worker AS {DB}.spans_minute")
     client.insert_arrow(f"{DB}.by_worker", minute_rollup(rows).table)
     columns = [name for name in client.query(f"SELECT * FROM {DB}.by_worker LIMIT 0").column_names]

@@ -89,6 +89,7 @@ def _buckets(rows: pd.DataFrame) -> pd.DataFrame:
     start = rows["start_time"].dt.tz_convert("UTC").dt.tz_localize(None)
     error = rows["status"].eq("error")
     retry = rows["attempt"].gt(0)
+    rate_limited = rows["http_status"].eq(429) | rows["error_type"].eq("rate_limited")
     hallucination_eval = rows["kind"].eq("eval") & rows["eval_name"].isin(
         ["faithfulness", "hallucination", "groundedness"]
     )
@@ -102,8 +103,10 @@ def _buckets(rows: pd.DataFrame) -> pd.DataFrame:
             "spans": 1,
             "requests": rows["kind"].eq("request"),
             "errors": error,
-            "rate_limited": rows["http_status"].eq(429) | rows["error_type"].eq("rate_limited"),
+            "rate_limited": rate_limited,
             "retries": retry,
+            "first_attempt_errors": error & ~retry,
+            "first_attempt_rate_limited": rate_limited & ~retry,
             "unpriced": rows["cost_known"].eq(0),
             "cache_lookups": rows["kind"].eq("cache"),
             "cache_hits": rows["kind"].eq("cache") & rows["cache_hit"].fillna(False).astype(bool),

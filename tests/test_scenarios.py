@@ -122,8 +122,8 @@ SIGNALS: dict[str, Signal] = {
         ratio_signal("llm", lambda r: r["http_status"].eq(429) | r["error_type"].eq("rate_limited")),
         ABOVE(0.02),
     ),
-    # error rate > 50% (critical)
-    "error_rate_critical": Signal(5, 30, ratio_signal("llm", lambda r: r["status"].eq("error")), ABOVE(0.5)),
+    # error rate: the critical burn-rate tier's 30%, here over 5 minutes and every attempt (stricter)
+    "error_rate": Signal(5, 30, ratio_signal("llm", lambda r: r["status"].eq("error")), ABOVE(0.3)),
     # tool-call storm: tool error rate > 5% and steps per trace rising (judged in its own test helper)
     "tool_call_storm": Signal(5, 30, tool_storm_parts, ABOVE(0.05)),
     # latency spike: p95 TTFT > 2x baseline
@@ -266,7 +266,7 @@ def test_scenario_crosses_its_threshold_only_inside_the_incident(name: str, cata
     scenario = SCENARIOS[name]
     hours, at, length = (1.25, 45.0, 30.0) if name == "eval-regression" else (HOURS, AT_MIN, MINUTES)
     frame = in_scope(generate(scenario, catalog, hours, at, length), scenario.scope(TENANTS))
-    rule = "error_rate_critical" if name == "provider-outage" else scenario.expected_rule
+    rule = scenario.expected_rule
     if rule == "model_version_change":
         responses = llm(frame).groupby("minute")["model_response"].agg(set)
         seen_before = set().union(*responses[responses.index < at])
@@ -301,7 +301,7 @@ def test_baseline_24h_at_a_low_rate_stays_below_every_threshold(catalog: PriceCa
         scoped = frame if tenant is None else frame[frame["tenant_id"] == tenant]
         for rule in (
             "rate_limiting",
-            "error_rate_critical",
+            "error_rate",
             "tool_call_storm",
             "embedding_mismatch",
             "context_exhaustion",

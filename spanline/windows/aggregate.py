@@ -30,6 +30,8 @@ COUNTS: tuple[str, ...] = (
     "errors",
     "rate_limited",
     "retries",
+    "first_attempt_errors",
+    "first_attempt_rate_limited",
     "llm_calls",
     "input_tokens",
     "output_tokens",
@@ -217,6 +219,7 @@ def span_flags(rows: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, Any
     request, llm, cache = kind.eq("request"), kind.eq("llm"), kind.eq("cache")
     tool, evaluation, error = kind.eq("tool"), kind.eq("eval"), text["status"].eq("error")
     retry = _number(rows, "attempt") > 0
+    rate_limited = (_number(rows, "http_status") == 429) | error_type.eq("rate_limited")
     cost = _number(rows, "cost_usd")
     recall = evaluation & text["eval_name"].where(lambda names: np.char.startswith(names.astype(str), "recall@"))
     hallucination_eval = evaluation & text["eval_name"].where(lambda names: np.isin(names, HALLUCINATION_EVALS))
@@ -227,8 +230,10 @@ def span_flags(rows: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, Any
         "requests": request,
         "successful_requests": request & text["status"].eq("ok"),
         "errors": error,
-        "rate_limited": (_number(rows, "http_status") == 429) | error_type.eq("rate_limited"),
+        "rate_limited": rate_limited,
         "retries": retry,
+        "first_attempt_errors": error & ~retry,
+        "first_attempt_rate_limited": rate_limited & ~retry,
         "llm_calls": llm,
         **{
             name: _number(rows, name)

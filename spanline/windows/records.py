@@ -80,8 +80,10 @@ def decode(value: bytes) -> WindowRecord:
         raise ValueError(f"unsupported metrics record version {body.get('version')!r} (expected {FORMAT_VERSION})")
     groups = pd.DataFrame({name: pd.Series(body["groups"][name], dtype=object) for name in DIMENSIONS})
     groups["minute"] = np.full(len(groups), body["minute"], dtype=np.int64)
+    # counters added since version 1 (first_attempt_*) read 0 in records written before them
+    zeros = [0] * len(groups)
     counters = pd.DataFrame(
-        {name: pd.Series(body["groups"][name], dtype="int64") for name in COUNTS}
+        {name: pd.Series(body["groups"].get(name, zeros), dtype="int64") for name in COUNTS}
         | {name: pd.Series(body["groups"][name], dtype="float64") for name in SUMS}
     )
     maps = pd.DataFrame(

@@ -135,6 +135,8 @@ def _llm_row(rng, k: Knobs, tenant, feature, provider, model, tier) -> dict:
         "errors": errors + limited,
         "rate_limited": limited,
         "retries": limited,
+        "first_attempt_errors": errors + limited,
+        "first_attempt_rate_limited": limited,
         "input_tokens": int(k.input_tokens * calls),
         "output_tokens": output,
         "cost_usd": cost,
@@ -191,6 +193,7 @@ def _support_rows(rng, k: Knobs, tenant, feature) -> list[dict]:
             "tool_calls": tools,
             "tool_errors": tool_errors,
             "errors": tool_errors,
+            "first_attempt_errors": tool_errors,
             "errors_by_type": {"timeout": tool_errors} if tool_errors else {},
             "tool_calls_by_tool": {k.failing_tool: tools // 2, other_tool: tools - tools // 2} if tools else {},
             "tool_errors_by_tool": (

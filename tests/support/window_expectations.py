@@ -91,6 +91,7 @@ def flags(rows: pd.DataFrame) -> pd.DataFrame:
     eval_passed = rows["eval_passed"].astype("boolean")
     cost = rows["cost_usd"].astype(float)
     retry = rows["attempt"].astype(int) > 0
+    rate_limited = rows["http_status"].astype(int).eq(429) | error_type.eq("rate_limited")
     hallucination_eval = kind.eq("eval") & text["eval_name"].isin(["faithfulness", "hallucination", "groundedness"])
     recall = kind.eq("eval") & text["eval_name"].str.startswith("recall@")
     start = pd.to_datetime(rows["start_time"], utc=True)
@@ -102,8 +103,10 @@ def flags(rows: pd.DataFrame) -> pd.DataFrame:
             "requests": kind.eq("request"),
             "successful_requests": kind.eq("request") & status.eq("ok"),
             "errors": status.eq("error"),
-            "rate_limited": rows["http_status"].astype(int).eq(429) | error_type.eq("rate_limited"),
+            "rate_limited": rate_limited,
             "retries": retry,
+            "first_attempt_errors": status.eq("error") & ~retry,
+            "first_attempt_rate_limited": rate_limited & ~retry,
             "llm_calls": kind.eq("llm"),
             **{name: rows[name].astype("int64") for name in TOKEN_FIELDS},
             "unpriced": ~rows["cost_known"].astype(bool),
