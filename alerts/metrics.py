@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 Kind = Literal["ratio", "total", "percentile", "new_keys"]
-Unit = Literal["ratio", "usd", "ms", "s", "calls", "steps", "partitions"]
+Unit = Literal["ratio", "usd", "ms", "s", "calls", "steps", "partitions", "tokens"]
 Column = Callable[[pd.DataFrame, str | None], pd.Series]
 
 
@@ -107,6 +107,8 @@ class Metric:
 
 
 LLM = ("llm",)
+#: The steps of a request a stage budget can watch (spanline/contracts.py STAGE_KINDS).
+STAGES = ("llm", "embedding", "retrieval", "rerank", "tool", "cache", "agent_step")
 METRICS: dict[str, Metric] = {
     metric.name: metric
     for metric in (
@@ -127,6 +129,34 @@ METRICS: dict[str, Metric] = {
             ("request",),
             sketch="duration_ms_sketch",
             quantile=0.95,
+        ),
+        Metric(
+            "stage_p95_ms",
+            "percentile",
+            "ms",
+            "p95 duration of one stage of requests (scope by kind: retrieval, rerank, llm, ...)",
+            STAGES,
+            sketch="duration_ms_sketch",
+            quantile=0.95,
+        ),
+        # provider rate limits count what the provider counts: every attempt and its tokens
+        Metric(
+            "llm_tokens",
+            "total",
+            "tokens",
+            "input + output tokens of LLM calls (what a provider's tokens-per-minute limit counts)",
+            LLM,
+            total_of("input_tokens", "output_tokens"),
+            denominator=col("llm_calls"),
+        ),
+        Metric(
+            "llm_requests",
+            "total",
+            "calls",
+            "LLM calls, retries included (what a provider's requests-per-minute limit counts)",
+            LLM,
+            col("llm_calls"),
+            denominator=col("llm_calls"),
         ),
         # 429s are the rate-limiting rule's (another runbook): an exhausted quota is not an outage
         Metric(

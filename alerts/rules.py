@@ -24,7 +24,7 @@ from spanline.yaml_file import read_yaml
 
 RULES_FILE = Path(__file__).with_name("rules.yaml")
 RUNBOOKS_DIR = Path(__file__).with_name("runbooks")
-SCOPE_DIMENSIONS = ("tenant_id", "service", "feature", "provider", "model_requested", "route")
+SCOPE_DIMENSIONS = ("tenant_id", "service", "feature", "provider", "model_requested", "route", "kind")
 Severity = Literal["critical", "high", "medium", "low"]
 Op = Literal[">", ">=", "<", "<="]
 _SLUG = re.compile(r"^[a-z][a-z0-9_-]*$")
@@ -35,7 +35,10 @@ CONTRACT_METRICS = {
     "max_cost_per_request_usd": "cost_per_request_usd",
     "expected_recall_at_k": "recall_at_k",
     "daily_budget_usd": "cost_usd",
+    "stage_p95_ms": "stage_p95_ms",
 }
+#: The metric each provider rate limit caps.
+RATE_LIMIT_METRICS = {"tokens_per_minute": "llm_tokens", "requests_per_minute": "llm_requests"}
 
 #: A duration written like 30s, 5m, 6h or 7d.
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -111,10 +114,25 @@ class ContractLimit(_Strict):
 
     type: Literal["contract"]
     field: Literal[
-        "p95_latency_ms", "p95_ttft_ms", "max_cost_per_request_usd", "expected_recall_at_k", "daily_budget_usd"
+        "p95_latency_ms",
+        "p95_ttft_ms",
+        "max_cost_per_request_usd",
+        "expected_recall_at_k",
+        "daily_budget_usd",
+        "stage_p95_ms",
     ]
     op: Op
     factor: float = Field(1.0, gt=0)
+
+
+class RateLimitShare(_Strict):
+    """The window's mean per minute op ``factor`` × the scope's provider limit (contracts' rate_limits):
+    ``factor: 0.8`` warns at 80 % of tokens_per_minute or requests_per_minute."""
+
+    type: Literal["rate_limit"]
+    field: Literal["tokens_per_minute", "requests_per_minute"]
+    op: Op = ">"
+    factor: float = Field(gt=0)
 
 
 class NewKey(_Strict):
@@ -125,7 +143,8 @@ class NewKey(_Strict):
 
 
 Condition = Annotated[
-    Threshold | RatioToBaseline | PointsChange | DayOverDay | ContractLimit | NewKey, Field(discriminator="type")
+    Threshold | RatioToBaseline | PointsChange | DayOverDay | ContractLimit | RateLimitShare | NewKey,
+    Field(discriminator="type"),
 ]
 
 
@@ -156,6 +175,10 @@ class Clause(_Strict):
         if isinstance(condition, ContractLimit) and CONTRACT_METRICS[condition.field] != self.metric:
             raise ValueError(
                 f"contract field {condition.field} limits {CONTRACT_METRICS[condition.field]}, not {self.metric}"
+            )
+        if isinstance(condition, RateLimitShare) and RATE_LIMIT_METRICS[condition.field] != self.metric:
+            raise ValueError(
+                f"rate limit {condition.field} limits {RATE_LIMIT_METRICS[condition.field]}, not {self.metric}"
             )
         if isinstance(condition, DayOverDay) and metric.kind != "total":
             raise ValueError("day_over_day compares totals (cost_usd)")
@@ -209,6 +232,16 @@ class Rule(Clause):
             raise ValueError(f"pipeline metric(s) {', '.join(pipeline)} are worker-wide: scope [] and no span metrics")
         if any(isinstance(c.condition, ContractLimit) for c in self.clauses) and "tenant_id" not in self.scope:
             raise ValueError("contract conditions need tenant_id in the scope (contracts are per tenant)")
+        if (
+            any(getattr(c.condition, "field", None) == "stage_p95_ms" for c in self.clauses)
+            and "kind" not in self.scope
+        ):
+            raise ValueError("stage budgets are per span kind: put kind in the scope")
+        needed = {"tenant_id", "provider", "model_requested"}
+        if any(isinstance(c.condition, RateLimitShare) for c in self.clauses) and not needed <= set(self.scope):
+            raise ValueError(
+                "rate limits are per tenant key and model: the scope needs tenant_id, provider, model_requested"
+            )
         if not (RUNBOOKS_DIR / f"{self.runbook}.md").is_file():
             raise ValueError(f"runbook {self.runbook!r} has no file alerts/runbooks/{self.runbook}.md")
         return self

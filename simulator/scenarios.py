@@ -88,6 +88,7 @@ class Scenario:
             "feature": self.target.features[0] if len(self.target.features) == 1 else None,
             "provider": self.target.provider,
             "model_requested": self.target.model,
+            "kind": self.effects.stage_latency[0] if self.effects.stage_latency else None,
         }
         missing = [dim for dim in self.expected_scope if values.get(dim) is None]
         if missing:
@@ -128,6 +129,8 @@ SCENARIOS: dict[str, Scenario] = {
             expected_runbook="cost-spike",
             expected_branch="traffic_volume",
             expected_scope=("tenant_id",),
+            # 6x the requests brings its own Gemini key near its limit (the headroom warning)
+            also_fires=("rate_limit_headroom_tokens", "rate_limit_headroom_requests"),
         ),
         Scenario(
             name="cost-cache-collapse",
@@ -254,6 +257,29 @@ SCENARIOS: dict[str, Scenario] = {
             expected_runbook="silent-regression",
             expected_branch="new_model_version",
             expected_scope=("provider", "model_requested"),
+        ),
+        Scenario(
+            name="stage-budget-rerank",
+            summary="the largest tenant's doc-search reranker moves to a CPU pool: rerank takes 4x as long "
+            "(p95 ~170 ms -> ~700 ms against a 300 ms budget)",
+            target=Target(tenant_rank=_LARGEST, features=("doc-search",)),
+            effects=Effects(stage_latency=("rerank", 4.0)),
+            expected_rule="stage_budget",
+            expected_runbook="stage-budget",
+            expected_branch="stage_dominates",
+            expected_scope=("tenant_id", "feature", "kind"),
+        ),
+        Scenario(
+            name="rate-limit-headroom",
+            summary="the largest tenant backfills doc-search at 12x its usual rate: its Gemini key climbs past "
+            "80% of the 2M tokens and 400 requests per minute it may send, before any 429",
+            target=Target(tenant_rank=_LARGEST, features=("doc-search",), provider="google", model="gemini-1.5-flash"),
+            effects=Effects(traffic_factor=12.0),
+            expected_rule="rate_limit_headroom_tokens",
+            expected_runbook="rate-limit-headroom",
+            expected_branch="traffic_surge",
+            expected_scope=("tenant_id", "provider", "model_requested"),
+            also_fires=("rate_limit_headroom_requests",),
         ),
     )
 }

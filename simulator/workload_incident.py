@@ -20,6 +20,9 @@ import numpy.typing as npt
 
 from spanline.simulator.workload_catalog import FEATURES, MODELS, TOOLS
 
+#: The stages whose durations an incident can stretch (simulator/workload_stages.py).
+SLOWABLE_STAGES = ("cache", "embedding", "retrieval", "rerank", "tool")
+
 
 @dataclass(frozen=True, kw_only=True)
 class Target:
@@ -78,6 +81,9 @@ class Effects:
     oversize_share: float | None = None
     #: The versioned name the provider now answers the target model with.
     model_response: str | None = None
+    #: (span kind, duration multiplier): one stage of the target's requests slows down (a reranker
+    #: moved to CPU, a vector store under compaction). Kinds: cache, embedding, retrieval, rerank, tool.
+    stage_latency: tuple[str, float] | None = None
 
     def __post_init__(self) -> None:
         for name in ("traffic_factor", "output_factor", "ttft_factor"):
@@ -98,6 +104,11 @@ class Effects:
             raise ValueError("shares and probabilities must lie in [0, 1]")
         if unknown := set(self.cache_hit) - {"exact", "semantic"}:
             raise ValueError(f"unknown cache layer(s) {sorted(unknown)}")
+        if self.stage_latency is not None and (
+            self.stage_latency[0] not in SLOWABLE_STAGES
+            or not (math.isfinite(self.stage_latency[1]) and self.stage_latency[1] > 0)
+        ):
+            raise ValueError(f"stage_latency needs one of {SLOWABLE_STAGES} and a positive factor")
         if self.tool_error is not None and self.tool_error[0] not in {name for name, _, _, _ in TOOLS}:
             raise ValueError(f"unknown tool {self.tool_error[0]!r}")
 
