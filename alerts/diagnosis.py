@@ -310,6 +310,39 @@ def _headroom(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evalua
     }
 
 
+# --- index builds
+def _index_build(periods: Periods, _rule: Rule, scope: dict[str, str], _ev: Evaluator) -> tuple[str, dict[str, Any]]:
+    """Documents and chunks per build of the index now vs before, and the tenant's canary recall
+    beside them: fewer documents = the corpus shrank; the same documents in fewer chunks = the
+    chunker or parser changed."""
+    index = scope.get("index_name", "")
+
+    def per_build(column: str) -> tuple[float, float]:
+        sums, builds = (
+            periods.map_rate(column, ("index_build",)),
+            periods.map_rate("index_builds_by_index", ("index_build",)),
+        )
+        return (
+            _div(sums[0].get(index, 0.0), builds[0].get(index, 0.0)),
+            _div(sums[1].get(index, 0.0), builds[1].get(index, 0.0)),
+        )
+
+    documents, chunks = per_build("index_documents_by_index"), per_build("index_chunks_by_index")
+    if math.isnan(documents[1]) and math.isnan(chunks[1]):
+        branch = "no_reference"
+    elif _ratio_of(documents) < 0.8:
+        branch = "documents_dropped"
+    else:
+        branch = "chunking_changed"
+    return branch, {
+        "index_name": index,
+        "documents_per_build": _pair(documents),
+        "chunks_per_build": _pair(chunks),
+        "chunks_per_document": _pair((_div(chunks[0], documents[0]), _div(chunks[1], documents[1]))),
+        "recall_at_k": _pair(periods.ratio("recall_sum", "recall_evals", ("eval",))),
+    }
+
+
 # --- stage budgets
 def _stage(periods: Periods, rule: Rule, scope: dict[str, str], ev: Evaluator) -> tuple[str, dict[str, Any]]:
     """The stage against its requests: its p95, its share of the requests' time (summed durations
@@ -519,6 +552,8 @@ _HANDLERS: dict[str, Handler] = {
     "context_exhaustion_rate": _context,
     "new_model_versions": _versions,
     "stage_p95_ms": _stage,
+    "index_documents": _index_build,
+    "index_chunks": _index_build,
     "llm_tokens": _headroom,
     "llm_requests": _headroom,
 }

@@ -25,6 +25,8 @@ from spanline.yaml_file import read_yaml
 RULES_FILE = Path(__file__).with_name("rules.yaml")
 RUNBOOKS_DIR = Path(__file__).with_name("runbooks")
 SCOPE_DIMENSIONS = ("tenant_id", "service", "feature", "provider", "model_requested", "route", "kind")
+#: Dimensions that are map keys of a metric (alerts/metrics.py ``per_key``), not grain columns.
+KEY_DIMENSIONS = ("index_name",)
 Severity = Literal["critical", "high", "medium", "low"]
 Op = Literal[">", ">=", "<", "<="]
 _SLUG = re.compile(r"^[a-z][a-z0-9_-]*$")
@@ -219,9 +221,15 @@ class Rule(Clause):
 
     @model_validator(mode="after")
     def _scope(self) -> Rule:
-        unknown = [d for d in self.scope if d not in SCOPE_DIMENSIONS]
+        unknown = [d for d in self.scope if d not in (*SCOPE_DIMENSIONS, *KEY_DIMENSIONS)]
         if unknown:
             raise ValueError(f"scope dimension(s) {', '.join(unknown)} unknown; use {', '.join(SCOPE_DIMENSIONS)}")
+        for clause in self.clauses:
+            keyed = clause.spec.per_key
+            if keyed is not None and keyed not in self.scope:
+                raise ValueError(f"metric {clause.metric!r} is per {keyed}: put {keyed} in the scope")
+            if keyed is None and any(d in KEY_DIMENSIONS for d in self.scope):
+                raise ValueError(f"metric {clause.metric!r} has no {', '.join(KEY_DIMENSIONS)} dimension")
         if len(set(self.scope)) != len(self.scope):
             raise ValueError("scope lists a dimension twice")
         outside = [d for d in self.group_by or [] if d not in self.scope]

@@ -734,6 +734,19 @@ ORDER BY time""",
                 thresholds=() if recall is None else (Step(recall, "green"),),
             ),
             Panel(
+                "Index size per build",
+                "Documents and chunks each retrieval index reported at its builds and refreshes (index_build "
+                "spans), per index and interval, beside the recall canaries: a build that lost part of the corpus "
+                "shows as a step down here before recall moves (the index_shrink alerts page at -20%).",
+                "timeseries",
+                f"""SELECT $__timeInterval(start_time) AS time, index_name, avg(index_documents) AS documents,
+       avg(index_chunks) AS chunks
+{RAW} AND {SCOPE} AND kind = 'index_build' AND index_documents IS NOT NULL
+GROUP BY time, index_name
+ORDER BY time, index_name""",
+                unit="short",
+            ),
+            Panel(
                 "Context exhaustion",
                 "Context-length errors and truncations over model calls; the alert fires above 0.1%.",
                 "stat",

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from spanline.simulator.workload import DEFAULT_TENANTS, WorkloadConfig
+from spanline.simulator.workload_catalog import FEATURES
 from spanline.simulator.workload_incident import Effects, Incident, Target
 
 #: Default shape of a scenario run: an hour of history first (baselines), then the incident.
@@ -89,11 +90,19 @@ class Scenario:
             "provider": self.target.provider,
             "model_requested": self.target.model,
             "kind": self.effects.stage_latency[0] if self.effects.stage_latency else None,
+            "index_name": self._index(tenants),
         }
         missing = [dim for dim in self.expected_scope if values.get(dim) is None]
         if missing:
             raise ValueError(f"scenario {self.name!r} does not pin {missing} of its scope")
         return {dim: str(values[dim]) for dim in self.expected_scope}
+
+    def _index(self, tenants: tuple[str, ...]) -> str | None:
+        """The index an index-loss incident shrinks: its tenant's index of its one feature."""
+        if self.effects.index_loss is None or self.target.tenant_rank is None or len(self.target.features) != 1:
+            return None
+        suffix = next(f.index_suffix for f in FEATURES if f.name == self.target.features[0])
+        return f"{tenants[self.target.tenant_rank]}-{suffix}"
 
 
 _LARGEST = 0  # the largest tenant: an incident there is visible above every minimum-traffic guard
@@ -280,6 +289,18 @@ SCENARIOS: dict[str, Scenario] = {
             expected_branch="traffic_surge",
             expected_scope=("tenant_id", "provider", "model_requested"),
             also_fires=("rate_limit_headroom_requests",),
+        ),
+        Scenario(
+            name="index-shrink",
+            summary="a schema change in the largest tenant's docs ingestion fails 30% of the documents: its "
+            "doc-search index refreshes with 30% fewer documents and chunks, and retrieval quietly answers from less",
+            target=Target(tenant_rank=_LARGEST, features=("doc-search",)),
+            effects=Effects(index_loss=0.3),
+            expected_rule="index_shrink_documents",
+            expected_runbook="index-health",
+            expected_branch="documents_dropped",
+            expected_scope=("tenant_id", "index_name"),
+            also_fires=("index_shrink_chunks",),
         ),
     )
 }

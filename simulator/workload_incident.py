@@ -84,6 +84,9 @@ class Effects:
     #: (span kind, duration multiplier): one stage of the target's requests slows down (a reranker
     #: moved to CPU, a vector store under compaction). Kinds: cache, embedding, retrieval, rerank, tool.
     stage_latency: tuple[str, float] | None = None
+    #: Share of the documents (and their chunks) the target's index builds lose (a schema change
+    #: that fails part of the corpus; simulator/workload_indexes.py).
+    index_loss: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("traffic_factor", "output_factor", "ttft_factor"):
@@ -96,6 +99,7 @@ class Effects:
             self.server_error,
             self.canary_recall,
             self.oversize_share,
+            self.index_loss,
             *self.cache_hit.values(),
         ]
         if self.tool_error is not None:

@@ -332,7 +332,11 @@ def test_first_token_time_and_all_span_kinds(recorder: Recorder) -> None:
         pass
     with sdk.eval_span(eval_name="recall@5", eval_score=0.8, eval_passed=True):
         pass
+    with sdk.index_build(name="refresh", index_name="acme-docs") as build:
+        build.set(index_documents=4_812, index_chunks=20_311)
     spans = sent(recorder)
+    assert spans["refresh"]["kind"] == "index_build"
+    assert (spans["refresh"]["index_documents"], spans["refresh"]["index_chunks"]) == (4_812, 20_311)
     stream = spans["stream"]
     assert 3.0 <= stream["ttft_ms"] < stream["duration_ms"]
     assert spans["embeddings"]["embedding_model"] == "text-embedding-3-small"

@@ -155,6 +155,12 @@ def rerank(**fields: Unpack[SpanFields]) -> SpanScope:
     return new_scope(None, SpanKind.RERANK.value, fields)
 
 
+def index_build(**fields: Unpack[SpanFields]) -> SpanScope:
+    """A build or refresh of a retrieval index (kind ``index_build``): index_name, and the index's
+    size after it as index_documents and index_chunks (what the index_shrink alerts compare)."""
+    return new_scope(None, SpanKind.INDEX_BUILD.value, fields)
+
+
 def tool_call(**fields: Unpack[SpanFields]) -> SpanScope:
     """A tool call (kind ``tool``); the name defaults to ``tool_name``, unclassified errors are tool_error."""
     return new_scope(None, SpanKind.TOOL.value, fields)

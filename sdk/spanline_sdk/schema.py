@@ -42,6 +42,7 @@ class SpanKind(StrEnum):
     AGENT_STEP = "agent_step"
     EVAL = "eval"
     REQUEST = "request"
+    INDEX_BUILD = "index_build"
 
 
 class ErrorType(StrEnum):

@@ -46,6 +46,8 @@ TOKEN_FIELDS: tuple[str, ...] = (
     "cache_write_tokens",
     "reasoning_tokens",
 )
+#: Upper bound on an index's document or chunk count (a UInt64 column; far beyond any real index).
+MAX_INDEX_ITEMS = 10**15
 #: Upper bound on a span's length (24 h): longer durations are clock or unit errors.
 MAX_DURATION_MS = 86_400_000.0
 #: Tolerance when both ``end_time`` and ``duration_ms`` are given.
@@ -87,6 +89,8 @@ class SpanKind(StrEnum):
     AGENT_STEP = "agent_step"
     EVAL = "eval"
     REQUEST = "request"
+    #: A build or refresh of a retrieval index (``index_name``, ``index_documents``, ``index_chunks``).
+    INDEX_BUILD = "index_build"
 
 
 class Status(StrEnum):
@@ -231,6 +235,12 @@ class Span(BaseModel):
     )
     embedding_model: Label | None = Field(None, description="Model that embedded the query.")
     index_embedding_model: Label | None = Field(None, description="Model that built the index.")
+    index_documents: Annotated[int, Field(ge=0, le=MAX_INDEX_ITEMS)] | None = Field(
+        None, description="For index_build spans: documents in the index after the build."
+    )
+    index_chunks: Annotated[int, Field(ge=0, le=MAX_INDEX_ITEMS)] | None = Field(
+        None, description="For index_build spans: chunks (embedded passages) in the index after the build."
+    )
     # tool / eval
     tool_name: Label | None = Field(None, description="Tool called.")
     eval_name: Label | None = Field(None, description="Evaluation name, e.g. recall@5.")

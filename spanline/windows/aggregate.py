@@ -4,7 +4,9 @@ Used by the live path (each stored batch) and by recovery (rows read back from C
 so a rebuilt window equals the one that was lost. Column-wise: one group code per span from
 a single groupby on the grain, then ``np.bincount`` per counter and small integer groupbys for
 maps and sketch bins. The definitions mirror ``spans_minute_mv`` (sql/migrations/0003) line
-by line; tests/test_agreement.py checks that they agree.
+by line; tests/test_agreement.py checks that they agree. The index-build maps (ALERT_ONLY_MAPS)
+are the exception: only the alert windows carry them (a few spans an hour, which dashboards read
+raw), so the rollups have no column for them.
 """
 
 from __future__ import annotations
@@ -66,7 +68,12 @@ MAPS: dict[str, bool] = {
     "tool_calls_by_tool": True,
     "tool_errors_by_tool": True,
     "cost_by_prompt": False,
+    "index_builds_by_index": True,
+    "index_documents_by_index": True,
+    "index_chunks_by_index": True,
 }
+#: Maps of index_build spans per index_name: builds, and the documents and chunks they reported.
+ALERT_ONLY_MAPS: tuple[str, ...] = ("index_builds_by_index", "index_documents_by_index", "index_chunks_by_index")
 #: Sketch columns (values in the unit of their name: ms or tokens).
 SKETCHES: tuple[str, ...] = ("duration_ms", "ttft_ms", "tpot_ms", "input_tokens")
 HALLUCINATION_EVALS = ("faithfulness", "hallucination", "groundedness")
@@ -99,6 +106,9 @@ ROW_COLUMNS: tuple[str, ...] = (
     "prompt_version",
     "embedding_model",
     "index_embedding_model",
+    "index_name",
+    "index_documents",
+    "index_chunks",
     "duration_ms",
     "ttft_ms",
     "tpot_ms",
@@ -209,6 +219,7 @@ def span_flags(rows: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, Any
             "prompt_version",
             "embedding_model",
             "index_embedding_model",
+            "index_name",
         )
     }
     kind, error_type = text["kind"], text["error_type"]
@@ -262,6 +273,9 @@ def span_flags(rows: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, Any
         "tool": tool,
         "cache_known": rows["cache_hit"].notna().to_numpy(dtype=bool),
         "cache_hit": _truth(rows, "cache_hit", True),
+        "index_build": kind.eq("index_build"),
+        "index_documents": np.nan_to_num(_number(rows, "index_documents")),
+        "index_chunks": np.nan_to_num(_number(rows, "index_chunks")),
     }
     return flags, context
 
@@ -278,6 +292,9 @@ _MAP_RULES: dict[str, Callable[[dict[str, Any]], tuple[np.ndarray, _Labels, np.n
     "tool_calls_by_tool": lambda c: (c["tool"], c["tool_name"], None),
     "tool_errors_by_tool": lambda c: (c["tool"] & c["error"], c["tool_name"], None),
     "cost_by_prompt": lambda c: (~c["prompt_id"].eq(""), c["prompt"], c["cost"]),
+    "index_builds_by_index": lambda c: (c["index_build"], c["index_name"], None),
+    "index_documents_by_index": lambda c: (c["index_build"], c["index_name"], c["index_documents"]),
+    "index_chunks_by_index": lambda c: (c["index_build"], c["index_name"], c["index_chunks"]),
 }
 
 
