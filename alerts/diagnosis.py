@@ -343,6 +343,36 @@ def _index_build(periods: Periods, _rule: Rule, scope: dict[str, str], _ev: Eval
     }
 
 
+# --- user outcomes
+def _outcomes(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator) -> tuple[str, dict[str, Any]]:
+    """Escalations and negative feedback are symptoms: the branch is the cause the data shows,
+    failing requests first, then worse answers (the online evals), else none in the figures."""
+    errors = periods.ratio("errors", "requests", ("request",))
+    evals = periods.ratio("evals_passed", "evals", ("eval",))
+    if errors[0] - errors[1] >= 0.02 and _ratio_of(errors) >= 1.5:
+        branch = "failing_requests"
+    elif evals[1] - evals[0] >= 0.03:
+        branch = "answer_quality"
+    else:
+        branch = "no_signal_found"
+    escalations = periods.map_rate("escalations_by_reason", ("escalation",))
+    feedback = periods.map_rate("feedback_by_name", ("feedback",))
+    positive = periods.map_rate("positive_feedback_by_name", ("feedback",))
+    return branch, {
+        "requests_per_min": _pair(periods.rate("requests", ("request",))),
+        "escalations_per_min": _pair((sum(escalations[0].values()), sum(escalations[1].values()))),
+        "escalation_reasons_per_min": escalations[0],
+        "positive_feedback_rate": _pair(
+            (
+                _div(sum(positive[0].values()), sum(feedback[0].values())),
+                _div(sum(positive[1].values()), sum(feedback[1].values())),
+            )
+        ),
+        "request_error_rate": _pair(errors),
+        "eval_pass_rate": _pair(evals),
+    }
+
+
 # --- stage budgets
 def _stage(periods: Periods, rule: Rule, scope: dict[str, str], ev: Evaluator) -> tuple[str, dict[str, Any]]:
     """The stage against its requests: its p95, its share of the requests' time (summed durations
@@ -554,6 +584,8 @@ _HANDLERS: dict[str, Handler] = {
     "stage_p95_ms": _stage,
     "index_documents": _index_build,
     "index_chunks": _index_build,
+    "containment_rate": _outcomes,
+    "positive_feedback_rate": _outcomes,
     "llm_tokens": _headroom,
     "llm_requests": _headroom,
 }

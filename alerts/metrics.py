@@ -74,6 +74,22 @@ def map_entry(name: str) -> Column:
     return read
 
 
+def map_total(name: str) -> Column:
+    """The sum of a map column's values per row (all its keys)."""
+
+    def read(frame: pd.DataFrame, _key: str | None) -> pd.Series:
+        if name not in frame:
+            return pd.Series(0.0, index=frame.index)
+        return frame[name].map(lambda entries: float(sum((entries or {}).values()))).astype("float64")
+
+    return read
+
+
+def contained(frame: pd.DataFrame, key: str | None) -> pd.Series:
+    """Requests less escalations (never below 0 per row: a row holds one of the two kinds)."""
+    return col("requests")(frame, key) - map_total("escalations_by_reason")(frame, key)
+
+
 @dataclass(frozen=True)
 class Metric:
     """How one metric is computed; ``kinds`` selects the grain rows it reads (None = all)."""
@@ -188,6 +204,24 @@ METRICS: dict[str, Metric] = {
             denominator=col("index_builds_by_index"),
             per_key="index_name",
             key_maps=("index_builds_by_index", "index_chunks_by_index"),
+        ),
+        Metric(
+            "containment_rate",
+            "ratio",
+            "ratio",
+            "requests completed without a human escalation (escalation spans) / requests",
+            ("request", "escalation"),
+            contained,
+            denominator=col("requests"),
+        ),
+        Metric(
+            "positive_feedback_rate",
+            "ratio",
+            "ratio",
+            "positive end-user feedback (feedback spans with eval_passed) / feedback",
+            ("feedback",),
+            map_total("positive_feedback_by_name"),
+            denominator=map_total("feedback_by_name"),
         ),
         # provider rate limits count what the provider counts: every attempt and its tokens
         Metric(

@@ -734,6 +734,21 @@ ORDER BY time""",
                 thresholds=() if recall is None else (Step(recall, "green"),),
             ),
             Panel(
+                "Containment and user feedback",
+                "Per feature and interval: containment = requests completed without a human escalation "
+                "(escalation spans in the trace) over requests, and the positive share of end-user feedback "
+                "(feedback spans, eval_passed); the containment_drop and feedback_drop alerts page on drops.",
+                "timeseries",
+                f"""SELECT $__timeInterval(start_time) AS time, feature,
+       1 - countIf(kind = 'escalation') / nullIf(countIf(kind = 'request'), 0) AS containment,
+       countIf(kind = 'feedback' AND eval_passed) / nullIf(countIf(kind = 'feedback'), 0) AS positive_feedback
+{RAW} AND {SCOPE} AND kind IN ('request', 'escalation', 'feedback')
+GROUP BY time, feature
+HAVING countIf(kind = 'request') > 0
+ORDER BY time, feature""",
+                unit="percentunit",
+            ),
+            Panel(
                 "Index size per build",
                 "Documents and chunks each retrieval index reported at its builds and refreshes (index_build "
                 "spans), per index and interval, beside the recall canaries: a build that lost part of the corpus "

@@ -302,6 +302,28 @@ SCENARIOS: dict[str, Scenario] = {
             expected_scope=("tenant_id", "index_name"),
             also_fires=("index_shrink_chunks",),
         ),
+        Scenario(
+            name="containment-drop",
+            summary="the largest tenant's support knowledge base loses its billing articles: the bot hands "
+            "25% of support-chat conversations to a human (baseline 6%)",
+            target=Target(tenant_rank=_LARGEST, features=("support-chat",)),
+            effects=Effects(escalation_share=0.25),
+            expected_rule="containment_drop",
+            expected_runbook="user-outcomes",
+            expected_branch="no_signal_found",
+            expected_scope=("tenant_id", "feature"),
+        ),
+        Scenario(
+            name="feedback-drop",
+            summary="a UI release shows the largest tenant's support-chat answers truncated: thumbs-up falls "
+            "from 85% to 50% of the feedback",
+            target=Target(tenant_rank=_LARGEST, features=("support-chat",)),
+            effects=Effects(positive_feedback=0.5),
+            expected_rule="feedback_drop",
+            expected_runbook="user-outcomes",
+            expected_branch="no_signal_found",
+            expected_scope=("tenant_id", "feature"),
+        ),
     )
 }
 

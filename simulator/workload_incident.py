@@ -87,6 +87,10 @@ class Effects:
     #: Share of the documents (and their chunks) the target's index builds lose (a schema change
     #: that fails part of the corpus; simulator/workload_indexes.py).
     index_loss: float | None = None
+    #: Share of the target's requests handed to a human (baseline: 0.5–6% by feature).
+    escalation_share: float | None = None
+    #: Share of the target's feedback that is positive (baseline 0.85).
+    positive_feedback: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("traffic_factor", "output_factor", "ttft_factor"):
@@ -100,6 +104,8 @@ class Effects:
             self.canary_recall,
             self.oversize_share,
             self.index_loss,
+            self.escalation_share,
+            self.positive_feedback,
             *self.cache_hit.values(),
         ]
         if self.tool_error is not None:

@@ -44,7 +44,7 @@ class Stage:
     sink: SpanSink
     incident: IncidentRows
 
-    def knob(self, req: np.ndarray, baseline: float, incident: float | None) -> float | np.ndarray:
+    def knob(self, req: np.ndarray, baseline: float | np.ndarray, incident: float | None) -> float | np.ndarray:
         """A rate per row: the incident's value on affected rows, the baseline's elsewhere."""
         if incident is None or not self.incident.any:
             return baseline

@@ -191,6 +191,8 @@ def test_every_diagnosis_branch_a_rule_can_emit_is_explained_in_its_runbook() ->
         "silent-regression": ["new_model_version"],
         "stage-budget": ["more_calls_per_request", "stage_dominates", "everything_slower"],
         "rate-limit-headroom": ["traffic_surge", "longer_calls", "retry_storm", "steady_growth"],
+        "index-health": ["documents_dropped", "chunking_changed", "no_reference"],
+        "user-outcomes": ["failing_requests", "answer_quality", "no_signal_found"],
     }
     for runbook, names in branches.items():
         text = (RUNBOOKS_DIR / f"{runbook}.md").read_text()

@@ -188,6 +188,22 @@ SIGNALS: dict[str, Signal] = {
         lambda v, _b: v / 5 > 0.8 * 2_000_000,
         kind="total",
     ),
+    # containment: requests without an escalation, 5 points below the trailing baseline
+    "containment_drop": Signal(
+        30,
+        300,
+        lambda f: _parts(
+            f["kind"].eq("request").astype(int) - f["kind"].eq("escalation"), f["kind"].eq("request"), f["minute"]
+        ),
+        lambda v, b: v < b - 0.05,
+    ),
+    # feedback: positive share of end-user feedback, 10 points below the trailing baseline
+    "feedback_drop": Signal(
+        30,
+        100,
+        ratio_signal("feedback", lambda r: r["eval_passed"].eq(True)),
+        lambda v, b: v < b - 0.10,
+    ),
     # context exhaustion: context-length errors or truncations > 0.1% of LLM calls
     "context_exhaustion": Signal(
         15,
@@ -283,7 +299,8 @@ INCIDENTS = [name for name, scenario in SCENARIOS.items() if not scenario.is_bas
 @pytest.mark.parametrize("name", INCIDENTS)
 def test_scenario_crosses_its_threshold_only_inside_the_incident(name: str, catalog: PriceCatalog) -> None:
     scenario = SCENARIOS[name]
-    hours, at, length = (1.25, 45.0, 30.0) if name == "eval-regression" else (HOURS, AT_MIN, MINUTES)
+    thirty_minute_windows = ("eval-regression", "containment-drop", "feedback-drop")
+    hours, at, length = (1.25, 45.0, 30.0) if name in thirty_minute_windows else (HOURS, AT_MIN, MINUTES)
     frame = in_scope(generate(scenario, catalog, hours, at, length), scenario.scope(TENANTS))
     rule = "error_rate_critical" if name == "provider-outage" else scenario.expected_rule
     if rule == "model_version_change":

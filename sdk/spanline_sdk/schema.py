@@ -43,6 +43,8 @@ class SpanKind(StrEnum):
     EVAL = "eval"
     REQUEST = "request"
     INDEX_BUILD = "index_build"
+    FEEDBACK = "feedback"
+    ESCALATION = "escalation"
 
 
 class ErrorType(StrEnum):

@@ -71,9 +71,20 @@ MAPS: dict[str, bool] = {
     "index_builds_by_index": True,
     "index_documents_by_index": True,
     "index_chunks_by_index": True,
+    "feedback_by_name": True,
+    "positive_feedback_by_name": True,
+    "escalations_by_reason": True,
 }
-#: Maps of index_build spans per index_name: builds, and the documents and chunks they reported.
-ALERT_ONLY_MAPS: tuple[str, ...] = ("index_builds_by_index", "index_documents_by_index", "index_chunks_by_index")
+#: Maps of index_build spans per index_name (builds, and the documents and chunks they reported),
+#: of feedback spans per eval_name (all, positive) and of escalation spans per reason (name).
+ALERT_ONLY_MAPS: tuple[str, ...] = (
+    "index_builds_by_index",
+    "index_documents_by_index",
+    "index_chunks_by_index",
+    "feedback_by_name",
+    "positive_feedback_by_name",
+    "escalations_by_reason",
+)
 #: Sketch columns (values in the unit of their name: ms or tokens).
 SKETCHES: tuple[str, ...] = ("duration_ms", "ttft_ms", "tpot_ms", "input_tokens")
 HALLUCINATION_EVALS = ("faithfulness", "hallucination", "groundedness")
@@ -109,6 +120,7 @@ ROW_COLUMNS: tuple[str, ...] = (
     "index_name",
     "index_documents",
     "index_chunks",
+    "name",
     "duration_ms",
     "ttft_ms",
     "tpot_ms",
@@ -220,6 +232,7 @@ def span_flags(rows: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, Any
             "embedding_model",
             "index_embedding_model",
             "index_name",
+            "name",
         )
     }
     kind, error_type = text["kind"], text["error_type"]
@@ -274,6 +287,9 @@ def span_flags(rows: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, Any
         "cache_known": rows["cache_hit"].notna().to_numpy(dtype=bool),
         "cache_hit": _truth(rows, "cache_hit", True),
         "index_build": kind.eq("index_build"),
+        "feedback": kind.eq("feedback"),
+        "positive": _truth(rows, "eval_passed", True),
+        "escalation": kind.eq("escalation"),
         "index_documents": np.nan_to_num(_number(rows, "index_documents")),
         "index_chunks": np.nan_to_num(_number(rows, "index_chunks")),
     }
@@ -295,6 +311,9 @@ _MAP_RULES: dict[str, Callable[[dict[str, Any]], tuple[np.ndarray, _Labels, np.n
     "index_builds_by_index": lambda c: (c["index_build"], c["index_name"], None),
     "index_documents_by_index": lambda c: (c["index_build"], c["index_name"], c["index_documents"]),
     "index_chunks_by_index": lambda c: (c["index_build"], c["index_name"], c["index_chunks"]),
+    "feedback_by_name": lambda c: (c["feedback"], c["eval_name"], None),
+    "positive_feedback_by_name": lambda c: (c["feedback"] & c["positive"], c["eval_name"], None),
+    "escalations_by_reason": lambda c: (c["escalation"], c["name"], None),
 }
 
 

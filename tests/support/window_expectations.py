@@ -37,6 +37,9 @@ ALERT_ONLY_MAPS = {
     "index_builds_by_index": ("index_builds", "index_name", None),
     "index_documents_by_index": ("index_builds", "index_name", "index_documents"),
     "index_chunks_by_index": ("index_builds", "index_name", "index_chunks"),
+    "feedback_by_name": ("feedback", "eval_name", None),
+    "positive_feedback_by_name": ("positive_feedback", "eval_name", None),
+    "escalations_by_reason": ("escalations", "name", None),
 }
 STREAM_MAPS = {**MAPS, **ALERT_ONLY_MAPS}
 #: sketch -> (span mask column or None for all spans, value column)
@@ -148,6 +151,11 @@ def flags(rows: pd.DataFrame) -> pd.DataFrame:
             "has_ttft": rows["ttft_ms"].notna(),
             "has_tpot": rows["tpot_ms"].notna(),
             "index_builds": kind.eq("index_build"),
+            "feedback": kind.eq("feedback"),
+            "positive_feedback": kind.eq("feedback") & eval_passed.eq(True).fillna(False),
+            "escalations": kind.eq("escalation"),
+            "eval_name": text["eval_name"],
+            "name": _text_or_blank(rows, "name"),
             "index_name": _text_or_blank(rows, "index_name"),
             **{
                 name: pd.to_numeric(rows[name], errors="coerce")
