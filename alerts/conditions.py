@@ -22,12 +22,14 @@ from spanline.alerts.rules import (
     DayOverDay,
     NewKey,
     PointsChange,
+    RateLimitShare,
     RatioToBaseline,
     Threshold,
 )
-from spanline.contracts import Contract, contract_limit
+from spanline.contracts import Contract, contract_limit, rate_limit, stage_budget
 
 HOUR = timedelta(hours=1)
+MINUTE = timedelta(minutes=1)
 COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 #: ``severity`` is the holding burn-rate tier's (None: the rule's own severity).
 RESULT_COLUMNS = ["value", "threshold", "baseline", "ratio", "volume", "holds", "severity"]
@@ -130,6 +132,12 @@ def _evaluate(
         result["baseline"] = limits
         result["threshold"] = limits * condition.factor
         holds = COMPARE[condition.op](value, result["threshold"])
+    elif isinstance(condition, RateLimitShare):
+        value = result["value"] = value / (length / MINUTE)  # the window's mean per minute
+        limits = _rate_limits(result.index, dims, contracts, condition.field)
+        result["baseline"] = limits
+        result["threshold"] = limits * condition.factor
+        holds = COMPARE[condition.op](value, result["threshold"])
     else:  # pragma: no cover - the Condition union is exhaustive
         raise TypeError(f"unhandled condition {condition!r}")
     result["ratio"] = value / result["baseline"]
@@ -214,9 +222,27 @@ def _contract_limits(index: pd.Index, dims: tuple[str, ...], contracts: list[Con
     """The applicable contract limit per scope (NaN where no contract sets the field)."""
     frame = index.to_frame(index=False) if len(index) else pd.DataFrame(columns=list(dims))
     features = frame["feature"] if "feature" in dims else pd.Series([None] * len(frame))
+    if field == "stage_p95_ms":
+        limits = [
+            stage_budget(contracts, tenant, feature, kind)
+            for tenant, feature, kind in zip(frame["tenant_id"], features, frame["kind"], strict=False)
+        ]
+    else:
+        limits = [
+            contract_limit(contracts, field, tenant, feature)
+            for tenant, feature in zip(frame["tenant_id"], features, strict=False)
+        ]
+    return pd.Series(np.array([np.nan if v is None else v for v in limits], dtype="float64"), index=index)
+
+
+def _rate_limits(index: pd.Index, dims: tuple[str, ...], contracts: list[Contract], field: str) -> pd.Series:
+    """The provider limit per scope (tenant × provider × model; NaN where no contract names it)."""
+    frame = index.to_frame(index=False) if len(index) else pd.DataFrame(columns=list(dims))
     limits = [
-        contract_limit(contracts, field, tenant, feature)
-        for tenant, feature in zip(frame["tenant_id"], features, strict=False)
+        rate_limit(contracts, field, tenant, provider, model)
+        for tenant, provider, model in zip(
+            frame["tenant_id"], frame["provider"], frame["model_requested"], strict=False
+        )
     ]
     return pd.Series(np.array([np.nan if v is None else v for v in limits], dtype="float64"), index=index)
 

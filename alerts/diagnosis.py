@@ -16,8 +16,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+from ddsketch import DDSketch
 
-from spanline.alerts.baselines import merged, quantile
+from spanline.alerts.baselines import Family, merged, quantile
 from spanline.alerts.conditions import rate_increase_z, window_length
 from spanline.alerts.rules import Rule
 
@@ -44,7 +45,7 @@ class Periods:
         if not reference:
             reference = [(m, f) for m, f in frames if m < current_start][-60:]
         current = [(m, f) for m, f in frames if current_start <= m < now]
-        self.at = now
+        self.at, self.window = now, window
         self.now, self.before = _scoped(current, scope), _scoped(reference, scope)
         self.now_minutes, self.before_minutes = max(len(current), 1), max(len(reference), 1)
 
@@ -303,6 +304,154 @@ def _rate_limits(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Eva
     }
 
 
+def _headroom(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator) -> tuple[str, dict[str, Any]]:
+    """Usage of a provider limit = calls × tokens per call; retries are calls too. The factor
+    that grew is the branch: more first attempts, longer calls, or retries; else slow growth."""
+    calls = periods.rate("spans", ("llm",))
+    retried = periods.rate("retries", ("llm",))
+    tokens = periods.rate("input_tokens", ("llm",))
+    output = periods.rate("output_tokens", ("llm",))
+    tokens = (tokens[0] + output[0], tokens[1] + output[1])
+    per_call = (_div(tokens[0], calls[0]), _div(tokens[1], calls[1]))
+    retry_share = periods.ratio("retries", "spans", ("llm",))
+    if _ratio_of((calls[0] - retried[0], calls[1] - retried[1])) >= 1.5:
+        branch = "traffic_surge"
+    elif _ratio_of(per_call) >= 1.3:
+        branch = "longer_calls"
+    elif retry_share[0] >= 0.1 and retry_share[0] > 1.5 * retry_share[1]:
+        branch = "retry_storm"
+    else:
+        branch = "steady_growth"
+    features = periods.by(["feature"], "input_tokens", ("llm",))
+    features["now"] += periods.by(["feature"], "output_tokens", ("llm",))["now"].reindex(features.index, fill_value=0)
+    return branch, {
+        "tokens_per_min": _pair(tokens),
+        "llm_calls_per_min": _pair(calls),
+        "tokens_per_call": _pair(per_call),
+        "retry_share": _pair(retry_share),
+        "rate_limited_rate": _pair(periods.ratio("rate_limited", "spans", ("llm",))),
+        "top_features": _top_rows(features, "now"),
+    }
+
+
+# --- index builds
+def _index_build(periods: Periods, _rule: Rule, scope: dict[str, str], _ev: Evaluator) -> tuple[str, dict[str, Any]]:
+    """Documents and chunks per build of the index now vs before, and the tenant's canary recall
+    beside them: fewer documents = the corpus shrank; the same documents in fewer chunks = the
+    chunker or parser changed."""
+    index = scope.get("index_name", "")
+
+    def per_build(column: str) -> tuple[float, float]:
+        sums, builds = (
+            periods.map_rate(column, ("index_build",)),
+            periods.map_rate("index_builds_by_index", ("index_build",)),
+        )
+        return (
+            _div(sums[0].get(index, 0.0), builds[0].get(index, 0.0)),
+            _div(sums[1].get(index, 0.0), builds[1].get(index, 0.0)),
+        )
+
+    documents, chunks = per_build("index_documents_by_index"), per_build("index_chunks_by_index")
+    if math.isnan(documents[1]) and math.isnan(chunks[1]):
+        branch = "no_reference"
+    elif _ratio_of(documents) < 0.8:
+        branch = "documents_dropped"
+    else:
+        branch = "chunking_changed"
+    return branch, {
+        "index_name": index,
+        "documents_per_build": _pair(documents),
+        "chunks_per_build": _pair(chunks),
+        "chunks_per_document": _pair((_div(chunks[0], documents[0]), _div(chunks[1], documents[1]))),
+        "recall_at_k": _pair(periods.ratio("recall_sum", "recall_evals", ("eval",))),
+    }
+
+
+# --- user outcomes
+def _outcomes(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator) -> tuple[str, dict[str, Any]]:
+    """Escalations and negative feedback are symptoms: the branch is the cause the data shows,
+    failing requests first, then worse answers (the online evals), else none in the figures."""
+    errors = periods.ratio("errors", "requests", ("request",))
+    evals = periods.ratio("evals_passed", "evals", ("eval",))
+    if errors[0] - errors[1] >= 0.02 and _ratio_of(errors) >= 1.5:
+        branch = "failing_requests"
+    elif evals[1] - evals[0] >= 0.03:
+        branch = "answer_quality"
+    else:
+        branch = "no_signal_found"
+    escalations = periods.map_rate("escalations_by_reason", ("escalation",))
+    feedback = periods.map_rate("feedback_by_name", ("feedback",))
+    positive = periods.map_rate("positive_feedback_by_name", ("feedback",))
+    return branch, {
+        "requests_per_min": _pair(periods.rate("requests", ("request",))),
+        "escalations_per_min": _pair((sum(escalations[0].values()), sum(escalations[1].values()))),
+        "escalation_reasons_per_min": escalations[0],
+        "positive_feedback_rate": _pair(
+            (
+                _div(sum(positive[0].values()), sum(feedback[0].values())),
+                _div(sum(positive[1].values()), sum(feedback[1].values())),
+            )
+        ),
+        "request_error_rate": _pair(errors),
+        "eval_pass_rate": _pair(evals),
+    }
+
+
+# --- stage budgets
+def _stage(periods: Periods, rule: Rule, scope: dict[str, str], ev: Evaluator) -> tuple[str, dict[str, Any]]:
+    """The stage against its requests: its p95, its share of the requests' time (summed durations
+    of the stage / of the root requests, same tenant and feature) and its calls per request. Read
+    from the evaluator's minute series of this rule and of ``latency_p95_ms`` (the minute frames
+    kept for diagnoses carry no duration sketches)."""
+    stage_family = Family(rule.metric, None, tuple(rule.scope))
+    request_family = Family("latency_p95_ms", None, ("tenant_id", "feature"))
+    request_scope = {d: v for d, v in scope.items() if d != "kind"}
+    reference = (periods.at - REFERENCE[1], REFERENCE[0] - REFERENCE[1])
+    if _sketch_of(ev, stage_family, scope, *reference) is None:  # a fresh start: the minutes before the window
+        reference = (periods.at - min(periods.window, CURRENT_MAX), REFERENCE[0] - REFERENCE[1])
+    periods_now_before = ((periods.at, min(periods.window, CURRENT_MAX)), reference)
+    stage = [_sketch_of(ev, stage_family, scope, end, length) for end, length in periods_now_before]
+    requests = [_sketch_of(ev, request_family, request_scope, end, length) for end, length in periods_now_before]
+    share = tuple(_div(_sum_of(s), _sum_of(r)) for s, r in zip(stage, requests, strict=True))
+    calls = tuple(_div(_count_of(s), _count_of(r)) for s, r in zip(stage, requests, strict=True))
+    if _ratio_of((calls[0], calls[1])) >= 1.5:
+        branch = "more_calls_per_request"
+    elif _ratio_of((share[0], share[1])) >= 1.25:
+        branch = "stage_dominates"
+    else:
+        branch = "everything_slower"
+    return branch, {
+        "stage": scope.get("kind"),
+        "stage_p95_ms": _pair((quantile(stage[0], 0.95), quantile(stage[1], 0.95))),
+        "request_p95_ms": _pair((quantile(requests[0], 0.95), quantile(requests[1], 0.95))),
+        "share_of_request_time": _pair((share[0], share[1])),
+        "stage_calls_per_request": _pair((calls[0], calls[1])),
+    }
+
+
+def _sketch_of(
+    ev: Evaluator, family: Family, scope: dict[str, str], end: datetime, length: timedelta
+) -> DDSketch | None:
+    """A scope's merged sketch over [end - length, end) from the evaluator's series (None = none)."""
+    if family not in ev.store.series:
+        return None
+    table = ev.store.window(family, end, length)
+    if table.empty or "sketch" not in table:
+        return None
+    key = tuple(scope.get(d, "") for d in family.dims)
+    rows = table.reset_index()
+    chosen = rows[(rows[list(family.dims)].astype(str) == list(key)).all(axis=1)]
+    return merged(list(chosen["sketch"])) if len(chosen) else None
+
+
+def _sum_of(sketch: DDSketch | None) -> float:
+    return float(sketch.sum) if sketch is not None else float("nan")
+
+
+def _count_of(sketch: DDSketch | None) -> float:
+    return float(sketch.count) if sketch is not None else float("nan")
+
+
 # --- cache and routing
 def _cache(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator) -> tuple[str, dict[str, Any]]:
     lookups, hits = (
@@ -456,6 +605,13 @@ _HANDLERS: dict[str, Handler] = {
     "embedding_mismatches": _index,
     "context_exhaustion_rate": _context,
     "new_model_versions": _versions,
+    "stage_p95_ms": _stage,
+    "index_documents": _index_build,
+    "index_chunks": _index_build,
+    "containment_rate": _outcomes,
+    "positive_feedback_rate": _outcomes,
+    "llm_tokens": _headroom,
+    "llm_requests": _headroom,
 }
 
 

@@ -23,6 +23,7 @@ from spanline.alerts.baselines import BaselineStore, Family, KeyHistory, merged,
 from spanline.alerts.conditions import evaluate_clause, family_of
 from spanline.alerts.diagnosis import diagnose
 from spanline.alerts.events import AlertEvent, dedup_key
+from spanline.alerts.metrics import keyed_rows
 from spanline.alerts.rules import SEVERITY_ORDER, BurnRate, Clause, NewKey, Rule
 from spanline.alerts.state import ActiveAlert, AlertKey, SavedState, Scope, read_state, write_state
 from spanline.contracts import Contract
@@ -105,7 +106,7 @@ class Evaluator:
             if source is None:
                 continue
             metric = clause.spec
-            rows = by_kind(source, metric.kinds)
+            rows = keyed_rows(by_kind(source, metric.kinds), metric)
             if isinstance(clause.condition, NewKey):
                 history = self.keys.setdefault(family, KeyHistory())
                 history.observe(
@@ -135,7 +136,7 @@ class Evaluator:
             if is_pipeline or hours.empty:
                 continue
             metric = clause.spec
-            rows = split(hours, metric.kinds)
+            rows = keyed_rows(split(hours, metric.kinds), metric)
             if isinstance(clause.condition, NewKey):
                 history = self.keys.setdefault(family, KeyHistory())
                 for hour, frame in rows.groupby("hour", sort=True):

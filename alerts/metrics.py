@@ -9,6 +9,10 @@ columns. Every metric reduces to per-row *parts* that sum across rows and minute
 * ``percentile`` value = a quantile of the merged sketches (p95 TTFT); denominator = samples
 * ``new_keys``   value = calls whose map key (e.g. a ``model_response``) was not seen before
 
+A metric with ``per_key`` reads maps keyed by something outside the grain (an index name): its
+rows are first exploded into one row per map key (:func:`keyed_rows`), the key becoming the
+scope dimension ``per_key`` and each map's value a plain column the parts read.
+
 The denominator is always the traffic figure a rule's ``min_traffic`` is compared with.
 Summable parts are what make baselines cheap: an hour is the sum of its minutes, a week the sum
 of its hours, and the ClickHouse rollups (same columns) bootstrap them after a fresh start.
@@ -23,8 +27,10 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from spanline.windows.aggregate import DIMENSIONS
+
 Kind = Literal["ratio", "total", "percentile", "new_keys"]
-Unit = Literal["ratio", "usd", "ms", "s", "calls", "steps", "partitions", "attempts"]
+Unit = Literal["ratio", "usd", "ms", "s", "calls", "steps", "partitions", "attempts", "tokens", "documents", "chunks"]
 Column = Callable[[pd.DataFrame, str | None], pd.Series]
 
 
@@ -68,6 +74,22 @@ def map_entry(name: str) -> Column:
     return read
 
 
+def map_total(name: str) -> Column:
+    """The sum of a map column's values per row (all its keys)."""
+
+    def read(frame: pd.DataFrame, _key: str | None) -> pd.Series:
+        if name not in frame:
+            return pd.Series(0.0, index=frame.index)
+        return frame[name].map(lambda entries: float(sum((entries or {}).values()))).astype("float64")
+
+    return read
+
+
+def contained(frame: pd.DataFrame, key: str | None) -> pd.Series:
+    """Requests less escalations (never below 0 per row: a row holds one of the two kinds)."""
+    return col("requests")(frame, key) - map_total("escalations_by_reason")(frame, key)
+
+
 @dataclass(frozen=True)
 class Metric:
     """How one metric is computed; ``kinds`` selects the grain rows it reads (None = all)."""
@@ -83,6 +105,9 @@ class Metric:
     quantile: float | None = None
     map_column: str | None = None
     needs_key: bool = False
+    #: Scope dimension the keys of ``key_maps`` become (see keyed_rows); None = a grain metric.
+    per_key: str | None = None
+    key_maps: tuple[str, ...] = ()
 
     @property
     def quantile_level(self) -> float:
@@ -106,9 +131,30 @@ class Metric:
         return num
 
 
+def keyed_rows(rows: pd.DataFrame, metric: Metric) -> pd.DataFrame:
+    """One row per (grain row, key of the metric's first map): the grain columns (and ``minute`` or
+    ``hour``), the key as column ``metric.per_key`` and each of ``metric.key_maps`` as that key's
+    number (0 where the map lacks it). Grain metrics' rows pass through."""
+    if metric.per_key is None:
+        return rows
+    kept = [c for c in (*DIMENSIONS, "minute", "hour") if c in rows.columns]
+    columns = [*kept, metric.per_key, *metric.key_maps]
+    if rows.empty or metric.key_maps[0] not in rows:
+        return pd.DataFrame(columns=columns)
+    keys = rows[metric.key_maps[0]].map(lambda entries: list((entries or {}).keys()))
+    exploded = rows.assign(**{metric.per_key: keys}).explode(metric.per_key).dropna(subset=[metric.per_key])
+    out = exploded[[*kept, metric.per_key]].copy()
+    for name in metric.key_maps:
+        maps = exploded[name] if name in exploded else pd.Series([{}] * len(exploded), index=exploded.index)
+        out[name] = [float((m or {}).get(k, 0)) for m, k in zip(maps, exploded[metric.per_key], strict=True)]
+    return out.reset_index(drop=True)
+
+
 LLM = ("llm",)
 #: Logical calls: spans less retries (attempt > 0), on rows of one kind.
 FIRST_ATTEMPTS = difference("spans", "retries")
+#: The steps of a request a stage budget can watch (spanline/contracts.py STAGE_KINDS).
+STAGES = ("llm", "embedding", "retrieval", "rerank", "tool", "cache", "agent_step")
 METRICS: dict[str, Metric] = {
     metric.name: metric
     for metric in (
@@ -129,6 +175,74 @@ METRICS: dict[str, Metric] = {
             ("request",),
             sketch="duration_ms_sketch",
             quantile=0.95,
+        ),
+        Metric(
+            "stage_p95_ms",
+            "percentile",
+            "ms",
+            "p95 duration of one stage of requests (scope by kind: retrieval, rerank, llm, ...)",
+            STAGES,
+            sketch="duration_ms_sketch",
+            quantile=0.95,
+        ),
+        Metric(
+            "index_documents",
+            "ratio",
+            "documents",
+            "documents an index reported per build (index_build spans), per index_name",
+            ("index_build",),
+            col("index_documents_by_index"),
+            denominator=col("index_builds_by_index"),
+            per_key="index_name",
+            key_maps=("index_builds_by_index", "index_documents_by_index"),
+        ),
+        Metric(
+            "index_chunks",
+            "ratio",
+            "chunks",
+            "chunks an index reported per build (index_build spans), per index_name",
+            ("index_build",),
+            col("index_chunks_by_index"),
+            denominator=col("index_builds_by_index"),
+            per_key="index_name",
+            key_maps=("index_builds_by_index", "index_chunks_by_index"),
+        ),
+        Metric(
+            "containment_rate",
+            "ratio",
+            "ratio",
+            "requests completed without a human escalation (escalation spans) / requests",
+            ("request", "escalation"),
+            contained,
+            denominator=col("requests"),
+        ),
+        Metric(
+            "positive_feedback_rate",
+            "ratio",
+            "ratio",
+            "positive end-user feedback (feedback spans with eval_passed) / feedback",
+            ("feedback",),
+            map_total("positive_feedback_by_name"),
+            denominator=map_total("feedback_by_name"),
+        ),
+        # provider rate limits count what the provider counts: every attempt and its tokens
+        Metric(
+            "llm_tokens",
+            "total",
+            "tokens",
+            "input + output tokens of LLM calls (what a provider's tokens-per-minute limit counts)",
+            LLM,
+            total_of("input_tokens", "output_tokens"),
+            denominator=col("llm_calls"),
+        ),
+        Metric(
+            "llm_requests",
+            "total",
+            "calls",
+            "LLM calls, retries included (what a provider's requests-per-minute limit counts)",
+            LLM,
+            col("llm_calls"),
+            denominator=col("llm_calls"),
         ),
         # Rates per logical call: failed first attempts / first attempts (calls less retries), so
         # a failing call's retries do not count it again (a 30 s outage: 27.6 % per attempt, 13 %

@@ -27,7 +27,9 @@ from spanline.yaml_file import read_yaml
 
 RULES_FILE = Path(__file__).with_name("rules.yaml")
 RUNBOOKS_DIR = Path(__file__).with_name("runbooks")
-SCOPE_DIMENSIONS = ("tenant_id", "service", "feature", "provider", "model_requested", "route")
+SCOPE_DIMENSIONS = ("tenant_id", "service", "feature", "provider", "model_requested", "route", "kind")
+#: Dimensions that are map keys of a metric (alerts/metrics.py ``per_key``), not grain columns.
+KEY_DIMENSIONS = ("index_name",)
 Severity = Literal["critical", "high", "medium", "low"]
 #: Severities, worst first (a page's order and the escalation of a firing alert).
 SEVERITY_ORDER: dict[str, int] = {"critical": 0, "high": 1, "medium": 2, "low": 3}
@@ -40,7 +42,10 @@ CONTRACT_METRICS = {
     "max_cost_per_request_usd": "cost_per_request_usd",
     "expected_recall_at_k": "recall_at_k",
     "daily_budget_usd": "cost_usd",
+    "stage_p95_ms": "stage_p95_ms",
 }
+#: The metric each provider rate limit caps.
+RATE_LIMIT_METRICS = {"tokens_per_minute": "llm_tokens", "requests_per_minute": "llm_requests"}
 
 #: A duration written like 30s, 5m, 6h or 7d.
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -116,10 +121,25 @@ class ContractLimit(_Strict):
 
     type: Literal["contract"]
     field: Literal[
-        "p95_latency_ms", "p95_ttft_ms", "max_cost_per_request_usd", "expected_recall_at_k", "daily_budget_usd"
+        "p95_latency_ms",
+        "p95_ttft_ms",
+        "max_cost_per_request_usd",
+        "expected_recall_at_k",
+        "daily_budget_usd",
+        "stage_p95_ms",
     ]
     op: Op
     factor: float = Field(1.0, gt=0)
+
+
+class RateLimitShare(_Strict):
+    """The window's mean per minute op ``factor`` × the scope's provider limit (contracts' rate_limits):
+    ``factor: 0.8`` warns at 80 % of tokens_per_minute or requests_per_minute."""
+
+    type: Literal["rate_limit"]
+    field: Literal["tokens_per_minute", "requests_per_minute"]
+    op: Op = ">"
+    factor: float = Field(gt=0)
 
 
 class NewKey(_Strict):
@@ -177,7 +197,7 @@ class BurnRate(_Strict):
 
 
 Condition = Annotated[
-    Threshold | RatioToBaseline | PointsChange | DayOverDay | ContractLimit | NewKey | BurnRate,
+    Threshold | RatioToBaseline | PointsChange | DayOverDay | ContractLimit | RateLimitShare | NewKey | BurnRate,
     Field(discriminator="type"),
 ]
 
@@ -214,6 +234,10 @@ class Clause(_Strict):
         if isinstance(condition, ContractLimit) and CONTRACT_METRICS[condition.field] != self.metric:
             raise ValueError(
                 f"contract field {condition.field} limits {CONTRACT_METRICS[condition.field]}, not {self.metric}"
+            )
+        if isinstance(condition, RateLimitShare) and RATE_LIMIT_METRICS[condition.field] != self.metric:
+            raise ValueError(
+                f"rate limit {condition.field} limits {RATE_LIMIT_METRICS[condition.field]}, not {self.metric}"
             )
         if isinstance(condition, DayOverDay) and metric.kind != "total":
             raise ValueError("day_over_day compares totals (cost_usd)")
@@ -254,9 +278,15 @@ class Rule(Clause):
 
     @model_validator(mode="after")
     def _scope(self) -> Rule:
-        unknown = [d for d in self.scope if d not in SCOPE_DIMENSIONS]
+        unknown = [d for d in self.scope if d not in (*SCOPE_DIMENSIONS, *KEY_DIMENSIONS)]
         if unknown:
             raise ValueError(f"scope dimension(s) {', '.join(unknown)} unknown; use {', '.join(SCOPE_DIMENSIONS)}")
+        for clause in self.clauses:
+            keyed = clause.spec.per_key
+            if keyed is not None and keyed not in self.scope:
+                raise ValueError(f"metric {clause.metric!r} is per {keyed}: put {keyed} in the scope")
+            if keyed is None and any(d in KEY_DIMENSIONS for d in self.scope):
+                raise ValueError(f"metric {clause.metric!r} has no {', '.join(KEY_DIMENSIONS)} dimension")
         if len(set(self.scope)) != len(self.scope):
             raise ValueError("scope lists a dimension twice")
         outside = [d for d in self.group_by or [] if d not in self.scope]
@@ -271,6 +301,16 @@ class Rule(Clause):
             raise ValueError("a burn_rate rule's severity is its worst tier's (the worst it pages)")
         if any(isinstance(c.condition, BurnRate) for c in self.also):
             raise ValueError("burn_rate is a main condition (it sets the page's severity), not an `also` clause")
+        if (
+            any(getattr(c.condition, "field", None) == "stage_p95_ms" for c in self.clauses)
+            and "kind" not in self.scope
+        ):
+            raise ValueError("stage budgets are per span kind: put kind in the scope")
+        needed = {"tenant_id", "provider", "model_requested"}
+        if any(isinstance(c.condition, RateLimitShare) for c in self.clauses) and not needed <= set(self.scope):
+            raise ValueError(
+                "rate limits are per tenant key and model: the scope needs tenant_id, provider, model_requested"
+            )
         if not (RUNBOOKS_DIR / f"{self.runbook}.md").is_file():
             raise ValueError(f"runbook {self.runbook!r} has no file alerts/runbooks/{self.runbook}.md")
         return self

@@ -21,6 +21,8 @@ from spanline.dashboards.thresholds import (
     budgets_sql,
     daily_budgets,
     global_target,
+    rate_limits_sql,
+    stage_budgets_sql,
     upper_limit,
 )
 from spanline.traces.links import TRACE_DASHBOARD_UID, TRACE_VARIABLE
@@ -417,6 +419,36 @@ ORDER BY time, error_type""",
                 thresholds=upper_limit(global_target(contracts, "p95_ttft_ms")),
             ),
             Panel(
+                "Rate-limit utilisation",
+                "Per tenant key and model, the busiest minute of each interval as a share of the provider's limit "
+                "(spanline/contracts.yaml rate_limits): the larger of tokens per minute (input + output) over "
+                "tokens_per_minute and LLM requests per minute (retries included) over requests_per_minute. "
+                "Amber at the headroom warning (80%), red at the limit (429s).",
+                "timeseries",
+                f"""SELECT time, key, max(utilisation) AS utilisation
+FROM
+(
+    SELECT $__timeInterval(minute) AS time, concat(tenant_id, ' ', provider, '/', model_requested) AS key,
+           greatest(if(tpm > 0, tokens / tpm, 0), if(rpm > 0, calls / rpm, 0)) AS utilisation
+    FROM
+    (
+        SELECT minute, tenant_id, provider, model_requested, sum(input_tokens + output_tokens) AS tokens,
+               sum(llm_calls) AS calls
+        {MINUTES} AND {SCOPE_MODEL} AND kind = 'llm'
+        GROUP BY minute, tenant_id, provider, model_requested
+    ) AS used
+    CROSS JOIN {rate_limits_sql(contracts)} AS limits
+    WHERE limits.b_provider = used.provider AND limits.b_model = used.model_requested
+      AND limits.b_tenant IN ('*', used.tenant_id)
+    ORDER BY limits.specificity DESC
+    LIMIT 1 BY minute, tenant_id, provider, model_requested
+)
+GROUP BY time, key
+ORDER BY time, key""",
+                unit="percentunit",
+                thresholds=upper_limit(1.0),
+            ),
+            Panel(
                 "Active alerts",
                 "Incidents whose latest state at the range's end is firing, most severe first, "
                 "with the runbook branch the diagnosis points to and the worst of the incident's example "
@@ -510,6 +542,29 @@ FROM
 )
 ORDER BY time, kind""",
                 unit="ms",
+            ),
+            Panel(
+                "Stage p95 vs budget",
+                "Per tenant, feature and stage (span kind), the p95 duration over the range from the minute "
+                "sketches against the stage's budget (spanline/contracts.yaml stage_p95_ms, the most specific "
+                "entry) and the share of the budget it uses; the stage_budget alert pages above 100%.",
+                "table",
+                f"""SELECT tenant_id, feature, kind, any(p95_ms) AS p95_ms, argMax(budget_ms, specificity) AS budget_ms,
+       p95_ms / budget_ms AS share_of_budget
+FROM
+(
+    SELECT tenant_id, feature, kind, {LATENCY_SKETCH.format(column="duration_us_sketch")}[2] / 1000 AS p95_ms
+    {MINUTES} AND {SCOPE}
+    GROUP BY tenant_id, feature, kind
+) AS actual
+CROSS JOIN {stage_budgets_sql(contracts)} AS budgets
+WHERE budgets.b_kind = actual.kind AND budgets.b_tenant IN ('*', actual.tenant_id)
+  AND budgets.b_feature IN ('*', actual.feature)
+GROUP BY tenant_id, feature, kind
+ORDER BY share_of_budget DESC, tenant_id, feature, kind""",
+                unit="ms",
+                width=24,
+                decimals=2,
             ),
             Panel(
                 "Tokens",
@@ -786,6 +841,34 @@ ORDER BY time""",
                 unit="percentunit",
                 base="red",
                 thresholds=() if recall is None else (Step(recall, "green"),),
+            ),
+            Panel(
+                "Containment and user feedback",
+                "Per feature and interval: containment = requests completed without a human escalation "
+                "(escalation spans in the trace) over requests, and the positive share of end-user feedback "
+                "(feedback spans, eval_passed); the containment_drop and feedback_drop alerts page on drops.",
+                "timeseries",
+                f"""SELECT $__timeInterval(start_time) AS time, feature,
+       1 - countIf(kind = 'escalation') / nullIf(countIf(kind = 'request'), 0) AS containment,
+       countIf(kind = 'feedback' AND eval_passed) / nullIf(countIf(kind = 'feedback'), 0) AS positive_feedback
+{RAW} AND {SCOPE} AND kind IN ('request', 'escalation', 'feedback')
+GROUP BY time, feature
+HAVING countIf(kind = 'request') > 0
+ORDER BY time, feature""",
+                unit="percentunit",
+            ),
+            Panel(
+                "Index size per build",
+                "Documents and chunks each retrieval index reported at its builds and refreshes (index_build "
+                "spans), per index and interval, beside the recall canaries: a build that lost part of the corpus "
+                "shows as a step down here before recall moves (the index_shrink alerts page at -20%).",
+                "timeseries",
+                f"""SELECT $__timeInterval(start_time) AS time, index_name, avg(index_documents) AS documents,
+       avg(index_chunks) AS chunks
+{RAW} AND {SCOPE} AND kind = 'index_build' AND index_documents IS NOT NULL
+GROUP BY time, index_name
+ORDER BY time, index_name""",
+                unit="short",
             ),
             Panel(
                 "Context exhaustion",

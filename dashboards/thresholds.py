@@ -42,5 +42,46 @@ def budgets_sql(budgets: dict[str, float]) -> str:
     return f"values('tenant_id String, daily_budget_usd Float64', {rows})"
 
 
+def stage_budgets_sql(contracts: list[Contract]) -> str:
+    """A ``values()`` table of every stage budget: (b_tenant, b_feature, b_kind, specificity, budget_ms);
+    '*' rows match any tenant/feature, and a panel keeps the most specific match (argMax)."""
+    rows = [
+        (c.tenant, c.feature, kind, c.specificity, float(budget))
+        for c in contracts
+        for kind, budget in (c.stage_p95_ms or {}).items()
+    ]
+    if not rows:
+        return "(SELECT '' AS b_tenant, '' AS b_feature, '' AS b_kind, 0 AS specificity, 0.0 AS budget_ms WHERE 0)"
+    body = ", ".join(f"({_literal(t)}, {_literal(f)}, {_literal(k)}, {s}, {b!r})" for t, f, k, s, b in sorted(rows))
+    return f"values('b_tenant String, b_feature String, b_kind String, specificity UInt8, budget_ms Float64', {body})"
+
+
+def rate_limits_sql(contracts: list[Contract]) -> str:
+    """A ``values()`` table of every provider limit: (b_tenant, b_provider, b_model, specificity, tpm, rpm);
+    a missing limit is 0 (no limit known)."""
+    rows = [
+        (
+            c.tenant,
+            limit.provider,
+            limit.model,
+            c.specificity,
+            limit.tokens_per_minute or 0.0,
+            limit.requests_per_minute or 0.0,
+        )
+        for c in contracts
+        for limit in c.rate_limits or []
+    ]
+    if not rows:
+        return (
+            "(SELECT '' AS b_tenant, '' AS b_provider, '' AS b_model, 0 AS specificity, 0.0 AS tpm, 0.0 AS rpm WHERE 0)"
+        )
+    body = ", ".join(
+        f"({_literal(t)}, {_literal(p)}, {_literal(m)}, {s}, {float(tpm)!r}, {float(rpm)!r})"
+        for t, p, m, s, tpm, rpm in sorted(rows)
+    )
+    columns = "b_tenant String, b_provider String, b_model String, specificity UInt8, tpm Float64, rpm Float64"
+    return f"values('{columns}', {body})"
+
+
 def _literal(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from spanline.simulator.workload import DEFAULT_TENANTS, WorkloadConfig
+from spanline.simulator.workload_catalog import FEATURES
 from spanline.simulator.workload_incident import Effects, Incident, Target
 
 #: Default shape of a scenario run: an hour of history first (baselines), then the incident.
@@ -88,11 +89,20 @@ class Scenario:
             "feature": self.target.features[0] if len(self.target.features) == 1 else None,
             "provider": self.target.provider,
             "model_requested": self.target.model,
+            "kind": self.effects.stage_latency[0] if self.effects.stage_latency else None,
+            "index_name": self._index(tenants),
         }
         missing = [dim for dim in self.expected_scope if values.get(dim) is None]
         if missing:
             raise ValueError(f"scenario {self.name!r} does not pin {missing} of its scope")
         return {dim: str(values[dim]) for dim in self.expected_scope}
+
+    def _index(self, tenants: tuple[str, ...]) -> str | None:
+        """The index an index-loss incident shrinks: its tenant's index of its one feature."""
+        if self.effects.index_loss is None or self.target.tenant_rank is None or len(self.target.features) != 1:
+            return None
+        suffix = next(f.index_suffix for f in FEATURES if f.name == self.target.features[0])
+        return f"{tenants[self.target.tenant_rank]}-{suffix}"
 
 
 _LARGEST = 0  # the largest tenant: an incident there is visible above every minimum-traffic guard
@@ -128,6 +138,8 @@ SCENARIOS: dict[str, Scenario] = {
             expected_runbook="cost-spike",
             expected_branch="traffic_volume",
             expected_scope=("tenant_id",),
+            # 6x the requests brings its own Gemini key near its limit (the headroom warning)
+            also_fires=("rate_limit_headroom_tokens", "rate_limit_headroom_requests"),
         ),
         Scenario(
             name="cost-cache-collapse",
@@ -256,6 +268,63 @@ SCENARIOS: dict[str, Scenario] = {
             expected_runbook="silent-regression",
             expected_branch="new_model_version",
             expected_scope=("provider", "model_requested"),
+        ),
+        Scenario(
+            name="stage-budget-rerank",
+            summary="the largest tenant's doc-search reranker moves to a CPU pool: rerank takes 4x as long "
+            "(p95 ~170 ms -> ~700 ms against a 300 ms budget)",
+            target=Target(tenant_rank=_LARGEST, features=("doc-search",)),
+            effects=Effects(stage_latency=("rerank", 4.0)),
+            expected_rule="stage_budget",
+            expected_runbook="stage-budget",
+            expected_branch="stage_dominates",
+            expected_scope=("tenant_id", "feature", "kind"),
+        ),
+        Scenario(
+            name="rate-limit-headroom",
+            summary="the largest tenant backfills doc-search at 12x its usual rate: its Gemini key climbs past "
+            "80% of the 2M tokens and 400 requests per minute it may send, before any 429",
+            target=Target(tenant_rank=_LARGEST, features=("doc-search",), provider="google", model="gemini-1.5-flash"),
+            effects=Effects(traffic_factor=12.0),
+            expected_rule="rate_limit_headroom_tokens",
+            expected_runbook="rate-limit-headroom",
+            expected_branch="traffic_surge",
+            expected_scope=("tenant_id", "provider", "model_requested"),
+            also_fires=("rate_limit_headroom_requests",),
+        ),
+        Scenario(
+            name="index-shrink",
+            summary="a schema change in the largest tenant's docs ingestion fails 30% of the documents: its "
+            "doc-search index refreshes with 30% fewer documents and chunks, and retrieval quietly answers from less",
+            target=Target(tenant_rank=_LARGEST, features=("doc-search",)),
+            effects=Effects(index_loss=0.3),
+            expected_rule="index_shrink_documents",
+            expected_runbook="index-health",
+            expected_branch="documents_dropped",
+            expected_scope=("tenant_id", "index_name"),
+            also_fires=("index_shrink_chunks",),
+        ),
+        Scenario(
+            name="containment-drop",
+            summary="the largest tenant's support knowledge base loses its billing articles: the bot hands "
+            "25% of support-chat conversations to a human (baseline 6%)",
+            target=Target(tenant_rank=_LARGEST, features=("support-chat",)),
+            effects=Effects(escalation_share=0.25),
+            expected_rule="containment_drop",
+            expected_runbook="user-outcomes",
+            expected_branch="no_signal_found",
+            expected_scope=("tenant_id", "feature"),
+        ),
+        Scenario(
+            name="feedback-drop",
+            summary="a UI release shows the largest tenant's support-chat answers truncated: thumbs-up falls "
+            "from 85% to 50% of the feedback",
+            target=Target(tenant_rank=_LARGEST, features=("support-chat",)),
+            effects=Effects(positive_feedback=0.5),
+            expected_rule="feedback_drop",
+            expected_runbook="user-outcomes",
+            expected_branch="no_signal_found",
+            expected_scope=("tenant_id", "feature"),
         ),
     )
 }

@@ -33,6 +33,7 @@ from spanline.simulator.workload_arrivals import Requests, block_requests
 from spanline.simulator.workload_catalog import FEATURES
 from spanline.simulator.workload_flows import simulate_block
 from spanline.simulator.workload_incident import Incident, IncidentRows
+from spanline.simulator.workload_indexes import index_builds
 
 #: Simulated seconds generated together: large enough for numpy to pay off, small enough to stream.
 BLOCK_S = 60
@@ -70,7 +71,8 @@ class WorkloadConfig:
 
 
 def generate_traces(config: WorkloadConfig) -> Iterator[list[dict[str, object]]]:
-    """Yield one chunk per simulated second: the spans of the traces whose request arrived then.
+    """Yield one chunk per simulated second: the spans of the traces whose request arrived then,
+    then the index builds that started then (simulator/workload_indexes.py).
 
     Chunks are ordered by trace (root first, children by start time), a trace never
     straddles two chunks, and every span has ``tenant_id`` set. A quiet second yields an
@@ -95,8 +97,9 @@ def generate_traces(config: WorkloadConfig) -> Iterator[list[dict[str, object]]]
         spans, span_request = simulate_block(rng, requests, epoch_ms, _incident_rows(config.incident, requests))
         second = (requests.arrival_ms[span_request] // 1000).astype(np.int64)
         bounds = np.searchsorted(second, np.arange(first_s, last_s + 1)).tolist()
-        for low, high in pairwise(bounds):
-            yield spans[low:high]
+        builds = index_builds(config.tenants, epoch_ms, first_s, last_s, config.incident)
+        for at, (low, high) in enumerate(pairwise(bounds), start=first_s):
+            yield spans[low:high] + builds[at] if at in builds else spans[low:high]
 
 
 def _incident_rows(incident: Incident | None, requests: Requests) -> IncidentRows:

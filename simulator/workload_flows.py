@@ -233,6 +233,47 @@ _FLOWS = {"rag": rag_flow, "summarise": summarise_flow, "agent": agent_flow}
 _ROOT_NAMES = np.array([f.root_name for f in FEATURES], dtype=object)
 
 
+#: Per feature (FEATURES order): share of requests handed to a human, share that get user feedback.
+ESCALATION_SHARE = {"support-chat": 0.06, "doc-search": 0.01, "summarise": 0.005, "code-agent": 0.03}
+FEEDBACK_SHARE = {"support-chat": 0.12, "doc-search": 0.12, "summarise": 0.05, "code-agent": 0.12}
+#: Share of feedback that is positive (thumbs up) after a successful request, and after a failed one.
+POSITIVE_FEEDBACK, POSITIVE_AFTER_FAILURE = 0.85, 0.3
+ESCALATION_REASONS = np.array(["user_asked", "low_confidence", "policy"], dtype=object)
+_ESCALATE = np.array([ESCALATION_SHARE[f.name] for f in FEATURES])
+_FEEDBACK = np.array([FEEDBACK_SHARE[f.name] for f in FEATURES])
+
+
+def _outcomes(
+    st: Stage, requests: Requests, req: np.ndarray, end: np.ndarray, root: np.ndarray, failed: np.ndarray
+) -> None:
+    """What happened to each answer: a human escalation (failed requests escalate 3x as often) and
+    end-user feedback, as spans in the request's trace just before its end."""
+    n = len(req)
+    feature = requests.feature[req]
+    usual = np.minimum(1.0, np.where(failed, 3.0, 1.0) * _ESCALATE[feature])
+    escalate = st.rng.random(n) < st.knob(req, usual, st.incident.effects.escalation_share)
+    gives_feedback = st.rng.random(n) < _FEEDBACK[feature]
+    usual_positive = st.knob(req, POSITIVE_FEEDBACK, st.incident.effects.positive_feedback)
+    positive = st.rng.random(n) < np.where(failed, POSITIVE_AFTER_FAILURE, usual_positive)
+    reason = ESCALATION_REASONS[st.rng.integers(0, len(ESCALATION_REASONS), n)]
+    start = np.floor(end - 1.0)
+    for mask, kind, fields in (
+        (escalate, "escalation", {"name": reason[escalate], "status": "ok"}),
+        (
+            gives_feedback,
+            "feedback",
+            {
+                "name": "user_feedback",
+                "status": "ok",
+                "eval_name": "thumbs",
+                "eval_score": positive[gives_feedback].astype(float),
+                "eval_passed": positive[gives_feedback],
+            },
+        ),
+    ):
+        st.sink.add(req[mask], kind, start[mask], np.full(int(mask.sum()), 0.5), root[mask], **fields)
+
+
 def simulate_block(
     rng: np.random.Generator, requests: Requests, epoch_ms: int, incident: IncidentRows | None = None
 ) -> tuple[list[dict[str, object]], np.ndarray]:
@@ -262,6 +303,7 @@ def simulate_block(
         status=np.where(failed(error[real]), "error", "ok").astype(object),
         error_type=error[real],
     )
+    _outcomes(st, requests, real, requests.arrival_ms[real] + duration[real], root[real], failed(error[real]))
     st.sink.add(
         canary,
         "request",

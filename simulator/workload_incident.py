@@ -20,6 +20,9 @@ import numpy.typing as npt
 
 from spanline.simulator.workload_catalog import FEATURES, MODELS, TOOLS
 
+#: The stages whose durations an incident can stretch (simulator/workload_stages.py).
+SLOWABLE_STAGES = ("cache", "embedding", "retrieval", "rerank", "tool")
+
 
 @dataclass(frozen=True, kw_only=True)
 class Target:
@@ -78,6 +81,16 @@ class Effects:
     oversize_share: float | None = None
     #: The versioned name the provider now answers the target model with.
     model_response: str | None = None
+    #: (span kind, duration multiplier): one stage of the target's requests slows down (a reranker
+    #: moved to CPU, a vector store under compaction). Kinds: cache, embedding, retrieval, rerank, tool.
+    stage_latency: tuple[str, float] | None = None
+    #: Share of the documents (and their chunks) the target's index builds lose (a schema change
+    #: that fails part of the corpus; simulator/workload_indexes.py).
+    index_loss: float | None = None
+    #: Share of the target's requests handed to a human (baseline: 0.5–6% by feature).
+    escalation_share: float | None = None
+    #: Share of the target's feedback that is positive (baseline 0.85).
+    positive_feedback: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("traffic_factor", "output_factor", "ttft_factor"):
@@ -90,6 +103,9 @@ class Effects:
             self.server_error,
             self.canary_recall,
             self.oversize_share,
+            self.index_loss,
+            self.escalation_share,
+            self.positive_feedback,
             *self.cache_hit.values(),
         ]
         if self.tool_error is not None:
@@ -98,6 +114,11 @@ class Effects:
             raise ValueError("shares and probabilities must lie in [0, 1]")
         if unknown := set(self.cache_hit) - {"exact", "semantic"}:
             raise ValueError(f"unknown cache layer(s) {sorted(unknown)}")
+        if self.stage_latency is not None and (
+            self.stage_latency[0] not in SLOWABLE_STAGES
+            or not (math.isfinite(self.stage_latency[1]) and self.stage_latency[1] > 0)
+        ):
+            raise ValueError(f"stage_latency needs one of {SLOWABLE_STAGES} and a positive factor")
         if self.tool_error is not None and self.tool_error[0] not in {name for name, _, _, _ in TOOLS}:
             raise ValueError(f"unknown tool {self.tool_error[0]!r}")
 

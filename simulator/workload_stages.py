@@ -44,11 +44,18 @@ class Stage:
     sink: SpanSink
     incident: IncidentRows
 
-    def knob(self, req: np.ndarray, baseline: float, incident: float | None) -> float | np.ndarray:
+    def knob(self, req: np.ndarray, baseline: float | np.ndarray, incident: float | None) -> float | np.ndarray:
         """A rate per row: the incident's value on affected rows, the baseline's elsewhere."""
         if incident is None or not self.incident.any:
             return baseline
         return np.where(self.incident.rows(req), incident, baseline)
+
+    def slowed(self, kind: str, req: np.ndarray, duration: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """``duration`` of ``kind`` steps, times the incident's factor on affected rows (one slow stage)."""
+        slow = self.incident.effects.stage_latency
+        if slow is None or slow[0] != kind or not self.incident.any:
+            return duration
+        return np.where(self.incident.rows(req), duration * slow[1], duration)
 
     def lognormal(self, median: float | np.ndarray, sigma: float, n: int) -> npt.NDArray[np.float64]:
         """Latencies and sizes: log-normal around ``median`` (heavy right tail, like real ones)."""
@@ -71,7 +78,7 @@ def cache_lookup(
     n = len(req)
     start = start_at(cursor)
     semantic = layer == "semantic"
-    duration = st.lognormal(12.0 if semantic else 1.5, 0.5, n)
+    duration = st.slowed("cache", req, st.lognormal(12.0 if semantic else 1.5, 0.5, n))
     hit = st.rng.random(n) < st.knob(req, hit_rate, st.incident.effects.cache_hit.get(layer))
     fields: dict[str, Column] = {"name": f"cache.{layer}", "status": "ok", "cache_layer": layer, "cache_hit": hit}
     if semantic:
@@ -86,7 +93,7 @@ def embed_query(st: Stage, req: np.ndarray, cursor: np.ndarray, parent: np.ndarr
     """Embedding of the user's query; returns the end times."""
     n = len(req)
     start = start_at(cursor)
-    duration = st.lognormal(45.0, 0.4, n)
+    duration = st.slowed("embedding", req, st.lognormal(45.0, 0.4, n))
     tokens = np.maximum(2, st.lognormal(24.0, 0.6, n)).astype(np.int64)
     model = query_embedding_model(st, req)
     st.sink.add(
@@ -133,7 +140,7 @@ def retrieve(
     """Vector search in the tenant's index; returns (end, retrieved doc indexes [n, top_k])."""
     n = len(req)
     start = start_at(cursor)
-    duration = st.lognormal(30.0 + 1.5 * top_k, 0.5, n)
+    duration = st.slowed("retrieval", req, st.lognormal(30.0 + 1.5 * top_k, 0.5, n))
     base = st.rng.integers(0, DOCS_PER_INDEX, n)
     stride = st.rng.choice(_DOC_STRIDES, n)
     docs = (base[:, None] + np.arange(top_k)[None, :] * stride[:, None]) % DOCS_PER_INDEX
@@ -161,7 +168,7 @@ def rerank(
     """Cross-encoder rerank of the retrieved docs down to ``top_n``; returns the end times."""
     n = len(req)
     start = start_at(cursor)
-    duration = st.lognormal(25.0 + 3.0 * docs.shape[1], 0.4, n)
+    duration = st.slowed("rerank", req, st.lognormal(25.0 + 3.0 * docs.shape[1], 0.4, n))
     picked = np.argsort(st.rng.random(docs.shape), axis=1)[:, :top_n]
     chosen = np.take_along_axis(docs, picked, axis=1)
     st.sink.add(
@@ -188,7 +195,7 @@ def tool_call(st: Stage, req: np.ndarray, cursor: np.ndarray, parent: np.ndarray
     which = st.rng.choice(len(TOOLS), n, p=shares / shares.sum())
     median: npt.NDArray[np.float64] = np.array([m for _, _, m, _ in TOOLS])[which]
     sigma: npt.NDArray[np.float64] = np.array([s for _, _, _, s in TOOLS])[which]
-    duration = median * np.exp(sigma * st.rng.standard_normal(n))
+    duration = st.slowed("tool", req, median * np.exp(sigma * st.rng.standard_normal(n)))
     failed = st.rng.random(n) < _tool_error_rate(st, req, which)
     names = np.array([name for name, _, _, _ in TOOLS], dtype=object)[which]
     for mask, status, error in ((~failed, "ok", None), (failed, "error", "tool_error")):

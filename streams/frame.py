@@ -53,7 +53,7 @@ ZERO_DEFAULTS = ("http_status", "context_window")
 NULLABLE_FLOATS = ("retry_after_s", "ttft_ms", "tpot_ms", "cache_similarity", "eval_score", "cost_usd_reported")
 NULLABLE_BOOLS = ("cache_hit", "eval_passed")
 
-#: Every column of the raw ``spans`` table, in table order (sql/migrations/0001, 0006, 0009).
+#: Every column of the raw ``spans`` table, in table order (sql/migrations/0001, 0006, 0008, 0009, 0011).
 TABLE_COLUMNS: tuple[str, ...] = (
     "tenant_id",
     "service",
@@ -102,6 +102,8 @@ TABLE_COLUMNS: tuple[str, ...] = (
     "retrieval_scores",
     "embedding_model",
     "index_embedding_model",
+    "index_documents",
+    "index_chunks",
     "tool_name",
     "eval_name",
     "eval_score",
@@ -168,6 +170,8 @@ def table_rows(
     for name in NULLABLE_BOOLS:
         out[name] = out[name].astype("boolean")
     out["top_k"] = out["top_k"].astype("UInt32")
+    for name in ("index_documents", "index_chunks"):
+        out[name] = out[name].astype("UInt64")
     out["source"] = source
     out["ingested_at"] = pd.Timestamp(datetime.now(UTC)).as_unit("ms")
     out["kafka_topic"] = topic

@@ -17,7 +17,16 @@ import pandas as pd
 import pyarrow as pa
 
 from spanline.sql.ddsketch_state import clickhouse_keys, encode_states
-from spanline.windows.aggregate import COUNTS, DIMENSIONS, MAPS, SUMS, Partials, SketchInputs, aggregate_with_inputs
+from spanline.windows.aggregate import (
+    ALERT_ONLY_MAPS,
+    COUNTS,
+    DIMENSIONS,
+    MAPS,
+    SUMS,
+    Partials,
+    SketchInputs,
+    aggregate_with_inputs,
+)
 
 #: Rollup sketch column -> (aggregated input, factor to the stored unit): latency in µs
 #: (ClickHouse's quantilesDD is accurate for values >= 1 only, sql/migrations/0003).
@@ -55,13 +64,15 @@ def minute_rollup(rows: pd.DataFrame) -> MinuteBlock:
 
 
 def _map_columns(partials: Partials) -> dict[str, pa.Array]:
-    """Map(String, UInt64 | Float64) per MAPS entry, from the partials' long (group, map, key,
-    value) frame."""
+    """Map(String, UInt64 | Float64) per MAPS entry the rollups store (not ALERT_ONLY_MAPS), from
+    the partials' long (group, map, key, value) frame."""
     groups = len(partials.groups)
     maps = partials.maps.sort_values(["map", "group"], kind="stable")
     which = maps["map"].to_numpy()
     out = {}
     for index, (name, counts) in enumerate(MAPS.items()):
+        if name in ALERT_ONLY_MAPS:
+            continue
         chosen = maps.loc[which == index]
         sizes = np.bincount(chosen["group"].to_numpy(dtype=np.int64), minlength=groups)
         offsets = pa.array(np.concatenate(([0], np.cumsum(sizes))).astype(np.int32))

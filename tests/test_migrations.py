@@ -63,6 +63,8 @@ SPANS_COLUMNS: list[tuple[str, str]] = [
     ("retrieval_scores", "Array(Float32)"),
     ("embedding_model", "LowCardinality(String)"),
     ("index_embedding_model", "LowCardinality(String)"),
+    ("index_documents", "Nullable(UInt64)"),
+    ("index_chunks", "Nullable(UInt64)"),
     ("tool_name", "LowCardinality(String)"),
     ("eval_name", "LowCardinality(String)"),
     ("eval_score", "Nullable(Float64)"),

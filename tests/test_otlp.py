@@ -1037,3 +1037,21 @@ def test_canonical_spans_with_a_convention_spelling_are_priced_too(catalog: Pric
 )
 def test_family_kind(attributes: dict[str, Any], parent: int | None, kind: str) -> None:
     assert one_span(attributes, parent=parent)["kind"] == kind
+
+
+def test_an_index_build_span_carries_its_index_and_counts() -> None:
+    span = one_span(
+        {
+            "spanline.kind": "index_build",
+            "gen_ai.data_source.id": "acme-docs",
+            "spanline.index_documents": 4_812,
+            "spanline.index_chunks": 20_311,
+        },
+        parent=None,
+    )
+    assert (span["kind"], span["index_name"], span["index_documents"], span["index_chunks"]) == (
+        "index_build",
+        "acme-docs",
+        4_812,
+        20_311,
+    )

@@ -91,6 +91,15 @@ def ttft_p95(frame: pd.DataFrame) -> pd.DataFrame:
     return rows.groupby("minute")["ttft_ms"].agg(list).to_frame("values")
 
 
+def stage_p95(kind: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """A stage's durations per minute (its p95 is reduced in the window, like TTFT's)."""
+
+    def parts(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[frame["kind"] == kind].groupby("minute")["duration_ms"].agg(list).to_frame("values")
+
+    return parts
+
+
 def cost_parts(frame: pd.DataFrame) -> pd.DataFrame:
     return _parts(frame["cost_usd"], pd.Series(1.0, index=frame.index), frame["minute"])
 
@@ -169,6 +178,32 @@ SIGNALS: dict[str, Signal] = {
         lambda v, _b: v > 0,
         kind="total",
     ),
+    # stage budget: rerank p95 over 10 minutes above doc-search's 300 ms budget (spanline/contracts.yaml)
+    "stage_budget": Signal(10, 50, stage_p95("rerank"), lambda v, _b: v > 300.0, kind="p95"),
+    # rate-limit headroom: tokens per minute over 5 minutes above 80% of acme's 2M Gemini TPM
+    "rate_limit_headroom_tokens": Signal(
+        5,
+        50,
+        ratio_signal("llm", lambda r: r["input_tokens"] + r["output_tokens"]),
+        lambda v, _b: v / 5 > 0.8 * 2_000_000,
+        kind="total",
+    ),
+    # containment: requests without an escalation, 5 points below the trailing baseline
+    "containment_drop": Signal(
+        30,
+        300,
+        lambda f: _parts(
+            f["kind"].eq("request").astype(int) - f["kind"].eq("escalation"), f["kind"].eq("request"), f["minute"]
+        ),
+        lambda v, b: v < b - 0.05,
+    ),
+    # feedback: positive share of end-user feedback, 10 points below the trailing baseline
+    "feedback_drop": Signal(
+        30,
+        100,
+        ratio_signal("feedback", lambda r: r["eval_passed"].eq(True)),
+        lambda v, b: v < b - 0.10,
+    ),
     # context exhaustion: context-length errors or truncations > 0.1% of LLM calls
     "context_exhaustion": Signal(
         15,
@@ -215,9 +250,9 @@ def steps_per_trace(parts: pd.DataFrame) -> float:
 def reference(signal: Signal, frame: pd.DataFrame, before: int) -> float:
     """The signal's baseline: per window-length period, over every minute before the incident."""
     history = frame[frame["minute"] < before]
-    if signal.kind == "p95":
-        return float(np.percentile(llm(history)["ttft_ms"].dropna(), 95))
     parts = signal.parts(history)
+    if signal.kind == "p95":
+        return float(np.percentile([v for cell in parts["values"] for v in cell], 95))
     if signal.kind == "total":
         return parts["num"].sum() / before * signal.window
     return parts["num"].sum() / parts["den"].sum()
@@ -238,7 +273,7 @@ def judged(signal: Signal, frame: pd.DataFrame, minutes: int, at: int, length: i
 
 # --- the scenarios --------------------------------------------------------------------------------------
 #: Test request rates: enough traffic in each scenario's scope for its minimum-traffic guard.
-RATES = {"eval-regression": 15.0, "context-exhaustion": 12.0, "index-corruption": 3.0}
+RATES = {"eval-regression": 15.0, "context-exhaustion": 12.0, "index-corruption": 3.0, "rate-limit-headroom": 8.0}
 
 
 def generate(
@@ -264,7 +299,8 @@ INCIDENTS = [name for name, scenario in SCENARIOS.items() if not scenario.is_bas
 @pytest.mark.parametrize("name", INCIDENTS)
 def test_scenario_crosses_its_threshold_only_inside_the_incident(name: str, catalog: PriceCatalog) -> None:
     scenario = SCENARIOS[name]
-    hours, at, length = (1.25, 45.0, 30.0) if name == "eval-regression" else (HOURS, AT_MIN, MINUTES)
+    thirty_minute_windows = ("eval-regression", "containment-drop", "feedback-drop")
+    hours, at, length = (1.25, 45.0, 30.0) if name in thirty_minute_windows else (HOURS, AT_MIN, MINUTES)
     frame = in_scope(generate(scenario, catalog, hours, at, length), scenario.scope(TENANTS))
     rule = scenario.expected_rule
     if rule == "model_version_change":
@@ -274,6 +310,13 @@ def test_scenario_crosses_its_threshold_only_inside_the_incident(name: str, cata
         assert new[(new.index >= at) & (new.index < at + length)].all()
         # a request of the window's last minute may make its call just after: judge from the minute after
         assert not new[new.index < at].any() and not new[new.index > at + length].any()
+        return
+    if rule == "index_shrink_documents":  # one build per 10 minutes: judge the builds themselves
+        builds = frame[frame["kind"] == "index_build"].set_index("minute")["index_documents"]
+        usual = builds[builds.index < at].mean()
+        during = builds[(builds.index >= at) & (builds.index < at + length)]
+        assert len(during) >= 2 and (during < 0.8 * usual).all(), builds
+        assert (builds.drop(during.index) >= 0.99 * usual).all(), builds
         return
     signal = SIGNALS[rule]
     inside, outside = judged(signal, frame, int(hours * 60), int(at), int(length))

@@ -332,7 +332,18 @@ def test_first_token_time_and_all_span_kinds(recorder: Recorder) -> None:
         pass
     with sdk.eval_span(eval_name="recall@5", eval_score=0.8, eval_passed=True):
         pass
+    with sdk.index_build(name="refresh", index_name="acme-docs") as build:
+        build.set(index_documents=4_812, index_chunks=20_311)
+    with sdk.request(name="answer") as answer, sdk.escalation(name="user_asked"):
+        pass
+    with sdk.feedback(name="thumbs", trace_id=answer.trace_id, eval_name="thumbs", eval_score=0.0, eval_passed=False):
+        pass
     spans = sent(recorder)
+    assert spans["user_asked"]["kind"] == "escalation" and spans["user_asked"]["parent_span_id"] is not None
+    assert spans["thumbs"]["kind"] == "feedback" and spans["thumbs"]["trace_id"] == spans["answer"]["trace_id"]
+    assert spans["thumbs"]["eval_passed"] is False
+    assert spans["refresh"]["kind"] == "index_build"
+    assert (spans["refresh"]["index_documents"], spans["refresh"]["index_chunks"]) == (4_812, 20_311)
     stream = spans["stream"]
     assert 3.0 <= stream["ttft_ms"] < stream["duration_ms"]
     assert spans["embeddings"]["embedding_model"] == "text-embedding-3-small"

@@ -15,6 +15,7 @@ from genai_prices import Usage, calc_price
 from pydantic import TypeAdapter
 
 from spanline.contract.schema import Span
+from spanline.simulator.scenarios import get_scenario
 from spanline.simulator.workload import WorkloadConfig, generate_traces, summarize
 from spanline.simulator.workload_arrivals import diurnal_factor
 from spanline.simulator.workload_catalog import CLIENT_TIMEOUT_MS
@@ -66,7 +67,7 @@ def test_times_are_rfc3339_milliseconds_with_duration(frame: pd.DataFrame) -> No
 def test_trace_structure(frame: pd.DataFrame) -> None:
     assert frame["span_id"].is_unique
     roots = frame[frame["parent_span_id"].isna()]
-    assert (roots["kind"] == "request").all()
+    assert set(roots["kind"]) == {"request", "index_build"}  # index refreshes are traces of their own
     assert roots["trace_id"].is_unique
     assert set(roots["trace_id"]) == set(frame["trace_id"])
 
@@ -96,7 +97,7 @@ def test_chunks_are_seconds_of_whole_traces_in_trace_order(chunks: list[list[dic
         trace_ids = [span["trace_id"] for span in chunk]
         starts = np.flatnonzero([trace_ids[i] != trace_ids[i - 1] for i in range(1, len(trace_ids))]) + 1
         firsts = [chunk[0], *(chunk[i] for i in starts)] if chunk else []
-        assert all(span["kind"] == "request" for span in firsts), "each trace starts with its root"
+        assert all(span["parent_span_id"] is None for span in firsts), "each trace starts with its root"
         chunk_traces = {span["trace_id"] for span in firsts}
         assert len(chunk_traces) == len(firsts), "a trace's spans are contiguous"
         assert not chunk_traces & seen, "a trace never spans two chunks"
@@ -285,7 +286,7 @@ def test_user_ids_only_when_asked() -> None:
     plain = [s for c in generate_traces(WorkloadConfig(start=NOON, duration_s=20)) for s in c]
     assert not any("user_id" in s or "user_id_hash" in s for s in plain)
     raw = [s for c in generate_traces(WorkloadConfig(start=NOON, duration_s=20, raw_user_ids=True)) for s in c]
-    users = [s for s in raw if s["user_id"] is not None]
+    users = [s for s in raw if s.get("user_id") is not None]  # index builds are jobs, not users
     assert len(users) > 0.9 * len(raw)
     assert all(str(s["user_id"]).startswith(f"{s['tenant_id']}-user-") for s in users)
     assert not any("user_id_hash" in s for s in raw)
@@ -330,7 +331,34 @@ def test_summary_and_speed() -> None:
     assert summary["spans"] == len(spans)
     assert sum(summary["by_kind"].values()) == len(spans)  # type: ignore[attr-defined]
     assert sum(summary["by_tenant"].values()) == len(spans)  # type: ignore[attr-defined]
-    assert summary["requests"] == summary["traces"] == summary["by_kind"]["request"]  # type: ignore[index]
+    assert summary["requests"] == summary["by_kind"]["request"]  # type: ignore[index]
+    assert summary["traces"] == summary["requests"] + summary["by_kind"]["index_build"]  # type: ignore[index, operator]
     assert summary["tokens"]["input_tokens"] == sum(int(s.get("input_tokens", 0)) for s in spans)  # type: ignore[index]
     assert summary["by_model"]["text-embedding-3-small"] == summary["by_kind"]["embedding"]  # type: ignore[index]
     assert summarize([])["spans"] == 0
+
+
+def test_indexes_are_rebuilt_every_ten_minutes_and_an_incident_shrinks_only_its_target() -> None:
+    kwargs = {"start": NOON, "hours": 1.0, "requests_per_s": 0.5, "seed": 4, "tenants": ("acme", "globex")}
+    plain = [s for c in generate_traces(get_scenario("baseline").workload(**kwargs)) for s in c]
+    shrunk = [
+        s
+        for c in generate_traces(
+            get_scenario("index-shrink").workload(**kwargs, incident_at_min=20, incident_minutes=20)
+        )
+        for s in c
+    ]
+    builds = pd.DataFrame([s for s in plain if s["kind"] == "index_build"])
+    assert set(builds["index_name"]) == {"acme-support-kb", "acme-docs", "globex-support-kb", "globex-docs"}
+    for _, one in builds.groupby("index_name"):
+        gaps = pd.to_datetime(one["start_time"]).diff().dropna()
+        assert (gaps == pd.Timedelta(minutes=10)).all() and one["index_documents"].is_monotonic_increasing
+        assert (one["index_chunks"] > 4 * one["index_documents"]).all()
+    for span in builds.to_dict("records"):
+        Span.model_validate({k: v for k, v in span.items() if not (isinstance(v, float) and math.isnan(v))})
+    after = pd.DataFrame([s for s in shrunk if s["kind"] == "index_build"])
+    changed = after["index_documents"].to_numpy() != builds["index_documents"].to_numpy()
+    assert set(after.loc[changed, "index_name"]) == {"acme-docs"} and changed.sum() == 2  # the builds at 20 and 30 min
+    ratio = after.loc[changed, "index_documents"].to_numpy() / builds.loc[changed, "index_documents"].to_numpy()
+    assert np.allclose(ratio, 0.7, atol=0.001)
+    assert [s for s in plain if s["kind"] != "index_build"] == [s for s in shrunk if s["kind"] != "index_build"]

@@ -155,6 +155,25 @@ def rerank(**fields: Unpack[SpanFields]) -> SpanScope:
     return new_scope(None, SpanKind.RERANK.value, fields)
 
 
+def index_build(**fields: Unpack[SpanFields]) -> SpanScope:
+    """A build or refresh of a retrieval index (kind ``index_build``): index_name, and the index's
+    size after it as index_documents and index_chunks (what the index_shrink alerts compare)."""
+    return new_scope(None, SpanKind.INDEX_BUILD.value, fields)
+
+
+def escalation(**fields: Unpack[SpanFields]) -> SpanScope:
+    """A hand-off of the current request to a human (kind ``escalation``; ``name`` = the reason):
+    the request counts as not contained."""
+    return new_scope(None, SpanKind.ESCALATION.value, fields)
+
+
+def feedback(**fields: Unpack[SpanFields]) -> SpanScope:
+    """End-user feedback on an answer (kind ``feedback``): eval_name (e.g. "thumbs"), eval_score,
+    eval_passed = positive. Inside the request it joins its trace; later, pass the answer's
+    ``trace_id`` (the request scope's ``trace_id``) to tie it to that trace."""
+    return new_scope(None, SpanKind.FEEDBACK.value, fields)
+
+
 def tool_call(**fields: Unpack[SpanFields]) -> SpanScope:
     """A tool call (kind ``tool``); the name defaults to ``tool_name``, unclassified errors are tool_error."""
     return new_scope(None, SpanKind.TOOL.value, fields)

@@ -55,6 +55,8 @@ class SpanFields(TypedDict, total=False):
     retrieval_scores: list[float]
     embedding_model: str
     index_embedding_model: str
+    index_documents: int
+    index_chunks: int
     tool_name: str
     eval_name: str
     eval_score: float

@@ -42,6 +42,9 @@ class SpanKind(StrEnum):
     AGENT_STEP = "agent_step"
     EVAL = "eval"
     REQUEST = "request"
+    INDEX_BUILD = "index_build"
+    FEEDBACK = "feedback"
+    ESCALATION = "escalation"
 
 
 class ErrorType(StrEnum):

@@ -69,6 +69,8 @@ TOKEN_DETAIL_FIELDS: tuple[str, ...] = (
     "output_audio_tokens",
     "output_image_tokens",
 )
+#: Upper bound on an index's document or chunk count (a UInt64 column; far beyond any real index).
+MAX_INDEX_ITEMS = 10**15
 #: Upper bound on a span's length (24 h): longer durations are clock or unit errors.
 MAX_DURATION_MS = 86_400_000.0
 #: Tolerance when both ``end_time`` and ``duration_ms`` are given.
@@ -110,6 +112,13 @@ class SpanKind(StrEnum):
     AGENT_STEP = "agent_step"
     EVAL = "eval"
     REQUEST = "request"
+    #: A build or refresh of a retrieval index (``index_name``, ``index_documents``, ``index_chunks``).
+    INDEX_BUILD = "index_build"
+    #: End-user feedback on the trace's answer, like a Langfuse score: ``eval_name`` (e.g. "thumbs"),
+    #: ``eval_score`` (1/0 or a rating) and ``eval_passed`` (positive or not).
+    FEEDBACK = "feedback"
+    #: The request was handed to a human (``name`` = the reason): it was not contained.
+    ESCALATION = "escalation"
 
 
 class Status(StrEnum):
@@ -277,6 +286,12 @@ class Span(BaseModel):
     )
     embedding_model: Label | None = Field(None, description="Model that embedded the query.")
     index_embedding_model: Label | None = Field(None, description="Model that built the index.")
+    index_documents: Annotated[int, Field(ge=0, le=MAX_INDEX_ITEMS)] | None = Field(
+        None, description="For index_build spans: documents in the index after the build."
+    )
+    index_chunks: Annotated[int, Field(ge=0, le=MAX_INDEX_ITEMS)] | None = Field(
+        None, description="For index_build spans: chunks (embedded passages) in the index after the build."
+    )
     # tool / eval
     tool_name: Label | None = Field(None, description="Tool called.")
     eval_name: Label | None = Field(None, description="Evaluation name, e.g. recall@5.")

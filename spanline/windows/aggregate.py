@@ -5,6 +5,9 @@ so a rebuilt window equals the one that was lost. Column-wise: one group code pe
 a single groupby on the grain, then ``np.bincount`` per counter and small integer groupbys for
 maps and sketch bins. The same partials fill the ``spans_minute`` rollup (streams/rollup.py
 writes them with the raw insert), so windows, alerts and dashboards share this one definition.
+The index-build, feedback and escalation maps (ALERT_ONLY_MAPS) are the exception: only the
+alert windows carry them (a few spans an hour, which dashboards read raw), so the rollups have
+no column for them.
 """
 
 from __future__ import annotations
@@ -68,7 +71,23 @@ MAPS: dict[str, bool] = {
     "tool_calls_by_tool": True,
     "tool_errors_by_tool": True,
     "cost_by_prompt": False,
+    "index_builds_by_index": True,
+    "index_documents_by_index": True,
+    "index_chunks_by_index": True,
+    "feedback_by_name": True,
+    "positive_feedback_by_name": True,
+    "escalations_by_reason": True,
 }
+#: Maps of index_build spans per index_name (builds, and the documents and chunks they reported),
+#: of feedback spans per eval_name (all, positive) and of escalation spans per reason (name).
+ALERT_ONLY_MAPS: tuple[str, ...] = (
+    "index_builds_by_index",
+    "index_documents_by_index",
+    "index_chunks_by_index",
+    "feedback_by_name",
+    "positive_feedback_by_name",
+    "escalations_by_reason",
+)
 #: Sketch columns (values in the unit of their name: ms or tokens).
 SKETCHES: tuple[str, ...] = ("duration_ms", "ttft_ms", "tpot_ms", "input_tokens")
 HALLUCINATION_EVALS = ("faithfulness", "hallucination", "groundedness")
@@ -103,6 +122,10 @@ ROW_COLUMNS: tuple[str, ...] = (
     "prompt_version",
     "embedding_model",
     "index_embedding_model",
+    "index_name",
+    "index_documents",
+    "index_chunks",
+    "name",
     "duration_ms",
     "ttft_ms",
     "tpot_ms",
@@ -213,6 +236,8 @@ def span_flags(rows: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, Any
             "prompt_version",
             "embedding_model",
             "index_embedding_model",
+            "index_name",
+            "name",
         )
     }
     kind, error_type = text["kind"], text["error_type"]
@@ -269,6 +294,12 @@ def span_flags(rows: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, Any
         "tool": tool,
         "cache_known": rows["cache_hit"].notna().to_numpy(dtype=bool),
         "cache_hit": _truth(rows, "cache_hit", True),
+        "index_build": kind.eq("index_build"),
+        "feedback": kind.eq("feedback"),
+        "positive": _truth(rows, "eval_passed", True),
+        "escalation": kind.eq("escalation"),
+        "index_documents": np.nan_to_num(_number(rows, "index_documents")),
+        "index_chunks": np.nan_to_num(_number(rows, "index_chunks")),
     }
     return flags, context
 
@@ -285,6 +316,12 @@ _MAP_RULES: dict[str, Callable[[dict[str, Any]], tuple[np.ndarray, _Labels, np.n
     "tool_calls_by_tool": lambda c: (c["tool"], c["tool_name"], None),
     "tool_errors_by_tool": lambda c: (c["tool"] & c["error"], c["tool_name"], None),
     "cost_by_prompt": lambda c: (~c["prompt_id"].eq(""), c["prompt"], c["cost"]),
+    "index_builds_by_index": lambda c: (c["index_build"], c["index_name"], None),
+    "index_documents_by_index": lambda c: (c["index_build"], c["index_name"], c["index_documents"]),
+    "index_chunks_by_index": lambda c: (c["index_build"], c["index_name"], c["index_chunks"]),
+    "feedback_by_name": lambda c: (c["feedback"], c["eval_name"], None),
+    "positive_feedback_by_name": lambda c: (c["feedback"] & c["positive"], c["eval_name"], None),
+    "escalations_by_reason": lambda c: (c["escalation"], c["name"], None),
 }
 
 

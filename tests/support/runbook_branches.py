@@ -21,5 +21,9 @@ DIAGNOSIS_BRANCHES: dict[str, list[str]] = {
     "index-corruption": ["embedding_mismatch", "empty_retrievals", "recall_drop"],
     "context-budget": ["context_errors", "truncation"],
     "silent-regression": ["new_model_version"],
-    "pipeline-health": ["consumer_lag_s", "dlq_rate"],
+    "pipeline-health": ["consumer_lag_s", "dlq_rate", "silent_partitions"],
+    "stage-budget": ["more_calls_per_request", "stage_dominates", "everything_slower"],
+    "rate-limit-headroom": ["traffic_surge", "longer_calls", "retry_storm", "steady_growth"],
+    "index-health": ["documents_dropped", "chunking_changed", "no_reference"],
+    "user-outcomes": ["failing_requests", "answer_quality", "no_signal_found"],
 }

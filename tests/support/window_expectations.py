@@ -32,6 +32,16 @@ MAPS = {
     "tool_errors_by_tool": ("tool_errors", "tool_name", None),
     "cost_by_prompt": ("has_prompt", "prompt", "cost_usd"),
 }
+#: Maps only the stream windows carry (aggregate.ALERT_ONLY_MAPS: the rollups have no column for them).
+ALERT_ONLY_MAPS = {
+    "index_builds_by_index": ("index_builds", "index_name", None),
+    "index_documents_by_index": ("index_builds", "index_name", "index_documents"),
+    "index_chunks_by_index": ("index_builds", "index_name", "index_chunks"),
+    "feedback_by_name": ("feedback", "eval_name", None),
+    "positive_feedback_by_name": ("positive_feedback", "eval_name", None),
+    "escalations_by_reason": ("escalations", "name", None),
+}
+STREAM_MAPS = {**MAPS, **ALERT_ONLY_MAPS}
 #: sketch -> (span mask column or None for all spans, value column)
 SKETCHES = {
     "duration_ms": (None, "duration_ms"),
@@ -143,9 +153,28 @@ def flags(rows: pd.DataFrame) -> pd.DataFrame:
             "tpot_ms": rows["tpot_ms"].astype(float),
             "has_ttft": rows["ttft_ms"].notna(),
             "has_tpot": rows["tpot_ms"].notna(),
+            "index_builds": kind.eq("index_build"),
+            "feedback": kind.eq("feedback"),
+            "positive_feedback": kind.eq("feedback") & eval_passed.eq(True).fillna(False),
+            "escalations": kind.eq("escalation"),
+            "eval_name": text["eval_name"],
+            "name": _text_or_blank(rows, "name"),
+            "index_name": _text_or_blank(rows, "index_name"),
+            **{
+                name: pd.to_numeric(rows[name], errors="coerce")
+                if name in rows
+                else pd.Series(np.nan, index=rows.index)
+                for name in ("index_documents", "index_chunks")
+            },
         }
     )
     return out
+
+
+def _text_or_blank(rows: pd.DataFrame, name: str) -> pd.Series:
+    if name not in rows:
+        return pd.Series("", index=rows.index, dtype=object)
+    return rows[name].astype(object).where(rows[name].notna(), "").astype(str).astype(object)
 
 
 def expected_counters(spans: pd.DataFrame) -> pd.DataFrame:
@@ -154,10 +183,10 @@ def expected_counters(spans: pd.DataFrame) -> pd.DataFrame:
     return keyed(summed.astype({name: "int64" for name in COUNTS}))
 
 
-def expected_maps(spans: pd.DataFrame) -> dict[str, pd.Series]:
-    """map -> Series indexed by KEYS + map_key."""
+def expected_maps(spans: pd.DataFrame, maps: dict[str, tuple[str, str, str | None]] = MAPS) -> dict[str, pd.Series]:
+    """map -> Series indexed by KEYS + map_key (``maps``: the rollups' by default, STREAM_MAPS for windows)."""
     out = {}
-    for name, (mask, key, value) in MAPS.items():
+    for name, (mask, key, value) in maps.items():
         chosen = spans[spans[mask].astype(bool)]
         values = chosen[value].astype(float) if value else pd.Series(1.0, index=chosen.index)
         frame = chosen[KEYS].assign(map_key=chosen[key], value=values)
@@ -202,7 +231,7 @@ def assert_figures_equal_pandas(figures: list[MinuteFigures], rows: pd.DataFrame
     assert actual.index.equals(expected.index)
     pd.testing.assert_frame_equal(actual[COUNTS], expected[COUNTS], check_dtype=False)
     pd.testing.assert_frame_equal(actual[SUMS], expected[SUMS], rtol=1e-9, atol=0.0)
-    for name, series in expected_maps(spans).items():
+    for name, series in expected_maps(spans, STREAM_MAPS).items():
         flat = {(*key, map_key): value for key, values in actual[name].items() for map_key, value in values.items()}
         got = pd.Series(flat, dtype=float).sort_index()
         assert got.index.tolist() == series.index.tolist(), name
