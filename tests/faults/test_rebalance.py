@@ -84,8 +84,11 @@ def stored_once_with_rollups(stack: Stack, run: str) -> int:
         "SELECT count(), uniqExact(span_id) FROM {db}.spans WHERE service = {s:String}", s=run
     ).rows[0]
     assert rows == distinct, f"{stack.home.name} stored a span twice: {rows} rows, {distinct} spans"
-    rolled = stack.scalar("SELECT sum(spans) FROM {db}.spans_minute WHERE service = {s:String}", s=run)
-    assert int(rolled or 0) == rows, f"{stack.home.name}: spans_minute counts {rolled}, raw {rows}"
+    # the minute rollup is inserted just after its raw rows (same checkpoint step): wait for it
+    rolled = stack.wait_for_count(
+        "SELECT coalesce(sum(spans), 0) FROM {db}.spans_minute WHERE service = {s:String}", rows, 30, s=run
+    )
+    assert rolled == rows, f"{stack.home.name}: spans_minute counts {rolled}, raw {rows}"
     return int(rows)
 
 
