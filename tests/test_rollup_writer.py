@@ -10,6 +10,10 @@ batch, a batch split by isolation and a crash between the raw insert and the rol
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -299,3 +303,35 @@ def test_windows_fed_the_rollups_partials_equal_windows_that_aggregate_the_rows(
         emitted[1].extend(map(encode, by_partials.close()))
     assert late > 0 and len(emitted[0]) > 3
     assert emitted[0] == emitted[1]
+
+
+def stored_then_killed(path: str, database: str) -> None:
+    """A worker's life in a subprocess: migrate on first use, store a batch, die (SIGKILL) with
+    its chDB session still open, so nothing is flushed or reloaded as a clean exit would."""
+    store = Store(Path(path), database)
+    run(ClickHouseSpanSink(f"chdb://{store.path}", store.database, TOPIC, "topic-id", 30, FAST_RETRY), REPLAYED)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+REPLAYED = events_of(spans_over_an_hour(40), 10)
+
+
+def test_a_batch_replayed_by_the_next_process_after_the_migrating_one_died_is_counted_once(tmp_path: Path) -> None:
+    """Views that a migration altered in place (ALTER ... MODIFY QUERY) derived other
+    deduplication tokens in the process that altered them than after a restart: the replay added
+    the batch to spans_hour and spans_day again (0012 recreates its views instead)."""
+    store = Store(tmp_path / "chdb", "replayed_after_migration")
+    died = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from tests.test_rollup_writer import *; stored_then_killed({str(store.path)!r}, {store.database!r})",
+        ],
+        cwd=Path(__file__).parent.parent,
+        capture_output=True,
+        timeout=300,
+    )
+    assert died.returncode == -signal.SIGKILL, died.stderr.decode()[-2000:]
+    with_sink(store, REPLAYED)  # the next worker: the ledger re-cuts the batches, tokens repeat
+    rollups, raw = levels_and_raw(store)
+    assert sum(row[1] for row in raw["minute"]) == 40 and rollups == raw

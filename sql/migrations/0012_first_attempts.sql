@@ -2,8 +2,12 @@
 -- rates divide failed first attempts by first attempts (llm_calls - retries) instead of counting
 -- every retry of a failing call again (a 30-second outage read 27.6 % per attempt, 13 % per call).
 -- Rows stored before this migration read 0 (no first-attempt failures were counted then).
--- The hour and day views are redefined in place (MODIFY QUERY): same SELECTs as 0003 plus the two
--- counters. The minute rollup is the worker's since 0010 (streams/rollup.py fills the counters from
+-- The hour and day views are dropped and created again: same SELECTs as 0003 plus the two
+-- counters. Not ALTER ... MODIFY QUERY: a view modified in place derived other deduplication tokens
+-- in the process that altered it than after a restart, so a batch replayed after a crash was added
+-- to spans_hour and spans_day a second time (tests/chaos, CHAOS_SEED=1966426864). Stop the workers
+-- before applying this, as for 0010: a block inserted between the DROP and the CREATE would miss
+-- its hour and day. The minute rollup is the worker's since 0010 (streams/rollup.py fills the counters from
 -- spanline/windows/aggregate.py); sql/statements/minute_rollup_select.sql is its SQL form.
 
 ALTER TABLE ${database}.spans_minute
@@ -21,7 +25,9 @@ ALTER TABLE ${database}.spans_day
     ADD COLUMN IF NOT EXISTS first_attempt_rate_limited SimpleAggregateFunction(sum, UInt64) DEFAULT 0
         AFTER first_attempt_errors;
 
-ALTER TABLE ${database}.spans_hour_mv MODIFY QUERY
+DROP VIEW IF EXISTS ${database}.spans_hour_mv;
+
+CREATE MATERIALIZED VIEW ${database}.spans_hour_mv TO ${database}.spans_hour AS
 SELECT
     tenant_id, service, feature, provider, model_requested, route, kind,
     toStartOfHour(minute) AS hour,
@@ -75,7 +81,9 @@ SELECT
 FROM ${database}.spans_minute
 GROUP BY tenant_id, service, feature, provider, model_requested, route, kind, hour;
 
-ALTER TABLE ${database}.spans_day_mv MODIFY QUERY
+DROP VIEW IF EXISTS ${database}.spans_day_mv;
+
+CREATE MATERIALIZED VIEW ${database}.spans_day_mv TO ${database}.spans_day AS
 SELECT
     tenant_id, service, feature, provider, model_requested, route, kind,
     toDate(hour) AS day,
