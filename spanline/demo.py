@@ -113,15 +113,16 @@ def _show_alerts(settings: Settings, rows: list[tuple[object, ...]], console: Co
         table.add_column(column, no_wrap=True)
     table.add_column("scope", overflow="fold")
     table.add_column("summary", overflow="fold")
-    table.add_column("worst example trace: open with", no_wrap=True)
+    examples_to_open: list[str] = []
     for at, state, rule, severity, scope, runbook, branch, summary, examples in rows:
         where = ", ".join(f"{k}={v}" for k, v in sorted(scope.items())) if isinstance(scope, dict) else str(scope)
         text = str(summary).split("]: ", 1)[-1]  # the stored summary starts with "rule [scope]: "
-        example = trace_command(str(examples[0])) if isinstance(examples, list | tuple) and examples else ""
-        table.add_row(
-            str(at)[11:16], str(state), str(rule), str(severity), str(runbook), str(branch), where, text, example
-        )
+        table.add_row(str(at)[11:16], str(state), str(rule), str(severity), str(runbook), str(branch), where, text)
+        if state == "firing" and isinstance(examples, list | tuple) and examples:
+            examples_to_open.append(f"{rule} [{where}]: {trace_command(str(examples[0]))}")
     console.print(table)
+    for line in examples_to_open:  # whole lines, so the command can be copied
+        console.print(f"worst example trace of {line}", soft_wrap=True)
     console.print(f"pages also went to the log notifier: {settings.home / 'up.log'}")
 
 

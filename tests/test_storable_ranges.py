@@ -601,5 +601,5 @@ def test_the_latest_rows_do_not_expire_at_once(
         f"SELECT table, partition, delete_ttl_info_min > now() FROM system.parts"
         f" WHERE database = '{DB}' AND active AND rows > 0 AND partition LIKE '{LATEST[:4]}%'"
     ).result_rows
-    assert {table for table, _, _ in parts} == {"spans", *LEVELS}
+    assert {table for table, _, _ in parts} == {"spans", "trace_index", *LEVELS}
     assert all(alive for _, _, alive in parts), parts

@@ -151,9 +151,14 @@ class Stack:
         )
 
     def start_worker(self, extra_env: dict[str, str] | None = None, wait: bool = True) -> None:
-        self.worker = self._spawn("worker", "worker.log", extra_env)
-        if wait:
-            self.wait_until(lambda: ServiceFile(self.home).read() is not None, 60, "worker query API")
+        worker = self.worker = self._spawn("worker", "worker.log", extra_env)
+        if wait:  # this worker's own file: a killed predecessor's may still name a live-looking pid
+
+            def serving() -> bool:
+                service = ServiceFile(self.home).read()
+                return service is not None and service.pid == worker.pid
+
+            self.wait_until(serving, 60, "worker query API")
 
     def start_receiver(self) -> None:
         self.receiver = self._spawn("collect", "receiver.log")
