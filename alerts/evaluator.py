@@ -113,6 +113,8 @@ class Evaluator:
                     family.dims, minute, exploded_keys(rows, family.dims, metric.map_column), clause.condition.lookback
                 )
                 continue
+            if family.percentile and metric.sketch not in rows:
+                continue  # a bootstrapped minute from spans_minute: its sketches are not loaded
             parts = metric.parts(rows, clause.key)
             keys = [rows[d] for d in family.dims] or [pd.Series("", index=rows.index, name="_all")]
             per_scope = parts.groupby(keys, sort=False, dropna=False).sum()

@@ -188,7 +188,10 @@ async def _record_consumer_lag(app: SpanlineApp, stored: StoredOffsets) -> None:
         return
     lags: dict[int, int] = {}
     for tp in assigned:
-        highwater = consumer.highwater(tp)
+        try:
+            highwater = consumer.highwater(tp)
+        except AssertionError:  # aiokafka asserts assignment: a rebalance (on its thread) revoked it since
+            continue
         position = stored.next_offset(tp.partition)
         if position is None and isinstance(consumer, StoredOffsetConsumer):
             position = consumer.committed_offset(tp)

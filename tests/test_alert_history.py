@@ -143,3 +143,18 @@ def test_bootstrap_rebuilds_baselines_from_the_rollups(client: Client) -> None:
     ]
     spikes = [e for e in events if e.rule == "cost_spike_hourly"]
     assert [e.scope for e in spikes] == [{"tenant_id": "acme"}] and spikes[0].at - NOW <= timedelta(minutes=5)
+
+
+def test_bootstrap_evaluates_the_minutes_of_the_current_hour_without_their_sketches(client: Client) -> None:
+    """A worker starting at 10:07 evaluates 10:00-10:06 from spans_minute, whose frames carry no
+    sketches: percentile families skip those minutes (they learn from live ones), the rest count."""
+    client.command(
+        f"INSERT INTO {DB}.spans_minute (tenant_id, service, feature, provider, model_requested, route, kind, "
+        "minute, spans, requests, llm_calls, cost_usd, ttft_us_sketch) SELECT 'acme', 'chat', 'support-chat', "
+        "'openai', 'gpt-4o-mini', 'r', 'llm', toDateTime('2026-11-20 10:00:00', 'UTC') + 60 * (number % 7), 1, 1, "
+        "1, 0.01, quantilesDDState(0.01, 0.5, 0.95, 0.99)(toFloat64(number) * 1000) FROM numbers(70) "
+        "GROUP BY number"
+    )
+    evaluator = Evaluator(load_rules(), load_contracts())
+    bootstrap(evaluator, client, DB, NOW + timedelta(minutes=7))
+    assert evaluator.last_minute == NOW + timedelta(minutes=6)

@@ -150,18 +150,18 @@ def listed_ids(output: str) -> list[str]:
 def test_traces_lists_the_worst_traces_with_the_command_to_open_each(stored: tuple[Path, pd.DataFrame]) -> None:
     home, rows = stored
     figures = per_trace(rows)
-    slowest = cli(home, "traces", "--since", "1h", "--slowest", "5")
+    slowest = cli(home, "traces", "--since", "3h", "--slowest", "5")
     assert slowest.returncode == 0, slowest.stderr
     assert listed_ids(slowest.stdout) == figures.sort_values("duration_ms", ascending=False).index[:5].tolist()
-    costliest = cli(home, "traces", "--since", "1h", "--costliest", "3")
+    costliest = cli(home, "traces", "--since", "3h", "--costliest", "3")
     assert listed_ids(costliest.stdout) == figures.sort_values("cost_usd", ascending=False).index[:3].tolist()
-    failed = listed_ids(cli(home, "traces", "--since", "1h", "--failed", "50").stdout)
+    failed = listed_ids(cli(home, "traces", "--since", "3h", "--failed", "50").stdout)
     assert failed and set(failed) <= set(figures.index[figures["errors"] > 0])
     assert len(failed) == min(50, int((figures["errors"] > 0).sum()))
-    retried = listed_ids(cli(home, "traces", "--since", "1h", "--retried", "4").stdout)
+    retried = listed_ids(cli(home, "traces", "--since", "3h", "--retried", "4").stdout)
     assert retried and all(figures.loc[t, "retries"] > 0 for t in retried)
     tenant = rows["tenant_id"].iloc[0]
-    scoped = listed_ids(cli(home, "traces", "--since", "1h", "--tenant", tenant, "--slowest", "5").stdout)
+    scoped = listed_ids(cli(home, "traces", "--since", "3h", "--tenant", tenant, "--slowest", "5").stdout)
     assert scoped and set(scoped) <= set(rows.loc[rows["tenant_id"].eq(tenant), "trace_id"])
     both = cli(home, "traces", "--slowest", "2", "--failed", "2")
     assert both.returncode == 2 and "not allowed with argument" in both.stderr

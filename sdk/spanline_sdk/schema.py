@@ -42,8 +42,12 @@ class SpanKind(StrEnum):
     AGENT_STEP = "agent_step"
     EVAL = "eval"
     REQUEST = "request"
+    #: A build or refresh of a retrieval index (``index_name``, ``index_documents``, ``index_chunks``).
     INDEX_BUILD = "index_build"
+    #: End-user feedback on the trace's answer, like a Langfuse score: ``eval_name`` (e.g. "thumbs"),
+    #: ``eval_score`` (1/0 or a rating) and ``eval_passed`` (positive or not).
     FEEDBACK = "feedback"
+    #: The request was handed to a human (``name`` = the reason): it was not contained.
     ESCALATION = "escalation"
 
 

@@ -40,6 +40,9 @@ import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator, with_config
 from typing_extensions import TypedDict
 
+from spanline_sdk.schema import ErrorType as ErrorType  # one definition: the SDK's (the server depends on it)
+from spanline_sdk.schema import SpanKind as SpanKind
+
 SCHEMA_VERSION = 1
 #: Revision of the schema's major version 1: 1.1 added :data:`TOKEN_DETAIL_FIELDS`.
 SCHEMA_REVISION = "1.1"
@@ -102,41 +105,9 @@ _STORABLE_MS = (STORABLE_UNTIL - STORABLE_FROM) / _MILLISECOND
 _SAFE_YEARS = range(STORABLE_FROM.year + 2, STORABLE_UNTIL.year - 1)
 
 
-class SpanKind(StrEnum):
-    LLM = "llm"
-    EMBEDDING = "embedding"
-    RETRIEVAL = "retrieval"
-    RERANK = "rerank"
-    TOOL = "tool"
-    CACHE = "cache"
-    AGENT_STEP = "agent_step"
-    EVAL = "eval"
-    REQUEST = "request"
-    #: A build or refresh of a retrieval index (``index_name``, ``index_documents``, ``index_chunks``).
-    INDEX_BUILD = "index_build"
-    #: End-user feedback on the trace's answer, like a Langfuse score: ``eval_name`` (e.g. "thumbs"),
-    #: ``eval_score`` (1/0 or a rating) and ``eval_passed`` (positive or not).
-    FEEDBACK = "feedback"
-    #: The request was handed to a human (``name`` = the reason): it was not contained.
-    ESCALATION = "escalation"
-
-
 class Status(StrEnum):
     OK = "ok"
     ERROR = "error"
-
-
-class ErrorType(StrEnum):
-    RATE_LIMITED = "rate_limited"
-    TIMEOUT = "timeout"
-    SERVER_ERROR = "server_error"
-    CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
-    CONTENT_FILTER = "content_filter"
-    REFUSAL = "refusal"
-    INVALID_OUTPUT = "invalid_output"
-    TOOL_ERROR = "tool_error"
-    CANCELLED = "cancelled"
-    OTHER = "other"
 
 
 class CacheLayer(StrEnum):
