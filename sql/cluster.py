@@ -36,7 +36,6 @@ _CREATE_MV = re.compile(rf"^CREATE MATERIALIZED VIEW IF NOT EXISTS {_NAME}\s+TO\
 _CREATE_VIEW = re.compile(rf"^CREATE VIEW IF NOT EXISTS {_NAME}\s+AS\b", re.IGNORECASE)
 _ADD_COLUMN = re.compile(rf"^ALTER TABLE {_NAME}\s+(?=ADD COLUMN IF NOT EXISTS\b)", re.IGNORECASE)
 _DROP_VIEW = re.compile(rf"^DROP VIEW IF EXISTS {_NAME}\s*$", re.IGNORECASE)
-_MODIFY_QUERY = re.compile(rf"^ALTER TABLE {_NAME}\s+MODIFY QUERY\b", re.IGNORECASE)
 
 
 def cluster_statements(migrations: list[Migration], database: str, ttl_days: int, cluster: str) -> list[str]:
@@ -75,10 +74,6 @@ def _cluster_statement(statement: str, cluster: str, local_tables: set[str]) -> 
             f"ALTER TABLE {alter['db']}.{alter['name']}{LOCAL_SUFFIX} ON CLUSTER {cluster} {change}",
             f"ALTER TABLE {alter['db']}.{alter['name']} ON CLUSTER {cluster} {change}",
         ]
-    redefine = _MODIFY_QUERY.match(statement)
-    if redefine:  # a view's new SELECT reads the local tables, like the view it replaces
-        body = _to_local(statement[redefine.end() :], local_tables)
-        return [f"ALTER TABLE {redefine['db']}.{redefine['name']} ON CLUSTER {cluster} MODIFY QUERY{body}"]
     first_line = statement.splitlines()[0]
     raise ConfigError(f"no cluster rendering for the statement starting {first_line!r}")
 

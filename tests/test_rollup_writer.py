@@ -305,15 +305,27 @@ def test_windows_fed_the_rollups_partials_equal_windows_that_aggregate_the_rows(
     assert emitted[0] == emitted[1]
 
 
-def stored_then_killed(path: str, database: str) -> None:
-    """A worker's life in a subprocess: migrate on first use, store a batch, die (SIGKILL) with
-    its chDB session still open, so nothing is flushed or reloaded as a clean exit would."""
+def worker_process(path: str, database: str, dies: bool) -> None:
+    """A worker's life in its own process: migrate on first use, store the batches; then die
+    (SIGKILL) with the chDB session still open, or print every level and the raw counts."""
     store = Store(Path(path), database)
-    run(ClickHouseSpanSink(f"chdb://{store.path}", store.database, TOPIC, "topic-id", 30, FAST_RETRY), REPLAYED)
-    os.kill(os.getpid(), signal.SIGKILL)
+    sink = ClickHouseSpanSink(f"chdb://{store.path}", store.database, TOPIC, "topic-id", 30, FAST_RETRY)
+    run(sink, REPLAYED)
+    if dies:
+        os.kill(os.getpid(), signal.SIGKILL)
+    sink.close()
+    print(orjson.dumps(levels_and_raw(store)).decode())
 
 
 REPLAYED = events_of(spans_over_an_hour(40), 10)
+
+
+def in_a_process(store: Store, dies: bool) -> subprocess.CompletedProcess[bytes]:
+    """A process of its own: chDB admits one data path per process, and this one holds the module's."""
+    code = f"from tests.test_rollup_writer import *; worker_process({str(store.path)!r}, {store.database!r}, {dies})"
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=Path(__file__).parent.parent, capture_output=True, timeout=300
+    )
 
 
 def test_a_batch_replayed_by_the_next_process_after_the_migrating_one_died_is_counted_once(tmp_path: Path) -> None:
@@ -321,17 +333,9 @@ def test_a_batch_replayed_by_the_next_process_after_the_migrating_one_died_is_co
     deduplication tokens in the process that altered them than after a restart: the replay added
     the batch to spans_hour and spans_day again (0012 recreates its views instead)."""
     store = Store(tmp_path / "chdb", "replayed_after_migration")
-    died = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            f"from tests.test_rollup_writer import *; stored_then_killed({str(store.path)!r}, {store.database!r})",
-        ],
-        cwd=Path(__file__).parent.parent,
-        capture_output=True,
-        timeout=300,
-    )
+    died = in_a_process(store, dies=True)
     assert died.returncode == -signal.SIGKILL, died.stderr.decode()[-2000:]
-    with_sink(store, REPLAYED)  # the next worker: the ledger re-cuts the batches, tokens repeat
-    rollups, raw = levels_and_raw(store)
+    replayed = in_a_process(store, dies=False)  # the next worker: the ledger re-cuts the batches, tokens repeat
+    assert replayed.returncode == 0, replayed.stderr.decode()[-2000:]
+    rollups, raw = orjson.loads(replayed.stdout.splitlines()[-1])
     assert sum(row[1] for row in raw["minute"]) == 40 and rollups == raw

@@ -27,7 +27,7 @@ ALTER TABLE ${database}.spans_day
 
 DROP VIEW IF EXISTS ${database}.spans_hour_mv;
 
-CREATE MATERIALIZED VIEW ${database}.spans_hour_mv TO ${database}.spans_hour AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS ${database}.spans_hour_mv TO ${database}.spans_hour AS
 SELECT
     tenant_id, service, feature, provider, model_requested, route, kind,
     toStartOfHour(minute) AS hour,
@@ -83,7 +83,7 @@ GROUP BY tenant_id, service, feature, provider, model_requested, route, kind, ho
 
 DROP VIEW IF EXISTS ${database}.spans_day_mv;
 
-CREATE MATERIALIZED VIEW ${database}.spans_day_mv TO ${database}.spans_day AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS ${database}.spans_day_mv TO ${database}.spans_day AS
 SELECT
     tenant_id, service, feature, provider, model_requested, route, kind,
     toDate(hour) AS day,
