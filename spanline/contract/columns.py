@@ -66,6 +66,14 @@ class SpanColumns:
             self.start + start,
         )
 
+    def take(self, indices: Sequence[int]) -> SpanColumns:
+        """The spans at ``indices``, in that order."""
+        chosen = pa.array(indices, pa.int64())
+        return SpanColumns(
+            {name: array.take(chosen) for name, array in self.arrays.items()},
+            {name: [values[i] for i in indices] for name, values in self.values.items()},
+        )
+
     @staticmethod
     def concat(parts: Sequence[SpanColumns]) -> SpanColumns:
         """The parts one after another: no copy for one part, or for adjacent slices of the same
