@@ -7,6 +7,9 @@ took before the fast path — for the same batch. Also times window aggregation 
 Prints a table and writes bench/results/process_cost.json.
 
     python bench/process_cost.py --rounds 7
+
+Before/after a change: run the same command on both checkouts, interleaved, on the same input
+(``--messages``/``--spans-per-message``); the step names say which steps a change replaced.
 """
 
 from __future__ import annotations
