@@ -193,6 +193,7 @@ def insert_table(
             array = pc.fill_null(array, "")
         elif name in ZERO_DEFAULTS:
             array = pc.fill_null(array, 0)
+        # Times: decoded µs floored to the table's ms, as columns_to_frame does (storable times are after 1970).
         arrays.append(pc.cast(array, field.type, safe=not pa.types.is_timestamp(field.type)))
     return pa.Table.from_arrays(arrays, schema=SPANS_SCHEMA)
 
