@@ -403,17 +403,18 @@ def test_an_idle_partition_advances_on_wall_clock_and_with_the_others(
     apply_migrations(client, database, ttl_days=30)
     clock = [100.0]
     recorder = Recorder(client, database, clock)
-    manager = recorder.manager(lateness_s=60, idle_s=5)
+    manager = recorder.manager(lateness_s=60, idle_s=5, grace_s=10)
     _drive(recorder, manager, batches[:3])
     state = manager.partition(0)
-    assert state is not None and state.open_minutes
-    high = state.high_ms
+    assert state is not None and state.open_minutes and state.root_high_ms is not None
+    high, root_high = state.high_ms, state.root_high_ms
     clock[0] += 4
     asyncio.run(manager.tick())
     assert state.high_ms == high  # not idle yet
     clock[0] += 200
     asyncio.run(manager.tick())
-    assert state.high_ms == high + 204_000 and state.open_minutes == []
+    assert state.high_ms == high + 204_000 and state.root_high_ms == root_high + 204_000
+    assert state.open_minutes == []
     minutes = [decode(value).minute for _, value in recorder.sent]
     assert minutes == sorted(set(minutes)) and minutes[-1] + 60 == state.frontier
 
