@@ -248,7 +248,6 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     env = {
         "SPANLINE_ALERT_WEBHOOK_URL": f"http://127.0.0.1:{hook_port}/hook",
         "SPANLINE_API_KEYS": orjson.dumps(KEYS).decode(),
-        "SPANLINE_WINDOW_IDLE_S": "10",
     }
     if args.grace_s is not None:
         env["SPANLINE_WINDOW_GRACE_S"] = str(args.grace_s)
