@@ -79,7 +79,7 @@ class PartitionWindows:
         part, late = self._open_part(rows, times, offsets, partials)
         high, through = int(times.max()), int(offsets.max())
         self.late_spans += late
-        if part is not None:
+        if part is not None and len(part.groups):
             self._parts.append(part)
             if len(self._parts) > _FOLD_AFTER:
                 self._parts = [combine(self._parts)]
@@ -95,7 +95,7 @@ class PartitionWindows:
         times: npt.NDArray[np.int64],
         offsets: npt.NDArray[np.int64],
         partials: Partials | None,
-    ) -> tuple[Partials | None, int]:
+    ) -> tuple[Partials, int]:
         """The rows' aggregate for the open windows (late rows moved to the frontier minute),
         and how many rows are late."""
         if partials is None:
