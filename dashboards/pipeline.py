@@ -88,7 +88,7 @@ PANELS = (
     MetricPanel(
         "Since the last evaluated minute",
         "Wall clock minus the start of the last minute the evaluator closed (the minute itself, the "
-        "window grace and a trace root's arrival make ~75 s normal for live traffic).",
+        "window grace, a trace root's arrival and ingest make ~90 s normal for live traffic).",
         "stat",
         (Series("time() - max(spanline_alert_last_evaluated_minute_seconds > 0)", "age"),),
         unit="s",
