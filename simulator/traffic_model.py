@@ -14,8 +14,8 @@ receiver takes.
 * **Tenants** ∝ 1/(rank+1); each has three indexes (``kb``, ``contracts``, ``code``) with a
   recall@5 canary per index every minute.
 * **Features**: multi-turn chat (exact cache, retrieval from ``kb``, one LLM call), long-document
-  Q&A (retrieval from ``contracts``, one long-prompt call), a tool-using agent (1–6 steps, each an
-  LLM call and a tool call). LLM calls fail at 0.8 % (5xx) and 0.25 % (429) per attempt; a failed
+  Q&A (retrieval from ``contracts``, one long-prompt call), a tool-using agent (1–6 planned steps, each an
+  LLM call and a tool call; a failed tool call adds two steps). LLM calls fail at 0.8 % (5xx) and 0.25 % (429) per attempt; a failed
   attempt is retried once, then falls back to the other provider.
 
 Generation is column-wise per block of minutes with one generator per (seed, block), so a block
@@ -47,6 +47,7 @@ TOOLS = np.array(["search_web", "run_sql", "http_fetch"], dtype=object)
 SERVER_ERROR = 0.008
 RATE_LIMITED = 0.0025
 TOOL_ERROR = 0.02
+MAX_AGENT_STEPS = 12
 EXACT_HIT = 0.18
 CANARY_RECALL = 0.93
 
@@ -261,17 +262,22 @@ class _Flows:
     def _agent(
         self, req: npt.NDArray[np.int64], cursor: npt.NDArray[np.float64], root: npt.NDArray[np.object_]
     ) -> npt.NDArray[np.float64]:
-        steps = np.minimum(6, 1 + self.rng.poisson(1.6, len(req)))
+        """Planned steps (1–6), each an LLM call and a tool call; a failed tool call costs two more
+        steps (re-plan, retry), so a failing tool makes agents loop, up to ``MAX_AGENT_STEPS``."""
+        remaining = np.minimum(6, 1 + self.rng.poisson(1.6, len(req)))
         cursor = cursor.copy()
-        for step in range(int(steps.max(initial=0))):
-            go = steps > step
+        for step in range(MAX_AGENT_STEPS):
+            go = remaining > 0
+            if not go.any():
+                break
             r, parent = req[go], self.sink.new_ids(int(go.sum()))
             start = cursor[go]
-            prompt = self.lognormal(1500.0 + 600.0 * step, 0.4, len(r))
+            prompt = self.lognormal(1500.0 + 600.0 * min(step, 5), 0.4, len(r))
             end = self._llm(r, start + 1.0, parent, "agent", prompt, self.lognormal(120.0, 0.6, len(r)))
-            end = self._tool(r, end + 1.0, parent)
+            end, failed = self._tool(r, end + 1.0, parent)
             self.sink.add(r, "agent_step", start, end - start + 1.0, root[go], parent, name=f"step-{step}", status="ok")
             cursor[go] = end + 2.0
+            remaining[go] += 2 * failed - 1
         return cursor
 
     def _retrieve(
@@ -298,7 +304,8 @@ class _Flows:
 
     def _tool(
         self, req: npt.NDArray[np.int64], cursor: npt.NDArray[np.float64], parent: npt.NDArray[np.object_]
-    ) -> npt.NDArray[np.float64]:
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+        """Tool calls; returns their end times and which failed."""
         n = len(req)
         which = self.rng.choice(len(TOOLS), n, p=[0.5, 0.3, 0.2])
         extra = np.where(which == 0, self.knob("tool_error", req), 0.0)
@@ -316,7 +323,7 @@ class _Flows:
                 status=status,
                 error_type=error,
             )
-        return np.floor(cursor + duration) + 1.0
+        return np.floor(cursor + duration) + 1.0, failed
 
     def _llm(
         self,

@@ -105,30 +105,35 @@ def knob(
 
 
 #: Event time between one incident's end and the next one's start: every rule's window and
-#: keep_firing_for drain, and a late page still falls in its own incident's grace (60 minutes).
+#: keep_firing_for drain, and a late page still falls in its own incident's grace (40 minutes).
 GAP = timedelta(minutes=50)
+#: Event time replayed after the last incident ends: the slowest page (an hourly window) has come.
+TAIL = timedelta(minutes=30)
 
 
-def incident_plan(first_at: datetime, until: datetime, names: tuple[str, ...] = ()) -> tuple[Overlay, ...]:
-    """The evaluation's incidents, one after another from ``first_at`` (each ``GAP`` after the
-    previous one's end) while one ends an hour before ``until``; the list repeats, and its
+def incident_plan(
+    first_at: datetime, until: datetime, names: tuple[str, ...] = (), gap: timedelta = GAP
+) -> tuple[Overlay, ...]:
+    """The evaluation's incidents, one after another from ``first_at`` (each ``gap`` after the
+    previous one's end) while one ends ``TAIL`` before ``until``; the list repeats, and its
     ~10.7-hour cycle moves each kind through the hours of the day and the days of the week.
-    ``names`` keeps only those templates (all by default). The target is the largest tenant."""
-    templates = [t for t in _templates() if not names or t["name"] in names]
-    if unknown := set(names) - {str(t["name"]) for t in _templates()}:
-        raise ValueError(f"unknown incident(s) {sorted(unknown)}; known: {', '.join(TEMPLATE_NAMES)}")
+    ``names`` keeps only those kinds, in that order (all by default). The target is the largest tenant."""
+    known = {str(t["name"]): t for t in _templates()}
+    if unknown := set(names) - set(known):
+        raise ValueError(f"unknown incident(s) {sorted(unknown)}; known: {', '.join(known)}")
+    templates = [known[name] for name in names] if names else list(known.values())
     plan: list[Overlay] = []
     at = first_at
     while templates:
         for template in templates:
             duration = template["duration"]
             assert isinstance(duration, timedelta)
-            if at + duration + timedelta(hours=1) > until:
+            if at + duration + TAIL > until:
                 return tuple(plan)
             plan.append(Overlay(start=at, **template))  # type: ignore[arg-type]
             if template["name"] == "tool-storm":  # overlapping: 429s blip for 20 s inside the storm
                 plan.append(_blip_429(at + timedelta(minutes=5)))
-            at += duration + GAP
+            at += duration + gap
     return tuple(plan)
 
 
@@ -204,6 +209,3 @@ def _templates() -> list[dict[str, object]]:
         },
     ]
     return templates
-
-
-TEMPLATE_NAMES = tuple(str(t["name"]) for t in _templates())

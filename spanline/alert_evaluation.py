@@ -12,7 +12,8 @@ an open group are the same incident). Pages are scored against the plan:
 * per paging incident: **detected** (its scenario's rule paged inside the window + grace),
   **once** (one page of that rule), **delay** (incident start → first page, event minutes),
   **branch** (the first page's runbook and diagnosis branch are the scenario's);
-* per blip and drift: **quiet** (no page inside its window + grace).
+* per blip and drift: **quiet** (no page inside its window + grace that a paging incident's
+  rules do not account for).
 
 The targets (issue 16): 0 false pages at every rate; every incident detected once with its branch;
 every blip and drift quiet. The command exits 1 when any is missed.
@@ -33,13 +34,13 @@ from spanline.alert_replay import WARMUP_HOURS, Replay, replay
 from spanline.alerts.dispatch import Dispatcher, GroupPolicy, _Group
 from spanline.alerts.events import AlertEvent
 from spanline.simulator.traffic_model import TrafficModel
-from spanline.simulator.traffic_overlays import Overlay, incident_plan
+from spanline.simulator.traffic_overlays import GAP, Overlay, incident_plan
 from spanline.streams.pricing import PriceCatalog
 
 #: Monday 00:00 UTC: a replayed week starts with five weekdays, then the weekend.
 WEEK_START = datetime(2026, 11, 2, tzinfo=UTC)
 #: After an incident ends, pages of its rules still belong to it (hourly windows drain, resolves lag).
-GRACE = timedelta(minutes=60)
+GRACE = timedelta(minutes=40)
 #: The first incident starts this long after the warm-up (baselines have their minimum hours).
 FIRST_INCIDENT_AFTER = timedelta(minutes=20)
 
@@ -134,17 +135,19 @@ def pages_of(events: Sequence[AlertEvent]) -> list[Page]:
 
 def score(result: Replay, plan: Sequence[Overlay], days: float) -> RateScore:
     pages = pages_of(result.events)
-    incidents = []
-    excused: set[int] = set()
+    excused: set[int] = set()  # pages a paging incident accounts for (its rule or one it may fire)
     for overlay in plan:
-        window = [i for i, p in enumerate(pages) if overlay.start <= p.at <= overlay.end + GRACE]
+        if (expected := overlay.expected) is not None:
+            allowed = {expected.expected_rule, *expected.also_fires, *overlay.also_fires}
+            excused.update(i for i in _within(pages, overlay) if pages[i].rule in allowed)
+    incidents = []
+    for overlay in plan:
         expected = overlay.expected
-        if expected is None:
-            incidents.append(IncidentScore(overlay, [pages[i] for i in window]))
-            continue
-        allowed = {expected.expected_rule, *expected.also_fires, *overlay.also_fires}
-        excused.update(i for i in window if pages[i].rule in allowed)
-        incidents.append(IncidentScore(overlay, [pages[i] for i in window if pages[i].rule == expected.expected_rule]))
+        if expected is None:  # a blip or drift: every page near it that no paging incident explains
+            incidents.append(IncidentScore(overlay, [pages[i] for i in _within(pages, overlay) if i not in excused]))
+        else:
+            own = [pages[i] for i in _within(pages, overlay) if pages[i].rule == expected.expected_rule]
+            incidents.append(IncidentScore(overlay, own))
     false_pages: dict[str, list[Page]] = {}
     for i, page in enumerate(pages):
         if i not in excused:
@@ -153,12 +156,17 @@ def score(result: Replay, plan: Sequence[Overlay], days: float) -> RateScore:
     return RateScore(result.requests_per_s, evaluated_days or days, result.spans, false_pages, incidents)
 
 
+def _within(pages: list[Page], overlay: Overlay) -> list[int]:
+    return [i for i, page in enumerate(pages) if overlay.start <= page.at <= overlay.end + GRACE]
+
+
 def evaluate(
     rates: Sequence[float],
     days: float,
     *,
     warmup_hours: float = WARMUP_HOURS,
     incidents: tuple[str, ...] = (),
+    gap: timedelta = GAP,
     seed: int = 1,
     progress: Callable[[float, int, int], None] | None = None,
 ) -> list[RateScore]:
@@ -166,7 +174,7 @@ def evaluate(
     if days * 24 <= warmup_hours:
         raise ValueError(f"--days {days:g} leaves nothing to evaluate after the {warmup_hours:g}-hour warm-up")
     first = WEEK_START + timedelta(hours=warmup_hours) + FIRST_INCIDENT_AFTER
-    plan = incident_plan(first, WEEK_START + timedelta(days=days), incidents)
+    plan = incident_plan(first, WEEK_START + timedelta(days=days), incidents, gap)
     catalog = PriceCatalog.load()
     scores = []
     for rate in rates:
@@ -183,7 +191,7 @@ def _bind(progress: Callable[[float, int, int], None], rate: float) -> Callable[
 
 
 def false_page_table(scores: Sequence[RateScore]) -> Table:
-    table = Table(title="False pages (outside every incident's window + 60 min)")
+    table = Table(title=f"False pages (outside every incident's window + {GRACE // timedelta(minutes=1)} min)")
     table.add_column("rule")
     for s in scores:
         table.add_column(f"{s.requests_per_s:g} req/s ({s.days:.2f} d)", justify="right")

@@ -305,6 +305,8 @@ def cmd_reprice(args: argparse.Namespace) -> None:
 
 def cmd_evaluate_alerts(args: argparse.Namespace) -> None:
     """Replay simulated days per rate through the real evaluator; exit 1 when a target is missed."""
+    from datetime import timedelta
+
     from rich.progress import Progress
 
     from spanline.alert_evaluation import evaluate, false_page_table, incident_table
@@ -321,7 +323,13 @@ def cmd_evaluate_alerts(args: argparse.Namespace) -> None:
 
         try:
             scores = evaluate(
-                rates, args.days, warmup_hours=args.warmup_hours, incidents=incidents, seed=args.seed, progress=progress
+                rates,
+                args.days,
+                warmup_hours=args.warmup_hours,
+                incidents=incidents,
+                gap=timedelta(minutes=args.gap_minutes),
+                seed=args.seed,
+                progress=progress,
             )
         except ValueError as exc:
             raise SpanlineError(str(exc)) from None
@@ -511,7 +519,10 @@ def parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--days", type=float, default=7.0, help="simulated days per rate (default 7)")
     evaluation.add_argument("--rates", default="0.5,5,50", help="mean requests/s, comma-separated (default 0.5,5,50)")
     evaluation.add_argument(
-        "--incidents", default="", help="only these incident kinds, comma-separated (default: every kind)"
+        "--incidents", default="", help="only these incident kinds, in this order, comma-separated (default: all)"
+    )
+    evaluation.add_argument(
+        "--gap-minutes", type=float, default=50.0, help="event minutes between one incident's end and the next"
     )
     evaluation.add_argument(
         "--warmup-hours", type=float, default=6.0, help="first hours learnt as closed history, not evaluated"
