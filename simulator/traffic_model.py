@@ -153,15 +153,15 @@ class TrafficModel:
         arrival = np.repeat(minutes * 60_000.0, counts) + np.floor(rng.random(counts.sum()) * 60_000.0)
         tenant = rng.choice(len(self.tenants), len(arrival), p=weights).astype(np.int64)
         feature = np.array(FEATURES, dtype=object)[rng.choice(3, len(arrival), p=FEATURE_SHARE)]
-        surge = knob(self.overlays, "traffic_factor", epoch_ms + arrival, tenant, feature)
-        extra = rng.random(len(arrival)) < surge - 1.0  # a factor ≤ 2 duplicates that share of requests
-        arrival = np.concatenate([arrival, arrival[extra] + 1.0])
+        # a surge factor f adds f - 1 requests per request of its target, drawn in the same minute
+        surplus = knob(self.overlays, "traffic_factor", epoch_ms + arrival, tenant, feature) - 1.0
+        copies = (np.floor(surplus) + (rng.random(len(arrival)) < surplus % 1.0)).astype(np.int64)
+        source = np.repeat(np.arange(len(arrival)), copies)
+        extra = np.floor(arrival[source] / 60_000.0) * 60_000.0 + np.floor(rng.random(len(source)) * 60_000.0)
+        arrival = np.concatenate([arrival, extra])
         order = np.argsort(arrival, kind="stable")
-        return (
-            arrival[order],
-            np.concatenate([tenant, tenant[extra]])[order],
-            np.concatenate([feature, feature[extra]])[order],
-        )
+        tenant = np.concatenate([tenant, tenant[source]])[order]
+        return arrival[order], tenant, np.concatenate([feature, feature[source]])[order]
 
 
 def seasonality(epoch_s: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

@@ -116,7 +116,7 @@ def incident_plan(
 ) -> tuple[Overlay, ...]:
     """The evaluation's incidents, one after another from ``first_at`` (each ``gap`` after the
     previous one's end) while one ends ``TAIL`` before ``until``; the list repeats, and its
-    ~10.7-hour cycle moves each kind through the hours of the day and the days of the week.
+    ~16-hour cycle moves each kind through the hours of the day and the days of the week.
     ``names`` keeps only those kinds, in that order (all by default). The target is the largest tenant."""
     known = {str(t["name"]): t for t in _templates()}
     if unknown := set(names) - set(known):
@@ -199,6 +199,36 @@ def _templates() -> list[dict[str, object]]:
             "index": "kb",
             "knobs": {"canary_recall": 0.35},
             "scenario": "index-corruption",
+        },
+        {
+            "name": "cost-traffic-volume",
+            "duration": 40 * minutes,
+            "tenant": 0,
+            "knobs": {"traffic_factor": 6.0},
+            "scenario": "cost-traffic-volume",
+        },
+        {
+            "name": "cost-routing-shift",
+            "duration": 30 * minutes,
+            "tenant": 0,
+            "feature": "chat",
+            "knobs": {"large_share": 0.8},
+            "scenario": "cost-routing-shift",
+        },
+        {
+            "name": "cost-cache-collapse",
+            "duration": 30 * minutes,
+            "tenant": 0,
+            "feature": "chat",
+            "knobs": {"exact_hit": 0.005},
+            "scenario": "cost-cache-collapse",
+        },
+        {
+            "name": "model-version-change",
+            "duration": 30 * minutes,
+            "provider": "openai",
+            "knobs": {"model_response": 1.0},
+            "scenario": "model-version-change",
         },
         {
             "name": "drift-output-length",
