@@ -169,11 +169,19 @@ def _templates() -> list[dict[str, object]]:
             "scenario": "rate-limit-storm",
         },
         {
-            "name": "cost-output-length",
-            "duration": 40 * minutes,
+            "name": "drift-output-length",
+            "duration": 90 * minutes,
             "tenant": 0,
-            "knobs": {"output_factor": 25.0},
-            "scenario": "cost-output-length",
+            "knobs": {"output_factor": 1.3},
+            "ramp": True,
+        },
+        {
+            "name": "tool-storm",
+            "duration": 20 * minutes,
+            "tenant": 0,
+            "feature": "agent",
+            "knobs": {"tool_error": 0.4},
+            "scenario": "tool-storm",
         },
         {
             "name": "latency-spike",
@@ -185,12 +193,11 @@ def _templates() -> list[dict[str, object]]:
             "scenario": "latency-spike",
         },
         {
-            "name": "tool-storm",
-            "duration": 20 * minutes,
+            "name": "cost-output-length",
+            "duration": 40 * minutes,
             "tenant": 0,
-            "feature": "agent",
-            "knobs": {"tool_error": 0.4},
-            "scenario": "tool-storm",
+            "knobs": {"output_factor": 25.0},
+            "scenario": "cost-output-length",
         },
         {
             "name": "index-corruption",
@@ -229,13 +236,6 @@ def _templates() -> list[dict[str, object]]:
             "provider": "openai",
             "knobs": {"model_response": 1.0},
             "scenario": "model-version-change",
-        },
-        {
-            "name": "drift-output-length",
-            "duration": 90 * minutes,
-            "tenant": 0,
-            "knobs": {"output_factor": 1.3},
-            "ramp": True,
         },
     ]
     return templates

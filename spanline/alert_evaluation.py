@@ -51,6 +51,7 @@ class Page:
     at: datetime
     runbook: str
     branch: str
+    scope: str = ""  # the lead alert's scope, e.g. "tenant_id=northwind feature=chat"
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,9 @@ class _PageRecorder(Dispatcher):
     ) -> None:
         if action == "trigger" and not group.notified:
             lead = events[0]
-            self.pages.append(Page(lead.rule, datetime.fromtimestamp(now, UTC), lead.runbook, lead.runbook_branch))
+            scope = " ".join(f"{k}={v}" for k, v in lead.scope.items())
+            at = datetime.fromtimestamp(now, UTC)
+            self.pages.append(Page(lead.rule, at, lead.runbook, lead.runbook_branch, scope))
         super()._send(key, action, events, now, group, repeat)
 
 
@@ -214,6 +217,21 @@ def incident_table(scores: Sequence[RateScore]) -> Table:
         expected = sample.expected
         must = f"{expected.expected_rule} → {expected.expected_branch}" if expected else "nothing"
         table.add_row(name, must, *(_cell([i for i in s.incidents if i.overlay.name == name]) for s in scores))
+    return table
+
+
+def false_page_list(scores: Sequence[RateScore], limit: int = 25) -> Table:
+    """Each false page, to see why it paged (``spanline simulate`` cannot replay this model; the
+    rule, scope and diagnosis branch point at the figure that crossed)."""
+    table = Table(title="False pages, first of each rate")
+    for name in ("req/s", "event time", "rule", "scope", "runbook → branch"):
+        table.add_column(name)
+    for s in scores:
+        pages = sorted((p for ps in s.false_pages.values() for p in ps), key=lambda p: p.at)
+        for page in pages[:limit]:
+            table.add_row(
+                f"{s.requests_per_s:g}", f"{page.at:%a %H:%M}", page.rule, page.scope, f"{page.runbook} → {page.branch}"
+            )
     return table
 
 

@@ -77,6 +77,7 @@ def test_missed_targets_exit_1(monkeypatch: pytest.MonkeyPatch, capsys: pytest.C
     out = capsys.readouterr().out
     assert re.search(r"cost_spike_hourly\s*│\s*1 \(1\.00/d\)", out), out
     assert "targets missed at 5 req/s" in out
+    assert re.search(r"│ 5\s*│ Mon 01:20\s*│ cost_spike_hourly", out), out  # each false page is listed
 
 
 def test_scoring_counts_false_pages_repeats_and_wrong_branches() -> None:
@@ -105,7 +106,15 @@ def test_scoring_counts_false_pages_repeats_and_wrong_branches() -> None:
     blip_page = _event("error_rate", blip.start + timedelta(minutes=1), "provider-outage", "provider_errors")
     noisy = score(Replay(5.0, [blip_page], WEEK_START, blip.end, 1), plan, 1.0)
     assert not noisy.incidents[1].met and noisy.false_pages == {
-        "error_rate": [Page("error_rate", blip_page.at + timedelta(seconds=5), "provider-outage", "provider_errors")]
+        "error_rate": [
+            Page(
+                "error_rate",
+                blip_page.at + timedelta(seconds=5),
+                "provider-outage",
+                "provider_errors",
+                "provider=anthropic model_requested=sonnet",
+            )
+        ]
     }
 
 
