@@ -76,8 +76,8 @@ _TIER = np.array([m.tier for m in MODELS], dtype=object)
 _TTFT = np.array([m.ttft_ms for m in MODELS])
 _TPS = np.array([m.tokens_per_s for m in MODELS])
 _CONTEXT = np.array([m.context for m in MODELS])
-#: The fallback after a failed retry: the other provider's model (the small models fall back to the other
-#: provider's large one, as a router that prefers answering to saving does).
+#: The fallback after a failed retry: the other provider's model of the other tier
+#: (gpt-4o-mini ↔ claude-3-5-sonnet, gpt-4o ↔ claude-3-5-haiku).
 _FALLBACK = np.array([3, 2, 1, 0])
 #: Per feature: (small model, large model, large share).
 ROUTES = {"chat": (0, 3, 0.2), "long-doc": (2, 1, 0.3), "agent": (0, 3, 0.5)}
