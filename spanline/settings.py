@@ -82,8 +82,16 @@ class Settings(BaseSettings):
         description="Bind address of the worker's web port (0.0.0.0 lets a Prometheus on another host scrape "
         "/metrics; the embedded query service there needs its token). Default 127.0.0.1.",
     )
-    batch_max_messages: int = Field(200, ge=1, description="Kafka messages per processing batch. Default 200.")
-    batch_within_s: float = Field(0.5, gt=0, description="Longest wait to fill a batch, seconds. Default 0.5.")
+    batch_max_messages: int = Field(
+        200,
+        ge=1,
+        description="Kafka messages per processing batch (under a backlog each partition waits for this many). Default 200.",
+    )
+    batch_within_s: float = Field(
+        0.5,
+        gt=0,
+        description="Longest wait to fill a batch, seconds (a partition held back for a full batch waits at most this plus a second). Default 0.5.",
+    )
     fetch_max_wait_ms: int = Field(
         100,
         ge=1,

@@ -152,6 +152,8 @@ def create_ingest_app(settings: Settings) -> IngestApp:
         resend_window_s=settings.dedup_window_s,
         load_recent=load_recent,
         retry=retry,
+        batch_messages=settings.batch_max_messages,
+        batch_wait_s=settings.batch_within_s,
     )
 
     @app.agent(spans_topic, concurrency=1)

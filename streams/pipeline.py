@@ -1,5 +1,7 @@
 """The ingest pipeline: Kafka events -> partition batches -> ClickHouse, acking only after storage.
 
+Batches are cut per partition, full ones while the consumer works through a backlog (each
+insert and rollup costs per batch as well as per span), whatever arrived once it has caught up.
 The checkpoint of one partition batch, in order (as in quix-streams):
 
 1. process: decode, validate, drop re-sent spans, build rows (streams/process.py);
@@ -66,6 +68,8 @@ Acker = Callable[[Any], Awaitable[Any]]
 RecentLoader = Callable[[int, int, RecentSpans], Awaitable[None]]
 #: Stored rows of one rollup insert and the partials it wrote (the windows take them as they are).
 RolledUp = tuple[RowsPart, Partials]
+#: Most batches' worth of messages held back waiting for full batches (bounds the worker's memory).
+PENDING_BATCHES = 4
 #: Longest a source header is kept: it names a collector, not a payload.
 _SOURCE_MAX_CHARS = 64
 
@@ -99,7 +103,12 @@ class IngestPipeline:
         resend_window_s: float = 0.0,
         load_recent: RecentLoader | None = None,
         retry: Retry | None = None,
+        batch_messages: int | None = None,
+        batch_wait_s: float | None = None,
     ) -> None:
+        """``batch_messages``: the most messages the stream hands over at once, and in one batch;
+        while it hands over that many (a backlog), partitions wait for full batches, at most
+        ``batch_wait_s`` (None: every hand-over is cut at once)."""
         self._topic = topic
         self._sink = sink
         self._catalog = catalog
@@ -118,7 +127,9 @@ class IngestPipeline:
             exc_info=True,
             on_retry=WORKER_RETRIES.labels("unexpected").inc,
         )
-        self._batcher = PartitionBatcher()
+        self._batcher = PartitionBatcher(batch_messages)
+        self._batch_wait_s = batch_wait_s
+        self._ack: Acker | None = None  # the stream's, for batches the tick cuts
         self._busy = asyncio.Lock()  # batches and idle-window ticks never interleave
         self.stats = PipelineStats()
 
@@ -135,13 +146,19 @@ class IngestPipeline:
         return sum(len(recent) for recent in self._recent.values())
 
     async def tick(self) -> None:
-        """Periodic work between batches: advance idle partitions' windows."""
-        if self._windows is not None and not self._busy.locked():  # a batch in flight: not idle anyway
-            async with self._busy:
+        """Periodic work between batches: store batches that waited long enough for more
+        messages, advance idle partitions' windows."""
+        if self._busy.locked():  # a batch in flight: not idle anyway
+            return
+        async with self._busy:
+            if self._ack is not None and self._batch_wait_s is not None:
+                await self._store(self._batcher.cut_waiting(self._batch_wait_s), self._ack)
+            if self._windows is not None:
                 await self._windows.tick()
 
     async def handle(self, events: Sequence[Any], ack: Acker) -> None:
         async with self._busy:
+            self._ack = ack
             await self._handle(events, ack)
 
     async def _handle(self, events: Sequence[Any], ack: Acker) -> None:
@@ -153,7 +170,18 @@ class IngestPipeline:
         self._batcher.add(messages)
         self.stats.messages += len(messages)
         WORKER_MESSAGES.inc(len(messages))
-        for batch in self._batcher.cut():
+        await self._store(self._cut(len(messages)), ack)
+
+    def _cut(self, handed_over: int) -> list[Batch]:
+        """Everything once the stream hands over less than it may (caught up) or when
+        PENDING_BATCHES batches' worth of messages wait; under a backlog only full batches."""
+        limit = self._batcher.max_messages
+        if limit is None or handed_over < limit or self._batcher.pending() >= PENDING_BATCHES * limit:
+            return self._batcher.cut()
+        return self._batcher.cut_full()
+
+    async def _store(self, batches: list[Batch], ack: Acker) -> None:
+        for batch in batches:
             where = f"checkpoint of partition {batch.partition} offsets {batch.first_offset}-{batch.last_offset}"
             with WORKER_BATCH_SECONDS.time():
                 await self._held(where, partial(self._checkpoint, batch), (batch.partition, batch.first_offset))

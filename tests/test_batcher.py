@@ -58,3 +58,30 @@ def test_rewind_is_a_new_position_and_revoked_partitions_are_forgotten() -> None
     assert batcher.new_positions(messages(0, range(3, 5))) == {0: 3}
     batcher.forget({0})
     assert bounds(batcher) == []
+
+
+def test_under_a_backlog_only_full_batches_are_cut_and_the_rest_waits() -> None:
+    batcher = PartitionBatcher(max_messages=10)
+    batcher.resync(0, [])
+    batcher.resync(1, [])
+    batcher.add(messages(0, range(0, 25)) + messages(1, range(0, 4)))
+    assert [(b.partition, b.first_offset, b.last_offset) for b in batcher.cut_full()] == [(0, 0, 9), (0, 10, 19)]
+    assert batcher.pending() == 9  # 5 of partition 0, 4 of partition 1
+    assert batcher.cut_waiting(at_least_s=60) == []  # nothing waited a minute
+    assert bounds(batcher) == [(0, 20, 24, False), (1, 0, 3, False)]  # caught up: everything
+
+
+def test_messages_that_waited_long_enough_are_cut_whatever_their_number() -> None:
+    batcher = PartitionBatcher(max_messages=10)
+    batcher.resync(0, [])
+    batcher.add(messages(0, range(0, 3)))
+    assert [(b.first_offset, b.last_offset) for b in batcher.cut_waiting(at_least_s=0)] == [(0, 2)]
+    assert batcher.pending() == 0
+
+
+def test_recorded_batches_are_replayed_whole_even_under_a_backlog() -> None:
+    batcher = PartitionBatcher(max_messages=10)
+    batcher.resync(0, [(0, 29)])
+    batcher.add(messages(0, range(0, 33)))
+    assert [(b.first_offset, b.last_offset, b.replayed) for b in batcher.cut_full()] == [(0, 29, True)]
+    assert batcher.pending() == 3

@@ -232,3 +232,30 @@ def test_rows_clickhouse_refuses_are_isolated_and_a_replay_stores_nothing_twice(
     asyncio.run(pipeline_for(sink, replay).handle(events, replay.ack))
     assert stored_ids(sink) == expected
     assert sorted(letter["dedup_key"] for letter in replay.letters) == ["spans/1/0#2", "spans/1/2#1"]
+
+
+def test_a_backlog_waits_for_full_batches_and_the_tick_stores_what_waited(sink: ClickHouseSpanSink) -> None:
+    """Hand-overs as large as allowed (a backlog) store only full batches; a smaller one (caught
+    up) stores everything; a tick stores what waited ``batch_wait_s``. Nothing is acked or marked
+    stored before it is stored."""
+    outbox = Outbox()
+    pipeline = IngestPipeline(
+        TOPIC, sink, PriceCatalog.load(None), outbox.send, retry=FAST_RETRY, batch_messages=4, batch_wait_s=0.0
+    )
+    events = [
+        Event(KafkaRecord(offset % 2, offset // 2, (), 1.0), orjson.dumps([span(offset)])) for offset in range(12)
+    ]
+
+    async def run() -> None:
+        await pipeline.handle(events[:4], outbox.ack)  # two messages per partition: not full
+        assert outbox.acked == [] and pipeline.stats.batches == 0
+        await pipeline.handle(events[4:8], outbox.ack)  # four per partition: two full batches
+        assert sorted(outbox.acked) == [(p, o) for p in (0, 1) for o in range(4)]
+        await pipeline.handle(events[8:12], outbox.ack)  # a backlog again: two per partition wait
+        assert len(outbox.acked) == 8 and pipeline.stored.next_offset(0) == 4
+        await pipeline.tick()  # they waited batch_wait_s
+        assert sorted(outbox.acked) == [(p, o) for p in (0, 1) for o in range(6)]
+
+    asyncio.run(run())
+    assert stored_ids(sink) == sorted(f"s{n}" for n in range(12))
+    assert pipeline.stats.batches == 4
