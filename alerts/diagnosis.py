@@ -535,10 +535,21 @@ def _quality(periods: Periods, _rule: Rule, _scope: dict[str, str], ev: Evaluato
     }
 
 
-def _index(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator) -> tuple[str, dict[str, Any]]:
+def _index(periods: Periods, _rule: Rule, scope: dict[str, str], _ev: Evaluator) -> tuple[str, dict[str, Any]]:
+    """Mismatched embeddings first, then an index that stopped answering, else a recall drop. A
+    recall page is per index: its recall and retrievals are that index's (spans naming no index
+    count under ''), and every index of the tenant is listed beside it, so one broken index
+    reads apart from a tenant-wide drop."""
     mismatches = periods.rate("embedding_mismatches")
-    retrievals = periods.rate("retrievals")
+    index = scope.get("index_name")
+    by_index = _recall_by_index(periods)
+    retrievals = periods.rate("retrievals")  # the tenant's, when the canary names no index
     recall = periods.ratio("recall_sum", "recall_evals", ("eval",))
+    if index:
+        searched = periods.map_rate("retrievals_by_index", ("retrieval",))
+        retrievals = (searched[0].get(index, 0.0), searched[1].get(index, 0.0))
+    if index is not None:
+        recall = by_index.get(index, (float("nan"), float("nan")))
     if mismatches[0] > 0:
         branch = "embedding_mismatch"
     elif retrievals[1] > 0 and retrievals[0] < 0.5 * retrievals[1]:
@@ -549,8 +560,33 @@ def _index(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator
         "embedding_mismatches_per_min": _pair(mismatches),
         "retrievals_per_min": _pair(retrievals),
         "recall_at_k": _pair(recall),
+        **({"index_name": index} if index is not None else {}),
+        "recall_at_k_by_index": {
+            name: _pair(pair)
+            for name, pair in sorted(by_index.items(), key=lambda item: -_drop(item[1]))  # worst drop first
+        },
         "mismatch_by_feature": _top_rows(periods.by(["feature"], "embedding_mismatches"), "now"),
     }
+
+
+def _recall_by_index(periods: Periods) -> dict[str, tuple[float, float]]:
+    """Mean canary recall per index_name, (now, before), from the per-index maps."""
+    evals = periods.map_rate("recall_evals_by_index", ("eval",))
+    sums = periods.map_rate("recall_sum_by_index", ("eval",))
+    names = sorted(set(evals[0]) | set(evals[1]))
+    return {
+        name: (
+            _div(sums[0].get(name, 0.0), evals[0].get(name, 0.0)),
+            _div(sums[1].get(name, 0.0), evals[1].get(name, 0.0)),
+        )
+        for name in names
+    }
+
+
+def _drop(pair: tuple[float, float]) -> float:
+    """How far recall fell (now below before); 0 when either side is unknown."""
+    now, before = pair
+    return 0.0 if math.isnan(now) or math.isnan(before) else before - now
 
 
 def _context(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator) -> tuple[str, dict[str, Any]]:

@@ -230,7 +230,8 @@ def test_tool_storm_names_the_tool_and_error_type() -> None:
 def test_index_corruption_and_embedding_mismatch_branches() -> None:
     _, events, _ = scenario(replace(Knobs(), recall=0.3), {"tenant_id": "globex"}, minutes=20)
     corruption = fired(events, "index_corruption")
-    assert [e.scope for e in corruption] == [{"tenant_id": "globex"}] and corruption[0].runbook_branch == "recall_drop"
+    assert [e.scope for e in corruption] == [{"tenant_id": "globex", "index_name": "globex-docs"}]
+    assert corruption[0].runbook_branch == "recall_drop"
     _, events, _ = scenario(replace(Knobs(), mismatch_share=0.5), {"tenant_id": "acme", "feature": "support-chat"}, 5)
     mismatch = fired(events, "embedding_mismatch")
     assert [e.scope for e in mismatch] == [{"tenant_id": "acme", "feature": "support-chat"}]
