@@ -115,7 +115,10 @@ def diagnose(
 def _cost(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator) -> tuple[str, dict[str, Any]]:
     """Spend = requests × LLM calls per request × cost per call; cost per call splits into the
     tier mix and the spend within tiers (output length). Log-ratios add up to the spend change,
-    so each factor's share of it is exact; the largest rising factor is the branch."""
+    so each factor's share of it is exact; the largest rising factor is the branch. When it is
+    the tier mix, the branch names the routing reason that gained share (``routing_escalation``,
+    ``routing_fallback``, ``routing_canary``; ``routing_mix`` when none did), as the routing
+    rule's page does: a routing shift that moves spend is a cost page with the routing branch."""
     spend = periods.rate("cost_usd")
     requests = periods.rate("requests", ("request",))
     calls = periods.rate("spans", ("llm",))
@@ -138,6 +141,8 @@ def _cost(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator)
         factors["cache_hit_rate"] = 0.0
     total = sum(factors.values())
     branch = max(factors, key=lambda name: factors[name])
+    if branch == "routing_mix":
+        branch = _routing_reason(periods, calls)
     tiers = sorted(set(calls_by_tier[0]) | set(calls_by_tier[1]))
     details = {
         "spend_per_min_usd": _pair(spend),
@@ -149,6 +154,7 @@ def _cost(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator)
             t: _pair((_div(calls_by_tier[0].get(t, 0), calls[0]), _div(calls_by_tier[1].get(t, 0), calls[1])))
             for t in tiers
         },
+        "share_by_reason": _reason_shares(periods, calls),
         "spend_change_share": {name: _div(value, total) if total else 0.0 for name, value in factors.items()},
         "top_contributors": _top_contributors(periods),
     }
@@ -477,18 +483,23 @@ def _cache(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator
 
 def _routing(periods: Periods, rule: Rule, scope: dict[str, str], ev: Evaluator) -> tuple[str, dict[str, Any]]:
     """Which routing reason gained share: escalation, fallback (a failing primary), canary."""
-    calls = periods.rate("spans", ("llm",))
+    _, cost = _cost(periods, rule, scope, ev)  # its details carry each reason's share
+    return _routing_reason(periods, periods.rate("spans", ("llm",))), cost
+
+
+def _reason_shares(periods: Periods, calls: tuple[float, float]) -> dict[str, dict[str, float | None]]:
+    """Each routing reason's share of the LLM calls, now and before."""
     reasons = periods.map_rate("llm_calls_by_reason", ("llm",))
-    shares = {
+    return {
         r: _pair((_div(reasons[0].get(r, 0), calls[0]), _div(reasons[1].get(r, 0), calls[1])))
         for r in sorted(set(reasons[0]) | set(reasons[1]))
     }
-    gains = {r: (p["now"] or 0) - (p["before"] or 0) for r, p in shares.items()}
-    branch = "routing_mix"
-    if gains:
-        branch = f"routing_{max(gains, key=lambda r: gains[r])}"
-    _, cost = _cost(periods, rule, scope, ev)
-    return branch, {"share_by_reason": shares, **cost}
+
+
+def _routing_reason(periods: Periods, calls: tuple[float, float]) -> str:
+    """``routing_<reason>`` of the reason whose share of calls rose most; ``routing_mix`` without reasons."""
+    gains = {r: (p["now"] or 0) - (p["before"] or 0) for r, p in _reason_shares(periods, calls).items()}
+    return f"routing_{max(gains, key=lambda r: gains[r])}" if gains else "routing_mix"
 
 
 # --- agents and tools

@@ -70,7 +70,11 @@ def test_bundled_rules_hold_every_spec_default_with_its_condition() -> None:
         "high",
         "low",
     ]
-    assert rules["cost_spike_hourly"].condition.value == 3.0 and rules["cost_spike_day_over_day"].condition.value == 1.2
+    assert rules["cost_spike_hourly"].condition.value == 2.0 and rules["cost_spike_day_over_day"].condition.value == 1.2
+    assert rules["cost_spike_hourly"].condition.min_z == 6 and rules["cost_spike_hourly"].scope == [
+        "tenant_id",
+        "feature",
+    ]
     assert (
         rules["budget_overrun"].condition.field == "daily_budget_usd"
         and rules["budget_overrun"].condition.factor == 1.5

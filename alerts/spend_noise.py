@@ -1,0 +1,94 @@
+"""Is a change of spend real at its volume? The significance test of the spend rules (``min_z``
+on a ``cost_usd`` ratio_to_baseline clause).
+
+A window's spend S is a sum over the requests in it: their number is a count, Poisson at best and
+overdispersed in practice (bursts, traces of many calls), and each one's cost is heavy-tailed (a
+book-length summary or a long agent run costs a hundred ordinary chats). For such a compound sum,
+with Var(N) = φ·E[N],
+
+    Var(S) = E[N]·Var(X) + Var(N)·E[X]² = D·E[S],   D = (Var(X) + φ·E[X]²) / E[X]  (USD),
+
+so the variance-to-mean ratio D of spend does not depend on the traffic rate: measured at the
+reference's rate it holds at the baseline's. D is measured from the scope's own per-minute
+spend over the REFERENCE minutes before the window (sample variance / mean of those minutes, quiet minutes
+counting as 0; also over window-long stretches, see :func:`spend_dispersion`). That takes burstiness, the correlation of one request's calls and the cost tail
+as they are; a per-request mean and variance would need every request's cost, which the minute
+aggregation does not keep (it keeps sums), and would miss the correlation. The window's spend is
+then compared with the spend the baseline expects, B, in standard errors:
+
+    z = (S − B) / √(D·B)
+
+(a normal approximation: at 0.3 requests/s a 10-minute window sums a few hundred LLM calls).
+A real 2.5x at 0.3 requests/s is 8 standard errors or more; a chance doubling of a feature's
+10 minutes is 5 or more at the simulator's rates, and the rule's ratio and ``min_delta`` gates
+stand beside z. Limits: a tail rarer than the reference hour (one request costing more than
+several minutes of the scope's usual spend, never seen in the hour before) is not in D, and
+without ``MIN_REFERENCE_MINUTES`` minutes of history (a fresh start before the bootstrap's
+minutes, a scope with no spend in the reference) nothing is significant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from spanline.alerts.metrics import Metric
+
+#: Minutes before the window whose spend measures D: as many as the evaluator's frame ring holds
+#: beside the window (alerts/evaluator.py DIAGNOSIS_MINUTES), to hold the usual tail and enough
+#: window-length stretches.
+REFERENCE = timedelta(minutes=100)
+#: Fewer reference minutes than this: D is unknown and no spend change is significant.
+MIN_REFERENCE_MINUTES = 30
+
+
+def spend_dispersion(
+    frames: Iterable[tuple[datetime, pd.DataFrame]],
+    metric: Metric,
+    dims: tuple[str, ...],
+    window_start: datetime,
+    window: timedelta = timedelta(minutes=1),
+) -> pd.Series:
+    """Per scope of ``dims`` (the index store.window gives), D in the metric's unit from the minute
+    frames in [window_start − REFERENCE, window_start); scopes without spend there are left out.
+
+    D is the larger of two measurements: from single minutes (precise when minutes are
+    independent) and from every ``window``-long stretch of the reference (rolling sums), which
+    keeps what single minutes miss: bursts lasting several minutes make a window's spend vary
+    more than its minutes' variances add up to."""
+    chosen = [(minute, frame) for minute, frame in frames if window_start - REFERENCE <= minute < window_start]
+    if len(chosen) < MIN_REFERENCE_MINUTES:
+        return pd.Series(dtype="float64")
+    rows = pd.concat([frame.assign(_minute=minute) for minute, frame in chosen], ignore_index=True)
+    if metric.kinds is not None and "kind" in rows:
+        rows = rows[rows["kind"].isin(metric.kinds)]
+    keys = [rows[d] for d in dims] or [pd.Series("", index=rows.index, name="_all")]
+    spend = metric.parts(rows)["num"]
+    per_minute = spend.groupby([*keys, rows["_minute"]], sort=False).sum().unstack(fill_value=0.0)
+    per_minute = per_minute.reindex(columns=sorted(minute for minute, _ in chosen), fill_value=0.0)
+    dispersion = _variance_to_mean(per_minute.to_numpy(dtype="float64"))
+    length = max(int(window / timedelta(minutes=1)), 1)
+    if length > 1 and per_minute.shape[1] >= 3 * length:
+        sums = np.cumsum(per_minute.to_numpy(dtype="float64"), axis=1)
+        sums = np.concatenate([np.zeros((len(sums), 1)), sums], axis=1)
+        dispersion = np.fmax(dispersion, _variance_to_mean(sums[:, length:] - sums[:, :-length]))
+    result = pd.Series(dispersion, index=per_minute.index, dtype="float64")
+    return result[result.notna() & (result > 0)]
+
+
+def _variance_to_mean(samples: np.ndarray) -> np.ndarray:
+    """Per row: sample variance / mean (NaN where the mean is 0)."""
+    mean = samples.mean(axis=1)
+    variance = samples.var(axis=1, ddof=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(mean > 0, variance / np.where(mean > 0, mean, 1.0), np.nan)
+
+
+def spend_z(value: pd.Series, baseline: pd.Series, dispersion: pd.Series) -> pd.Series:
+    """Standard errors by which the window's spend ``value`` exceeds the ``baseline`` expectation
+    (NaN where either is unknown)."""
+    standard_error = np.sqrt(dispersion.reindex(value.index) * baseline.where(baseline > 0))
+    return (value - baseline) / standard_error
