@@ -157,11 +157,13 @@ SCENARIOS: dict[str, Scenario] = {
             summary="a router threshold change escalates 80% of support-chat to the large tier (baseline 23%)",
             target=Target(tenant_rank=_LARGEST, features=("support-chat",)),
             effects=Effects(large_share=0.8),
-            expected_rule="routing_shift",
+            # a routing shift that moves spend is a cost page with the routing branch (issue 16);
+            # the large-tier share rule pages its medium too where the volume lets it judge the mix
+            expected_rule="cost_spike_hourly",
             expected_runbook="cost-spike",
             expected_branch="routing_escalation",
             expected_scope=("tenant_id", "feature"),
-            also_fires=("cost_per_request_contract",),
+            also_fires=("routing_shift", "cost_per_request_contract"),
         ),
         Scenario(
             name="rate-limit-storm",
