@@ -136,7 +136,7 @@ def _cost(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator)
     mix = _mix_effect(calls_by_tier, cost_by_tier)
     factors["routing_mix"] = mix
     factors["output_length"] = per_call - mix
-    if hit_rate[0] >= hit_rate[1]:  # more calls per request without a cache drop: traffic shape, not cache
+    if not hit_rate[0] < hit_rate[1]:  # more calls per request without a cache drop (or no cache): traffic shape
         factors["traffic_volume"] += factors.pop("cache_hit_rate")
         factors["cache_hit_rate"] = 0.0
     total = sum(factors.values())

@@ -200,7 +200,8 @@ SCENARIOS: dict[str, Scenario] = {
             expected_runbook="tool-storm",
             expected_branch="single_tool",
             expected_scope=("tenant_id", "feature"),
-            also_fires=("latency_contract", "cost_per_request_contract"),
+            # looping agents spend more: the feature's cost spike (issue 16: spend judged per feature)
+            also_fires=("latency_contract", "cost_per_request_contract", "cost_spike_hourly"),
         ),
         Scenario(
             name="latency-spike",
@@ -259,7 +260,7 @@ SCENARIOS: dict[str, Scenario] = {
             expected_branch="truncation",
             # book-length prompts also slow summarise's first tokens
             expected_scope=("tenant_id",),
-            also_fires=("latency_spike",),
+            also_fires=("latency_spike", "cost_spike_hourly"),  # book-length prompts cost more too
         ),
         Scenario(
             name="model-version-change",
@@ -292,7 +293,7 @@ SCENARIOS: dict[str, Scenario] = {
             expected_runbook="rate-limit-headroom",
             expected_branch="traffic_surge",
             expected_scope=("tenant_id", "provider", "model_requested"),
-            also_fires=("rate_limit_headroom_requests",),
+            also_fires=("rate_limit_headroom_requests", "cost_spike_hourly"),  # 12x doc-search spends 12x
         ),
         Scenario(
             name="index-shrink",
