@@ -125,8 +125,8 @@ def _evaluate(
             holds = value >= result["threshold"] if condition.points > 0 else value <= result["threshold"]
         if condition.min_z and metric.kind == "total":  # spend: compound counts x heavy-tailed costs
             if holds.any():  # the reference minutes are read only for scopes that could page
-                dispersion = spend_dispersion(recent, metric, dims, now - length, length)
-                holds &= spend_z(value, baseline, dispersion) >= condition.min_z
+                reference = spend_dispersion(recent, metric, dims, now - length, length)
+                holds &= spend_z(value, baseline, reference, length) >= condition.min_z
         elif condition.min_z:
             holds &= significant(value, baseline, result["volume"], condition.min_z)
     elif isinstance(condition, DayOverDay):

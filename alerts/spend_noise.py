@@ -14,9 +14,16 @@ spend over the REFERENCE minutes before the window (sample variance / mean of th
 counting as 0; also over window-long stretches, see :func:`spend_dispersion`). That takes burstiness, the correlation of one request's calls and the cost tail
 as they are; a per-request mean and variance would need every request's cost, which the minute
 aggregation does not keep (it keeps sums), and would miss the correlation. The window's spend is
-then compared with the spend the baseline expects, B, in standard errors:
+then compared in standard errors with what the scope was expected to spend, E: the larger of the
+baseline's expectation B and the reference minutes' own level R (both for the window's length),
 
-    z = (S − B) / √(D·B)
+    z = (S − E) / √(D·E),   E = max(B, R),
+
+so a baseline that lags the day's curve (the trailing hours on a morning ramp, history from
+another day) does not turn the usual level into a spike: a spike is a rise above both what this
+hour usually spends and what the scope was just spending. A new level that lasts is therefore
+its own reference after REFERENCE minutes, and the page resolves; day-over-day and budget rules
+watch lasting levels.
 
 (a normal approximation: at 0.3 requests/s a 10-minute window sums a few hundred LLM calls).
 A real 2.5x at 0.3 requests/s is 8 standard errors or more; a chance doubling of a feature's
@@ -51,9 +58,10 @@ def spend_dispersion(
     dims: tuple[str, ...],
     window_start: datetime,
     window: timedelta = timedelta(minutes=1),
-) -> pd.Series:
-    """Per scope of ``dims`` (the index store.window gives), D in the metric's unit from the minute
-    frames in [window_start − REFERENCE, window_start); scopes without spend there are left out.
+) -> pd.DataFrame:
+    """Per scope of ``dims`` (the index store.window gives): ``dispersion`` D in the metric's unit
+    and ``per_minute``, the mean spend per minute, from the minute frames in
+    [window_start − REFERENCE, window_start); scopes without spend there are left out.
 
     D is the larger of two measurements: from single minutes (precise when minutes are
     independent) and from every ``window``-long stretch of the reference (rolling sums), which
@@ -61,7 +69,7 @@ def spend_dispersion(
     more than its minutes' variances add up to."""
     chosen = [(minute, frame) for minute, frame in frames if window_start - REFERENCE <= minute < window_start]
     if len(chosen) < MIN_REFERENCE_MINUTES:
-        return pd.Series(dtype="float64")
+        return pd.DataFrame({"dispersion": pd.Series(dtype="float64"), "per_minute": pd.Series(dtype="float64")})
     rows = pd.concat([frame.assign(_minute=minute) for minute, frame in chosen], ignore_index=True)
     if metric.kinds is not None and "kind" in rows:
         rows = rows[rows["kind"].isin(metric.kinds)]
@@ -75,8 +83,11 @@ def spend_dispersion(
         sums = np.cumsum(per_minute.to_numpy(dtype="float64"), axis=1)
         sums = np.concatenate([np.zeros((len(sums), 1)), sums], axis=1)
         dispersion = np.fmax(dispersion, _variance_to_mean(sums[:, length:] - sums[:, :-length]))
-    result = pd.Series(dispersion, index=per_minute.index, dtype="float64")
-    return result[result.notna() & (result > 0)]
+    result = pd.DataFrame(
+        {"dispersion": dispersion, "per_minute": per_minute.to_numpy(dtype="float64").mean(axis=1)},
+        index=per_minute.index,
+    )
+    return result[result["dispersion"].notna() & (result["dispersion"] > 0)]
 
 
 def _variance_to_mean(samples: np.ndarray) -> np.ndarray:
@@ -87,8 +98,10 @@ def _variance_to_mean(samples: np.ndarray) -> np.ndarray:
         return np.where(mean > 0, variance / np.where(mean > 0, mean, 1.0), np.nan)
 
 
-def spend_z(value: pd.Series, baseline: pd.Series, dispersion: pd.Series) -> pd.Series:
-    """Standard errors by which the window's spend ``value`` exceeds the ``baseline`` expectation
-    (NaN where either is unknown)."""
-    standard_error = np.sqrt(dispersion.reindex(value.index) * baseline.where(baseline > 0))
-    return (value - baseline) / standard_error
+def spend_z(value: pd.Series, baseline: pd.Series, reference: pd.DataFrame, window: timedelta) -> pd.Series:
+    """Standard errors by which the window's spend ``value`` exceeds what was expected: the larger
+    of the ``baseline`` and the reference's level over the window (NaN where unknown)."""
+    reference = reference.reindex(value.index)
+    level = reference["per_minute"] * (window / timedelta(minutes=1))
+    expected = np.fmax(baseline.where(baseline > 0), level)
+    return (value - expected) / np.sqrt(reference["dispersion"] * expected)

@@ -72,7 +72,7 @@ def test_spend_dispersion_is_the_compound_variance_to_mean_ratio(overdispersion:
         spend_dispersion(frames, METRICS["cost_usd"], ("tenant_id", "feature"), end - timedelta(minutes=60 * k))
         for k in range(60)
     ]
-    estimates = np.array([float(d.loc[("acme", "chat")]) for d in hourly])
+    estimates = np.array([float(d.loc[("acme", "chat"), "dispersion"]) for d in hourly])
     assert np.median(estimates) == pytest.approx(expected, rel=0.25)
 
 
@@ -83,8 +83,13 @@ def test_spend_z_needs_enough_reference_minutes_and_spend() -> None:
     quiet = _minutes([0.0] * 60)
     assert spend_dispersion(quiet, metric, dims, quiet[-1][0] + timedelta(minutes=1)).empty
     index = pd.MultiIndex.from_tuples([("acme", "chat")], names=list(dims))
-    z = spend_z(pd.Series([25.0], index=index), pd.Series([10.0], index=index), pd.Series([0.9], index=index))
-    assert float(z.iloc[0]) == pytest.approx(15 / 3)
+    window = timedelta(minutes=10)
+    spend, baseline = pd.Series([25.0], index=index), pd.Series([10.0], index=index)
+    usual = pd.DataFrame({"dispersion": [0.9], "per_minute": [0.8]}, index=index)
+    assert float(spend_z(spend, baseline, usual, window).iloc[0]) == pytest.approx(15 / 3)
+    # a baseline lagging the scope's own level: the spike is measured from the higher of the two
+    risen = usual.assign(per_minute=1.6)
+    assert float(spend_z(spend, baseline, risen, window).iloc[0]) == pytest.approx(9 / np.sqrt(0.9 * 16))
 
 
 def _rows(effects: Effects) -> pd.DataFrame:
