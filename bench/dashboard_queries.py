@@ -47,7 +47,6 @@ from spanline.simulator.workload import WorkloadConfig, generate_traces
 from spanline.sql.client import connect
 from spanline.sql.migrate import apply_migrations
 from spanline.streams.batcher import Batch, Message
-from spanline.streams.frame import arrow_rows
 from spanline.streams.pricing import PriceCatalog
 from spanline.streams.process import process_batch
 from spanline.streams.rollup import TOKEN_SUFFIX, minute_rollup
@@ -113,12 +112,12 @@ def load(client: Client, spans: int, days: float) -> dict[str, object]:
             spent["generate"] += time.perf_counter() - tick
             tick = time.perf_counter()
             result = process_batch(batch, "spans", catalog)
-            if result.dead_letters or result.rows is None:
+            if result.dead_letters or result.rows is None or result.table is None:
                 raise RuntimeError(f"the worker dead-lettered {len(result.dead_letters)} generated span(s)")
             spent["process"] += time.perf_counter() - tick
             tick = time.perf_counter()
             token = {**DEDUP_SETTINGS, "insert_deduplication_token": batch.token("spans", "bench")}
-            client.insert_arrow(f"{DATABASE}.spans", arrow_rows(result.rows), settings=token)
+            client.insert_arrow(f"{DATABASE}.spans", result.table, settings=token)
             token["insert_deduplication_token"] += TOKEN_SUFFIX  # the worker's rollup insert
             client.insert_arrow(f"{DATABASE}.spans_minute", minute_rollup(result.rows).table, settings=token)
             spent["insert"] += time.perf_counter() - tick

@@ -7,6 +7,9 @@ took before the fast path — for the same batch. Also times window aggregation 
 Prints a table and writes bench/results/process_cost.json.
 
     python bench/process_cost.py --rounds 7
+
+Before/after a change: run the same command on both checkouts, interleaved, on the same input
+(``--messages``/``--spans-per-message``); the step names say which steps a change replaced.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import orjson
-import pandas as pd
 
 from spanline.contract.column_checks import refused
 from spanline.contract.columns import record_columns
@@ -28,7 +30,7 @@ from spanline.contract.records import decode_records
 from spanline.simulator.workload import WorkloadConfig, generate_traces
 from spanline.streams.batcher import Batch, Message
 from spanline.streams.derive import derive
-from spanline.streams.frame import arrow_rows, columns_to_frame, table_rows
+from spanline.streams.frame import columns_to_frame, insert_table, rows_frame
 from spanline.streams.pricing import PriceCatalog
 from spanline.streams.process import _slow_piece, _valid_spans, process_batch
 from spanline.windows.aggregate import aggregate
@@ -76,14 +78,16 @@ def main() -> None:
     timed("fast: column checks", lambda: refused(columns))
     frame = timed("columns -> pandas frame", lambda: columns_to_frame(columns))
     derived = timed("derive", lambda: derive(frame))
-    priced = timed("price", lambda: pd.concat([derived, catalog.price(derived)], axis=1))
+    prices = timed("price", lambda: catalog.price(derived))
     sources = np.repeat(np.asarray(["bench"], dtype=object), count)
     zeros = np.zeros(count, dtype=np.int64)
-    rows = timed(
-        "table rows",
-        lambda: table_rows(priced, source=sources, topic="spans", partition=0, offsets=zeros, timestamps=zeros),
+    table = timed(
+        "Arrow insert table",
+        lambda: insert_table(
+            columns, derived, prices, source=sources, topic="spans", partition=0, offsets=zeros, timestamps=zeros
+        ),
     )
-    timed("Arrow insert table", lambda: arrow_rows(rows))
+    rows = timed("rows frame (for the aggregation)", lambda: rows_frame(table, columns))
     timed("process_batch (all of the above)", lambda: process_batch(batch, "spans", catalog))
     timed(
         "slow path: decode + validate + columns (orjson, pydantic)",

@@ -87,8 +87,8 @@ PANELS = (
     ),
     MetricPanel(
         "Since the last evaluated minute",
-        "Wall clock minus the start of the last minute the evaluator closed (window lateness and "
-        "the minute itself make ~3 min normal for live traffic).",
+        "Wall clock minus the start of the last minute the evaluator closed (the minute itself, the "
+        "window grace, a trace root's arrival and ingest make ~90 s normal for live traffic).",
         "stat",
         (Series("time() - max(spanline_alert_last_evaluated_minute_seconds > 0)", "age"),),
         unit="s",

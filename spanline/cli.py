@@ -303,6 +303,59 @@ def cmd_reprice(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_evaluate_alerts(args: argparse.Namespace) -> None:
+    """Replay simulated days per rate through the real evaluator; exit 1 when a target is missed."""
+    from datetime import timedelta
+
+    from rich.progress import Progress
+
+    from spanline.alert_evaluation import evaluate, false_page_list, false_page_table, incident_table
+
+    rates = [_rate(text) for text in args.rates.split(",")]
+    incidents = tuple(name for name in args.incidents.split(",") if name) if args.incidents else ()
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        tasks: dict[float, Any] = {}
+
+        def progress(rate: float, done: int, total: int) -> None:
+            if rate not in tasks:
+                tasks[rate] = bar.add_task(f"{rate:g} req/s: event minutes", total=total)
+            bar.update(tasks[rate], completed=done)
+
+        try:
+            scores = evaluate(
+                rates,
+                args.days,
+                warmup_hours=args.warmup_hours,
+                incidents=incidents,
+                gap=timedelta(minutes=args.gap_minutes),
+                seed=args.seed,
+                progress=progress,
+            )
+        except ValueError as exc:
+            raise SpanlineError(str(exc)) from None
+    console.print(false_page_table(scores))
+    if any(s.false_pages for s in scores):
+        console.print(false_page_list(scores))
+    console.print(incident_table(scores))
+    for s in scores:
+        console.print(f"{s.requests_per_s:g} req/s: {s.spans:,} spans, {s.days:.2f} days evaluated")
+    missed = [s.requests_per_s for s in scores if not s.met]
+    if missed:
+        console.print(f"[red]targets missed at {', '.join(f'{r:g}' for r in missed)} req/s[/red]")
+        sys.exit(1)
+    console.print("[green]every target met: no false page, every incident paged once with its branch[/green]")
+
+
+def _rate(text: str) -> float:
+    try:
+        rate = float(text)
+    except ValueError:
+        raise SpanlineError(f"--rates takes numbers separated by commas, got {text!r}") from None
+    if not 0 < rate <= 1000:
+        raise SpanlineError(f"a rate must be in (0, 1000] requests/s, got {text}")
+    return rate
+
+
 def cmd_tenant_salt(args: argparse.Namespace) -> None:
     """Print the tenant's user-id salt for the SDK's Kafka export; the master secret never leaves."""
     from spanline.contract.hashing import stored_master_secret, tenant_salt
@@ -460,6 +513,24 @@ def parser() -> argparse.ArgumentParser:
     salt = sub.add_parser("tenant-salt", help="print a tenant's user-id salt (hex) for the SDK's Kafka export")
     salt.add_argument("tenant")
     salt.set_defaults(func=cmd_tenant_salt)
+    evaluation = sub.add_parser(
+        "evaluate-alerts",
+        help="replay simulated days of independent traffic with incidents per rate through the real alert "
+        "evaluator; print false pages per rule and detection per incident (exit 1 when a target is missed)",
+    )
+    evaluation.add_argument("--days", type=float, default=7.0, help="simulated days per rate (default 7)")
+    evaluation.add_argument("--rates", default="0.5,5,50", help="mean requests/s, comma-separated (default 0.5,5,50)")
+    evaluation.add_argument(
+        "--incidents", default="", help="only these incident kinds, in this order, comma-separated (default: all)"
+    )
+    evaluation.add_argument(
+        "--gap-minutes", type=float, default=50.0, help="event minutes between one incident's end and the next"
+    )
+    evaluation.add_argument(
+        "--warmup-hours", type=float, default=6.0, help="first hours learnt as closed history, not evaluated"
+    )
+    evaluation.add_argument("--seed", type=int, default=1, help="traffic seed (default 1)")
+    evaluation.set_defaults(func=cmd_evaluate_alerts)
     return root
 
 

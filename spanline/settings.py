@@ -99,8 +99,16 @@ class Settings(BaseSettings):
     window_lateness_s: float = Field(
         120.0,
         ge=0,
-        description="Allowed lateness of the stream's minute windows: a window closes once spans "
-        "this much newer have arrived; later spans are stored but counted as late. Default 120.",
+        description="Allowed lateness of the stream's minute windows: a window closes at the latest once "
+        "spans this much newer have arrived; later spans are stored and counted in the minute still open. "
+        "Default 120.",
+    )
+    window_grace_s: float = Field(
+        10.0,
+        ge=0,
+        description="A window closes early, and its minute is evaluated, once a trace root (a span "
+        "without parent) this much newer than the minute's end has arrived: spans of traces still "
+        "running then count in the next open minute. Default 10.",
     )
     window_idle_s: float = Field(
         30.0,

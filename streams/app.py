@@ -133,6 +133,7 @@ def create_ingest_app(settings: Settings) -> IngestApp:
         settings.window_lateness_s,
         settings.window_idle_s,
         caught_up=caught_up,
+        grace_s=settings.window_grace_s,
     )
     recent_keys = RecentKeys(settings.clickhouse_database, settings.topic_spans)
 

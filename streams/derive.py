@@ -12,6 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+#: The columns ``derive`` computes (the rest of its frame is the input's).
+DERIVED = ("duration_ms", "end_time", "tpot_ms", "error_type")
+
 
 def derive(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy(deep=False)

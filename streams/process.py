@@ -7,8 +7,9 @@
    the slow path: orjson and pydantic (validate_items), whose reasons become the dead letters,
    its valid items joining the batch's columns in offset order.
 2. Drop re-sent spans (streams/resends.py) when the partition's recent keys are given.
-3. Build rows for the remaining spans as one column batch: derive, price, shape for the
-   ``spans`` table, convert to Arrow. When a span's content makes this fail, the batch is
+3. Build rows for the remaining spans as one column batch: derive and price (pandas), then
+   assemble the ``spans`` insert table in Arrow from the decoded columns and the computed ones
+   (streams/frame.py). When a span's content makes this fail, the batch is
    bisected (streams/isolate.py): the spans that fail alone are dead-lettered with the
    exception as the reason and the rest become one or more row parts.
 """
@@ -32,7 +33,7 @@ from spanline.contract.validation import validate_items
 from spanline.streams.batcher import Batch, Message
 from spanline.streams.derive import derive
 from spanline.streams.faults import describe
-from spanline.streams.frame import arrow_rows, columns_to_frame, table_rows
+from spanline.streams.frame import columns_to_frame, insert_table, rows_frame
 from spanline.streams.isolate import isolate
 from spanline.streams.pricing import PriceCatalog
 from spanline.streams.resends import RecentSpans, span_keys
@@ -42,9 +43,11 @@ DeadLetter = tuple[bytes, bytes]
 
 @dataclass
 class ValidSpans:
-    """A batch's valid spans in offset order as one frame, each with the message and item it
-    came from; ``payloads`` holds each span as decoded (a record or a dict), for dead letters."""
+    """A batch's valid spans in offset order as Arrow columns and as one frame of them, each with
+    the message and item it came from; ``payloads`` holds each span as decoded (a record or a
+    dict), for dead letters."""
 
+    columns: SpanColumns
     frame: pd.DataFrame
     payloads: list[Any]
     offsets: np.ndarray
@@ -64,6 +67,7 @@ class ValidSpans:
     def select(self, keep: np.ndarray) -> ValidSpans:
         chosen: list[int] = np.flatnonzero(keep).tolist()
         return ValidSpans(
+            self.columns.take(chosen),
             self.frame.iloc[chosen].reset_index(drop=True),
             [self.payloads[i] for i in chosen],
             self.offsets[keep],
@@ -101,6 +105,13 @@ class ProcessedBatch:
             return None
         return self.parts[0].rows if len(self.parts) == 1 else pd.concat([p.rows for p in self.parts])
 
+    @property
+    def table(self) -> pa.Table | None:
+        """All rows of the batch as one Arrow insert table (None when no span is left to store)."""
+        if not self.parts:
+            return None
+        return pa.concat_tables([p.table for p in self.parts])
+
 
 def process_batch(batch: Batch, topic: str, catalog: PriceCatalog, recent: RecentSpans | None = None) -> ProcessedBatch:
     valid, letters, spans_in = decode_batch(batch, topic)
@@ -114,10 +125,8 @@ def process_batch(batch: Batch, topic: str, catalog: PriceCatalog, recent: Recen
             valid, keys, stamps = valid.select(~repeated), keys[~repeated], stamps[~repeated]
 
     def build(start: int, stop: int) -> RowsPart:
-        rows = build_rows(valid, start, stop, topic, batch.partition, catalog)
-        return RowsPart(
-            start, stop, rows, arrow_rows(rows), keys[start:stop], stamps[start:stop], valid.items[start:stop]
-        )
+        rows, table = build_rows(valid, start, stop, topic, batch.partition, catalog)
+        return RowsPart(start, stop, rows, table, keys[start:stop], stamps[start:stop], valid.items[start:stop])
 
     built = isolate(0, len(valid), build)
     for index, exc in built.faults:
@@ -225,6 +234,7 @@ def _valid_spans(pieces: list[_Piece]) -> ValidSpans:
     counts = [len(piece.payloads) for piece in pieces]
     columns = SpanColumns.concat([piece.columns for piece in pieces])
     return ValidSpans(
+        columns,
         columns_to_frame(columns),
         [payload for piece in pieces for payload in piece.payloads],
         np.repeat(np.asarray([piece.message.offset for piece in pieces], dtype=np.int64), counts),
@@ -236,18 +246,22 @@ def _valid_spans(pieces: list[_Piece]) -> ValidSpans:
 
 def build_rows(
     valid: ValidSpans, start: int, stop: int, topic: str, partition: int, catalog: PriceCatalog
-) -> pd.DataFrame:
-    """Spans ``start..stop-1`` as ``spans`` table rows: one column batch, derived and priced."""
+) -> tuple[pd.DataFrame, pa.Table]:
+    """Spans ``start..stop-1`` as ``spans`` table rows, derived and priced: the insert table, and
+    the rows frame the minute aggregation reads."""
     frame = derive(valid.frame.iloc[start:stop].reset_index(drop=True))
-    priced = pd.concat([frame, catalog.price(frame)], axis=1)
-    return table_rows(
-        priced,
+    columns = valid.columns.slice(start, stop)
+    table = insert_table(
+        columns,
+        frame,
+        catalog.price(frame),
         source=valid.sources[start:stop],
         topic=topic,
         partition=partition,
         offsets=valid.offsets[start:stop],
         timestamps=valid.stamps[start:stop],
     )
+    return rows_frame(table, columns), table
 
 
 def span_letter(valid: ValidSpans, index: int, topic: str, partition: int, reason: str) -> DeadLetter:

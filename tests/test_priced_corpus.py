@@ -22,7 +22,6 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from spanline.streams.batcher import Batch, Message
-from spanline.streams.frame import arrow_rows
 from spanline.streams.pricing import PriceCatalog
 from spanline.streams.process import process_batch
 from spanline.streams.sinks import DEDUP_SETTINGS
@@ -425,7 +424,7 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[
     with migrated_chdb(path, DB, ttl_days=3_650) as client:
         client.insert_arrow(
             f"{DB}.spans",
-            arrow_rows(processed.rows),
+            processed.table,
             settings={**DEDUP_SETTINGS, "insert_deduplication_token": batch.token(TOPIC, "id")},
         )
         yield read_back(client)

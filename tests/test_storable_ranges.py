@@ -34,7 +34,6 @@ from spanline.contract.schema import (
 )
 from spanline.contract.validation import validate_items
 from spanline.streams.batcher import Batch, Message
-from spanline.streams.frame import arrow_rows
 from spanline.streams.pricing import PriceCatalog
 from spanline.streams.process import process_batch
 from spanline.streams.sinks import DEDUP_SETTINGS
@@ -205,6 +204,7 @@ TYPE_RANGES: dict[str, tuple[float, float]] = {
     "UInt8": (0, 2**8 - 1),
     "UInt16": (0, 2**16 - 1),
     "UInt32": (0, 2**32 - 1),
+    "UInt64": (0, 2**64 - 1),
     "Int32": (-(2**31), 2**31 - 1),
     "Int64": (-(2**63), 2**63 - 1),
     "Float32": (-float(np.finfo(np.float32).max), float(np.finfo(np.float32).max)),
@@ -510,7 +510,7 @@ def stored(client: Client, catalog: PriceCatalog) -> tuple[list[dict[str, Any]],
         client.command(f"SYSTEM STOP TTL MERGES {DB}.{table}")
     client.insert_arrow(
         f"{DB}.spans",
-        arrow_rows(processed.rows),
+        processed.table,
         settings={**DEDUP_SETTINGS, "insert_deduplication_token": batch.token(TOPIC, "id")},
     )
     insert_rollup(client, DB, processed.rows, batch.token(TOPIC, "id"))  # as the sink's write_rollup

@@ -26,8 +26,9 @@ import spanline_sdk as sdk
 from spanline.contract.schema import TOKEN_DETAIL_FIELDS, TOKEN_FIELDS, Span
 from spanline.contract.schema_export import SCHEMA_PATH
 from spanline.contract.validation import validate_items
-from spanline.streams.frame import arrow_rows
+from spanline.streams.batcher import Batch, Message
 from spanline.streams.pricing import PriceCatalog
+from spanline.streams.process import process_batch
 from spanline.streams.sinks import DEDUP_SETTINGS
 from spanline_sdk.usage import extract_usage
 from tests.support.chdb import migrated_chdb
@@ -451,9 +452,10 @@ def test_details_are_stored_by_the_workers_arrow_insert(catalog: PriceCatalog, t
             }
         )
     ]
-    rows = stored(spans, catalog).reset_index()
+    value = orjson.dumps([{**span, "tenant_id": "acme"} for span in spans])
+    table = process_batch(Batch(0, 0, 0, [Message(0, 0, value, "otlp")], replayed=False), "spans", catalog).table
     with migrated_chdb(tmp_path / "chdb", "classes", ttl_days=3650) as client:  # the spans are from 2025
-        client.insert_arrow("classes.spans", arrow_rows(rows), settings=DEDUP_SETTINGS)
+        client.insert_arrow("classes.spans", table, settings=DEDUP_SETTINGS)
         names = ", ".join(TOKEN_DETAIL_FIELDS)
         (back,) = client.query(f"SELECT {names}, cost_usd FROM classes.spans").result_rows
     assert dict(zip(TOKEN_DETAIL_FIELDS, back[:-1], strict=True)) == {

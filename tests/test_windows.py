@@ -28,7 +28,7 @@ from spanline.streams.windows.changelog import Changelog
 from spanline.streams.windows.manager import WindowManager
 from spanline.streams.windows.state import PartitionWindows
 from spanline.windows.aggregate import aggregate, combine
-from spanline.windows.merger import MinuteMerger
+from spanline.windows.merger import MinuteFigures, MinuteMerger
 from spanline.windows.records import decode, encode
 from spanline.windows.sketches import bucket_keys, build_sketch, sketch_state
 from tests.support import window_expectations as expect
@@ -148,7 +148,8 @@ def test_watermark_closes_minutes_late_spans_are_counted_and_gaps_reported(rows:
         1,
         3,
     ]  # minute 2 had no spans; 3 is reported empty
-    assert [r.spans for r in records] == [3, 0] and [r.late_spans for r in records] == [1, 0]
+    # the late span counts in minute 1, the minute open when it came, and is named late there
+    assert [r.spans for r in records] == [4, 0] and [r.late_spans for r in records] == [1, 0]
     assert state.frontier == START.timestamp() + 4 * 60 and state.open_minutes == [START.timestamp() + 4 * 60]
     assert records[-1].through_offset == 6
 
@@ -160,6 +161,65 @@ def test_redelivered_offsets_already_emitted_are_not_late_again(rows: pd.DataFra
     assert state.late_spans == 0 and state.open_minutes == [frontier]
     state.add(_rows_at([31], [7], rows))
     assert state.late_spans == 1
+
+
+def _spans_at(seconds: list[float], offsets: list[int], template: pd.DataFrame, *, roots: bool) -> pd.DataFrame:
+    """Spans at these seconds after START: trace roots, or children of a trace (a parent id)."""
+    return _rows_at(seconds, offsets, template).assign(parent_span_id="" if roots else "a-parent")
+
+
+def _figures(merger: MinuteMerger, state: PartitionWindows) -> list[MinuteFigures]:
+    return [figure for record in state.close() for figure in merger.add(encode(record))]
+
+
+def test_a_minute_every_partition_has_passed_is_evaluated_before_its_lateness(rows: pd.DataFrame) -> None:
+    """Roots 11 s past the end of minute 0 on both partitions close it (grace 10 s), with 120 s of
+    lateness still to run; a child span past it does not (its trace may still be running), and
+    without a grace the lateness holds the minute as before."""
+    merger = MinuteMerger(2)
+    early = [PartitionWindows(p, 120_000, grace_ms=10_000) for p in (0, 1)]
+    lateness_only = PartitionWindows(0, 120_000)
+    for state in (*early, lateness_only):
+        state.add(_spans_at([30], [0], rows, roots=True))
+        state.add(_spans_at([75], [1], rows, roots=False))  # a child: the root frontier stays at 12:00:30
+        assert state.close() == []
+    for state in (*early, lateness_only):
+        state.add(_spans_at([71], [2], rows, roots=True))
+    assert _figures(merger, early[0]) == []  # partition 1 has not reported yet
+    [minute] = _figures(merger, early[1])
+    assert minute.minute == START and int(minute.frame["spans"].sum()) == 2 and minute.late_spans == 0
+    assert lateness_only.close() == []  # lateness alone: 12:01:15 - 120 s closes nothing
+
+
+def test_a_partition_behind_holds_an_early_minute_back(rows: pd.DataFrame) -> None:
+    merger = MinuteMerger(2)
+    ahead, behind = (PartitionWindows(p, 120_000, grace_ms=10_000) for p in (0, 1))
+    ahead.add(_spans_at([30, 95], [0, 1], rows, roots=True))
+    behind.add(_spans_at([30, 65], [0, 1], rows, roots=True))  # 5 s past the minute: inside the grace
+    assert _figures(merger, ahead) == [] and _figures(merger, behind) == []
+    assert (merger.complete_before or START) <= START  # minute 0 held, as a lagging partition holds minutes
+    behind.add(_spans_at([72], [2], rows, roots=True))
+    assert [f.minute for f in _figures(merger, behind)] == [START]
+
+
+def test_a_span_late_for_an_evaluated_minute_counts_in_the_next_one(rows: pd.DataFrame) -> None:
+    """A long call of a trace still running when minute 0 was evaluated arrives afterwards: the
+    figures of minute 1 (the one then open) count it, and say it was late; nothing is lost."""
+    merger = MinuteMerger(2)
+    states = [PartitionWindows(p, 120_000, grace_ms=10_000) for p in (0, 1)]
+    for state in states:
+        state.add(_spans_at([30, 71], [0, 1], rows, roots=True))
+    evaluated = [f for state in states for f in _figures(merger, state)]
+    assert [f.minute for f in evaluated] == [START]
+    late = _spans_at([40, 45], [2, 3], rows, roots=False).assign(status="error", error_type="server_error")
+    states[0].add(late)
+    assert states[0].late_spans == 2 and states[0].open_minutes == [int(START.timestamp()) + 60]
+    for state in states:
+        state.add(_spans_at([131], [4], rows, roots=True))
+    evaluated += [f for state in states for f in _figures(merger, state)]
+    assert [f.minute - START for f in evaluated] == [timedelta(0), timedelta(minutes=1)]
+    assert [int(f.frame["spans"].sum()) for f in evaluated] == [2, 2 + 2] and evaluated[1].late_spans == 2
+    assert int(evaluated[1].frame["errors"].sum()) >= 2  # the late failures count in the alert rates
 
 
 def test_a_record_survives_encoding(batches: list[tuple[Batch, pd.DataFrame]]) -> None:
@@ -273,14 +333,16 @@ class Recorder:
         self.changelog = Changelog(database, TOPIC, TOPIC_ID)
         self.clock = clock
 
-    def manager(self, lateness_s: float = 60, idle_s: float = 5) -> WindowManager:
+    def manager(self, lateness_s: float = 60, idle_s: float = 5, grace_s: float | None = None) -> WindowManager:
         async def storage(function: Any, *args: Any) -> Any:
             return function(self.client, *args)
 
         async def publish(messages: list[tuple[bytes, bytes]]) -> None:
             self.sent += messages
 
-        return WindowManager(self.changelog, storage, publish, lateness_s, idle_s, clock=lambda: self.clock[0])
+        return WindowManager(
+            self.changelog, storage, publish, lateness_s, idle_s, clock=lambda: self.clock[0], grace_s=grace_s
+        )
 
 
 def _store(client: Any, database: str, batch: Batch, rows: pd.DataFrame) -> None:
@@ -306,19 +368,23 @@ def _drive(
     asyncio.run(run())
 
 
+@pytest.mark.parametrize("grace_s", [None, 10.0])
 @pytest.mark.parametrize("crash_after", [3, 7])
 def test_a_restarted_partition_rebuilds_its_windows_from_clickhouse_without_double_counting(
-    client: Any, batches: list[tuple[Batch, pd.DataFrame]], rows: pd.DataFrame, crash_after: int
+    client: Any, batches: list[tuple[Batch, pd.DataFrame]], rows: pd.DataFrame, crash_after: int, grace_s: float | None
 ) -> None:
-    database = f"{DB}_crash{crash_after}"
+    """With a grace, minutes close early (the workload sends each trace whole at its root's
+    second, so early closing makes no span late) and the rebuilt root high closes them alike."""
+    database = f"{DB}_crash{crash_after}_{grace_s is not None}"
     apply_migrations(client, database, ttl_days=30)
     clock = [0.0]
     before = Recorder(client, database, clock)
-    _drive(before, before.manager(), batches[: crash_after + 2])  # offsets of the last two batches stay uncommitted
+    # offsets of the last two batches stay uncommitted
+    _drive(before, before.manager(grace_s=grace_s), batches[: crash_after + 2])
     emitted_before = len(before.sent)
     assert emitted_before > 0
     after = Recorder(client, database, clock)
-    manager = after.manager()
+    manager = after.manager(grace_s=grace_s)
     _drive(after, manager, batches[crash_after:], resume_at=batches[crash_after][0].first_offset)  # redelivered
     clock[0] += 300  # the stream ends: the idle partition closes its last minutes
     asyncio.run(manager.tick())
@@ -337,17 +403,18 @@ def test_an_idle_partition_advances_on_wall_clock_and_with_the_others(
     apply_migrations(client, database, ttl_days=30)
     clock = [100.0]
     recorder = Recorder(client, database, clock)
-    manager = recorder.manager(lateness_s=60, idle_s=5)
+    manager = recorder.manager(lateness_s=60, idle_s=5, grace_s=10)
     _drive(recorder, manager, batches[:3])
     state = manager.partition(0)
-    assert state is not None and state.open_minutes
-    high = state.high_ms
+    assert state is not None and state.open_minutes and state.root_high_ms is not None
+    high, root_high = state.high_ms, state.root_high_ms
     clock[0] += 4
     asyncio.run(manager.tick())
     assert state.high_ms == high  # not idle yet
     clock[0] += 200
     asyncio.run(manager.tick())
-    assert state.high_ms == high + 204_000 and state.open_minutes == []
+    assert state.high_ms == high + 204_000 and state.root_high_ms == root_high + 204_000
+    assert state.open_minutes == []
     minutes = [decode(value).minute for _, value in recorder.sent]
     assert minutes == sorted(set(minutes)) and minutes[-1] + 60 == state.frontier
 
@@ -391,3 +458,54 @@ def test_a_partition_with_backlog_waits_while_the_worker_is_busy(
     backlog["partition"] = False
     asyncio.run(manager.tick())
     assert manager.partition(0).high_ms == high + 30_000  # type: ignore[union-attr]
+
+
+def test_late_spans_not_yet_emitted_are_rebuilt_into_the_frontier_minute(
+    client: Any, batches: list[tuple[Batch, pd.DataFrame]], rows: pd.DataFrame
+) -> None:
+    """Minutes closed early, then children of a closed minute arrive (late) and the worker
+    restarts before the frontier minute is emitted: the rebuilt partition counts them in that
+    minute exactly as the partition that never stopped does."""
+    last = batches[-1][0].last_offset
+    late = _spans_at([61, 62, 63], [last + 1] * 3, rows, roots=False)
+    closing = _spans_at([3600], [last + 2], rows, roots=True)  # closes every minute before 13:00
+    late_batch = (Batch(0, last + 1, last + 1, [], False), late)
+    closing_batch = (Batch(0, last + 2, last + 2, [], False), closing)
+    emitted: list[list[tuple[bytes, bytes]]] = []
+    for crash in (False, True):
+        database = f"{DB}_late_{crash}"
+        apply_migrations(client, database, ttl_days=30)
+        clock = [0.0]
+        recorder = Recorder(client, database, clock)
+        manager = recorder.manager(lateness_s=120, grace_s=10)
+        _drive(recorder, manager, [*batches, late_batch])
+        state = manager.partition(0)
+        assert state is not None and state.late_spans == 3 and state.frontier is not None
+        if crash:
+            manager = recorder.manager(lateness_s=120, grace_s=10)
+            _drive(recorder, manager, [], resume_at=last + 2)
+            rebuilt = manager.partition(0)
+            assert rebuilt is not None and (rebuilt.late_spans, rebuilt.frontier) == (3, state.frontier)
+            assert rebuilt.root_high_ms == state.root_high_ms
+        _drive(recorder, manager, [closing_batch])
+        emitted.append(recorder.sent)
+    runs = [[f for _, value in sent for f in MinuteMerger(1).add(value)] for sent in emitted]
+    assert [(f.minute, f.late_spans) for f in runs[0]] == [(f.minute, f.late_spans) for f in runs[1]]
+    for uninterrupted, restarted in zip(*runs, strict=True):
+        pd.testing.assert_frame_equal(_comparable(uninterrupted), _comparable(restarted), rtol=1e-9)
+    figures = runs[0]
+    assert sum(int(f.frame["spans"].sum()) for f in figures) == len(rows) + 3
+    [moved] = [f for f in figures if f.late_spans]
+    assert moved.late_spans == 3 and moved.minute.timestamp() == state.frontier
+
+
+def _comparable(figure: MinuteFigures) -> pd.DataFrame:
+    """A minute's frame in key order, sketches as (count, median): equal however its groups were merged."""
+    frame = figure.frame.copy()
+    for name in [column for column in frame.columns if column.endswith("_sketch")]:
+        frame[name] = [
+            None if sketch is None else (sketch.count, sketch.get_quantile_value(0.5)) for sketch in frame[name]
+        ]
+    for name in [column for column in frame.columns if isinstance(frame[column].iloc[0] if len(frame) else None, dict)]:
+        frame[name] = [sorted(value.items()) for value in frame[name]]
+    return expect.keyed(frame)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from operator import attrgetter
+from itertools import chain
 from typing import Any
 
 import msgspec
@@ -66,6 +66,14 @@ class SpanColumns:
             self.start + start,
         )
 
+    def take(self, indices: Sequence[int]) -> SpanColumns:
+        """The spans at ``indices``, in that order."""
+        chosen = pa.array(indices, pa.int64())
+        return SpanColumns(
+            {name: array.take(chosen) for name, array in self.arrays.items()},
+            {name: [values[i] for i in indices] for name, values in self.values.items()},
+        )
+
     @staticmethod
     def concat(parts: Sequence[SpanColumns]) -> SpanColumns:
         """The parts one after another: no copy for one part, or for adjacent slices of the same
@@ -90,9 +98,13 @@ class SpanColumns:
 
 
 def record_columns(records: Sequence[Any]) -> SpanColumns:
-    """Columns of fast-path records (every field is set: absent ones hold their defaults)."""
-    lists = {name: list(map(attrgetter(name), records)) for name in FIELDS}
-    return _columns(lists, times_as_text=True)
+    """Columns of fast-path records (every field is set: absent ones hold their defaults).
+
+    All values go into one flat list, record after record (each record's tuple is freed at once,
+    so the garbage collector never walks them), and each field's column is a strided slice of it:
+    both in C, no Python-level attribute lookup per field and span (≈ 3x cheaper, bench/process_cost.py)."""
+    flat = list(chain.from_iterable(map(msgspec.structs.astuple, records)))
+    return _columns({name: flat[position::_WIDTH] for name, position in _RECORD_POSITIONS.items()}, times_as_text=True)
 
 
 def dict_columns(spans: Sequence[Mapping[str, Any]]) -> SpanColumns:
@@ -133,6 +145,9 @@ def _columns(lists: dict[str, list[Any]], *, times_as_text: bool) -> SpanColumns
 FIELD_DEFAULTS: dict[str, Any] = {
     info.name: info.default for info in msgspec.structs.fields(SpanRecord) if info.default is not msgspec.NODEFAULT
 }
+#: Field -> its position in a record's tuple (``msgspec.structs.astuple``), in the model's order.
+_RECORD_POSITIONS: dict[str, int] = {name: SpanRecord.__struct_fields__.index(name) for name in FIELDS}
+_WIDTH = len(SpanRecord.__struct_fields__)
 _CONTAINERS = {
     name: (list if kind.base == "list" else dict) for name, kind in FIELD_KINDS.items() if kind.base in ("list", "dict")
 }

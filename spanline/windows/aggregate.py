@@ -137,6 +137,7 @@ ROW_COLUMNS: tuple[str, ...] = (
     "duration_ms",
     "ttft_ms",
     "tpot_ms",
+    "parent_span_id",  # not aggregated: the windows' trace frontier reads which rows are roots
     "kafka_offset",
 )
 
@@ -513,6 +514,25 @@ def combine(parts: list[Partials]) -> Partials:
         return parts[0]
     if not parts:
         return empty()
+    return _merge(parts)
+
+
+def restamp(partials: Partials, minute: int) -> Partials:
+    """The partials moved to one ``minute`` (epoch seconds), groups that now share a key merged:
+    spans that came after their own minute was closed count in the minute still open."""
+    if not len(partials.groups):
+        return partials
+    moved = Partials(
+        partials.groups.assign(minute=np.full(len(partials.groups), minute, dtype=np.int64)),
+        partials.counters,
+        partials.maps,
+        partials.bins,
+        partials.stats,
+    )
+    return _merge([moved])
+
+
+def _merge(parts: list[Partials]) -> Partials:
     offsets = np.cumsum([0] + [len(part.groups) for part in parts[:-1]])
     groups = pd.concat([part.groups for part in parts], ignore_index=True)
     first, codes = _key_codes([groups[name].to_numpy() for name in GRAIN])

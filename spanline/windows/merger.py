@@ -3,7 +3,9 @@
 A record for (partition p, minute m) means p has closed every minute up to m (state.py: each
 frontier advance emits the closed minutes and, if it had no spans, the last passed minute), so
 p's frontier is m + 1 min. A minute is complete once every partition's frontier has passed it;
-its figures merge all records received for it. Duplicates (a window re-emitted after a crash
+its figures merge all records received for it. Partitions close a minute as soon as a trace root
+``grace`` past its end has arrived (streams/windows/state.py), so a minute is evaluated once
+every partition has reported it, not after the allowed lateness. Duplicates (a window re-emitted after a crash
 between the Kafka ack and the ``metric_windows`` record) are dropped by (partition, minute).
 
 No partition's minutes are ever left out while it is alive: a partition that lags (a backlog, a

@@ -29,6 +29,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
 from pandas.api.extensions import ExtensionArray
 
 from spanline.streams.pricing.corrections import BUNDLED, SeriesKey, correction_rows, read_corrections
@@ -53,6 +54,7 @@ PRICE_COLUMNS: Final = (
     "price_version",
     "price_entry",
 )
+_STR = pd.StringDtype("pyarrow", na_value=np.nan)
 #: Distinct (provider, response, requested) triples remembered before the cache is dropped.
 MAX_CACHED_TRIPLES: Final = 16_384
 
@@ -238,15 +240,14 @@ class PriceCatalog:
 
 
 class _Labels:
-    """Text per table row (plus the unknown and none rows), gathered for a batch without per-row work."""
+    """Text per table row (plus the unknown and none rows), gathered for a batch by Arrow's take:
+    no Python string per span."""
 
     def __init__(self, values: list[str]) -> None:
-        codes, names = pd.factorize(pd.Series(values, dtype=object))
-        self._codes = codes.astype(np.int64)
-        self._names = pd.Index(names, dtype=object)
+        self._texts = pa.array(values, pa.large_string())
 
     def take(self, rows: np.ndarray) -> ExtensionArray:
-        return pd.Series(pd.Categorical.from_codes(self._codes[rows], categories=self._names)).astype(str).array
+        return pd.arrays.ArrowStringArray(self._texts.take(pa.array(rows, pa.int64())), dtype=_STR)
 
 
 def _append(catalog: pd.DataFrame, overrides: pd.DataFrame) -> pd.DataFrame:

@@ -1,10 +1,13 @@
-"""Which price-table row is valid for a span: ``merge_asof`` on time, then daily windows.
+"""Which price-table row is valid for a span: an as-of search on time, then daily windows.
 
 Periods (catalog price changes, corrections, override history) are rows with a ``valid_from``
 instant (not only a date: DeepSeek changed prices at 16:00 UTC) and optionally a ``valid_until``;
 a span takes the latest period of its price series that started at or before its ``start_time``,
-with one ``pandas.merge_asof`` over the whole batch, unless that period had already ended (then
-the series has no price at that instant and the next layer down applies). Daily windows (rows
+unless that period had already ended (then
+the series has no price at that instant and the next layer down applies): periods are sorted by
+series and start, and each distinct series of a batch is one ``numpy.searchsorted`` over its
+periods (what ``pandas.merge_asof(..., by="series", direction="backward")`` does, without
+building frames). Daily windows (rows
 with ``daily_from``, such as off-peak discounts) then replace the period price for the spans whose
 UTC time of day falls inside them, in table order, while the window itself is valid: each window
 has its own ``valid_from`` and ``valid_until``.
@@ -52,13 +55,10 @@ class Validity:
         starts = epoch_ns(table["valid_from"], missing=_EARLIEST)
         until = epoch_ns(table["valid_until"], missing=_LATEST)
         self._until = until
-        self._periods = pd.DataFrame(
-            {
-                "valid_from_ns": starts[dated],
-                "series": table["series"].to_numpy(np.int64)[dated],
-                "row": np.flatnonzero(dated),
-            }
-        ).sort_values("valid_from_ns", kind="stable", ignore_index=True)
+        rows = np.flatnonzero(dated)
+        series = table["series"].to_numpy(np.int64)[dated]
+        order = np.lexsort((rows, starts[dated], series))  # by series, then start, then table order
+        self._period_series, self._period_from, self._period_row = series[order], starts[dated][order], rows[order]
         self._windows: dict[int, list[Window]] = {}
         for row in np.flatnonzero(~dated):
             self._windows.setdefault(int(table["series"].iat[row]), []).append(
@@ -78,14 +78,18 @@ class Validity:
         wanted = np.flatnonzero(series >= 0)
         if wanted.size == 0:
             return out
-        order = wanted[np.argsort(at_ns[wanted], kind="stable")]
-        left = pd.DataFrame({"t": at_ns[order], "series": series[order]})
-        merged = pd.merge_asof(
-            left, self._periods, left_on="t", right_on="valid_from_ns", by="series", direction="backward"
-        )
-        rows = merged["row"].fillna(NO_ROW).to_numpy(np.int64)
-        ended = (rows >= 0) & (at_ns[order] >= self._until[np.maximum(rows, 0)])
-        out[order] = np.where(ended, NO_ROW, rows)
+        their_series, stamps = series[wanted], at_ns[wanted]
+        rows = np.full(wanted.size, NO_ROW, dtype=np.int64)
+        for one in np.unique(their_series):
+            mine = their_series == one
+            first, stop = np.searchsorted(self._period_series, [one, one + 1])
+            if first == stop:  # a series with daily windows only
+                continue
+            # The last period of the series that started at or before the instant (ties: the last in table order).
+            latest = np.searchsorted(self._period_from[first:stop], stamps[mine], side="right") - 1
+            rows[mine] = np.where(latest >= 0, self._period_row[first + np.maximum(latest, 0)], NO_ROW)
+        ended = (rows >= 0) & (stamps >= self._until[np.maximum(rows, 0)])
+        out[wanted] = np.where(ended, NO_ROW, rows)
         return out
 
     def with_windows(self, rows: np.ndarray, series: np.ndarray, at_ns: np.ndarray) -> np.ndarray:

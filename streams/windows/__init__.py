@@ -4,10 +4,11 @@ After a partition batch is stored in ClickHouse, its rows are aggregated column-
 grain (tenant, service, feature, provider, model, route, kind, minute) into partials that merge
 into the partition's open windows (the window contract shared with the alerting stage lives in
 spanline/windows/: aggregate.py, with DDSketch bins computed with numpy in sketches.py). Each
-partition has an event-time watermark (latest start_time - allowed lateness); a window
-[m, m+1 min) closes when the watermark passes m + 1 min and goes to the ``metrics`` topic as
-one message per (partition, minute) (state.py here, spanline/windows/records.py). Spans for a closed minute
-are late: stored in ClickHouse all the same, and counted in the next record's ``late_spans``.
+partition has an event-time watermark (the later of latest start_time - allowed lateness and
+latest trace-root start_time - grace); a window [m, m+1 min) closes when the watermark passes
+m + 1 min and goes to the ``metrics`` topic as one message per (partition, minute) (state.py
+here, spanline/windows/records.py). Spans for a closed minute are late: stored in ClickHouse all
+the same, counted in the next record's ``late_spans`` and aggregated into the first open minute.
 
 Exactly-once without Faust tables: a closed window is sent to Kafka (ack awaited), then
 recorded in ClickHouse's ``metric_windows``, and only then is its batch acked (manager.py).

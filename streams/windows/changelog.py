@@ -8,8 +8,9 @@ on the sink's thread. Rebuilding a partition that resumes at offset R:
    event-time high and ``through_offset``;
 2. raw rows of this topic incarnation with offset < R (offsets >= R are redelivered and added
    live) whose minute is at or after the frontier are the open windows; rows after
-   ``through_offset`` whose minute is closed were late and go to ``late_spans``; the high
-   takes the rows after ``through_offset`` into account;
+   ``through_offset`` whose minute is closed were late: they go to ``late_spans`` and into the
+   frontier minute, as they did live (the frontier only moves with a record); the high takes
+   the rows after ``through_offset`` into account, the root high the roots of the open windows;
 3. without a row yet, nothing was ever closed: the open windows are the rows from the
    watermark's minute on (a crash cannot leave older ones unemitted, since a window that
    closes is emitted before its batch is acked).
@@ -32,7 +33,7 @@ from clickhouse_connect.driver.client import Client
 
 from spanline.sql.statements import render_statement
 from spanline.streams.windows.state import PartitionWindows
-from spanline.windows.aggregate import ROW_COLUMNS, aggregate, epoch_ms, minute_of
+from spanline.windows.aggregate import ROW_COLUMNS, aggregate, combine, epoch_ms, minute_of, restamp
 from spanline.windows.records import WindowRecord
 
 #: Margin between a row's ingested_at (stamped when processed) and its batch's ledger record.
@@ -88,7 +89,9 @@ class Changelog:
         first, last = records[0], records[-1]
         return f"window:{self.topic}:{self.topic_id}:{first.partition}:{first.minute}-{last.minute}"
 
-    def rebuild(self, client: Client, partition: int, resume_offset: int, lateness_ms: int) -> PartitionWindows:
+    def rebuild(
+        self, client: Client, partition: int, resume_offset: int, lateness_ms: int, grace_ms: int | None = None
+    ) -> PartitionWindows:
         """The partition's window state as it was when offset ``resume_offset`` was next to process."""
         last = self._last_record(client, partition)
         frontier, high_ms, through = (None, None, -1) if last is None else last
@@ -97,6 +100,7 @@ class Changelog:
             return PartitionWindows(
                 partition,
                 lateness_ms,
+                grace_ms=grace_ms,
                 frontier=frontier,
                 high_ms=high_ms,
                 replay_through=through,
@@ -110,31 +114,49 @@ class Changelog:
             high_ms = newest if high_ms is None else max(high_ms, newest)
         if high_ms is None:
             return PartitionWindows(
-                partition, lateness_ms, frontier=frontier, replay_through=through, through_offset=resume_offset - 1
+                partition,
+                lateness_ms,
+                grace_ms=grace_ms,
+                frontier=frontier,
+                replay_through=through,
+                through_offset=resume_offset - 1,
             )
         open_from = frontier if frontier is not None else int(minute_of(np.int64(high_ms - lateness_ms)))
+        window_scope = {**scope, "open_from": datetime.fromtimestamp(open_from, UTC)}
         rows = client.query_df(
             render_statement("changelog_open_spans", database=self.database, columns=ROW_COLUMNS),
-            parameters={**scope, "open_from": datetime.fromtimestamp(open_from, UTC)},
+            parameters=window_scope,
         )
+        parts = [aggregate(rows)] if len(rows) else []
         late = 0
-        if frontier is not None:
-            late = int(
-                client.query(
-                    render_statement("changelog_late_spans", database=self.database),
-                    parameters={**scope, "through": through, "frontier": datetime.fromtimestamp(frontier, UTC)},
-                ).result_rows[0][0]
+        if frontier is not None:  # late rows not yet in a record: counted in the frontier minute
+            late_rows = client.query_df(
+                render_statement("changelog_late_rows", database=self.database, columns=ROW_COLUMNS),
+                parameters={**scope, "through": through, "frontier": datetime.fromtimestamp(frontier, UTC)},
             )
+            late = len(late_rows)
+            if late:
+                parts.append(restamp(aggregate(late_rows), frontier))
         return PartitionWindows(
             partition,
             lateness_ms,
+            grace_ms=grace_ms,
             frontier=frontier,
             high_ms=high_ms,
+            root_high_ms=self._root_high(client, window_scope),
             replay_through=through,
             through_offset=resume_offset - 1,
             late_spans=late,
-            open_windows=aggregate(rows) if len(rows) else None,
+            open_windows=combine(parts) if parts else None,
         )
+
+    def _root_high(self, client: Client, window_scope: dict[str, Any]) -> int | None:
+        """The newest trace root start from the open windows on (older roots cannot close a
+        window that is still open, so they do not matter)."""
+        newest, count = client.query(
+            render_statement("changelog_root_high", database=self.database), parameters=window_scope
+        ).result_rows[0]
+        return int(epoch_ms(pd.Series([newest]))[0]) if count else None
 
     def _last_record(self, client: Client, partition: int) -> tuple[int, int, int] | None:
         rows = client.query(

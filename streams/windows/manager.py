@@ -9,8 +9,8 @@ restart and closes the same window again; a crash between the Kafka ack and the
 
 Idle partitions: event time only moves when spans arrive, so a partition whose traffic
 stops would hold its last windows (and the merger) forever. After ``idle_s`` of wall clock
-without a message, a partition's event time runs on with the wall clock (high = its last
-high + the time since its last message), provided it has no backlog: either the whole worker
+without a message, a partition's event time runs on with the wall clock (high and root high =
+their last values + the time since its last message), provided it has no backlog: either the whole worker
 has been quiet that long (traffic stopped), or the partition's next offset has reached the
 high watermark of the consumer's last fetch (this partition stopped while others go on).
 The backlog check matters: while a worker catches up it serves partitions in turns, a waiting
@@ -54,16 +54,19 @@ class WindowManager:
         idle_s: float,
         caught_up: CaughtUp = lambda partition, next_offset: True,
         clock: Callable[[], float] = time.monotonic,
+        grace_s: float | None = None,
     ) -> None:
         self._changelog = changelog
         self._storage = storage
         self._publish = publish
         self._lateness_ms = round(lateness_s * 1000)
+        self._grace_ms = None if grace_s is None else round(grace_s * 1000)
         self._idle_s = idle_s
         self._caught_up = caught_up
         self._clock = clock
         self._partitions: dict[int, PartitionWindows] = {}
-        self._last_message: dict[int, tuple[float, int]] = {}  # partition -> (clock, high_ms then)
+        # partition -> (clock, high_ms, root_high_ms) at its last message
+        self._last_message: dict[int, tuple[float, int, int | None]] = {}
         self.emitted = 0
         self.emit_seconds = 0.0  # sending to Kafka (acks awaited) and recording in metric_windows
 
@@ -72,7 +75,7 @@ class WindowManager:
 
     async def resume(self, partition: int, offset: int) -> None:
         """The partition (re)starts at ``offset``: rebuild its state from ClickHouse."""
-        state = await self._storage(self._changelog.rebuild, partition, offset, self._lateness_ms)
+        state = await self._storage(self._changelog.rebuild, partition, offset, self._lateness_ms, self._grace_ms)
         self._partitions[partition] = state
         self._last_message.pop(partition, None)
         log.info(
@@ -89,7 +92,7 @@ class WindowManager:
         (a failure changes nothing)."""
         state = self._partitions[partition]
         state.add(rows, partials)
-        self._last_message[partition] = (self._clock(), state.high_ms or 0)
+        self._last_message[partition] = (self._clock(), state.high_ms or 0, state.root_high_ms)
 
     async def emit_closed(self, partition: int) -> None:
         """Emit every window of the partition that the absorbed rows closed."""
@@ -98,19 +101,20 @@ class WindowManager:
     async def tick(self) -> None:
         """Advance idle partitions (called periodically, never concurrently with ``add``)."""
         now = self._clock()
-        latest = max((seen for seen, _ in self._last_message.values()), default=now)
+        latest = max((seen for seen, _, _ in self._last_message.values()), default=now)
         worker_quiet = now - latest >= self._idle_s
         for partition, state in self._partitions.items():
             seen = self._last_message.get(partition)
             if seen is None:
-                self._last_message[partition] = (now, state.high_ms or 0)
+                self._last_message[partition] = (now, state.high_ms or 0, state.root_high_ms)
                 continue
             quiet_s = now - seen[0]
             if quiet_s < self._idle_s or state.high_ms is None:
                 continue
             if not worker_quiet and not self._caught_up(partition, state.through_offset + 1):
                 continue
-            state.advance(seen[1] + round(quiet_s * 1000))
+            quiet_ms = round(quiet_s * 1000)
+            state.advance(seen[1] + quiet_ms, None if seen[2] is None else seen[2] + quiet_ms)
             await self._emit(state.close())
 
     def forget(self, partitions: set[int]) -> None:
