@@ -155,6 +155,23 @@ LLM = ("llm",)
 FIRST_ATTEMPTS = difference("spans", "retries")
 #: The steps of a request a stage budget can watch (spanline/contracts.py STAGE_KINDS).
 STAGES = ("llm", "embedding", "retrieval", "rerank", "tool", "cache", "agent_step")
+
+
+def _per_index_build(count: Literal["documents", "chunks"]) -> Metric:
+    """``documents`` or ``chunks`` an index reported per build (index_build spans), per index_name."""
+    return Metric(
+        f"index_{count}",
+        "ratio",
+        count,
+        f"{count} an index reported per build (index_build spans), per index_name",
+        ("index_build",),
+        col(f"index_{count}_by_index"),
+        denominator=col("index_builds_by_index"),
+        per_key="index_name",
+        key_maps=("index_builds_by_index", f"index_{count}_by_index"),
+    )
+
+
 METRICS: dict[str, Metric] = {
     metric.name: metric
     for metric in (
@@ -185,28 +202,8 @@ METRICS: dict[str, Metric] = {
             sketch="duration_ms_sketch",
             quantile=0.95,
         ),
-        Metric(
-            "index_documents",
-            "ratio",
-            "documents",
-            "documents an index reported per build (index_build spans), per index_name",
-            ("index_build",),
-            col("index_documents_by_index"),
-            denominator=col("index_builds_by_index"),
-            per_key="index_name",
-            key_maps=("index_builds_by_index", "index_documents_by_index"),
-        ),
-        Metric(
-            "index_chunks",
-            "ratio",
-            "chunks",
-            "chunks an index reported per build (index_build spans), per index_name",
-            ("index_build",),
-            col("index_chunks_by_index"),
-            denominator=col("index_builds_by_index"),
-            per_key="index_name",
-            key_maps=("index_builds_by_index", "index_chunks_by_index"),
-        ),
+        _per_index_build("documents"),
+        _per_index_build("chunks"),
         Metric(
             "containment_rate",
             "ratio",

@@ -17,7 +17,14 @@ from clickhouse_connect.driver.client import Client
 
 from spanline.contract.schema import TOKEN_DETAIL_FIELDS, TOKEN_FIELDS
 from spanline.errors import ConfigError
-from spanline.sql.migrate import MIGRATIONS_DIR, apply_migrations, load_migrations, pending_migrations, template_values
+from spanline.sql.migrate import (
+    EARLIER_CHECKSUMS,
+    MIGRATIONS_DIR,
+    apply_migrations,
+    load_migrations,
+    pending_migrations,
+    template_values,
+)
 from spanline.sql.templates import placeholders, render, split_statements, ttl_clause
 from spanline.streams.frame import TABLE_COLUMNS
 from tests.support.chdb import migrated_chdb
@@ -356,3 +363,19 @@ def test_ledger_records_are_deduplicated_by_token(client: Client) -> None:
             settings={"insert_deduplication_token": "ledger:spans:0:10-19", "async_insert": 0},
         )
     assert client.command(f"SELECT count() FROM {DB}.ingest_ledger WHERE token = 'spans:0:10-19'") == 1
+
+
+def test_a_database_migrated_before_a_comment_only_edit_is_up_to_date(client: Client) -> None:
+    """0003 and 0005 once cited a document outside the repository in their first comment line;
+    a database that recorded those files' checksums has the same statements applied."""
+    database = "spanline_earlier_comments"
+    apply_migrations(client, database, ttl_days=30)
+    for name, checksums in EARLIER_CHECKSUMS.items():
+        (earlier,) = checksums
+        client.command(
+            f"ALTER TABLE {database}.schema_migrations UPDATE checksum = {{c:String}} WHERE name = {{n:String}}",
+            parameters={"c": earlier, "n": name},
+            settings={"mutations_sync": 2},
+        )
+    assert pending_migrations(client, database) == []
+    assert apply_migrations(client, database, ttl_days=30) == []

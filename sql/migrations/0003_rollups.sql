@@ -1,4 +1,4 @@
--- Rollups of `spans` per minute, hour and day (SPEC §4), kept by materialized views, so
+-- Rollups of `spans` per minute, hour and day (docs/requirements.md §4), kept by materialized views, so
 -- dashboards and alerts read a few thousand pre-aggregated rows instead of raw spans.
 --
 -- Grain: tenant × service × feature × provider × model_requested × route × kind × time bucket.

@@ -1,4 +1,4 @@
--- Alert history (contract §3, SPEC §5): one row per state change of one rule on one scope,
+-- Alert history (docs/requirements.md §3, §5): one row per state change of one rule on one scope,
 -- written by the worker's alert sink (spanline.alerts.history). Dashboards draw the rows as
 -- annotations (firing/resolved at `at`) and list open incidents (last state per dedup_key).
 --
