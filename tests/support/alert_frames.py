@@ -166,7 +166,6 @@ def _support_rows(rng, k: Knobs, tenant, feature) -> list[dict]:
     evals = int(rng.poisson(requests * 0.5))
     halluc_evals = evals // 2
     recall_evals = 1
-    recall = float(rng.binomial(5, k.recall) / 5)
     retrievals = 0 if agent else requests
     mismatches = int(rng.binomial(retrievals, k.mismatch_share))
     other_tool = "sql_query" if k.failing_tool != "sql_query" else "search_web"
@@ -210,7 +209,7 @@ def _support_rows(rng, k: Knobs, tenant, feature) -> list[dict]:
             "hallucination_evals": halluc_evals,
             "hallucinations": int(rng.binomial(halluc_evals, k.hallucination)),
             "recall_evals": recall_evals,
-            "recall_sum": recall,
+            "recall_sum": (recall := float(rng.binomial(5, k.recall) / 5)),  # drawn here: later draws stay as they were
             "recall_evals_by_index": {f"{tenant}-docs": recall_evals},
             "recall_sum_by_index": {f"{tenant}-docs": recall},
         },
