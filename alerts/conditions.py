@@ -7,6 +7,7 @@ same handful of operations whether it watches 3 tenants or 3,000 model × tenant
 from __future__ import annotations
 
 import operator
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -26,6 +27,7 @@ from spanline.alerts.rules import (
     RatioToBaseline,
     Threshold,
 )
+from spanline.alerts.spend_noise import spend_dispersion, spend_z
 from spanline.contracts import Contract, contract_limit, rate_limit, stage_budget
 
 HOUR = timedelta(hours=1)
@@ -74,14 +76,17 @@ def evaluate_clause(
     keys: KeyHistory,
     contracts: list[Contract],
     now: datetime,
+    recent: Iterable[tuple[datetime, pd.DataFrame]] = (),
 ) -> pd.DataFrame:
     """Per scope: value, threshold, baseline, ratio (value/baseline), volume, holds.
 
+    ``recent``: the evaluator's latest minute frames, whose spend measures how much spend wanders
+    by chance (a spend clause's ``min_z``, :mod:`spanline.alerts.spend_noise`).
     Scopes without data or baseline have NaN figures; comparisons with NaN are false (the
     condition does not hold), so numpy's "invalid value" warnings are expected and silenced.
     """
     with np.errstate(invalid="ignore", divide="ignore"):
-        return _evaluate(clause, dims, store, keys, contracts, now)
+        return _evaluate(clause, dims, store, keys, contracts, now, recent)
 
 
 def _evaluate(
@@ -91,6 +96,7 @@ def _evaluate(
     keys: KeyHistory,
     contracts: list[Contract],
     now: datetime,
+    recent: Iterable[tuple[datetime, pd.DataFrame]],
 ) -> pd.DataFrame:
     metric = clause.spec
     family = family_of(clause, dims)
@@ -117,7 +123,11 @@ def _evaluate(
         else:
             result["threshold"] = baseline + condition.points / 100
             holds = value >= result["threshold"] if condition.points > 0 else value <= result["threshold"]
-        if condition.min_z:
+        if condition.min_z and metric.kind == "total":  # spend: compound counts x heavy-tailed costs
+            if holds.any():  # the reference minutes are read only for scopes that could page
+                reference = spend_dispersion(recent, metric, dims, now - length, length)
+                holds &= spend_z(value, baseline, reference, length) >= condition.min_z
+        elif condition.min_z:
             holds &= significant(value, baseline, result["volume"], condition.min_z)
     elif isinstance(condition, DayOverDay):
         previous = current_values(metric, store.window(family, now - timedelta(days=1), length))

@@ -115,7 +115,10 @@ def diagnose(
 def _cost(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator) -> tuple[str, dict[str, Any]]:
     """Spend = requests × LLM calls per request × cost per call; cost per call splits into the
     tier mix and the spend within tiers (output length). Log-ratios add up to the spend change,
-    so each factor's share of it is exact; the largest rising factor is the branch."""
+    so each factor's share of it is exact; the largest rising factor is the branch. When it is
+    the tier mix, the branch names the routing reason that gained share (``routing_escalation``,
+    ``routing_fallback``, ``routing_canary``; ``routing_mix`` when none did), as the routing
+    rule's page does: a routing shift that moves spend is a cost page with the routing branch."""
     spend = periods.rate("cost_usd")
     requests = periods.rate("requests", ("request",))
     calls = periods.rate("spans", ("llm",))
@@ -133,11 +136,13 @@ def _cost(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator)
     mix = _mix_effect(calls_by_tier, cost_by_tier)
     factors["routing_mix"] = mix
     factors["output_length"] = per_call - mix
-    if hit_rate[0] >= hit_rate[1]:  # more calls per request without a cache drop: traffic shape, not cache
+    if not hit_rate[0] < hit_rate[1]:  # more calls per request without a cache drop (or no cache): traffic shape
         factors["traffic_volume"] += factors.pop("cache_hit_rate")
         factors["cache_hit_rate"] = 0.0
     total = sum(factors.values())
     branch = max(factors, key=lambda name: factors[name])
+    if branch == "routing_mix":
+        branch = _routing_reason(periods, calls)
     tiers = sorted(set(calls_by_tier[0]) | set(calls_by_tier[1]))
     details = {
         "spend_per_min_usd": _pair(spend),
@@ -149,6 +154,7 @@ def _cost(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator)
             t: _pair((_div(calls_by_tier[0].get(t, 0), calls[0]), _div(calls_by_tier[1].get(t, 0), calls[1])))
             for t in tiers
         },
+        "share_by_reason": _reason_shares(periods, calls),
         "spend_change_share": {name: _div(value, total) if total else 0.0 for name, value in factors.items()},
         "top_contributors": _top_contributors(periods),
     }
@@ -477,18 +483,23 @@ def _cache(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator
 
 def _routing(periods: Periods, rule: Rule, scope: dict[str, str], ev: Evaluator) -> tuple[str, dict[str, Any]]:
     """Which routing reason gained share: escalation, fallback (a failing primary), canary."""
-    calls = periods.rate("spans", ("llm",))
+    _, cost = _cost(periods, rule, scope, ev)  # its details carry each reason's share
+    return _routing_reason(periods, periods.rate("spans", ("llm",))), cost
+
+
+def _reason_shares(periods: Periods, calls: tuple[float, float]) -> dict[str, dict[str, float | None]]:
+    """Each routing reason's share of the LLM calls, now and before."""
     reasons = periods.map_rate("llm_calls_by_reason", ("llm",))
-    shares = {
+    return {
         r: _pair((_div(reasons[0].get(r, 0), calls[0]), _div(reasons[1].get(r, 0), calls[1])))
         for r in sorted(set(reasons[0]) | set(reasons[1]))
     }
-    gains = {r: (p["now"] or 0) - (p["before"] or 0) for r, p in shares.items()}
-    branch = "routing_mix"
-    if gains:
-        branch = f"routing_{max(gains, key=lambda r: gains[r])}"
-    _, cost = _cost(periods, rule, scope, ev)
-    return branch, {"share_by_reason": shares, **cost}
+
+
+def _routing_reason(periods: Periods, calls: tuple[float, float]) -> str:
+    """``routing_<reason>`` of the reason whose share of calls rose most; ``routing_mix`` without reasons."""
+    gains = {r: (p["now"] or 0) - (p["before"] or 0) for r, p in _reason_shares(periods, calls).items()}
+    return f"routing_{max(gains, key=lambda r: gains[r])}" if gains else "routing_mix"
 
 
 # --- agents and tools
@@ -535,10 +546,21 @@ def _quality(periods: Periods, _rule: Rule, _scope: dict[str, str], ev: Evaluato
     }
 
 
-def _index(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator) -> tuple[str, dict[str, Any]]:
+def _index(periods: Periods, _rule: Rule, scope: dict[str, str], _ev: Evaluator) -> tuple[str, dict[str, Any]]:
+    """Mismatched embeddings first, then an index that stopped answering, else a recall drop. A
+    recall page is per index: its recall and retrievals are that index's (spans naming no index
+    count under ''), and every index of the tenant is listed beside it, so one broken index
+    reads apart from a tenant-wide drop."""
     mismatches = periods.rate("embedding_mismatches")
-    retrievals = periods.rate("retrievals")
+    index = scope.get("index_name")
+    by_index = _recall_by_index(periods)
+    retrievals = periods.rate("retrievals")  # the tenant's, when the canary names no index
     recall = periods.ratio("recall_sum", "recall_evals", ("eval",))
+    if index:
+        searched = periods.map_rate("retrievals_by_index", ("retrieval",))
+        retrievals = (searched[0].get(index, 0.0), searched[1].get(index, 0.0))
+    if index is not None:
+        recall = by_index.get(index, (float("nan"), float("nan")))
     if mismatches[0] > 0:
         branch = "embedding_mismatch"
     elif retrievals[1] > 0 and retrievals[0] < 0.5 * retrievals[1]:
@@ -549,8 +571,33 @@ def _index(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator
         "embedding_mismatches_per_min": _pair(mismatches),
         "retrievals_per_min": _pair(retrievals),
         "recall_at_k": _pair(recall),
+        **({"index_name": index} if index is not None else {}),
+        "recall_at_k_by_index": {
+            name: _pair(pair)
+            for name, pair in sorted(by_index.items(), key=lambda item: -_drop(item[1]))  # worst drop first
+        },
         "mismatch_by_feature": _top_rows(periods.by(["feature"], "embedding_mismatches"), "now"),
     }
+
+
+def _recall_by_index(periods: Periods) -> dict[str, tuple[float, float]]:
+    """Mean canary recall per index_name, (now, before), from the per-index maps."""
+    evals = periods.map_rate("recall_evals_by_index", ("eval",))
+    sums = periods.map_rate("recall_sum_by_index", ("eval",))
+    names = sorted(set(evals[0]) | set(evals[1]))
+    return {
+        name: (
+            _div(sums[0].get(name, 0.0), evals[0].get(name, 0.0)),
+            _div(sums[1].get(name, 0.0), evals[1].get(name, 0.0)),
+        )
+        for name in names
+    }
+
+
+def _drop(pair: tuple[float, float]) -> float:
+    """How far recall fell (now below before); 0 when either side is unknown."""
+    now, before = pair
+    return 0.0 if math.isnan(now) or math.isnan(before) else before - now
 
 
 def _context(periods: Periods, _rule: Rule, _scope: dict[str, str], _ev: Evaluator) -> tuple[str, dict[str, Any]]:

@@ -169,10 +169,12 @@ class Evaluator:
 
     def _step(self, rule: Rule, now: datetime) -> list[AlertEvent]:
         dims = tuple(rule.scope)
-        main = evaluate_clause(rule, dims, self.store, self._keys(rule, rule), self.contracts, now)
+        main = evaluate_clause(rule, dims, self.store, self._keys(rule, rule), self.contracts, now, self.frames)
         holds = main["holds"] & (main["volume"] >= rule.min_traffic)
         for clause in rule.also if holds.any() else ():
-            extra = evaluate_clause(clause, dims, self.store, self._keys(rule, clause), self.contracts, now)
+            extra = evaluate_clause(
+                clause, dims, self.store, self._keys(rule, clause), self.contracts, now, self.frames
+            )
             holds &= extra["holds"].reindex(main.index, fill_value=False)
         true_scopes = {_scope_tuple(index, dims): index for index in main.index[holds.to_numpy(dtype=bool)]}
         events: list[AlertEvent] = []

@@ -343,14 +343,18 @@ METRICS: dict[str, Metric] = {
             col("hallucinations"),
             denominator=col("hallucination_evals"),
         ),
+        # per index: a tenant's indexes fail one at a time, and a collapse of one of three would
+        # be a third of the drop in the tenant's mean (averaged away under the rule's threshold)
         Metric(
             "recall_at_k",
             "ratio",
             "ratio",
-            "mean recall@k score of retrieval canaries",
+            "mean recall@k score of retrieval canaries, per index_name the canary names",
             ("eval",),
-            col("recall_sum"),
-            denominator=col("recall_evals"),
+            col("recall_sum_by_index"),
+            denominator=col("recall_evals_by_index"),
+            per_key="index_name",
+            key_maps=("recall_evals_by_index", "recall_sum_by_index"),
         ),
         Metric(
             "embedding_mismatches",

@@ -75,7 +75,9 @@ class Threshold(_Strict):
 
 class RatioToBaseline(_Strict):
     """value / baseline op ``value``; ``min_delta`` = also differ by at least this much (absolute);
-    ``min_z`` = and by at least that many standard errors (see :class:`PointsChange`)."""
+    ``min_z`` = and by at least that many standard errors: of a proportion (see
+    :class:`PointsChange`) or, for spend (``cost_usd``), of the compound sum of overdispersed
+    request counts and heavy-tailed costs (:mod:`spanline.alerts.spend_noise`)."""
 
     type: Literal["ratio_to_baseline"]
     baseline: Baseline
@@ -229,8 +231,12 @@ class Clause(_Strict):
                 raise ValueError(f"burn_rate needs a proportion; {self.metric!r} is not one")
             if self.window != max(tier.long for tier in condition.tiers):
                 raise ValueError("a burn_rate clause's window is its longest tier's long window")
-        if getattr(condition, "min_z", 0) and (metric.kind, metric.unit) != ("ratio", "ratio"):
-            raise ValueError(f"min_z tests a proportion's change; {self.metric!r} is not a proportion")
+        proportion = (metric.kind, metric.unit) == ("ratio", "ratio")
+        spend = (metric.kind, metric.unit) == ("total", "usd") and isinstance(condition, RatioToBaseline)
+        if getattr(condition, "min_z", 0) and not (proportion or spend):
+            raise ValueError(
+                f"min_z tests a proportion's change or a spend's ratio to its baseline; {self.metric!r} is neither"
+            )
         if isinstance(condition, ContractLimit) and CONTRACT_METRICS[condition.field] != self.metric:
             raise ValueError(
                 f"contract field {condition.field} limits {CONTRACT_METRICS[condition.field]}, not {self.metric}"

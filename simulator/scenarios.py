@@ -157,11 +157,13 @@ SCENARIOS: dict[str, Scenario] = {
             summary="a router threshold change escalates 80% of support-chat to the large tier (baseline 23%)",
             target=Target(tenant_rank=_LARGEST, features=("support-chat",)),
             effects=Effects(large_share=0.8),
-            expected_rule="routing_shift",
+            # a routing shift that moves spend is a cost page with the routing branch (issue 16);
+            # the large-tier share rule pages its medium too where the volume lets it judge the mix
+            expected_rule="cost_spike_hourly",
             expected_runbook="cost-spike",
             expected_branch="routing_escalation",
             expected_scope=("tenant_id", "feature"),
-            also_fires=("cost_per_request_contract",),
+            also_fires=("routing_shift", "cost_per_request_contract"),
         ),
         Scenario(
             name="rate-limit-storm",
@@ -198,7 +200,8 @@ SCENARIOS: dict[str, Scenario] = {
             expected_runbook="tool-storm",
             expected_branch="single_tool",
             expected_scope=("tenant_id", "feature"),
-            also_fires=("latency_contract", "cost_per_request_contract"),
+            # looping agents spend more: the feature's cost spike (issue 16: spend judged per feature)
+            also_fires=("latency_contract", "cost_per_request_contract", "cost_spike_hourly"),
         ),
         Scenario(
             name="latency-spike",
@@ -257,7 +260,7 @@ SCENARIOS: dict[str, Scenario] = {
             expected_branch="truncation",
             # book-length prompts also slow summarise's first tokens
             expected_scope=("tenant_id",),
-            also_fires=("latency_spike",),
+            also_fires=("latency_spike", "cost_spike_hourly"),  # book-length prompts cost more too
         ),
         Scenario(
             name="model-version-change",
@@ -290,7 +293,7 @@ SCENARIOS: dict[str, Scenario] = {
             expected_runbook="rate-limit-headroom",
             expected_branch="traffic_surge",
             expected_scope=("tenant_id", "provider", "model_requested"),
-            also_fires=("rate_limit_headroom_requests",),
+            also_fires=("rate_limit_headroom_requests", "cost_spike_hourly"),  # 12x doc-search spends 12x
         ),
         Scenario(
             name="index-shrink",

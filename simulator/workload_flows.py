@@ -226,7 +226,7 @@ def canary_flow(st: Stage, requests: Requests, req: np.ndarray, cursor: np.ndarr
     suffix = next(f.index_suffix for f in FEATURES if f.name == "doc-search")
     index_name = requests.columns.tenant_id[req] + f"-{suffix}"
     retrieved, _ = retrieve(st, req, embedded + st.gap(n), root, index_name, suffix, CANARY_K)
-    return canary_recall(st, req, retrieved + st.gap(n), root)
+    return canary_recall(st, req, retrieved + st.gap(n), root, index_name)
 
 
 _FLOWS = {"rag": rag_flow, "summarise": summarise_flow, "agent": agent_flow}

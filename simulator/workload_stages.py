@@ -254,8 +254,10 @@ def judge_eval(st: Stage, req: np.ndarray, cursor: np.ndarray, parent: np.ndarra
     return start + duration
 
 
-def canary_recall(st: Stage, req: np.ndarray, cursor: np.ndarray, parent: np.ndarray) -> np.ndarray:
-    """Recall@k of a canary query whose relevant documents are known; returns end times."""
+def canary_recall(
+    st: Stage, req: np.ndarray, cursor: np.ndarray, parent: np.ndarray, index_name: np.ndarray
+) -> np.ndarray:
+    """Recall@k of a canary query on ``index_name`` whose relevant documents are known; returns end times."""
     n = len(req)
     start = start_at(cursor)
     duration = st.lognormal(2.0, 0.3, n)
@@ -272,5 +274,6 @@ def canary_recall(st: Stage, req: np.ndarray, cursor: np.ndarray, parent: np.nda
         eval_name=name,
         eval_score=recall,
         eval_passed=recall >= CANARY_PASS_SCORE,
+        index_name=index_name,
     )
     return start + duration

@@ -13,7 +13,7 @@ import pytest
 
 from spanline.alerts.baselines import BaselineStore, KeyHistory
 from spanline.alerts.conditions import evaluate_clause, family_of
-from spanline.alerts.rules import Rule, load_rules
+from spanline.alerts.rules import Baseline, Rule, load_rules
 
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
@@ -22,6 +22,15 @@ T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
 def bundled(name: str) -> Rule:
     return next(rule for rule in load_rules() if rule.name == name)
+
+
+def trailing_spend() -> Rule:
+    """A tenant's spend over 10 minutes against its trailing 24 h: the bundled spend rule with the
+    baseline these tests read (the bundled one is per feature, same hour first)."""
+    rule = bundled("cost_spike_hourly")
+    baseline = Baseline(kind="trailing", over=timedelta(hours=24), min_hours=3)
+    condition = rule.condition.model_copy(update={"baseline": baseline, "min_z": 0.0})
+    return rule.model_copy(update={"scope": ["tenant_id"], "group_by": None, "condition": condition})
 
 
 def spend(store: BaselineStore, rule: Rule, start: datetime, end: datetime, per_minute: float) -> None:
@@ -81,7 +90,7 @@ def test_a_partial_first_hour_and_the_hour_just_closed_weigh_what_they_hold() ->
     trailing baseline holds 10:37–14:00 (3 h 23 min of watching: the 13:00 hour just closed
     included), so the average hour is (23 + 60 + 60 + 120) / (23/60 + 3); the current 10
     minutes (2/min) are 20."""
-    rule = bundled("cost_spike_hourly")
+    rule = trailing_spend()
     store = BaselineStore()
     start = T0 + 10 * HOUR + 37 * MINUTE
     spend(store, rule, start, T0 + 13 * HOUR, per_minute=1.0)
@@ -98,7 +107,7 @@ def test_a_partial_first_hour_and_the_hour_just_closed_weigh_what_they_hold() ->
 
 def test_a_scope_quiet_for_hours_averages_over_every_watched_hour() -> None:
     """Spend in one of four watched hours is a quarter of that hour per hour, not all of it."""
-    rule = bundled("cost_spike_hourly")
+    rule = trailing_spend()
     store = BaselineStore()
     family = family_of(rule, tuple(rule.scope))
     closed_hours(store, rule, T0, T0 + HOUR, per_minute=2.0)

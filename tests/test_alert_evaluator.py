@@ -20,6 +20,7 @@ from tests.support.alert_frames import Knobs, diurnal, hour_frame, minute_frame
 START = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 HISTORY_HOURS = 8
 WARMUP_MINUTES = 8
+REMEMBERED_MINUTES = 60
 
 
 @dataclass(frozen=True)
@@ -29,13 +30,18 @@ class Minute:
 
 
 def learned(rng: np.random.Generator) -> Evaluator:
-    """An evaluator with 8 closed hours of noisy diurnal history before START (as after bootstrap)."""
+    """An evaluator with 8 closed hours of noisy diurnal history before START and the last hour's
+    minutes kept for diagnoses and spend noise (as after bootstrap, which reads them from
+    spans_minute; their own generator, so the tests' draws stay as they were)."""
     evaluator = Evaluator(load_rules(), load_contracts())
     hours = [
         hour_frame(h, rng, diurnal(Knobs(), h, rng))
         for h in (START - timedelta(hours=n) for n in range(HISTORY_HOURS, 0, -1))
     ]
     assert evaluator.learn_hours(pd.concat(hours, ignore_index=True)) > 0
+    recent = np.random.default_rng(99)
+    for minute in (START - timedelta(minutes=n) for n in range(REMEMBERED_MINUTES, 0, -1)):
+        evaluator.remember(minute, minute_frame(minute, recent, diurnal(Knobs(), minute, recent)))
     return evaluator
 
 
@@ -190,7 +196,10 @@ def test_latency_spike_on_one_provider_names_it() -> None:
 def test_cost_spike_diagnosis_names_the_branch_and_top_contributors(incident: Knobs, branch: str) -> None:
     _, events, start = scenario(incident, {"tenant_id": "acme"})
     spike = fired(events, "cost_spike_hourly")
-    assert [e.scope for e in spike] == [{"tenant_id": "acme"}]
+    # per feature, one notification group per tenant
+    assert {e.scope["tenant_id"] for e in spike} == {"acme"} and {e.group_key for e in spike} == {
+        "cost_spike_hourly/tenant_id=acme"
+    }
     page = spike[0]
     assert page.runbook == "cost-spike" and page.runbook_branch == branch
     shares = page.diagnosis["spend_change_share"]
@@ -230,7 +239,8 @@ def test_tool_storm_names_the_tool_and_error_type() -> None:
 def test_index_corruption_and_embedding_mismatch_branches() -> None:
     _, events, _ = scenario(replace(Knobs(), recall=0.3), {"tenant_id": "globex"}, minutes=20)
     corruption = fired(events, "index_corruption")
-    assert [e.scope for e in corruption] == [{"tenant_id": "globex"}] and corruption[0].runbook_branch == "recall_drop"
+    assert [e.scope for e in corruption] == [{"tenant_id": "globex", "index_name": "globex-docs"}]
+    assert corruption[0].runbook_branch == "recall_drop"
     _, events, _ = scenario(replace(Knobs(), mismatch_share=0.5), {"tenant_id": "acme", "feature": "support-chat"}, 5)
     mismatch = fired(events, "embedding_mismatch")
     assert [e.scope for e in mismatch] == [{"tenant_id": "acme", "feature": "support-chat"}]

@@ -16,7 +16,7 @@ from spanline.alerts.conditions import family_of
 from spanline.alerts.evaluator import Evaluator
 from spanline.alerts.events import AlertEvent, dedup_key
 from spanline.alerts.history import AlertHistory
-from spanline.alerts.rules import load_rules
+from spanline.alerts.rules import Baseline, load_rules
 from spanline.contracts import load_contracts
 from tests.support.alert_frames import Knobs, hour_frame, minute_frame
 from tests.support.chdb import migrated_chdb
@@ -33,7 +33,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
 
 
 def alert(state: str, at: datetime, tenant: str = "acme") -> AlertEvent:
-    scope = {"tenant_id": tenant}
+    scope = {"tenant_id": tenant, "feature": "support-chat"}
     return AlertEvent(
         rule="cost_spike_hourly",
         severity="high",
@@ -42,7 +42,7 @@ def alert(state: str, at: datetime, tenant: str = "acme") -> AlertEvent:
         started_at=NOW,
         dedup_key=dedup_key("cost_spike_hourly", scope),
         scope=scope,
-        group=scope,
+        group={"tenant_id": tenant},
         value=42.5,
         threshold=12.0,
         summary="spend spike",
@@ -70,44 +70,54 @@ def test_every_state_change_is_stored_once_and_open_incidents_are_readable(clien
     ]
     incidents = history.open_incidents()
     assert [(r["dedup_key"], r["rule"], r["state"]) for r in incidents] == [
-        ("cost_spike_hourly/tenant_id=globex", "cost_spike_hourly", "firing")
+        ("cost_spike_hourly/feature=support-chat/tenant_id=globex", "cost_spike_hourly", "firing")
     ]
 
     # A worker without a state file adopts the open incident and resolves it when it clears.
     evaluator = Evaluator(load_rules(), load_contracts())
     adopted = evaluator.adopt(incidents)
     assert [(e.dedup_key, e.runbook_branch, e.diagnosis["branch"], e.example_trace_ids) for e in adopted] == [
-        ("cost_spike_hourly/tenant_id=globex", "output_length", "output_length", ("t9", "t4"))
+        ("cost_spike_hourly/feature=support-chat/tenant_id=globex", "output_length", "output_length", ("t9", "t4"))
     ]
     assert evaluator.firing() == adopted
     rng = np.random.default_rng(9)
     quiet = [NOW + timedelta(minutes=n) for n in range(20)]
     events = [e for m in quiet for e in evaluator.evaluate(Minute(m, minute_frame(m, rng)))]
-    assert [(e.dedup_key, e.state) for e in events] == [("cost_spike_hourly/tenant_id=globex", "resolved")]
+    assert [(e.dedup_key, e.state) for e in events] == [
+        ("cost_spike_hourly/feature=support-chat/tenant_id=globex", "resolved")
+    ]
 
 
-def _insert_hours(client: Client, frame: pd.DataFrame) -> None:
+def _insert_rollup(client: Client, table: str, bucket: str, frame: pd.DataFrame) -> None:
     columns = {
         name
         for (name,) in client.query(
-            "SELECT name FROM system.columns WHERE database = {db:String} AND table = 'spans_hour' "
+            "SELECT name FROM system.columns WHERE database = {db:String} AND table = {table:String} "
             "AND NOT startsWith(type, 'AggregateFunction')",
-            parameters={"db": DB},
+            parameters={"db": DB, "table": table},
         ).result_rows
     }
     chosen = frame[[c for c in frame.columns if c in columns]].copy()
-    chosen["hour"] = chosen["hour"].dt.tz_convert("UTC").dt.tz_localize(None)
+    chosen[bucket] = chosen[bucket].dt.tz_convert("UTC").dt.tz_localize(None)
     rows = [
         [value.item() if hasattr(value, "item") else value for value in row]
         for row in chosen.itertuples(index=False, name=None)
     ]
-    client.insert(f"{DB}.spans_hour", rows, column_names=list(chosen.columns))
+    client.insert(f"{DB}.{table}", rows, column_names=list(chosen.columns))
+
+
+def _insert_hours(client: Client, frame: pd.DataFrame) -> None:
+    _insert_rollup(client, "spans_hour", "hour", frame)
 
 
 def test_bootstrap_rebuilds_baselines_from_the_rollups(client: Client) -> None:
     rng = np.random.default_rng(4)
-    hours = pd.concat([hour_frame(NOW - timedelta(hours=n), rng) for n in range(6, 0, -1)], ignore_index=True)
+    hours = pd.concat([hour_frame(NOW - timedelta(hours=n), rng) for n in range(6, 1, -1)], ignore_index=True)
     _insert_hours(client, hours)
+    # the last hour as the worker writes it, in minutes (the view rolls them into spans_hour): the
+    # bootstrap also keeps them for diagnoses and spend noise
+    minutes = pd.concat([minute_frame(NOW - timedelta(minutes=n), rng) for n in range(60, 0, -1)], ignore_index=True)
+    _insert_rollup(client, "spans_minute", "minute", minutes)
     client.command(  # one hour of TTFTs 1..1000 ms for acme/support-chat, as the MV would store them (µs)
         f"INSERT INTO {DB}.spans_hour (tenant_id, service, feature, provider, model_requested, route, kind, hour, "
         "spans, ttft_us_sketch) SELECT 'acme', 'chat', 'support-chat', 'openai', 'gpt-4o-mini', 'r', 'llm', "
@@ -117,11 +127,11 @@ def test_bootstrap_rebuilds_baselines_from_the_rollups(client: Client) -> None:
     evaluator = Evaluator(load_rules(), load_contracts())
     assert bootstrap(evaluator, client, DB, NOW) > 0
 
-    cost_rule = next(r for r in evaluator.rules if r.name == "cost_spike_hourly")
+    cost_rule = next(r for r in evaluator.rules if r.name == "cost_spike_day_over_day")
     family = family_of(cost_rule, ("tenant_id",))
-    trailing = cost_rule.condition.baseline
+    trailing = Baseline(kind="trailing", over=timedelta(hours=24), min_hours=3)
     learned = evaluator.store.baseline(family, trailing, NOW)
-    expected = hours.groupby("tenant_id")["cost_usd"].sum()
+    expected = pd.concat([hours, minutes]).groupby("tenant_id")["cost_usd"].sum()
     assert learned["num"].to_dict() == pytest.approx(expected.to_dict(), rel=1e-9)
     assert set(learned["hours"]) == {6}
 
@@ -142,7 +152,8 @@ def test_bootstrap_rebuilds_baselines_from_the_rollups(client: Client) -> None:
         for e in evaluator.evaluate(Minute(m, minute_frame(m, rng, where={"tenant_id": "acme"}, incident=incident)))
     ]
     spikes = [e for e in events if e.rule == "cost_spike_hourly"]
-    assert [e.scope for e in spikes] == [{"tenant_id": "acme"}] and spikes[0].at - NOW <= timedelta(minutes=5)
+    assert {e.group_key for e in spikes} == {"cost_spike_hourly/tenant_id=acme"}
+    assert spikes[0].at - NOW <= timedelta(minutes=5)
 
 
 def test_bootstrap_evaluates_the_minutes_of_the_current_hour_without_their_sketches(client: Client) -> None:

@@ -70,7 +70,11 @@ def test_bundled_rules_hold_every_spec_default_with_its_condition() -> None:
         "high",
         "low",
     ]
-    assert rules["cost_spike_hourly"].condition.value == 3.0 and rules["cost_spike_day_over_day"].condition.value == 1.2
+    assert rules["cost_spike_hourly"].condition.value == 2.0 and rules["cost_spike_day_over_day"].condition.value == 1.2
+    assert rules["cost_spike_hourly"].condition.min_z == 6 and rules["cost_spike_hourly"].scope == [
+        "tenant_id",
+        "feature",
+    ]
     assert (
         rules["budget_overrun"].condition.field == "daily_budget_usd"
         and rules["budget_overrun"].condition.factor == 1.5
@@ -106,6 +110,19 @@ def _write_rules(tmp_path: Path, change: dict, index: int = 0) -> Path:
             "points_change needs a ratio metric",
         ),
         ({"group_by": ["provider"]}, "group_by dimension(s) provider are not in the scope"),
+        (  # a p95's noise is not a proportion's nor a spend's: min_z has no test for it
+            {
+                "condition": {
+                    "type": "ratio_to_baseline",
+                    "baseline": {"kind": "trailing", "over": "6h"},
+                    "op": ">",
+                    "value": 2.0,
+                    "min_z": 3,
+                }
+            },
+            "min_z tests a proportion's change or a spend's ratio to its baseline",
+        ),
+        ({"metric": "recall_at_k", "condition": {"type": "threshold", "op": "<", "value": 0.5}}, "put index_name"),
     ],
 )
 def test_invalid_rules_name_the_rule_and_field(tmp_path: Path, change: dict, message: str) -> None:

@@ -4,15 +4,22 @@ The fast faithful path (tests/support/replay.py): the scenario's spans become th
 rows (``process_batch``), are aggregated per minute by the windows package's own ``aggregate`` into
 ``MinuteFigures`` and fed minute by minute to the real evaluator, whose baselines were bootstrapped
 from closed hours of baseline traffic the way a fresh worker loads ``spans_hour``. Kafka, the worker
-process and ClickHouse are exercised end to end in tests/test_alert_e2e.py.
+process and ClickHouse are exercised end to end in tests/test_alert_e2e.py. The replays run side by
+side in worker processes, one per core; each test checks its own replay's events.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import multiprocessing
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -21,7 +28,7 @@ from spanline.alerts.evaluator import Evaluator
 from spanline.alerts.events import AlertEvent
 from spanline.alerts.rules import Rule, load_rules
 from spanline.contracts import load_contracts
-from spanline.simulator.scenarios import SCENARIOS, Scenario, get_scenario, rate_for
+from spanline.simulator.scenarios import SCENARIOS, get_scenario, rate_for
 from spanline.simulator.workload import generate_traces
 from spanline.streams.pricing import PriceCatalog
 from tests.support.replay import hour_frame, minute_figures, replay, stored_rows
@@ -47,36 +54,35 @@ RULES = {rule.name: rule for rule in load_rules()}
 INCIDENTS = [name for name, scenario in SCENARIOS.items() if not scenario.is_baseline]
 
 
-@pytest.fixture(scope="module")
-def catalog() -> PriceCatalog:
+#: The 24 h baseline's key among the replays (scenario names are the others).
+DAY = "24h-baseline"
+#: Replays run side by side in worker processes: each is single-threaded Python (the evaluator).
+PROCESSES = max(1, min(os.cpu_count() or 1, 4))
+
+
+@functools.cache
+def price_catalog() -> PriceCatalog:
     return PriceCatalog.load()
 
 
-@pytest.fixture(scope="module")
-def bootstrapped(catalog: PriceCatalog) -> Callable[[float, tuple[str, ...]], Evaluator]:
-    """Evaluators after a fresh worker's bootstrap: closed hours of noisy baseline before START
+@functools.cache
+def bootstrapped(rate: float, tenants: tuple[str, ...]) -> Evaluator:
+    """An evaluator after a fresh worker's bootstrap: closed hours of noisy baseline before START
     (baselines) whose last minutes are kept for diagnoses, at the replay's rate and tenants
-    (built once per traffic shape, copied per scenario)."""
-    cache: dict[tuple[float, tuple[str, ...]], Evaluator] = {}
-
-    def build(rate: float, tenants: tuple[str, ...]) -> Evaluator:
-        if (rate, tenants) not in cache:
-            history = get_scenario("baseline").workload(
-                start=START - timedelta(hours=HISTORY_HOURS),
-                hours=HISTORY_HOURS,
-                requests_per_s=rate,
-                seed=11,
-                tenants=tenants,
-            )
-            rows = stored_rows(generate_traces(history), catalog)
-            evaluator = Evaluator(load_rules(), load_contracts())
-            assert evaluator.learn_hours(hour_frame(rows)) > 0
-            for figures in minute_figures(rows):  # the bootstrap's spans_minute read, for diagnoses
-                evaluator.remember(figures.minute, figures.frame)
-            cache[rate, tenants] = evaluator
-        return copy.deepcopy(cache[rate, tenants])
-
-    return build
+    (built once per traffic shape and process; each replay works on a copy)."""
+    history = get_scenario("baseline").workload(
+        start=START - timedelta(hours=HISTORY_HOURS),
+        hours=HISTORY_HOURS,
+        requests_per_s=rate,
+        seed=11,
+        tenants=tenants,
+    )
+    rows = stored_rows(generate_traces(history), price_catalog())
+    evaluator = Evaluator(load_rules(), load_contracts())
+    assert evaluator.learn_hours(hour_frame(rows)) > 0
+    for figures in minute_figures(rows):  # the bootstrap's spans_minute read, for diagnoses
+        evaluator.remember(figures.minute, figures.frame)
+    return evaluator
 
 
 def tail_minutes(rule: Rule) -> int:
@@ -84,9 +90,9 @@ def tail_minutes(rule: Rule) -> int:
     return int((rule.window + rule.keep_firing_for) / timedelta(minutes=1)) + 2
 
 
-def replay_scenario(
-    scenario: Scenario, bootstrapped: Callable[[float, tuple[str, ...]], Evaluator], catalog: PriceCatalog
-) -> list[AlertEvent]:
+def replay_scenario(name: str) -> list[AlertEvent]:
+    """Every alert event of the scenario's traffic (runs in a worker process)."""
+    scenario = SCENARIOS[name]
     rule = RULES[scenario.expected_rule]
     rate, tenants = TRAFFIC.get(scenario.name, (RATE, TENANTS))
     hours = (INCIDENT_AT_MIN + INCIDENT_MINUTES + tail_minutes(rule)) / 60.0
@@ -99,16 +105,60 @@ def replay_scenario(
         incident_at_min=INCIDENT_AT_MIN,
         incident_minutes=INCIDENT_MINUTES,
     )
-    return replay(bootstrapped(rate, tenants), minute_figures(stored_rows(generate_traces(config), catalog)))
+    evaluator = copy.deepcopy(bootstrapped(rate, tenants))
+    return replay(evaluator, minute_figures(stored_rows(generate_traces(config), price_catalog())))
+
+
+@dataclass(frozen=True)
+class DayReplay:
+    spans: int
+    events: list[AlertEvent]
+    last_minute: datetime | None
+    seconds: float
+
+
+def replay_day() -> DayReplay:
+    """24 simulated hours at the low rate ``rate_for`` gives (~240k spans with four tenants). The
+    first EVALUATED_FROM_H hours bootstrap the baselines as closed hours (a worker starting on half
+    a day of ClickHouse history); the rest is evaluated minute by minute: the evaluator's ~170 ms
+    per minute makes a whole day of minutes too slow for CI (runs in a worker process)."""
+    hours = 24.0
+    config = get_scenario("baseline").workload(
+        start=START, hours=hours, requests_per_s=rate_for(hours), seed=3, tenants=TENANTS
+    )
+    started = time.perf_counter()
+    rows = stored_rows(generate_traces(config), price_catalog())
+    evaluator = Evaluator(load_rules(), load_contracts())
+    boot = (rows["start_time"] < pd.Timestamp(START + timedelta(hours=EVALUATED_FROM_H))).to_numpy()
+    assert evaluator.learn_hours(hour_frame(rows[boot].reset_index(drop=True))) > 0
+    events = replay(evaluator, minute_figures(rows[~boot].reset_index(drop=True)))
+    return DayReplay(len(rows), events, evaluator.last_minute, time.perf_counter() - started)
+
+
+@pytest.fixture(scope="module")
+def replays(request: pytest.FixtureRequest) -> Iterator[dict[str, Future[Any]]]:
+    """The selected tests' replays, started at once in PROCESSES spawned processes (the longest,
+    the day, first); each test waits for its own."""
+    wanted = {
+        item.callspec.params["name"] if hasattr(item, "callspec") else DAY
+        for item in request.session.items
+        if isinstance(item, pytest.Function) and item.module is request.module
+    }
+    with ProcessPoolExecutor(PROCESSES, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures: dict[str, Future[Any]] = {}
+        if DAY in wanted:
+            futures[DAY] = pool.submit(replay_day)
+        for name in INCIDENTS:
+            if name in wanted:
+                futures[name] = pool.submit(replay_scenario, name)
+        yield futures
 
 
 @pytest.mark.parametrize("name", INCIDENTS)
-def test_scenario_pages_exactly_its_expected_alert_and_resolves(
-    name: str, bootstrapped: Callable[[float, tuple[str, ...]], Evaluator], catalog: PriceCatalog
-) -> None:
+def test_scenario_pages_exactly_its_expected_alert_and_resolves(name: str, replays: dict[str, Future[Any]]) -> None:
     scenario = SCENARIOS[name]
     rule = RULES[scenario.expected_rule]
-    events = replay_scenario(scenario, bootstrapped, catalog)
+    events: list[AlertEvent] = replays[name].result()
     incident_start = START + timedelta(minutes=INCIDENT_AT_MIN)
     incident_end = incident_start + timedelta(minutes=INCIDENT_MINUTES)
     listing = "\n".join(f"{e.at:%H:%M} {e.state} {e.rule} {e.scope} {e.runbook_branch}" for e in events)
@@ -144,24 +194,13 @@ def test_scenario_pages_exactly_its_expected_alert_and_resolves(
     )
 
 
-def test_24h_of_noisy_diurnal_baseline_pages_nothing(catalog: PriceCatalog) -> None:
-    """24 simulated hours at the low rate ``rate_for`` gives (~240k spans with four tenants). The
-    first EVALUATED_FROM_H hours bootstrap the baselines as closed hours (a worker starting on half
-    a day of ClickHouse history); the rest is evaluated minute by minute: the evaluator's ~170 ms
-    per minute makes a whole day of minutes too slow for CI."""
-    hours = 24.0
-    config = get_scenario("baseline").workload(
-        start=START, hours=hours, requests_per_s=rate_for(hours), seed=3, tenants=TENANTS
+def test_24h_of_noisy_diurnal_baseline_pages_nothing(replays: dict[str, Future[Any]]) -> None:
+    day: DayReplay = replays[DAY].result()
+    assert day.events == [], "\n".join(f"{e.at:%H:%M} {e.state} {e.summary}" for e in day.events)
+    assert day.last_minute is not None and day.last_minute >= START + timedelta(hours=24, minutes=-1), (
+        "not every minute was evaluated"
     )
-    started = time.perf_counter()
-    rows = stored_rows(generate_traces(config), catalog)
-    evaluator = Evaluator(load_rules(), load_contracts())
-    boot = (rows["start_time"] < pd.Timestamp(START + timedelta(hours=EVALUATED_FROM_H))).to_numpy()
-    assert evaluator.learn_hours(hour_frame(rows[boot].reset_index(drop=True))) > 0
-    events = replay(evaluator, minute_figures(rows[~boot].reset_index(drop=True)))
-    assert events == [], "\n".join(f"{e.at:%H:%M} {e.state} {e.summary}" for e in events)
-    assert evaluator.last_minute >= START + timedelta(hours=hours, minutes=-1)  # every minute was evaluated
     print(
-        f"24 h baseline: {len(rows):,} spans, {(hours - EVALUATED_FROM_H) * 60:.0f} minutes evaluated, "
-        f"0 pages in {time.perf_counter() - started:.0f} s"
+        f"24 h baseline: {day.spans:,} spans, {(24 - EVALUATED_FROM_H) * 60:.0f} minutes evaluated, "
+        f"0 pages in {day.seconds:.0f} s"
     )

@@ -5,9 +5,9 @@ so a rebuilt window equals the one that was lost. Column-wise: one group code pe
 a single groupby on the grain, then ``np.bincount`` per counter and small integer groupbys for
 maps and sketch bins. The same partials fill the ``spans_minute`` rollup (streams/rollup.py
 writes them with the raw insert), so windows, alerts and dashboards share this one definition.
-The index-build, feedback and escalation maps (ALERT_ONLY_MAPS) are the exception: only the
-alert windows carry them (a few spans an hour, which dashboards read raw), so the rollups have
-no column for them.
+The index-build, per-index recall, feedback and escalation maps (ALERT_ONLY_MAPS) are the
+exception: only the alert windows carry them (a few spans a minute, which dashboards read raw),
+so the rollups have no column for them.
 """
 
 from __future__ import annotations
@@ -77,9 +77,14 @@ MAPS: dict[str, bool] = {
     "feedback_by_name": True,
     "positive_feedback_by_name": True,
     "escalations_by_reason": True,
+    "recall_evals_by_index": True,
+    "recall_sum_by_index": False,
+    "retrievals_by_index": True,
 }
 #: Maps of index_build spans per index_name (builds, and the documents and chunks they reported),
-#: of feedback spans per eval_name (all, positive) and of escalation spans per reason (name).
+#: of feedback spans per eval_name (all, positive), of escalation spans per reason (name), and of
+#: recall@k evals (count, summed score) and retrievals per index_name: a tenant's retrieval
+#: quality judged index by index ('' = a span that names no index).
 ALERT_ONLY_MAPS: tuple[str, ...] = (
     "index_builds_by_index",
     "index_documents_by_index",
@@ -87,6 +92,9 @@ ALERT_ONLY_MAPS: tuple[str, ...] = (
     "feedback_by_name",
     "positive_feedback_by_name",
     "escalations_by_reason",
+    "recall_evals_by_index",
+    "recall_sum_by_index",
+    "retrievals_by_index",
 )
 #: Sketch columns (values in the unit of their name: ms or tokens).
 SKETCHES: tuple[str, ...] = ("duration_ms", "ttft_ms", "tpot_ms", "input_tokens")
@@ -301,6 +309,9 @@ def span_flags(rows: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, Any
         "escalation": kind.eq("escalation"),
         "index_documents": np.nan_to_num(_number(rows, "index_documents")),
         "index_chunks": np.nan_to_num(_number(rows, "index_chunks")),
+        "recall": recall,
+        "recall_score": flags["recall_sum"],
+        "retrieval": flags["retrievals"],
     }
     return flags, context
 
@@ -323,6 +334,9 @@ _MAP_RULES: dict[str, Callable[[dict[str, Any]], tuple[np.ndarray, _Labels, np.n
     "feedback_by_name": lambda c: (c["feedback"], c["eval_name"], None),
     "positive_feedback_by_name": lambda c: (c["feedback"] & c["positive"], c["eval_name"], None),
     "escalations_by_reason": lambda c: (c["escalation"], c["name"], None),
+    "recall_evals_by_index": lambda c: (c["recall"], c["index_name"], None),
+    "recall_sum_by_index": lambda c: (c["recall"], c["index_name"], c["recall_score"]),
+    "retrievals_by_index": lambda c: (c["retrieval"], c["index_name"], None),
 }
 
 

@@ -209,7 +209,9 @@ def _support_rows(rng, k: Knobs, tenant, feature) -> list[dict]:
             "hallucination_evals": halluc_evals,
             "hallucinations": int(rng.binomial(halluc_evals, k.hallucination)),
             "recall_evals": recall_evals,
-            "recall_sum": float(rng.binomial(5, k.recall) / 5),
+            "recall_sum": (recall := float(rng.binomial(5, k.recall) / 5)),  # drawn here: later draws stay as they were
+            "recall_evals_by_index": {f"{tenant}-docs": recall_evals},
+            "recall_sum_by_index": {f"{tenant}-docs": recall},
         },
         {
             **_dims(tenant, feature, "", "", "retrieval"),

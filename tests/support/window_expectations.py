@@ -40,6 +40,9 @@ ALERT_ONLY_MAPS = {
     "feedback_by_name": ("feedback", "eval_name", None),
     "positive_feedback_by_name": ("positive_feedback", "eval_name", None),
     "escalations_by_reason": ("escalations", "name", None),
+    "recall_evals_by_index": ("recall_evals", "index_name", None),
+    "recall_sum_by_index": ("recall_evals", "index_name", "recall_sum"),
+    "retrievals_by_index": ("retrievals", "index_name", None),
 }
 STREAM_MAPS = {**MAPS, **ALERT_ONLY_MAPS}
 #: sketch -> (span mask column or None for all spans, value column)
@@ -71,6 +74,9 @@ def workload(config: WorkloadConfig) -> list[list[dict[str, object]]]:
     faithfulness = [span for chunk in chunks for span in chunk if span.get("eval_name") == "faithfulness"]
     for span in faithfulness[::3]:
         span.update(eval_passed=False, eval_score=0.2)
+    canaries = [span for chunk in chunks for span in chunk if str(span.get("eval_name", "")).startswith("recall@")]
+    for number, span in enumerate(canaries[::2]):  # canaries that name the index they test (the rest: '')
+        span["index_name"] = f"{span['tenant_id']}-{('docs', 'faq', 'code')[number % 3]}"
     return chunks
 
 

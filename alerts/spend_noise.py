@@ -1,0 +1,107 @@
+"""Is a change of spend real at its volume? The significance test of the spend rules (``min_z``
+on a ``cost_usd`` ratio_to_baseline clause).
+
+A window's spend S is a sum over the requests in it: their number is a count, Poisson at best and
+overdispersed in practice (bursts, traces of many calls), and each one's cost is heavy-tailed (a
+book-length summary or a long agent run costs a hundred ordinary chats). For such a compound sum,
+with Var(N) = φ·E[N],
+
+    Var(S) = E[N]·Var(X) + Var(N)·E[X]² = D·E[S],   D = (Var(X) + φ·E[X]²) / E[X]  (USD),
+
+so the variance-to-mean ratio D of spend does not depend on the traffic rate: measured at the
+reference's rate it holds at the baseline's. D is measured from the scope's own per-minute
+spend over the REFERENCE minutes before the window (sample variance / mean of those minutes, quiet minutes
+counting as 0; also over window-long stretches, see :func:`spend_dispersion`). That takes burstiness, the correlation of one request's calls and the cost tail
+as they are; a per-request mean and variance would need every request's cost, which the minute
+aggregation does not keep (it keeps sums), and would miss the correlation. The window's spend is
+then compared in standard errors with what the scope was expected to spend, E: the larger of the
+baseline's expectation B and the reference minutes' own level R (both for the window's length),
+
+    z = (S − E) / √(D·E),   E = max(B, R),
+
+so a baseline that lags the day's curve (the trailing hours on a morning ramp, history from
+another day) does not turn the usual level into a spike: a spike is a rise above both what this
+hour usually spends and what the scope was just spending. A new level that lasts is therefore
+its own reference after REFERENCE minutes, and the page resolves; day-over-day and budget rules
+watch lasting levels.
+
+(a normal approximation: at 0.3 requests/s a 10-minute window sums a few hundred LLM calls).
+A real 2.5x at 0.3 requests/s is 8 standard errors or more; a chance doubling of a feature's
+10 minutes is 5 or more at the simulator's rates, and the rule's ratio and ``min_delta`` gates
+stand beside z. Limits: a tail rarer than the reference hour (one request costing more than
+several minutes of the scope's usual spend, never seen in the hour before) is not in D, and
+without ``MIN_REFERENCE_MINUTES`` minutes of history (a fresh start before the bootstrap's
+minutes, a scope with no spend in the reference) nothing is significant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from spanline.alerts.metrics import Metric
+
+#: Minutes before the window whose spend measures D: as many as the evaluator's frame ring holds
+#: beside the window (alerts/evaluator.py DIAGNOSIS_MINUTES), to hold the usual tail and enough
+#: window-length stretches.
+REFERENCE = timedelta(minutes=100)
+#: Fewer reference minutes than this: D is unknown and no spend change is significant.
+MIN_REFERENCE_MINUTES = 30
+
+
+def spend_dispersion(
+    frames: Iterable[tuple[datetime, pd.DataFrame]],
+    metric: Metric,
+    dims: tuple[str, ...],
+    window_start: datetime,
+    window: timedelta = timedelta(minutes=1),
+) -> pd.DataFrame:
+    """Per scope of ``dims`` (the index store.window gives): ``dispersion`` D in the metric's unit
+    and ``per_minute``, the mean spend per minute, from the minute frames in
+    [window_start − REFERENCE, window_start); scopes without spend there are left out.
+
+    D is the larger of two measurements: from single minutes (precise when minutes are
+    independent) and from every ``window``-long stretch of the reference (rolling sums), which
+    keeps what single minutes miss: bursts lasting several minutes make a window's spend vary
+    more than its minutes' variances add up to."""
+    chosen = [(minute, frame) for minute, frame in frames if window_start - REFERENCE <= minute < window_start]
+    if len(chosen) < MIN_REFERENCE_MINUTES:
+        return pd.DataFrame({"dispersion": pd.Series(dtype="float64"), "per_minute": pd.Series(dtype="float64")})
+    rows = pd.concat([frame.assign(_minute=minute) for minute, frame in chosen], ignore_index=True)
+    if metric.kinds is not None and "kind" in rows:
+        rows = rows[rows["kind"].isin(metric.kinds)]
+    keys = [rows[d] for d in dims] or [pd.Series("", index=rows.index, name="_all")]
+    spend = metric.parts(rows)["num"]
+    per_minute = spend.groupby([*keys, rows["_minute"]], sort=False).sum().unstack(fill_value=0.0)
+    per_minute = per_minute.reindex(columns=sorted(minute for minute, _ in chosen), fill_value=0.0)
+    dispersion = _variance_to_mean(per_minute.to_numpy(dtype="float64"))
+    length = max(int(window / timedelta(minutes=1)), 1)
+    if length > 1 and per_minute.shape[1] >= 3 * length:
+        sums = np.cumsum(per_minute.to_numpy(dtype="float64"), axis=1)
+        sums = np.concatenate([np.zeros((len(sums), 1)), sums], axis=1)
+        dispersion = np.fmax(dispersion, _variance_to_mean(sums[:, length:] - sums[:, :-length]))
+    result = pd.DataFrame(
+        {"dispersion": dispersion, "per_minute": per_minute.to_numpy(dtype="float64").mean(axis=1)},
+        index=per_minute.index,
+    )
+    return result[result["dispersion"].notna() & (result["dispersion"] > 0)]
+
+
+def _variance_to_mean(samples: np.ndarray) -> np.ndarray:
+    """Per row: sample variance / mean (NaN where the mean is 0)."""
+    mean = samples.mean(axis=1)
+    variance = samples.var(axis=1, ddof=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(mean > 0, variance / np.where(mean > 0, mean, 1.0), np.nan)
+
+
+def spend_z(value: pd.Series, baseline: pd.Series, reference: pd.DataFrame, window: timedelta) -> pd.Series:
+    """Standard errors by which the window's spend ``value`` exceeds what was expected: the larger
+    of the ``baseline`` and the reference's level over the window (NaN where unknown)."""
+    reference = reference.reindex(value.index)
+    level = reference["per_minute"] * (window / timedelta(minutes=1))
+    expected = np.fmax(baseline.where(baseline > 0), level)
+    return (value - expected) / np.sqrt(reference["dispersion"] * expected)

@@ -1,0 +1,157 @@
+"""Spend rules judge a change by its volume (issue 16, item 3): a routing shift that makes one
+feature's spend ~2.5x pages as a cost spike with the routing branch at 0.3 requests/s (where the
+routing rule's own volume guard keeps it quiet), and the same traffic without the shift pages
+nothing.
+
+The low-rate test runs the real path: simulated spans become the worker's stored rows, are
+aggregated per minute and per closed hour by the windows package's own ``aggregate`` and fed to
+the evaluator after a bootstrap from closed hours and the minutes before the start, as a fresh
+worker loads them from spans_hour and spans_minute (tests/support/replay.py).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from spanline.alerts.evaluator import Evaluator
+from spanline.alerts.events import AlertEvent
+from spanline.alerts.metrics import METRICS
+from spanline.alerts.rules import load_rules
+from spanline.alerts.spend_noise import MIN_REFERENCE_MINUTES, spend_dispersion, spend_z
+from spanline.contracts import load_contracts
+from spanline.simulator.workload import WorkloadConfig, generate_traces
+from spanline.simulator.workload_incident import Effects, Incident, Target
+from spanline.streams.pricing import PriceCatalog
+from tests.support.replay import hour_frame, minute_figures, replay, stored_rows
+
+START = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
+#: Closed hours before the replay (the rule's trailing fallback needs 2) and minutes of them kept
+#: for diagnoses and spend noise.
+HISTORY_HOURS = 3
+REMEMBERED_MINUTES = 100
+REPLAY_MINUTES = 30
+SHIFT_AT = START + timedelta(hours=HISTORY_HOURS, minutes=10)
+#: Two tenants at 1.05 requests/s: acme's support-chat gets ~0.3 requests/s at 08:00-09:30.
+RATE = 1.05
+#: The router escalates 70% of support-chat to the large tier (baseline 23%): ~2.5x its spend.
+SHIFTED = Effects(large_share=0.7)
+
+
+def _minutes(values: list[float], tenant: str = "acme", feature: str = "chat") -> list[tuple[datetime, pd.DataFrame]]:
+    """Minute frames holding one spend per minute for one scope."""
+    return [
+        (
+            START + timedelta(minutes=n),
+            pd.DataFrame({"tenant_id": [tenant], "feature": [feature], "kind": ["llm"], "cost_usd": [value]}),
+        )
+        for n, value in enumerate(values)
+    ]
+
+
+@pytest.mark.parametrize("overdispersion", [1.0, 4.0])
+def test_spend_dispersion_is_the_compound_variance_to_mean_ratio(overdispersion: float) -> None:
+    """Minutes of N requests (Poisson, or negative binomial with variance = φ × mean) each costing a
+    lognormal amount: the measured D is φ·E[X] + Var(X)/E[X], whatever the rate."""
+    rng = np.random.default_rng(7)
+    mean_count, sigma = 20.0, 1.2  # a heavy tail: the mean cost is twice the median
+    costs_mean, costs_var = np.exp(sigma**2 / 2), (np.exp(sigma**2) - 1) * np.exp(sigma**2)
+    if overdispersion == 1.0:
+        counts = rng.poisson(mean_count, 4000)
+    else:
+        counts = rng.negative_binomial(mean_count / (overdispersion - 1), 1 / overdispersion, 4000)
+    spend = [float(rng.lognormal(0.0, sigma, n).sum()) for n in counts]
+    frames = _minutes(spend)
+    end = frames[-1][0] + timedelta(minutes=1)
+    expected = overdispersion * costs_mean + costs_var / costs_mean
+    # each estimate reads one reference hour; the heavy tail makes single hours wander, their median does not
+    hourly = [
+        spend_dispersion(frames, METRICS["cost_usd"], ("tenant_id", "feature"), end - timedelta(minutes=60 * k))
+        for k in range(60)
+    ]
+    estimates = np.array([float(d.loc[("acme", "chat"), "dispersion"]) for d in hourly])
+    assert np.median(estimates) == pytest.approx(expected, rel=0.25)
+
+
+def test_spend_z_needs_enough_reference_minutes_and_spend() -> None:
+    metric, dims = METRICS["cost_usd"], ("tenant_id", "feature")
+    few = _minutes([1.0, 2.0] * (MIN_REFERENCE_MINUTES // 2 - 1))
+    assert spend_dispersion(few, metric, dims, few[-1][0] + timedelta(minutes=1)).empty
+    quiet = _minutes([0.0] * 60)
+    assert spend_dispersion(quiet, metric, dims, quiet[-1][0] + timedelta(minutes=1)).empty
+    index = pd.MultiIndex.from_tuples([("acme", "chat")], names=list(dims))
+    window = timedelta(minutes=10)
+    spend, baseline = pd.Series([25.0], index=index), pd.Series([10.0], index=index)
+    usual = pd.DataFrame({"dispersion": [0.9], "per_minute": [0.8]}, index=index)
+    assert float(spend_z(spend, baseline, usual, window).iloc[0]) == pytest.approx(15 / 3)
+    # a baseline lagging the scope's own level: the spike is measured from the higher of the two
+    risen = usual.assign(per_minute=1.6)
+    assert float(spend_z(spend, baseline, risen, window).iloc[0]) == pytest.approx(9 / np.sqrt(0.9 * 16))
+
+
+def _rows(effects: Effects) -> pd.DataFrame:
+    config = WorkloadConfig(
+        seed=13,
+        start=START,
+        duration_s=(HISTORY_HOURS * 60 + REPLAY_MINUTES) * 60.0,
+        requests_per_s=RATE,
+        tenants=("acme", "globex"),
+        incident=Incident(
+            at_s=(SHIFT_AT - START).total_seconds(),
+            duration_s=(REPLAY_MINUTES - 10) * 60.0,
+            target=Target(tenant_rank=0, features=("support-chat",)),
+            effects=effects,
+        ),
+    )
+    return stored_rows(generate_traces(config), PriceCatalog.load())
+
+
+def _replay(rows: pd.DataFrame) -> list[AlertEvent]:
+    boot = (rows["start_time"] < pd.Timestamp(START + timedelta(hours=HISTORY_HOURS))).to_numpy()
+    history = rows[boot].reset_index(drop=True)
+    evaluator = Evaluator(load_rules(), load_contracts())
+    assert evaluator.learn_hours(hour_frame(history)) > 0
+    recent = history[history["start_time"] >= history["start_time"].max() - timedelta(minutes=REMEMBERED_MINUTES)]
+    for figures in minute_figures(recent.reset_index(drop=True)):
+        evaluator.remember(figures.minute, figures.frame)
+    return replay(evaluator, minute_figures(rows[~boot].reset_index(drop=True)))
+
+
+@pytest.fixture(scope="module")
+def shifted() -> tuple[list[AlertEvent], pd.DataFrame]:
+    rows = _rows(SHIFTED)
+    return _replay(rows), rows
+
+
+def test_a_low_rate_routing_shift_pages_a_cost_spike_with_the_routing_branch(
+    shifted: tuple[list[AlertEvent], pd.DataFrame],
+) -> None:
+    events, rows = shifted
+    listing = "\n".join(f"{e.at:%H:%M} {e.state} {e.summary} {e.runbook_branch}" for e in events)
+    chat = rows[(rows["tenant_id"] == "acme") & (rows["feature"] == "support-chat")]
+    requests = chat[chat["kind"] == "request"]["start_time"]
+    hour_before = requests.between(pd.Timestamp(SHIFT_AT) - pd.Timedelta(minutes=60), pd.Timestamp(SHIFT_AT))
+    assert 0.25 <= hour_before.sum() / 3600 <= 0.35  # ~0.3 requests/s (the diurnal curve's mean at 09:00)
+    pages = [e for e in events if e.state == "firing"]
+    assert [(e.rule, e.scope) for e in pages] == [
+        ("cost_spike_hourly", {"tenant_id": "acme", "feature": "support-chat"})
+    ], listing  # the routing rule's volume guard (1,000 calls in 15 minutes) keeps it quiet here
+    page = pages[0]
+    assert page.runbook == "cost-spike" and page.runbook_branch == "routing_escalation", page.diagnosis
+    shares = page.diagnosis["spend_change_share"]
+    assert max(shares, key=shares.get) == "routing_mix"
+    assert SHIFT_AT < page.at <= SHIFT_AT + timedelta(minutes=13)
+    # what the page measured: ~2.5x the spend of the hour before, not more
+    at = pd.Timestamp(page.at)
+    window = chat["start_time"].between(at - pd.Timedelta(minutes=10), at, inclusive="left")
+    before = chat["start_time"].between(pd.Timestamp(SHIFT_AT) - pd.Timedelta(minutes=60), pd.Timestamp(SHIFT_AT))
+    ratio = chat.loc[window, "cost_usd"].sum() / (chat.loc[before, "cost_usd"].sum() / 6)
+    assert 2.0 <= ratio <= 3.2
+
+
+def test_the_same_traffic_without_the_shift_pages_nothing() -> None:
+    events = _replay(_rows(Effects()))
+    assert events == [], "\n".join(f"{e.at:%H:%M} {e.state} {e.summary}" for e in events)
