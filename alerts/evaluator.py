@@ -139,7 +139,7 @@ class Evaluator:
             parts = clause.spec.parts(rows, clause.key)
             columns[f"num{number}"], columns[f"den{number}"] = parts["num"], parts["den"]
         sums = pd.DataFrame(columns, index=rows.index).groupby(codes, sort=False).sum()
-        scopes = {d: rows[d].to_numpy()[first] for d in dims}
+        scopes = {d: rows[d].array[first] for d in dims}
         for number, (family, clause) in enumerate(families):
             per_scope = {**scopes, "num": sums[f"num{number}"].to_numpy(), "den": sums[f"den{number}"].to_numpy()}
             sketch = clause.spec.sketch
