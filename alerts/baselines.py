@@ -85,14 +85,10 @@ class BaselineStore:
     #: hour and fold (not saved: a restored store rebuilds the same values).
     #: Keyed by (family, baseline spec, current hour, folded_until).
     _baselines: dict[tuple[Family, Baseline, datetime, datetime | None], pd.DataFrame] = field(default_factory=dict)
-    #: Windows read since the last write, keyed by (family, end, length): the rules of one minute
-    #: share families and burn-rate tiers re-read windows; any write clears it.
-    _windows: dict[tuple[Family, datetime, timedelta], pd.DataFrame] = field(default_factory=dict)
 
     # --- writing
     def record(self, family: Family, minute: datetime, parts: pd.DataFrame) -> None:
         """Add one minute's per-scope parts (dims + num + den [+ sketch]); folds closed hours."""
-        self._windows.clear()
         series = self._get(family)
         if series.observed_from is None or minute < series.observed_from:
             series.observed_from = minute
@@ -105,7 +101,6 @@ class BaselineStore:
     def record_hours(self, family: Family, hours: pd.DataFrame) -> None:
         """Closed hours from history (bootstrap): dims + hour + num + den + value."""
         self._baselines.clear()
-        self._windows.clear()
         series = self._get(family)
         series.hours = pd.concat([series.hours, hours], ignore_index=True) if len(series.hours) else hours
         if len(hours):
@@ -154,14 +149,7 @@ class BaselineStore:
         Windows longer than the minute retention read folded hours before ``folded_until`` and
         minutes after it; an hour only partly inside the window counts by the share of its minutes
         that are (the hour's sums are spread evenly over it), so "the previous 24 hours" is 24 hours.
-        The table is shared by every reader until the next write: read it, never change it.
         """
-        key = (family, end, length)
-        if key not in self._windows:
-            self._windows[key] = self._window(family, end, length)
-        return self._windows[key]
-
-    def _window(self, family: Family, end: datetime, length: timedelta) -> pd.DataFrame:
         series = self._get(family)
         start = end - length
         minutes = series.minutes[(series.minutes["minute"] >= start) & (series.minutes["minute"] < end)]
