@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from spanline.alerts.baselines import BaselineStore, Family, KeyHistory, quantile
 from spanline.alerts.metrics import Metric
@@ -51,11 +52,8 @@ def window_length(clause: Clause, now: datetime) -> timedelta:
 
 def current_values(metric: Metric, parts: pd.DataFrame) -> pd.DataFrame:
     """value and volume per scope from window parts (num, den[, sketch])."""
-    if metric.kind == "percentile":
-        value = np.array([quantile(s, metric.quantile_level) for s in parts["sketch"]], dtype="float64")
-    else:
-        value = metric.value(parts["num"], parts["den"])
-    return pd.DataFrame({"value": value, "volume": parts["den"].astype("float64")}, index=parts.index)
+    value, volume = _current_arrays(metric, parts)
+    return pd.DataFrame({"value": value, "volume": volume}, index=parts.index)
 
 
 def baseline_values(metric: Metric, history: pd.DataFrame, window: timedelta) -> pd.Series:
@@ -106,54 +104,69 @@ def _evaluate(
         return _new_keys(keys, dims, now, length)
     if isinstance(condition, BurnRate):
         return _burn_rate(condition, metric, store, family, now)
-    result = current_values(metric, store.window(family, now, length))
-    value = result["value"]
+    parts = store.window(family, now, length)
+    index = parts.index
+    value, volume = _current_arrays(metric, parts)
+    # numpy on the scopes' columns (a DataFrame built once at the end): the figures the same
+    # pandas operations give, without their per-call overhead, which dominated the evaluator
     if isinstance(condition, Threshold):
-        result["threshold"] = condition.value
-        result["baseline"] = np.nan
+        threshold = np.full(len(index), condition.value)
+        baseline = np.full(len(index), np.nan)
         holds = COMPARE[condition.op](value, condition.value)
     elif isinstance(condition, (RatioToBaseline, PointsChange)):
-        baseline = _baseline(metric, store, family, condition.baseline, now, length).reindex(result.index)
-        result["baseline"] = baseline
+        baseline = _baseline(metric, store, family, condition.baseline, now, length).reindex(index).to_numpy()
         if isinstance(condition, RatioToBaseline):
-            result["threshold"] = baseline * condition.value
-            holds = COMPARE[condition.op](value, result["threshold"]) & (
-                (value - baseline).abs() >= condition.min_delta
-            )
+            threshold = baseline * condition.value
+            holds = COMPARE[condition.op](value, threshold) & (np.abs(value - baseline) >= condition.min_delta)
         else:
-            result["threshold"] = baseline + condition.points / 100
-            holds = value >= result["threshold"] if condition.points > 0 else value <= result["threshold"]
+            threshold = baseline + condition.points / 100
+            holds = value >= threshold if condition.points > 0 else value <= threshold
         if condition.min_z and metric.kind == "total":  # spend: compound counts x heavy-tailed costs
             if holds.any():  # the reference minutes are read only for scopes that could page
                 reference = spend_dispersion(recent, metric, dims, now - length, length)
-                holds &= spend_z(value, baseline, reference, length) >= condition.min_z
+                z = spend_z(pd.Series(value, index=index), pd.Series(baseline, index=index), reference, length)
+                holds &= (z >= condition.min_z).to_numpy()
         elif condition.min_z:
-            holds &= significant(value, baseline, result["volume"], condition.min_z)
+            holds &= significant(value, baseline, volume, condition.min_z)
     elif isinstance(condition, DayOverDay):
         previous = current_values(metric, store.window(family, now - timedelta(days=1), length))
-        baseline = previous["value"].reindex(result.index)
+        baseline = previous["value"].reindex(index).to_numpy()
         covered = store.history_start(family)
         enough = covered is not None and (now - length - covered) >= timedelta(hours=condition.min_hours)
-        result["baseline"] = baseline
-        result["threshold"] = baseline * condition.value
-        holds = COMPARE[condition.op](value, result["threshold"]) & (baseline > 0) & enough
+        threshold = baseline * condition.value
+        holds = COMPARE[condition.op](value, threshold) & (baseline > 0) & enough
     elif isinstance(condition, ContractLimit):
-        limits = _contract_limits(result.index, dims, contracts, condition.field)
-        result["baseline"] = limits
-        result["threshold"] = limits * condition.factor
-        holds = COMPARE[condition.op](value, result["threshold"])
+        baseline = _contract_limits(index, dims, contracts, condition.field).to_numpy()
+        threshold = baseline * condition.factor
+        holds = COMPARE[condition.op](value, threshold)
     elif isinstance(condition, RateLimitShare):
-        value = result["value"] = value / (length / MINUTE)  # the window's mean per minute
-        limits = _rate_limits(result.index, dims, contracts, condition.field)
-        result["baseline"] = limits
-        result["threshold"] = limits * condition.factor
-        holds = COMPARE[condition.op](value, result["threshold"])
+        value = value / (length / MINUTE)  # the window's mean per minute
+        baseline = _rate_limits(index, dims, contracts, condition.field).to_numpy()
+        threshold = baseline * condition.factor
+        holds = COMPARE[condition.op](value, threshold)
     else:  # pragma: no cover - the Condition union is exhaustive
         raise TypeError(f"unhandled condition {condition!r}")
-    result["ratio"] = value / result["baseline"]
-    result["holds"] = holds.fillna(False).astype(bool) & value.notna() & result["threshold"].notna()
-    result["severity"] = None
-    return result[RESULT_COLUMNS]
+    return pd.DataFrame(
+        {
+            "value": value,
+            "threshold": threshold,
+            "baseline": baseline,
+            "ratio": value / baseline,
+            "volume": volume,
+            "holds": np.asarray(holds, dtype=bool) & ~np.isnan(value) & pd.notna(threshold),
+            "severity": None,
+        },
+        index=index,
+    )
+
+
+def _current_arrays(metric: Metric, parts: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """value and volume per scope (the columns of :func:`current_values`) as arrays."""
+    if metric.kind == "percentile":
+        value = np.array([quantile(s, metric.quantile_level) for s in parts["sketch"]], dtype="float64")
+    else:
+        value = metric.value(parts["num"], parts["den"])
+    return value, parts["den"].to_numpy(dtype="float64")
 
 
 def _burn_rate(
@@ -173,16 +186,19 @@ def _burn_rate(
         long = current_values(metric, store.window(family, now, tier.long))
         short = current_values(metric, store.window(family, now, tier.short))["value"].reindex(long.index)
         threshold = tier.burn * budget
+        value = long["value"].to_numpy()
         holds = (
             covered
-            & (long["value"] >= threshold)
-            & (short >= threshold)
-            & significant(long["value"], pd.Series(budget, index=long.index), long["volume"], condition.min_z)
-        ).fillna(False)
-        tier_result = long.assign(threshold=threshold, holds=holds.astype(bool), severity=tier.severity)
+            & (value >= threshold)
+            & (short.to_numpy() >= threshold)
+            & significant(value, budget, long["volume"], condition.min_z)
+        )
+        tier_result = long.assign(threshold=threshold, holds=holds, severity=tier.severity)
         if result is None:
             result = tier_result
             continue
+        if not holds.any() and tier_result.index.equals(result.index):
+            continue  # overrides nothing and adds no scope
         result = result.reindex(result.index.union(tier_result.index))
         override = tier_result["holds"].reindex(result.index, fill_value=False).astype(bool)
         result.loc[override] = tier_result.loc[override[override].index]
@@ -193,16 +209,18 @@ def _burn_rate(
     return result[RESULT_COLUMNS]
 
 
-def significant(value: pd.Series, baseline: pd.Series, volume: pd.Series, min_z: float) -> pd.Series:
+def significant(value: ArrayLike, baseline: ArrayLike, volume: ArrayLike, min_z: float) -> np.ndarray:
     """|value − baseline| ≥ min_z standard errors of the baseline proportion at ``volume``.
 
     The baseline spans hours, so its own error is small next to the window's: the test is the
     one-sample z-test of a proportion. For means of [0, 1] scores (recall@k) p(1−p) bounds the
     variance, so the test is conservative there.
     """
-    share = baseline.clip(0.0, 1.0)
-    standard_error = np.sqrt(share * (1.0 - share) / volume.where(volume > 0))
-    return (value - baseline).abs() >= min_z * standard_error
+    values, baselines, volumes = (np.asarray(s, dtype="float64") for s in (value, baseline, volume))
+    share = np.clip(baselines, 0.0, 1.0)
+    standard_error = np.sqrt(share * (1.0 - share) / np.where(volumes > 0, volumes, np.nan))
+    result: np.ndarray = np.abs(values - baselines) >= min_z * standard_error
+    return result
 
 
 def rate_increase_z(now: float, now_minutes: float, before: float, before_minutes: float, dispersion: float) -> float:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 import pandas as pd
+from ddsketch import DDSketch
 
 from spanline.alerts.baselines import BaselineStore, Family, KeyHistory, merged, quantile
 from spanline.alerts.conditions import evaluate_clause, family_of
@@ -101,29 +102,50 @@ class Evaluator:
 
     def _record(self, minute: datetime, frame: pd.DataFrame, pipeline: pd.DataFrame | None) -> None:
         by_kind = _KindSplit()
+        #: (source, kinds, dims) -> the rows and the families reading them
+        shared: dict[
+            tuple[int, tuple[str, ...] | None, tuple[str, ...]], tuple[pd.DataFrame, list[tuple[Family, Clause]]]
+        ] = {}
         for family, (is_pipeline, clause) in self._families().items():
             source = pipeline if is_pipeline else frame
             if source is None:
                 continue
             metric = clause.spec
-            rows = keyed_rows(by_kind(source, metric.kinds), metric)
             if isinstance(clause.condition, NewKey):
+                rows = keyed_rows(by_kind(source, metric.kinds), metric)
                 history = self.keys.setdefault(family, KeyHistory())
                 history.observe(
                     family.dims, minute, exploded_keys(rows, family.dims, metric.map_column), clause.condition.lookback
                 )
-                continue
-            if family.percentile and metric.sketch not in rows:
-                continue  # a bootstrapped minute from spans_minute: its sketches are not loaded
-            parts = metric.parts(rows, clause.key)
-            keys = [rows[d] for d in family.dims] or [pd.Series("", index=rows.index, name="_all")]
-            per_scope = parts.groupby(keys, sort=False, dropna=False).sum()
-            if family.percentile:
-                per_scope["sketch"] = rows[metric.sketch].groupby(keys, sort=False, dropna=False).agg(merged)
-            per_scope = per_scope.reset_index()
-            if not family.dims:
-                per_scope = per_scope.drop(columns="_all")
-            self.store.record(family, minute, per_scope)
+            elif metric.per_key is not None:  # rows of its own (exploded by its maps' keys)
+                self._record_together(minute, keyed_rows(by_kind(source, metric.kinds), metric), [(family, clause)])
+            else:
+                rows = by_kind(source, metric.kinds)
+                shared.setdefault((id(source), metric.kinds, family.dims), (rows, []))[1].append((family, clause))
+        for rows, families in shared.values():
+            self._record_together(minute, rows, families)
+
+    def _record_together(self, minute: datetime, rows: pd.DataFrame, families: list[tuple[Family, Clause]]) -> None:
+        """One minute's per-scope parts of families reading the same rows by the same dims, grouped
+        once for all of them: the sums a groupby of each family's parts by its dims gives (the same
+        rows in the same order per scope), without a grouping per family."""
+        families = [(f, c) for f, c in families if not f.percentile or c.spec.sketch in rows]
+        if not families:
+            return  # a bootstrapped minute from spans_minute: its sketches are not loaded
+        dims = list(families[0][0].dims)
+        codes, first = scope_codes(rows, dims)
+        columns: dict[str, pd.Series] = {}
+        for number, (_, clause) in enumerate(families):
+            parts = clause.spec.parts(rows, clause.key)
+            columns[f"num{number}"], columns[f"den{number}"] = parts["num"], parts["den"]
+        sums = pd.DataFrame(columns, index=rows.index).groupby(codes, sort=False).sum()
+        scopes = {d: rows[d].array[first] for d in dims}
+        for number, (family, clause) in enumerate(families):
+            per_scope = {**scopes, "num": sums[f"num{number}"].to_numpy(), "den": sums[f"den{number}"].to_numpy()}
+            sketch = clause.spec.sketch
+            if family.percentile and sketch is not None:
+                per_scope["sketch"] = _merged_per_scope(rows[sketch], codes, len(first))
+            self.store.record(family, minute, pd.DataFrame(per_scope))
 
     def learn_hours(self, hours: pd.DataFrame) -> int:
         """Closed hours of history (rollup-shaped: grain columns, ``hour``, counters, maps and,
@@ -324,6 +346,28 @@ class _KindSplit:
         if key not in self._cache:
             self._cache[key] = frame if kinds is None or frame.empty else frame[frame["kind"].isin(kinds)]
         return self._cache[key]
+
+
+def scope_codes(rows: pd.DataFrame, dims: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the number of its scope (its values of ``dims``) in order of first appearance, as
+    ``groupby(dims, sort=False, dropna=False)`` orders its groups; and each scope's first row."""
+    codes = np.zeros(len(rows), dtype=np.int64)
+    for dim in dims:
+        values, uniques = pd.factorize(rows[dim], use_na_sentinel=False)
+        codes = codes * len(uniques) + values
+    codes, _ = pd.factorize(codes)
+    first = np.unique(codes, return_index=True)[1]
+    return codes, first
+
+
+def _merged_per_scope(sketches: pd.Series, codes: np.ndarray, scopes: int) -> np.ndarray:
+    """Each scope's sketches merged in row order (None where it has none)."""
+    per_scope: list[list[DDSketch | None]] = [[] for _ in range(scopes)]
+    for code, sketch in zip(codes.tolist(), sketches, strict=True):
+        per_scope[code].append(sketch)
+    result = np.empty(scopes, dtype=object)
+    result[:] = [merged(group) for group in per_scope]
+    return result
 
 
 def exploded_keys(rows: pd.DataFrame, dims: tuple[str, ...], column: str | None) -> pd.DataFrame:

@@ -120,8 +120,9 @@ class DayReplay:
 def replay_day() -> DayReplay:
     """24 simulated hours at the low rate ``rate_for`` gives (~240k spans with four tenants). The
     first EVALUATED_FROM_H hours bootstrap the baselines as closed hours (a worker starting on half
-    a day of ClickHouse history); the rest is evaluated minute by minute: the evaluator's ~170 ms
-    per minute makes a whole day of minutes too slow for CI (runs in a worker process)."""
+    a day of ClickHouse history); the rest is evaluated minute by minute: the evaluator's ~0.25 s
+    of CPU per minute (bench/evaluator_minutes.py) makes a whole day of minutes too slow for CI
+    (runs in a worker process)."""
     hours = 24.0
     config = get_scenario("baseline").workload(
         start=START, hours=hours, requests_per_s=rate_for(hours), seed=3, tenants=TENANTS
