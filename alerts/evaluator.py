@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 import pandas as pd
-from ddsketch import DDSketch
 
 from spanline.alerts.baselines import BaselineStore, Family, KeyHistory, merged, quantile
 from spanline.alerts.conditions import evaluate_clause, family_of
@@ -144,7 +143,7 @@ class Evaluator:
             per_scope = {**scopes, "num": sums[f"num{number}"].to_numpy(), "den": sums[f"den{number}"].to_numpy()}
             sketch = clause.spec.sketch
             if family.percentile and sketch is not None:
-                per_scope["sketch"] = _merged_per_scope(rows[sketch], codes, len(first))
+                per_scope["sketch"] = rows[sketch].groupby(codes, sort=False).agg(merged).to_numpy()
             self.store.record(family, minute, pd.DataFrame(per_scope))
 
     def learn_hours(self, hours: pd.DataFrame) -> int:
@@ -351,23 +350,12 @@ class _KindSplit:
 def scope_codes(rows: pd.DataFrame, dims: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the number of its scope (its values of ``dims``) in order of first appearance, as
     ``groupby(dims, sort=False, dropna=False)`` orders its groups; and each scope's first row."""
-    codes = np.zeros(len(rows), dtype=np.int64)
-    for dim in dims:
-        values, uniques = pd.factorize(rows[dim], use_na_sentinel=False)
-        codes = codes * len(uniques) + values
-    codes, _ = pd.factorize(codes)
+    if dims:
+        codes = rows.groupby(dims, sort=False, dropna=False).ngroup().to_numpy()
+    else:
+        codes = np.zeros(len(rows), dtype=np.int64)
     first = np.unique(codes, return_index=True)[1]
     return codes, first
-
-
-def _merged_per_scope(sketches: pd.Series, codes: np.ndarray, scopes: int) -> np.ndarray:
-    """Each scope's sketches merged in row order (None where it has none)."""
-    per_scope: list[list[DDSketch | None]] = [[] for _ in range(scopes)]
-    for code, sketch in zip(codes.tolist(), sketches, strict=True):
-        per_scope[code].append(sketch)
-    result = np.empty(scopes, dtype=object)
-    result[:] = [merged(group) for group in per_scope]
-    return result
 
 
 def exploded_keys(rows: pd.DataFrame, dims: tuple[str, ...], column: str | None) -> pd.DataFrame:
