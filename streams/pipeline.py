@@ -4,7 +4,8 @@ Batches are cut per partition, full ones while the consumer works through a back
 insert and rollup costs per batch as well as per span), whatever arrived once it has caught up.
 The checkpoint of one partition batch, in order (as in quix-streams):
 
-1. process: decode, validate, drop re-sent spans, build rows (streams/process.py);
+1. process: decode, validate, drop re-sent spans, build rows (streams/process.py), on a thread
+   of its own while the batch before is stored (streams/lookahead.py);
 2. record the batch in the ingest ledger, then insert its rows (the sink isolates rows that
    ClickHouse refuses) and, for each stored block, its minute rollup (streams/rollup.py) with
    a token derived from the block's;
