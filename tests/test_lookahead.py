@@ -222,3 +222,20 @@ def test_a_failing_insert_holds_every_batch_after_it(chdb_url: str, sinks: list[
     assert outbox.acked == [(0, 0), (0, 1), (1, 0), (1, 1), (0, 2), (0, 3)]
     assert [pipeline.stored.next_offset(partition) for partition in (0, 1)] == [4, 2]
     assert counts(sink) == (120, 120, 120)
+
+
+def test_a_batch_of_the_partition_being_stored_waits_for_its_keys(
+    chdb_url: str, sinks: list[ClickHouseSpanSink]
+) -> None:
+    """Re-send detection needs the keys the batch before stored: a batch of the same partition
+    is processed only after it, so a message produced twice is stored once across batches."""
+    sink = ClickHouseSpanSink(chdb_url, DB, TOPIC, "topic-id", 30, FAST_RETRY)
+    sinks.append(sink)
+    outbox = Outbox()
+    pipeline = pipeline_for(sink, outbox, PriceCatalog.load(None), batch_messages=1)
+    [first] = events_over(partitions=1, messages=1)
+    again = Event(KafkaRecord(0, 1, (), 2.0), first.value)  # the same spans, produced again
+    asyncio.run(pipeline.handle([first, again], outbox.ack))
+    assert pipeline.stats.batches == 2 and pipeline.stats.batches_processed_ahead == 0
+    assert pipeline.stats.resends == 20 and counts(sink) == (20, 20, 20)
+    assert outbox.acked == [(0, 0), (0, 1)]
