@@ -132,6 +132,8 @@ def main() -> None:
         "window_emit_share_of_worker_time": round(stats["window_emit_seconds"] / process_s, 3),
         "windows_emitted": int(stats["windows_emitted"]),
         "rollup_share_of_worker_time": round(stats["rollup_seconds"] / process_s, 3),
+        "batches": int(stats["batches"]),
+        "batches_processed_ahead": int(stats["batches_processed_ahead"]),
         "end_to_end_s": round(produce_s + total_s, 2),
     }
     RESULTS.mkdir(exist_ok=True)

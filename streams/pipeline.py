@@ -4,7 +4,8 @@ Batches are cut per partition, full ones while the consumer works through a back
 insert and rollup costs per batch as well as per span), whatever arrived once it has caught up.
 The checkpoint of one partition batch, in order (as in quix-streams):
 
-1. process: decode, validate, drop re-sent spans, build rows (streams/process.py);
+1. process: decode, validate, drop re-sent spans, build rows (streams/process.py), on a thread
+   of its own while the batch before is stored (streams/lookahead.py);
 2. record the batch in the ingest ledger, then insert its rows (the sink isolates rows that
    ClickHouse refuses) and, for each stored block, its minute rollup (streams/rollup.py) with
    a token derived from the block's;
@@ -50,8 +51,9 @@ from spanline.streams.batcher import Batch, Message, PartitionBatcher
 from spanline.streams.commit import StoredOffsets
 from spanline.streams.faults import describe
 from spanline.streams.isolate import isolate
+from spanline.streams.lookahead import BatchProcessor, alternate_partitions
 from spanline.streams.pricing import PriceCatalog
-from spanline.streams.process import DeadLetter, ProcessedBatch, RowsPart, process_batch
+from spanline.streams.process import DeadLetter, ProcessedBatch, RowsPart
 from spanline.streams.resends import RecentSpans
 from spanline.streams.retry import transient
 from spanline.streams.sinks import ClickHouseSpanSink, InsertPart, StoredRange
@@ -84,6 +86,7 @@ class PipelineStats:
     data_faults: int = 0  # items isolated after a step failed on them (also counted in dead_letters)
     held_batches: int = 0  # steps retried after an unexpected failure
     batches: int = 0
+    batches_processed_ahead: int = 0  # processed while the batch before them was stored
     windows_emitted: int = 0
     window_seconds: float = 0.0  # time spent aggregating and emitting windows
     window_emit_seconds: float = 0.0  # of which: sending to `metrics` and recording in metric_windows
@@ -111,7 +114,7 @@ class IngestPipeline:
         ``batch_wait_s`` (None: every hand-over is cut at once)."""
         self._topic = topic
         self._sink = sink
-        self._catalog = catalog
+        self._processor = BatchProcessor(topic, catalog)
         self._send_dead_letters = send_dead_letters
         self._windows = windows
         self.stored = stored or StoredOffsets(topic)
@@ -180,11 +183,21 @@ class IngestPipeline:
             return self._batcher.cut()
         return self._batcher.cut_full()
 
+    def close(self) -> None:
+        """Stop the processing thread (after the batch it may be processing ahead)."""
+        self._processor.close()
+
     async def _store(self, batches: list[Batch], ack: Acker) -> None:
-        for batch in batches:
+        """Store the batches one after the other, processing each next one while the one before
+        it is stored (streams/lookahead.py)."""
+        batches = alternate_partitions(batches)
+        for index, batch in enumerate(batches):
+            following = batches[index + 1] if index + 1 < len(batches) else None
             where = f"checkpoint of partition {batch.partition} offsets {batch.first_offset}-{batch.last_offset}"
             with WORKER_BATCH_SECONDS.time():
-                await self._held(where, partial(self._checkpoint, batch), (batch.partition, batch.first_offset))
+                await self._held(
+                    where, partial(self._checkpoint, batch, following), (batch.partition, batch.first_offset)
+                )
             for message in batch.messages:
                 await ack(message.event)
             self.stored.stored(batch.partition, batch.first_offset, batch.last_offset)
@@ -229,9 +242,13 @@ class IngestPipeline:
 
         await self._hold.run(attempt, what)
 
-    async def _checkpoint(self, batch: Batch) -> None:
+    async def _checkpoint(self, batch: Batch, following: Batch | None = None) -> None:
+        """Store one batch; ``following``, the batch stored next, is processed meanwhile when it
+        belongs to another partition (whose recent keys storing this one cannot change)."""
         recent = self._recent.get(batch.partition)
-        processed: ProcessedBatch = await self._sink.run(process_batch, batch, self._topic, self._catalog, recent)
+        processed = await self._processor.processed(batch, recent)
+        if following is not None and following.partition != batch.partition:
+            self._processor.start(following, self._recent.get(following.partition))
         letters = list(processed.dead_letters)
         stored, rolled_up = await self._insert(batch, processed, letters)
         await self._aggregate(batch, rolled_up, letters)
@@ -241,6 +258,7 @@ class IngestPipeline:
                 recent.add(part.keys, part.stamps)
         spans_stored = sum(len(part.rows) for part in stored)
         self.stats.batches += 1
+        self.stats.batches_processed_ahead = self._processor.ahead_used
         self.stats.spans_in += processed.spans_in
         self.stats.spans_stored += spans_stored
         self.stats.dead_letters += len(letters)
