@@ -3,6 +3,8 @@ here) and the test tiers: `unit`, `scenarios`, `e2e`, `faults` (pyproject.toml d
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.support.debian import chromium, compose_cli, prometheus_server, promtool
@@ -17,6 +19,10 @@ __all__ = [
     "promtool",
     "tansu_kafka",
 ]
+
+# The CLI sizes its tables to the terminal (spanline/cli.py); the tests read those tables, so they
+# see the same width in any terminal, under any runner, as when output goes to a file.
+os.environ["COLUMNS"] = "140"
 
 #: The tiers a module declares itself (`pytestmark`, or a test's own mark); every other test is `unit`.
 DECLARED_TIERS = ("scenarios", "e2e", "faults")
