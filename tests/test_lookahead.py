@@ -12,7 +12,7 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import pandas as pd
@@ -46,12 +46,6 @@ class CountingCatalog(PriceCatalog):
         return super().price(spans)
 
 
-def counting_catalog() -> CountingCatalog:
-    catalog = CountingCatalog.load(None)
-    catalog.priced = threading.Semaphore(0)
-    return catalog
-
-
 class WaitingSink(ClickHouseSpanSink):
     """The real sink; its first raw insert finishes only after the next batch was priced."""
 
@@ -64,6 +58,9 @@ class WaitingSink(ClickHouseSpanSink):
             self.catalog.priced.acquire()  # the first batch's own pricing
             self.overlapped = self.catalog.priced.acquire(timeout=OVERLAP_WAIT_S)
         return outcome
+
+
+WaitingSinkT = TypeVar("WaitingSinkT", bound=WaitingSink)
 
 
 class CrashingSink(WaitingSink):
@@ -103,6 +100,16 @@ def sinks(chdb_url: str) -> Iterator[list[ClickHouseSpanSink]]:
     yield opened
     for sink in opened:
         sink.close()
+
+
+def opened(kind: type[WaitingSinkT], chdb_url: str, sinks: list[ClickHouseSpanSink]) -> WaitingSinkT:
+    """A waiting sink of ``kind`` on the test's chDB path, with its own counting catalog."""
+    catalog = CountingCatalog.load(None)
+    catalog.priced = threading.Semaphore(0)
+    sink = kind(chdb_url, DB, TOPIC, "topic-id", 30, FAST_RETRY)
+    sink.catalog = catalog
+    sinks.append(sink)
+    return sink
 
 
 def pipeline_for(
@@ -165,12 +172,9 @@ def test_partitions_take_turns_and_each_keeps_its_order() -> None:
 def test_the_next_batch_is_processed_while_the_one_before_it_is_inserted(
     chdb_url: str, sinks: list[ClickHouseSpanSink]
 ) -> None:
-    catalog = counting_catalog()
-    sink = WaitingSink(chdb_url, DB, TOPIC, "topic-id", 30, FAST_RETRY)
-    sink.catalog = catalog
-    sinks.append(sink)
+    sink = opened(WaitingSink, chdb_url, sinks)
     outbox = Outbox()
-    pipeline = pipeline_for(sink, outbox, catalog)
+    pipeline = pipeline_for(sink, outbox, sink.catalog)
     asyncio.run(pipeline.handle(events_over(partitions=3, messages=4), outbox.ack))
     assert sink.overlapped is True  # partition 1's batch was priced while partition 0's was inserted
     assert pipeline.stats.batches == 3 and pipeline.stats.batches_processed_ahead == 2
@@ -182,12 +186,9 @@ def test_the_next_batch_is_processed_while_the_one_before_it_is_inserted(
 def test_a_crash_while_one_batch_is_stored_and_the_next_processed_stores_each_span_once(
     chdb_url: str, sinks: list[ClickHouseSpanSink]
 ) -> None:
-    catalog = counting_catalog()
-    crashing = CrashingSink(chdb_url, DB, TOPIC, "topic-id", 30, FAST_RETRY)
-    crashing.catalog = catalog
-    sinks.append(crashing)
+    crashing = opened(CrashingSink, chdb_url, sinks)
     outbox = Outbox()
-    pipeline = pipeline_for(crashing, outbox, catalog)
+    pipeline = pipeline_for(crashing, outbox, crashing.catalog)
     events = events_over(partitions=2, messages=3)
     with pytest.raises(Crash):
         asyncio.run(pipeline.handle(events, outbox.ack))
