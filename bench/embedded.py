@@ -12,10 +12,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import orjson
 
 from spanline.kafka.admin import ensure_topics
 from spanline.kafka.tansu import TansuBroker
@@ -50,6 +53,14 @@ class BenchWorker:
         if self.process is not None and self.process.poll() is not None:
             raise RuntimeError(f"a worker exited; see {self.home / 'worker.log'}")
         return ServiceFile(self.home).read() is not None
+
+    def stats(self) -> dict[str, float]:
+        """The worker's PipelineStats from its web port. Polling progress this way costs the
+        worker nothing on its sink thread, where each query opens a chDB client of its own."""
+        port = self.env["SPANLINE_WORKER_WEB_PORT"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/spanline/stats", timeout=10) as response:
+            stats: dict[str, float] = orjson.loads(response.read())
+        return stats
 
     def scalar(self, sql: str, **parameters: object) -> object:
         return run_query(self.settings, sql.replace("{db}", self.settings.clickhouse_database), parameters).rows[0][0]
@@ -95,6 +106,10 @@ class BenchStack:
             int(worker.scalar(f"SELECT count() FROM {{db}}.spans WHERE {where}", **parameters))  # type: ignore[arg-type]
             for worker in self.workers
         )
+
+    def stored_reported(self) -> int:
+        """Spans the workers report stored (their stats; a benchmark's progress poll)."""
+        return sum(int(worker.stats()["spans_stored"]) for worker in self.workers)
 
     def stop_workers(self) -> None:
         for worker in self.workers:

@@ -102,7 +102,9 @@ def run_worker(stack: BenchStack, count: int) -> dict[str, float]:
     """Start one worker on the produced topic; wall-clock instants until it stored ``count``."""
     started = time.time()
     stack.start_workers(1)
-    timings = wait_until_stored(count, stack.stored)
+    timings = wait_until_stored(count, stack.stored_reported)
+    if (rows := stack.stored()) != count:
+        raise SystemExit(f"the worker reported {count} spans stored but its spans table holds {rows}")
     stack.stop_workers()
     return {"started": started, **timings}
 
