@@ -217,10 +217,11 @@ def sustained_seconds(slots: pd.DataFrame, dims: tuple[str, ...], threshold: flo
     """Per scope, the seconds of 10-second slots (rows of :meth:`BaselineStore.slot_window`) whose
     own rate is at least ``threshold`` with at least one failing call in the slot.
 
-    The one failing call keeps a quiet slot from counting on nothing (0 of 0, or a rate that is all
-    noise at a call or two); at the threshold it decides only for slots of fewer than 1/threshold
-    calls, where one failure is already at or above the threshold anyway. A blip of L seconds lifts
-    at most ⌈L/10⌉ + 1 slots, so with ``sustained: 60s`` no blip of 40 s or less ever pages."""
+    A slot without calls (0 of 0) never counts. With few calls a slot counts on one failure (1 of 3
+    is 33 %): a storm counts only in slots that saw a failure of their own, and chance failures of
+    quiet slots add seconds only to a tier whose long and short rates burn anyway. A blip of L
+    seconds lifts at most ⌈L/10⌉ + 1 slots, so with ``sustained: 60s`` no blip of 40 s or less
+    ever pages."""
     num = slots.loc[:, list(SLOT_NUM)].to_numpy(dtype="float64")
     den = slots.loc[:, list(SLOT_DEN)].to_numpy(dtype="float64")
     counted = (num >= 1) & (num >= threshold * den)
