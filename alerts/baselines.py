@@ -22,8 +22,13 @@ from ddsketch import DDSketch
 
 from spanline.alerts.metrics import METRICS
 from spanline.alerts.rules import Baseline
+from spanline.windows.aggregate import SLOTS
 
 HOUR = timedelta(hours=1)
+#: Minute columns of families judged per 10-second slot (burn-rate ``sustained``): num and den
+#: per slot. Hours do not keep them (no window reads slots past the minute retention).
+SLOT_NUM: tuple[str, ...] = tuple(f"num_slot{slot}" for slot in range(SLOTS))
+SLOT_DEN: tuple[str, ...] = tuple(f"den_slot{slot}" for slot in range(SLOTS))
 #: DDSketch relative accuracy, as in the stream windows and the ClickHouse rollups.
 SKETCH_ACCURACY = 0.01
 
@@ -170,6 +175,19 @@ class BaselineStore:
             sums["sketch"] = minutes.assign(_all="").groupby(dims, sort=False, dropna=False)["sketch"].agg(merged)
         return sums
 
+    def slot_window(self, family: Family, end: datetime, length: timedelta) -> pd.DataFrame:
+        """The minute rows in [end − length, end): dims, SLOT_NUM and SLOT_DEN. A minute recorded
+        without slot figures (a bootstrapped minute, a store saved before them) has its own num and
+        den in every slot: it counts as a whole minute at its own rate, as before slots existed."""
+        minutes = _minutes_in(self._get(family).minutes, start=end - length, end=end)
+        num = _columns(minutes, SLOT_NUM)
+        den = _columns(minutes, SLOT_DEN)
+        without_slots = np.isnan(num).any(axis=1) | np.isnan(den).any(axis=1)
+        num[without_slots] = minutes["num"].to_numpy(dtype="float64")[without_slots, None]
+        den[without_slots] = minutes["den"].to_numpy(dtype="float64")[without_slots, None]
+        slots = pd.DataFrame(np.hstack([num, den]), columns=[*SLOT_NUM, *SLOT_DEN], index=minutes.index)
+        return pd.concat([minutes[list(family.dims)], slots], axis=1)
+
     def baseline(self, family: Family, spec: Baseline, now: datetime) -> pd.DataFrame:
         """Per scope over closed hours: num, den, hours (with traffic), mean hourly ``value`` and
         ``observed_hours`` (the chosen hours' observed share, the same for every scope).
@@ -228,6 +246,13 @@ class BaselineStore:
             frame[column].min() for frame, column in ((series.hours, "hour"), (series.minutes, "minute")) if len(frame)
         ]
         return min(starts) if starts else None
+
+
+def _columns(frame: pd.DataFrame, names: tuple[str, ...]) -> np.ndarray:
+    """The named float columns as a rows × names array (NaN where the frame lacks a column)."""
+    return np.column_stack(
+        [frame[name].to_numpy(dtype="float64") if name in frame else np.full(len(frame), np.nan) for name in names]
+    ).reshape(len(frame), len(names))
 
 
 def _minutes_in(minutes: pd.DataFrame, start: datetime, end: datetime) -> pd.DataFrame:

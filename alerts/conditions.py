@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from spanline.alerts.baselines import BaselineStore, Family, KeyHistory, quantile
+from spanline.alerts.baselines import SLOT_DEN, SLOT_NUM, BaselineStore, Family, KeyHistory, quantile
 from spanline.alerts.metrics import Metric
 from spanline.alerts.rules import (
     Baseline,
@@ -30,6 +30,7 @@ from spanline.alerts.rules import (
 )
 from spanline.alerts.spend_noise import spend_dispersion, spend_z
 from spanline.contracts import Contract, contract_limit, rate_limit, stage_budget
+from spanline.windows.aggregate import SLOT_SECONDS
 
 HOUR = timedelta(hours=1)
 MINUTE = timedelta(minutes=1)
@@ -193,6 +194,9 @@ def _burn_rate(
             & (short.to_numpy() >= threshold)
             & significant(value, budget, long["volume"], condition.min_z)
         )
+        if tier.sustained is not None and holds.any():
+            seconds = sustained_seconds(store.slot_window(family, now, tier.long), family.dims, threshold)
+            holds &= seconds.reindex(long.index, fill_value=0).to_numpy() >= tier.sustained.total_seconds()
         tier_result = long.assign(threshold=threshold, holds=holds, severity=tier.severity)
         if result is None:
             result = tier_result
@@ -207,6 +211,25 @@ def _burn_rate(
     result["baseline"] = budget
     result["ratio"] = result["value"] / budget
     return result[RESULT_COLUMNS]
+
+
+def sustained_seconds(slots: pd.DataFrame, dims: tuple[str, ...], threshold: float) -> pd.Series:
+    """Per scope, the seconds of 10-second slots (rows of :meth:`BaselineStore.slot_window`) whose
+    own rate is at least ``threshold`` with at least one failing call in the slot.
+
+    A slot without calls (0 of 0) never counts. With few calls a slot counts on one failure (1 of 3
+    is 33 %): a storm counts only in slots that saw a failure of their own, and chance failures of
+    quiet slots add seconds only to a tier whose long and short rates burn anyway. A blip of L
+    seconds lifts at most ⌈L/10⌉ + 1 slots, so with ``sustained: 60s`` no blip of 40 s or less
+    ever pages."""
+    num = slots.loc[:, list(SLOT_NUM)].to_numpy(dtype="float64")
+    den = slots.loc[:, list(SLOT_DEN)].to_numpy(dtype="float64")
+    counted = (num >= 1) & (num >= threshold * den)
+    per_minute = slots.loc[:, list(dims)].assign(seconds=counted.sum(axis=1) * float(SLOT_SECONDS))
+    if not dims:
+        return pd.Series([per_minute["seconds"].sum()], dtype="float64")
+    seconds: pd.Series = per_minute.groupby(list(dims), sort=False, dropna=False)["seconds"].sum()
+    return seconds
 
 
 def significant(value: ArrayLike, baseline: ArrayLike, volume: ArrayLike, min_z: float) -> np.ndarray:

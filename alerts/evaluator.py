@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import numpy as np
 import pandas as pd
 
-from spanline.alerts.baselines import BaselineStore, Family, KeyHistory, merged, quantile
+from spanline.alerts.baselines import SLOT_DEN, SLOT_NUM, BaselineStore, Family, KeyHistory, merged, quantile
 from spanline.alerts.conditions import evaluate_clause, family_of
 from spanline.alerts.diagnosis import diagnose
 from spanline.alerts.events import AlertEvent, dedup_key
@@ -141,6 +141,8 @@ class Evaluator:
         scopes = {d: rows[d].array[first] for d in dims}
         for number, (family, clause) in enumerate(families):
             per_scope = {**scopes, "num": sums[f"num{number}"].to_numpy(), "den": sums[f"den{number}"].to_numpy()}
+            if clause.spec.slot_numerator:  # burn-rate tiers may judge its 10-second slots
+                per_scope |= _slot_sums(clause, rows, codes)
             sketch = clause.spec.sketch
             if family.percentile and sketch is not None:
                 per_scope["sketch"] = rows[sketch].groupby(codes, sort=False).agg(merged).to_numpy()
@@ -345,6 +347,15 @@ class _KindSplit:
         if key not in self._cache:
             self._cache[key] = frame if kinds is None or frame.empty else frame[frame["kind"].isin(kinds)]
         return self._cache[key]
+
+
+def _slot_sums(clause: Clause, rows: pd.DataFrame, codes: np.ndarray) -> dict[str, np.ndarray]:
+    """Per scope (``codes``, in the order of the scopes' sums) and slot: the metric's parts as the
+    store's SLOT_NUM and SLOT_DEN columns, NaN for a minute without slot maps."""
+    num, den = clause.spec.slot_parts(rows)
+    slots = pd.DataFrame(np.hstack([num, den]), columns=[*SLOT_NUM, *SLOT_DEN])
+    sums = slots.groupby(codes, sort=False).sum(min_count=1)
+    return {name: sums[name].to_numpy() for name in (*SLOT_NUM, *SLOT_DEN)}
 
 
 def scope_codes(rows: pd.DataFrame, dims: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -27,7 +27,12 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from spanline.windows.aggregate import DIMENSIONS
+from spanline.windows.aggregate import DIMENSIONS, SLOTS
+
+#: Slot map keys ("0".."5": the 10-second slots of a minute, spanline/windows/aggregate.py).
+SLOT_KEYS: tuple[str, ...] = tuple(str(slot) for slot in range(SLOTS))
+#: The slot map of first attempts (LLM and tool calls): every per-slot rate's denominator.
+SLOT_DENOMINATOR = "first_attempts_by_slot"
 
 Kind = Literal["ratio", "total", "percentile", "new_keys"]
 Unit = Literal["ratio", "usd", "ms", "s", "calls", "steps", "partitions", "attempts", "tokens", "documents", "chunks"]
@@ -85,6 +90,16 @@ def map_total(name: str) -> Column:
     return read
 
 
+def slot_counts(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """A slot map column as a rows × SLOTS array of counts (0 for a slot without calls), built by
+    pandas from the dicts at once; all NaN when the frame has no such column."""
+    if name not in frame:
+        return np.full((len(frame), SLOTS), np.nan)
+    table = pd.DataFrame(frame[name].tolist(), columns=list(SLOT_KEYS), dtype="float64")
+    counts: np.ndarray = table.fillna(0.0).to_numpy()
+    return counts
+
+
 def contained(frame: pd.DataFrame, key: str | None) -> pd.Series:
     """Requests less escalations (never below 0 per row: a row holds one of the two kinds)."""
     return col("requests")(frame, key) - map_total("escalations_by_reason")(frame, key)
@@ -108,6 +123,9 @@ class Metric:
     #: Scope dimension the keys of ``key_maps`` become (see keyed_rows); None = a grain metric.
     per_key: str | None = None
     key_maps: tuple[str, ...] = ()
+    #: Slot maps of the numerator (the first less the rest) over SLOT_DENOMINATOR: the metric per
+    #: 10-second slot, which a burn-rate tier's ``sustained`` reads; () = no per-slot figures.
+    slot_numerator: tuple[str, ...] = ()
 
     @property
     def quantile_level(self) -> float:
@@ -120,6 +138,13 @@ class Metric:
         """Per-row summable parts ``num``/``den`` of ``rows`` (already limited to ``kinds``; index kept)."""
         numerator = self.numerator(rows, key) if self.numerator is not None else pd.Series(0.0, index=rows.index)
         return pd.DataFrame({"num": numerator, "den": self.denominator(rows, key)}, index=rows.index)
+
+    def slot_parts(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """num and den per row and 10-second slot (rows × SLOTS), NaN where the rows carry no slot
+        maps (a minute bootstrapped from the rollups, which have no slot columns)."""
+        first, *less = (slot_counts(rows, name) for name in self.slot_numerator)
+        numerator = np.clip(first - sum(less, np.zeros_like(first)), 0.0, None)
+        return numerator, slot_counts(rows, SLOT_DENOMINATOR)
 
     def value(self, num: pd.Series | np.ndarray, den: pd.Series | np.ndarray) -> np.ndarray:
         """The metric from summed parts (ratio and total metrics)."""
@@ -252,6 +277,7 @@ METRICS: dict[str, Metric] = {
             LLM,
             difference("first_attempt_errors", "first_attempt_rate_limited"),
             denominator=FIRST_ATTEMPTS,
+            slot_numerator=("first_attempt_errors_by_slot", "first_attempt_rate_limited_by_slot"),
         ),
         Metric(
             "rate_limited_rate",
@@ -261,6 +287,7 @@ METRICS: dict[str, Metric] = {
             LLM,
             col("first_attempt_rate_limited"),
             denominator=FIRST_ATTEMPTS,
+            slot_numerator=("first_attempt_rate_limited_by_slot",),
         ),
         Metric(
             "retry_amplification",
@@ -315,6 +342,7 @@ METRICS: dict[str, Metric] = {
             ("tool",),
             col("first_attempt_errors"),
             denominator=FIRST_ATTEMPTS,
+            slot_numerator=("first_attempt_errors_by_slot",),
         ),
         Metric(
             "steps_per_trace",

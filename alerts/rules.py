@@ -23,6 +23,7 @@ from pydantic_core import ErrorDetails
 from spanline.alerts.durations import parse_duration
 from spanline.alerts.metrics import METRICS, PIPELINE_METRICS, Metric
 from spanline.errors import ConfigError
+from spanline.windows.aggregate import SLOT_SECONDS
 from spanline.yaml_file import read_yaml
 
 RULES_FILE = Path(__file__).with_name("rules.yaml")
@@ -153,13 +154,16 @@ class NewKey(_Strict):
 
 class BurnTier(_Strict):
     """One severity of a burn-rate condition: the rate over ``long`` and over ``short`` are both
-    at least ``burn`` × the error budget. The long window says it is sustained (a 30-second blip
-    cannot fill it), the short one that it is still happening (the page clears soon after)."""
+    at least ``burn`` × the error budget. The long window says it is sustained, the short one that
+    it is still happening (the page clears soon after). ``sustained``: also, within ``long``, the
+    10-second slots whose own rate reaches that threshold (with at least one failing call) add up
+    to at least this long, so a blip that lifts a minute's rate without lasting never pages."""
 
     severity: Severity
     burn: float = Field(gt=1)
     long: Duration
     short: Duration
+    sustained: Duration | None = None
 
     @model_validator(mode="after")
     def _windows(self) -> BurnTier:
@@ -169,6 +173,10 @@ class BurnTier(_Strict):
             or (self.short.total_seconds() % 60)
         ):
             raise ValueError("short and long are whole minutes, short shorter than long")
+        if self.sustained is not None and (
+            not timedelta(0) < self.sustained <= self.long or self.sustained.total_seconds() % SLOT_SECONDS
+        ):
+            raise ValueError(f"sustained is a multiple of {SLOT_SECONDS}s (the slots), above 0 and at most long")
         return self
 
 
@@ -231,6 +239,9 @@ class Clause(_Strict):
                 raise ValueError(f"burn_rate needs a proportion; {self.metric!r} is not one")
             if self.window != max(tier.long for tier in condition.tiers):
                 raise ValueError("a burn_rate clause's window is its longest tier's long window")
+            if any(tier.sustained for tier in condition.tiers) and not metric.slot_numerator:
+                with_slots = ", ".join(name for name, m in METRICS.items() if m.slot_numerator)
+                raise ValueError(f"sustained needs per-slot figures; {self.metric!r} has none ({with_slots} do)")
         proportion = (metric.kind, metric.unit) == ("ratio", "ratio")
         spend = (metric.kind, metric.unit) == ("total", "usd") and isinstance(condition, RatioToBaseline)
         if getattr(condition, "min_z", 0) and not (proportion or spend):

@@ -130,9 +130,12 @@ def incident_plan(
             assert isinstance(duration, timedelta)
             if at + duration + TAIL > until:
                 return tuple(plan)
-            plan.append(Overlay(start=at, **template))  # type: ignore[arg-type]
+            fields = {name: value for name, value in template.items() if name != "offset"}
+            offset = template.get("offset", timedelta(0))
+            assert isinstance(offset, timedelta)
+            plan.append(Overlay(start=at + offset, **fields))  # type: ignore[arg-type]
             if template["name"] == "tool-storm":  # overlapping: 429s blip for 20 s inside the storm
-                plan.append(_blip_429(at + timedelta(minutes=5)))
+                plan.append(_blip_429(at + timedelta(minutes=4, seconds=50)))
             at += duration + gap
     return tuple(plan)
 
@@ -144,7 +147,9 @@ def _blip_429(at: datetime) -> Overlay:
 
 
 def _templates() -> list[dict[str, object]]:
-    """The incident kinds, in replay order."""
+    """The incident kinds, in replay order. Blips straddle a minute boundary (``offset`` from
+    the whole minute the plan is at): at minute grain a 20-second wall of 429s then looks like two
+    minutes of a storm, the case a burn-rate tier's ``sustained`` slots are for."""
     minutes = timedelta(minutes=1)
     templates: list[dict[str, object]] = [
         {
@@ -157,6 +162,7 @@ def _templates() -> list[dict[str, object]]:
         {
             "name": "blip-30s-outage",
             "duration": timedelta(seconds=30),
+            "offset": timedelta(seconds=45),
             "provider": "anthropic",
             "knobs": {"server_error": 1.0},
         },

@@ -18,7 +18,7 @@ import pandas as pd
 
 from spanline.alerts.evaluator import Evaluator
 from spanline.alerts.events import AlertEvent
-from spanline.alerts.rules import load_rules
+from spanline.alerts.rules import Rule, load_rules
 from spanline.contracts import load_contracts
 from spanline.simulator.traffic_model import BLOCK_MINUTES, TrafficModel
 from spanline.streams.batcher import Batch, Message
@@ -49,11 +49,13 @@ def replay(
     catalog: PriceCatalog,
     progress: Callable[[int, int], None] | None = None,
     warmup_hours: float = WARMUP_HOURS,
+    rules: list[Rule] | None = None,
 ) -> Replay:
-    """Learn the first ``warmup_hours`` (whole hours) as closed hours, then evaluate every later minute."""
+    """Learn the first ``warmup_hours`` (whole hours) as closed hours, then evaluate every later
+    minute with ``rules`` (default: the bundled alerts/rules.yaml)."""
     total = round(days * 24 * 60)
     warmup = min(int(warmup_hours) * 60, total)
-    evaluator = Evaluator(load_rules(), load_contracts())
+    evaluator = Evaluator(load_rules() if rules is None else rules, load_contracts())
     spans = 0
     history = [stored_rows(chunk, catalog) for chunk in model.minutes(0, warmup)]
     rows = pd.concat(history, ignore_index=True)

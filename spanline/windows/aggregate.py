@@ -5,9 +5,10 @@ so a rebuilt window equals the one that was lost. Column-wise: one group code pe
 a single groupby on the grain, then ``np.bincount`` per counter and small integer groupbys for
 maps and sketch bins. The same partials fill the ``spans_minute`` rollup (streams/rollup.py
 writes them with the raw insert), so windows, alerts and dashboards share this one definition.
-The index-build, per-index recall, feedback and escalation maps (ALERT_ONLY_MAPS) are the
-exception: only the alert windows carry them (a few spans a minute, which dashboards read raw),
-so the rollups have no column for them.
+The index-build, per-index recall, feedback and escalation maps and the 10-second slot maps
+(ALERT_ONLY_MAPS) are the exception: only the alert windows carry them (a few spans a minute,
+which dashboards read raw; slots finer than the rollups' minute), so the rollups have no column
+for them.
 """
 
 from __future__ import annotations
@@ -80,11 +81,17 @@ MAPS: dict[str, bool] = {
     "recall_evals_by_index": True,
     "recall_sum_by_index": False,
     "retrievals_by_index": True,
+    "first_attempts_by_slot": True,
+    "first_attempt_errors_by_slot": True,
+    "first_attempt_rate_limited_by_slot": True,
 }
 #: Maps of index_build spans per index_name (builds, and the documents and chunks they reported),
 #: of feedback spans per eval_name (all, positive), of escalation spans per reason (name), and of
 #: recall@k evals (count, summed score) and retrievals per index_name: a tenant's retrieval
-#: quality judged index by index ('' = a span that names no index).
+#: quality judged index by index ('' = a span that names no index); and first attempts of LLM and
+#: tool calls (all, failed, rate limited) per 10-second slot of the minute ("0".."5", from the
+#: span's start): a burn-rate tier's ``sustained`` tells a 20-second wall from a 2-minute storm
+#: that a minute's counts make look alike (alerts/conditions.py).
 ALERT_ONLY_MAPS: tuple[str, ...] = (
     "index_builds_by_index",
     "index_documents_by_index",
@@ -95,7 +102,13 @@ ALERT_ONLY_MAPS: tuple[str, ...] = (
     "recall_evals_by_index",
     "recall_sum_by_index",
     "retrievals_by_index",
+    "first_attempts_by_slot",
+    "first_attempt_errors_by_slot",
+    "first_attempt_rate_limited_by_slot",
 )
+#: Seconds per slot of the ``*_by_slot`` maps (a minute has 60 // SLOT_SECONDS of them).
+SLOT_SECONDS = 10
+SLOTS = 60 // SLOT_SECONDS
 #: Sketch columns (values in the unit of their name: ms or tokens).
 SKETCHES: tuple[str, ...] = ("duration_ms", "ttft_ms", "tpot_ms", "input_tokens")
 HALLUCINATION_EVALS = ("faithfulness", "hallucination", "groundedness")
@@ -227,6 +240,14 @@ def _pairs(first: _Labels, second: _Labels, separator: str) -> _Labels:
     return labels
 
 
+def _slots(rows: pd.DataFrame) -> _Labels:
+    """Each span's 10-second slot of its minute (from start_time) as labels "0".."5"."""
+    labels = object.__new__(_Labels)
+    labels.codes = epoch_ms(rows["start_time"]) % 60_000 // (SLOT_SECONDS * 1000)
+    labels.uniques = np.array([str(slot) for slot in range(SLOTS)], dtype=object)
+    return labels
+
+
 def span_flags(rows: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Per-span counter contributions, and the labels and masks the maps and sketches key on."""
     text = {
@@ -312,6 +333,10 @@ def span_flags(rows: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, Any
         "recall": recall,
         "recall_score": flags["recall_sum"],
         "retrieval": flags["retrievals"],
+        "slot": _slots(rows),
+        "budgeted_first_attempt": (llm | tool) & ~retry,
+        "first_attempt_error": flags["first_attempt_errors"],
+        "first_attempt_rate_limited": flags["first_attempt_rate_limited"],
     }
     return flags, context
 
@@ -337,6 +362,17 @@ _MAP_RULES: dict[str, Callable[[dict[str, Any]], tuple[np.ndarray, _Labels, np.n
     "recall_evals_by_index": lambda c: (c["recall"], c["index_name"], None),
     "recall_sum_by_index": lambda c: (c["recall"], c["index_name"], c["recall_score"]),
     "retrievals_by_index": lambda c: (c["retrieval"], c["index_name"], None),
+    "first_attempts_by_slot": lambda c: (c["budgeted_first_attempt"], c["slot"], None),
+    "first_attempt_errors_by_slot": lambda c: (
+        c["budgeted_first_attempt"] & c["first_attempt_error"],
+        c["slot"],
+        None,
+    ),
+    "first_attempt_rate_limited_by_slot": lambda c: (
+        c["budgeted_first_attempt"] & c["first_attempt_rate_limited"],
+        c["slot"],
+        None,
+    ),
 }
 
 

@@ -43,6 +43,9 @@ ALERT_ONLY_MAPS = {
     "recall_evals_by_index": ("recall_evals", "index_name", None),
     "recall_sum_by_index": ("recall_evals", "index_name", "recall_sum"),
     "retrievals_by_index": ("retrievals", "index_name", None),
+    "first_attempts_by_slot": ("budgeted_first_attempts", "slot", None),
+    "first_attempt_errors_by_slot": ("budgeted_first_attempt_errors", "slot", None),
+    "first_attempt_rate_limited_by_slot": ("budgeted_first_attempt_rate_limited", "slot", None),
 }
 STREAM_MAPS = {**MAPS, **ALERT_ONLY_MAPS}
 #: sketch -> (span mask column or None for all spans, value column)
@@ -147,6 +150,11 @@ def flags(rows: pd.DataFrame) -> pd.DataFrame:
             "retry_cost_usd": cost.where(retry, 0.0),
             "recall_sum": rows["eval_score"].astype(float).fillna(0.0).where(recall, 0.0),
             "cache_known": kind.eq("cache") & cache_hit.notna(),
+            # 10-second slot of the minute, first attempts of LLM and tool calls (the burn-rate maps)
+            "slot": ((start - start.dt.floor("min")).dt.total_seconds() // 10).astype(int).astype(str),
+            "budgeted_first_attempts": (kind.eq("llm") | kind.eq("tool")) & ~retry,
+            "budgeted_first_attempt_errors": (kind.eq("llm") | kind.eq("tool")) & ~retry & status.eq("error"),
+            "budgeted_first_attempt_rate_limited": (kind.eq("llm") | kind.eq("tool")) & ~retry & rate_limited,
             "has_response": kind.eq("llm") & text["model_response"].ne(""),
             "has_prompt": text["prompt_id"].ne(""),
             "prompt": text["prompt_id"] + "@" + text["prompt_version"],
