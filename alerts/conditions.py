@@ -175,13 +175,16 @@ def _burn_rate(
 ) -> pd.DataFrame:
     """Per scope, the worst tier whose long and short windows both burn the budget at least
     ``burn`` times (and the long one significantly above it); its long-window figures are the
-    page's (value = rate, baseline = budget, ratio = burn rate, volume = the long window's calls).
-    Scopes where no tier holds report the last (slowest) tier's figures. A tier is judged only
+    page's (value = rate, baseline = budget, ratio = burn rate). Scopes where no tier holds report
+    the last (slowest) tier's figures. ``volume`` is always the slowest tier's long-window calls:
+    the traffic the rule's ``min_traffic`` asks of a scope, so that a fast tier's few minutes of a
+    quiet model neither hide its page nor resolve it mid-incident. A tier is judged only
     once the evaluator has watched its whole long window: 3 minutes after a start are not a
     15-minute burn rate (a fresh worker would page high on them, then critical a minute later)."""
     budget = condition.budget
     first = store.first_minute(family)
     result: pd.DataFrame | None = None
+    traffic: pd.Series | None = None
     for tier in reversed(condition.tiers):  # slowest first; each worse tier that holds overrides
         covered = first is not None and first <= now - tier.long
         long = current_values(metric, store.window(family, now, tier.long))
@@ -199,15 +202,16 @@ def _burn_rate(
             holds &= seconds.reindex(long.index, fill_value=0).to_numpy() >= tier.sustained.total_seconds()
         tier_result = long.assign(threshold=threshold, holds=holds, severity=tier.severity)
         if result is None:
-            result = tier_result
+            result, traffic = tier_result, long["volume"]
             continue
         if not holds.any() and tier_result.index.equals(result.index):
             continue  # overrides nothing and adds no scope
         result = result.reindex(result.index.union(tier_result.index))
         override = tier_result["holds"].reindex(result.index, fill_value=False).astype(bool)
         result.loc[override] = tier_result.loc[override[override].index]
-    assert result is not None  # tiers has at least one entry (validated)
+    assert result is not None and traffic is not None  # tiers has at least one entry (validated)
     result["holds"] = result["holds"].fillna(False).astype(bool)
+    result["volume"] = traffic.reindex(result.index, fill_value=0.0)
     result["baseline"] = budget
     result["ratio"] = result["value"] / budget
     return result[RESULT_COLUMNS]
