@@ -1,7 +1,7 @@
 """Debian tools the tests drive as commands, installed with apt-get on first use.
 
 The README's test command must pass on a new machine, so a missing tool (headless Chromium
-for tests/test_report*.py, the Compose CLI for tests/test_compose.py, Prometheus and its
+for tests/test_report.py and tests/test_embedded_demo.py, the Compose CLI for tests/test_compose.py, Prometheus and its
 promtool for the metrics tests) is installed here rather than being a prerequisite. When it
 cannot be installed the test fails with the command to run: it never skips.
 """
@@ -90,7 +90,12 @@ def debian_tool(name: str, package: str, why: str, config: pytest.Config | None 
 @pytest.fixture(scope="session")
 def chromium(request: pytest.FixtureRequest) -> str:
     """Headless Chromium, which renders the static report to check its charts draw."""
-    return debian_tool("chromium", "chromium", "tests/test_report*.py screenshot the static report", request.config)
+    return debian_tool(
+        "chromium",
+        "chromium",
+        "tests/test_report.py and tests/test_embedded_demo.py screenshot the static report",
+        request.config,
+    )
 
 
 @pytest.fixture(scope="session")
