@@ -49,7 +49,7 @@ HISTORY_HOURS = 3
 INCIDENT_AT_MIN = 10
 INCIDENT_MINUTES = 20
 #: The 24 h baseline: hours before this are bootstrapped, the rest evaluated minute by minute.
-EVALUATED_FROM_H = 12.0
+EVALUATED_FROM_H = 16.0
 RULES = {rule.name: rule for rule in load_rules()}
 INCIDENTS = [name for name, scenario in SCENARIOS.items() if not scenario.is_baseline]
 
@@ -119,7 +119,7 @@ class DayReplay:
 
 def replay_day() -> DayReplay:
     """24 simulated hours at the low rate ``rate_for`` gives (~240k spans with four tenants). The
-    first EVALUATED_FROM_H hours bootstrap the baselines as closed hours (a worker starting on half
+    first EVALUATED_FROM_H hours bootstrap the baselines as closed hours (a worker starting on two thirds of
     a day of ClickHouse history); the rest is evaluated minute by minute: the evaluator's ~0.25 s
     of CPU per minute (bench/evaluator_minutes.py) makes a whole day of minutes too slow for CI
     (runs in a worker process)."""
