@@ -252,7 +252,7 @@ def _columns(frame: pd.DataFrame, names: tuple[str, ...]) -> np.ndarray:
     """The named float columns as a rows × names array (NaN where the frame lacks a column)."""
     return np.column_stack(
         [frame[name].to_numpy(dtype="float64") if name in frame else np.full(len(frame), np.nan) for name in names]
-    ).reshape(len(frame), len(names))
+    )
 
 
 def _minutes_in(minutes: pd.DataFrame, start: datetime, end: datetime) -> pd.DataFrame:
