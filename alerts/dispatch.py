@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 #: Monotonic seconds, and a pause of some seconds: real by default, virtual in tests.
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+#: Sees every notification as it leaves the dispatcher, with the clock's time (e.g. a page log).
+Observer = Callable[[Notification, float], None]
 
 
 @dataclass(frozen=True)
@@ -259,7 +261,9 @@ class Dispatcher:
         tick_s: float = 0.1,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        observer: Observer | None = None,
     ) -> None:
+        self._observer = observer
         self._channels = [_Channel(receiver, policy, clock, sleep) for receiver in receivers]
         self._clock = clock
         self._sleep = sleep
@@ -391,6 +395,8 @@ class Dispatcher:
         link = runbook_link(self._runbook_base_url, lead.runbook, lead.runbook_branch)
         notification = Notification(key, action, events, link, repeat, self._grafana_url)
         group.notified, group.last_sent, group.changed, group.escalated = True, now, False, False
+        if self._observer is not None:
+            self._observer(notification, now)
         for channel in self._channels:
             channel.put(notification)
 

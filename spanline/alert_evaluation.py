@@ -26,13 +26,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from statistics import median
-from typing import Literal
 
 from rich.table import Table
 
 from spanline.alert_replay import WARMUP_HOURS, Replay, replay
-from spanline.alerts.dispatch import Dispatcher, GroupPolicy, _Group
+from spanline.alerts.dispatch import Dispatcher, GroupPolicy
 from spanline.alerts.events import AlertEvent
+from spanline.alerts.notifiers import Notification
 from spanline.simulator.traffic_model import TrafficModel
 from spanline.simulator.traffic_overlays import GAP, Overlay, incident_plan
 from spanline.streams.pricing import PriceCatalog
@@ -98,42 +98,39 @@ class RateScore:
         return not any(self.false_pages.values()) and all(i.met for i in self.incidents)
 
 
-class _PageRecorder(Dispatcher):
-    """The real dispatcher with no receivers, on an event-time clock, recording the pages it
-    opens (``_send`` is where every notification leaves it)."""
+class _PageLog:
+    """Observes the dispatcher's notifications and keeps the pages: a group's first trigger opens
+    an incident; later triggers (updates, escalations, repeats) belong to it until its resolve."""
 
     def __init__(self) -> None:
-        self.now = 0.0
         self.pages: list[Page] = []
-        super().__init__([], runbook_base_url="", clock=lambda: self.now)
+        self._open: set[str] = set()
 
-    def _send(
-        self,
-        key: str,
-        action: Literal["trigger", "resolve"],
-        events: tuple[AlertEvent, ...],
-        now: float,
-        group: _Group,
-        repeat: bool = False,
-    ) -> None:
-        if action == "trigger" and not group.notified:
-            lead = events[0]
+    def __call__(self, notification: Notification, now: float) -> None:
+        key = notification.group_key
+        if notification.action == "resolve":
+            self._open.discard(key)
+        elif key not in self._open:
+            self._open.add(key)
+            lead = notification.lead
             scope = " ".join(f"{k}={v}" for k, v in lead.scope.items())
-            at = datetime.fromtimestamp(now, UTC)
-            self.pages.append(Page(lead.rule, at, lead.runbook, lead.runbook_branch, scope))
-        super()._send(key, action, events, now, group, repeat)
+            self.pages.append(
+                Page(lead.rule, datetime.fromtimestamp(now, UTC), lead.runbook, lead.runbook_branch, scope)
+            )
 
 
 def pages_of(events: Sequence[AlertEvent]) -> list[Page]:
     """The pages the dispatcher opens for these events, each minute's group wait included."""
-    recorder = _PageRecorder()
+    log = _PageLog()
+    clock = [0.0]  # event time: each minute's events are submitted at their minute
+    dispatcher = Dispatcher([], runbook_base_url="", clock=lambda: clock[0], observer=log)
     wait = GroupPolicy().group_wait_s
     for at, minute in groupby(sorted(events, key=lambda e: e.at), key=lambda e: e.at):
-        recorder.now = at.timestamp()
-        recorder.submit(list(minute))
-        recorder.flush(recorder.now + wait)
-    recorder.flush(recorder.now + 3600.0)  # what still fires at the end is announced too
-    return recorder.pages
+        clock[0] = at.timestamp()
+        dispatcher.submit(list(minute))
+        dispatcher.flush(clock[0] + wait)
+    dispatcher.flush(clock[0] + 3600.0)  # what still fires at the end is announced too
+    return log.pages
 
 
 def score(result: Replay, plan: Sequence[Overlay], days: float) -> RateScore:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 from pydantic import SecretStr
 
-from spanline.alerts.dispatch import Dispatcher, GroupPolicy, ReceiverPolicy
+from spanline.alerts.dispatch import Dispatcher, GroupPolicy, Observer, ReceiverPolicy
 from spanline.alerts.events import AlertEvent, dedup_key
 from spanline.alerts.notifiers import LogReceiver, PagerDutyReceiver, SlackReceiver, WebhookReceiver
 from spanline.metrics import NOTIFICATIONS, NOTIFIER_CIRCUIT_OPEN, NOTIFIER_FAILURES
@@ -178,7 +178,9 @@ def run_with_services(body: Callable[[FakeServices], Awaitable[None]]) -> None:
     asyncio.run(main())
 
 
-def dispatcher_for(services: FakeServices, targets: list, groups: GroupPolicy, policy: ReceiverPolicy) -> Dispatcher:
+def dispatcher_for(
+    services: FakeServices, targets: list, groups: GroupPolicy, policy: ReceiverPolicy, observer: Observer | None = None
+) -> Dispatcher:
     """A dispatcher on the services' virtual time."""
     return Dispatcher(
         targets,
@@ -187,6 +189,7 @@ def dispatcher_for(services: FakeServices, targets: list, groups: GroupPolicy, p
         runbook_base_url=RUNBOOKS,
         clock=services.time.clock,
         sleep=services.time.sleep,
+        observer=observer,
     )
 
 
@@ -381,7 +384,14 @@ def test_a_held_back_page_is_sent_when_the_critical_one_resolves_first() -> None
 
 
 async def _a_held_back_page_is_sent_when_the_critical_one_resolves_first(services: FakeServices) -> None:
-    dispatcher = dispatcher_for(services, [WebhookReceiver(SecretStr(f"{services.base}/hook"))], GROUPS, FAST)
+    observed: list[tuple[str, str]] = []
+    dispatcher = dispatcher_for(
+        services,
+        [WebhookReceiver(SecretStr(f"{services.base}/hook"))],
+        GROUPS,
+        FAST,
+        observer=lambda notification, now: observed.append((notification.action, notification.group_key)),
+    )
     await dispatcher.start()
     try:
         dispatcher.submit([event("sonnet"), event("sonnet", severity="high", rule="rate_limiting", value=0.05)])
@@ -396,6 +406,7 @@ async def _a_held_back_page_is_sent_when_the_critical_one_resolves_first(service
         ("resolve", "error_rate/provider=anthropic"),
         ("trigger", "rate_limiting/provider=anthropic"),
     ]
+    assert observed == [(n["action"], n["group_key"]) for n in services.webhook]  # every notification, in order
 
 
 def test_an_escalation_to_critical_updates_the_same_incident_at_once() -> None:
