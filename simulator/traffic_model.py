@@ -20,7 +20,10 @@ receiver takes.
 
 Generation is column-wise per block of minutes with one generator per (seed, block), so a block
 is the same whatever the run length; overlays (simulator/traffic_overlays.py) change the
-draws inside their windows.
+draws inside their windows. A call's knobs (errors, 429s, TTFT, model version, tool errors) are
+read at the call's own start, so a 20-second 429 wall hits the calls made in those 20 seconds,
+not every later step of an agent that arrived in them; a request's (traffic, routing, output
+length, cache hits) at its arrival.
 """
 
 from __future__ import annotations
@@ -208,12 +211,15 @@ class _Flows:
         req: npt.NDArray[np.int64],
         provider: npt.NDArray[np.object_] | None = None,
         index: object = None,
+        at: npt.NDArray[np.float64] | None = None,
     ) -> npt.NDArray[np.float64]:
+        """The knob per row of ``req`` at ``at`` (the calls' starts, ms into the block; default:
+        the requests' arrivals)."""
         indexes = None if index is None else np.full(len(req), index, dtype=object)
         return knob(
             self.overlays,
             name,
-            self.epoch_ms + self.arrival[req],
+            self.epoch_ms + (self.arrival[req] if at is None else at),
             self.tenant[req],
             self.feature[req],
             provider,
@@ -309,7 +315,7 @@ class _Flows:
         """Tool calls; returns their end times and which failed."""
         n = len(req)
         which = self.rng.choice(len(TOOLS), n, p=[0.5, 0.3, 0.2])
-        extra = np.where(which == 0, self.knob("tool_error", req), 0.0)
+        extra = np.where(which == 0, self.knob("tool_error", req, at=cursor), 0.0)
         failed = self.rng.random(n) < TOOL_ERROR + extra
         duration = self.lognormal(300.0, 0.8, n)
         for mask, status, error in ((~failed, "ok", None), (failed, "error", "tool_error")):
@@ -355,8 +361,8 @@ class _Flows:
             r = req[rows]
             provider = _PROVIDER[model[rows]]
             u = self.rng.random(len(rows))
-            server = SERVER_ERROR + self.knob("server_error", r, provider)
-            limited = RATE_LIMITED + self.knob("rate_limited", r, provider)
+            server = SERVER_ERROR + self.knob("server_error", r, provider, at=cursor[rows])
+            limited = RATE_LIMITED + self.knob("rate_limited", r, provider, at=cursor[rows])
             code = np.where(u < limited, 429, np.where(u < limited + server, 503, 200))
             ok = code == 200
             common: dict[str, Column] = {
@@ -372,9 +378,9 @@ class _Flows:
             }
             good = rows[ok]
             m = model[good]
-            upgraded = self.knob("model_response", req[good], _PROVIDER[m]) > 0
+            upgraded = self.knob("model_response", req[good], _PROVIDER[m], at=cursor[good]) > 0
             ttft = self.lognormal(_TTFT[m], 0.3, len(good)) + prompt[good] / 4000.0
-            ttft *= self.knob("ttft_factor", req[good], _PROVIDER[m])
+            ttft *= self.knob("ttft_factor", req[good], _PROVIDER[m], at=cursor[good])
             duration = ttft + output[good] / _TPS[m] * 1000.0
             self.sink.add(
                 req[good],
