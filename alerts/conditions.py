@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
+from ddsketch import DDSketch
 from numpy.typing import ArrayLike
 
 from spanline.alerts.baselines import SLOT_DEN, SLOT_NUM, BaselineStore, Family, KeyHistory, quantile
@@ -127,6 +128,9 @@ def _evaluate(
                 reference = spend_dispersion(recent, metric, dims, now - length, length)
                 z = spend_z(pd.Series(value, index=index), pd.Series(baseline, index=index), reference, length)
                 holds &= (z >= condition.min_z).to_numpy()
+        elif condition.min_z and metric.kind == "percentile":  # a tail quantile: count its exceedances
+            if holds.any():
+                holds &= exceedance_z(parts["sketch"], baseline, metric.quantile_level) >= condition.min_z
         elif condition.min_z:
             holds &= significant(value, baseline, volume, condition.min_z)
     elif isinstance(condition, DayOverDay):
@@ -248,6 +252,44 @@ def significant(value: ArrayLike, baseline: ArrayLike, volume: ArrayLike, min_z:
     standard_error = np.sqrt(share * (1.0 - share) / np.where(volumes > 0, volumes, np.nan))
     result: np.ndarray = np.abs(values - baselines) >= min_z * standard_error
     return result
+
+
+def exceedance_z(sketches: Iterable[DDSketch | None], baseline: ArrayLike, level: float) -> np.ndarray:
+    """Per scope, the standard errors by which the share of the window's samples above the baseline
+    quantile exceeds ``1 − level`` (the sign test of a quantile): with nothing changed each sample
+    lies above the baseline p95 with probability 5 %, so their count is Binomial(n, 0.05).
+
+    Tail latency is heavy (long prompts), so two slow calls of a quiet scope can double its p95
+    by chance; they cannot make it significant: at 16 samples z ≥ 3 needs 4 of them above the
+    baseline p95 (0.7 % by chance), where a latency spike puts nearly all of them. NaN without
+    samples or baseline."""
+    baselines = np.asarray(baseline, dtype="float64")
+    z = np.full(len(baselines), np.nan)
+    for number, (sketch, value) in enumerate(zip(sketches, baselines, strict=True)):
+        if sketch is None or not sketch.count or np.isnan(value):
+            continue
+        samples = float(sketch.count)
+        above = samples - _count_at_or_below(sketch, value)
+        z[number] = (above - samples * (1.0 - level)) / np.sqrt(samples * level * (1.0 - level))
+    return z
+
+
+def _count_at_or_below(sketch: DDSketch, value: float) -> float:
+    """The samples at or below ``value`` (to the sketch's accuracy): the highest quantile whose
+    value is at most ``value``, found by bisection. DDSketch reads quantile q at rank q × (count − 1),
+    and ranks [k − 1, k) are the k-th sample's, so that bound is the count."""
+    if sketch.get_quantile_value(0.0) > value:
+        return 0.0
+    if sketch.get_quantile_value(1.0) <= value:
+        return float(sketch.count)
+    low, high = 0.0, 1.0
+    for _ in range(30):
+        middle = (low + high) / 2.0
+        if sketch.get_quantile_value(middle) <= value:
+            low = middle
+        else:
+            high = middle
+    return low * (sketch.count - 1.0)
 
 
 def rate_increase_z(now: float, now_minutes: float, before: float, before_minutes: float, dispersion: float) -> float:

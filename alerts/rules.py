@@ -77,8 +77,10 @@ class Threshold(_Strict):
 class RatioToBaseline(_Strict):
     """value / baseline op ``value``; ``min_delta`` = also differ by at least this much (absolute);
     ``min_z`` = and by at least that many standard errors: of a proportion (see
-    :class:`PointsChange`) or, for spend (``cost_usd``), of the compound sum of overdispersed
-    request counts and heavy-tailed costs (:mod:`spanline.alerts.spend_noise`)."""
+    :class:`PointsChange`); for spend (``cost_usd``), of the compound sum of overdispersed
+    request counts and heavy-tailed costs (:mod:`spanline.alerts.spend_noise`); for a quantile
+    (p95 TTFT), of the count of samples above the baseline quantile (a sign test,
+    :func:`spanline.alerts.conditions.exceedance_z`)."""
 
     type: Literal["ratio_to_baseline"]
     baseline: Baseline
@@ -244,9 +246,11 @@ class Clause(_Strict):
                 raise ValueError(f"sustained needs per-slot figures; {self.metric!r} has none ({with_slots} do)")
         proportion = (metric.kind, metric.unit) == ("ratio", "ratio")
         spend = (metric.kind, metric.unit) == ("total", "usd") and isinstance(condition, RatioToBaseline)
-        if getattr(condition, "min_z", 0) and not (proportion or spend):
+        quantile = metric.kind == "percentile" and isinstance(condition, RatioToBaseline)
+        if getattr(condition, "min_z", 0) and not (proportion or spend or quantile):
             raise ValueError(
-                f"min_z tests a proportion's change or a spend's ratio to its baseline; {self.metric!r} is neither"
+                "min_z tests a proportion's change, or a spend's or a quantile's ratio to its baseline;"
+                f" {self.metric!r} with {condition.type} is none of them"
             )
         if isinstance(condition, ContractLimit) and CONTRACT_METRICS[condition.field] != self.metric:
             raise ValueError(

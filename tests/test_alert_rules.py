@@ -110,8 +110,9 @@ def _write_rules(tmp_path: Path, change: dict, index: int = 0) -> Path:
             "points_change needs a ratio metric",
         ),
         ({"group_by": ["provider"]}, "group_by dimension(s) provider are not in the scope"),
-        (  # a p95's noise is not a proportion's nor a spend's: min_z has no test for it
+        (  # mean tokens per call are neither a proportion, a spend nor a quantile: min_z has no test
             {
+                "metric": "llm_tokens",
                 "condition": {
                     "type": "ratio_to_baseline",
                     "baseline": {"kind": "trailing", "over": "6h"},
@@ -120,7 +121,7 @@ def _write_rules(tmp_path: Path, change: dict, index: int = 0) -> Path:
                     "min_z": 3,
                 }
             },
-            "min_z tests a proportion's change or a spend's ratio to its baseline",
+            "min_z tests a proportion's change, or a spend's or a quantile's ratio to its baseline",
         ),
         ({"metric": "recall_at_k", "condition": {"type": "threshold", "op": "<", "value": 0.5}}, "put index_name"),
     ],

@@ -9,8 +9,10 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from ddsketch import DDSketch
 
-from spanline.alerts.conditions import rate_increase_z, significant
+from spanline.alerts.baselines import SKETCH_ACCURACY
+from spanline.alerts.conditions import exceedance_z, rate_increase_z, significant
 from spanline.alerts.diagnosis import Periods, _rate_limits
 from spanline.alerts.rules import load_rules
 from tests.support.alert_frames import Knobs, minute_frame
@@ -50,3 +52,35 @@ def test_the_rate_limit_diagnosis_calls_a_surge_only_when_it_is_significant() ->
     attempts = details["first_attempts_per_min"]
     assert attempts["now"] >= 1.5 * attempts["before"]
     assert branch != "traffic_surge" and details["traffic_change_z"] < 3
+
+
+def _sketch(values: np.ndarray) -> DDSketch:
+    sketch = DDSketch(SKETCH_ACCURACY)
+    for value in values:
+        sketch.add(float(value))
+    return sketch
+
+
+def test_a_quantile_rise_counts_the_samples_above_the_baseline_quantile() -> None:
+    """The sign test of a p95: 10 of 100 samples above the baseline p95 where 5 are expected is
+    (10 - 5) / sqrt(100 x 0.95 x 0.05) = 2.29 standard errors; none above is -2.29."""
+    hundred = _sketch(np.repeat([10.0, 100.0], [90, 10]))
+    z = exceedance_z([hundred, hundred, None, hundred], np.array([50.0, 200.0, 50.0, np.nan]), 0.95)
+    assert z[0] == pytest.approx(2.29, abs=0.05) and z[1] == pytest.approx(-2.29, abs=0.05)
+    assert np.isnan(z[2]) and np.isnan(z[3])  # no samples, no baseline: no verdict
+
+
+def test_a_quiet_scopes_slow_calls_are_chance_and_a_latency_spike_is_not() -> None:
+    """16 samples of a heavy-tailed TTFT (Pareto, alpha 1.5: long prompts; a quiet feature's 5
+    minutes): two slow calls double the sample p95 in about 3 % of windows, while 4 or more above
+    the true p95 (z >= 3) happen in 0.7 % (Binomial(16, 0.05)); a spike that makes every call 5x
+    slower is significant in nearly every window."""
+    rng = np.random.default_rng(7)
+    p95 = 0.05 ** (-1 / 1.5)  # Pareto with x_m = 1
+    trials = 4000
+    quiet = [_sketch(1.0 + rng.pareto(1.5, 16)) for _ in range(trials)]
+    spiked = [_sketch(5.0 * (1.0 + rng.pareto(1.5, 16))) for _ in range(200)]
+    chance = exceedance_z(quiet, np.full(trials, p95), 0.95) >= 3.0
+    doubled = np.array([s.get_quantile_value(0.95) > 2.0 * p95 for s in quiet])
+    assert chance.mean() < 0.012 and doubled.mean() > 0.02
+    assert (exceedance_z(spiked, np.full(200, p95), 0.95) >= 3.0).mean() > 0.98
