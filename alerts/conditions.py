@@ -6,6 +6,7 @@ same handful of operations whether it watches 3 tenants or 3,000 model × tenant
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -130,7 +131,8 @@ def _evaluate(
                 holds &= (z >= condition.min_z).to_numpy()
         elif condition.min_z and metric.kind == "percentile":  # a tail quantile: count its exceedances
             if holds.any():
-                holds &= exceedance_z(parts["sketch"], baseline, metric.quantile_level) >= condition.min_z
+                chance = exceedance_p(parts["sketch"], baseline, metric.quantile_level)
+                holds &= chance <= normal_tail(condition.min_z)
         elif condition.min_z:
             holds &= significant(value, baseline, volume, condition.min_z)
     elif isinstance(condition, DayOverDay):
@@ -254,24 +256,52 @@ def significant(value: ArrayLike, baseline: ArrayLike, volume: ArrayLike, min_z:
     return result
 
 
-def exceedance_z(sketches: Iterable[DDSketch | None], baseline: ArrayLike, level: float) -> np.ndarray:
-    """Per scope, the standard errors by which the share of the window's samples above the baseline
-    quantile exceeds ``1 − level`` (the sign test of a quantile): with nothing changed each sample
-    lies above the baseline p95 with probability 5 %, so their count is Binomial(n, 0.05).
+def exceedance_p(sketches: Iterable[DDSketch | None], baseline: ArrayLike, level: float) -> np.ndarray:
+    """Per scope, the chance of at least as many window samples above the baseline quantile as
+    seen, had nothing changed (the sign test of a quantile): each sample then lies above the
+    baseline p95 with probability 5 %, so their count is Binomial(n, 0.05). Exact, since a quiet
+    scope has a handful of samples, where a normal approximation is far off.
 
     Tail latency is heavy (long prompts), so two slow calls of a quiet scope can double its p95
-    by chance; they cannot make it significant: at 16 samples z ≥ 3 needs 4 of them above the
-    baseline p95 (0.7 % by chance), where a latency spike puts nearly all of them. NaN without
-    samples or baseline."""
+    by chance; they cannot make it significant: at 16 samples, 4 above the baseline p95 has a
+    chance of 0.7 %, where a latency spike puts nearly all of them above. NaN without samples or
+    baseline."""
     baselines = np.asarray(baseline, dtype="float64")
-    z = np.full(len(baselines), np.nan)
+    chance = np.full(len(baselines), np.nan)
     for number, (sketch, value) in enumerate(zip(sketches, baselines, strict=True)):
         if sketch is None or not sketch.count or np.isnan(value):
             continue
-        samples = float(sketch.count)
-        above = samples - _count_at_or_below(sketch, value)
-        z[number] = (above - samples * (1.0 - level)) / np.sqrt(samples * level * (1.0 - level))
-    return z
+        samples = round(sketch.count)
+        above = samples - round(_count_at_or_below(sketch, value))
+        chance[number] = binomial_tail(samples, above, 1.0 - level)
+    return chance
+
+
+def binomial_tail(n: int, k: int, p: float) -> float:
+    """P(X ≥ k) for X ~ Binomial(n, p), summed from k up. Only a tail beyond the mean is small
+    enough to matter, and there the terms fall geometrically, so a few dozen terms suffice; at or
+    below the mean the tail is at least about one half and is not summed."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    if k <= n * p:
+        return 1.0
+    term = math.exp(
+        math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * math.log(p) + (n - k) * math.log1p(-p)
+    )
+    total = 0.0
+    for j in range(k, n + 1):
+        total += term
+        if term <= total * 1e-12:
+            break
+        term *= (n - j) / (j + 1) * p / (1.0 - p)
+    return min(total, 1.0)
+
+
+def normal_tail(z: float) -> float:
+    """P(Z ≥ z) for a standard normal: the chance a ``min_z`` of standard errors stands for."""
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
 
 
 def _count_at_or_below(sketch: DDSketch, value: float) -> float:

@@ -79,8 +79,9 @@ class RatioToBaseline(_Strict):
     ``min_z`` = and by at least that many standard errors: of a proportion (see
     :class:`PointsChange`); for spend (``cost_usd``), of the compound sum of overdispersed
     request counts and heavy-tailed costs (:mod:`spanline.alerts.spend_noise`); for a quantile
-    (p95 TTFT), of the count of samples above the baseline quantile (a sign test,
-    :func:`spanline.alerts.conditions.exceedance_z`)."""
+    (p95 TTFT), the count of samples above the baseline quantile must be as unlikely as a normal
+    variable ``min_z`` standard errors up (an exact sign test,
+    :func:`spanline.alerts.conditions.exceedance_p`)."""
 
     type: Literal["ratio_to_baseline"]
     baseline: Baseline

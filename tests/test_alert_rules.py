@@ -61,7 +61,7 @@ def test_bundled_rules_hold_every_spec_default_with_its_condition() -> None:
     tiers = {n: [(t.severity, t.burn * rules[n].condition.budget) for t in rules[n].condition.tiers] for n in BURN}
     assert tiers == {
         "error_rate": [("critical", pytest.approx(0.30)), ("high", pytest.approx(0.10))],
-        "rate_limiting": [("high", pytest.approx(0.03))],
+        "rate_limiting": [("high", pytest.approx(0.03)), ("medium", pytest.approx(0.03))],  # 3 and 15 minutes
         "tool_call_storm": [("high", pytest.approx(0.05))],
     }
     assert [t.long.total_seconds() / 60 for t in rules["error_rate"].condition.tiers] == [2, 15]

@@ -12,7 +12,7 @@ import pytest
 from ddsketch import DDSketch
 
 from spanline.alerts.baselines import SKETCH_ACCURACY
-from spanline.alerts.conditions import exceedance_z, rate_increase_z, significant
+from spanline.alerts.conditions import binomial_tail, exceedance_p, normal_tail, rate_increase_z, significant
 from spanline.alerts.diagnosis import Periods, _rate_limits
 from spanline.alerts.rules import load_rules
 from tests.support.alert_frames import Knobs, minute_frame
@@ -61,26 +61,39 @@ def _sketch(values: np.ndarray) -> DDSketch:
     return sketch
 
 
+def test_the_binomial_tail_is_exact() -> None:
+    assert binomial_tail(5, 3, 0.05) == pytest.approx(10 * 0.05**3 * 0.95**2 + 5 * 0.05**4 * 0.95 + 0.05**5)
+    assert binomial_tail(16, 4, 0.05) == pytest.approx(0.00700, abs=0.00005)
+    assert binomial_tail(10_000, 600, 0.05) == pytest.approx(4.8e-6, rel=0.1)  # (600 - 500) / 21.8 = 4.6 sd
+    assert binomial_tail(16, 0, 0.05) == binomial_tail(100, 5, 0.05) == 1.0  # at or below the mean: not summed
+    assert binomial_tail(16, 17, 0.05) == 0.0
+    assert normal_tail(3.0) == pytest.approx(0.00135, abs=0.00001)
+
+
 def test_a_quantile_rise_counts_the_samples_above_the_baseline_quantile() -> None:
-    """The sign test of a p95: 10 of 100 samples above the baseline p95 where 5 are expected is
-    (10 - 5) / sqrt(100 x 0.95 x 0.05) = 2.29 standard errors; none above is -2.29."""
+    """10 of 100 samples above the baseline p95 where 5 are expected: a 2.8 % chance; none above
+    is no evidence at all."""
     hundred = _sketch(np.repeat([10.0, 100.0], [90, 10]))
-    z = exceedance_z([hundred, hundred, None, hundred], np.array([50.0, 200.0, 50.0, np.nan]), 0.95)
-    assert z[0] == pytest.approx(2.29, abs=0.05) and z[1] == pytest.approx(-2.29, abs=0.05)
-    assert np.isnan(z[2]) and np.isnan(z[3])  # no samples, no baseline: no verdict
+    chance = exceedance_p([hundred, hundred, None, hundred], np.array([50.0, 200.0, 50.0, np.nan]), 0.95)
+    assert chance[0] == pytest.approx(binomial_tail(100, 10, 0.05)) and 0.02 < chance[0] < 0.04
+    assert chance[1] == 1.0
+    assert np.isnan(chance[2]) and np.isnan(chance[3])  # no samples, no baseline: no verdict
 
 
 def test_a_quiet_scopes_slow_calls_are_chance_and_a_latency_spike_is_not() -> None:
-    """16 samples of a heavy-tailed TTFT (Pareto, alpha 1.5: long prompts; a quiet feature's 5
-    minutes): two slow calls double the sample p95 in about 3 % of windows, while 4 or more above
-    the true p95 (z >= 3) happen in 0.7 % (Binomial(16, 0.05)); a spike that makes every call 5x
-    slower is significant in nearly every window."""
+    """Few samples of a heavy-tailed TTFT (Pareto, alpha 1.5: long prompts; a quiet feature's 5
+    minutes): two slow calls double the sample p95 in about 3 % of windows of 16, while the sign
+    test at min_z 3 (a 0.135 % chance) passes in fewer than 0.2 %, at 5 samples too; a spike that
+    makes every call 5x slower passes in nearly every window of 16, and in most of 5."""
     rng = np.random.default_rng(7)
     p95 = 0.05 ** (-1 / 1.5)  # Pareto with x_m = 1
     trials = 4000
-    quiet = [_sketch(1.0 + rng.pareto(1.5, 16)) for _ in range(trials)]
-    spiked = [_sketch(5.0 * (1.0 + rng.pareto(1.5, 16))) for _ in range(200)]
-    chance = exceedance_z(quiet, np.full(trials, p95), 0.95) >= 3.0
-    doubled = np.array([s.get_quantile_value(0.95) > 2.0 * p95 for s in quiet])
-    assert chance.mean() < 0.012 and doubled.mean() > 0.02
-    assert (exceedance_z(spiked, np.full(200, p95), 0.95) >= 3.0).mean() > 0.98
+    for samples, caught in ((16, 0.97), (5, 0.6)):
+        quiet = [_sketch(1.0 + rng.pareto(1.5, samples)) for _ in range(trials)]
+        spiked = [_sketch(5.0 * (1.0 + rng.pareto(1.5, samples))) for _ in range(200)]
+        significant_quiet = exceedance_p(quiet, np.full(trials, p95), 0.95) <= normal_tail(3.0)
+        assert significant_quiet.mean() < 0.002, samples
+        assert (exceedance_p(spiked, np.full(200, p95), 0.95) <= normal_tail(3.0)).mean() > caught, samples
+        if samples == 16:
+            doubled = np.array([sketch.get_quantile_value(0.95) > 2.0 * p95 for sketch in quiet])
+            assert doubled.mean() > 0.02
