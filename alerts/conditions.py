@@ -308,18 +308,19 @@ def _count_at_or_below(sketch: DDSketch, value: float) -> float:
     """The samples at or below ``value`` (to the sketch's accuracy): the highest quantile whose
     value is at most ``value``, found by bisection. DDSketch reads quantile q at rank q × (count − 1),
     and ranks [k − 1, k) are the k-th sample's, so that bound is the count."""
-    if sketch.get_quantile_value(0.0) > value:
+    count = float(sketch.count)
+    if quantile(sketch, 0.0) > value:
         return 0.0
-    if sketch.get_quantile_value(1.0) <= value:
-        return float(sketch.count)
+    if quantile(sketch, 1.0) <= value:
+        return count
     low, high = 0.0, 1.0
     for _ in range(30):
         middle = (low + high) / 2.0
-        if sketch.get_quantile_value(middle) <= value:
+        if quantile(sketch, middle) <= value:
             low = middle
         else:
             high = middle
-    return low * (sketch.count - 1.0)
+    return low * (count - 1.0)
 
 
 def rate_increase_z(now: float, now_minutes: float, before: float, before_minutes: float, dispersion: float) -> float:

@@ -119,7 +119,7 @@ def _write_rules(tmp_path: Path, change: dict, index: int = 0) -> Path:
                     "op": ">",
                     "value": 2.0,
                     "min_z": 3,
-                }
+                },
             },
             "min_z tests a proportion's change, or a spend's or a quantile's ratio to its baseline",
         ),
