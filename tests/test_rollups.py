@@ -193,6 +193,8 @@ def _map_actual(client: Client, level: str, database: str, name: str) -> pd.Seri
         f"FROM {database}.{LEVELS[level]} GROUP BY {keys}) "
         "ARRAY JOIN mapKeys(merged) AS map_key, mapValues(merged) AS value"
     )
+    if frame.empty:  # a map no stored span filled (the client then returns no columns at all)
+        frame = pd.DataFrame(columns=[*DIMENSIONS, level, "map_key", "value"])
     return _keyed(frame, [*DIMENSIONS, level, "map_key"])["value"].astype("float64")
 
 
