@@ -130,9 +130,11 @@ def _evaluate(
                 z = spend_z(pd.Series(value, index=index), pd.Series(baseline, index=index), reference, length)
                 holds &= (z >= condition.min_z).to_numpy()
         elif condition.min_z and metric.kind == "percentile":  # a tail quantile: count its exceedances
-            if holds.any():
-                chance = exceedance_p(parts["sketch"], baseline, metric.quantile_level)
-                holds &= chance <= normal_tail(condition.min_z)
+            if holds.any():  # only scopes that could page are tested (a sketch walk each)
+                sketches = parts["sketch"].to_numpy()[holds]
+                holds[holds] = exceedance_p(sketches, baseline[holds], metric.quantile_level) <= normal_tail(
+                    condition.min_z
+                )
         elif condition.min_z:
             holds &= significant(value, baseline, volume, condition.min_z)
     elif isinstance(condition, DayOverDay):
