@@ -126,8 +126,9 @@ def _evaluate(
             holds = value >= threshold if condition.points > 0 else value <= threshold
         if condition.min_z and metric.kind == "total":  # spend: compound counts x heavy-tailed costs
             if holds.any():  # the reference minutes are read only for scopes that could page
-                reference = spend_dispersion(recent, metric, dims, now - length, length)
-                z = spend_z(pd.Series(value, index=index), pd.Series(baseline, index=index), reference, length)
+                usual = pd.Series(baseline, index=index)
+                reference = spend_dispersion(recent, metric, dims, now - length, length, usual)
+                z = spend_z(pd.Series(value, index=index), usual, reference, length)
                 holds &= (z >= condition.min_z).to_numpy()
         elif condition.min_z and metric.kind == "percentile":  # a tail quantile: count its exceedances
             if holds.any():  # only scopes that could page are tested (a sketch walk each)
@@ -138,10 +139,13 @@ def _evaluate(
         elif condition.min_z:
             holds &= significant(value, baseline, volume, condition.min_z)
     elif isinstance(condition, DayOverDay):
-        previous = current_values(metric, store.window(family, now - timedelta(days=1), length))
+        previous_end = now - timedelta(days=1)
+        previous = current_values(metric, store.window(family, previous_end, length))
         baseline = previous["value"].reindex(index).to_numpy()
-        covered = store.history_start(family)
-        enough = covered is not None and (now - length - covered) >= timedelta(hours=condition.min_hours)
+        observed = _observed_before(store.history_start(family), previous_end, length)
+        enough = observed >= timedelta(hours=condition.min_hours)
+        if metric.kind == "total" and enough:  # unwatched time is unknown, not zero spend
+            baseline = baseline * (length / observed)
         threshold = baseline * condition.value
         holds = COMPARE[condition.op](value, threshold) & (baseline > 0) & enough
     elif isinstance(condition, ContractLimit):
@@ -167,6 +171,13 @@ def _evaluate(
         },
         index=index,
     )
+
+
+def _observed_before(covered: datetime | None, end: datetime, length: timedelta) -> timedelta:
+    """How much of [end − length, end) was watched (history starts at ``covered``)."""
+    if covered is None:
+        return timedelta(0)
+    return max(end - max(covered, end - length), timedelta(0))
 
 
 def _current_arrays(metric: Metric, parts: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -114,7 +114,8 @@ class PointsChange(_Strict):
 
 
 class DayOverDay(_Strict):
-    """The last 24 h against the 24 h before them: ``value: 1.2`` = +20 %."""
+    """The last 24 h against the 24 h before them: ``value: 1.2`` = +20 %. Judged once
+    ``min_hours`` of those 24 h before were watched; a total (spend) over them is scaled to 24 h."""
 
     type: Literal["day_over_day"]
     op: Op

@@ -26,6 +26,13 @@ its own reference after REFERENCE minutes, and the page resolves; day-over-day a
 watch lasting levels.
 
 (a normal approximation: at 0.3 requests/s a 10-minute window sums a few hundred LLM calls).
+An incident in the reference (a 6x traffic hour that ended 50 minutes ago) would make both D and
+R its own and hide the next one: runs of 10-minute stretches of the reference that spent more than
+``TRIM``x the baseline's level are left out (:func:`usual_minutes`; a single such stretch is a
+costly request, part of the noise); the baseline, from hours of
+history, is not moved by one incident, where the reference's own median is once an incident fills
+half of it.
+
 A real 2.5x at 0.3 requests/s is 8 standard errors or more; a chance doubling of a feature's
 10 minutes is 5 or more at the simulator's rates, and the rule's ratio and ``min_delta`` gates
 stand beside z. Limits: a tail rarer than the reference hour (one request costing more than
@@ -36,6 +43,7 @@ minutes, a scope with no spend in the reference) nothing is significant.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -50,6 +58,10 @@ from spanline.alerts.metrics import Metric
 REFERENCE = timedelta(minutes=100)
 #: Fewer reference minutes than this: D is unknown and no spend change is significant.
 MIN_REFERENCE_MINUTES = 30
+#: The reference is judged in stretches of this many minutes (counted back from the window); a
+#: stretch whose mean spend is above ``TRIM`` x the baseline's was an incident, not noise.
+STRETCH_MINUTES = 10
+TRIM = 3.0
 
 
 def spend_dispersion(
@@ -58,6 +70,7 @@ def spend_dispersion(
     dims: tuple[str, ...],
     window_start: datetime,
     window: timedelta = timedelta(minutes=1),
+    baseline: pd.Series | None = None,
 ) -> pd.DataFrame:
     """Per scope of ``dims`` (the index store.window gives): ``dispersion`` D in the metric's unit
     and ``per_minute``, the mean spend per minute, from the minute frames in
@@ -66,7 +79,8 @@ def spend_dispersion(
     D is the larger of two measurements: from single minutes (precise when minutes are
     independent) and from every ``window``-long stretch of the reference (rolling sums), which
     keeps what single minutes miss: bursts lasting several minutes make a window's spend vary
-    more than its minutes' variances add up to."""
+    more than its minutes' variances add up to. ``baseline``: the usual spend per ``window`` and
+    scope, whose incidents are left out of the reference (:func:`usual_minutes`)."""
     chosen = [(minute, frame) for minute, frame in frames if window_start - REFERENCE <= minute < window_start]
     if len(chosen) < MIN_REFERENCE_MINUTES:
         return pd.DataFrame({"dispersion": pd.Series(dtype="float64"), "per_minute": pd.Series(dtype="float64")})
@@ -77,24 +91,48 @@ def spend_dispersion(
     spend = metric.parts(rows)["num"]
     per_minute = spend.groupby([*keys, rows["_minute"]], sort=False).sum().unstack(fill_value=0.0)
     per_minute = per_minute.reindex(columns=sorted(minute for minute, _ in chosen), fill_value=0.0)
-    dispersion = _variance_to_mean(per_minute.to_numpy(dtype="float64"))
+    per_window = pd.Series(np.nan, index=per_minute.index) if baseline is None else baseline.reindex(per_minute.index)
+    minutes = max(window / timedelta(minutes=1), 1.0)
+    usual = usual_minutes(per_minute.to_numpy(dtype="float64"), per_window.to_numpy(dtype="float64") / minutes)
+    dispersion = _variance_to_mean(usual)
     length = max(int(window / timedelta(minutes=1)), 1)
     if length > 1 and per_minute.shape[1] >= 3 * length:
-        sums = np.cumsum(per_minute.to_numpy(dtype="float64"), axis=1)
+        # stretches overlapping a left-out minute are NaN: no sum spans an incident or a gap
+        sums = np.cumsum(usual, axis=1)
         sums = np.concatenate([np.zeros((len(sums), 1)), sums], axis=1)
         dispersion = np.fmax(dispersion, _variance_to_mean(sums[:, length:] - sums[:, :-length]))
-    result = pd.DataFrame(
-        {"dispersion": dispersion, "per_minute": per_minute.to_numpy(dtype="float64").mean(axis=1)},
-        index=per_minute.index,
-    )
+    with np.errstate(invalid="ignore"):
+        level = np.nanmean(usual, axis=1) if usual.size else np.zeros(len(usual))
+    result = pd.DataFrame({"dispersion": dispersion, "per_minute": level}, index=per_minute.index)
     return result[result["dispersion"].notna() & (result["dispersion"] > 0)]
 
 
+def usual_minutes(per_minute: np.ndarray, usual_level: np.ndarray) -> np.ndarray:
+    """Scopes × minutes of spend with every ``STRETCH_MINUTES`` stretch (counted back from the last
+    minute) whose mean exceeds ``TRIM`` x the scope's ``usual_level`` (spend per minute), next to
+    another such stretch, set to NaN. A scope without a usual level (NaN) keeps every minute."""
+    minutes = per_minute.shape[1]
+    if not minutes:
+        return per_minute
+    stretch = np.arange(minutes)[::-1] // STRETCH_MINUTES  # 0 = the stretch just before the window
+    means = np.stack([per_minute[:, stretch == k].mean(axis=1) for k in range(int(stretch.max()) + 1)], axis=1)
+    with np.errstate(invalid="ignore"):
+        high = means > TRIM * usual_level[:, None]  # NaN levels compare false
+    # an incident lasts: a lone high stretch is one costly request, the tail D must keep
+    before = np.pad(high[:, 1:], ((0, 0), (0, 1)))
+    after = np.pad(high[:, :-1], ((0, 0), (1, 0)))
+    incident = high & (before | after)
+    usual = per_minute.copy()
+    usual[incident[:, stretch]] = np.nan
+    return usual
+
+
 def _variance_to_mean(samples: np.ndarray) -> np.ndarray:
-    """Per row: sample variance / mean (NaN where the mean is 0)."""
-    mean = samples.mean(axis=1)
-    variance = samples.var(axis=1, ddof=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    """Per row: sample variance / mean over its known (non-NaN) values (NaN where the mean is 0)."""
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a row without two known values: NaN
+        mean = np.nanmean(samples, axis=1)
+        variance = np.nanvar(samples, axis=1, ddof=1)
         return np.where(mean > 0, variance / np.where(mean > 0, mean, 1.0), np.nan)
 
 

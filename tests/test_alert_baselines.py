@@ -85,6 +85,26 @@ def test_day_over_day_is_quiet_when_spend_is_flat() -> None:
     assert not row["holds"]
 
 
+def test_day_over_day_scales_a_partly_watched_previous_day_to_24_hours() -> None:
+    """Watching began at T0 + 3 h; at T0 + 47 h the previous 24 h hold only 20 watched hours
+    (the rule's min_hours). Spend is flat at 1/min: the unwatched 4 h are unknown, not zero,
+    so the previous day is 20 h of spend scaled to 24 h and the ratio is 1 (it was 1.2 when
+    those hours counted as zero: a page on flat spend, the first minute the rule could judge)."""
+    rule = bundled("cost_spike_day_over_day")
+    store = BaselineStore()
+    closed_hours(store, rule, T0 + 3 * HOUR, T0 + 46 * HOUR, per_minute=1.0)
+    now = T0 + 47 * HOUR
+    spend(store, rule, T0 + 46 * HOUR, now, per_minute=1.0)
+
+    row = figures(store, rule, now)
+
+    assert row["value"] == pytest.approx(24 * 60 * 1.0)
+    assert row["baseline"] == pytest.approx(24 * 60 * 1.0)
+    assert not row["holds"]
+    before_min_hours = figures(store, rule, now - MINUTE)
+    assert not before_min_hours["holds"] and before_min_hours["ratio"] == pytest.approx(24 * 60 / (19 * 60 + 59))
+
+
 def test_a_partial_first_hour_and_the_hour_just_closed_weigh_what_they_hold() -> None:
     """The worker starts at 10:37 and spends 1/min until 13:00, then 2/min. At 14:05 the
     trailing baseline holds 10:37–14:00 (3 h 23 min of watching: the 13:00 hour just closed

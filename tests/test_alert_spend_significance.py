@@ -92,6 +92,35 @@ def test_spend_z_needs_enough_reference_minutes_and_spend() -> None:
     assert float(spend_z(spend, baseline, risen, window).iloc[0]) == pytest.approx(9 / np.sqrt(0.9 * 16))
 
 
+def test_an_earlier_incident_in_the_reference_does_not_hide_the_next_one() -> None:
+    """100 reference minutes at ~1/min, the first 40 of them a 6x traffic incident that ended 50
+    minutes before the window: its stretches are left out, so D and the level are the usual
+    ones and a 2.5x routing shift in the window is as many standard errors as without it. A lone
+    costly minute (one expensive request) stays in: it is the tail D must keep."""
+    rng = np.random.default_rng(3)
+    metric, dims = METRICS["cost_usd"], ("tenant_id", "feature")
+    index = pd.MultiIndex.from_tuples([("acme", "chat")], names=list(dims))
+    usual = rng.gamma(4.0, 0.25, 100)  # mean 1 per minute
+    after_incident = usual.copy()
+    after_incident[:40] *= 6.0
+    window = timedelta(minutes=10)
+    baseline = pd.Series([10.0], index=index)  # 1 per minute: the hours before knew the usual level
+    end = START + timedelta(minutes=100)
+
+    def z_of(values: np.ndarray) -> float:
+        reference = spend_dispersion(_minutes(list(values)), metric, dims, end, window, baseline)
+        return float(spend_z(pd.Series([25.0], index=index), baseline, reference, window).iloc[0])
+
+    clean, contaminated = z_of(usual), z_of(after_incident)
+    assert contaminated == pytest.approx(clean, rel=0.1) and contaminated > 6  # 60 minutes of the 100 left
+    untrimmed = spend_dispersion(_minutes(list(after_incident)), metric, dims, end, window)
+    assert float(spend_z(pd.Series([25.0], index=index), baseline, untrimmed, window).iloc[0]) < 1
+    costly = usual.copy()
+    costly[70] += 40.0  # one 40-dollar request: its stretch is 5x the usual, but alone
+    kept = spend_dispersion(_minutes(list(costly)), metric, dims, end, window, baseline)
+    assert float(kept["per_minute"].iloc[0]) == pytest.approx(costly.mean())
+
+
 def _rows(effects: Effects) -> pd.DataFrame:
     config = WorkloadConfig(
         seed=13,
