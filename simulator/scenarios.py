@@ -138,8 +138,9 @@ SCENARIOS: dict[str, Scenario] = {
             expected_runbook="cost-spike",
             expected_branch="traffic_volume",
             expected_scope=("tenant_id",),
-            # 6x the requests brings its own Gemini key near its limit (the headroom warning)
-            also_fires=("rate_limit_headroom_tokens", "rate_limit_headroom_requests"),
+            # 6x the requests brings its own Gemini key near its limit (the headroom warning); 40
+            # minutes of it add a fifth to the tenant's day: a real day-over-day rise
+            also_fires=("rate_limit_headroom_tokens", "rate_limit_headroom_requests", "cost_spike_day_over_day"),
         ),
         Scenario(
             name="cost-cache-collapse",
@@ -186,9 +187,11 @@ SCENARIOS: dict[str, Scenario] = {
             expected_branch="provider_errors",
             # the fallback to OpenAI shifts the routing mix: a medium routing_shift (branch routing_fallback);
             # every failed call is retried: retry_amplification (medium; the dispatcher holds it back
-            # while the critical error_rate page of the same provider fires)
+            # while the critical error_rate page of the same provider fires); a call that fails over
+            # lands on the other provider's model of the other tier (Claude Haiku -> GPT-4o), so a
+            # feature routed mostly to Haiku spends more: a real cost_spike_hourly of that tenant
             expected_scope=("provider",),
-            also_fires=("routing_shift", "retry_amplification"),
+            also_fires=("routing_shift", "retry_amplification", "cost_spike_hourly"),
         ),
         Scenario(
             name="tool-storm",

@@ -378,7 +378,7 @@ class _Flows:
             }
             good = rows[ok]
             m = model[good]
-            upgraded = self.knob("model_response", req[good], _PROVIDER[m], at=cursor[good]) > 0
+            release = self.knob("model_response", req[good], _PROVIDER[m], at=cursor[good])
             ttft = self.lognormal(_TTFT[m], 0.3, len(good)) + prompt[good] / 4000.0
             ttft *= self.knob("ttft_factor", req[good], _PROVIDER[m], at=cursor[good])
             duration = ttft + output[good] / _TPS[m] * 1000.0
@@ -389,7 +389,7 @@ class _Flows:
                 np.round(duration, 3),
                 parent[good],
                 status="ok",
-                model_response=np.where(upgraded, _RESPONSE[m] + "-preview", _RESPONSE[m]).astype(object),
+                model_response=_responses(_RESPONSE[m], release),
                 input_tokens=prompt[good],
                 output_tokens=output[good],
                 ttft_ms=np.round(ttft, 3),
@@ -441,3 +441,12 @@ class _Flows:
             eval_passed=score >= 0.6,
             index_name=self.tenant_names[req] + "-" + names,
         )
+
+
+def _responses(names: npt.NDArray[np.object_], release: npt.NDArray[np.float64]) -> npt.NDArray[np.object_]:
+    """The model_response of each call: its model's, or under release n > 0 its n-th new version."""
+    responses = names.copy()
+    for number in np.unique(release[release > 0]):
+        chosen = release == number
+        responses[chosen] = names[chosen] + f"-preview.{int(number)}"
+    return responses

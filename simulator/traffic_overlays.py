@@ -29,7 +29,7 @@ NEUTRAL: dict[str, float] = {
     "canary_recall": -1.0,  # per-document recall of the target index's canaries (-1 = baseline)
     "large_share": -1.0,  # share of routed calls sent to the large tier (-1 = baseline)
     "exact_hit": -1.0,  # exact-cache hit rate (-1 = baseline)
-    "model_response": 0.0,  # 1 = the target model answers under a new versioned name
+    "model_response": 0.0,  # n > 0 = the target model answers under new version name n
 }
 
 
@@ -131,6 +131,10 @@ def incident_plan(
             if at + duration + TAIL > until:
                 return tuple(plan)
             fields = {name: value for name, value in template.items() if name != "offset"}
+            knobs = fields["knobs"]
+            assert isinstance(knobs, dict)
+            if "model_response" in knobs:  # each release a version never seen before, as a provider's are
+                fields["knobs"] = {**knobs, "model_response": float(1 + sum(o.name == template["name"] for o in plan))}
             offset = template.get("offset", timedelta(0))
             assert isinstance(offset, timedelta)
             plan.append(Overlay(start=at + offset, **fields))  # type: ignore[arg-type]

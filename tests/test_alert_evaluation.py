@@ -161,6 +161,24 @@ def test_overlays_ramp_and_target() -> None:
         incident_plan(start, start + timedelta(days=1), ("no-such-incident",))
 
 
+def test_each_model_version_change_is_a_release_never_seen_before() -> None:
+    """A repeated incident must be as new as the first: the rule pages a model_response unseen for
+    7 days, so a second release under the first one's name could never page (1 of 10 in a week)."""
+    first = WEEK_START + timedelta(hours=1)
+    plan = incident_plan(first, first + timedelta(hours=2), ("model-version-change",), timedelta(minutes=15))
+    assert [overlay.knobs["model_response"] for overlay in plan] == [1.0, 2.0]
+    model = TrafficModel(start=WEEK_START, requests_per_s=5.0, overlays=plan)
+    seen = []
+    for overlay in plan:
+        offset = round((overlay.start - WEEK_START) / timedelta(minutes=1)) + 5
+        minutes = pd.DataFrame(next(model.minutes(offset, 5)))
+        llm = minutes[(minutes["kind"] == "llm") & (minutes["status"] == "ok")]
+        new = llm.loc[llm["model_response"].str.contains("preview"), ["provider", "model_response"]]
+        assert set(new["provider"]) == {"openai"} and len(new) > 0
+        seen.append(set(new["model_response"]))
+    assert all(name.endswith("-preview.1") for name in seen[0]) and all(n.endswith("-preview.2") for n in seen[1])
+
+
 def _event(
     rule: str,
     at: datetime,
