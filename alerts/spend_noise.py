@@ -27,11 +27,10 @@ watch lasting levels.
 
 (a normal approximation: at 0.3 requests/s a 10-minute window sums a few hundred LLM calls).
 An incident in the reference (a 6x traffic hour that ended 50 minutes ago) would make both D and
-R its own and hide the next one: runs of 10-minute stretches of the reference that spent more than
-``TRIM``x the baseline's level are left out (:func:`usual_minutes`; a single such stretch is a
-costly request, part of the noise); the baseline, from hours of
-history, is not moved by one incident, where the reference's own median is once an incident fills
-half of it.
+R its own and hide the next one, so runs of 10-minute stretches of the reference that spent more
+than ``TRIM``x the baseline's level are left out (:func:`usual_minutes`). The baseline is the
+yardstick because hours of history are not moved by one incident (the reference's own median is,
+once an incident fills half of it); a single such stretch is one costly request, part of the noise.
 
 A real 2.5x at 0.3 requests/s is 8 standard errors or more; a chance doubling of a feature's
 10 minutes is 5 or more at the simulator's rates, and the rule's ratio and ``min_delta`` gates
@@ -97,10 +96,9 @@ def spend_dispersion(
     dispersion = _variance_to_mean(usual)
     length = max(int(window / timedelta(minutes=1)), 1)
     if length > 1 and per_minute.shape[1] >= 3 * length:
-        # stretches overlapping a left-out minute are NaN: no sum spans an incident or a gap
-        sums = np.cumsum(usual, axis=1)
-        sums = np.concatenate([np.zeros((len(sums), 1)), sums], axis=1)
-        dispersion = np.fmax(dispersion, _variance_to_mean(sums[:, length:] - sums[:, :-length]))
+        # a window-long stretch overlapping a left-out minute sums to NaN: none spans an incident
+        sums = np.lib.stride_tricks.sliding_window_view(usual, length, axis=1).sum(axis=2)
+        dispersion = np.fmax(dispersion, _variance_to_mean(sums))
     with np.errstate(invalid="ignore"):
         level = np.nanmean(usual, axis=1) if usual.size else np.zeros(len(usual))
     result = pd.DataFrame({"dispersion": dispersion, "per_minute": level}, index=per_minute.index)

@@ -93,14 +93,16 @@ def test_spend_z_needs_enough_reference_minutes_and_spend() -> None:
 
 
 def test_an_earlier_incident_in_the_reference_does_not_hide_the_next_one() -> None:
-    """100 reference minutes at ~1/min, the first 40 of them a 6x traffic incident that ended 50
-    minutes before the window: its stretches are left out, so D and the level are the usual
-    ones and a 2.5x routing shift in the window is as many standard errors as without it. A lone
-    costly minute (one expensive request) stays in: it is the tail D must keep."""
+    """100 bursty reference minutes at ~1/min, the first 40 of them a 6x traffic incident that
+    ended 60 minutes before the window: its stretches are left out (D and the level are exactly
+    those of the 60 minutes after it, per minute and per 10-minute stretch), so 3.5x the usual
+    spend in the window is as many standard errors as without the incident, where counting it
+    made it chance. A lone costly minute (one expensive request) stays in: it is the tail D
+    must keep."""
     rng = np.random.default_rng(3)
     metric, dims = METRICS["cost_usd"], ("tenant_id", "feature")
     index = pd.MultiIndex.from_tuples([("acme", "chat")], names=list(dims))
-    usual = rng.gamma(4.0, 0.25, 100)  # mean 1 per minute
+    usual = rng.gamma(4.0, 0.25, 100) * np.repeat(rng.uniform(0.4, 1.6, 20), 5)  # ~1 per minute, in bursts
     after_incident = usual.copy()
     after_incident[:40] *= 6.0
     window = timedelta(minutes=10)
@@ -109,12 +111,16 @@ def test_an_earlier_incident_in_the_reference_does_not_hide_the_next_one() -> No
 
     def z_of(values: np.ndarray) -> float:
         reference = spend_dispersion(_minutes(list(values)), metric, dims, end, window, baseline)
-        return float(spend_z(pd.Series([25.0], index=index), baseline, reference, window).iloc[0])
+        return float(spend_z(pd.Series([35.0], index=index), baseline, reference, window).iloc[0])
 
     clean, contaminated = z_of(usual), z_of(after_incident)
+    # exactly the figures of the 60 minutes after the incident: per minute and per window-long stretch
+    frames = _minutes(list(after_incident))
+    trimmed = spend_dispersion(frames, metric, dims, end, window, baseline)
+    pd.testing.assert_frame_equal(trimmed, spend_dispersion(frames[40:], metric, dims, end, window, baseline))
     assert contaminated == pytest.approx(clean, rel=0.1) and contaminated > 6  # 60 minutes of the 100 left
     untrimmed = spend_dispersion(_minutes(list(after_incident)), metric, dims, end, window)
-    assert float(spend_z(pd.Series([25.0], index=index), baseline, untrimmed, window).iloc[0]) < 1
+    assert float(spend_z(pd.Series([35.0], index=index), baseline, untrimmed, window).iloc[0]) < 1
     costly = usual.copy()
     costly[70] += 40.0  # one 40-dollar request: its stretch is 5x the usual, but alone
     kept = spend_dispersion(_minutes(list(costly)), metric, dims, end, window, baseline)
