@@ -99,8 +99,9 @@ def spend_dispersion(
         # a window-long stretch overlapping a left-out minute sums to NaN: none spans an incident
         sums = np.lib.stride_tricks.sliding_window_view(usual, length, axis=1).sum(axis=2)
         dispersion = np.fmax(dispersion, _variance_to_mean(sums))
-    with np.errstate(invalid="ignore"):
-        level = np.nanmean(usual, axis=1) if usual.size else np.zeros(len(usual))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a scope with every minute left out: NaN
+        level = np.nanmean(usual, axis=1)
     result = pd.DataFrame({"dispersion": dispersion, "per_minute": level}, index=per_minute.index)
     return result[result["dispersion"].notna() & (result["dispersion"] > 0)]
 
@@ -108,11 +109,9 @@ def spend_dispersion(
 def usual_minutes(per_minute: np.ndarray, usual_level: np.ndarray) -> np.ndarray:
     """Scopes × minutes of spend with every ``STRETCH_MINUTES`` stretch (counted back from the last
     minute) whose mean exceeds ``TRIM`` x the scope's ``usual_level`` (spend per minute), next to
-    another such stretch, set to NaN. A scope without a usual level (NaN) keeps every minute."""
-    minutes = per_minute.shape[1]
-    if not minutes:
-        return per_minute
-    stretch = np.arange(minutes)[::-1] // STRETCH_MINUTES  # 0 = the stretch just before the window
+    another such stretch, set to NaN. A scope without a usual level (NaN) keeps every minute.
+    ``per_minute`` has at least one minute (the reference has ``MIN_REFERENCE_MINUTES``)."""
+    stretch = np.arange(per_minute.shape[1])[::-1] // STRETCH_MINUTES  # 0 = the stretch just before the window
     means = np.stack([per_minute[:, stretch == k].mean(axis=1) for k in range(int(stretch.max()) + 1)], axis=1)
     with np.errstate(invalid="ignore"):
         high = means > TRIM * usual_level[:, None]  # NaN levels compare false
