@@ -31,6 +31,12 @@ SLOT_NUM: tuple[str, ...] = tuple(f"num_slot{slot}" for slot in range(SLOTS))
 SLOT_DEN: tuple[str, ...] = tuple(f"den_slot{slot}" for slot in range(SLOTS))
 #: DDSketch relative accuracy, as in the stream windows and the ClickHouse rollups.
 SKETCH_ACCURACY = 0.01
+#: A total (spend) above this many times a scope's usual level is an incident, not its usual:
+#: left out of its baselines' hours (:func:`_incident_hours`) and noise reference minutes
+#: (alerts/spend_noise.py).
+INCIDENT_FACTOR = 3.0
+#: Trailing hours whose median is a spend baseline's usual level, at least (see ``_baseline``).
+CONTEXT_HOURS = 6
 
 
 @dataclass(frozen=True)
@@ -190,7 +196,8 @@ class BaselineStore:
 
     def baseline(self, family: Family, spec: Baseline, now: datetime) -> pd.DataFrame:
         """Per scope over closed hours: num, den, hours (with traffic), mean hourly ``value`` and
-        ``observed_hours`` (the chosen hours' observed share, the same for every scope).
+        ``observed_hours`` (the chosen hours' observed share). For totals, a scope's incident hours
+        are left out of num, den and its observed hours (:func:`_incident_hours`).
 
         ``trailing``: every hour in [now − over, start of this hour); ``same_hour``: the hour of
         day of ``now`` on each previous day within ``over``. Scopes with fewer than ``min_hours``
@@ -217,15 +224,32 @@ class BaselineStore:
         else:
             days = int(spec.over / timedelta(days=1))
             wanted = [current_hour - timedelta(days=d) for d in range(1, days + 1)]
-        chosen = hours[hours["hour"].isin(set(wanted))]
-        chosen = chosen[chosen["den"] > 0]
+        # an incident is told from the usual level by the median hour: of the same hours of previous
+        # days, or of at least CONTEXT_HOURS trailing hours (two would not tell one incident apart)
+        context = wanted if spec.kind == "same_hour" else _trailing(current_hour, max(len(wanted), CONTEXT_HOURS))
         dims = list(family.dims) or ["_all"]
-        chosen = chosen.assign(_all="") if not family.dims else chosen
+        rows = hours[hours["hour"].isin(set(context)) & (hours["den"] > 0)]
+        rows = rows.assign(_all="") if not family.dims else rows
+        shares = pd.Series(
+            [_observed_share(hour, series.observed_from, series.folded_until) for hour in context],
+            index=pd.Index(context, name="hour"),
+            dtype="float64",
+        )
+        total = METRICS[family.metric].kind == "total"
+        incidents = _incident_hours(rows, dims, shares) if total else None
+        chosen = rows[rows["hour"].isin(set(wanted))]
+        left_out = pd.Series(dtype="float64")
+        if incidents is not None:
+            incidents = incidents[incidents.index.get_level_values("hour").isin(wanted)]
+            chosen = chosen[~pd.MultiIndex.from_frame(chosen[[*dims, "hour"]]).isin(incidents.index)]
+            left_out = incidents.groupby(level=dims, sort=False, dropna=False).sum()
         result = chosen.groupby(dims, sort=False, dropna=False).agg(
             num=("num", "sum"), den=("den", "sum"), hours=("hour", "nunique"), value=("value", "mean")
         )
-        result["observed_hours"] = _observed_hours(wanted, series.observed_from, series.folded_until)
-        enough = result["observed_hours"] if METRICS[family.metric].kind == "total" else result["hours"]
+        watched = shares.reindex(wanted).sum()
+        # the usual level is spend per usual hour: an incident's watched time goes with it
+        result["observed_hours"] = watched - left_out.reindex(result.index, fill_value=0.0)
+        enough = pd.Series(watched, index=result.index) if total else result["hours"]
         result = result[enough >= spec.min_hours]
         if spec.fallback is not None:
             fallback = self.baseline(family, spec.fallback, now)
@@ -278,14 +302,39 @@ def _overlapping(hours: pd.DataFrame, start: datetime, end: datetime) -> pd.Data
     return rows.assign(num=rows["num"] * share, den=rows["den"] * share)
 
 
-def _observed_hours(hours: list[datetime], observed_from: datetime | None, folded_until: datetime | None) -> float:
-    """How many of ``hours`` were watched: whole hours after ``observed_from``, the share of the
-    hour it falls in, nothing before it or after the last folded hour."""
-    if observed_from is None or folded_until is None:
+def _trailing(current_hour: datetime, count: int) -> list[datetime]:
+    """The ``count`` hours before ``current_hour``, oldest first."""
+    return [current_hour - n * HOUR for n in range(count, 0, -1)]
+
+
+def _observed_share(hour: datetime, observed_from: datetime | None, folded_until: datetime | None) -> float:
+    """How much of ``hour`` was watched: all of it after ``observed_from``, the share after it in
+    the hour it falls in, nothing before it or after the last folded hour."""
+    if observed_from is None or folded_until is None or hour >= folded_until:
         return 0.0
-    return float(
-        sum(min(max((hour + HOUR - observed_from) / HOUR, 0.0), 1.0) if hour < folded_until else 0.0 for hour in hours)
-    )
+    return min(max((hour + HOUR - observed_from) / HOUR, 0.0), 1.0)
+
+
+def _incident_hours(rows: pd.DataFrame, dims: list[str], shares: pd.Series) -> pd.Series | None:
+    """The watched share of each (scope, hour) of the hour ``rows`` that spent more than
+    ``INCIDENT_FACTOR`` x the scope's median hour of ``shares`` (None when there is none).
+
+    A baseline is the usual level: one 6x traffic hour among three trailing hours (or a week's
+    same hours) would double it and hide the next incident for hours. Spend is per watched hour
+    (``shares``: a partly watched hour counts by its minutes); a watched hour without spend is a
+    real 0 in the median. A scope whose median hour spent nothing keeps every hour (its spend is
+    sporadic, not an incident)."""
+    watched = shares[shares > 0]
+    if rows.empty or watched.empty:
+        return None
+    spend = rows.pivot_table(index=dims, columns="hour", values="num", aggfunc="sum")
+    rate = spend.reindex(columns=watched.index).fillna(0.0) / watched.to_numpy()
+    usual = np.median(rate.to_numpy(), axis=1, keepdims=True)
+    flagged = ((rate > INCIDENT_FACTOR * usual) & (usual > 0)).stack(future_stack=True)
+    flagged = flagged[flagged]
+    if flagged.empty:
+        return None
+    return pd.Series(watched.reindex(flagged.index.get_level_values("hour")).to_numpy(), index=flagged.index)
 
 
 @dataclass

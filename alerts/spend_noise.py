@@ -28,14 +28,17 @@ watch lasting levels.
 (a normal approximation: at 0.3 requests/s a 10-minute window sums a few hundred LLM calls).
 An incident in the reference (a 6x traffic hour that ended 50 minutes ago) would make both D and
 R its own and hide the next one, so runs of 10-minute stretches of the reference that spent more
-than ``TRIM``x the baseline's level are left out (:func:`usual_minutes`). The baseline is the
-yardstick because hours of history are not moved by one incident (the reference's own median is,
+than ``TRIM``x the baseline's level are left out, with the minutes above that level beside
+such a run (:func:`usual_minutes`). The baseline is the yardstick because its hours leave
+incidents out too (alerts/baselines.py) and are not moved by one (the reference's own median is,
 once an incident fills half of it); a single such stretch is one costly request, part of the noise.
 
 A real 2.5x at 0.3 requests/s is 8 standard errors or more; a chance doubling of a feature's
 10 minutes is 5 or more at the simulator's rates, and the rule's ratio and ``min_delta`` gates
-stand beside z. Limits: a tail rarer than the reference hour (one request costing more than
-several minutes of the scope's usual spend, never seen in the hour before) is not in D, and
+stand beside z. A tail rarer than the reference hour (one request costing more than several
+minutes of the scope's usual spend, never seen in the hour before) is not in D, nor is one
+without a finite variance (a long document's prompt length); so a rise must also be spread over
+the window's minutes (:func:`spread_spend`): a few costly requests lift a few. Limits:
 without ``MIN_REFERENCE_MINUTES`` minutes of history (a fresh start before the bootstrap's
 minutes, a scope with no spend in the reference) nothing is significant.
 """
@@ -49,6 +52,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from spanline.alerts.baselines import INCIDENT_FACTOR
 from spanline.alerts.metrics import Metric
 
 #: Minutes before the window whose spend measures D: as many as the evaluator's frame ring holds
@@ -60,7 +64,11 @@ MIN_REFERENCE_MINUTES = 30
 #: The reference is judged in stretches of this many minutes (counted back from the window); a
 #: stretch whose mean spend is above ``TRIM`` x the baseline's was an incident, not noise.
 STRETCH_MINUTES = 10
-TRIM = 3.0
+TRIM = INCIDENT_FACTOR
+#: Minutes of the window left out of its spread test (:func:`spread_spend`): a handful of a
+#: long-document feature's requests, whose prompt lengths have no finite variance, spent 4x
+#: their usual 10 minutes in two or three minutes (the week's false pages at 0.5 requests/s).
+COSTLIEST_MINUTES = 3
 
 
 def spend_dispersion(
@@ -71,9 +79,10 @@ def spend_dispersion(
     window: timedelta = timedelta(minutes=1),
     baseline: pd.Series | None = None,
 ) -> pd.DataFrame:
-    """Per scope of ``dims`` (the index store.window gives): ``dispersion`` D in the metric's unit
-    and ``per_minute``, the mean spend per minute, from the minute frames in
-    [window_start − REFERENCE, window_start); scopes without spend there are left out.
+    """Per scope of ``dims`` (the index store.window gives): ``dispersion`` D in the metric's unit,
+    ``per_minute``, the mean spend per minute, and ``spread``, a window-long stretch's trimmed
+    spend (:func:`spread_spend`) over its spend on average (NaN for windows of a minute), from the
+    minute frames in [window_start − REFERENCE, window_start); scopes without spend there are left out.
 
     D is the larger of two measurements: from single minutes (precise when minutes are
     independent) and from every ``window``-long stretch of the reference (rolling sums), which
@@ -83,45 +92,115 @@ def spend_dispersion(
     chosen = [(minute, frame) for minute, frame in frames if window_start - REFERENCE <= minute < window_start]
     if len(chosen) < MIN_REFERENCE_MINUTES:
         return pd.DataFrame({"dispersion": pd.Series(dtype="float64"), "per_minute": pd.Series(dtype="float64")})
+    per_minute = _spend_per_minute(chosen, metric, dims)
+    per_window = pd.Series(np.nan, index=per_minute.index) if baseline is None else baseline.reindex(per_minute.index)
+    minutes = max(window / timedelta(minutes=1), 1.0)
+    usual = usual_minutes(per_minute.to_numpy(dtype="float64"), per_window.to_numpy(dtype="float64") / minutes)
+    dispersion = _variance_to_mean(usual)
+    length = max(int(window / timedelta(minutes=1)), 1)
+    spread = np.full(len(usual), np.nan)
+    if length > 1 and per_minute.shape[1] >= 3 * length:
+        # a window-long stretch overlapping a left-out minute sums to NaN: none spans an incident
+        stretches = np.lib.stride_tricks.sliding_window_view(usual, length, axis=1)
+        sums = stretches.sum(axis=2)
+        dispersion = np.fmax(dispersion, _variance_to_mean(sums))
+        if length > COSTLIEST_MINUTES:
+            spread = _mean_ratio(_trimmed_sums(stretches), sums)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a scope with every minute left out: NaN
+        level = np.nanmean(usual, axis=1)
+    result = pd.DataFrame({"dispersion": dispersion, "per_minute": level, "spread": spread}, index=per_minute.index)
+    return result[result["dispersion"].notna() & (result["dispersion"] > 0)]
+
+
+def _trimmed_sums(stretches: np.ndarray) -> np.ndarray:
+    """Per stretch (the last axis: its minutes), the sum without its ``COSTLIEST_MINUTES`` costliest
+    minutes, scaled to the whole stretch (NaN where a minute is)."""
+    length = stretches.shape[-1]
+    kept = np.sort(stretches, axis=-1)[..., : length - COSTLIEST_MINUTES].sum(axis=-1)
+    scaled: np.ndarray = np.where(
+        np.isnan(stretches).any(axis=-1), np.nan, kept * length / (length - COSTLIEST_MINUTES)
+    )
+    return scaled
+
+
+def _mean_ratio(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
+    """Per row: the mean of ``part`` over the mean of ``whole`` (known values; NaN where none)."""
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a row without a known stretch: NaN
+        ratio: np.ndarray = np.nanmean(part, axis=1) / np.nanmean(whole, axis=1)
+        return ratio
+
+
+def spread_spend(
+    frames: Iterable[tuple[datetime, pd.DataFrame]],
+    metric: Metric,
+    dims: tuple[str, ...],
+    window_start: datetime,
+    window: timedelta,
+) -> pd.Series:
+    """Per scope with spend in [window_start, window_start + window): the window's spend with its
+    ``COSTLIEST_MINUTES`` costliest minutes left out, scaled to the whole window (a trimmed mean
+    of its minutes; the whole spend for a window of no more minutes than that). A change of a feature's
+    spend (more requests, dearer models, longer outputs) raises most of its minutes; a few
+    costly requests raise a few. A trimmed mean of skewed minutes is below their mean: the
+    reference's ``spread`` (:func:`spend_dispersion`) is that ratio in usual times, the yardstick
+    the spread is held to."""
+    end = window_start + window
+    chosen = [(minute, frame) for minute, frame in frames if window_start <= minute < end]
+    length = max(int(window / timedelta(minutes=1)), 1)
+    if not chosen:
+        return pd.Series(dtype="float64")
+    per_minute = _spend_per_minute(chosen, metric, dims)
+    if length <= COSTLIEST_MINUTES:
+        return per_minute.sum(axis=1)
+    minutes = np.zeros((len(per_minute), length))  # a minute without rows spent nothing
+    minutes[:, : per_minute.shape[1]] = per_minute.to_numpy(dtype="float64")
+    return pd.Series(_trimmed_sums(minutes), index=per_minute.index)
+
+
+def _spend_per_minute(
+    chosen: list[tuple[datetime, pd.DataFrame]], metric: Metric, dims: tuple[str, ...]
+) -> pd.DataFrame:
+    """Scopes × the ``chosen`` minutes (in time order; a minute handed over in two frames is one
+    column) of the metric's spend; 0 where none."""
     rows = pd.concat([frame.assign(_minute=minute) for minute, frame in chosen], ignore_index=True)
     if metric.kinds is not None and "kind" in rows:
         rows = rows[rows["kind"].isin(metric.kinds)]
     keys = [rows[d] for d in dims] or [pd.Series("", index=rows.index, name="_all")]
     spend = metric.parts(rows)["num"]
     per_minute = spend.groupby([*keys, rows["_minute"]], sort=False).sum().unstack(fill_value=0.0)
-    per_minute = per_minute.reindex(columns=sorted(minute for minute, _ in chosen), fill_value=0.0)
-    per_window = pd.Series(np.nan, index=per_minute.index) if baseline is None else baseline.reindex(per_minute.index)
-    minutes = max(window / timedelta(minutes=1), 1.0)
-    usual = usual_minutes(per_minute.to_numpy(dtype="float64"), per_window.to_numpy(dtype="float64") / minutes)
-    dispersion = _variance_to_mean(usual)
-    length = max(int(window / timedelta(minutes=1)), 1)
-    if length > 1 and per_minute.shape[1] >= 3 * length:
-        # a window-long stretch overlapping a left-out minute sums to NaN: none spans an incident
-        sums = np.lib.stride_tricks.sliding_window_view(usual, length, axis=1).sum(axis=2)
-        dispersion = np.fmax(dispersion, _variance_to_mean(sums))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a scope with every minute left out: NaN
-        level = np.nanmean(usual, axis=1)
-    result = pd.DataFrame({"dispersion": dispersion, "per_minute": level}, index=per_minute.index)
-    return result[result["dispersion"].notna() & (result["dispersion"] > 0)]
+    return per_minute.reindex(columns=sorted({minute for minute, _ in chosen}), fill_value=0.0)
 
 
 def usual_minutes(per_minute: np.ndarray, usual_level: np.ndarray) -> np.ndarray:
     """Scopes × minutes of spend with every ``STRETCH_MINUTES`` stretch (counted back from the last
     minute) whose mean exceeds ``TRIM`` x the scope's ``usual_level`` (spend per minute), next to
-    another such stretch, set to NaN. A scope without a usual level (NaN) keeps every minute.
-    ``per_minute`` has at least one minute (the reference has ``MIN_REFERENCE_MINUTES``)."""
+    another such stretch, set to NaN, and so are the minutes above that level in the stretches
+    on either side of such a run (an incident's edges rarely fall on a stretch's). A scope without
+    a usual level (NaN) keeps every minute. ``per_minute`` has at least one minute (the
+    reference has ``MIN_REFERENCE_MINUTES``)."""
     stretch = np.arange(per_minute.shape[1])[::-1] // STRETCH_MINUTES  # 0 = the stretch just before the window
     means = np.stack([per_minute[:, stretch == k].mean(axis=1) for k in range(int(stretch.max()) + 1)], axis=1)
     with np.errstate(invalid="ignore"):
         high = means > TRIM * usual_level[:, None]  # NaN levels compare false
+        high_minutes = per_minute > TRIM * usual_level[:, None]
     # an incident lasts: a lone high stretch is one costly request, the tail D must keep
-    before = np.pad(high[:, 1:], ((0, 0), (0, 1)))
-    after = np.pad(high[:, :-1], ((0, 0), (1, 0)))
-    incident = high & (before | after)
+    incident = high & (_shifted(high, 1) | _shifted(high, -1))
+    edges = (_shifted(incident, 1) | _shifted(incident, -1)) & ~incident
     usual = per_minute.copy()
-    usual[incident[:, stretch]] = np.nan
+    usual[incident[:, stretch] | (edges[:, stretch] & high_minutes)] = np.nan
     return usual
+
+
+def _shifted(flags: np.ndarray, by: int) -> np.ndarray:
+    """Each row's flags moved ``by`` columns (+1: each column holds its left neighbour's), False-filled."""
+    moved = np.zeros_like(flags)
+    if by > 0:
+        moved[:, by:] = flags[:, :-by]
+    else:
+        moved[:, :by] = flags[:, -by:]
+    return moved
 
 
 def _variance_to_mean(samples: np.ndarray) -> np.ndarray:

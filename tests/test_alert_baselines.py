@@ -149,3 +149,55 @@ def test_a_scope_quiet_for_hours_averages_over_every_watched_hour() -> None:
     row = figures(store, rule, now)
 
     assert row["baseline"] == pytest.approx(120 / 4 / 6)
+
+
+@pytest.mark.parametrize("over", [timedelta(hours=3), timedelta(hours=24)])
+def test_an_incident_hour_is_left_out_of_a_spend_baseline(over: timedelta) -> None:
+    """Five watched hours at 1/min, the last closed one with 40 minutes of 6x traffic (4.3x the
+    usual hour): the baseline is the usual 10 per 10 minutes, not 25 (the trailing 3 h, two
+    closed hours, with the incident: the week's missed routing shift 50 minutes after a traffic
+    incident). The incident is told apart by the median of at least 6 trailing hours (two alone
+    cannot), and its watched time goes with it."""
+    rule = trailing_spend()
+    baseline = Baseline(kind="trailing", over=over, min_hours=2)
+    rule = rule.model_copy(update={"condition": rule.condition.model_copy(update={"baseline": baseline})})
+    store = BaselineStore()
+    spend(store, rule, T0, T0 + 4 * HOUR + 20 * MINUTE, per_minute=1.0)
+    spend(store, rule, T0 + 4 * HOUR + 20 * MINUTE, T0 + 5 * HOUR, per_minute=6.0)
+    now = T0 + 5 * HOUR + 10 * MINUTE
+    spend(store, rule, T0 + 5 * HOUR, now, per_minute=1.0)
+
+    row = figures(store, rule, now)
+
+    assert row["baseline"] == pytest.approx(10.0)
+
+
+def test_a_lasting_new_spend_level_becomes_the_baseline() -> None:
+    """Spend quadruples for good after the first of three hours: the median hour is the new level,
+    so no hour is an incident and the baseline is the plain average (the page resolves as a
+    lasting level becomes the usual one, as the noise reference's does)."""
+    rule = trailing_spend()
+    store = BaselineStore()
+    spend(store, rule, T0, T0 + HOUR, per_minute=1.0)
+    now = T0 + 3 * HOUR + 10 * MINUTE
+    spend(store, rule, T0 + HOUR, now, per_minute=4.0)
+
+    row = figures(store, rule, now)
+
+    assert row["baseline"] == pytest.approx((60 + 240 + 240) / 3 / 6)
+
+
+def test_a_sporadic_scope_keeps_its_rare_spend_in_the_baseline() -> None:
+    """Spend in one hour of three (the median hour spent nothing) is the scope's way, not an
+    incident: the baseline keeps it (a third of it per hour)."""
+    rule = trailing_spend()
+    store = BaselineStore()
+    closed_hours(store, rule, T0, T0 + HOUR, per_minute=3.0)
+    family = family_of(rule, tuple(rule.scope))
+    store.record_hours(family, pd.DataFrame({"tenant_id": "globex", "hour": [T0 + 2 * HOUR], "num": 1.0, "den": 1.0}))
+    now = T0 + 3 * HOUR + 10 * MINUTE
+    spend(store, rule, T0 + 3 * HOUR, now, per_minute=1.0)
+
+    row = figures(store, rule, now)
+
+    assert row["baseline"] == pytest.approx(180 / 3 / 6)

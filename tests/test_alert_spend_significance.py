@@ -17,11 +17,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from spanline.alerts.baselines import BaselineStore, KeyHistory
+from spanline.alerts.conditions import evaluate_clause, family_of
 from spanline.alerts.evaluator import Evaluator
 from spanline.alerts.events import AlertEvent
 from spanline.alerts.metrics import METRICS
-from spanline.alerts.rules import load_rules
-from spanline.alerts.spend_noise import MIN_REFERENCE_MINUTES, spend_dispersion, spend_z
+from spanline.alerts.rules import Baseline, load_rules
+from spanline.alerts.spend_noise import MIN_REFERENCE_MINUTES, spend_dispersion, spend_z, spread_spend
 from spanline.contracts import load_contracts
 from spanline.simulator.workload import WorkloadConfig, generate_traces
 from spanline.simulator.workload_incident import Effects, Incident, Target
@@ -93,18 +95,20 @@ def test_spend_z_needs_enough_reference_minutes_and_spend() -> None:
 
 
 def test_an_earlier_incident_in_the_reference_does_not_hide_the_next_one() -> None:
-    """100 bursty reference minutes at ~1/min, the first 40 of them a 6x traffic incident that
-    ended 60 minutes before the window: its stretches are left out (D and the level are exactly
-    those of the 60 minutes after it, per minute and per 10-minute stretch), so 3.5x the usual
-    spend in the window is as many standard errors as without the incident, where counting it
-    made it chance. A lone costly minute (one expensive request) stays in: it is the tail D
-    must keep."""
+    """100 bursty reference minutes at ~1/min, the first 41 of them a 6x traffic incident that
+    ended 59 minutes before the window, one minute into a 10-minute stretch: its stretches and
+    that edge minute are left out (D and the level are exactly those of the 59 minutes after it,
+    per minute and per 10-minute stretch), so 3.5x the usual spend in the window is as many
+    standard errors as without the incident, where counting it made it chance (and counting the
+    edge minute alone, 2.8 standard errors: the week's routing shift paged on the minutes whose
+    stretches happened to cut a traffic incident cleanly). A lone costly minute (one expensive
+    request) stays in: it is the tail D must keep."""
     rng = np.random.default_rng(3)
     metric, dims = METRICS["cost_usd"], ("tenant_id", "feature")
     index = pd.MultiIndex.from_tuples([("acme", "chat")], names=list(dims))
     usual = rng.gamma(4.0, 0.25, 100) * np.repeat(rng.uniform(0.4, 1.6, 20), 5)  # ~1 per minute, in bursts
     after_incident = usual.copy()
-    after_incident[:40] *= 6.0
+    after_incident[:41] *= 6.0
     window = timedelta(minutes=10)
     baseline = pd.Series([10.0], index=index)  # 1 per minute: the hours before knew the usual level
     end = START + timedelta(minutes=100)
@@ -114,11 +118,11 @@ def test_an_earlier_incident_in_the_reference_does_not_hide_the_next_one() -> No
         return float(spend_z(pd.Series([35.0], index=index), baseline, reference, window).iloc[0])
 
     clean, contaminated = z_of(usual), z_of(after_incident)
-    # exactly the figures of the 60 minutes after the incident: per minute and per window-long stretch
+    # exactly the figures of the 59 minutes after the incident: per minute and per window-long stretch
     frames = _minutes(list(after_incident))
     trimmed = spend_dispersion(frames, metric, dims, end, window, baseline)
-    pd.testing.assert_frame_equal(trimmed, spend_dispersion(frames[40:], metric, dims, end, window, baseline))
-    assert contaminated == pytest.approx(clean, rel=0.1) and contaminated > 6  # 60 minutes of the 100 left
+    pd.testing.assert_frame_equal(trimmed, spend_dispersion(frames[41:], metric, dims, end, window, baseline))
+    assert contaminated == pytest.approx(clean, rel=0.15) and contaminated > 6  # 59 minutes of the 100 left
     untrimmed = spend_dispersion(_minutes(list(after_incident)), metric, dims, end, window)
     assert float(spend_z(pd.Series([35.0], index=index), baseline, untrimmed, window).iloc[0]) < 1
     costly = usual.copy()
@@ -190,3 +194,45 @@ def test_a_low_rate_routing_shift_pages_a_cost_spike_with_the_routing_branch(
 def test_the_same_traffic_without_the_shift_pages_nothing() -> None:
     events = _replay(_rows(Effects()))
     assert events == [], "\n".join(f"{e.at:%H:%M} {e.state} {e.summary}" for e in events)
+
+
+@pytest.mark.parametrize(("window", "pages"), [("two costly minutes", False), ("every minute 2.5x", True)])
+def test_a_spend_rise_must_be_spread_over_the_window(window: str, pages: bool) -> None:
+    """Three hours and ten minutes of bursty spend at ~1/min, judged by the bundled
+    cost_spike_hourly clause (trailing baseline). Two costly requests in two minutes of the window
+    make its spend 3.4x the usual and ~15 standard errors, yet with its 3 costliest minutes left
+    out it is the usual level: no page (a long-document feature's heavy tail paged so at
+    0.5 requests/s). A rise of every minute to 2.5x pages."""
+    rng = np.random.default_rng(11)
+    rule = next(r for r in load_rules() if r.name == "cost_spike_hourly")
+    baseline = Baseline(kind="trailing", over=timedelta(hours=3), min_hours=2)
+    rule = rule.model_copy(update={"condition": rule.condition.model_copy(update={"baseline": baseline})})
+    dims = tuple(rule.scope)
+    usual = list(rng.gamma(4.0, 0.25, 190))
+    current = usual[-10:]
+    if window == "two costly minutes":
+        current = [value + (12.0 if n in (2, 6) else 0.0) for n, value in enumerate(current)]
+    else:
+        current = [value * 2.5 for value in current]
+    frames = _minutes(usual[:-10] + current)
+    store = BaselineStore()
+    for minute, frame in frames:
+        parts = frame.assign(num=frame["cost_usd"], den=1.0)[[*dims, "num", "den"]]
+        store.record(family_of(rule, dims), minute, parts)
+    now = frames[-1][0] + timedelta(minutes=1)
+
+    row = evaluate_clause(rule, dims, store, KeyHistory(), [], now, frames).loc[("acme", "chat")]
+
+    assert row["ratio"] > 2.2  # both clear the ratio (2x) by far
+    assert bool(row["holds"]) is pages
+
+
+def test_a_minute_handed_over_in_two_frames_is_one_minute() -> None:
+    """A replay hands a minute over again when a later block of spans holds more of it: the
+    window still has 10 minutes, the repeated one summing both frames."""
+    metric, dims = METRICS["cost_usd"], ("tenant_id", "feature")
+    frames = _minutes([1.0] * 10)
+    frames.insert(5, (frames[4][0], frames[4][1].assign(cost_usd=2.0)))
+    spread = spread_spend(frames, metric, dims, START, timedelta(minutes=10))
+    # minutes 1 x 9 and 3 (the repeated one): the 3 costliest (3, 1, 1) left out, 7 x 1 scaled to 10
+    assert float(spread.loc[("acme", "chat")]) == pytest.approx(10.0)
