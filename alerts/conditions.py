@@ -30,7 +30,7 @@ from spanline.alerts.rules import (
     RatioToBaseline,
     Threshold,
 )
-from spanline.alerts.spend_noise import spend_dispersion, spend_z, spread_spend
+from spanline.alerts.spend_noise import SPREAD_Z, spend_dispersion, spend_z
 from spanline.contracts import Contract, contract_limit, rate_limit, stage_budget
 from spanline.windows.aggregate import SLOT_SECONDS
 
@@ -130,12 +130,8 @@ def _evaluate(
                 reference = spend_dispersion(recent, metric, dims, now - length, length, usual)
                 z = spend_z(pd.Series(value, index=index), usual, reference, length)
                 holds &= (z >= condition.min_z).to_numpy()
-                if isinstance(condition, RatioToBaseline) and condition.op in (">", ">="):  # spread over the window
-                    spread = spread_spend(recent, metric, dims, now - length, length).reindex(index)
-                    usual_spread = reference["spread"].reindex(index).to_numpy()
-                    holds &= COMPARE[condition.op](
-                        spread.to_numpy(), threshold * np.where(np.isnan(usual_spread), 1.0, usual_spread)
-                    )
+                if isinstance(condition, RatioToBaseline) and condition.op in (">", ">="):  # lifts the minutes
+                    holds &= (reference["spread_z"].reindex(index) >= SPREAD_Z).to_numpy()
         elif condition.min_z and metric.kind == "percentile":  # a tail quantile: count its exceedances
             if holds.any():  # only scopes that could page are tested (a sketch walk each)
                 sketches = parts["sketch"].to_numpy()[holds]

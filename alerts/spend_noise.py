@@ -38,7 +38,7 @@ A real 2.5x at 0.3 requests/s is 8 standard errors or more; a chance doubling of
 stand beside z. A tail rarer than the reference hour (one request costing more than several
 minutes of the scope's usual spend, never seen in the hour before) is not in D, nor is one
 without a finite variance (a long document's prompt length); so a rise must also be spread over
-the window's minutes (:func:`spread_spend`): a few costly requests lift a few. Limits:
+the window's minutes (``spread_z``, a rank-sum test): a few costly requests lift a few. Limits:
 without ``MIN_REFERENCE_MINUTES`` minutes of history (a fresh start before the bootstrap's
 minutes, a scope with no spend in the reference) nothing is significant.
 """
@@ -65,10 +65,11 @@ MIN_REFERENCE_MINUTES = 30
 #: stretch whose mean spend is above ``TRIM`` x the baseline's was an incident, not noise.
 STRETCH_MINUTES = 10
 TRIM = INCIDENT_FACTOR
-#: Minutes of the window left out of its spread test (:func:`spread_spend`): a handful of a
-#: long-document feature's requests, whose prompt lengths have no finite variance, spent 4x
-#: their usual 10 minutes in two or three minutes (the week's false pages at 0.5 requests/s).
-COSTLIEST_MINUTES = 3
+#: A rise must lift the window's minutes as a whole: their rank sum among the reference minutes
+#: must be this many standard errors above chance (Mann-Whitney). A handful of a long-document
+#: feature's requests, whose prompt lengths have no finite variance, spent 4x their usual 10
+#: minutes in two or three minutes (the week's false pages at 0.5 requests/s).
+SPREAD_Z = 3.0
 
 
 def spend_dispersion(
@@ -79,10 +80,11 @@ def spend_dispersion(
     window: timedelta = timedelta(minutes=1),
     baseline: pd.Series | None = None,
 ) -> pd.DataFrame:
-    """Per scope of ``dims`` (the index store.window gives): ``dispersion`` D in the metric's unit,
-    ``per_minute``, the mean spend per minute, and ``spread``, a window-long stretch's trimmed
-    spend (:func:`spread_spend`) over its spend on average (NaN for windows of a minute), from the
-    minute frames in [window_start − REFERENCE, window_start); scopes without spend there are left out.
+    """Per scope of ``dims`` (the index store.window gives): ``dispersion`` D in the metric's unit
+    and ``per_minute``, the mean spend per minute, from the minute frames in [window_start −
+    REFERENCE, window_start), and ``spread_z``, how far the minutes of [window_start,
+    window_start + window) rank above those (:func:`rank_sum_z`); scopes without spend in the
+    reference are left out.
 
     D is the larger of two measurements: from single minutes (precise when minutes are
     independent) and from every ``window``-long stretch of the reference (rolling sums), which
@@ -98,65 +100,44 @@ def spend_dispersion(
     usual = usual_minutes(per_minute.to_numpy(dtype="float64"), per_window.to_numpy(dtype="float64") / minutes)
     dispersion = _variance_to_mean(usual)
     length = max(int(window / timedelta(minutes=1)), 1)
-    spread = np.full(len(usual), np.nan)
     if length > 1 and per_minute.shape[1] >= 3 * length:
         # a window-long stretch overlapping a left-out minute sums to NaN: none spans an incident
-        stretches = np.lib.stride_tricks.sliding_window_view(usual, length, axis=1)
-        sums = stretches.sum(axis=2)
+        sums = np.lib.stride_tricks.sliding_window_view(usual, length, axis=1).sum(axis=2)
         dispersion = np.fmax(dispersion, _variance_to_mean(sums))
-        if length > COSTLIEST_MINUTES:
-            spread = _mean_ratio(_trimmed_sums(stretches), sums)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a scope with every minute left out: NaN
         level = np.nanmean(usual, axis=1)
-    result = pd.DataFrame({"dispersion": dispersion, "per_minute": level, "spread": spread}, index=per_minute.index)
+    current = [(minute, frame) for minute, frame in frames if window_start <= minute < window_start + window]
+    spent = np.zeros((len(usual), length))  # a window minute without rows spent nothing
+    if current:
+        in_window = _spend_per_minute(current, metric, dims).reindex(per_minute.index, fill_value=0.0)
+        spent[:, : in_window.shape[1]] = in_window.to_numpy(dtype="float64")[:, :length]
+    result = pd.DataFrame(
+        {"dispersion": dispersion, "per_minute": level, "spread_z": rank_sum_z(spent, usual)},
+        index=per_minute.index,
+    )
     return result[result["dispersion"].notna() & (result["dispersion"] > 0)]
 
 
-def _trimmed_sums(stretches: np.ndarray) -> np.ndarray:
-    """Per stretch (the last axis: its minutes), the sum without its ``COSTLIEST_MINUTES`` costliest
-    minutes, scaled to the whole stretch (NaN where a minute is)."""
-    length = stretches.shape[-1]
-    kept = np.sort(stretches, axis=-1)[..., : length - COSTLIEST_MINUTES].sum(axis=-1)
-    scaled: np.ndarray = np.where(
-        np.isnan(stretches).any(axis=-1), np.nan, kept * length / (length - COSTLIEST_MINUTES)
-    )
-    return scaled
-
-
-def _mean_ratio(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
-    """Per row: the mean of ``part`` over the mean of ``whole`` (known values; NaN where none)."""
-    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a row without a known stretch: NaN
-        ratio: np.ndarray = np.nanmean(part, axis=1) / np.nanmean(whole, axis=1)
-        return ratio
-
-
-def spread_spend(
-    frames: Iterable[tuple[datetime, pd.DataFrame]],
-    metric: Metric,
-    dims: tuple[str, ...],
-    window_start: datetime,
-    window: timedelta,
-) -> pd.Series:
-    """Per scope with spend in [window_start, window_start + window): the window's spend with its
-    ``COSTLIEST_MINUTES`` costliest minutes left out, scaled to the whole window (a trimmed mean
-    of its minutes; the whole spend for a window of no more minutes than that). A change of a feature's
-    spend (more requests, dearer models, longer outputs) raises most of its minutes; a few
-    costly requests raise a few. A trimmed mean of skewed minutes is below their mean: the
-    reference's ``spread`` (:func:`spend_dispersion`) is that ratio in usual times, the yardstick
-    the spread is held to."""
-    end = window_start + window
-    chosen = [(minute, frame) for minute, frame in frames if window_start <= minute < end]
-    length = max(int(window / timedelta(minutes=1)), 1)
-    if not chosen:
-        return pd.Series(dtype="float64")
-    per_minute = _spend_per_minute(chosen, metric, dims)
-    if length <= COSTLIEST_MINUTES:
-        return per_minute.sum(axis=1)
-    minutes = np.zeros((len(per_minute), length))  # a minute without rows spent nothing
-    minutes[:, : per_minute.shape[1]] = per_minute.to_numpy(dtype="float64")
-    return pd.Series(_trimmed_sums(minutes), index=per_minute.index)
+def rank_sum_z(window: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Per row: the Mann-Whitney rank-sum statistic of the ``window`` minutes among the known
+    (non-NaN) ``reference`` minutes, in standard errors above chance (ties averaged, the variance
+    corrected for them; NaN without two reference minutes). Ranks ignore how costly the costliest
+    minutes are: a few costly requests lift a few ranks, a change of the feature's spend all."""
+    z = np.full(len(window), np.nan)
+    for row, (spent, usual) in enumerate(zip(window, reference, strict=True)):
+        usual = usual[~np.isnan(usual)]
+        n1, n2 = len(spent), len(usual)
+        if n2 < 2:
+            continue
+        values = np.concatenate([spent, usual])
+        ranks = pd.Series(values).rank(method="average").to_numpy()
+        n = n1 + n2
+        _, tied = np.unique(values, return_counts=True)
+        variance = n1 * n2 / 12.0 * ((n + 1) - float((tied**3 - tied).sum()) / (n * (n - 1)))
+        if variance > 0:
+            z[row] = (ranks[:n1].sum() - n1 * (n1 + 1) / 2.0 - n1 * n2 / 2.0) / np.sqrt(variance)
+    return z
 
 
 def _spend_per_minute(

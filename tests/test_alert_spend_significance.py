@@ -23,7 +23,7 @@ from spanline.alerts.evaluator import Evaluator
 from spanline.alerts.events import AlertEvent
 from spanline.alerts.metrics import METRICS
 from spanline.alerts.rules import Baseline, load_rules
-from spanline.alerts.spend_noise import MIN_REFERENCE_MINUTES, spend_dispersion, spend_z, spread_spend
+from spanline.alerts.spend_noise import MIN_REFERENCE_MINUTES, rank_sum_z, spend_dispersion, spend_z
 from spanline.contracts import load_contracts
 from spanline.simulator.workload import WorkloadConfig, generate_traces
 from spanline.simulator.workload_incident import Effects, Incident, Target
@@ -200,8 +200,8 @@ def test_the_same_traffic_without_the_shift_pages_nothing() -> None:
 def test_a_spend_rise_must_be_spread_over_the_window(window: str, pages: bool) -> None:
     """Three hours and ten minutes of bursty spend at ~1/min, judged by the bundled
     cost_spike_hourly clause (trailing baseline). Two costly requests in two minutes of the window
-    make its spend 3.4x the usual and ~15 standard errors, yet with its 3 costliest minutes left
-    out it is the usual level: no page (a long-document feature's heavy tail paged so at
+    make its spend 3.4x the usual and ~15 standard errors, yet the other minutes rank as usual
+    among the reference's: no page (a long-document feature's heavy tail paged so at
     0.5 requests/s). A rise of every minute to 2.5x pages."""
     rng = np.random.default_rng(11)
     rule = next(r for r in load_rules() if r.name == "cost_spike_hourly")
@@ -229,10 +229,22 @@ def test_a_spend_rise_must_be_spread_over_the_window(window: str, pages: bool) -
 
 def test_a_minute_handed_over_in_two_frames_is_one_minute() -> None:
     """A replay hands a minute over again when a later block of spans holds more of it: the
-    window still has 10 minutes, the repeated one summing both frames."""
+    window still has 10 minutes, the repeated one summing both frames (1 + 2 = 3: the top rank)."""
     metric, dims = METRICS["cost_usd"], ("tenant_id", "feature")
-    frames = _minutes([1.0] * 10)
-    frames.insert(5, (frames[4][0], frames[4][1].assign(cost_usd=2.0)))
-    spread = spread_spend(frames, metric, dims, START, timedelta(minutes=10))
-    # minutes 1 x 9 and 3 (the repeated one): the 3 costliest (3, 1, 1) left out, 7 x 1 scaled to 10
-    assert float(spread.loc[("acme", "chat")]) == pytest.approx(10.0)
+    reference = [1.0, 2.0] * 20
+    frames = _minutes([*reference, *([1.0] * 10)])
+    frames.insert(45, (frames[44][0], frames[44][1].assign(cost_usd=2.0)))
+    end = START + timedelta(minutes=40)
+    spread = spend_dispersion(frames, metric, dims, end, timedelta(minutes=10))["spread_z"]
+    window = np.array([[3.0] + [1.0] * 9])
+    assert float(spread.iloc[0]) == pytest.approx(float(rank_sum_z(window, np.array([reference]))[0]))
+
+
+def test_the_rank_sum_z_is_mann_whitneys() -> None:
+    """Ten window minutes above all 100 reference minutes: U = 1,000 against a mean of 500 and a
+    standard error √(10·100·111/12) (no ties); identical values: no evidence either way (0)."""
+    reference = np.arange(100, dtype="float64")[None, :]
+    above = rank_sum_z(np.arange(1000, 1010, dtype="float64")[None, :], reference)
+    assert float(above[0]) == pytest.approx(500 / np.sqrt(10 * 100 * 111 / 12))
+    same = rank_sum_z(np.ones((1, 10)), np.ones((1, 100)))
+    assert np.isnan(same[0])
