@@ -93,7 +93,7 @@ def spend_dispersion(
     scope, whose incidents are left out of the reference (:func:`usual_minutes`)."""
     chosen = [(minute, frame) for minute, frame in frames if window_start - REFERENCE <= minute < window_start]
     if len(chosen) < MIN_REFERENCE_MINUTES:
-        return pd.DataFrame({"dispersion": pd.Series(dtype="float64"), "per_minute": pd.Series(dtype="float64")})
+        return pd.DataFrame({column: pd.Series(dtype="float64") for column in ("dispersion", "per_minute", "spread_z")})
     per_minute = _spend_per_minute(chosen, metric, dims)
     per_window = pd.Series(np.nan, index=per_minute.index) if baseline is None else baseline.reindex(per_minute.index)
     minutes = max(window / timedelta(minutes=1), 1.0)

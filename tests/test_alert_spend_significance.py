@@ -248,3 +248,10 @@ def test_the_rank_sum_z_is_mann_whitneys() -> None:
     assert float(above[0]) == pytest.approx(500 / np.sqrt(10 * 100 * 111 / 12))
     same = rank_sum_z(np.ones((1, 10)), np.ones((1, 100)))
     assert np.isnan(same[0])
+
+
+def test_without_enough_reference_minutes_nothing_is_significant_or_spread() -> None:
+    """A fresh worker's first minutes: the reference is empty but has every column the rule reads."""
+    frames = _minutes([1.0] * (MIN_REFERENCE_MINUTES - 1))
+    reference = spend_dispersion(frames, METRICS["cost_usd"], ("tenant_id", "feature"), frames[-1][0])
+    assert reference.empty and set(reference.columns) == {"dispersion", "per_minute", "spread_z"}
