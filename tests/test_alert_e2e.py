@@ -117,8 +117,16 @@ def test_a_worker_restart_during_an_incident_neither_repeats_nor_loses_its_page(
         for m in range(MINUTES, 36)
         for i in range(SPANS_PER_MINUTE)
     ]
+
+    def history() -> list[tuple[object, ...]]:
+        query = "SELECT state, count() FROM {db}.alerts WHERE dedup_key = {key:String} GROUP BY state ORDER BY state"
+        return [tuple(r) for r in stack.query(query, key=key).rows]
+
     assert stack.post("/v1/spans", orjson.dumps(incident), TENANT_KEYS["acme"])[0] == 200
     stack.wait_until(lambda: any(n["group_key"] == key for n in webhook.received), 120, "the doc-search page")
+    # the page goes out before its history row is written (a ClickHouse that is down must not
+    # hold a page): the restart comes once both are done
+    stack.wait_until(lambda: history() == [("firing", 1)], 60, "the firing row of the doc-search page")
 
     stack.stop_worker()  # SIGTERM mid-incident: state saved, queued notifications delivered
     stack.start_worker(worker_env(webhook))
@@ -133,7 +141,5 @@ def test_a_worker_restart_during_an_incident_neither_repeats_nor_loses_its_page(
     )
 
     assert [n["action"] for n in webhook.received if n["group_key"] == key] == ["trigger", "resolve"]
-    rows = stack.query(
-        "SELECT state, count() FROM {db}.alerts WHERE dedup_key = {key:String} GROUP BY state ORDER BY state", key=key
-    ).rows
-    assert [tuple(r) for r in rows] == [("firing", 1), ("resolved", 1)]
+    stack.wait_until(lambda: len(history()) == 2, 60, "the resolved row of the doc-search page")
+    assert history() == [("firing", 1), ("resolved", 1)]
