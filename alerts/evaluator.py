@@ -60,6 +60,10 @@ class Evaluator:
     active: dict[AlertKey, ActiveAlert] = field(default_factory=dict)
     frames: deque[tuple[datetime, pd.DataFrame]] = field(default_factory=lambda: deque(maxlen=DIAGNOSIS_MINUTES))
     last_minute: datetime | None = None
+    #: State changes paged but not yet in the ``alerts`` table (alerts/worker.py writes them);
+    #: saved with the state, so a worker stopped between a page and its history row writes the
+    #: row after its restart.
+    unrecorded: list[AlertEvent] = field(default_factory=list)
     #: (is a pipeline rule, clause) of each family the rules read.
     _family_cache: dict[Family, tuple[bool, Clause]] = field(default_factory=dict, init=False, repr=False)
 
@@ -322,7 +326,7 @@ class Evaluator:
     def save(self, path: Path) -> None:
         """Baselines, key history and alert states (not the diagnosis frames: they are tens of MB
         and refill within the hour; until then diagnoses compare with what is there)."""
-        write_state(path, SavedState(self.store, self.keys, self.active, self.last_minute))
+        write_state(path, SavedState(self.store, self.keys, self.active, self.last_minute, self.unrecorded))
 
     def restore(self, path: Path) -> bool:
         """Load a saved state into this evaluator; False when there is none or it cannot be used
@@ -331,6 +335,7 @@ class Evaluator:
         if saved is None:
             return False
         self.store, self.keys, self.last_minute = saved.store, saved.keys, saved.last_minute
+        self.unrecorded = saved.unrecorded
         names = {rule.name for rule in self.rules}
         self.active = {key: value for key, value in saved.active.items() if key[0] in names}  # rules removed since
         return True

@@ -14,6 +14,8 @@ still reads it, an operator can inspect it, and loading it never runs code. Layo
   ``{"ddsketch": ...}``;
 - a DDSketch is its relative accuracy, zero count, count, sum, min, max and, per store
   (``positive``, ``negative``), the bin counts from key ``offset`` on and their total.
+- ``unrecorded`` lists the alert events paged but not yet written to the ``alerts`` table
+  (optional: a file without it has none).
 
 A file that cannot be used (unreadable, not this format, another version, missing or odd
 fields, a pickle from an earlier release) is moved aside with one error log, and the caller
@@ -26,7 +28,7 @@ import logging
 import math
 import os
 from collections.abc import Callable
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -74,6 +76,8 @@ class SavedState:
     keys: dict[Family, KeyHistory]
     active: dict[AlertKey, ActiveAlert]
     last_minute: datetime | None
+    #: State changes already handed to the pager whose ``alerts`` history rows are not written yet.
+    unrecorded: list[AlertEvent] = field(default_factory=list)
 
 
 # --- the file
@@ -178,6 +182,7 @@ def encode(state: SavedState) -> bytes:
                 }
                 for (rule, scope), active in state.active.items()
             ],
+            "unrecorded": [_event(event) for event in state.unrecorded],
         }
     )
 
@@ -242,7 +247,9 @@ def _state(document: dict[str, Any]) -> SavedState:
         active[_get(entry, "rule", str), _scope(_get(entry, "scope", list))] = ActiveAlert(
             state, since=_time_of(entry, "since"), last_true=_time_of(entry, "last_true"), event=event
         )
-    return SavedState(store, keys, active, _optional_time_of(document, "last_minute"))
+    # absent in files saved before it existed: nothing was left unrecorded then
+    unrecorded = [_event_of(entry) for entry in _get(document, "unrecorded", list)] if "unrecorded" in document else []
+    return SavedState(store, keys, active, _optional_time_of(document, "last_minute"), unrecorded)
 
 
 def _get(data: Any, name: str, kind: type | tuple[type, ...]) -> Any:

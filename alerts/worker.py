@@ -1,8 +1,10 @@
 """Alerting inside the stream worker: ``metrics`` records → MinuteMerger → evaluator → pages.
 
 Per merged minute: evaluate every rule (span figures from the minute, pipeline figures from
-the worker's PipelineStats), then for each state change write the ``alerts`` history row
-(deduplicated), publish the event on the ``alerts`` topic, and hand it to the dispatcher.
+the worker's PipelineStats), then for each state change hand it to the dispatcher, publish the
+event on the ``alerts`` topic and write the ``alerts`` history row (deduplicated; until it is
+written the event is kept with the saved state, so a stop between a page and its row does not
+lose the row).
 Baselines and alert states are saved on every state change (and every 10 minutes), so a
 restarted worker neither forgets an incident nor pages it twice (a replayed minute is ignored);
 on a first start (or with a state file that cannot be used) the baselines are bootstrapped from
@@ -131,6 +133,15 @@ class AlertingService:
             # Announced before the restart (the dispatcher drains on shutdown): tracked for
             # repeats and resolves, not paged again.
             self.dispatcher.adopt(self.evaluator.firing())
+            if self.evaluator.unrecorded:
+                try:
+                    await self._record_history()
+                except Exception:
+                    log.exception(
+                        "writing the %d alert history row(s) paged before the restart failed; they are "
+                        "written with the next state change",
+                        len(self.evaluator.unrecorded),
+                    )
             await self._attempt(
                 "reading the diagnosis minutes",
                 "diagnoses compare with the minutes seen from now on",
@@ -192,15 +203,23 @@ class AlertingService:
         for event in events:
             ALERT_EVENTS.labels(event.rule, event.state).inc()
         if events:  # pages first: they must not wait for Kafka or a ClickHouse that is down
+            self.evaluator.unrecorded.extend(events)  # saved from here on: a stop cannot lose their rows
             self.dispatcher.submit(events)
             for event in events:
                 await self._publish(event.dedup_key.encode(), orjson.dumps(event.to_dict()))
-            database = self._settings.clickhouse_database
-            await self._storage(lambda client: AlertHistory(client, database).write(events))
+            await self._record_history()
         self._minutes_unsaved += 1
         if events or self._minutes_unsaved >= SAVE_EVERY_MINUTES:
             self.save()
         return events
+
+    async def _record_history(self) -> None:
+        """Write the state changes not yet in the ``alerts`` table, then forget them. Rows carry a
+        deduplication token, so a row written before a stop is not doubled by writing it again."""
+        unrecorded = list(self.evaluator.unrecorded)
+        database = self._settings.clickhouse_database
+        await self._storage(lambda client: AlertHistory(client, database).write(unrecorded))
+        del self.evaluator.unrecorded[: len(unrecorded)]
 
     async def _with_examples(self, events: list[AlertEvent]) -> list[AlertEvent]:
         """Firing events with their example traces (alerts/examples.py), found within

@@ -216,6 +216,17 @@ def test_the_state_file_is_private_from_creation_and_replaced_whole(tmp_path: Pa
     assert (saved["format"], saved["version"], saved["last_minute"]) == (FORMAT, VERSION, "2026-11-20T10:00:00+00:00")
 
 
+def test_a_file_saved_before_unrecorded_events_were_kept_restores_with_none(tmp_path: Path) -> None:
+    path = tmp_path / "worker.state"
+    Evaluator(load_rules(), load_contracts(), last_minute=START).save(path)
+    saved = orjson.loads(path.read_bytes())
+    assert saved.pop("unrecorded") == []
+    path.write_bytes(orjson.dumps(saved))
+    restored = Evaluator(load_rules(), load_contracts())
+    assert restored.restore(path)
+    assert (restored.last_minute, restored.unrecorded) == (START, [])
+
+
 # --- files that cannot be used
 def _edit(change: Callable[[dict[str, Any]], None]) -> Callable[[bytes], bytes]:
     def edited(valid: bytes) -> bytes:
@@ -400,3 +411,41 @@ def test_a_failed_evaluation_is_counted_and_marks_the_evaluator_unhealthy_until_
     quiet = WindowRecord(0, int(START.timestamp()), 0, 0, 0, 0, empty())  # completes no minute yet
     assert asyncio.run(service.handle(encode_window(quiet))) == []
     assert sample(ALERT_EVALUATOR_HEALTHY, "spanline_alert_evaluator_healthy") == 1
+
+
+def test_a_page_sent_before_a_stop_gets_its_history_row_after_the_restart(client: Client, tmp_path: Path) -> None:
+    """The worker pages first and writes the ``alerts`` row after (a ClickHouse that is down must
+    not hold a page); stopped in between — here while the event is published — the saved state
+    keeps the event, and the restarted worker writes its row, once."""
+    rng = np.random.default_rng(8)
+    stopping = service_for(tmp_path, DB, client)
+
+    async def stopped_while_publishing(key: bytes, value: bytes) -> None:
+        raise asyncio.CancelledError
+
+    stopping._publish = stopped_while_publishing
+    stopping.evaluator, stopping._ready = learned(rng), True
+    outage = minutes(rng, START, 10, OUTAGE)
+    paged: list[AlertEvent] = []
+    for minute in outage:
+        try:
+            assert asyncio.run(stopping._evaluate(minute)) == []
+        except asyncio.CancelledError:
+            paged = list(stopping.evaluator.unrecorded)
+            break
+    assert [e.rule for e in paged if e.state == "firing"] == ["error_rate"]
+    stopping.save()  # what stop() does
+
+    def rows() -> list[tuple[object, ...]]:
+        query = f"SELECT state, count() FROM {DB}.alerts WHERE dedup_key = %(key)s GROUP BY state"
+        return [tuple(r) for r in client.query(query, parameters={"key": paged[0].dedup_key}).result_rows]
+
+    assert rows() == []
+    restarted = service_for(tmp_path, DB, client)
+    asyncio.run(restarted._prepare(minute.minute + timedelta(minutes=1)))
+    assert rows() == [("firing", 1)]
+    assert restarted.evaluator.unrecorded == []
+    asyncio.run(restarted._record_history())  # nothing left to write
+    restarted.evaluator.unrecorded.extend(paged)
+    asyncio.run(restarted._record_history())  # written again (a retry): deduplicated
+    assert rows() == [("firing", 1)]
