@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import faust
 import pytest
 
 from spanline.errors import ConfigError
 from spanline.settings import Settings, load_settings
+from spanline.streams.app import faust_settings
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -41,3 +43,11 @@ def test_every_field_is_documented_with_its_default_in_code_and_readme(name: str
     description = Settings.model_fields[name].description or ""
     assert "Default" in description, f"{name}: say the default in the description"
     assert f"`SPANLINE_{name.upper()}`" in README.read_text(), f"README's configuration table lacks {name}"
+
+
+def test_the_worker_prefetches_two_batches_not_fausts_default(tmp_path: Path) -> None:
+    """Faust's default stream buffer (4,096 messages of up to 500 spans) held 2.5 GB under a
+    backlog; the worker's app is configured for two of its batches, and Faust takes the setting."""
+    settings = load_settings({"SPANLINE_HOME": str(tmp_path), "SPANLINE_BATCH_MAX_MESSAGES": "50"})
+    app = faust.App("prefetch-test", **faust_settings(settings))
+    assert app.conf.stream_buffer_maxsize == 100
