@@ -77,7 +77,8 @@ def main() -> None:
             )
         stop.set()
         producer.join()
-        resends = int(worker.stats()["resends"])
+        stats = worker.stats()
+        resends = int(stats["resends"])
         if resends:
             raise SystemExit(f"the worker took {resends} spans for re-sends: the benchmark's spans are not all new")
     elapsed, rss, stored = (np.array(column) for column in zip(*samples, strict=True))
@@ -94,6 +95,8 @@ def main() -> None:
             "worker_rss_mb_peak": round(float(rss.max())),
             "worker_rss_mb_end": round(float(rss[-1])),
             "worker_rss_mb_per_min_2nd_half": round(float(slope) * 60, 1),
+            # held for SPANLINE_DEDUP_WINDOW_S of message time: grows for that long, then levels
+            "resend_keys_mb_end": round(stats["resend_key_bytes"] / 2**20),
         },
     )
 

@@ -91,6 +91,11 @@ WORKER_CONSUMER_LAG = Gauge(
     "the next offset the pipeline has not stored (on tansu the high watermark is approximate).",
     ["topic", "partition"],
 )
+WORKER_RESEND_KEY_BYTES = Gauge(
+    "spanline_worker_resend_key_bytes",
+    "Memory held for re-send detection: 16 bytes per span stored within SPANLINE_DEDUP_WINDOW_S of "
+    "message time, over the worker's partitions (grows for that window after a start, then levels).",
+)
 WORKER_WINDOWS_EMITTED = Counter("spanline_worker_windows_emitted", "Closed minute windows sent to the metrics topic.")
 
 # --- alerting (alerts)

@@ -41,6 +41,7 @@ from spanline.metrics import (
     WORKER_DEAD_LETTERS,
     WORKER_INSERT_SECONDS,
     WORKER_MESSAGES,
+    WORKER_RESEND_KEY_BYTES,
     WORKER_RESENDS_DROPPED,
     WORKER_RETRIES,
     WORKER_SPANS_CONSUMED,
@@ -83,6 +84,7 @@ class PipelineStats:
     spans_stored: int = 0
     dead_letters: int = 0
     resends: int = 0  # re-sent spans dropped (stored once already)
+    resend_key_bytes: int = 0  # memory held now for re-send detection (16 bytes per stored span's key)
     data_faults: int = 0  # items isolated after a step failed on them (also counted in dead_letters)
     held_batches: int = 0  # steps retried after an unexpected failure
     batches: int = 0
@@ -141,12 +143,13 @@ class IngestPipeline:
         self.stored.forget(partitions)
         for partition in partitions:
             self._recent.pop(partition, None)
+        self._count_key_bytes()
         if self._windows is not None:
             self._windows.forget(partitions)
 
-    def recent_keys(self) -> int:
-        """Span keys held for re-send detection, over all partitions."""
-        return sum(len(recent) for recent in self._recent.values())
+    def _count_key_bytes(self) -> None:
+        self.stats.resend_key_bytes = sum(held.nbytes for held in self._recent.values())
+        WORKER_RESEND_KEY_BYTES.set(self.stats.resend_key_bytes)
 
     async def tick(self) -> None:
         """Periodic work between batches: store batches that waited long enough for more
@@ -256,6 +259,7 @@ class IngestPipeline:
         if recent is not None:
             for part in stored:
                 recent.add(part.keys, part.stamps)
+            self._count_key_bytes()
         spans_stored = sum(len(part.rows) for part in stored)
         self.stats.batches += 1
         self.stats.batches_processed_ahead = self._processor.ahead_used

@@ -19,11 +19,13 @@ import pandas as pd
 import pytest
 
 from spanline.errors import RetryableStorageError
+from spanline.metrics import WORKER_RESEND_KEY_BYTES
 from spanline.streams.batcher import Batch
 from spanline.streams.lookahead import alternate_partitions
 from spanline.streams.pipeline import IngestPipeline
 from spanline.streams.pricing import PriceCatalog
 from spanline.streams.sinks import ClickHouseSpanSink, InsertPart, StoredRange
+from tests.support.metrics import sample
 from tests.test_isolation import FAST_RETRY, Event, KafkaRecord, Outbox, span
 
 DB = "lookahead"
@@ -239,4 +241,6 @@ def test_a_batch_of_the_partition_being_stored_waits_for_its_keys(
     asyncio.run(pipeline.handle([first, again], outbox.ack))
     assert pipeline.stats.batches == 2 and pipeline.stats.batches_processed_ahead == 0
     assert pipeline.stats.resends == 20 and counts(sink) == (20, 20, 20)
+    assert pipeline.stats.resend_key_bytes == 16 * 20  # the keys of the 20 spans stored
+    assert sample(WORKER_RESEND_KEY_BYTES, "spanline_worker_resend_key_bytes") == 16 * 20
     assert outbox.acked == [(0, 0), (0, 1)]
