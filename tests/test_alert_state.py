@@ -31,7 +31,7 @@ from spanline.alerts.events import AlertEvent
 from spanline.alerts.metrics import METRICS
 from spanline.alerts.rules import load_rules
 from spanline.alerts.state import FORMAT, VERSION, SavedState, encode
-from spanline.alerts.worker import AlertingService
+from spanline.alerts.worker import AlertingService, Publish
 from spanline.contracts import load_contracts
 from spanline.metrics import (
     ALERT_EVALUATION_FAILURES,
@@ -338,12 +338,13 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
         yield chdb
 
 
-def service_for(home: Path, database: str, client: Client) -> AlertingService:
+async def publish_nowhere(key: bytes, value: bytes) -> None:
+    return None
+
+
+def service_for(home: Path, database: str, client: Client, publish: Publish = publish_nowhere) -> AlertingService:
     async def storage(function: Callable[..., Any], *args: Any) -> Any:
         return function(client, *args)
-
-    async def publish(key: bytes, value: bytes) -> None:
-        return None
 
     return AlertingService(
         Settings(home=home, clickhouse_database=database),
@@ -418,12 +419,11 @@ def test_a_page_sent_before_a_stop_gets_its_history_row_after_the_restart(client
     not hold a page); stopped in between — here while the event is published — the saved state
     keeps the event, and the restarted worker writes its row, once."""
     rng = np.random.default_rng(8)
-    stopping = service_for(tmp_path, DB, client)
 
     async def stopped_while_publishing(key: bytes, value: bytes) -> None:
         raise asyncio.CancelledError
 
-    stopping._publish = stopped_while_publishing
+    stopping = service_for(tmp_path, DB, client, stopped_while_publishing)
     stopping.evaluator, stopping._ready = learned(rng), True
     outage = minutes(rng, START, 10, OUTAGE)
     paged: list[AlertEvent] = []
