@@ -38,7 +38,7 @@ HOUR = timedelta(hours=1)
 MINUTE = timedelta(minutes=1)
 COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 #: ``severity`` is the holding burn-rate tier's (None: the rule's own severity).
-RESULT_COLUMNS = ["value", "threshold", "baseline", "ratio", "volume", "holds", "severity"]
+RESULT_COLUMNS = ["value", "threshold", "baseline", "ratio", "volume", "holds", "sustains", "severity"]
 
 
 def family_of(clause: Clause, dims: tuple[str, ...]) -> Family:
@@ -79,7 +79,12 @@ def evaluate_clause(
     now: datetime,
     recent: Iterable[tuple[datetime, pd.DataFrame]] = (),
 ) -> pd.DataFrame:
-    """Per scope: value, threshold, baseline, ratio (value/baseline), volume, holds.
+    """Per scope: value, threshold, baseline, ratio (value/baseline), volume, holds, sustains.
+
+    ``sustains``: the condition without its significance gates (``min_z`` and the spread of a
+    spend rise). The gates decide when a page starts; a firing alert stays firing while the
+    change itself holds, so a quiet hour's thin minutes do not resolve an incident that still
+    runs and page it again minutes later (:meth:`spanline.alerts.evaluator.Evaluator._step`).
 
     ``recent``: the evaluator's latest minute frames, whose spend measures how much spend wanders
     by chance (a spend clause's ``min_z``, :mod:`spanline.alerts.spend_noise`).
@@ -112,6 +117,7 @@ def _evaluate(
     value, volume = _current_arrays(metric, parts)
     # numpy on the scopes' columns (a DataFrame built once at the end): the figures the same
     # pandas operations give, without their per-call overhead, which dominated the evaluator
+    sustains = None  # the same as holds unless a significance gate narrows holds
     if isinstance(condition, Threshold):
         threshold = np.full(len(index), condition.value)
         baseline = np.full(len(index), np.nan)
@@ -124,6 +130,7 @@ def _evaluate(
         else:
             threshold = baseline + condition.points / 100
             holds = value >= threshold if condition.points > 0 else value <= threshold
+        sustains = holds.copy()
         if condition.min_z and metric.kind == "total":  # spend: compound counts x heavy-tailed costs
             if holds.any():  # the reference minutes are read only for scopes that could page
                 usual = pd.Series(baseline, index=index)
@@ -161,6 +168,7 @@ def _evaluate(
         holds = COMPARE[condition.op](value, threshold)
     else:  # pragma: no cover - the Condition union is exhaustive
         raise TypeError(f"unhandled condition {condition!r}")
+    known = ~np.isnan(value) & pd.notna(threshold)
     return pd.DataFrame(
         {
             "value": value,
@@ -168,7 +176,8 @@ def _evaluate(
             "baseline": baseline,
             "ratio": value / baseline,
             "volume": volume,
-            "holds": np.asarray(holds, dtype=bool) & ~np.isnan(value) & pd.notna(threshold),
+            "holds": np.asarray(holds, dtype=bool) & known,
+            "sustains": np.asarray(holds if sustains is None else sustains, dtype=bool) & known,
             "severity": None,
         },
         index=index,
@@ -232,6 +241,7 @@ def _burn_rate(
         result.loc[override] = tier_result.loc[override[override].index]
     assert result is not None and traffic is not None  # tiers has at least one entry (validated)
     result["holds"] = result["holds"].fillna(False).astype(bool)
+    result["sustains"] = result["holds"]
     result["volume"] = traffic.reindex(result.index, fill_value=0.0)
     result["baseline"] = budget
     result["ratio"] = result["value"] / budget
@@ -399,6 +409,6 @@ def _new_keys(keys: KeyHistory, dims: tuple[str, ...], now: datetime, window: ti
     result["threshold"] = 0.0
     result["baseline"] = 0.0
     result["ratio"] = np.nan
-    result["holds"] = result["value"] > 0
+    result["holds"] = result["sustains"] = result["value"] > 0
     result["severity"] = None
     return result[RESULT_COLUMNS]

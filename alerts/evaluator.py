@@ -197,12 +197,13 @@ class Evaluator:
     def _step(self, rule: Rule, now: datetime) -> list[AlertEvent]:
         dims = tuple(rule.scope)
         main = evaluate_clause(rule, dims, self.store, self._keys(rule, rule), self.contracts, now, self.frames)
-        holds = main["holds"] & (main["volume"] >= rule.min_traffic)
+        firing = self._firing(rule, main.index)
+        holds = _holds(main, firing) & (main["volume"] >= rule.min_traffic)
         for clause in rule.also if holds.any() else ():
             extra = evaluate_clause(
                 clause, dims, self.store, self._keys(rule, clause), self.contracts, now, self.frames
             )
-            holds &= extra["holds"].reindex(main.index, fill_value=False)
+            holds &= _holds(extra, firing).reindex(main.index, fill_value=False)
         true_scopes = {_scope_tuple(index, dims): index for index in main.index[holds.to_numpy(dtype=bool)]}
         events: list[AlertEvent] = []
         for scope, index in true_scopes.items():
@@ -229,6 +230,13 @@ class Evaluator:
                 del self.active[key]
                 events.append(self._resolve(rule, active, main, now))
         return events
+
+    def _firing(self, rule: Rule, index: pd.Index) -> pd.Series:
+        """Per scope of ``index``: whether the rule fires there now."""
+        scopes = [
+            _index_of(scope) for (name, scope), a in self.active.items() if name == rule.name and a.state == "firing"
+        ]
+        return pd.Series(index.isin(scopes) if scopes else False, index=index, dtype=bool)
 
     def _keys(self, rule: Rule, clause: Clause) -> KeyHistory:
         return self.keys.get(family_of(clause, tuple(rule.scope)), KeyHistory())
@@ -393,6 +401,12 @@ def _as_datetime(value: object) -> datetime:
         stamp: datetime = value.to_pydatetime()
         return stamp
     return cast(datetime, value)
+
+
+def _holds(result: pd.DataFrame, firing: pd.Series) -> pd.Series:
+    """A clause holds where it starts a page, or, where the rule already fires, where the change
+    it measures still holds (significance starts a page; it does not end one)."""
+    return result["holds"] | (result["sustains"] & firing.reindex(result.index, fill_value=False))
 
 
 def _scope_tuple(index: object, dims: tuple[str, ...]) -> Scope:

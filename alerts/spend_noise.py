@@ -22,8 +22,9 @@ baseline's expectation B and the reference minutes' own level R (both for the wi
 so a baseline that lags the day's curve (the trailing hours on a morning ramp, history from
 another day) does not turn the usual level into a spike: a spike is a rise above both what this
 hour usually spends and what the scope was just spending. A new level that lasts is therefore
-its own reference after REFERENCE minutes, and the page resolves; day-over-day and budget rules
-watch lasting levels.
+its own reference after REFERENCE minutes and starts no page; a page already firing lasts while
+its ratio to the baseline holds (significance starts a page, it does not end one:
+alerts/evaluator.py), and the day-over-day and budget rules watch lasting levels.
 
 (a normal approximation: at 0.3 requests/s a 10-minute window sums a few hundred LLM calls).
 An incident in the reference (a 6x traffic hour that ended 50 minutes ago) would make both D and

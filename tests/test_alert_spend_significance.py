@@ -131,16 +131,18 @@ def test_an_earlier_incident_in_the_reference_does_not_hide_the_next_one() -> No
     assert float(kept["per_minute"].iloc[0]) == pytest.approx(costly.mean())
 
 
-def _rows(effects: Effects) -> pd.DataFrame:
+def _rows(
+    effects: Effects, replay_minutes: int = REPLAY_MINUTES, incident_minutes: int = REPLAY_MINUTES - 10
+) -> pd.DataFrame:
     config = WorkloadConfig(
         seed=13,
         start=START,
-        duration_s=(HISTORY_HOURS * 60 + REPLAY_MINUTES) * 60.0,
+        duration_s=(HISTORY_HOURS * 60 + replay_minutes) * 60.0,
         requests_per_s=RATE,
         tenants=("acme", "globex"),
         incident=Incident(
             at_s=(SHIFT_AT - START).total_seconds(),
-            duration_s=(REPLAY_MINUTES - 10) * 60.0,
+            duration_s=incident_minutes * 60.0,
             target=Target(tenant_rank=0, features=("support-chat",)),
             effects=effects,
         ),
@@ -189,6 +191,30 @@ def test_a_low_rate_routing_shift_pages_a_cost_spike_with_the_routing_branch(
     before = chat["start_time"].between(pd.Timestamp(SHIFT_AT) - pd.Timedelta(minutes=60), pd.Timestamp(SHIFT_AT))
     ratio = chat.loc[window, "cost_usd"].sum() / (chat.loc[before, "cost_usd"].sum() / 6)
     assert 2.0 <= ratio <= 3.2
+
+
+def test_a_firing_spend_page_lasts_while_its_ratio_holds() -> None:
+    """The routing shift runs 50 minutes; from 15 to 35 minutes in, support-chat's requests come
+    in every other minute (a client batching them), so the window's spend is still ~2.5x but half
+    its minutes are empty and no longer rank above the usual ones. Significance started the page;
+    it does not end it: one page, resolved once the spend is back to usual (the old code resolved
+    it 30 minutes in, while the spend was still 2.8x: at dawn the same gap paged the rest again)."""
+    rows = _rows(SHIFTED, replay_minutes=80, incident_minutes=50)
+    chat = (rows["tenant_id"] == "acme") & (rows["feature"] == "support-chat")
+    minute = rows["start_time"].dt.floor("min")
+    bunched = minute.between(
+        pd.Timestamp(SHIFT_AT + timedelta(minutes=15)), pd.Timestamp(SHIFT_AT + timedelta(minutes=34))
+    )
+    odd = (minute.dt.minute % 2).astype(bool)
+    moved = (chat & bunched & odd).to_numpy()
+    rows.loc[moved, "start_time"] += pd.Timedelta(minutes=1)
+
+    events = [e for e in _replay(rows) if e.rule == "cost_spike_hourly"]
+
+    listing = "\n".join(f"{e.at:%H:%M} {e.state} {e.summary}" for e in events)
+    assert [e.state for e in events] == ["firing", "resolved"], listing
+    assert events[0].at <= SHIFT_AT + timedelta(minutes=13), listing
+    assert events[1].at >= SHIFT_AT + timedelta(minutes=50 + 15), listing  # after the end, keep_firing_for 15m
 
 
 def test_the_same_traffic_without_the_shift_pages_nothing() -> None:
