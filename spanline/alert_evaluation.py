@@ -53,6 +53,10 @@ class Page:
     branch: str
     scope: str = ""  # the lead alert's scope, e.g. "tenant_id=northwind feature=chat"
 
+    @property
+    def runbook_branch_text(self) -> str:
+        return f"{self.runbook} → {self.branch}"
+
 
 @dataclass(frozen=True)
 class IncidentScore:
@@ -227,9 +231,34 @@ def false_page_list(scores: Sequence[RateScore], limit: int = 25) -> Table:
         pages = sorted((p for ps in s.false_pages.values() for p in ps), key=lambda p: p.at)
         for page in pages[:limit]:
             table.add_row(
-                f"{s.requests_per_s:g}", f"{page.at:%a %H:%M}", page.rule, page.scope, f"{page.runbook} → {page.branch}"
+                f"{s.requests_per_s:g}", f"{page.at:%a %H:%M}", page.rule, page.scope, page.runbook_branch_text
             )
     return table
+
+
+def missed_incident_list(scores: Sequence[RateScore]) -> Table:
+    """Each incident that missed its target and how (not paged, paged more than once, the wrong
+    branch, a blip or drift that paged), with its event time to replay it
+    (``spanline evaluate-alerts --days`` up to that day)."""
+    table = Table(title="Incidents that missed their target")
+    for name in ("req/s", "incident", "event time", "what happened"):
+        table.add_column(name)
+    for s in scores:
+        for run in s.incidents:
+            if not run.met:
+                table.add_row(f"{s.requests_per_s:g}", run.overlay.name, f"{run.overlay.start:%a %H:%M}", _miss(run))
+    return table
+
+
+def _miss(run: IncidentScore) -> str:
+    pages = ", ".join(f"{p.rule} {p.at:%H:%M} ({p.runbook_branch_text})" for p in run.pages)
+    if run.overlay.expected is None:
+        return f"paged: {pages}"
+    if not run.detected:
+        return "not paged"
+    if not run.once:
+        return f"paged {len(run.pages)} times: {pages}"
+    return f"wrong branch: {pages}"
 
 
 def _per_day(count: int, days: float) -> str:

@@ -309,7 +309,13 @@ def cmd_evaluate_alerts(args: argparse.Namespace) -> None:
 
     from rich.progress import Progress
 
-    from spanline.alert_evaluation import evaluate, false_page_list, false_page_table, incident_table
+    from spanline.alert_evaluation import (
+        evaluate,
+        false_page_list,
+        false_page_table,
+        incident_table,
+        missed_incident_list,
+    )
 
     rates = [_rate(text) for text in args.rates.split(",")]
     incidents = tuple(name for name in args.incidents.split(",") if name) if args.incidents else ()
@@ -337,6 +343,8 @@ def cmd_evaluate_alerts(args: argparse.Namespace) -> None:
     if any(s.false_pages for s in scores):
         console.print(false_page_list(scores))
     console.print(incident_table(scores))
+    if any(not i.met for s in scores for i in s.incidents):
+        console.print(missed_incident_list(scores))
     for s in scores:
         console.print(f"{s.requests_per_s:g} req/s: {s.spans:,} spans, {s.days:.2f} days evaluated")
     missed = [s.requests_per_s for s in scores if not s.met]

@@ -201,3 +201,30 @@ def test_a_sporadic_scope_keeps_its_rare_spend_in_the_baseline() -> None:
     row = figures(store, rule, now)
 
     assert row["baseline"] == pytest.approx(180 / 3 / 6)
+
+
+def test_a_night_rise_is_judged_against_the_same_hour_of_two_previous_days() -> None:
+    """Spend runs at 1/min all day but 0.2/min from 02:00 to 03:00. On the third night a routing
+    shift makes 02:20-02:30 cost 1/min: 5x that hour's usual, the same as the evening hours
+    before it. The trailing 3 h (evening level) read 1x; the same hour of the two previous days
+    reads 5x and the rule holds (the bundled rule waited for three such days, so a week's routing
+    shift on its third night was never paged)."""
+    rule = bundled("cost_spike_hourly").model_copy(update={"scope": ["tenant_id"], "group_by": None})
+    rule = rule.model_copy(update={"condition": rule.condition.model_copy(update={"min_z": 0.0})})
+    store = BaselineStore()
+    for day in range(2):
+        night = T0 + day * 24 * HOUR + 2 * HOUR
+        closed_hours(store, rule, night - 2 * HOUR, night, per_minute=1.0)
+        closed_hours(store, rule, night, night + HOUR, per_minute=0.2)
+        closed_hours(store, rule, night + HOUR, night + 22 * HOUR, per_minute=1.0)
+    night = T0 + 48 * HOUR + 2 * HOUR
+    closed_hours(store, rule, night - 2 * HOUR, night, per_minute=1.0)
+    spend(store, rule, night, night + 20 * MINUTE, per_minute=0.2)
+    now = night + 30 * MINUTE
+    spend(store, rule, night + 20 * MINUTE, now, per_minute=1.0)
+
+    row = figures(store, rule, now)
+
+    assert row["baseline"] == pytest.approx(0.2 * 10)
+    assert row["ratio"] == pytest.approx(5.0)
+    assert row["holds"]

@@ -13,9 +13,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from rich.console import Console
+from rich.table import Table
 
 from spanline import cli
-from spanline.alert_evaluation import WEEK_START, Page, pages_of, score
+from spanline.alert_evaluation import WEEK_START, Page, missed_incident_list, pages_of, score
 from spanline.alert_replay import Replay, stored_rows
 from spanline.alerts.events import AlertEvent
 from spanline.simulator.traffic_model import TrafficModel, seasonality
@@ -76,6 +78,7 @@ def test_missed_targets_exit_1(monkeypatch: pytest.MonkeyPatch, capsys: pytest.C
     assert re.search(r"cost_spike_hourly\s*│\s*1 \(1\.00/d\)", out), out
     assert "targets missed at 5 req/s" in out
     assert re.search(r"│ 5\s*│ Mon 01:20\s*│ cost_spike_hourly", out), out  # each false page is listed
+    assert re.search(rf"│ 5\s*│ provider-outage\s*│ {OUTAGE_AT:%a %H:%M}\s*│ not paged", out), out  # each miss too
 
 
 def test_scoring_counts_false_pages_repeats_and_wrong_branches() -> None:
@@ -98,9 +101,14 @@ def test_scoring_counts_false_pages_repeats_and_wrong_branches() -> None:
     resolved = _event("error_rate", at + timedelta(minutes=5), "provider-outage", "provider_errors", state="resolved")
     again = _event("error_rate", at + timedelta(minutes=9), "provider-outage", "provider_errors")
     wrong = _event("error_rate", at, "provider-outage", "fallback_errors")
-    twice = score(Replay(5.0, [events[0], resolved, again], WEEK_START, blip.end, 1), plan, 1.0).incidents[0]
+    twice_scores = score(Replay(5.0, [events[0], resolved, again], WEEK_START, blip.end, 1), plan, 1.0)
+    twice = twice_scores.incidents[0]
     assert twice.detected and not twice.once and not twice.met
-    assert not score(Replay(5.0, [wrong], WEEK_START, blip.end, 1), plan, 1.0).incidents[0].right_branch
+    wrong_scores = score(Replay(5.0, [wrong], WEEK_START, blip.end, 1), plan, 1.0)
+    assert not wrong_scores.incidents[0].right_branch
+    listed = _text(missed_incident_list([twice_scores, wrong_scores]))
+    assert re.search(r"provider-outage .* paged 2 times: error_rate \d\d:\d\d .*, error_rate", listed), listed
+    assert "wrong branch: error_rate" in listed and "provider-outage → fallback_errors" in listed, listed
     blip_page = _event("error_rate", blip.start + timedelta(minutes=1), "provider-outage", "provider_errors")
     noisy = score(Replay(5.0, [blip_page], WEEK_START, blip.end, 1), plan, 1.0)
     assert not noisy.incidents[1].met and noisy.false_pages == {
@@ -114,6 +122,12 @@ def test_scoring_counts_false_pages_repeats_and_wrong_branches() -> None:
             )
         ]
     }
+
+
+def _text(table: Table) -> str:
+    console = Console(width=240, record=True)
+    console.print(table)
+    return console.export_text()
 
 
 def test_pages_follow_the_dispatcher_inhibition() -> None:
