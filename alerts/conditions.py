@@ -134,7 +134,7 @@ def _evaluate(
         if condition.min_z and metric.kind == "total":  # spend: compound counts x heavy-tailed costs
             if holds.any():  # the reference minutes are read only for scopes that could page
                 usual = pd.Series(baseline, index=index)
-                reference = spend_dispersion(recent, metric, dims, now - length, length, usual)
+                reference = spend_dispersion(recent, metric, dims, now - length, length, usual, gap=length)
                 z = spend_z(pd.Series(value, index=index), usual, reference, length)
                 holds &= (z >= condition.min_z).to_numpy()
                 if isinstance(condition, RatioToBaseline) and condition.op in (">", ">="):  # lifts the minutes

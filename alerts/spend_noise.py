@@ -10,7 +10,7 @@ with Var(N) = φ·E[N],
 
 so the variance-to-mean ratio D of spend does not depend on the traffic rate: measured at the
 reference's rate it holds at the baseline's. D is measured from the scope's own per-minute
-spend over the REFERENCE minutes before the window (sample variance / mean of those minutes, quiet minutes
+spend over the REFERENCE minutes ending one window before the window (sample variance / mean of those minutes, quiet minutes
 counting as 0; also over window-long stretches, see :func:`spend_dispersion`). That takes burstiness, the correlation of one request's calls and the cost tail
 as they are; a per-request mean and variance would need every request's cost, which the minute
 aggregation does not keep (it keeps sums), and would miss the correlation. The window's spend is
@@ -57,8 +57,8 @@ from spanline.alerts.baselines import INCIDENT_FACTOR
 from spanline.alerts.metrics import Metric
 
 #: Minutes before the window whose spend measures D: as many as the evaluator's frame ring holds
-#: beside the window (alerts/evaluator.py DIAGNOSIS_MINUTES), to hold the usual tail and enough
-#: window-length stretches.
+#: beside a 10-minute window and its gap (alerts/evaluator.py DIAGNOSIS_MINUTES), to hold the usual
+#: tail and enough window-length stretches.
 REFERENCE = timedelta(minutes=100)
 #: Fewer reference minutes than this: D is unknown and no spend change is significant.
 MIN_REFERENCE_MINUTES = 30
@@ -80,19 +80,27 @@ def spend_dispersion(
     window_start: datetime,
     window: timedelta = timedelta(minutes=1),
     baseline: pd.Series | None = None,
+    gap: timedelta = timedelta(0),
 ) -> pd.DataFrame:
     """Per scope of ``dims`` (the index store.window gives): ``dispersion`` D in the metric's unit
-    and ``per_minute``, the mean spend per minute, from the minute frames in [window_start −
-    REFERENCE, window_start), and ``spread_z``, how far the minutes of [window_start,
+    and ``per_minute``, the mean spend per minute, from the minute frames in [window_start − gap −
+    REFERENCE, window_start − gap), and ``spread_z``, how far the minutes of [window_start,
     window_start + window) rank above those (:func:`rank_sum_z`); scopes without spend in the
     reference are left out.
+
+    ``gap``: the spend rules leave one window between the reference and the window. A rise
+    enters the window's past as soon as the window fills; with no gap its first minutes became
+    its own noise at once (D and the level up), and z fell from 10 to 1 within 15 minutes of a
+    routing shift that still ran, leaving a page 5-9 minutes to start (the evaluator's frame
+    ring holds window + gap + REFERENCE = 120 minutes).
 
     D is the larger of two measurements: from single minutes (precise when minutes are
     independent) and from every ``window``-long stretch of the reference (rolling sums), which
     keeps what single minutes miss: bursts lasting several minutes make a window's spend vary
     more than its minutes' variances add up to. ``baseline``: the usual spend per ``window`` and
     scope, whose incidents are left out of the reference (:func:`usual_minutes`)."""
-    chosen = [(minute, frame) for minute, frame in frames if window_start - REFERENCE <= minute < window_start]
+    reference_end = window_start - gap
+    chosen = [(minute, frame) for minute, frame in frames if reference_end - REFERENCE <= minute < reference_end]
     if len(chosen) < MIN_REFERENCE_MINUTES:
         return pd.DataFrame({column: pd.Series(dtype="float64") for column in ("dispersion", "per_minute", "spread_z")})
     per_minute = _spend_per_minute(chosen, metric, dims)

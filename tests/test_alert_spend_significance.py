@@ -253,6 +253,29 @@ def test_a_spend_rise_must_be_spread_over_the_window(window: str, pages: bool) -
     assert bool(row["holds"]) is pages
 
 
+def test_a_rise_is_not_its_own_noise_one_window_on() -> None:
+    """Every minute at 2.5x for 18 minutes, judged by the bundled cost_spike_hourly clause
+    (trailing baseline): the window holds the last 10, and the 8 before them are left out of
+    the noise reference (one window's gap) instead of raising its D and level, so the rise still
+    holds (z ≈ 13; 4.8 with no gap, under min_z: a page had to start in the rise's first minutes)."""
+    rng = np.random.default_rng(11)
+    rule = next(r for r in load_rules() if r.name == "cost_spike_hourly")
+    baseline = Baseline(kind="trailing", over=timedelta(hours=3), min_hours=2)
+    rule = rule.model_copy(update={"condition": rule.condition.model_copy(update={"baseline": baseline})})
+    dims = tuple(rule.scope)
+    usual = list(rng.gamma(4.0, 0.25, 208))
+    frames = _minutes(usual[:190] + [value * 2.5 for value in usual[190:]])
+    store = BaselineStore()
+    for minute, frame in frames:
+        parts = frame.assign(num=frame["cost_usd"], den=1.0)[[*dims, "num", "den"]]
+        store.record(family_of(rule, dims), minute, parts)
+    now = frames[-1][0] + timedelta(minutes=1)
+
+    row = evaluate_clause(rule, dims, store, KeyHistory(), [], now, frames).loc[("acme", "chat")]
+
+    assert row["ratio"] > 2.2 and row["holds"]
+
+
 def test_a_minute_handed_over_in_two_frames_is_one_minute() -> None:
     """A replay hands a minute over again when a later block of spans holds more of it: the
     window still has 10 minutes, the repeated one summing both frames (1 + 2 = 3: the top rank)."""
