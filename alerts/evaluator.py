@@ -2,7 +2,9 @@
 
 Per (rule, scope): inactive → pending when the condition first holds → firing once it has
 held for ``for`` → resolved once it has been false for ``keep_firing_for`` (hysteresis: a
-flapping metric does not page twice). Time is event time: ``now`` = the end of the evaluated
+flapping metric does not page twice). While firing, "the condition" leaves out its significance
+gates (``sustains``, :func:`spanline.alerts.conditions.evaluate_clause`): they decide when a page
+starts, the change itself how long it lasts. Time is event time: ``now`` = the end of the evaluated
 minute, so replayed or accelerated traffic is judged exactly like live traffic.
 """
 
