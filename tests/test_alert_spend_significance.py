@@ -229,25 +229,14 @@ def test_a_spend_rise_must_be_spread_over_the_window(window: str, pages: bool) -
     make its spend 3.4x the usual and ~15 standard errors, yet the other minutes rank as usual
     among the reference's: no page (a long-document feature's heavy tail paged so at
     0.5 requests/s). A rise of every minute to 2.5x pages."""
-    rng = np.random.default_rng(11)
-    rule = next(r for r in load_rules() if r.name == "cost_spike_hourly")
-    baseline = Baseline(kind="trailing", over=timedelta(hours=3), min_hours=2)
-    rule = rule.model_copy(update={"condition": rule.condition.model_copy(update={"baseline": baseline})})
-    dims = tuple(rule.scope)
-    usual = list(rng.gamma(4.0, 0.25, 190))
+    usual = list(np.random.default_rng(11).gamma(4.0, 0.25, 190))
     current = usual[-10:]
     if window == "two costly minutes":
         current = [value + (12.0 if n in (2, 6) else 0.0) for n, value in enumerate(current)]
     else:
         current = [value * 2.5 for value in current]
-    frames = _minutes(usual[:-10] + current)
-    store = BaselineStore()
-    for minute, frame in frames:
-        parts = frame.assign(num=frame["cost_usd"], den=1.0)[[*dims, "num", "den"]]
-        store.record(family_of(rule, dims), minute, parts)
-    now = frames[-1][0] + timedelta(minutes=1)
 
-    row = evaluate_clause(rule, dims, store, KeyHistory(), [], now, frames).loc[("acme", "chat")]
+    row = _judged_after(usual[:-10] + current)
 
     assert row["ratio"] > 2.2  # both clear the ratio (2x) by far
     assert bool(row["holds"]) is pages
@@ -258,22 +247,27 @@ def test_a_rise_is_not_its_own_noise_one_window_on() -> None:
     (trailing baseline): the window holds the last 10, and the 8 before them are left out of
     the noise reference (one window's gap) instead of raising its D and level, so the rise still
     holds (z ≈ 13; 4.8 with no gap, under min_z: a page had to start in the rise's first minutes)."""
-    rng = np.random.default_rng(11)
+    usual = list(np.random.default_rng(11).gamma(4.0, 0.25, 208))
+
+    row = _judged_after(usual[:190] + [value * 2.5 for value in usual[190:]])
+
+    assert row["ratio"] > 2.2 and row["holds"]
+
+
+def _judged_after(spend: list[float]) -> pd.Series:
+    """The bundled cost_spike_hourly clause (trailing 3 h baseline) on acme/chat right after
+    these minutes of spend, recorded as the evaluator records them."""
     rule = next(r for r in load_rules() if r.name == "cost_spike_hourly")
     baseline = Baseline(kind="trailing", over=timedelta(hours=3), min_hours=2)
     rule = rule.model_copy(update={"condition": rule.condition.model_copy(update={"baseline": baseline})})
     dims = tuple(rule.scope)
-    usual = list(rng.gamma(4.0, 0.25, 208))
-    frames = _minutes(usual[:190] + [value * 2.5 for value in usual[190:]])
+    frames = _minutes(spend)
     store = BaselineStore()
     for minute, frame in frames:
         parts = frame.assign(num=frame["cost_usd"], den=1.0)[[*dims, "num", "den"]]
         store.record(family_of(rule, dims), minute, parts)
     now = frames[-1][0] + timedelta(minutes=1)
-
-    row = evaluate_clause(rule, dims, store, KeyHistory(), [], now, frames).loc[("acme", "chat")]
-
-    assert row["ratio"] > 2.2 and row["holds"]
+    return evaluate_clause(rule, dims, store, KeyHistory(), [], now, frames).loc[("acme", "chat")]
 
 
 def test_a_minute_handed_over_in_two_frames_is_one_minute() -> None:
