@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import islice
 
 import orjson
 import pandas as pd
@@ -56,23 +57,20 @@ def replay(
     total = round(days * 24 * 60)
     warmup = min(int(warmup_hours) * 60, total)
     evaluator = Evaluator(load_rules() if rules is None else rules, load_contracts())
-    spans = 0
-    history = [stored_rows(chunk, catalog) for chunk in model.minutes(0, warmup)]
-    rows = pd.concat(history, ignore_index=True)
-    spans += len(rows)
-    evaluator.learn_hours(_hours(rows))
-    for figures in _minutes(rows):
+    blocks = complete_blocks(model, total, catalog)
+    history = [rows for _, rows in islice(blocks, -(-warmup // BLOCK_MINUTES))]
+    learnt = pd.concat(history, ignore_index=True)
+    spans = len(learnt)
+    evaluator.learn_hours(_hours(learnt))
+    for figures in _minutes(learnt):
         evaluator.remember(figures.minute, figures.frame)
     events: list[AlertEvent] = []
-    done = warmup
-    for chunk in model.minutes(warmup, total - warmup):
-        rows = stored_rows(chunk, catalog)
+    for end, rows in blocks:
         spans += len(rows)
         for figures in _minutes(rows):
             events.extend(evaluator.evaluate(figures))
-        done = min(total, done + BLOCK_MINUTES)
         if progress is not None:
-            progress(done, total)
+            progress(end, total)
     return Replay(
         model.requests_per_s,
         events,
@@ -80,6 +78,27 @@ def replay(
         model.start + timedelta(minutes=total),
         spans,
     )
+
+
+def complete_blocks(model: TrafficModel, total: int, catalog: PriceCatalog) -> Iterator[tuple[int, pd.DataFrame]]:
+    """(End minute, stored rows) of each block of minutes ``[0, total)``, every minute whole.
+
+    A trace begun in a block's last minute has spans that start after the block; they are held
+    back for the block they start in, as the live merger hands a minute over only once every
+    partition closed it. Handed over early, the next block's first minute would be evaluated from
+    those few spans and the rest of it ignored as already evaluated. Spans starting at or after
+    ``total`` are left out.
+    """
+    held: pd.DataFrame | None = None
+    end = 0
+    for chunk in model.minutes(0, total):
+        end = min(total, end + BLOCK_MINUTES)
+        rows = stored_rows(chunk, catalog)
+        if held is not None and not held.empty:
+            rows = pd.concat([held, rows], ignore_index=True)
+        late = (rows["start_time"] >= model.start + timedelta(minutes=end)).to_numpy()
+        held = rows[late]
+        yield end, rows[~late].reset_index(drop=True)
 
 
 def stored_rows(spans: list[dict[str, object]], catalog: PriceCatalog) -> pd.DataFrame:
