@@ -18,6 +18,7 @@ from numpy.typing import ArrayLike
 
 from spanline.alerts.baselines import SLOT_DEN, SLOT_NUM, BaselineStore, Family, KeyHistory, quantile
 from spanline.alerts.metrics import Metric
+from spanline.alerts.proportion_noise import proportion_dispersion
 from spanline.alerts.rules import (
     Baseline,
     BurnRate,
@@ -86,8 +87,9 @@ def evaluate_clause(
     change itself holds, so a quiet hour's thin minutes do not resolve an incident that still
     runs and page it again minutes later (:meth:`spanline.alerts.evaluator.Evaluator._step`).
 
-    ``recent``: the evaluator's latest minute frames, whose spend measures how much spend wanders
-    by chance (a spend clause's ``min_z``, :mod:`spanline.alerts.spend_noise`).
+    ``recent``: the evaluator's latest minute frames, which measure how much a scope's spend or
+    rate wanders by chance (a clause's ``min_z``: :mod:`spanline.alerts.spend_noise`,
+    :mod:`spanline.alerts.proportion_noise`).
     Scopes without data or baseline have NaN figures; comparisons with NaN are false (the
     condition does not hold), so numpy's "invalid value" warnings are expected and silenced.
     """
@@ -145,8 +147,10 @@ def _evaluate(
                 holds[holds] = exceedance_p(sketches, baseline[holds], metric.quantile_level) <= normal_tail(
                     condition.min_z
                 )
-        elif condition.min_z:
-            holds &= significant(value, baseline, volume, condition.min_z)
+        elif condition.min_z and holds.any():  # successes among trials, overdispersed: n/φ trials' worth
+            dispersion = proportion_dispersion(recent, metric, dims, clause.key, now - length, length)
+            effective = volume / dispersion.reindex(index, fill_value=1.0).to_numpy()
+            holds &= significant(value, baseline, effective, condition.min_z)
     elif isinstance(condition, DayOverDay):
         previous_end = now - timedelta(days=1)
         previous = current_values(metric, store.window(family, previous_end, length))
@@ -268,7 +272,8 @@ def sustained_seconds(slots: pd.DataFrame, dims: tuple[str, ...], threshold: flo
 
 
 def significant(value: ArrayLike, baseline: ArrayLike, volume: ArrayLike, min_z: float) -> np.ndarray:
-    """|value − baseline| ≥ min_z standard errors of the baseline proportion at ``volume``.
+    """|value − baseline| ≥ min_z standard errors of the baseline proportion at ``volume`` trials
+    (overdispersed trials count as fewer: :mod:`spanline.alerts.proportion_noise`).
 
     The baseline spans hours, so its own error is small next to the window's: the test is the
     one-sample z-test of a proportion. For means of [0, 1] scores (recall@k) p(1−p) bounds the
