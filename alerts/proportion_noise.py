@@ -97,7 +97,7 @@ def _counts_per_minute(
     rows = keyed_rows(rows, metric)
     keys = [rows[d] for d in dims] or [pd.Series("", index=rows.index, name="_all")]
     parts = metric.parts(rows, key)
-    grouped = parts.groupby([*keys, rows["minute"]], sort=False)[["num", "den"]].sum()
+    grouped = parts.groupby([*keys, rows["minute"]], sort=False, dropna=False)[["num", "den"]].sum()
     successes, trials = (
         grouped[column].unstack(fill_value=0.0).reindex(columns=minutes, fill_value=0.0) for column in ("num", "den")
     )
