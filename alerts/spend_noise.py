@@ -164,7 +164,7 @@ def _spend_per_minute(
         rows = rows[rows["kind"].isin(metric.kinds)]
     keys = [rows[d] for d in dims] or [pd.Series("", index=rows.index, name="_all")]
     spend = metric.parts(rows)["num"]
-    per_minute = spend.groupby([*keys, rows["_minute"]], sort=False).sum().unstack(fill_value=0.0)
+    per_minute = spend.groupby([*keys, rows["_minute"]], sort=False, dropna=False).sum().unstack(fill_value=0.0)
     return per_minute.reindex(columns=sorted({minute for minute, _ in chosen}), fill_value=0.0)
 
 
