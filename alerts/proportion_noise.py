@@ -31,8 +31,8 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from spanline.alerts.metrics import Metric, keyed_rows
-from spanline.alerts.spend_noise import MIN_REFERENCE_MINUTES, REFERENCE
+from spanline.alerts.metrics import Metric
+from spanline.alerts.spend_noise import MIN_REFERENCE_MINUTES, REFERENCE, minute_parts
 
 
 def proportion_dispersion(
@@ -47,20 +47,20 @@ def proportion_dispersion(
     frames in [window_start − window − REFERENCE, window_start − window)."""
     reference_end = window_start - window
     chosen = [(minute, frame) for minute, frame in frames if reference_end - REFERENCE <= minute < reference_end]
-    minutes = sorted({minute for minute, _ in chosen})
-    if len(minutes) < MIN_REFERENCE_MINUTES:
+    if len({minute for minute, _ in chosen}) < MIN_REFERENCE_MINUTES:
         return pd.Series(dtype="float64")
-    scopes, successes, trials = _counts_per_minute(chosen, metric, dims, key, minutes)
+    num, den = minute_parts(chosen, metric, dims, key)
+    successes, trials = num.to_numpy(dtype="float64"), den.to_numpy(dtype="float64")
     dispersion = pearson_dispersion(successes, trials)
     length = max(int(window / timedelta(minutes=1)), 1)
-    if length > 1 and len(minutes) >= 3 * length:
+    if length > 1 and trials.shape[1] >= 3 * length:
         stretch_successes, stretch_trials = (
             np.lib.stride_tricks.sliding_window_view(counts, length, axis=1).sum(axis=2)
             for counts in (successes, trials)
         )
         dispersion = np.fmax(dispersion, pearson_dispersion(stretch_successes, stretch_trials, overlap=length))
     known = ((trials > 0).sum(axis=1) >= MIN_REFERENCE_MINUTES) & ~np.isnan(dispersion)
-    return pd.Series(np.maximum(dispersion, 1.0), index=scopes)[known]
+    return pd.Series(np.maximum(dispersion, 1.0), index=num.index)[known]
 
 
 def pearson_dispersion(successes: np.ndarray, trials: np.ndarray, overlap: int = 1) -> np.ndarray:
@@ -80,25 +80,3 @@ def pearson_dispersion(successes: np.ndarray, trials: np.ndarray, overlap: int =
             (columns >= 2) & (rate > 0) & (rate < 1), residuals.sum(axis=1) / columns * fitted, np.nan
         )
     return result
-
-
-def _counts_per_minute(
-    chosen: list[tuple[datetime, pd.DataFrame]],
-    metric: Metric,
-    dims: tuple[str, ...],
-    key: str | None,
-    minutes: list[datetime],
-) -> tuple[pd.Index, np.ndarray, np.ndarray]:
-    """The scopes and, scopes × ``minutes``, the metric's successes (num) and trials (den), 0
-    where none (the parts the baseline store records per minute)."""
-    rows = pd.concat([frame.assign(minute=minute) for minute, frame in chosen], ignore_index=True)
-    if metric.kinds is not None and "kind" in rows:
-        rows = rows[rows["kind"].isin(metric.kinds)]
-    rows = keyed_rows(rows, metric)
-    keys = [rows[d] for d in dims] or [pd.Series("", index=rows.index, name="_all")]
-    parts = metric.parts(rows, key)
-    grouped = parts.groupby([*keys, rows["minute"]], sort=False, dropna=False)[["num", "den"]].sum()
-    successes, trials = (
-        grouped[column].unstack(fill_value=0.0).reindex(columns=minutes, fill_value=0.0) for column in ("num", "den")
-    )
-    return successes.index, successes.to_numpy(dtype="float64"), trials.to_numpy(dtype="float64")

@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 
 from spanline.alerts.baselines import INCIDENT_FACTOR
-from spanline.alerts.metrics import Metric
+from spanline.alerts.metrics import Metric, keyed_rows
 
 #: Minutes before the window whose spend measures D: as many as the evaluator's frame ring holds
 #: beside a 10-minute window and its gap (alerts/evaluator.py DIAGNOSIS_MINUTES), to hold the usual
@@ -103,7 +103,7 @@ def spend_dispersion(
     chosen = [(minute, frame) for minute, frame in frames if reference_end - REFERENCE <= minute < reference_end]
     if len(chosen) < MIN_REFERENCE_MINUTES:
         return pd.DataFrame({column: pd.Series(dtype="float64") for column in ("dispersion", "per_minute", "spread_z")})
-    per_minute = _spend_per_minute(chosen, metric, dims)
+    per_minute = minute_parts(chosen, metric, dims)[0]
     per_window = pd.Series(np.nan, index=per_minute.index) if baseline is None else baseline.reindex(per_minute.index)
     minutes = max(window / timedelta(minutes=1), 1.0)
     usual = usual_minutes(per_minute.to_numpy(dtype="float64"), per_window.to_numpy(dtype="float64") / minutes)
@@ -119,7 +119,7 @@ def spend_dispersion(
     current = [(minute, frame) for minute, frame in frames if window_start <= minute < window_start + window]
     spent = np.zeros((len(usual), length))  # a window minute without rows spent nothing
     if current:
-        in_window = _spend_per_minute(current, metric, dims).reindex(per_minute.index, fill_value=0.0)
+        in_window = minute_parts(current, metric, dims)[0].reindex(per_minute.index, fill_value=0.0)
         spent[:, : in_window.shape[1]] = in_window.to_numpy(dtype="float64")[:, :length]
     result = pd.DataFrame(
         {"dispersion": dispersion, "per_minute": level, "spread_z": rank_sum_z(spent, usual)},
@@ -154,18 +154,23 @@ def rank_sum_z(window: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return result
 
 
-def _spend_per_minute(
-    chosen: list[tuple[datetime, pd.DataFrame]], metric: Metric, dims: tuple[str, ...]
-) -> pd.DataFrame:
-    """Scopes × the ``chosen`` minutes (in time order; a minute handed over in two frames is one
-    column) of the metric's spend; 0 where none."""
-    rows = pd.concat([frame.assign(_minute=minute) for minute, frame in chosen], ignore_index=True)
+def minute_parts(
+    chosen: list[tuple[datetime, pd.DataFrame]], metric: Metric, dims: tuple[str, ...], key: str | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The metric's num and den as scopes × the ``chosen`` minutes (in time order; a minute handed
+    over in two frames is one column), 0 where none: the parts the baseline store records per
+    minute, for the spend and proportion noise references."""
+    rows = pd.concat([frame.assign(minute=minute) for minute, frame in chosen], ignore_index=True)
     if metric.kinds is not None and "kind" in rows:
         rows = rows[rows["kind"].isin(metric.kinds)]
+    rows = keyed_rows(rows, metric)
     keys = [rows[d] for d in dims] or [pd.Series("", index=rows.index, name="_all")]
-    spend = metric.parts(rows)["num"]
-    per_minute = spend.groupby([*keys, rows["_minute"]], sort=False, dropna=False).sum().unstack(fill_value=0.0)
-    return per_minute.reindex(columns=sorted({minute for minute, _ in chosen}), fill_value=0.0)
+    grouped = metric.parts(rows, key).groupby([*keys, rows["minute"]], sort=False, dropna=False)[["num", "den"]].sum()
+    minutes = sorted({minute for minute, _ in chosen})
+    num, den = (
+        grouped[part].unstack(fill_value=0.0).reindex(columns=minutes, fill_value=0.0) for part in ("num", "den")
+    )
+    return num, den
 
 
 def usual_minutes(per_minute: np.ndarray, usual_level: np.ndarray) -> np.ndarray:
