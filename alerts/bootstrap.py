@@ -2,9 +2,9 @@
 
 The rollups carry the stream's columns (spanline/windows/aggregate.py), so the evaluator's own metric code turns
 their rows into baselines: ``spans_hour`` gives the closed hours of the retention (8 days),
-``spans_minute`` the minutes of the current hour (evaluated) and of the two hours before it
-(kept for diagnoses: a page compares its window with the hour before the incident, which a
-fresh worker has not seen). Percentile metrics read their hourly quantile
+``spans_minute`` the minutes of the current hour (evaluated) and of the 140 minutes before it
+(kept for diagnoses and the significance tests' noise references: a page compares its window
+with the hour before the incident, which a fresh worker has not seen). Percentile metrics read their hourly quantile
 from the rollup sketches (quantilesDDMerge; µs columns divided back to ms). Only columns the
 table has are read, so an older schema still bootstraps what it can.
 """

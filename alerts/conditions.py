@@ -135,12 +135,19 @@ def _evaluate(
         sustains = holds.copy()
         if condition.min_z and metric.kind == "total":  # spend: compound counts x heavy-tailed costs
             if holds.any():  # the reference minutes are read only for scopes that could page
+                recent = list(recent)
                 usual = pd.Series(baseline, index=index)
-                reference = spend_dispersion(recent, metric, dims, now - length, length, usual, gap=length)
-                z = spend_z(pd.Series(value, index=index), usual, reference, length)
-                holds &= (z >= condition.min_z).to_numpy()
-                if isinstance(condition, RatioToBaseline) and condition.op in (">", ">="):  # lifts the minutes
-                    holds &= (reference["spread_z"].reindex(index) >= SPREAD_Z).to_numpy()
+                spent = pd.Series(value, index=index)
+                rise = _significant_spend(condition, metric, dims, recent, now, length, spent, usual, length)
+                long = condition.long_window if isinstance(condition, RatioToBaseline) else None
+                if isinstance(condition, RatioToBaseline) and long and not rise[holds].all():  # or lasting
+                    long_spent = current_values(metric, store.window(family, now, long))["value"].reindex(index)
+                    long_usual = usual * (long / length)  # the baseline is spend per hour x the window's hours
+                    long_rise = COMPARE[condition.op](long_spent, long_usual * condition.value).to_numpy()
+                    rise |= long_rise & _significant_spend(
+                        condition, metric, dims, recent, now, long, long_spent, long_usual, length
+                    )
+                holds &= rise
         elif condition.min_z and metric.kind == "percentile":  # a tail quantile: count its exceedances
             if holds.any():  # only scopes that could page are tested (a sketch walk each)
                 sketches = parts["sketch"].to_numpy()[holds]
@@ -186,6 +193,28 @@ def _evaluate(
         },
         index=index,
     )
+
+
+def _significant_spend(
+    condition: RatioToBaseline | PointsChange,
+    metric: Metric,
+    dims: tuple[str, ...],
+    recent: list[tuple[datetime, pd.DataFrame]],
+    now: datetime,
+    window: timedelta,
+    value: pd.Series,
+    baseline: pd.Series,
+    gap: timedelta,
+) -> np.ndarray:
+    """Per scope: the spend ``value`` of the window ending ``now`` is ``min_z`` standard errors
+    above what was expected (:func:`spanline.alerts.spend_noise.spend_z`; the noise reference ends
+    ``gap`` before the window) and, for a rise, lifts the window's minutes as a whole."""
+    reference = spend_dispersion(recent, metric, dims, now - window, window, baseline, gap=gap)
+    result = spend_z(value, baseline, reference, window) >= condition.min_z
+    if isinstance(condition, RatioToBaseline) and condition.op in (">", ">="):  # lifts the minutes
+        result &= reference["spread_z"].reindex(value.index) >= SPREAD_Z
+    significant: np.ndarray = result.to_numpy(dtype=bool, copy=True)
+    return significant
 
 
 def _observed_before(covered: datetime | None, end: datetime, length: timedelta) -> timedelta:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 Frames = list[tuple[datetime, pd.DataFrame]]
 #: A metric's diagnosis: (runbook branch, details) from the periods, the rule, its scope and the evaluator.
 Handler = Callable[["Periods", Rule, dict[str, str], "Evaluator"], tuple[str, dict[str, Any]]]
-#: Longest incident window the diagnosis reads (the frames hold two hours: it and its reference).
+#: Longest incident window the diagnosis reads (the frames hold over two hours: it and its reference).
 CURRENT_MAX = timedelta(minutes=60)
 REFERENCE = (timedelta(minutes=120), timedelta(minutes=60))
 CONTRIBUTOR_DIMS = ("tenant_id", "feature", "model_requested")

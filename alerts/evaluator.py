@@ -26,7 +26,8 @@ from spanline.alerts.conditions import evaluate_clause, family_of
 from spanline.alerts.diagnosis import diagnose
 from spanline.alerts.events import AlertEvent, dedup_key
 from spanline.alerts.metrics import keyed_rows
-from spanline.alerts.rules import SEVERITY_ORDER, BurnRate, Clause, NewKey, Rule
+from spanline.alerts.rules import SEVERITY_ORDER, SPEND_WINDOWS_LIMIT, BurnRate, Clause, NewKey, Rule
+from spanline.alerts.spend_noise import REFERENCE
 from spanline.alerts.state import ActiveAlert, AlertKey, SavedState, Scope, read_state, write_state
 from spanline.contracts import Contract
 
@@ -35,8 +36,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MINUTE = timedelta(minutes=1)
-#: Minute frames kept for diagnoses (the incident window and the hour before it).
-DIAGNOSIS_MINUTES = 120
+#: Minute frames kept for diagnoses (the incident window and the hour before it) and for the
+#: noise references of the significance tests (the spend rules' longest window, a gap of one
+#: window and the reference before it: alerts/spend_noise.py).
+DIAGNOSIS_MINUTES = (SPEND_WINDOWS_LIMIT + REFERENCE) // MINUTE
 #: Sketch columns no diagnosis reads: not kept in the frame ring (they dominate its memory).
 UNDIAGNOSED = ("duration_ms_sketch", "tpot_ms_sketch")
 

@@ -50,6 +50,9 @@ RATE_LIMIT_METRICS = {"tokens_per_minute": "llm_tokens", "requests_per_minute": 
 
 #: A duration written like 30s, 5m, 6h or 7d.
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+#: How far before now a spend clause's ``long_window`` and the gap of one window after its noise
+#: reference may reach: the evaluator's frame ring holds this and the reference (alerts/evaluator.py).
+SPEND_WINDOWS_LIMIT = timedelta(minutes=40)
 
 
 class _Strict(BaseModel):
@@ -81,7 +84,12 @@ class RatioToBaseline(_Strict):
     request counts and heavy-tailed costs (:mod:`spanline.alerts.spend_noise`); for a quantile
     (p95 TTFT), the count of samples above the baseline quantile must be as unlikely as a normal
     variable ``min_z`` standard errors up (an exact sign test,
-    :func:`spanline.alerts.conditions.exceedance_p`)."""
+    :func:`spanline.alerts.conditions.exceedance_p`).
+
+    ``long_window`` (spend only): a rise whose window is not significant may show it over this
+    longer window ending now instead (its ratio, standard errors and spread all judged there): a
+    quiet feature's 3x that lasts 30 minutes is no larger per 10 minutes than a burst of a few
+    costly requests, only longer."""
 
     type: Literal["ratio_to_baseline"]
     baseline: Baseline
@@ -89,6 +97,7 @@ class RatioToBaseline(_Strict):
     value: float = Field(gt=0)
     min_delta: float = Field(0.0, ge=0)
     min_z: float = Field(0.0, ge=0)
+    long_window: Duration | None = None
 
 
 class PointsChange(_Strict):
@@ -254,6 +263,8 @@ class Clause(_Strict):
                 "min_z tests a proportion's change, or a spend's or a quantile's ratio to its baseline;"
                 f" {self.metric!r} with {condition.type} is none of them"
             )
+        if isinstance(condition, RatioToBaseline) and condition.long_window is not None:
+            _check_long_window(condition, condition.long_window, self.window, spend)
         if isinstance(condition, ContractLimit) and CONTRACT_METRICS[condition.field] != self.metric:
             raise ValueError(
                 f"contract field {condition.field} limits {CONTRACT_METRICS[condition.field]}, not {self.metric}"
@@ -275,6 +286,18 @@ class Clause(_Strict):
     @property
     def spec(self) -> Metric:
         return METRICS[self.metric]
+
+
+def _check_long_window(
+    condition: RatioToBaseline, long_window: timedelta, window: Literal["today"] | timedelta, spend: bool
+) -> None:
+    if not (spend and condition.min_z):
+        raise ValueError("long_window widens a spend clause's significance test (cost_usd with min_z)")
+    if window == "today" or long_window <= window or long_window.total_seconds() % 60:
+        raise ValueError("long_window must be whole minutes, longer than the clause's window")
+    if long_window + window > SPEND_WINDOWS_LIMIT:
+        limit = SPEND_WINDOWS_LIMIT // timedelta(minutes=1)
+        raise ValueError(f"long_window plus window may be {limit} minutes at most (the evaluator keeps no more)")
 
 
 class Rule(Clause):

@@ -56,9 +56,9 @@ import pandas as pd
 from spanline.alerts.baselines import INCIDENT_FACTOR
 from spanline.alerts.metrics import Metric, keyed_rows
 
-#: Minutes before the window whose spend measures D: as many as the evaluator's frame ring holds
-#: beside a 10-minute window and its gap (alerts/evaluator.py DIAGNOSIS_MINUTES), to hold the usual
-#: tail and enough window-length stretches.
+#: Minutes before the window whose spend measures D: enough to hold the usual tail and enough
+#: window-length stretches (the evaluator's frame ring holds them beside the rules' windows and
+#: gap: alerts/evaluator.py DIAGNOSIS_MINUTES).
 REFERENCE = timedelta(minutes=100)
 #: Fewer reference minutes than this: D is unknown and no spend change is significant.
 MIN_REFERENCE_MINUTES = 30
@@ -92,7 +92,7 @@ def spend_dispersion(
     enters the window's past as soon as the window fills; with no gap its first minutes became
     its own noise at once (D and the level up), and z fell from 10 to 1 within 15 minutes of a
     routing shift that still ran, leaving a page 5-9 minutes to start (the evaluator's frame
-    ring holds window + gap + REFERENCE = 120 minutes).
+    ring holds the longest window + gap + REFERENCE: 30 + 10 + 100 = 140 minutes).
 
     D is the larger of two measurements: from single minutes (precise when minutes are
     independent) and from every ``window``-long stretch of the reference (rolling sums), which

@@ -157,6 +157,26 @@ def test_invalid_burn_rate_conditions_name_the_rule_and_field(tmp_path: Path, ch
     assert "rule 'error_rate'" in str(error.value) and message in str(error.value)
 
 
+def _with_long_window(index: int, long_window: str) -> dict:
+    condition = yaml.safe_load(RULES_FILE.read_text())["rules"][index]["condition"]
+    return {"condition": {**condition, "long_window": long_window}}
+
+
+@pytest.mark.parametrize(
+    ("index", "long_window", "message"),
+    [
+        (0, "30m", "long_window widens a spend clause's significance test"),  # latency_spike: a quantile
+        (4, "10m", "longer than the clause's window"),  # cost_spike_hourly (window 10m)
+        (4, "90s", "whole minutes"),
+        (4, "35m", "long_window plus window may be 40 minutes at most"),
+    ],
+)
+def test_invalid_long_windows_name_the_rule(tmp_path: Path, index: int, long_window: str, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_rules(_write_rules(tmp_path, _with_long_window(index, long_window), index=index))
+    assert message in str(error.value)
+
+
 def test_duplicate_rule_names_and_bad_yaml_are_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="used twice: error_rate"):
         load_rules(_write_rules(tmp_path, {"name": "error_rate"}, index=2))

@@ -254,12 +254,43 @@ def test_a_rise_is_not_its_own_noise_one_window_on() -> None:
     assert row["ratio"] > 2.2 and row["holds"]
 
 
-def _judged_after(spend: list[float]) -> pd.Series:
-    """The bundled cost_spike_hourly clause (trailing 3 h baseline) on acme/chat right after
-    these minutes of spend, recorded as the evaluator records them."""
+def _bursty_minutes(count: int, seed: int) -> list[float]:
+    """Minutes of a quiet feature's spend (~1 a minute) where one minute in 15 carries a costly
+    request (+8): noise whose 10-minute sums vary as much as a 3-4x rise."""
+    rng = np.random.default_rng(seed)
+    return list(rng.gamma(4.0, 0.25, count) + 8.0 * (rng.random(count) < 1 / 15))
+
+
+@pytest.mark.parametrize(
+    ("shifted", "long_window", "pages"), [(True, True, True), (True, False, False), (False, True, False)]
+)
+def test_a_lasting_rise_too_small_per_window_pages_over_the_long_window(
+    shifted: bool, long_window: bool, pages: bool
+) -> None:
+    """A feature's spend at ~3.3x its usual for 30 minutes, after 3 hours of bursty spend (the
+    bundled cost_spike_hourly clause, trailing baseline): each 10 minutes clears the 2x ratio but
+    is only ~3 standard errors of such bursts (z 3.2; its first 10 minutes are in the 10-minute
+    test's reference by now); over the clause's 30-minute long window the rise is 8.8 and spread,
+    so it pages, and without the long window it does not. The same bursty traffic without the
+    rise pages neither way."""
+    usual = _bursty_minutes(210, seed=7)
+    rise = [value * 5.0 for value in np.random.default_rng(6).gamma(4.0, 0.25, 30)]  # no costly requests
+    spend = usual + (rise if shifted else _bursty_minutes(30, seed=6))
+
+    row = _judged_after(spend, long_window=long_window)
+
+    if shifted:
+        assert row["ratio"] > 3.0
+    assert bool(row["holds"]) is pages
+
+
+def _judged_after(spend: list[float], long_window: bool = True) -> pd.Series:
+    """The bundled cost_spike_hourly clause (trailing 3 h baseline; without its long window if
+    asked) on acme/chat right after these minutes of spend, recorded as the evaluator records them."""
     rule = next(r for r in load_rules() if r.name == "cost_spike_hourly")
     baseline = Baseline(kind="trailing", over=timedelta(hours=3), min_hours=2)
-    rule = rule.model_copy(update={"condition": rule.condition.model_copy(update={"baseline": baseline})})
+    changed = {"baseline": baseline} if long_window else {"baseline": baseline, "long_window": None}
+    rule = rule.model_copy(update={"condition": rule.condition.model_copy(update=changed)})
     dims = tuple(rule.scope)
     frames = _minutes(spend)
     store = BaselineStore()
