@@ -36,7 +36,19 @@ SLOT_DENOMINATOR = "first_attempts_by_slot"
 
 Kind = Literal["ratio", "total", "percentile", "new_keys"]
 Unit = Literal["ratio", "usd", "ms", "s", "calls", "steps", "partitions", "attempts", "tokens", "documents", "chunks"]
-Column = Callable[[pd.DataFrame, str | None], pd.Series]
+Read = Callable[[pd.DataFrame, str | None], pd.Series]
+
+
+@dataclass(frozen=True)
+class Column:
+    """A per-row figure of a metric and the frame columns it reads (``reads``): a noise reference
+    concatenates a hundred minute frames, and copying only these is most of its cost."""
+
+    reads: tuple[str, ...]
+    compute: Read
+
+    def __call__(self, frame: pd.DataFrame, key: str | None) -> pd.Series:
+        return self.compute(frame, key)
 
 
 def col(name: str) -> Column:
@@ -47,7 +59,7 @@ def col(name: str) -> Column:
             return pd.Series(0.0, index=frame.index)
         return frame[name].fillna(0).astype("float64")
 
-    return read
+    return Column((name,), read)
 
 
 def total_of(*names: str) -> Column:
@@ -56,7 +68,7 @@ def total_of(*names: str) -> Column:
     def read(frame: pd.DataFrame, key: str | None) -> pd.Series:
         return sum((col(name)(frame, key) for name in names), pd.Series(0.0, index=frame.index))
 
-    return read
+    return Column(names, read)
 
 
 def difference(name: str, minus: str) -> Column:
@@ -65,7 +77,7 @@ def difference(name: str, minus: str) -> Column:
     def read(frame: pd.DataFrame, key: str | None) -> pd.Series:
         return (col(name)(frame, key) - col(minus)(frame, key)).clip(lower=0.0)
 
-    return read
+    return Column((name, minus), read)
 
 
 def map_entry(name: str) -> Column:
@@ -76,7 +88,7 @@ def map_entry(name: str) -> Column:
             return pd.Series(0.0, index=frame.index)
         return frame[name].map(lambda entries: float((entries or {}).get(key, 0))).astype("float64")
 
-    return read
+    return Column((name,), read)
 
 
 def map_total(name: str) -> Column:
@@ -87,7 +99,7 @@ def map_total(name: str) -> Column:
             return pd.Series(0.0, index=frame.index)
         return frame[name].map(lambda entries: float(sum((entries or {}).values()))).astype("float64")
 
-    return read
+    return Column((name,), read)
 
 
 def slot_counts(frame: pd.DataFrame, name: str) -> np.ndarray:
@@ -100,9 +112,12 @@ def slot_counts(frame: pd.DataFrame, name: str) -> np.ndarray:
     return counts
 
 
-def contained(frame: pd.DataFrame, key: str | None) -> pd.Series:
+def _contained(frame: pd.DataFrame, key: str | None) -> pd.Series:
     """Requests less escalations (never below 0 per row: a row holds one of the two kinds)."""
     return col("requests")(frame, key) - map_total("escalations_by_reason")(frame, key)
+
+
+CONTAINED = Column(("requests", "escalations_by_reason"), _contained)
 
 
 @dataclass(frozen=True)
@@ -133,6 +148,12 @@ class Metric:
         if self.quantile is None:
             raise ValueError(f"metric {self.name!r} has no quantile (it is a {self.kind} metric)")
         return self.quantile
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """The frame columns its parts read besides the grain dimensions."""
+        numerator = self.numerator.reads if self.numerator is not None else ()
+        return tuple(dict.fromkeys((*numerator, *self.denominator.reads, *self.key_maps)))
 
     def parts(self, rows: pd.DataFrame, key: str | None = None) -> pd.DataFrame:
         """Per-row summable parts ``num``/``den`` of ``rows`` (already limited to ``kinds``; index kept)."""
@@ -235,7 +256,7 @@ METRICS: dict[str, Metric] = {
             "ratio",
             "requests completed without a human escalation (escalation spans) / requests",
             ("request", "escalation"),
-            contained,
+            CONTAINED,
             denominator=col("requests"),
         ),
         Metric(

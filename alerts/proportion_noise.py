@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 
 from spanline.alerts.metrics import Metric
-from spanline.alerts.spend_noise import MIN_REFERENCE_MINUTES, REFERENCE, minute_parts
+from spanline.alerts.minute_parts import minute_parts
+from spanline.alerts.spend_noise import MIN_REFERENCE_MINUTES, REFERENCE
 
 
 def proportion_dispersion(

@@ -54,7 +54,8 @@ import numpy as np
 import pandas as pd
 
 from spanline.alerts.baselines import INCIDENT_FACTOR
-from spanline.alerts.metrics import Metric, keyed_rows
+from spanline.alerts.metrics import Metric
+from spanline.alerts.minute_parts import minute_parts
 
 #: Minutes before the window whose spend measures D: enough to hold the usual tail and enough
 #: window-length stretches (the evaluator's frame ring holds them beside the rules' windows and
@@ -152,25 +153,6 @@ def rank_sum_z(window: np.ndarray, reference: np.ndarray) -> np.ndarray:
         z = (rank_sum - n1 * (n1 + 1) / 2.0 - n1 * n2 / 2.0) / np.sqrt(variance)
     result: np.ndarray = np.where((n2 >= 2) & (variance > 0), z, np.nan)
     return result
-
-
-def minute_parts(
-    chosen: list[tuple[datetime, pd.DataFrame]], metric: Metric, dims: tuple[str, ...], key: str | None = None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The metric's num and den as scopes × the ``chosen`` minutes (in time order; a minute handed
-    over in two frames is one column), 0 where none: the parts the baseline store records per
-    minute, for the spend and proportion noise references."""
-    rows = pd.concat([frame.assign(minute=minute) for minute, frame in chosen], ignore_index=True)
-    if metric.kinds is not None and "kind" in rows:
-        rows = rows[rows["kind"].isin(metric.kinds)]
-    rows = keyed_rows(rows, metric)
-    keys = [rows[d] for d in dims] or [pd.Series("", index=rows.index, name="_all")]
-    grouped = metric.parts(rows, key).groupby([*keys, rows["minute"]], sort=False, dropna=False)[["num", "den"]].sum()
-    minutes = sorted({minute for minute, _ in chosen})
-    num, den = (
-        grouped[part].unstack(fill_value=0.0).reindex(columns=minutes, fill_value=0.0) for part in ("num", "den")
-    )
-    return num, den
 
 
 def usual_minutes(per_minute: np.ndarray, usual_level: np.ndarray) -> np.ndarray:
