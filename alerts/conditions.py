@@ -31,7 +31,7 @@ from spanline.alerts.rules import (
     RatioToBaseline,
     Threshold,
 )
-from spanline.alerts.spend_noise import SPREAD_Z, spend_dispersion, spend_z
+from spanline.alerts.spend_noise import SPREAD_Z, equal_lift, spend_dispersion, spend_z
 from spanline.contracts import Contract, contract_limit, rate_limit, stage_budget
 from spanline.windows.aggregate import SLOT_SECONDS
 
@@ -138,14 +138,15 @@ def _evaluate(
                 recent = list(recent)
                 usual = pd.Series(baseline, index=index)
                 spent = pd.Series(value, index=index)
-                rise = _significant_spend(condition, metric, dims, recent, now, length, spent, usual, length)
+                rise = _significant_spend(condition, metric, dims, recent, now, length, spent, usual, length, SPREAD_Z)
                 long = condition.long_window if isinstance(condition, RatioToBaseline) else None
                 if isinstance(condition, RatioToBaseline) and long and not rise[holds].all():  # or lasting
                     long_spent = current_values(metric, store.window(family, now, long))["value"].reindex(index)
                     long_usual = usual * (long / length)  # the baseline is spend per hour x the window's hours
                     long_rise = COMPARE[condition.op](long_spent, long_usual * condition.value).to_numpy()
+                    spread = equal_lift(SPREAD_Z, length, long)
                     rise |= long_rise & _significant_spend(
-                        condition, metric, dims, recent, now, long, long_spent, long_usual, length
+                        condition, metric, dims, recent, now, long, long_spent, long_usual, length, spread
                     )
                 holds &= rise
         elif condition.min_z and metric.kind == "percentile":  # a tail quantile: count its exceedances
@@ -205,14 +206,16 @@ def _significant_spend(
     value: pd.Series,
     baseline: pd.Series,
     gap: timedelta,
+    spread: float,
 ) -> np.ndarray:
     """Per scope: the spend ``value`` of the window ending ``now`` is ``min_z`` standard errors
     above what was expected (:func:`spanline.alerts.spend_noise.spend_z`; the noise reference ends
-    ``gap`` before the window) and, for a rise, lifts the window's minutes as a whole."""
+    ``gap`` before the window) and, for a rise, lifts the window's minutes as a whole (their rank
+    sum ``spread`` standard errors above chance)."""
     reference = spend_dispersion(recent, metric, dims, now - window, window, baseline, gap=gap)
     result = spend_z(value, baseline, reference, window) >= condition.min_z
     if isinstance(condition, RatioToBaseline) and condition.op in (">", ">="):  # lifts the minutes
-        result &= reference["spread_z"].reindex(value.index) >= SPREAD_Z
+        result &= reference["spread_z"].reindex(value.index) >= spread
     significant: np.ndarray = result.to_numpy(dtype=bool, copy=True)
     return significant
 

@@ -23,7 +23,7 @@ from spanline.alerts.evaluator import Evaluator
 from spanline.alerts.events import AlertEvent
 from spanline.alerts.metrics import METRICS
 from spanline.alerts.rules import Baseline, load_rules
-from spanline.alerts.spend_noise import MIN_REFERENCE_MINUTES, rank_sum_z, spend_dispersion, spend_z
+from spanline.alerts.spend_noise import MIN_REFERENCE_MINUTES, equal_lift, rank_sum_z, spend_dispersion, spend_z
 from spanline.contracts import load_contracts
 from spanline.simulator.workload import WorkloadConfig, generate_traces
 from spanline.simulator.workload_incident import Effects, Incident, Target
@@ -322,6 +322,18 @@ def test_the_rank_sum_z_is_mann_whitneys() -> None:
     assert float(above[0]) == pytest.approx(500 / np.sqrt(10 * 100 * 111 / 12))
     same = rank_sum_z(np.ones((1, 10)), np.ones((1, 100)))
     assert np.isnan(same[0])
+
+
+def test_a_longer_window_asks_the_same_lift_of_its_minutes() -> None:
+    """Ten window minutes at ranks 55, 60, ..., 100 among 100 reference minutes, and thirty at the
+    same places (three per gap): the same chance of a window minute outranking a reference
+    minute, so their rank-sum z differ exactly by the factor the long window's threshold takes."""
+    reference = np.arange(100, dtype="float64")[None, :]
+    ten = np.arange(55, 101, 5, dtype="float64") - 0.5
+    thirty = np.concatenate([ten, ten + 0.1, ten + 0.2])
+    z10, z30 = (float(rank_sum_z(window[None, :], reference)[0]) for window in (ten, thirty))
+    assert z30 / z10 == pytest.approx(equal_lift(1.0, timedelta(minutes=10), timedelta(minutes=30)))
+    assert equal_lift(3.0, timedelta(minutes=10), timedelta(minutes=30)) == pytest.approx(4.78, abs=0.01)
 
 
 def test_without_enough_reference_minutes_nothing_is_significant_or_spread() -> None:
