@@ -52,9 +52,11 @@ def minute_parts(
 
 
 def _groupings(frame: pd.DataFrame) -> dict[PartsKey, pd.DataFrame | None]:
+    """The frame's remembered groupings, a new empty record for a frame not seen before."""
     entry = _REMEMBERED.get(id(frame))
-    if entry is None or entry[0]() is not frame:  # an id reused after its frame was freed
-        return {}
+    if entry is None or entry[0]() is not frame:  # not seen, or an id reused after its frame was freed
+        entry = (weakref.ref(frame, _forget(id(frame))), {})
+        _REMEMBERED[id(frame)] = entry
     return entry[1]
 
 
@@ -72,11 +74,7 @@ def _remember(
     positions = grouped.index.get_level_values(-1)
     for n, frame in enumerate(frames):
         share = grouped[positions == n]
-        entry = _REMEMBERED.get(id(frame))
-        if entry is None or entry[0]() is not frame:
-            entry = (weakref.ref(frame, _forget(id(frame))), {})
-            _REMEMBERED[id(frame)] = entry
-        entry[1][parts_key] = share.droplevel(-1) if len(share) else None
+        _groupings(frame)[parts_key] = share.droplevel(-1) if len(share) else None
 
 
 def _forget(frame_id: int) -> Callable[[weakref.ref[pd.DataFrame]], None]:
